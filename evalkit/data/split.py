@@ -1,0 +1,81 @@
+"""Seeded, label-stratified splits and train-only standardisation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evalkit.data.core import Dataset, Splits, content_digest
+from evalkit.errors import InputError
+
+
+def stratified_split(Y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(keep, held_out)`` of a seeded iterative-stratified split of multi-hot ``Y`` (N, C).
+
+    Uses iterative stratification (Sechidis et al., ECML 2011; Szymański & Kajdanowicz 2017) from
+    the ``iterative-stratification`` package, which keeps rare labels represented in both parts.
+
+    Raises:
+        InputError: ``test_size`` outside (0, 1) or too few samples for both parts.
+    """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    if not 0.0 < test_size < 1.0:
+        raise InputError(f"split size must be in (0, 1), got {test_size}")
+    n = Y.shape[0]
+    if n < 2 or round(n * test_size) < 1 or round(n * (1 - test_size)) < 1:
+        raise InputError(f"cannot split {n} samples with size {test_size}")
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+    keep, held = next(splitter.split(np.zeros((n, 1)), Y))
+    return np.sort(keep), np.sort(held)
+
+
+def make_splits(
+    train: Dataset,
+    test: Dataset | None = None,
+    *,
+    val_size: float = 0.2,
+    test_size: float = 0.3,
+    seed: int = 0,
+) -> Splits:
+    """Build train / val / test splits.
+
+    ``test`` given: it is the test split. Otherwise a seeded stratified split of ``train`` (``test_size``).
+    The validation split (``val_size`` of train) is always carved out of train only, so tuning on it
+    never sees test data.
+
+    Raises:
+        InputError: label names of train and test differ, or a split would be empty.
+    """
+    if test is not None and list(test.label_names) != list(train.label_names):
+        raise InputError(
+            f"{test.source or test.name}: test labels {test.label_names[:5]}... differ from train labels"
+        )
+    full_digest = train.meta.get("full_digest")
+    if test is None:
+        keep, held = stratified_split(train.Y, test_size, seed)
+        full_digest = full_digest or train.digest
+        train, test = train.subset(keep), train.subset(held)
+    else:
+        full_digest = full_digest or content_digest(train.X, train.Y, test.X, test.Y, train.label_names)
+    keep, held = stratified_split(train.Y, val_size, seed)
+    return Splits(
+        train=train.subset(keep),
+        val=train.subset(held),
+        test=test,
+        digest=full_digest,
+        name=train.name,
+    )
+
+
+def standardize(splits: Splits) -> Splits:
+    """Z-score features with mean / std from the train split only (constant features: std 1)."""
+    X = splits.train.X.reshape(splits.train.n_samples, -1)
+    mean = X.mean(axis=0, dtype=np.float64)
+    std = X.std(axis=0, dtype=np.float64)
+    std[std == 0] = 1.0
+
+    def apply(ds: Dataset) -> Dataset:
+        Z = (ds.X.reshape(ds.n_samples, -1) - mean) / std
+        return ds.with_features(Z.astype(np.float32).reshape(ds.X.shape))
+
+    return Splits(apply(splits.train), apply(splits.val), apply(splits.test), splits.digest, splits.name)
