@@ -1,0 +1,245 @@
+"""Everything MLflow: store resolution, batched logging, run lifecycle, model logging, compare.
+
+This is the only module that imports mlflow (lazily, inside functions: ``import mlflow`` costs ~3 s).
+
+Store: ``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > ``sqlite:///<cwd>/mlruns/mlflow.db``, with
+artifacts under ``<cwd>/mlruns/`` (MLflow 3.x refuses a plain ``./mlruns`` file store unless
+``MLFLOW_ALLOW_FILE_STORE=true``; SQLite is the supported local default).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from evalkit.errors import InfraError, InputError
+
+DEFAULT_STORE_DIR = "mlruns"
+DEFAULT_DB = "mlflow.db"
+KNOWN_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
+# metrics where lower is better (compare highlights the minimum)
+LOWER_IS_BETTER = ("hamming_loss", "coverage_error", "label_ranking_loss", "loss")
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM (exit code 143)."""
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The tracking URI: ``uri`` > ``$MLFLOW_TRACKING_URI`` > the default local SQLite store.
+
+    The default store directory ``./mlruns`` is created on first use.
+
+    Raises:
+        InputError: a malformed URI (unknown scheme, missing host or path).
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    if uri is None:
+        store = Path.cwd() / DEFAULT_STORE_DIR
+        store.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{store / DEFAULT_DB}"
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in KNOWN_SCHEMES:
+        raise InputError(
+            f"--tracking-uri: {redact_uri(uri)!r} is not a tracking URI; expected e.g. "
+            "sqlite:///mlruns/mlflow.db or http://127.0.0.1:5000"
+        )
+    if scheme in ("http", "https") and not parts.hostname:
+        raise InputError(f"--tracking-uri: {redact_uri(uri)!r} has no host")
+    if scheme == "sqlite":
+        path = uri.split(":///", 1)[1] if ":///" in uri else ""
+        if not path:
+            raise InputError(f"--tracking-uri: {uri!r} names no database file (expected sqlite:///path/to/mlflow.db)")
+        if path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if scheme == "file":
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return uri
+
+
+def redact_uri(uri: str) -> str:
+    """``https://user:pass@host/x`` -> ``https://***@host/x``: credentials never reach logs or params."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        netloc = "***@" + parts.netloc.rsplit("@", 1)[1]
+        return parts._replace(netloc=netloc).geturl()
+    return uri
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of the default local store live beside it, under ``mlruns/``."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.split(":///", 1)[1])
+        return db.resolve().parent.as_uri()
+    return None
+
+
+def _mlflow(tracking_uri: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow
+
+
+def get_or_create_experiment(tracking_uri: str, name: str) -> str:
+    """Experiment id for ``name``, created (artifacts under the store's folder) when missing."""
+    mlflow = _mlflow(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri)
+    try:
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri))
+        except MlflowException:  # created concurrently by another job
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+    except MlflowException as e:
+        raise InfraError(f"tracking store {redact_uri(tracking_uri)}: {str(e).splitlines()[0]}") from e
+
+
+class RunLogger:
+    """One MLflow run as a context manager. Ends FINISHED, FAILED (exception) or KILLED
+    (Ctrl-C / SIGTERM), never RUNNING. All metric and param logging is batched."""
+
+    def __init__(self, tracking_uri: str, experiment: str, *, run_name: str | None = None,
+                 tags: dict[str, str] | None = None, nested: bool = False):
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.run_name = run_name
+        self.tags = dict(tags or {})
+        self.nested = nested
+        self.run_id: str | None = None
+        self._old_handler = None
+
+    # -- lifecycle
+    def __enter__(self) -> "RunLogger":
+        mlflow = _mlflow(self.tracking_uri)
+        exp_id = get_or_create_experiment(self.tracking_uri, self.experiment)
+        from evalkit import __version__
+
+        tags = {"evalkit.version": __version__, **self.tags}
+        run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name, tags=tags, nested=self.nested)
+        self.run_id = run.info.run_id
+        self._install_sigterm()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import mlflow
+
+        self._restore_sigterm()
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+        try:
+            mlflow.end_run(status=status)
+        except Exception:  # never mask the original error
+            if exc_type is None:
+                raise
+
+    def _install_sigterm(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):
+            raise Terminated("terminated by SIGTERM")
+
+        self._old_handler = signal.signal(signal.SIGTERM, handler)
+
+    def _restore_sigterm(self) -> None:
+        if self._old_handler is not None:
+            signal.signal(signal.SIGTERM, self._old_handler)
+            self._old_handler = None
+
+    # -- logging (batched)
+    def log_params(self, params: dict[str, Any]) -> None:
+        import mlflow
+
+        clean = {k: ("" if v is None else str(v))[:6000] for k, v in params.items()}
+        items = list(clean.items())
+        for i in range(0, len(items), 100):
+            mlflow.log_params(dict(items[i : i + 100]))
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        items = list(metrics.items())
+        for i in range(0, len(items), 1000):
+            mlflow.log_metrics(dict(items[i : i + 1000]), step=step)
+
+    def log_history(self, history: list[dict]) -> None:
+        """Per-epoch ``train/loss``, ``val/loss`` (and ``val/monitor``) with step = epoch, in one batch."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        names = {"train_loss": "train/loss", "val_loss": "val/loss", "val_metric": "val/monitor"}
+        rows = [Metric(names[k], float(v), now, int(r["epoch"])) for r in history for k, v in r.items() if k in names]
+        client = _mlflow(self.tracking_uri).MlflowClient(self.tracking_uri)
+        for i in range(0, len(rows), 1000):
+            client.log_batch(self.run_id, metrics=rows[i : i + 1000])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        import mlflow
+
+        mlflow.set_tags(tags)
+
+    def log_dict(self, data: dict, artifact_file: str) -> None:
+        import mlflow
+
+        mlflow.log_dict(data, artifact_file)
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path)
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        import mlflow
+
+        mlflow.log_figure(figure, artifact_file)
+
+    def log_model(self, model, input_example, *, name: str = "model", registered_model_name: str | None = None):
+        """Log a torch model as a pt2 (``torch.export``) MLflow model; returns the model URI."""
+        import mlflow.pytorch
+        import torch
+
+        info = mlflow.pytorch.log_model(
+            model.cpu().eval(),
+            name=name,
+            input_example=input_example,
+            serialization_format="pt2",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            registered_model_name=registered_model_name,
+        )
+        return info.model_uri
+
+
+def search_runs(tracking_uri: str, experiment: str, *, filter_string: str = ""):
+    """Runs of ``experiment`` as a pandas DataFrame (newest first); empty when none.
+
+    Raises:
+        InputError: the experiment does not exist.
+    """
+    mlflow = _mlflow(tracking_uri)
+    exp = mlflow.MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    if exp is None:
+        raise InputError(f"--experiment: no experiment named {experiment!r} in {redact_uri(tracking_uri)}")
+    return mlflow.search_runs(
+        experiment_ids=[exp.experiment_id],
+        filter_string=filter_string,
+        order_by=["attributes.start_time DESC"],
+    )
