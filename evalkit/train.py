@@ -115,7 +115,7 @@ def train_model(
             loss = loss_fn(model(Xt[idx]), Yt[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * idx.numel()
+            total += loss.item() * idx.numel()
             seen += idx.numel()
         train_loss = total / max(seen, 1)
         if not math.isfinite(train_loss):

@@ -1,0 +1,50 @@
+"""Shared fixtures: one migrated MLflow SQLite store per session, copied per test (migrations cost ~7 s)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MULAN = SHARED / "datasets" / "mulan"
+
+
+@pytest.fixture(scope="session")
+def _migrated_store(tmp_path_factory) -> Path:
+    import mlflow
+
+    db = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()  # runs the schema migrations once
+    return db
+
+
+@pytest.fixture
+def store(tmp_path, _migrated_store, monkeypatch) -> str:
+    """A fresh, already-migrated SQLite tracking store in ``tmp_path/mlruns``; cwd is ``tmp_path``.
+
+    Returns the tracking URI (also the default store for commands run in cwd).
+    """
+    d = tmp_path / "mlruns"
+    d.mkdir()
+    shutil.copy(_migrated_store, d / "mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return f"sqlite:///{d / 'mlflow.db'}"
+
+
+@pytest.fixture
+def cli():
+    """Invoke the evalkit CLI in-process; returns (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from evalkit.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+        return result
+
+    return invoke
