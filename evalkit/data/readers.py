@@ -146,8 +146,8 @@ def read(
     }
     for option, value in given.items():
         if value is not None and option not in _OPTIONS[kind]:
-            applies = ", ".join(k for k, opts in _OPTIONS.items() if option in opts and k != "tsv")
-            raise InputError(f"{p}: option {option} does not apply to {ext} files (only to: {applies})")
+            applies = ", ".join(e for e, k in _KIND.items() if option in _OPTIONS[k])
+            raise InputError(f"{p}: option {option} does not apply to {ext} files (only to {applies})")
 
     if kind == "arff":
         from evalkit.data.arff_reader import read_arff

@@ -1,0 +1,117 @@
+"""Multi-label NumPy archives (``.npz``, as written by ``numpy.savez`` / ``savez_compressed``).
+
+Arrays:
+
+* ``X``: features ``(N, F)``, or channel-first image tensors ``(N, 3, H, W)`` (1 or 4 channels are
+  accepted too); any integer, boolean or floating dtype; stored as float32 (images are not rescaled).
+* ``Y``: targets ``(N, C)``, values 0/1 (any integer / boolean / floating dtype).
+* ``labels`` (optional): ``(C,)`` string array of label names; default ``label_0 .. label_{C-1}``.
+* ``feature_names`` (optional, 2-D ``X`` only): ``(F,)`` string array; default ``f0 .. f{F-1}``.
+
+Loaded with ``allow_pickle=False``: object arrays (e.g. lists of Python strings saved without a string
+dtype) are refused -- save names with ``np.array(names, dtype=str)``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.data.core import Dataset
+from evalkit.errors import InputError
+
+
+def read_npz(path: Path) -> Dataset:
+    """Read a ``.npz`` archive with arrays ``X``, ``Y`` and optional ``labels``, ``feature_names``.
+
+    Returns:
+        Dataset with ``X`` float32 ``(N, F)`` or ``(N, C_img, H, W)``, ``Y`` uint8 ``(N, C)``,
+        ``feature_names`` (empty for images), ``label_names``, ``meta = {"format": ".npz"}``.
+
+    Raises:
+        InputError: not a readable archive; object (pickled) arrays; ``X`` or ``Y`` missing or of the
+            wrong shape / dtype; ``Y`` not 0/1; non-finite ``X``; names of the wrong length or dtype.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InputError(
+                f"{path}: contains object arrays, which are not loaded (allow_pickle=False); "
+                "expected numeric X / Y and string-dtype labels / feature_names"
+            ) from None
+        raise InputError(f"{path}: not a readable .npz archive: {exc}") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npz archive: {exc}") from None
+
+    for key in ("X", "Y"):
+        if key not in arrays:
+            raise InputError(
+                f"{path}: array {key!r} missing; expected arrays X (N, F), Y (N, C) "
+                f"[labels (C,), feature_names (F,)], found: {', '.join(sorted(arrays)) or 'none'}"
+            )
+    X, Y = arrays["X"], arrays["Y"]
+    if X.dtype.kind not in "biuf":
+        raise InputError(f"{path}: X has dtype {X.dtype}; expected numbers")
+    if X.ndim == 4:
+        if X.shape[1] not in (1, 3, 4) and X.shape[3] in (1, 3, 4):
+            raise InputError(
+                f"{path}: X has shape {X.shape}, which looks channel-last; expected images as (N, 3, H, W)"
+            )
+    elif X.ndim != 2:
+        raise InputError(f"{path}: X has shape {X.shape}; expected (N, F) features or (N, 3, H, W) images")
+    if Y.ndim != 2:
+        raise InputError(f"{path}: Y has shape {Y.shape}; expected (N, C) multi-hot targets")
+    if Y.dtype.kind not in "biuf":
+        raise InputError(f"{path}: Y has dtype {Y.dtype}; expected 0/1 numbers")
+    if X.shape[0] != Y.shape[0]:
+        raise InputError(f"{path}: X has {X.shape[0]} rows but Y has {Y.shape[0]}; expected the same N")
+    bad = (Y != 0) & (Y != 1)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise InputError(f"{path}: Y must hold 0 or 1, found {Y[i, j].item()!r} at row {i}, column {j}")
+    if X.dtype.kind == "f":
+        finite = np.isfinite(X)
+        if not finite.all():
+            raise InputError(f"{path}: X has {int((~finite).sum())} NaN or infinite values; expected finite numbers")
+    Xf = X.astype(np.float32)
+    if not np.isfinite(Xf).all():
+        raise InputError(f"{path}: X has values too large for float32")
+
+    C = Y.shape[1]
+    label_names = _names(path, arrays, "labels", C) or [f"label_{k}" for k in range(C)]
+    if X.ndim == 2:
+        feature_names = _names(path, arrays, "feature_names", X.shape[1]) or [f"f{k}" for k in range(X.shape[1])]
+    else:
+        if "feature_names" in arrays:
+            raise InputError(f"{path}: feature_names given for image tensors X {X.shape}; expected none")
+        feature_names = []
+    from evalkit.data.readers import dataset_name
+
+    return Dataset(
+        name=dataset_name(path),
+        X=Xf,
+        Y=Y.astype(np.uint8),
+        feature_names=feature_names,
+        label_names=label_names,
+        source=str(path),
+        meta={"format": ".npz"},
+    )
+
+
+def _names(path: Path, arrays: dict, key: str, n: int) -> list[str] | None:
+    if key not in arrays:
+        return None
+    a = arrays[key]
+    if a.dtype.kind not in "US" or a.ndim != 1:
+        raise InputError(f"{path}: {key} has dtype {a.dtype} and shape {a.shape}; expected a ({n},) string array")
+    if a.shape[0] != n:
+        raise InputError(f"{path}: {key} has {a.shape[0]} names; expected {n}")
+    names = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in a.tolist()]
+    if len(set(names)) != len(names):
+        raise InputError(f"{path}: {key} contains duplicate names; expected {n} distinct names")
+    return names
