@@ -244,3 +244,51 @@ class _Null:
 
     def __exit__(self, *a):
         return False
+
+
+def evaluate_predictions(
+    path: str,
+    *,
+    threshold: str = "0.5",
+    beta: float = 2.0,
+    threshold_free: str = "exact",
+    batch_size: int = 65536,
+    zero_division: float = 0.0,
+) -> Report:
+    """Evaluate a predictions file (``.npz``, ``.parquet`` or ``.csv``; see :mod:`evalkit.metrics.io`)
+    in batches, so a file larger than memory still evaluates (use ``threshold_free="streaming"``
+    to keep threshold-free metrics in O(C x bins) memory).
+
+    Raises:
+        InputError: missing file, malformed content, thresholds that do not fit the labels.
+    """
+    from evalkit.metrics import MultilabelEngine
+    from evalkit.metrics.io import iter_prediction_batches
+    from evalkit.thresholds import parse_given
+
+    engine = None
+    import hashlib
+
+    h = hashlib.sha256()
+    n = 0
+    for targets, scores, kind, labels in iter_prediction_batches(path, batch_size):
+        if engine is None:
+            label_names = [str(x) for x in labels]
+            strategy, thr = parse_given(threshold, label_names)
+            engine = MultilabelEngine(len(label_names), scores=kind, threshold=thr, beta=beta,
+                                      zero_division=zero_division, threshold_free=threshold_free,
+                                      label_names=label_names)
+            scores_kind = kind
+        t = np.ascontiguousarray(targets)
+        h.update(memoryview(np.ascontiguousarray(t, dtype=np.uint8)).cast("B"))
+        import torch
+
+        engine.update(torch.as_tensor(np.asarray(scores)), torch.as_tensor(t))
+        n += t.shape[0]
+    if engine is None or n == 0:
+        raise InputError(f"{path}: no samples")
+    metrics = engine.compute()
+    from pathlib import Path
+
+    dataset = {"name": Path(path).stem, "n_samples": n, "n_labels": len(label_names), "digest": h.hexdigest()[:16]}
+    return build_report(metrics, dataset=dataset, scores=scores_kind, strategy=strategy, thresholds=thr, beta=beta)

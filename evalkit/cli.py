@@ -186,6 +186,39 @@ def compare(
             render_table(df, _console(), metrics, title=f"Experiment '{experiment}': {len(df)} runs")
 
 
+class ThresholdFree(str, Enum):
+    exact = "exact"
+    streaming = "streaming"
+    none = "none"
+
+
+@app.command()
+def evaluate(
+    predictions: Annotated[Optional[str], typer.Option(help="Predictions file: .npz (targets + logits or probabilities), .parquet or .csv.")] = None,
+    threshold: Annotated[str, typer.Option(help="A cut in (0, 1), a comma list (one per label), or a JSON/CSV file of per-label cuts.")] = "0.5",
+    beta: Annotated[float, typer.Option(help="Beta of the reported F-beta.")] = 2.0,
+    threshold_free: Annotated[ThresholdFree, typer.Option(help="exact (matches scikit-learn), streaming (O(C x bins) memory) or none.")] = ThresholdFree.exact,
+    batch_size: Annotated[int, typer.Option(help="Rows read per batch.")] = 65536,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
+    per_class: Annotated[bool, typer.Option("--per-class/--no-per-class", help="Print the per-class table.")] = True,
+) -> None:
+    """Evaluate existing predictions (or a model) with the same report as `evalkit run`."""
+    with user_errors():
+        from evalkit.api import evaluate_predictions
+        from evalkit.report import render
+
+        if predictions is None:
+            raise EvalkitError("evaluate: give --predictions FILE")
+        report = evaluate_predictions(predictions, threshold=threshold, beta=beta,
+                                      threshold_free=threshold_free.value, batch_size=batch_size)
+        if output:
+            report.write_json(output)
+        console = _console()
+        render(report, console, per_class=per_class, title="Predictions")
+        if output:
+            console.print(f"Report written to {output}")
+
+
 def main() -> None:
     """Console-script entry point (handles ``--debug`` anywhere on the line)."""
     global DEBUG

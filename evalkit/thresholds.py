@@ -117,3 +117,64 @@ def fit_thresholds(
                 out[c] = _best_cut(val_probabilities[:, c], val_targets[:, c], beta)
         return out
     raise InputError(f"--threshold: unknown strategy {strategy.name!r}")
+
+
+def parse_given(text: str, label_names: list[str]) -> tuple[str, np.ndarray]:
+    """Thresholds given to ``evaluate --threshold``: a number, a comma list (one per label), or a file.
+
+    A file may be JSON (a list, a ``{label: threshold}`` object, or an evalkit report whose
+    ``threshold.values`` are reused) or CSV with columns ``label,threshold``.
+
+    Returns:
+        ``(strategy label, thresholds (C,) float64)``.
+    Raises:
+        InputError: wrong count, unknown labels, values outside (0, 1), unreadable file.
+    """
+    import json
+    from pathlib import Path
+
+    C = len(label_names)
+    t = text.strip()
+    if t.startswith("fixed:") or _is_float(t):
+        s = parse_strategy(t)
+        return s.label, np.full(C, s.value)
+    if "," in t and all(_is_float(x) for x in t.split(",")):
+        values = np.array([float(x) for x in t.split(",")])
+        source = "per-class (given)"
+    elif Path(t).exists():
+        path = Path(t)
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(path.read_text())
+                if isinstance(data, dict) and "threshold" in data:
+                    data = data["threshold"]["values"]
+                if isinstance(data, dict):
+                    unknown = sorted(set(data) - set(label_names))
+                    if unknown:
+                        raise InputError(f"{t}: unknown labels {unknown[:5]}; expected labels of the data")
+                    missing = [n for n in label_names if n not in data]
+                    if missing:
+                        raise InputError(f"{t}: no threshold for labels {missing[:5]}")
+                    data = [data[n] for n in label_names]
+                values = np.asarray(data, dtype=np.float64)
+            else:
+                import pandas as pd
+
+                df = pd.read_csv(path)
+                if not {"label", "threshold"} <= set(df.columns):
+                    raise InputError(f"{t}: expected CSV columns label,threshold")
+                m = dict(zip(df["label"].astype(str), df["threshold"].astype(float)))
+                missing = [n for n in label_names if n not in m]
+                if missing:
+                    raise InputError(f"{t}: no threshold for labels {missing[:5]}")
+                values = np.array([m[n] for n in label_names])
+        except (ValueError, TypeError, json.JSONDecodeError) as e:
+            raise InputError(f"{t}: cannot read thresholds ({e})") from None
+        source = f"file:{path.name}"
+    else:
+        raise InputError(f"--threshold: expected a number in (0, 1), a comma list of {C} numbers, or a file; got {text!r}")
+    if values.shape != (C,):
+        raise InputError(f"--threshold: expected {C} thresholds (one per label), got {values.size}")
+    if not ((values > 0) & (values < 1)).all():
+        raise InputError("--threshold: every threshold must lie in (0, 1)")
+    return source, values
