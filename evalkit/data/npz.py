@@ -36,6 +36,13 @@ def read_npz(path: Path) -> Dataset:
     """
     path = Path(path)
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # numpy would fall back to pickle for anything else
+        raise InputError(f"{path}: not a readable .npz archive (expected a zip file written by numpy.savez)")
+    try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ValueError as exc:
