@@ -13,8 +13,12 @@ def load_dataset(spec: str, test_spec: str | None = None, **reader_options) -> t
 
     Returns ``(train, test)``; ``test`` is None when neither a test file nor a standard split exists.
 
+    ``reader_options`` go to :func:`evalkit.data.readers.read` for every file read (``label_file``,
+    ``meka_labels`` for ARFF; ``label_columns``, ``label_prefix``, ``label_list_column``, ``label_sep``
+    for CSV / Parquet); accepted formats are :data:`evalkit.data.readers.FORMATS`.
+
     Raises:
-        InputError: unknown built-in name, missing file, unsupported format.
+        InputError: unknown built-in name, missing file, unsupported format, bad file content.
     """
     from evalkit.data.builtin import BUILTINS, load_builtin
 
@@ -34,8 +38,6 @@ def read_file(path: str, **reader_options) -> Dataset:
         from evalkit.data.builtin import BUILTINS
 
         raise InputError(f"{path}: no such file (and not a built-in dataset: {', '.join(BUILTINS)})")
-    try:
-        from evalkit.data import readers
-    except ImportError:  # readers land with the file-format work
-        raise InputError(f"{path}: reading dataset files is not supported yet") from None
+    from evalkit.data import readers
+
     return readers.read(p, **reader_options)
