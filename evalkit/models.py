@@ -13,7 +13,11 @@ from evalkit.errors import InputError
 ARCHITECTURES: dict[str, str] = {
     "linear": "one linear layer: logits = X W + b",
     "mlp": "multi-layer perceptron: [Linear -> BatchNorm? -> activation -> Dropout] x len(hidden) -> Linear",
+    "cnn": "small CNN for images (N, 3, H, W): [Conv3x3 -> BatchNorm -> activation -> MaxPool2] x 2 "
+    "(16, 32 channels) -> global average pool -> Dropout -> Linear",
 }
+
+CNN_CHANNELS = (16, 32)
 
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu")
 
@@ -27,19 +31,22 @@ def build_model(
     dropout: float = 0.0,
     activation: str = "relu",
     batch_norm: bool = False,
+    input_shape: Sequence[int] | None = None,
 ):
     """Build an untrained model returning logits.
 
     Args:
-        arch: ``"linear"`` or ``"mlp"``.
-        n_features: F, input width. n_labels: C, output width.
+        arch: ``"linear"``, ``"mlp"`` or ``"cnn"``.
+        n_features: F, input width (images: ``3 * H * W``). n_labels: C, output width.
         hidden: hidden layer sizes of the MLP (ignored for ``linear``).
         dropout: dropout probability in [0, 1) after each hidden activation.
         activation: one of ``relu``, ``gelu``, ``tanh``, ``silu``.
         batch_norm: add BatchNorm1d after each hidden Linear.
+        input_shape: shape of one sample, ``(F,)`` or ``(3, H, W)`` for images; ``cnn`` needs
+            ``(channels, H, W)``, ``linear`` / ``mlp`` need flat features.
 
     Returns:
-        ``torch.nn.Module`` mapping float32 ``(N, F)`` to logits ``(N, C)``.
+        ``torch.nn.Module`` mapping float32 ``(N, F)`` (``cnn``: ``(N, 3, H, W)``) to logits ``(N, C)``.
 
     Raises:
         InputError: unknown architecture or activation, bad sizes or dropout.
@@ -50,6 +57,19 @@ def build_model(
         raise InputError(f"--model: unknown architecture {arch!r}; expected one of: {', '.join(ARCHITECTURES)}")
     if n_labels < 1 or n_features < 1:
         raise InputError(f"--model: need at least one feature and one label (got F={n_features}, C={n_labels})")
+    shape = tuple(int(d) for d in input_shape) if input_shape is not None else (n_features,)
+    if arch == "cnn":
+        if len(shape) != 3:
+            raise InputError(f"--model cnn: expects images (N, 3, H, W) (e.g. from an .npz file), "
+                             f"but the features have shape (N, {', '.join(map(str, shape))})")
+        if activation not in ACTIVATIONS:
+            raise InputError(f"--activation: unknown activation {activation!r}; expected one of: {', '.join(ACTIVATIONS)}")
+        if not 0.0 <= dropout < 1.0:
+            raise InputError(f"--dropout: expected a probability in [0, 1), got {dropout}")
+        return _cnn(shape[0], n_labels, dropout=dropout, activation=activation)
+    if len(shape) != 1:
+        raise InputError(f"--model {arch}: expects flat features (N, F), but the features are images "
+                         f"(N, {', '.join(map(str, shape))}); use --model cnn")
     if arch == "linear":
         return nn.Linear(n_features, n_labels)
     if activation not in ACTIVATIONS:
@@ -69,6 +89,22 @@ def build_model(
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = int(h)
+    layers.append(nn.Linear(width, n_labels))
+    return nn.Sequential(*layers)
+
+
+def _cnn(in_channels: int, n_labels: int, *, dropout: float, activation: str):
+    import torch.nn as nn
+
+    act = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}[activation]
+    layers: list = []
+    width = in_channels
+    for ch in CNN_CHANNELS:
+        layers += [nn.Conv2d(width, ch, kernel_size=3, padding=1), nn.BatchNorm2d(ch), act(), nn.MaxPool2d(2, ceil_mode=True)]
+        width = ch
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(width, n_labels))
     return nn.Sequential(*layers)
 
