@@ -125,6 +125,14 @@ def test_gzip_arff(tmp_path):
     same(read(tmp_path / "tiny.arff.gz"), read(DATA / "tiny.arff"))
 
 
+def test_crlf_bom_and_tabs(tmp_path):
+    text = (DATA / "tiny.arff").read_text()
+    text = text.replace("@attribute lab2 numeric", "@ATTRIBUTE\tlab2\tNUMERIC").replace("@relation tiny", "@relation\ttiny")
+    (tmp_path / "tiny.arff").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    shutil.copy(DATA / "tiny.xml", tmp_path / "tiny.xml")
+    same(read(tmp_path / "tiny.arff"), read(DATA / "tiny.arff"))
+
+
 def test_numeric_labels_and_binary_nominal_features(tmp_path):
     header = "@relation t\n@attribute f {1,0}\n@attribute g {a,b}\n@attribute y1 numeric\n@attribute y2 INTEGER\n@data\n"
     path = write_arff(tmp_path, "1,b,1,0\n0,a,0,1.0\n", header=header)
@@ -171,7 +179,7 @@ def test_arff_label_not_binary(tmp_path):
 
 def test_arff_missing_values(tmp_path):
     path = write_arff(tmp_path, "1,2,0,1\n1,?,0,1\n")
-    assert error(path).startswith(f"{path}: attribute 'b' has missing values '?' (1 rows, first at data row 2)")
+    assert error(path).startswith(f"{path}: attribute 'b' has missing values '?' or NaN (1 rows, first at data row 2)")
     path = write_arff(tmp_path, "1,2,?,1\n")
     assert "label attribute 'y1' has a missing value '?' (data row 1)" in error(path)
 

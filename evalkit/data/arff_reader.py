@@ -47,6 +47,7 @@ MULAN_NAMESPACE = "http://mulan.sourceforge.net/labels"
 
 _MEKA_C = re.compile(r"(?:^|[\s:'\"])-C\s*(-?\d+)")
 _SPLIT_SUFFIX = re.compile(r"[-_.](train|test|trn|tst)$", re.IGNORECASE)
+_KEYWORD_WS = re.compile(r"^(@\w+)\s+")
 _MAX_MSG = 200
 
 
@@ -158,7 +159,7 @@ def parse_arff(path: Path) -> tuple[str, list[tuple[str, object]], np.ndarray, b
     except UnicodeDecodeError:
         text = raw.decode("latin-1")  # Weka writes the platform encoding; latin-1 never fails
     lines = text.splitlines()
-    sparse = _all_rows_sparse(lines)
+    sparse = _prepare(lines)
 
     decoder = arff.ArffDecoder()
     try:
@@ -331,7 +332,7 @@ def _features(path: Path, E: np.ndarray, attributes: list, feature_idx: list[int
         rows, cols = np.nonzero(missing)
         name = attributes[feature_idx[int(cols[0])]][0]
         raise InputError(
-            f"{path}: attribute {name!r} has missing values '?' ({int(missing[:, cols[0]].sum())} rows, "
+            f"{path}: attribute {name!r} has missing values '?' or NaN ({int(missing[:, cols[0]].sum())} rows, "
             f"first at data row {int(rows[0]) + 1}); missing feature values are not supported"
         )
     columns: list[np.ndarray] = []
@@ -368,15 +369,22 @@ def _features(path: Path, E: np.ndarray, attributes: list, feature_idx: list[int
     return X, names
 
 
-def _all_rows_sparse(lines: list[str]) -> bool:
-    """True when the data section is non-empty and every data row is in sparse ``{...}`` form."""
+def _prepare(lines: list[str]) -> bool:
+    """Normalise header keywords for liac-arff and tell whether the data section is sparse.
+
+    liac-arff splits ``@attribute`` / ``@relation`` lines at the first *space*, so a tab after the
+    keyword (legal ARFF) is replaced by a space in place. Returns True when the data section is
+    non-empty and every data row is in sparse ``{...}`` form.
+    """
     in_data = False
     seen = False
-    for line in lines:
+    for i, line in enumerate(lines):
         s = line.strip()
         if not in_data:
             if s[:5].upper() == "@DATA":
                 in_data = True
+            elif s.startswith("@"):
+                lines[i] = _KEYWORD_WS.sub(r"\1 ", s, count=1)
             continue
         if not s or s[0] == "%":
             continue
