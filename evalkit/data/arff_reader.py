@@ -74,40 +74,40 @@ def read_arff(path: Path, *, label_file: str | Path | None = None, meka_labels: 
     path = Path(path)
     if label_file is not None and meka_labels is not None:
         raise InputError(f"{path}: pass either label_file (MULAN) or meka_labels (MEKA), not both")
+    meka_n = _as_int(meka_labels, "meka_labels") if meka_labels is not None else None
+    xml = None
+    if meka_n is None:
+        xml = Path(label_file) if label_file is not None else find_label_file(path)
+        if xml is not None and not xml.is_file():
+            raise InputError(f"{xml}: MULAN label file not found")
+
     relation, attributes, E, sparse = parse_arff(path)
     names = [a[0] for a in attributes]
     n_attr = len(names)
     notes: list[str] = []
+    relation_n = meka_label_count(relation)
 
-    if meka_labels is not None:
-        label_idx = _meka_indices(path, _as_int(meka_labels, "meka_labels"), n_attr, "meka_labels")
-        convention, xml = "meka", None
-    else:
-        xml = Path(label_file) if label_file is not None else find_label_file(path)
-        if xml is not None:
-            if not xml.is_file():
-                raise InputError(f"{xml}: MULAN label file not found")
-            label_idx = _mulan_indices(path, xml, names)
-            convention = "mulan"
-            m = _MEKA_C.search(relation)
-            if m:
-                n = int(m.group(1))
-                meka_idx = _meka_indices(path, n, n_attr, "@relation") if 0 < abs(n) < n_attr else None
-                if meka_idx != label_idx:
-                    notes.append(
-                        f"ignored MEKA '-C {n}' in @relation: it disagrees with the MULAN label file {xml.name}"
-                    )
-        else:
-            m = _MEKA_C.search(relation)
-            if not m:
-                tried = ", ".join(c.name for c in label_file_candidates(path))
-                raise InputError(
-                    f"{path}: cannot tell which attributes are labels: no MULAN label file ({tried}) next "
-                    f"to it and no MEKA '-C <n>' in @relation {_short(relation, 80)!r}; "
-                    "pass label_file (MULAN XML) or meka_labels (number of labels)"
+    if meka_n is not None:
+        label_idx = _meka_indices(path, meka_n, n_attr, "meka_labels")
+        convention = "meka"
+    elif xml is not None:
+        label_idx = _mulan_indices(path, xml, names)
+        convention = "mulan"
+        if relation_n is not None:
+            if not 0 < abs(relation_n) < n_attr or _meka_indices(path, relation_n, n_attr, "") != label_idx:
+                notes.append(
+                    f"ignored MEKA '-C {relation_n}' in @relation: it disagrees with the MULAN label file {xml.name}"
                 )
-            label_idx = _meka_indices(path, int(m.group(1)), n_attr, "@relation")
-            convention = "meka"
+    elif relation_n is not None:
+        label_idx = _meka_indices(path, relation_n, n_attr, "@relation")
+        convention = "meka"
+    else:
+        tried = ", ".join(c.name for c in label_file_candidates(path))
+        raise InputError(
+            f"{path}: cannot tell which attributes are labels: no MULAN label file ({tried}) next "
+            f"to it and no MEKA '-C <n>' in @relation {_short(relation, 80)!r}; "
+            "pass label_file (MULAN XML) or meka_labels (number of labels)"
+        )
 
     label_set = set(label_idx)
     feature_idx = [j for j in range(n_attr) if j not in label_set]
