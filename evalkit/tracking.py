@@ -225,7 +225,26 @@ class RunLogger:
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             registered_model_name=registered_model_name,
         )
+        self.registered_version = getattr(info, "registered_model_version", None)
         return info.model_uri
+
+    def set_model_alias(self, name: str, alias: str, version: str | int | None = None) -> str:
+        """Point ``models:/<name>@<alias>`` at ``version`` (default: the version just registered)."""
+        version = version if version is not None else getattr(self, "registered_version", None)
+        if version is None:
+            raise InputError(f"--alias {alias}: nothing registered in this run; pass --register NAME too")
+        client = _mlflow(self.tracking_uri).MlflowClient(self.tracking_uri)
+        client.set_registered_model_alias(name, alias, str(version))
+        return f"models:/{name}@{alias}"
+
+    def log_dataset(self, X, Y, *, name: str, digest: str, context: str, source: str | None = None) -> None:
+        """Record a dataset split as a run input (``mlflow.log_input``) under evalkit's full-content
+        ``digest`` (MLflow's own digest only samples the first rows)."""
+        import mlflow
+        import mlflow.data
+
+        ds = mlflow.data.from_numpy(X, targets=Y, name=name, digest=digest, source=source)
+        mlflow.log_input(ds, context=context)
 
 
 def search_runs(tracking_uri: str, experiment: str, *, filter_string: str = ""):
@@ -243,3 +262,92 @@ def search_runs(tracking_uri: str, experiment: str, *, filter_string: str = ""):
         filter_string=filter_string,
         order_by=["attributes.start_time DESC"],
     )
+
+
+# -- models logged to MLflow: loading, the run that logged them, its artifacts ----------------------
+
+
+def _model_store_error(uri: str, tracking_uri: str, e: Exception) -> Exception:
+    from mlflow.exceptions import MlflowException
+
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    code = getattr(e, "error_code", "") if isinstance(e, MlflowException) else ""
+    if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in msg.lower() or "does not exist" in msg.lower():
+        return InputError(f"--model {uri}: not found in {redact_uri(tracking_uri)} ({msg[:200]})")
+    return InfraError(f"--model {uri}: cannot load the model from {redact_uri(tracking_uri)}: {msg[:200]}")
+
+
+def model_source_run(tracking_uri: str, uri: str) -> str | None:
+    """The id of the run that logged the model ``uri`` (``runs:/<id>/<name>``, ``models:/<name>/<version>``,
+    ``models:/<name>@<alias>``, ``models:/<model id>``), or None when it cannot be told.
+
+    Raises:
+        InputError: the registered model, version or alias does not exist. InfraError: store unreachable.
+    """
+    mlflow = _mlflow(tracking_uri)
+    if uri.startswith("runs:/"):
+        return uri[len("runs:/"):].strip("/").split("/", 1)[0] or None
+    if not uri.startswith("models:/"):
+        return None
+    ref = uri[len("models:/"):].strip("/")
+    client = mlflow.MlflowClient(tracking_uri)
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        elif "/" in ref:
+            name, version = ref.rsplit("/", 1)
+            mv = client.get_model_version(name, version)
+        else:  # a logged model id (MLflow 3: models:/m-...)
+            return client.get_logged_model(ref).source_run_id
+        if mv.run_id:
+            return mv.run_id
+        model_id = getattr(mv, "model_id", None)
+        return client.get_logged_model(model_id).source_run_id if model_id else None
+    except Exception as e:  # MlflowException, connection errors
+        raise _model_store_error(uri, tracking_uri, e) from None
+
+
+def load_logged_model(tracking_uri: str, uri: str):
+    """Load an MLflow-logged PyTorch model (pt2 models are checked to be pickle-free by MLflow first).
+
+    Raises:
+        InputError: no such model. InfraError: the store is unreachable or the model cannot be loaded.
+    """
+    mlflow = _mlflow(tracking_uri)
+    import mlflow.pytorch
+
+    try:
+        return mlflow.pytorch.load_model(uri)
+    except Exception as e:
+        raise _model_store_error(uri, tracking_uri, e) from None
+
+
+def load_run_json(tracking_uri: str, run_id: str, artifact_file: str) -> dict | None:
+    """A JSON artifact of a run (e.g. ``preprocess.json``, ``report.json``), or None when absent."""
+    mlflow = _mlflow(tracking_uri)
+    import mlflow.artifacts
+
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
+    except Exception:
+        return None
+
+
+def verify_pt2_file(path: str | os.PathLike) -> None:
+    """Refuse a ``torch.export`` (.pt2) archive that carries pickle payloads (``torch.export.load``
+    unpickles them), using MLflow's verifier.
+
+    Raises:
+        InputError: the archive holds records that are not plain tensors / JSON / text.
+    """
+    try:
+        from mlflow.pytorch import _validate_pt2_archive_is_pickle_free as validate
+    except ImportError:  # verifier moved: fail closed
+        raise InputError(f"{path}: cannot verify that this .pt2 archive is free of pickled code; "
+                         "pass --trust-pickle if you trust its source") from None
+    try:
+        validate(str(path))
+    except Exception as e:
+        raise InputError(f"{path}: refused: the .pt2 archive holds pickled objects that could run code when "
+                         f"loaded ({str(e).split(chr(10))[0][:120]}); pass --trust-pickle if you trust its source") from None
