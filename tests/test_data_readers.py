@@ -287,7 +287,7 @@ def test_csv_targets_not_binary(tmp_path):
     path.write_text("x1,y\n1,yes\n")
     assert error(path, label_columns="y") == f"{path}: label column 'y' must hold 0 or 1, found 'yes' (data row 1)"
     path.write_text("x1,y\n1,\n")
-    assert "label column 'y' must hold 0 or 1, found nan (data row 1)" in error(path, label_columns="y")
+    assert "label column 'y' must hold 0 or 1, found a missing value (data row 1)" in error(path, label_columns="y")
 
 
 def test_csv_nan_and_non_numeric_features(tmp_path):

@@ -5,7 +5,7 @@ Which columns are labels (exactly one of):
 * ``label_columns``: names, a list or a comma-separated string (``"a,b,c"``); values 0/1 (or booleans).
 * ``label_prefix``: every column whose name starts with the prefix (``"label_"``); values 0/1.
 * ``label_list_column``: one column whose cell holds the row's label names separated by ``label_sep``
-  (``"cat;dog"``; empty / missing = no labels). Becomes multi-hot ``Y`` whose columns are the label
+  (``"cat;dog"``; empty / missing = no labels; a Parquet ``list<string>`` column is used as is). Becomes multi-hot ``Y`` whose columns are the label
   names in sorted order. Note the label set is whatever this file contains: a separate test file
   lacking a label gets different label names (``make_splits`` then refuses the pair).
 
@@ -167,9 +167,8 @@ def _binary(path: Path, s, column: str) -> np.ndarray:
     bad = (arr != 0) & (arr != 1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise InputError(
-            f"{path}: label column {column!r} must hold 0 or 1, found {_value(s.iloc[i])!r} (data row {i + 1})"
-        )
+        found = "a missing value" if pd.isna(s.iloc[i]) else repr(_value(s.iloc[i]))
+        raise InputError(f"{path}: label column {column!r} must hold 0 or 1, found {found} (data row {i + 1})")
     return arr.astype(np.uint8)
 
 
