@@ -1,0 +1,380 @@
+"""Loading trained models for evaluation, their preprocessing record, and batched inference.
+
+Model specs accepted by ``evalkit evaluate --model SPEC``:
+
+* MLflow URIs: ``runs:/<run id>/<name>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``
+  (loaded by :mod:`evalkit.tracking`; pt2 models are checked to hold no pickled code), or a local
+  MLflow model directory (one holding an ``MLmodel`` file);
+* a TorchScript file (``torch.jit.save``);
+* a ``torch.export`` archive (``.pt2``, ``torch.export.save``), refused when it carries pickled
+  objects unless ``trust_pickle``;
+* a ``state_dict`` file (``torch.save(model.state_dict())``) plus the architecture (``arch`` /
+  ``hidden``, or the ``model`` section of the preprocessing record), read with
+  ``torch.load(..., weights_only=True)``;
+* a pickled full model (``torch.save(model)``): only with ``trust_pickle=True``, because unpickling
+  runs arbitrary code. Without it the file is refused with a one-line explanation.
+
+The preprocessing record (``preprocess.json``) is what evaluation needs to feed a model exactly as in
+training. ``evalkit run`` logs it as a run artifact next to the model::
+
+    {"format": "evalkit.preprocess/1",
+     "dataset": {"spec", "test_dataset", "reader_options", "name", "digest", "test_size", "val_size", "seed"},
+     "input_shape": [F] | [3, H, W], "label_names": [...],
+     "standardize": bool, "mean": [F floats], "std": [F floats],   # train-split statistics
+     "scores": "logits", "threshold": {"strategy": str, "values": [C floats]},
+     "model": {"arch", "hidden", "dropout", "activation", "batch_norm"}}
+
+For a model file the record comes from ``--preprocess FILE`` or a sidecar next to the model
+(``<model file>.preprocess.json``, ``<stem>.preprocess.json`` or ``preprocess.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit.errors import InfraError, InputError
+
+PREPROCESS_FORMAT = "evalkit.preprocess/1"
+PREPROCESS_FILE = "preprocess.json"
+MLFLOW_SCHEMES = ("runs:/", "models:/")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference and what is known about it."""
+
+    module: Any
+    kind: str  # mlflow | torchscript | pt2 | state_dict | pickle
+    spec: str
+    source_run: str | None = None
+    preprocess: dict | None = None
+    preprocess_source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# -- preprocessing record ---------------------------------------------------------------------------
+
+
+def fit_standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (float64, flattened features) of the train split, exactly as
+    :func:`evalkit.data.standardize` computes them (constant features: std 1)."""
+    Xf = X.reshape(X.shape[0], -1)
+    mean = Xf.mean(axis=0, dtype=np.float64)
+    std = Xf.std(axis=0, dtype=np.float64)
+    std[std == 0] = 1.0
+    return mean, std
+
+
+def apply_preprocess(X: np.ndarray, record: dict | None, where: str = "preprocess") -> np.ndarray:
+    """Standardise ``X`` with the record's train statistics, exactly as in training.
+
+    Raises:
+        InputError: the features do not have the shape the model was trained on.
+    """
+    if not record:
+        return X
+    shape = record.get("input_shape")
+    if shape is not None and tuple(X.shape[1:]) != tuple(shape):
+        raise InputError(f"{where}: the model was trained on features of shape (N, {', '.join(map(str, shape))}), "
+                         f"the evaluation data has (N, {', '.join(map(str, X.shape[1:]))})")
+    if not record.get("standardize"):
+        return X
+    mean = np.asarray(record["mean"], dtype=np.float64)
+    std = np.asarray(record["std"], dtype=np.float64)
+    Xf = X.reshape(X.shape[0], -1)
+    if mean.shape != (Xf.shape[1],) or std.shape != (Xf.shape[1],):
+        raise InputError(f"{where}: standardisation statistics for {mean.size} features, the data has {Xf.shape[1]}")
+    Z = (Xf - mean) / std
+    return Z.astype(np.float32).reshape(X.shape)
+
+
+def preprocess_record(*, dataset: dict, input_shape, label_names, standardize: bool, mean=None, std=None,
+                      threshold: dict, model: dict) -> dict:
+    """The ``preprocess.json`` record (see the module docs)."""
+    return {
+        "format": PREPROCESS_FORMAT,
+        "dataset": dataset,
+        "input_shape": [int(d) for d in input_shape],
+        "label_names": [str(n) for n in label_names],
+        "standardize": bool(standardize),
+        "mean": [float(v) for v in mean] if standardize else None,
+        "std": [float(v) for v in std] if standardize else None,
+        "scores": "logits",
+        "threshold": {"strategy": threshold["strategy"], "values": [float(v) for v in threshold["values"]]},
+        "model": model,
+    }
+
+
+def read_preprocess(path: str | Path) -> dict:
+    """Read a ``preprocess.json`` record (or an evalkit report carrying only thresholds).
+
+    Raises:
+        InputError: missing / unreadable file or not an evalkit preprocessing record.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"--preprocess {p}: no such file; expected the preprocess.json logged by `evalkit run`")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"--preprocess {p}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or data.get("format") != PREPROCESS_FORMAT:
+        raise InputError(f"--preprocess {p}: not an evalkit preprocessing record "
+                         f"(expected \"format\": \"{PREPROCESS_FORMAT}\")")
+    if data.get("standardize") and not (isinstance(data.get("mean"), list) and isinstance(data.get("std"), list)):
+        raise InputError(f"--preprocess {p}: standardize is true but mean / std are missing")
+    return data
+
+
+def sidecar_candidates(model_path: Path) -> list[Path]:
+    """Where a preprocessing record for a model file may sit: ``model.pt.preprocess.json``,
+    ``model.preprocess.json``, ``preprocess.json`` (same folder)."""
+    return [model_path.with_name(model_path.name + ".preprocess.json"),
+            model_path.with_name(model_path.stem + ".preprocess.json"),
+            model_path.with_name(PREPROCESS_FILE)]
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+
+def is_mlflow_uri(spec: str) -> bool:
+    return spec.startswith(MLFLOW_SCHEMES)
+
+
+def load_model(spec: str, *, tracking_uri: str | None = None, arch: str | None = None, hidden=None,
+               n_features: int | None = None, input_shape=None, n_labels: int | None = None,
+               trust_pickle: bool = False, preprocess: str | None = None) -> LoadedModel:
+    """Load the model named by ``spec`` (see the module docs) with its preprocessing record.
+
+    Args:
+        spec: MLflow URI, MLflow model directory, or model file.
+        tracking_uri: store for MLflow URIs (resolved by the caller).
+        arch / hidden: architecture of a ``state_dict`` file (default: the record's ``model`` section).
+        n_features / input_shape / n_labels: the data the model will see (to build a ``state_dict`` model).
+        trust_pickle: allow unpickling a full model (runs code from the file: trusted files only).
+        preprocess: a ``preprocess.json`` file (default: from the run / a sidecar).
+
+    Raises:
+        InputError: missing file, unknown format, a pickled model without ``trust_pickle``, a
+            ``state_dict`` without an architecture or not fitting it, no such MLflow model.
+        InfraError: the tracking store is unreachable or the logged model cannot be loaded.
+    """
+    record, record_source = (read_preprocess(preprocess), str(preprocess)) if preprocess else (None, None)
+    if is_mlflow_uri(spec) or (Path(spec).is_dir() and (Path(spec) / "MLmodel").is_file()):
+        from evalkit import tracking
+
+        uri = tracking.resolve_tracking_uri(tracking_uri)
+        run_id = tracking.model_source_run(uri, spec) if is_mlflow_uri(spec) else None
+        module = tracking.load_logged_model(uri, spec)
+        if record is None and run_id:
+            record = tracking.load_run_json(uri, run_id, PREPROCESS_FILE)
+            record_source = f"run {run_id}/{PREPROCESS_FILE}" if record else None
+        return LoadedModel(module, "mlflow", spec, run_id, record, record_source)
+
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"--model {spec}: no such file; expected an MLflow URI (runs:/<id>/<name>, "
+                         "models:/<name>/<version>, models:/<name>@<alias>), a TorchScript, .pt2 or state_dict file")
+    if path.is_dir():
+        raise InputError(f"--model {spec}: a folder without an MLmodel file; expected a model file or MLflow model")
+    if record is None:
+        for cand in sidecar_candidates(path):
+            if cand.is_file():
+                record, record_source = read_preprocess(cand), str(cand)
+                break
+    kind = _file_kind(path)
+    notes: list[str] = []
+    if kind == "torchscript":
+        module = _guard(spec, lambda: _torch().jit.load(str(path), map_location="cpu"))
+    elif kind == "pt2":
+        if not trust_pickle:
+            from evalkit.tracking import verify_pt2_file
+
+            verify_pt2_file(path)
+        module = _guard(spec, lambda: _torch().export.load(str(path)).module())
+    else:
+        module, kind = _load_checkpoint(path, spec, arch=arch, hidden=hidden, record=record, n_features=n_features,
+                                        input_shape=input_shape, n_labels=n_labels, trust_pickle=trust_pickle)
+    return LoadedModel(module, kind, spec, None, record, record_source, notes)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+EvalkitErrorTypes = (InputError, InfraError)
+
+
+def _guard(spec: str, fn):
+    try:
+        return fn()
+    except EvalkitErrorTypes:
+        raise
+    except Exception as e:
+        raise InputError(f"--model {spec}: cannot load ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return (s[0] if s else type(e).__name__)[:200]
+
+
+def _file_kind(path: Path) -> str:
+    """``torchscript``, ``pt2`` or ``checkpoint`` (torch.save: state_dict or pickled model)."""
+    if not zipfile.is_zipfile(path):
+        return "checkpoint"  # legacy torch.save format (or not a model at all: torch.load says so)
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return "checkpoint"
+    if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
+        return "pt2"
+    if any(n.endswith("/constants.pkl") for n in names) or any("/code/" in n for n in names):
+        return "torchscript"
+    return "checkpoint"
+
+
+def _load_checkpoint(path: Path, spec: str, *, arch, hidden, record, n_features, input_shape, n_labels,
+                     trust_pickle: bool):
+    import pickle
+
+    torch = _torch()
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not trust_pickle:
+            raise InputError(
+                f"--model {spec}: refused: this is a pickled full model, and unpickling it could run arbitrary "
+                "code; pass --trust-pickle only if you trust its source (safer: save a state_dict, TorchScript "
+                "or torch.export .pt2 file)") from None
+        obj = _guard(spec, lambda: torch.load(str(path), map_location="cpu", weights_only=False))
+        if not isinstance(obj, torch.nn.Module):
+            raise InputError(f"--model {spec}: the pickled object is a {type(obj).__name__}, not a torch.nn.Module")
+        return obj, "pickle"
+    except Exception as e:
+        raise InputError(f"--model {spec}: not a model file ({_first_line(e)}); expected TorchScript, "
+                         "torch.export .pt2, or a torch.save state_dict") from None
+    if isinstance(obj, torch.nn.Module):  # e.g. a module whose classes are all allow-listed
+        return obj, "pickle"
+    state = obj
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                state = obj[key]
+                break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"--model {spec}: holds a {type(obj).__name__}, not a state_dict of tensors; expected "
+                         "torch.save(model.state_dict()), TorchScript or a .pt2 archive")
+    return _from_state_dict(state, spec, arch=arch, hidden=hidden, record=record, n_features=n_features,
+                            input_shape=input_shape, n_labels=n_labels), "state_dict"
+
+
+def _from_state_dict(state: dict, spec: str, *, arch, hidden, record, n_features, input_shape, n_labels):
+    from evalkit.models import ARCHITECTURES, build_model
+
+    saved = (record or {}).get("model") or {}
+    arch = arch or saved.get("arch")
+    if not arch:
+        raise InputError(f"--model {spec}: a state_dict holds weights only; pass --arch "
+                         f"({'|'.join(ARCHITECTURES)}) and --hidden as in training")
+    hidden = list(hidden) if hidden else list(saved.get("hidden") or [256])
+    weights = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
+    out_width = int(weights[-1].shape[0]) if weights else n_labels
+    if out_width != n_labels and n_labels is not None:
+        raise InputError(f"--model {spec}: the model outputs {out_width} scores per sample but the dataset has "
+                         f"{n_labels} labels; expected them to match")
+    model = build_model(arch, n_features, out_width, hidden=hidden, dropout=float(saved.get("dropout", 0.0)),
+                        activation=saved.get("activation", "relu"), batch_norm=bool(saved.get("batch_norm", False)),
+                        input_shape=input_shape)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:240]
+        raise InputError(f"--model {spec}: the state_dict does not fit --arch {arch}"
+                         f"{' --hidden ' + ','.join(map(str, hidden)) if arch == 'mlp' else ''} ({detail})") from None
+    return model.eval()
+
+
+# -- inference --------------------------------------------------------------------------------------
+
+
+def predict(module, X: np.ndarray, *, device: str = "cpu", amp: str | None = None, batch_size: int = 4096,
+            notes: list[str] | None = None) -> np.ndarray:
+    """Model outputs ``(N, C)`` float32, batched under ``torch.inference_mode()`` on ``device``.
+
+    ``amp`` (``bf16`` / ``fp16``) autocasts on CUDA; on CPU it is ignored (a note is appended), so CPU
+    numbers stay exact float32.
+
+    Raises:
+        InputError: the model rejects the input or returns something other than ``(N, C)``.
+    """
+    import contextlib
+
+    torch = _torch()
+    notes = notes if notes is not None else []
+    try:
+        module.eval()
+    except (NotImplementedError, RuntimeError, AttributeError):  # exported programs are already in eval mode
+        pass
+    try:
+        module = module.to(device)
+    except Exception as e:  # exported programs cannot always move
+        if device != "cpu":
+            notes.append(f"model stays on cpu ({_first_line(e)})")
+            device = "cpu"
+    ctx = contextlib.nullcontext()
+    if amp:
+        if amp not in ("bf16", "fp16"):
+            raise InputError(f"--amp: expected bf16 or fp16, got {amp!r}")
+        if device.startswith("cuda"):
+            ctx = torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+        else:
+            notes.append(f"--amp {amp} ignored on CPU (evaluation runs in float32)")
+    outs = []
+    with torch.inference_mode(), ctx:
+        for i in range(0, X.shape[0], batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(X[i : i + batch_size])).to(device)
+            try:
+                out = module(xb)
+            except Exception as e:
+                raise InputError(f"--model: the model rejects input of shape {tuple(xb.shape)} "
+                                 f"({type(e).__name__}: {_first_line(e)})") from None
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            if isinstance(out, dict):
+                out = out.get("logits", next(iter(out.values())))
+            outs.append(out.detach().float().cpu())
+    Z = torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)
+    if Z.ndim != 2:
+        raise InputError(f"--model: expected outputs of shape (N, C), got {Z.shape}")
+    return Z
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, computed as in training (``torch.sigmoid`` on float32)."""
+    torch = _torch()
+    return torch.sigmoid(torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))).numpy()
+
+
+def double_sigmoid_warning(outputs: np.ndarray, scores: str) -> str | None:
+    """A warning when outputs treated as logits all lie in [0, 1] (they look like probabilities)."""
+    if scores == "logits" and outputs.size and float(outputs.min()) >= 0.0 and float(outputs.max()) <= 1.0:
+        return ("the model's outputs all lie in [0, 1], so they look like probabilities, but they are evaluated as "
+                "logits: a sigmoid would be applied twice (the classic sigmoid-then-BCEWithLogitsLoss bug). "
+                "If the model ends with a sigmoid, pass --scores probabilities")
+    return None
+
+
+def check_probabilities(outputs: np.ndarray) -> None:
+    if outputs.size and (float(outputs.min()) < 0.0 or float(outputs.max()) > 1.0 or not np.isfinite(outputs).all()):
+        raise InputError(f"--scores probabilities: the model's outputs range over [{float(outputs.min()):.4g}, "
+                         f"{float(outputs.max()):.4g}], expected values in [0, 1]; drop --scores to treat them as logits")
