@@ -2,16 +2,42 @@ import numpy as np
 import pytest
 
 from evalkit.errors import InputError
-from evalkit.thresholds import fbeta_curve, fit_thresholds, parse_strategy
+from evalkit.thresholds import (
+    check_strategy,
+    decision_thresholds,
+    fbeta_curve,
+    fit_thresholds,
+    objective_curve,
+    parse_objective,
+    parse_strategy,
+)
 
 
-def test_parse_fixed_and_errors():
+def test_parse_strategies_and_errors():
     assert parse_strategy("fixed:0.3").value == 0.3
+    assert parse_strategy("0.3").label == "fixed:0.3"
     assert parse_strategy("per-class").name == "per-class"
+    assert parse_strategy("global").label == "global"
+    assert parse_strategy("pcut").label == "pcut"
+    assert parse_strategy("top-k:2").label == "top-k:2"
+    assert parse_strategy("top-k:2").per_sample
     with pytest.raises(InputError, match=r"--threshold: a fixed threshold must lie in \(0, 1\), got 1.5"):
         parse_strategy("fixed:1.5")
     with pytest.raises(InputError, match="--threshold: unknown strategy 'magic'"):
         parse_strategy("magic")
+    for bad in ("top-k", "top-k:0", "top-k:x", "top-k:1.5"):
+        with pytest.raises(InputError, match="--threshold: expected top-k:K"):
+            parse_strategy(bad)
+    assert parse_objective("micro_fbeta") == "micro-fbeta"
+    with pytest.raises(InputError, match="--objective: unknown objective 'f1'"):
+        parse_objective("f1")
+
+
+def test_top_k_larger_than_labels_is_bad_input():
+    with pytest.raises(InputError, match=r"top-k:4 asks for more labels than the data has \(3\); expected K in 1..3"):
+        check_strategy(parse_strategy("top-k:4"), 3)
+    with pytest.raises(InputError, match="top-k:4"):
+        fit_thresholds(parse_strategy("top-k:4"), np.zeros((2, 3)), np.zeros((2, 3)))
 
 
 def test_fbeta_curve_groups_ties():
@@ -23,18 +49,94 @@ def test_fbeta_curve_groups_ties():
     np.testing.assert_allclose(f, [2 / 3, 0.8, 2 / 3])
 
 
+def test_fixed():
+    thr = fit_thresholds(parse_strategy("fixed:0.3"), np.zeros((2, 3)), np.zeros((2, 3)))
+    np.testing.assert_array_equal(thr, [0.3, 0.3, 0.3])
+
+
 def test_per_class_finds_known_optimal_cut():
     # label 0: positives at 0.6, 0.7 ; negatives at 0.2, 0.65 -> F2 best when all >= 0.6 predicted
     P = np.array([[0.6, 0.9], [0.7, 0.1], [0.2, 0.8], [0.65, 0.3]])
     Y = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
-    thr = fit_thresholds(parse_strategy("per-class"), P, Y, beta=2.0)
+    thr = fit_thresholds(parse_strategy("per-class"), P, Y, beta=2.0, min_positives=1)
     # label 0: cut between 0.6 and 0.2 -> 0.4 ; label 1: positives 0.9, 0.8 -> cut between 0.8 and 0.3
     np.testing.assert_allclose(thr, [0.4, 0.55])
     assert ((P >= thr) == np.array([[1, 1], [1, 0], [0, 1], [1, 0]])).all()
 
 
-def test_per_class_falls_back_without_positives():
-    P = np.array([[0.2, 0.9], [0.3, 0.1]])
-    Y = np.array([[0, 1], [0, 0]])
-    thr = fit_thresholds(parse_strategy("per-class"), P, Y)
-    assert thr[0] == 0.5
+def test_per_class_rare_labels_fall_back_to_global_cut():
+    # label 0 has one positive: below min_positives=2 -> the global cut; label 1 is tuned on its own
+    P = np.array([[0.2, 0.9], [0.3, 0.8], [0.1, 0.4], [0.05, 0.6]])
+    Y = np.array([[1, 1], [0, 1], [0, 0], [0, 1]])
+    s = parse_strategy("per-class")
+    thr = fit_thresholds(s, P, Y, beta=1.0, min_positives=2, objective="micro-fbeta")
+    glob = fit_thresholds(parse_strategy("global"), P, Y, beta=1.0, objective="micro-fbeta")
+    assert thr[0] == glob[0]
+    np.testing.assert_allclose(thr[1], 0.5)  # between 0.6 (lowest positive) and 0.4
+    no_pos = fit_thresholds(s, P, np.array([[0, 1], [0, 1], [0, 0], [0, 1]]), beta=1.0)
+    assert 0 < no_pos[0] < 1
+
+
+def test_global_micro_and_macro_known_cuts():
+    # label 0 frequent, label 1 rare and scored low: micro prefers a high cut, macro a low one
+    P = np.array([[0.9, 0.30], [0.8, 0.10], [0.7, 0.20], [0.35, 0.05], [0.3, 0.02], [0.2, 0.01]])
+    Y = np.array([[1, 1], [1, 0], [1, 0], [0, 0], [0, 0], [0, 0]])
+    micro = fit_thresholds(parse_strategy("global"), P, Y, beta=1.0, objective="micro-fbeta")
+    macro = fit_thresholds(parse_strategy("global"), P, Y, beta=1.0, objective="macro-fbeta")
+    # micro: cut in (0.35, 0.7] predicts 3/3 of label 0 and misses label 1: tp3 fp0 fn1 -> 6/7;
+    # that is the first (highest) maximum, the cut is the midpoint of 0.7 and the next score 0.35
+    np.testing.assert_allclose(micro, [0.525, 0.525])
+    # macro: the curve matches a brute-force macro-F1 at every candidate cut, and the chosen cut is optimal
+    cuts, values = objective_curve(P, Y, beta=1.0, objective="macro-fbeta")
+
+    def macro_f1(t):
+        f = []
+        for c in range(2):
+            pred = P[:, c] >= t
+            tp = (pred & (Y[:, c] == 1)).sum()
+            fp = (pred & (Y[:, c] == 0)).sum()
+            fn = (~pred & (Y[:, c] == 1)).sum()
+            f.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+        return np.mean(f)
+
+    np.testing.assert_allclose(values, [macro_f1(c) for c in cuts])
+    assert macro_f1(macro[0]) == pytest.approx(values.max())
+    assert macro[0] < micro[0]
+
+
+def test_pcut_reproduces_train_cardinality():
+    P = np.array([[0.9, 0.8, 0.1], [0.7, 0.3, 0.2], [0.6, 0.5, 0.4], [0.95, 0.05, 0.01]])
+    Y = np.zeros_like(P)
+    # cardinality 1.5 -> 6 positives among 4 rows: the 6 highest scores are >= 0.5 -> cut (0.5+0.4)/2
+    thr = fit_thresholds(parse_strategy("pcut"), P, Y, train_cardinality=1.5)
+    np.testing.assert_allclose(thr, [0.45] * 3)
+    assert (P >= thr).sum() / 4 == 1.5
+
+
+def test_top_k_is_a_per_sample_cut():
+    P = np.array([[0.9, 0.8, 0.1], [0.2, 0.3, 0.25], [0.5, 0.5, 0.1]])
+    s = parse_strategy("top-k:2")
+    fitted = fit_thresholds(s, P, np.zeros_like(P))
+    assert np.isnan(fitted).all()  # no per-label thresholds
+    cut = decision_thresholds(s, P, fitted)
+    assert cut.shape == (3, 1)
+    np.testing.assert_array_equal(P >= cut, [[1, 1, 0], [0, 1, 1], [1, 1, 0]])
+    # label-wise strategies pass their thresholds through unchanged
+    np.testing.assert_array_equal(decision_thresholds(parse_strategy("global"), P, np.array([0.1, 0.2, 0.3])),
+                                  [0.1, 0.2, 0.3])
+
+
+def test_top_k_evaluation_uses_decisions_and_real_scores():
+    from evalkit.thresholds import evaluate
+
+    P = np.array([[0.9, 0.8, 0.1], [0.2, 0.3, 0.25], [0.6, 0.1, 0.2], [0.3, 0.7, 0.9]])
+    Y = np.array([[1, 0, 0], [0, 1, 1], [1, 0, 0], [0, 1, 1]])
+    s = parse_strategy("top-k:1")
+    m = evaluate(s, Y, P, fit_thresholds(s, P, Y), beta=1.0, label_names=["a", "b", "c"])
+    # predictions: a, b, a, c -> tp 4 of 4 predicted, 6 true
+    assert m["summary"]["micro"]["precision"] == 1.0
+    assert m["summary"]["micro"]["recall"] == pytest.approx(4 / 6)
+    from sklearn.metrics import average_precision_score
+
+    assert m["summary"]["mean_average_precision"] == pytest.approx(average_precision_score(Y, P, average="macro"))
+    assert all(r["threshold"] is None for r in m["per_class"])
