@@ -91,13 +91,20 @@ def _summary_table(splits, console) -> None:
     console.print(t)
 
 
-def prepare_data(config: RunConfig):
-    """config -> (train / val / test splits, standardised with train statistics)."""
+def prepare_data(config: RunConfig, *, with_stats: bool = False):
+    """config -> (train / val / test splits, standardised with train statistics).
+
+    ``with_stats=True`` returns ``(splits, (mean, std) or None)``: the train statistics that
+    ``preprocess.json`` records so that ``evaluate --model`` standardises exactly as in training.
+    """
     from evalkit.data import load_dataset, make_splits, standardize
+    from evalkit.model_io import fit_standardization
 
     train, test = load_dataset(config.dataset, config.test_dataset, **config.reader_options)
     splits = make_splits(train, test, val_size=config.val_size, test_size=config.test_size, seed=config.seed)
-    return standardize(splits) if config.standardize else splits
+    stats = fit_standardization(splits.train.X) if config.standardize else None
+    out = standardize(splits) if config.standardize else splits
+    return (out, stats) if with_stats else out
 
 
 def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> RunResult:
@@ -127,12 +134,18 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
     device = resolve_device(config.device)
     tracking_uri = resolve_tracking_uri(config.tracking_uri) if track else None
 
-    splits = prepare_data(config)
+    if config.alias and not config.register:
+        raise InputError(f"--alias {config.alias}: needs --register NAME (the registered model the alias points into)")
+    if config.register and not config.log_model:
+        raise InputError(f"--register {config.register}: needs the model to be logged; drop --no-log-model")
+    splits, std_stats = prepare_data(config, with_stats=True)
     _summary_table(splits, console)
+    _warn_empty_labels(splits, console)
     seed_everything(config.seed)
     torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
     model = build_model(config.model, splits.train.n_features, splits.train.n_labels, hidden=config.hidden,
-                        dropout=config.dropout, activation=config.activation, batch_norm=config.batch_norm)
+                        dropout=config.dropout, activation=config.activation, batch_norm=config.batch_norm,
+                        input_shape=splits.train.X.shape[1:])
     loss_fn = build_loss(config.loss, splits.train.Y, config.loss_options)
 
     logger = RunLogger(tracking_uri, config.experiment, run_name=config.run_name,
@@ -142,6 +155,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
             params = config.params() | {"device": device, "dataset.digest": splits.digest,
                                         "dataset.name": splits.name, "threshold": strategy.label}
             run.log_params(params)
+            _log_dataset(run, splits, config)
         history = _train_with_progress(model, loss_fn, splits, config, device, console, run)
         val_logits = predict_logits(history.model, splits.val.X, device)
         test_logits = predict_logits(history.model, splits.test.X, device)
@@ -167,7 +181,9 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
         if config.output:
             report.write_json(config.output)
         if run:
-            _log_results(run, report, history.model, splits.test.X[:5])
+            preprocess = _preprocess_record(config, splits, std_stats, report)
+            _log_results(run, report, history.model, splits.test.X[:5], preprocess=preprocess,
+                         register=config.register, alias=config.alias, log_model=config.log_model)
             report["run_id"] = run.run_id
     render_report(report, console)
     if run:
@@ -175,6 +191,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
 
         console.print(f"MLflow run [bold]{run.run_id}[/] in experiment '{config.experiment}' "
                       f"({redact_uri(tracking_uri)})")
+        if report.get("registered_model"):
+            console.print(f"Registered model [bold]{report['registered_model']}[/]")
     if config.output:
         console.print(f"Report written to {config.output}")
     return RunResult(report, run.run_id if run else None, tracking_uri, history.history,
@@ -187,7 +205,8 @@ def render_report(report: Report, console) -> None:
     render(report, console)
 
 
-def _log_results(run, report: Report, model, input_example: np.ndarray) -> None:
+def _log_results(run, report: Report, model, input_example: np.ndarray, *, preprocess: dict | None = None,
+                 register: str | None = None, alias: str | None = None, log_model: bool = True) -> None:
     import tempfile
     from pathlib import Path
 
@@ -203,7 +222,17 @@ def _log_results(run, report: Report, model, input_example: np.ndarray) -> None:
     run.log_dict(dict(report), "report.json")
     with tempfile.TemporaryDirectory() as tmp:
         run.log_artifact(write_csv_atomic(report.per_class_frame(), Path(tmp) / "per_class.csv"))
-    run.log_model(model, input_example)
+    if preprocess is not None:
+        from evalkit.model_io import PREPROCESS_FILE
+
+        run.log_dict(preprocess, PREPROCESS_FILE)
+    if log_model:
+        run.log_model(model, input_example, registered_model_name=register)
+    if log_model and register:
+        version = getattr(run, "registered_version", None)
+        report["registered_model"] = f"models:/{register}/{version}"
+        if alias:
+            report["registered_model"] = run.set_model_alias(register, alias) + f" (version {version})"
 
 
 def _train_with_progress(model, loss_fn, splits, config: RunConfig, device: str, console, run):
@@ -292,3 +321,238 @@ def evaluate_predictions(
 
     dataset = {"name": Path(path).stem, "n_samples": n, "n_labels": len(label_names), "digest": h.hexdigest()[:16]}
     return build_report(metrics, dataset=dataset, scores=scores_kind, strategy=strategy, thresholds=thr, beta=beta)
+
+
+# -- datasets: summary, inputs, preprocessing record -------------------------------------------------
+
+
+def _warn_empty_labels(splits, console) -> None:
+    for name in ("train", "val", "test"):
+        ds = getattr(splits, name)
+        empty = [n for n, c in zip(ds.label_names, ds.Y.sum(axis=0)) if c == 0]
+        if empty:
+            shown = ", ".join(empty[:8]) + (f" (+{len(empty) - 8} more)" if len(empty) > 8 else "")
+            console.print(f"[yellow]warning:[/] {len(empty)} label(s) have no positives in the {name} split: {shown} "
+                          "(their average precision / AUROC are undefined there)")
+
+
+def _log_dataset(run, splits, config: RunConfig) -> None:
+    """Dataset inputs (``mlflow.log_input``, full-content digests) and the summary artifacts:
+    ``dataset/summary.json``, ``dataset/cooccurrence.csv`` and ``dataset/cooccurrence.png``."""
+    import tempfile
+    from pathlib import Path
+
+    from evalkit.data.summary import cooccurrence, plot_cooccurrence, summarize
+
+    run.log_dataset(splits.train.X, splits.train.Y, name=splits.name, digest=splits.digest, context="training")
+    run.log_dataset(splits.test.X, splits.test.Y, name=f"{splits.name}-test", digest=splits.test.digest,
+                    context="testing")
+    summary = summarize(splits)
+    Y = np.concatenate([splits.train.Y, splits.val.Y, splits.test.Y])
+    co = cooccurrence(Y, splits.label_names)
+    run.log_dict({"name": splits.name, "digest": splits.digest, "splits": summary,
+                  "cooccurrence": "dataset/cooccurrence.csv (all splits)"}, "dataset/summary.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cooccurrence.csv"
+        co.to_csv(path)
+        run.log_artifact(path, "dataset")
+    run.log_figure(plot_cooccurrence(co, title=f"Label co-occurrence: {splits.name} (all splits)"),
+                   "dataset/cooccurrence.png")
+
+
+def _preprocess_record(config: RunConfig, splits, std_stats, report: Report) -> dict:
+    from pathlib import Path
+
+    from evalkit.model_io import preprocess_record
+
+    def where(spec):
+        return str(Path(spec).resolve()) if spec and Path(spec).exists() else spec
+
+    mean, std = std_stats if std_stats is not None else (None, None)
+    return preprocess_record(
+        dataset={"spec": where(config.dataset), "test_dataset": where(config.test_dataset),
+                 "reader_options": dict(config.reader_options), "name": splits.name, "digest": splits.digest,
+                 "test_size": config.test_size, "val_size": config.val_size, "seed": config.seed},
+        input_shape=splits.train.X.shape[1:], label_names=splits.label_names, standardize=std_stats is not None,
+        mean=mean, std=std, threshold=report["threshold"],
+        model={"arch": config.model, "hidden": list(config.hidden), "dropout": config.dropout,
+               "activation": config.activation, "batch_norm": config.batch_norm},
+    )
+
+
+# -- evaluating a trained model -----------------------------------------------------------------------
+
+
+def evaluate_model(
+    model: str,
+    dataset: str | None = None,
+    test_dataset: str | None = None,
+    *,
+    reader_options: dict | None = None,
+    arch: str | None = None,
+    hidden: list[int] | None = None,
+    trust_pickle: bool = False,
+    preprocess: str | None = None,
+    threshold: str | None = None,
+    beta: float = 2.0,
+    scores: str = "logits",
+    device: str = "auto",
+    amp: str | None = None,
+    batch_size: int = 4096,
+    label_map: str | None = None,
+    map_reduce: str = "max",
+    threshold_free: str = "exact",
+    tracking_uri: str | None = None,
+    test_size: float | None = None,
+    seed: int | None = None,
+    console=None,
+) -> Report:
+    """Evaluate a trained model on a dataset's test split, preprocessed exactly as in training.
+
+    Args:
+        model: MLflow URI (``runs:/<id>/<name>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``),
+            a TorchScript / ``.pt2`` / ``state_dict`` file (see :mod:`evalkit.model_io`).
+        dataset: built-in name or data file; evaluated on its test split (yeast: the standard 917 rows;
+            a single file: the seeded stratified split of training, ``test_size`` / ``seed`` from the
+            run). Default: the dataset recorded with the model.
+        test_dataset: a test file, evaluated whole (without ``dataset`` too).
+        reader_options: ``label_file``, ``label_columns``, ... (default: as recorded with the model).
+        arch / hidden: architecture of a ``state_dict`` file. trust_pickle: allow a pickled full model.
+        preprocess: ``preprocess.json`` (default: from the model's run, or a sidecar of the model file).
+        threshold: number, comma list or file (``evaluate --threshold``); default: the thresholds the
+            run chose (from its preprocessing record), else 0.5.
+        scores: ``logits`` (default; a warning when all outputs lie in [0, 1]) or ``probabilities``.
+        device / amp / batch_size: inference settings (``amp`` is ignored on CPU).
+        label_map / map_reduce: evaluate on a coarser label set (:mod:`evalkit.labelmap`).
+    Returns:
+        :class:`Report`, with ``model`` (spec, kind, run, preprocessing source) and ``warnings``.
+    Raises:
+        InputError: bad options, data, model file or label map; output width != number of labels.
+        InfraError: tracking store unreachable or the logged model cannot be loaded.
+    """
+    from rich.console import Console
+
+    from evalkit.data import make_splits
+    from evalkit.data.load import load_dataset, read_file
+    from evalkit.metrics import compute_metrics
+    from evalkit.model_io import (apply_preprocess, check_probabilities, double_sigmoid_warning, load_model,
+                                  predict, sigmoid)
+    from evalkit.models import resolve_device
+
+    console = console or Console(stderr=True)
+    if scores not in ("logits", "probabilities"):
+        raise InputError(f"--scores: expected logits or probabilities, got {scores!r}")
+    device = resolve_device(device)
+    labelmap = None
+    if label_map:
+        from evalkit.labelmap import REDUCTIONS, read_label_map
+
+        if map_reduce not in REDUCTIONS:
+            raise InputError(f"--map-reduce: expected one of {', '.join(REDUCTIONS)}, got {map_reduce!r}")
+        labelmap = read_label_map(label_map)
+
+    # the preprocessing record first (it may name the dataset), then the data, then the model
+    from evalkit.model_io import is_mlflow_uri, read_preprocess
+
+    loaded = None
+    record = read_preprocess(preprocess) if preprocess else None
+    if record is None and is_mlflow_uri(model):
+        loaded = load_model(model, tracking_uri=tracking_uri)
+        record = loaded.preprocess
+    elif record is None:
+        from pathlib import Path
+
+        from evalkit.model_io import sidecar_candidates
+
+        for cand in sidecar_candidates(Path(model)):
+            if cand.is_file():
+                record, preprocess = read_preprocess(cand), str(cand)
+                break
+    recorded = (record or {}).get("dataset") or {}
+    options = dict(recorded.get("reader_options") or {}) if reader_options is None else dict(reader_options)
+    if dataset is None and test_dataset is None:
+        dataset = recorded.get("spec")
+        if dataset is None:
+            raise InputError("evaluate --model: give --dataset NAME|FILE or --test-dataset FILE "
+                             "(no dataset is recorded with this model)")
+    if test_dataset is not None:
+        test = read_file(test_dataset, **options)
+        name = test.name
+    else:
+        train, test = load_dataset(dataset, None, **options)
+        name = train.name
+        if test is None:
+            ts = test_size if test_size is not None else recorded.get("test_size", RunConfig().test_size)
+            sd = seed if seed is not None else recorded.get("seed", RunConfig().seed)
+            vs = recorded.get("val_size", RunConfig().val_size)
+            test = make_splits(train, None, val_size=vs, test_size=ts, seed=sd).test
+    names = list(test.label_names)
+    if record and record.get("label_names") and list(record["label_names"]) != names:
+        raise InputError(f"{test.source or test.name}: labels {names[:4]}... differ from the labels the model was "
+                         f"trained on {list(record['label_names'])[:4]}...; expected the same labels in the same order")
+    X = apply_preprocess(test.X, record, where=f"--model {model}")
+
+    if loaded is None:
+        loaded = load_model(model, tracking_uri=tracking_uri, arch=arch, hidden=hidden, n_features=test.n_features,
+                            input_shape=test.X.shape[1:], n_labels=test.n_labels, trust_pickle=trust_pickle,
+                            preprocess=preprocess if record is not None else None)
+        if record is None:
+            record = loaded.preprocess
+            X = apply_preprocess(test.X, record, where=f"--model {model}")
+    notes = list(loaded.notes)
+    if record is None:
+        notes.append("no preprocessing record (preprocess.json) found: features are used as read, not standardised")
+    outputs = predict(loaded.module, X, device=device, amp=amp, batch_size=batch_size, notes=notes)
+    if outputs.shape[1] != test.n_labels:
+        raise InputError(f"--model {model}: the model outputs {outputs.shape[1]} scores per sample but the dataset "
+                         f"{test.name} has {test.n_labels} labels; expected them to match")
+    warnings: list[str] = []
+    if scores == "logits":
+        w = double_sigmoid_warning(outputs, scores)
+        if w:
+            warnings.append(w)
+        probabilities = sigmoid(outputs)
+    else:
+        check_probabilities(outputs)
+        probabilities = outputs.astype(np.float32)
+
+    Y = test.Y
+    extra: dict[str, Any] = {}
+    if labelmap is not None:
+        from evalkit.labelmap import apply_label_map
+
+        Y, probabilities, names, unmapped = apply_label_map(labelmap, names, Y, probabilities, map_reduce)
+        if unmapped:
+            notes.append(f"{len(unmapped)} label(s) not in the label map are left out: "
+                         + ", ".join(unmapped[:8]) + (" ..." if len(unmapped) > 8 else ""))
+        extra["label_map"] = {"file": str(label_map), "reduce": map_reduce, "targets": names,
+                              "unmapped": unmapped}
+
+    if threshold is not None:
+        from evalkit.thresholds import parse_given
+
+        strategy, thr = parse_given(threshold, names)
+    elif labelmap is None and record and record.get("threshold"):
+        thr = np.asarray(record["threshold"]["values"], dtype=np.float64)
+        strategy = f"{record['threshold']['strategy']} (from {loaded.source_run and 'run ' + loaded.source_run or 'preprocess.json'})"
+        if thr.shape != (len(names),):
+            raise InputError(f"{preprocess or model}: {thr.size} recorded thresholds for {len(names)} labels")
+    else:
+        strategy, thr = "fixed:0.5", np.full(len(names), 0.5)
+
+    metrics = compute_metrics(Y, probabilities, scores_kind="probabilities", threshold=thr, beta=beta,
+                              label_names=names, threshold_free=threshold_free)
+    ds_info = {"name": name, "n_samples": int(Y.shape[0]), "n_labels": int(Y.shape[1]), "digest": test.digest}
+    from evalkit.tracking import redact_uri
+
+    extra["model"] = {"spec": redact_uri(model), "kind": loaded.kind, "run_id": loaded.source_run,
+                      "preprocess": loaded.preprocess_source or preprocess, "device": device}
+    if warnings:
+        extra["warnings"] = warnings
+    if notes:
+        extra["notes"] = notes
+    for w in warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    for n in notes:
+        console.print(f"note: {n}")
+    return build_report(metrics, dataset=ds_info, scores=scores, strategy=strategy, thresholds=thr, beta=beta, **extra)

@@ -46,6 +46,8 @@ class RunConfig(BaseModel):
     tracking_uri: str | None = None
     run_name: str | None = None
     log_model: bool = True
+    register: str | None = None  # register the logged model under this name in the MLflow model registry
+    alias: str | None = None  # and point this alias (e.g. champion) at the new version
     output: str | None = None
 
     @field_validator("hidden")
