@@ -134,10 +134,10 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
     device = resolve_device(config.device)
     tracking_uri = resolve_tracking_uri(config.tracking_uri) if track else None
 
-    if config.alias and not config.register:
+    if config.alias and not config.register_model:
         raise InputError(f"--alias {config.alias}: needs --register NAME (the registered model the alias points into)")
-    if config.register and not config.log_model:
-        raise InputError(f"--register {config.register}: needs the model to be logged; drop --no-log-model")
+    if config.register_model and not config.log_model:
+        raise InputError(f"--register {config.register_model}: needs the model to be logged; drop --no-log-model")
     splits, std_stats = prepare_data(config, with_stats=True)
     _summary_table(splits, console)
     _warn_empty_labels(splits, console)
@@ -183,7 +183,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
         if run:
             preprocess = _preprocess_record(config, splits, std_stats, report)
             _log_results(run, report, history.model, splits.test.X[:5], preprocess=preprocess,
-                         register=config.register, alias=config.alias, log_model=config.log_model)
+                         register=config.register_model, alias=config.alias, log_model=config.log_model)
             report["run_id"] = run.run_id
     render_report(report, console)
     if run:

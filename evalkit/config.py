@@ -46,7 +46,7 @@ class RunConfig(BaseModel):
     tracking_uri: str | None = None
     run_name: str | None = None
     log_model: bool = True
-    register: str | None = None  # register the logged model under this name in the MLflow model registry
+    register_model: str | None = None  # --register: register the logged model under this name in the MLflow model registry
     alias: str | None = None  # and point this alias (e.g. champion) at the new version
     output: str | None = None
 
