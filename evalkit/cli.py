@@ -192,8 +192,25 @@ class ThresholdFree(str, Enum):
     none = "none"
 
 
+class Trigger(str, Enum):
+    manual = "manual"
+    scheduled = "scheduled"
+
+
+def _load_spec(ctx: typer.Context, value: Optional[str]) -> Optional[str]:
+    """``--spec FILE`` (eager): the ``[evaluate]`` table of a TOML job spec becomes the defaults of
+    the other options; options given on the command line win."""
+    if value:
+        with user_errors():
+            from evalkit.gates import load_evaluate_spec
+
+            ctx.default_map = {**(ctx.default_map or {}), **load_evaluate_spec(value)}
+    return value
+
+
 @app.command()
 def evaluate(
+    ctx: typer.Context,
     predictions: Annotated[Optional[str], typer.Option(help="Predictions file: .npz (targets + logits or probabilities), .parquet or .csv.")] = None,
     threshold: Annotated[str, typer.Option(help="A cut in (0, 1), a comma list (one per label), or a JSON/CSV file of per-label cuts.")] = "0.5",
     beta: Annotated[float, typer.Option(help="Beta of the reported F-beta.")] = 2.0,
@@ -201,22 +218,66 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Rows read per batch.")] = 65536,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
     per_class: Annotated[bool, typer.Option("--per-class/--no-per-class", help="Print the per-class table.")] = True,
+    gate: Annotated[Optional[list[str]], typer.Option(help='Gate METRIC OP NUMBER (OP: >=, >, <=, <), repeatable, e.g. "test/macro_f2>=0.55"; exit 1 when one fails.')] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Baseline of --max-drop: last (last finished run of this --job), champion (run behind models:/NAME@champion), models:/NAME@ALIAS, or a run id.")] = None,
+    max_drop: Annotated[Optional[list[str]], typer.Option(help="Relative gate METRIC=AMOUNT: at most AMOUNT worse than the baseline, repeatable, e.g. test/macro_f2=0.01.")] = None,
+    trigger: Annotated[Trigger, typer.Option(help="Tag evalkit.trigger of the MLflow run: manual or scheduled (cron / CI).")] = Trigger.manual,
+    job: Annotated[Optional[str], typer.Option(help="Job name (tag evalkit.job; --baseline last compares within it); default: the predictions file name.")] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "evalkit",
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the evaluation as an MLflow run.")] = True,
+    tracking_timeout: Annotated[float, typer.Option(help="Seconds to wait for the tracking store before failing with exit 3 (results are spooled to mlruns/spool; see sync-spool).")] = 10.0,
+    spec: Annotated[Optional[str], typer.Option(help="TOML job spec; its \\[evaluate] table sets these options (the command line wins).", callback=_load_spec, is_eager=True)] = None,
 ) -> None:
-    """Evaluate existing predictions (or a model) with the same report as `evalkit run`."""
+    """Evaluate existing predictions (or a model) with the same report as `evalkit run`.
+
+    Exit codes: 0 all gates pass, 1 a gate failed, 2 bad input or usage, 3 infrastructure fault
+    (tracking store unreachable: the report is still written and the run spooled locally).
+    """
     with user_errors():
+        from pathlib import Path
+
         from evalkit.api import evaluate_predictions
+        from evalkit.gates import EvalJob
         from evalkit.report import render
 
         if predictions is None:
             raise EvalkitError("evaluate: give --predictions FILE")
+        job_ = EvalJob.create(gates=gate, max_drops=max_drop, baseline=baseline, trigger=trigger.value,
+                              job=job or Path(predictions).name, experiment=experiment, tracking_uri=tracking_uri,
+                              track=track, tracking_timeout=tracking_timeout, output=output,
+                              params={"predictions": predictions})
         report = evaluate_predictions(predictions, threshold=threshold, beta=beta,
                                       threshold_free=threshold_free.value, batch_size=batch_size)
-        if output:
-            report.write_json(output)
         console = _console()
         render(report, console, per_class=per_class, title="Predictions")
-        if output:
-            console.print(f"Report written to {output}")
+        code = job_.finish(report, console)
+        if code:
+            raise typer.Exit(code)
+
+
+@app.command("sync-spool")
+def sync_spool(
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI to upload to (default sqlite:///mlruns/mlflow.db).")] = None,
+    spool_dir: Annotated[Optional[str], typer.Option(help="Spool directory (default $EVALKIT_SPOOL_DIR or mlruns/spool).")] = None,
+    tracking_timeout: Annotated[float, typer.Option(help="Seconds to wait for the tracking store.")] = 10.0,
+) -> None:
+    """Upload runs spooled while the tracking store was unreachable; each is removed once uploaded.
+
+    Exit codes: 0 all uploaded (or nothing to do), 3 the store is unreachable or some runs were kept.
+    """
+    with user_errors():
+        from evalkit.errors import InfraError
+        from evalkit.tracking import configure_http, redact_uri, resolve_tracking_uri
+        from evalkit.tracking import sync_spool as upload
+
+        uri = resolve_tracking_uri(tracking_uri)
+        configure_http(tracking_timeout)
+        console = _console()
+        done, left = upload(uri, spool_dir, console)
+        console.print(f"{done} spooled run(s) uploaded to {redact_uri(uri)}; {left} left")
+        if left:
+            raise InfraError(f"sync-spool: {left} spooled run(s) could not be uploaded to {redact_uri(uri)}; they are kept")
 
 
 def main() -> None:
