@@ -82,6 +82,14 @@ def _parse_hidden(text: str) -> list[int]:
     return sizes
 
 
+def _reader_options(label_file=None, label_columns=None, label_prefix=None, label_list_column=None,
+                    label_sep=None) -> dict[str, str]:
+    """Dataset reader options given on the command line (see `evalkit datasets`)."""
+    given = {"label_file": label_file, "label_columns": label_columns, "label_prefix": label_prefix,
+             "label_list_column": label_list_column, "label_sep": label_sep}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -119,8 +127,19 @@ def run(
     run_name: Annotated[Optional[str], typer.Option(help="MLflow run name.")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
     log_model: Annotated[Optional[bool], typer.Option("--log-model/--no-log-model", help="Log the model to MLflow.")] = None,
+    register: Annotated[Optional[str], typer.Option(help="Register the logged model under NAME in the MLflow model registry.")] = None,
+    alias: Annotated[Optional[str], typer.Option(help="Point this alias (e.g. champion) of --register NAME at the new version.")] = None,
+    label_file: Annotated[Optional[str], typer.Option(help="ARFF: MULAN label XML (default: <name>.xml next to the data).")] = None,
+    label_columns: Annotated[Optional[str], typer.Option(help="CSV/Parquet: label columns, e.g. a,b,c.")] = None,
+    label_prefix: Annotated[Optional[str], typer.Option(help="CSV/Parquet: every column starting with this prefix is a label.")] = None,
+    label_list_column: Annotated[Optional[str], typer.Option(help="CSV/Parquet: one column holding each row's label names.")] = None,
+    label_sep: Annotated[Optional[str], typer.Option(help='Separator of --label-list-column (default ";").')] = None,
+    test_size: Annotated[Optional[float], typer.Option(help="Test fraction of a stratified split when there is no test file (default 0.3).")] = None,
 ) -> None:
-    """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow."""
+    """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.
+
+    Data files: see `evalkit datasets` for the formats and the --label-* options.
+    """
     with user_errors():
         from pydantic import ValidationError
 
@@ -133,9 +152,12 @@ def run(
             "batch_size": batch_size, "patience": patience, "monitor": monitor, "seed": seed,
             "device": device.value if device else None, "threshold": threshold, "beta": beta,
             "experiment": experiment, "tracking_uri": tracking_uri, "run_name": run_name, "output": output,
-            "log_model": log_model,
+            "log_model": log_model, "register_model": register, "alias": alias, "test_size": test_size,
         }
         overrides = {k: v for k, v in given.items() if v is not None}
+        reader_options = _reader_options(label_file, label_columns, label_prefix, label_list_column, label_sep)
+        if reader_options:
+            overrides["reader_options"] = reader_options
         if hidden is not None:
             overrides["hidden"] = _parse_hidden(hidden)
         if loss_option:
