@@ -191,13 +191,25 @@ def compare(
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
     format: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
     metric: Annotated[Optional[list[str]], typer.Option(help="Metric column, repeatable (default: headline test metrics).")] = None,
+    trigger: Annotated[Optional[str], typer.Option(help="History mode: the runs tagged evalkit.trigger=TRIGGER (scheduled, manual) over time, as a table and --plot.")] = None,
+    job: Annotated[Optional[str], typer.Option(help="History mode: only the runs of this job (tag evalkit.job).")] = None,
+    plot: Annotated[Optional[str], typer.Option(help="History mode: save a line plot of the metrics over time to this PNG file.")] = None,
 ) -> None:
-    """Show the runs of an experiment side by side; the best value per column is highlighted."""
+    """Show the runs of an experiment side by side; the best value per column is highlighted.
+
+    With --trigger / --job: the history of a scheduled job (oldest first) and its trend (--plot FILE).
+    """
     with user_errors():
         from evalkit.compare import HEADLINE, render_table, runs_frame
         from evalkit.tracking import resolve_tracking_uri
 
         uri = resolve_tracking_uri(tracking_uri)
+        if trigger or job or plot:
+            from evalkit.history import DEFAULT_METRICS, show_history
+
+            show_history(uri, experiment, _console(), tuple(metric or DEFAULT_METRICS), trigger=trigger, job=job,
+                         plot=plot, fmt=format.value)
+            return
         metrics = tuple(metric) if metric else HEADLINE
         df = runs_frame(uri, experiment, metrics)
         if format is Format.csv:
@@ -234,7 +246,24 @@ def _load_spec(ctx: typer.Context, value: Optional[str]) -> Optional[str]:
 def evaluate(
     ctx: typer.Context,
     predictions: Annotated[Optional[str], typer.Option(help="Predictions file: .npz (targets + logits or probabilities), .parquet or .csv.")] = None,
-    threshold: Annotated[str, typer.Option(help="A cut in (0, 1), a comma list (one per label), or a JSON/CSV file of per-label cuts.")] = "0.5",
+    threshold: Annotated[Optional[str], typer.Option(help="A cut in (0, 1), a comma list (one per label), or a JSON/CSV file of per-label cuts. Default 0.5; with --model: the thresholds its run chose.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model to evaluate: runs:/<id>/<name>, models:/<name>/<version>, models:/<name>@<alias>, or a TorchScript / .pt2 / state_dict file.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="With --model: built-in name or data file, evaluated on its test split (default: the model's training data).")] = None,
+    test_dataset: Annotated[Optional[str], typer.Option(help="With --model: a test file, evaluated whole.")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Architecture of a state_dict file: linear, mlp or cnn.")] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="MLP hidden sizes of a state_dict file, e.g. 256 or 512,256.")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow loading a pickled full model (runs code from the file: trusted files only).")] = False,
+    preprocess: Annotated[Optional[str], typer.Option(help="preprocess.json of a model file (default: <model>.preprocess.json or preprocess.json next to it).")] = None,
+    scores: Annotated[Optional[str], typer.Option(help="What --model outputs: logits (default) or probabilities (the model ends with a sigmoid).")] = None,
+    device: Annotated[Device, typer.Option(help="With --model: auto picks CUDA when available.")] = Device.auto,
+    amp: Annotated[Optional[str], typer.Option(help="With --model on CUDA: bf16 or fp16 autocast (ignored on CPU).")] = None,
+    label_map: Annotated[Optional[str], typer.Option(help="With --model: CSV (source,target) or JSON {source: target} mapping labels to a coarser set.")] = None,
+    map_reduce: Annotated[str, typer.Option(help="How --label-map combines source probabilities: max, sum (clipped to 1) or mean.")] = "max",
+    label_file: Annotated[Optional[str], typer.Option(help="ARFF: MULAN label XML (default: <name>.xml next to the data).")] = None,
+    label_columns: Annotated[Optional[str], typer.Option(help="CSV/Parquet: label columns, e.g. a,b,c.")] = None,
+    label_prefix: Annotated[Optional[str], typer.Option(help="CSV/Parquet: every column starting with this prefix is a label.")] = None,
+    label_list_column: Annotated[Optional[str], typer.Option(help="CSV/Parquet: one column holding each row's label names.")] = None,
+    label_sep: Annotated[Optional[str], typer.Option(help='Separator of --label-list-column (default ";").')] = None,
     beta: Annotated[float, typer.Option(help="Beta of the reported F-beta.")] = 2.0,
     threshold_free: Annotated[ThresholdFree, typer.Option(help="exact (matches scikit-learn), streaming (O(C x bins) memory) or none.")] = ThresholdFree.exact,
     batch_size: Annotated[int, typer.Option(help="Rows read per batch.")] = 65536,
@@ -263,16 +292,29 @@ def evaluate(
         from evalkit.gates import EvalJob
         from evalkit.report import render
 
-        if predictions is None:
-            raise EvalkitError("evaluate: give --predictions FILE")
+        if (predictions is None) == (model is None):
+            raise EvalkitError("evaluate: give either --predictions FILE or --model SPEC")
+        source = predictions or model
         job_ = EvalJob.create(gates=gate, max_drops=max_drop, baseline=baseline, trigger=trigger.value,
-                              job=job or Path(predictions).name, experiment=experiment, tracking_uri=tracking_uri,
-                              track=track, tracking_timeout=tracking_timeout, output=output,
-                              params={"predictions": predictions})
-        report = evaluate_predictions(predictions, threshold=threshold, beta=beta,
-                                      threshold_free=threshold_free.value, batch_size=batch_size)
+                              job=job or (Path(predictions).name if predictions else model), experiment=experiment,
+                              tracking_uri=tracking_uri, track=track, tracking_timeout=tracking_timeout, output=output,
+                              params={"predictions": predictions} if predictions else
+                              {"model": model, "dataset": dataset or "", "test_dataset": test_dataset or ""})
+        if model is not None:
+            from evalkit.api import evaluate_model
+
+            report = evaluate_model(
+                model, dataset, test_dataset, arch=arch, hidden=_parse_hidden(hidden) if hidden else None,
+                reader_options=_reader_options(label_file, label_columns, label_prefix, label_list_column, label_sep) or None,
+                trust_pickle=trust_pickle, preprocess=preprocess, threshold=threshold, beta=beta,
+                scores=scores or "logits", device=device.value, amp=amp, batch_size=batch_size, label_map=label_map,
+                map_reduce=map_reduce, threshold_free=threshold_free.value, tracking_uri=tracking_uri,
+                console=_console(stderr=True))
+        else:
+            report = evaluate_predictions(predictions, threshold=threshold or "0.5", beta=beta,
+                                          threshold_free=threshold_free.value, batch_size=batch_size)
         console = _console()
-        render(report, console, per_class=per_class, title="Predictions")
+        render(report, console, per_class=per_class, title="Model" if model else "Predictions")
         code = job_.finish(report, console)
         if code:
             raise typer.Exit(code)

@@ -1,0 +1,128 @@
+"""The history of a scheduled job: ``evalkit compare --trigger scheduled --metric test/macro_f2``.
+
+One row per evaluation run (oldest first) with its time, job, gate verdict and metrics, shown as a
+table, and as a line plot of each metric over time (``--plot FILE``, PNG via matplotlib's Agg
+backend; gate failures marked with a red cross).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evalkit.errors import InputError
+
+DEFAULT_METRICS = ("test/macro_f2",)
+
+
+def _quote(text: str) -> str:
+    if "'" in text:
+        raise InputError(f"--job / --trigger: quotes are not allowed in {text!r}")
+    return text
+
+
+def history_frame(tracking_uri: str, experiment: str, metrics=DEFAULT_METRICS, *, trigger: str | None = None,
+                  job: str | None = None):
+    """Runs of ``experiment`` with ``evalkit.trigger == trigger`` (and ``evalkit.job == job``), oldest
+    first: columns ``start_time`` (UTC), ``run_id``, ``job``, ``trigger``, ``gate``, ``status``, metrics."""
+    import pandas as pd
+
+    from evalkit.tracking import search_runs
+
+    parts = []
+    if trigger:
+        parts.append(f"tags.\"evalkit.trigger\" = '{_quote(trigger)}'")
+    if job:
+        parts.append(f"tags.\"evalkit.job\" = '{_quote(job)}'")
+    df = search_runs(tracking_uri, experiment, filter_string=" and ".join(parts))
+    cols = ["start_time", "run_id", "job", "trigger", "gate", "status", *metrics]
+    if len(df) == 0:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame({
+        "start_time": pd.to_datetime(df["start_time"], utc=True),
+        "run_id": df["run_id"],
+        "job": df.get("tags.evalkit.job", pd.Series([None] * len(df))),
+        "trigger": df.get("tags.evalkit.trigger", pd.Series([None] * len(df))),
+        "gate": df.get("tags.evalkit.gate", pd.Series([None] * len(df))),
+        "status": df["status"],
+    })
+    for m in metrics:
+        out[m] = df.get(f"metrics.{m}", pd.Series([float("nan")] * len(df))).astype(float)
+    return out.sort_values("start_time", kind="stable").reset_index(drop=True)[cols]
+
+
+def render_history(df, console, metrics=DEFAULT_METRICS, title: str = "") -> None:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for c in ("time (UTC)", "run", "job", "gate", "status"):
+        t.add_column(c)
+    for m in metrics:
+        t.add_column(m, justify="right")
+    prev: dict = {}
+    for _, row in df.iterrows():
+        cells = [row["start_time"].strftime("%Y-%m-%d %H:%M"), row["run_id"][:8], str(row["job"] or "—"),
+                 {"fail": "[red]fail[/]", "pass": "[green]pass[/]"}.get(row["gate"], str(row["gate"] or "—")),
+                 str(row["status"])]
+        for m in metrics:
+            v = row[m]
+            text = "—" if v != v else f"{v:.4f}"
+            if v == v and m in prev and prev[m] == prev[m]:
+                d = v - prev[m]
+                text += f" ({d:+.4f})" if abs(d) >= 5e-5 else ""
+            cells.append(text)
+            prev[m] = v
+        t.add_row(*cells)
+    console.print(t)
+
+
+def plot_history(df, metrics=DEFAULT_METRICS, path: str | None = None, title: str = ""):
+    """Line plot of each metric over time; runs whose gate failed get a red cross. Saved as PNG to
+    ``path`` when given. Returns the matplotlib Figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for m in metrics:
+        ax.plot(df["start_time"], df[m], marker="o", label=m)
+        failed = df[df["gate"] == "fail"]
+        if len(failed):
+            ax.scatter(failed["start_time"], failed[m], marker="x", color="red", s=80, zorder=3,
+                       label=f"{m}: gate failed")
+    ax.set_xlabel("run start (UTC)")
+    ax.set_ylabel("value")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    if path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(p, dpi=100)
+    return fig
+
+
+def show_history(tracking_uri: str, experiment: str, console, metrics=DEFAULT_METRICS, *, trigger=None, job=None,
+                 plot: str | None = None, fmt: str = "table") -> object:
+    """Table (or CSV / JSON on stdout) and optional PNG plot of a job's history; returns the frame."""
+    import sys
+
+    metrics = tuple(metrics) or DEFAULT_METRICS
+    df = history_frame(tracking_uri, experiment, metrics, trigger=trigger, job=job)
+    what = " ".join(x for x in (f"trigger={trigger}" if trigger else "", f"job={job}" if job else "") if x)
+    title = f"History of experiment '{experiment}' ({what}): {len(df)} runs"
+    if fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(df.to_json(orient="records", indent=2, date_format="iso") + "\n")
+    else:
+        render_history(df, console, metrics, title)
+    if plot:
+        import matplotlib.pyplot as plt
+
+        plt.close(plot_history(df, metrics, plot, title))
+        if fmt == "table":
+            console.print(f"Plot written to {plot}")
+    return df
