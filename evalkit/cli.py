@@ -186,6 +186,32 @@ def losses() -> None:
 
 
 @app.command()
+def datasets() -> None:
+    """List the built-in datasets and the data file formats `--dataset FILE` accepts."""
+    from rich.table import Table
+
+    from evalkit.data.builtin import BUILTINS
+    from evalkit.data.readers import FORMATS
+
+    console = _console()
+    t = Table(title="Built-in datasets (--dataset NAME)", title_justify="left")
+    t.add_column("name")
+    t.add_column("description")
+    for name, text in BUILTINS.items():
+        t.add_row(name, text)
+    console.print(t)
+    f = Table(title="File formats (--dataset FILE [--test-dataset FILE])", title_justify="left", show_lines=True)
+    f.add_column("extension")
+    f.add_column("what it holds")
+    for ext, text in FORMATS.items():
+        f.add_row(ext, text)
+    console.print(f)
+    console.print("Label options: --label-file XML (ARFF), --label-columns a,b,c | --label-prefix P | "
+                  "--label-list-column COL [--label-sep ';'] (CSV/Parquet). Without --test-dataset and without a "
+                  "standard split, --test-size (default 0.3) of the data is held out by a seeded stratified split.")
+
+
+@app.command()
 def compare(
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "evalkit",
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
@@ -294,7 +320,6 @@ def evaluate(
 
         if (predictions is None) == (model is None):
             raise EvalkitError("evaluate: give either --predictions FILE or --model SPEC")
-        source = predictions or model
         job_ = EvalJob.create(gates=gate, max_drops=max_drop, baseline=baseline, trigger=trigger.value,
                               job=job or (Path(predictions).name if predictions else model), experiment=experiment,
                               tracking_uri=tracking_uri, track=track, tracking_timeout=tracking_timeout, output=output,
