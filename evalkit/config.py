@@ -39,7 +39,8 @@ class RunConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     # evaluation
-    threshold: str = "fixed:0.5"
+    threshold: str = "fixed:0.5"  # see evalkit.thresholds.STRATEGIES
+    objective: Literal["micro-fbeta", "macro-fbeta"] = "macro-fbeta"  # what global/pcut-free tuning maximises
     beta: float = Field(2.0, gt=0)
     # tracking / output
     experiment: str = "evalkit"
