@@ -239,7 +239,10 @@ def load_evaluate_spec(path: str) -> dict[str, Any]:
         loc = [str(x) for x in err["loc"]]
         line = _find_line(text, loc)
         raise InputError(f"{path}:{line}: {'.'.join(loc)}: {err['msg']}") from None
-    return spec.evaluate.model_dump(exclude_none=True, exclude_defaults=True)
+    values = spec.evaluate.model_dump(exclude_none=True, exclude_defaults=True)
+    if "gates" in values:  # the option is --gate (repeatable)
+        values["gate"] = values.pop("gates")
+    return values
 
 
 def _line_from_message(msg: str) -> int:

@@ -1,0 +1,187 @@
+"""Quality gates of scheduled evaluation jobs: parsing, verdicts, baselines, exit codes, tags, history."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evalkit.errors import InputError
+from evalkit.gates import apply_gates, describe, load_evaluate_spec, parse_gate, parse_max_drop
+
+
+# ----------------------------------------------------------------------------- pure functions
+
+@pytest.mark.parametrize("text,metric,op,bound", [
+    ("test/macro_f2>=0.55", "test/macro_f2", ">=", 0.55),
+    (" test/subset_accuracy > .15 ", "test/subset_accuracy", ">", 0.15),
+    ("test/hamming_loss<=0.2", "test/hamming_loss", "<=", 0.2),
+    ("test/class/Class1/f2<1e-1", "test/class/Class1/f2", "<", 0.1),
+])
+def test_parse_gate(text, metric, op, bound):
+    g = parse_gate(text)
+    assert (g.metric, g.op, g.bound, g.relative) == (metric, op, bound, False)
+
+
+@pytest.mark.parametrize("text", ["test/macro_f2", "test/macro_f2=0.5", "test/macro_f2>=", ">=0.5",
+                                  "test/macro_f2 >= abc", "test/macro_f2=>0.5", "test/macro_f2>=0.5>=0.1", ""])
+def test_malformed_gate_is_bad_input(text):
+    with pytest.raises(InputError, match=r"--gate: malformed gate .*expected METRIC OP NUMBER"):
+        parse_gate(text)
+
+
+def test_gate_on_a_non_test_metric_is_unknown():
+    with pytest.raises(InputError, match=r"--gate: unknown metric 'macro_f2'"):
+        parse_gate("macro_f2>=0.5")
+
+
+def test_parse_max_drop():
+    g = parse_max_drop("test/macro_f2=0.01")
+    assert (g.metric, g.op, g.bound, g.relative) == ("test/macro_f2", "max-drop", 0.01, True)
+    for bad in ("test/macro_f2", "test/macro_f2>=0.01", "test/macro_f2=x"):
+        with pytest.raises(InputError, match="--max-drop: malformed"):
+            parse_max_drop(bad)
+    with pytest.raises(InputError, match="must be a number >= 0"):
+        parse_max_drop("test/macro_f2=-0.1")
+
+
+def test_apply_gates_absolute_and_relative():
+    gates = [parse_gate("test/macro_f2>=0.55"), parse_gate("test/subset_accuracy>=0.15"),
+             parse_max_drop("test/macro_f2=0.01"), parse_max_drop("test/hamming_loss=0.005")]
+    values = {"test/macro_f2": 0.56, "test/subset_accuracy": 0.10, "test/hamming_loss": 0.204}
+    base = {"run_id": "abc", "source": "last",
+            "metrics": {"test/macro_f2": 0.575, "test/hamming_loss": 0.2}}
+    block = apply_gates(gates, values, base)
+    st = [r["status"] for r in block["results"]]
+    assert st == ["pass", "fail", "fail", "pass"]
+    assert block["status"] == "fail" and block["failed"] == 2
+    drop = block["results"][2]
+    assert drop["baseline"] == 0.575 and drop["limit"] == pytest.approx(0.565)
+    assert block["results"][3]["limit"] == pytest.approx(0.205)  # lower is better: an increase is a drop
+    assert "test/macro_f2 = 0.5600, bound >= 0.5650 (baseline 0.5750, max drop 0.01)" == describe(drop)
+    assert "test/subset_accuracy = 0.1000, bound >= 0.15" == describe(block["results"][1])
+    assert block["baseline"]["run_id"] == "abc"
+
+
+def test_apply_gates_without_baseline_skips_relative_and_undefined_value_fails():
+    gates = [parse_max_drop("test/macro_f2=0.01"), parse_gate("test/macro_auroc>=0.5")]
+    block = apply_gates(gates, {"test/macro_f2": 0.5}, {"run_id": None, "source": "last", "metrics": {},
+                                                          "reason": "no earlier finished run"})
+    assert [r["status"] for r in block["results"]] == ["skipped", "fail"]
+    assert block["results"][0]["reason"] == "no earlier finished run"
+    assert block["results"][1]["reason"] == "value undefined"
+    assert apply_gates([], {})["status"] == "none"
+
+
+# ----------------------------------------------------------------------------- end to end (evaluate)
+
+def write_predictions(path, *, n=120, c=4, seed=0, quality=2.0):
+    """A small predictions file: targets, probabilities and label names (.npz)."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, c)) < 0.35).astype(np.uint8)
+    y[0], y[1] = 1, 0  # every label has positives and negatives
+    logits = quality * (2 * y - 1) + rng.normal(0, 1.5, (n, c))
+    p = 1 / (1 + np.exp(-logits))
+    np.savez(path, targets=y, probabilities=p, labels=np.array([f"L{i}" for i in range(c)]))
+    return path
+
+
+def _runs(uri, experiment="evalkit"):
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_evaluate_gates_pass_fail_exit_codes_report_and_tags(store, cli, tmp_path):
+    pred = write_predictions(tmp_path / "pred.npz")
+    out = tmp_path / "report.json"
+    res = cli("evaluate", "--predictions", pred, "--gate", "test/macro_f2>=0.3", "--gate", "test/subset_accuracy>=0.0",
+              "--trigger", "scheduled", "--job", "nightly", "-o", out, "--no-per-class")
+    assert res.exit_code == 0, res.output
+    assert "Gates: PASS" in res.output
+    rep = json.loads(out.read_text())
+    assert rep["gates"]["status"] == "pass" and len(rep["gates"]["results"]) == 2
+    f2 = rep["summary"]["macro"]["f2"]
+    # a failing gate: exit 1, printed with value and bound
+    res = cli("evaluate", "--predictions", pred, "--gate", "test/macro_f2>=0.999", "--trigger", "scheduled",
+              "--job", "nightly", "-o", out, "--no-per-class")
+    assert res.exit_code == 1, res.output
+    assert "FAIL" in res.output and f"test/macro_f2 = {f2:.4f}, bound >= 0.999" in res.output
+    rep = json.loads(out.read_text())
+    assert rep["gates"]["status"] == "fail" and rep["gates"]["results"][0]["value"] == pytest.approx(f2)
+    runs = _runs(store)
+    assert len(runs) == 2
+    assert [r.data.tags["evalkit.gate"] for r in runs] == ["pass", "fail"]
+    assert {r.data.tags["evalkit.trigger"] for r in runs} == {"scheduled"}
+    assert {r.data.tags["evalkit.job"] for r in runs} == {"nightly"}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert runs[0].data.metrics["test/macro_f2"] == pytest.approx(f2)  # same names as `run`
+    assert rep["run_id"] == runs[1].info.run_id
+
+
+def test_evaluate_relative_gate_against_last_run_of_the_job(store, cli, tmp_path):
+    good = write_predictions(tmp_path / "good.npz", quality=3.0)
+    bad = write_predictions(tmp_path / "bad.npz", quality=0.5)
+    args = ("--max-drop", "test/macro_f2=0.01", "--baseline", "last", "--job", "nightly", "--no-per-class")
+    first = cli("evaluate", "--predictions", good, *args)
+    assert first.exit_code == 0, first.output
+    assert "SKIP" in first.output and "no earlier finished run" in first.output
+    again = cli("evaluate", "--predictions", good, *args)
+    assert again.exit_code == 0, again.output
+    worse = cli("evaluate", "--predictions", bad, *args, "-o", tmp_path / "r.json")
+    assert worse.exit_code == 1, worse.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    row = rep["gates"]["results"][0]
+    runs = _runs(store)
+    assert row["status"] == "fail" and rep["gates"]["baseline"]["run_id"] == runs[1].info.run_id
+    assert row["baseline"] == pytest.approx(runs[1].data.metrics["test/macro_f2"])
+    assert "baseline" in worse.output and "max drop 0.01" in worse.output
+    # an explicit run id as the baseline; another job's runs are not "last"
+    res = cli("evaluate", "--predictions", bad, "--max-drop", "test/macro_f2=0.01", "--baseline", runs[0].info.run_id,
+              "--job", "other", "--no-per-class")
+    assert res.exit_code == 1
+    res = cli("evaluate", "--predictions", bad, "--max-drop", "test/macro_f2=0.01", "--baseline", "last",
+              "--job", "other2", "--no-per-class")
+    assert res.exit_code == 0 and "SKIP" in res.output
+
+
+def test_compare_history_table_and_plot(store, cli, tmp_path):
+    pred = write_predictions(tmp_path / "p.npz")
+    for trig in ("scheduled", "scheduled", "manual"):
+        assert cli("evaluate", "--predictions", pred, "--trigger", trig, "--job", "nightly", "--no-per-class",
+                   "--gate", "test/macro_f2>=0.1").exit_code == 0
+    png = tmp_path / "trend.png"
+    res = cli("compare", "--trigger", "scheduled", "--metric", "test/macro_f2", "--plot", png)
+    assert res.exit_code == 0, res.output
+    assert "2 runs" in res.output and "pass" in res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = cli("compare", "--trigger", "scheduled", "--metric", "test/macro_f2", "--format", "json")
+    rows = json.loads(res.stdout)
+    assert len(rows) == 2 and rows[0]["start_time"] <= rows[1]["start_time"] and rows[0]["gate"] == "pass"
+
+
+def test_spec_file_sets_evaluate_options(store, cli, tmp_path):
+    pred = write_predictions(tmp_path / "p.npz")
+    spec = tmp_path / "job.toml"
+    spec.write_text(f'[evaluate]\npredictions = "{pred}"\ngates = ["test/macro_f2>=0.999"]\n'
+                    f'trigger = "scheduled"\njob = "from-spec"\noutput = "{tmp_path / "r.json"}"\n')
+    res = cli("evaluate", "--spec", spec, "--no-per-class")
+    assert res.exit_code == 1, res.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["job"] == {"name": "from-spec", "trigger": "scheduled", "experiment": "evalkit"}
+    # the command line wins over the spec
+    res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class")
+    assert res.exit_code == 0, res.output
+
+
+def test_nightly_spec_in_repo_is_valid():
+    from pathlib import Path
+
+    spec = Path(__file__).resolve().parents[1] / "experiments" / "nightly_yeast.toml"
+    values = load_evaluate_spec(str(spec))
+    assert values["trigger"] == "scheduled" and values["gate"] and values["baseline"]
