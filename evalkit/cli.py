@@ -323,7 +323,7 @@ def evaluate(
         job_ = EvalJob.create(gates=gate, max_drops=max_drop, baseline=baseline, trigger=trigger.value,
                               job=job or (Path(predictions).name if predictions else model), experiment=experiment,
                               tracking_uri=tracking_uri, track=track, tracking_timeout=tracking_timeout, output=output,
-                              params={"predictions": predictions} if predictions else
+                              model_uri=model, params={"predictions": predictions} if predictions else
                               {"model": model, "dataset": dataset or "", "test_dataset": test_dataset or ""})
         if model is not None:
             from evalkit.api import evaluate_model
