@@ -174,6 +174,16 @@ def _retry_busy(fn, attempts: int = 8):
             delay = min(delay * 2, 2.0)
 
 
+def check_store(tracking_uri: str, timeout: float | None = None) -> None:
+    """Fail fast before expensive work: raise InfraError (exit 3) when the store does not answer within
+    about ``timeout`` seconds (default ``$EVALKIT_TRACKING_TIMEOUT`` or 10)."""
+    timeout = float(timeout or os.environ.get("EVALKIT_TRACKING_TIMEOUT") or 10)
+    configure_http(timeout)
+    reason = probe_store(tracking_uri, timeout)
+    if reason:
+        raise InfraError(f"{reason} (nothing was run; check the server or pass --tracking-uri)")
+
+
 def probe_store(tracking_uri: str, timeout: float = 10.0) -> str | None:
     """Check, cheaply and within about ``timeout`` seconds, that the store answers. Returns None when
     it does, else a one-line reason (credentials redacted). Call before the expensive work."""
@@ -441,6 +451,9 @@ class RunLogger:
         """Point ``models:/<name>@<alias>`` at ``version`` (default: the version just registered)."""
         version = version if version is not None else getattr(self, "registered_version", None)
         if version is None:
+            if self.offline:  # the model went to the spool; register it after `evalkit sync-spool`
+                self.journal.tags[f"evalkit.pending_alias.{name}"] = alias
+                return None
             raise InputError(f"--alias {alias}: nothing registered in this run; pass --register NAME too")
         client = _mlflow(self.tracking_uri).MlflowClient(self.tracking_uri)
         client.set_registered_model_alias(name, alias, str(version))
@@ -453,7 +466,8 @@ class RunLogger:
         import mlflow.data
 
         ds = mlflow.data.from_numpy(X, targets=Y, name=name, digest=digest, source=source)
-        mlflow.log_input(ds, context=context)
+        self._do(lambda: mlflow.log_input(ds, context=context),  # offline: recorded as a tag instead
+                 lambda: self.journal.tags.update({f"evalkit.input.{context}": f"{name} digest={digest}"}))
 
 
 def search_runs(tracking_uri: str, experiment: str, *, filter_string: str = ""):
