@@ -177,6 +177,8 @@ def _retry_busy(fn, attempts: int = 8):
 def check_store(tracking_uri: str, timeout: float | None = None) -> None:
     """Fail fast before expensive work: raise InfraError (exit 3) when the store does not answer within
     about ``timeout`` seconds (default ``$EVALKIT_TRACKING_TIMEOUT`` or 10)."""
+    if tracking_uri in _READY:
+        return
     timeout = float(timeout or os.environ.get("EVALKIT_TRACKING_TIMEOUT") or 10)
     configure_http(timeout)
     reason = probe_store(tracking_uri, timeout)
@@ -262,7 +264,7 @@ class RunLogger:
 
     def __init__(self, tracking_uri: str, experiment: str, *, run_name: str | None = None,
                  tags: dict[str, str] | None = None, nested: bool = False, offline_reason: str | None = None,
-                 spool: bool = True):
+                 spool: bool = True, fail_fast: bool | None = None):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.run_name = run_name
@@ -273,6 +275,9 @@ class RunLogger:
         self.spool = spool
         self.spooled: Path | None = None
         self.journal = None
+        # fail fast (InfraError, nothing run yet) when the store does not answer at the start, unless the
+        # caller already knows it is down (offline_reason: work on, spool everything)
+        self.fail_fast = offline_reason is None if fail_fast is None else fail_fast
         self._old_handler = None
 
     # -- lifecycle
@@ -282,6 +287,8 @@ class RunLogger:
 
         tags = {k: redact_text(v) for k, v in {"evalkit.version": __version__, **self.tags}.items()}
         self.journal = Journal(self.experiment, self.run_name, tracking_uri=redact_uri(self.tracking_uri))
+        if self.fail_fast and not self.nested:
+            check_store(self.tracking_uri)
         if not self.offline:
             try:
                 mlflow = _mlflow(self.tracking_uri)
