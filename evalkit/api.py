@@ -14,7 +14,7 @@ import numpy as np
 
 from evalkit.config import RunConfig
 from evalkit.errors import InputError
-from evalkit.report import Report, build_report
+from evalkit.report import Report, build_report, fbeta_key
 
 
 @dataclass
@@ -107,7 +107,8 @@ def prepare_data(config: RunConfig, *, with_stats: bool = False):
     return (out, stats) if with_stats else out
 
 
-def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> RunResult:
+def run_experiment(config: RunConfig, console=None, *, track: bool = True, nested: bool = False,
+                   tags: dict[str, str] | None = None) -> RunResult:
     """Train on ``config.dataset``, tune thresholds on validation, evaluate on test, log to MLflow.
 
     Stages: dataset -> split -> model -> loss -> train -> scores -> thresholds -> metrics -> report
@@ -116,6 +117,9 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
 
     Raises:
         InputError: bad options or data. InfraError: tracking store unreachable.
+
+    ``nested=True`` starts the MLflow run as a child of the active run (a spec grid's parent);
+    ``tags`` are added to the run.
     """
     import torch
     from rich.console import Console
@@ -123,13 +127,14 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
     from evalkit.losses import build_loss, loss_options
     from evalkit.metrics import compute_metrics
     from evalkit.models import build_model, resolve_device
-    from evalkit.thresholds import fit_thresholds, parse_strategy
+    from evalkit.thresholds import check_strategy, evaluate, fit_thresholds, parse_objective, parse_strategy
     from evalkit.tracking import RunLogger, resolve_tracking_uri
     from evalkit.train import predict_logits, seed_everything, train_model
 
     console = console or Console()
     started = time.perf_counter()
     strategy = parse_strategy(config.threshold)
+    parse_objective(config.objective)
     loss_options(config.loss, config.loss_options)  # validates the loss name and options
     device = resolve_device(config.device)
     tracking_uri = resolve_tracking_uri(config.tracking_uri) if track else None
@@ -141,6 +146,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
     splits, std_stats = prepare_data(config, with_stats=True)
     _summary_table(splits, console)
     _warn_empty_labels(splits, console)
+    check_strategy(strategy, splits.train.n_labels)
     seed_everything(config.seed)
     torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
     model = build_model(config.model, splits.train.n_features, splits.train.n_labels, hidden=config.hidden,
@@ -149,7 +155,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
     loss_fn = build_loss(config.loss, splits.train.Y, config.loss_options)
 
     logger = RunLogger(tracking_uri, config.experiment, run_name=config.run_name,
-                       tags={"evalkit.command": "run", "evalkit.loss": config.loss}) if track else None
+                       tags={"evalkit.command": "run", "evalkit.loss": config.loss, **(tags or {})},
+                       nested=nested) if track else None
     with (logger or _Null()) as run:
         if run:
             params = config.params() | {"device": device, "dataset.digest": splits.digest,
@@ -160,23 +167,28 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
         val_logits = predict_logits(history.model, splits.val.X, device)
         test_logits = predict_logits(history.model, splits.test.X, device)
         val_prob = torch.sigmoid(torch.from_numpy(val_logits)).numpy()
-        thresholds = fit_thresholds(strategy, val_prob, splits.val.Y, beta=config.beta)
+        # thresholds see the validation split only
+        thresholds = fit_thresholds(strategy, val_prob, splits.val.Y, beta=config.beta, objective=config.objective,
+                                    train_cardinality=splits.train.label_cardinality)
         names = splits.label_names
         test_prob = torch.sigmoid(torch.from_numpy(test_logits)).numpy()
-        metrics = compute_metrics(splits.test.Y, test_prob, scores_kind="probabilities", threshold=thresholds,
-                                  beta=config.beta, label_names=names)
+        metrics = evaluate(strategy, splits.test.Y, test_prob, thresholds, beta=config.beta, label_names=names)
         dataset = {"name": splits.name, "n_samples": splits.test.n_samples, "n_labels": splits.test.n_labels,
                    "digest": splits.digest}
         extra: dict[str, Any] = {
             "training": {"best_epoch": history.best_epoch, "epochs_run": len(history.history),
                          "stopped_early": history.stopped_early, "loss": config.loss, "device": device},
         }
-        if not (strategy.name == "fixed" and strategy.value == 0.5):
-            ref = compute_metrics(splits.test.Y, test_prob, scores_kind="probabilities", threshold=0.5,
-                                  beta=config.beta, label_names=names, threshold_free="none")
-            extra["reference_at_0.5"] = {"summary": ref["summary"]}
+        # always: the metrics at the textbook 0.5 cut, for reference (threshold-free ones are the same)
+        ref = compute_metrics(splits.test.Y, test_prob, scores_kind="probabilities", threshold=0.5,
+                              beta=config.beta, label_names=names, threshold_free="none")
+        extra["reference_at_0.5"] = {"threshold": 0.5,
+                                     "summary": {k: v for k, v in ref["summary"].items() if v is not None},
+                                     "per_class": [{"label": r["label"], "f1": r["f1"], fbeta_key(config.beta):
+                                                    r[fbeta_key(config.beta)]} for r in ref["per_class"]]}
         report = build_report(metrics, dataset=dataset, scores="logits", strategy=strategy.label,
-                              thresholds=thresholds, beta=config.beta, **extra)
+                              thresholds=np.nan_to_num(thresholds), beta=config.beta, **extra)
+        _describe_thresholds(report, strategy, config)
         report["seconds"] = round(time.perf_counter() - started, 2)
         if config.output:
             report.write_json(config.output)
@@ -184,6 +196,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True) -> Ru
             preprocess = _preprocess_record(config, splits, std_stats, report)
             _log_results(run, report, history.model, splits.test.X[:5], preprocess=preprocess,
                          register=config.register_model, alias=config.alias, log_model=config.log_model)
+            _log_threshold_artifacts(run, report, strategy, config, (val_prob, splits.val.Y), (test_prob, splits.test.Y))
             report["run_id"] = run.run_id
     render_report(report, console)
     if run:
@@ -556,3 +569,43 @@ def evaluate_model(
     for n in notes:
         console.print(f"note: {n}")
     return build_report(metrics, dataset=ds_info, scores=scores, strategy=strategy, thresholds=thr, beta=beta, **extra)
+
+
+def _describe_thresholds(report: Report, strategy, config: RunConfig) -> None:
+    """Complete the report's ``threshold`` block: how the values were chosen (and, for ``top-k``,
+    that there are no per-label values: ``values`` are null and ``k`` holds K)."""
+    block = report["threshold"]
+    if strategy.per_sample:
+        block["values"] = [None] * len(block["values"])
+        block["k"] = int(strategy.value)
+        block["note"] = "top-k: each sample's K highest-scoring labels; a per-sample cut, no per-label threshold"
+    if strategy.fitted:
+        block["fitted_on"] = "validation"
+        block["objective"] = config.objective if strategy.name != "pcut" else "train label cardinality"
+        block["beta"] = float(config.beta)
+
+
+def _log_threshold_artifacts(run, report: Report, strategy, config: RunConfig, val, test) -> None:
+    """``thresholds.csv`` (label, threshold: readable by ``evaluate --threshold FILE``) and the plots."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from evalkit.report import write_csv_atomic
+
+    names = [r["label"] for r in report["per_class"]]
+    run.log_dict(dict(report["threshold"]) | {"labels": names}, "thresholds.json")
+    if not strategy.per_sample:
+        with tempfile.TemporaryDirectory() as tmp:
+            frame = pd.DataFrame({"label": names, "threshold": report["threshold"]["values"]})
+            run.log_artifact(write_csv_atomic(frame, Path(tmp) / "thresholds.csv"))
+    from evalkit.plots import run_figures
+
+    for path, fig in run_figures(report, strategy, val, test, beta=config.beta, objective=config.objective):
+        try:
+            run.log_figure(fig, path)
+        finally:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)

@@ -150,6 +150,23 @@ def fbeta_curve(probabilities: np.ndarray, targets: np.ndarray, beta: float) -> 
     return p[last], _fbeta(tp, fp, fn, beta)
 
 
+def pr_curve(probabilities: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision and recall of one label at every distinct cut (rule ``probability >= cut``), for plots.
+
+    Returns:
+        ``(cuts, precision, recall)`` with cuts in decreasing order (recall 0 when there is no positive).
+    """
+    order = np.argsort(-probabilities, kind="stable")
+    p = probabilities[order]
+    t = targets[order].astype(np.float64)
+    last = np.r_[np.nonzero(np.diff(p))[0], p.size - 1]
+    tp = np.cumsum(t)[last]
+    npos = t.sum()
+    precision = tp / (last + 1)
+    recall = tp / npos if npos > 0 else np.zeros_like(tp)
+    return p[last], precision, recall
+
+
 def _midpoint(cuts: np.ndarray, i: int) -> float:
     """The cut between candidate ``i`` and the next lower one: same validation decisions, more margin."""
     below = cuts[i + 1] if i + 1 < cuts.size else 0.0
