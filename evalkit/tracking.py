@@ -477,6 +477,11 @@ class RunLogger:
                  lambda: self.journal.tags.update({f"evalkit.input.{context}": f"{name} digest={digest}"}))
 
 
+def log_figure_to_run(tracking_uri: str, run_id: str, figure, artifact_file: str) -> None:
+    """Log a matplotlib figure to an existing (e.g. finished grid parent) run."""
+    _mlflow(tracking_uri).MlflowClient(tracking_uri).log_figure(run_id, figure, artifact_file)
+
+
 def search_runs(tracking_uri: str, experiment: str, *, filter_string: str = ""):
     """Runs of ``experiment`` as a pandas DataFrame (newest first); empty when none.
 
