@@ -1,0 +1,193 @@
+"""Faults never lose a result: store unreachable (fail fast, exit 3, report + spool, sync-spool),
+store failing mid-run, SIGTERM (run ends KILLED, exit 143), 4 concurrent jobs on a fresh SQLite store,
+credentials never logged."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_gates import _runs, write_predictions
+
+EVALKIT = [sys.executable, "-m", "evalkit"]
+DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def test_unreachable_store_fails_fast_writes_report_and_spools_then_sync_uploads(store, cli, tmp_path):
+    pred = write_predictions(tmp_path / "p.npz")
+    out = tmp_path / "r.json"
+    t0 = time.perf_counter()
+    res = cli("evaluate", "--predictions", pred, "--tracking-uri", DEAD, "-o", out, "--no-per-class",
+              "--gate", "test/macro_f2>=0.1", "--trigger", "scheduled", "--job", "nightly")
+    elapsed = time.perf_counter() - t0
+    assert res.exit_code == 3, res.output
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+    assert "unreachable" in res.output and "sync-spool" in res.output
+    rep = json.loads(out.read_text())  # the report is written all the same
+    assert rep["gates"]["status"] == "pass"
+    entries = list((tmp_path / "mlruns" / "spool").iterdir())
+    assert len(entries) == 1
+    e = entries[0]
+    run = json.loads((e / "run.json").read_text())
+    assert run["experiment"] == "evalkit" and run["run_id"] is None and run["status"] == "FINISHED"
+    assert json.loads((e / "tags.json").read_text())["evalkit.trigger"] == "scheduled"
+    assert json.loads((e / "params.json").read_text())["predictions"] == str(pred)
+    metrics = {m["key"]: m["value"] for m in json.loads((e / "metrics.json").read_text())}
+    assert metrics["test/macro_f2"] == pytest.approx(rep["summary"]["macro"]["f2"])
+    assert json.loads((e / "artifacts" / "report.json").read_text())["gates"]["status"] == "pass"
+
+    # later, the store is back: upload the spool (to the default local store here) and remove it
+    res = cli("sync-spool", "--tracking-uri", store)
+    assert res.exit_code == 0, res.output
+    assert "1 spooled run(s) uploaded" in res.output
+    assert not any((tmp_path / "mlruns" / "spool").iterdir())
+    [r] = _runs(store)
+    assert r.info.status == "FINISHED"
+    assert r.data.tags["evalkit.trigger"] == "scheduled" and r.data.tags["evalkit.gate"] == "pass"
+    assert r.data.metrics["test/macro_f2"] == pytest.approx(rep["summary"]["macro"]["f2"])
+    import mlflow
+
+    assert "report.json" in {a.path for a in mlflow.MlflowClient(store).list_artifacts(r.info.run_id)}
+
+
+def test_sync_spool_with_store_still_down_keeps_entries(store, cli, tmp_path):
+    pred = write_predictions(tmp_path / "p.npz")
+    assert cli("evaluate", "--predictions", pred, "--tracking-uri", DEAD, "--no-per-class").exit_code == 3
+    res = cli("sync-spool", "--tracking-uri", DEAD)
+    assert res.exit_code == 3 and "unreachable" in res.output
+    assert len(list((tmp_path / "mlruns" / "spool").iterdir())) == 1
+
+
+def test_run_fails_fast_before_training_when_store_unreachable(store, cli, tmp_path):
+    t0 = time.perf_counter()
+    res = cli("run", "--epochs", "50", "--hidden", "16", "--no-log-model", "--tracking-uri", DEAD)
+    assert res.exit_code == 3, res.output
+    assert time.perf_counter() - t0 < 10
+    assert "unreachable" in res.output and "nothing was run" in res.output
+    assert "best epoch" not in res.output  # no training happened
+
+
+def test_store_failing_mid_run_spools_the_rest_and_sync_resumes_the_run(store, tmp_path, monkeypatch):
+    import mlflow
+
+    from evalkit.errors import InfraError
+    from evalkit.tracking import RunLogger, sync_spool
+
+    def down(*a, **k):
+        raise ConnectionError("Connection refused")
+
+    logger = RunLogger(store, "mid", run_name="r", tags={"evalkit.trigger": "scheduled"})
+    with pytest.raises(InfraError, match="connection refused; nothing lost: results spooled to"):
+        with logger as run, monkeypatch.context() as m:
+            run.log_params({"a": 1})
+            run.log_metrics({"train/loss": 0.9}, step=1)
+            m.setattr(mlflow, "log_metrics", down)  # the store goes down mid-run
+            m.setattr(mlflow, "log_dict", down)
+            run.log_metrics({"train/loss": 0.5}, step=2)
+            run.log_metrics({"test/macro_f2": 0.61})
+            run.log_dict({"k": 1}, "report.json")
+    client = mlflow.MlflowClient(store)
+    assert client.get_run(logger.run_id).info.status == "FAILED"  # never left RUNNING
+    assert sync_spool(store) == (1, 0)
+    r = client.get_run(logger.run_id)  # the same run, completed
+    assert r.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")] == [1, 2]
+    assert r.data.metrics["test/macro_f2"] == 0.61 and r.data.params == {"a": "1"}
+    assert "report.json" in {a.path for a in client.list_artifacts(r.info.run_id)}
+
+
+def test_credentials_never_reach_params_tags_reports_or_output(store, cli, tmp_path, monkeypatch):
+    from evalkit.tracking import RunLogger, redact_text
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter2-secret")
+    assert redact_text("https://alice:hunter2-secret@mlflow.example/x") == "https://***@mlflow.example/x"
+    assert redact_text("token hunter2-secret") == "token ***"
+    with RunLogger(store, "sec") as run:
+        run.log_params({"uri": "https://alice:pw123@host/x", "pw": "hunter2-secret"})
+        run.set_tags({"t": "postgresql://bob:pw456@db/mlflow"})
+    r = _runs(store, "sec")[0]
+    text = json.dumps([r.data.params, r.data.tags])
+    assert "pw123" not in text and "pw456" not in text and "hunter2" not in text
+    # an unreachable store with credentials in the URI: not in the output, the report or the spool
+    pred = write_predictions(tmp_path / "p.npz")
+    res = cli("evaluate", "--predictions", pred, "--tracking-uri", "http://carol:s3cr3tpw@127.0.0.1:9",
+              "-o", tmp_path / "r.json", "--no-per-class")
+    assert res.exit_code == 3
+    spooled = "".join(p.read_text() for p in (tmp_path / "mlruns" / "spool").rglob("*.json"))
+    for text in (res.output, (tmp_path / "r.json").read_text(), spooled):
+        assert "s3cr3tpw" not in text and "carol" not in text and "hunter2" not in text
+    assert "http://***@127.0.0.1:9" in res.output
+
+
+def _db_rows(db: Path, sql: str, args=()):
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_ends_run_killed_with_metrics_so_far(store, tmp_path):
+    db = tmp_path / "mlruns" / "mlflow.db"
+    proc = subprocess.Popen(
+        [*EVALKIT, "run", "--epochs", "200", "--hidden", "16", "--batch-size", "16", "--monitor", "none",
+         "--no-log-model", "--experiment", "sigterm"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        run_id = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            rows = _db_rows(db, "select r.run_uuid, count(m.step) from runs r join metrics m on m.run_uuid = r.run_uuid "
+                                "where r.status = 'RUNNING' and m.key = 'train/loss' group by r.run_uuid")
+            if rows and rows[0][1] >= 2:
+                run_id = rows[0][0]
+                break
+            time.sleep(0.3)
+        assert run_id, f"no RUNNING run with train/loss steps seen; output:\n{proc.stdout.read() if proc.poll() is not None else ''}"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, out
+    assert "SIGTERM" in out and "Traceback" not in out
+    [(status,)] = _db_rows(db, "select status from runs where run_uuid = ?", (run_id,))
+    assert status == "KILLED"
+    steps = _db_rows(db, "select step from metrics where run_uuid = ? and key = 'train/loss'", (run_id,))
+    assert 2 <= len(steps) < 200
+
+
+@pytest.mark.slow
+def test_four_concurrent_jobs_on_a_fresh_sqlite_store_all_record_their_runs(tmp_path):
+    pred = write_predictions(tmp_path / "p.npz")
+    assert not (tmp_path / "mlruns").exists()  # a fresh store: schema creation races
+    procs = [subprocess.Popen([*EVALKIT, "evaluate", "--predictions", str(pred), "--no-per-class", "--job", f"job{i}",
+                               "--trigger", "scheduled", "--gate", "test/macro_f2>=0.1", "-o", f"r{i}.json"],
+                              cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(4)]
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n\n".join(outs)
+    runs = _runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert sorted(r.data.tags["evalkit.job"] for r in runs) == ["job0", "job1", "job2", "job3"]
+    assert all(r.info.status == "FINISHED" and "test/macro_f2" in r.data.metrics for r in runs)
+    assert not (tmp_path / "mlruns" / "spool").exists()  # nothing had to be spooled
+    assert all(json.loads((tmp_path / f"r{i}.json").read_text())["run_id"] for i in range(4))
