@@ -250,7 +250,10 @@ def _load_checkpoint(path: Path, spec: str, *, arch, hidden, record, n_features,
     torch = _torch()
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as e:
+        if "unsupported global" not in str(e).lower():  # no pickled classes: not a torch.save file at all
+            raise InputError(f"--model {spec}: not a model file ({_first_line(e)}); expected TorchScript, "
+                             "torch.export .pt2, or a torch.save state_dict") from None
         if not trust_pickle:
             raise InputError(
                 f"--model {spec}: refused: this is a pickled full model, and unpickling it could run arbitrary "
@@ -292,16 +295,22 @@ def _from_state_dict(state: dict, spec: str, *, arch, hidden, record, n_features
     if out_width != n_labels and n_labels is not None:
         raise InputError(f"--model {spec}: the model outputs {out_width} scores per sample but the dataset has "
                          f"{n_labels} labels; expected them to match")
-    model = build_model(arch, n_features, out_width, hidden=hidden, dropout=float(saved.get("dropout", 0.0)),
-                        activation=saved.get("activation", "relu"), batch_norm=bool(saved.get("batch_norm", False)),
-                        input_shape=input_shape)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        detail = " ".join(str(e).split())[:240]
-        raise InputError(f"--model {spec}: the state_dict does not fit --arch {arch}"
-                         f"{' --hidden ' + ','.join(map(str, hidden)) if arch == 'mlp' else ''} ({detail})") from None
-    return model.eval()
+    batch_norm = bool(saved.get("batch_norm", any(k.endswith("running_mean") for k in state)))
+    # Dropout layers hold no weights but shift the layer indices: its value is irrelevant in eval mode,
+    # so try the recorded layout first, then the other one.
+    recorded = float(saved.get("dropout", 0.0))
+    error = None
+    for dropout in dict.fromkeys([recorded, 0.0 if recorded > 0 else 0.1]):
+        model = build_model(arch, n_features, out_width, hidden=hidden, dropout=dropout,
+                            activation=saved.get("activation", "relu"), batch_norm=batch_norm, input_shape=input_shape)
+        try:
+            model.load_state_dict(state, strict=True)
+            return model.eval()
+        except RuntimeError as e:
+            error = error or e
+    detail = " ".join(str(error).split())[:240]
+    raise InputError(f"--model {spec}: the state_dict does not fit --arch {arch}"
+                     f"{' --hidden ' + ','.join(map(str, hidden)) if arch == 'mlp' else ''} ({detail})")
 
 
 # -- inference --------------------------------------------------------------------------------------
