@@ -24,15 +24,16 @@ score. From these:
   for a row it is scikit-learn's label ranking average precision
   (``label_ranking_average_precision_score``: ``L_ij / rank_ij`` with ``rank`` = max-rank of ties).
 * ``gt = #(positive, negative) pairs with s_pos > s_neg = sum over positives of (a - bp)``;
-* ``neg_bp = sum over negatives of bp`` so that ``ge = #pairs with s_pos >= s_neg = P*Nn - neg_bp``.
-  AUROC = ``(gt + ge) / (2 P Nn)`` is the Mann-Whitney statistic with ties counted 1/2, identical to
+* ``lt = #pairs with s_pos < s_neg = sum over positives of #negatives with a higher score``.
+  AUROC = ``(P*Nn + gt - lt) / (2 P Nn)`` is the Mann-Whitney statistic with ties counted 1/2, identical to
   the trapezoidal area under scikit-learn's ROC curve (``roc_auc_score``; Hanley & McNeil 1982).
   Label ranking loss (``label_ranking_loss``) of a row is ``(P*Nn - gt) / (P*Nn)``: the fraction of
   pairs where the true label does not score strictly higher (ties count as mis-ordered).
 * ``min_a = min over positives of a``: coverage error (``coverage_error``) of a row is ``L - min_a``.
 
-Only a forward scan is needed, so long sequences are processed in segments with a small carry
-(bounded memory for the micro average over N*C values).
+All quantities are evaluated at the positives only, by binary searches in the sorted keys (no
+per-element temporaries), in chunks of positives: memory stays bounded even for the micro average
+over all N*C values.
 """
 
 from __future__ import annotations
@@ -63,101 +64,84 @@ def widen_keys(keys: np.ndarray) -> np.ndarray:
 # ranked statistics
 
 
-@dataclass
-class RankedCarry:
-    """State between segments of the same sorted rows (shape (R,) each)."""
-
-    offset: int
-    last_v: np.ndarray
-    a: np.ndarray
-    bp: np.ndarray
-    cum: np.ndarray
-
-    @classmethod
-    def start(cls, rows: int) -> "RankedCarry":
-        z = np.zeros(rows, dtype=np.int64)
-        return cls(0, np.full(rows, -1, dtype=np.int64), z.copy(), z.copy(), z.copy())
+def _positives(s: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """Positions (int64, ascending) of the keys with target 1, with bounded temporaries."""
+    if s.size <= chunk:
+        return np.flatnonzero(s & 1)
+    return np.concatenate([np.flatnonzero(s[i:i + chunk] & 1) + i for i in range(0, s.size, chunk)])
 
 
-@dataclass
-class RankedSums:
-    """Per-row accumulators of :func:`ranked_segment` (shape (R,) each)."""
+def _groups_at(s: np.ndarray, pos: np.ndarray, lo: int, hi: int, first_k: int | np.ndarray = 0):
+    """Tie-group bounds of the positives ``pos[lo:hi]`` in the sorted keys ``s``.
 
-    ap_sum: np.ndarray  # float64
-    gt: np.ndarray  # int64
-    neg_bp: np.ndarray  # int64
-    min_a: np.ndarray  # int64 (L if no positive)
+    Returns ``(a, e, bp, pe)``: first index of the group, one past its last index, and the index
+    in ``pos`` of the first positive at or after ``a`` / ``e``. Untied positives (the common case)
+    need no search: ``a = i, e = i + 1, bp = k, pe = k + 1``; only tied ones are binary-searched.
+    """
+    L = s.size
+    pk = pos[lo:hi]
+    v = s[pk] >> 1
+    prev = s[np.maximum(pk - 1, 0)] >> 1
+    nxt = s[np.minimum(pk + 1, L - 1)] >> 1
+    tied = ((prev == v) & (pk > 0)) | ((nxt == v) & (pk < L - 1))
+    del prev, nxt
+    a = pk.copy()
+    e = pk + 1
+    bp = np.arange(lo, hi, dtype=np.int64)
+    pe = bp + 1
+    if tied.any():
+        t = np.flatnonzero(tied)
+        q = v[t] << 1
+        q = q.astype(s.dtype)
+        at = np.searchsorted(s, q, side="left")
+        q |= 1
+        et = np.searchsorted(s, q, side="right")
+        a[t] = at
+        e[t] = et
+        bp[t] = np.searchsorted(pos, at, side="left")
+        pe[t] = np.searchsorted(pos, et, side="left")
+    return a, e, bp, pe
 
-    @classmethod
-    def zeros(cls, rows: int, length) -> "RankedSums":
-        return cls(np.zeros(rows), np.zeros(rows, dtype=np.int64), np.zeros(rows, dtype=np.int64),
-                   np.broadcast_to(np.asarray(length, dtype=np.int64), (rows,)).copy())
 
+def ranked_1d(s: np.ndarray, chunk: int = 1 << 21) -> tuple[int, float, int, int, int]:
+    """Ranked statistics of one ascending-sorted key sequence, working on its positives only.
 
-def ranked_segment(keys: np.ndarray, P: np.ndarray, L, carry: RankedCarry, sums: RankedSums) -> None:
-    """Accumulate ranked statistics of one segment of ascending-sorted key rows (in place).
+    For each positive (position ``i`` in ``s``): ``a`` (first element with the same score), ``e``
+    (one past the last), ``bp`` (#positives before ``a``) and ``pe`` (#positives before ``e``);
+    then precision at its score = (P - bp) / (L - a), #negatives strictly below = a - bp,
+    #negatives strictly above = Nn - (e - pe).
 
     Args:
-        keys: ``(R, l)`` int32/int64 sort keys, each row sorted ascending; the segment covers
-            positions ``carry.offset .. carry.offset + l`` of rows of total length ``L``.
-        P: ``(R,)`` int64 total positives of each full row.
-        L: total row length (int or ``(R,)``).
-        carry, sums: updated in place.
+        s: ``(L,)`` int32/int64 keys sorted ascending.
+    Returns:
+        ``(P, ap_sum, gt, lt, min_a)``: positives, sum of precisions at the positives, #(pos, neg)
+        pairs with s_pos > s_neg, #pairs with s_pos < s_neg, group start of the lowest positive
+        (``L`` when there is no positive).
     """
-    R, l = keys.shape
-    if l == 0:
-        return
-    idx_t = np.int32 if l < 2**31 - 1 else np.int64
-    y = (keys & 1).astype(bool)
-    v = keys >> 1
-    st = np.empty((R, l), dtype=bool)
-    np.not_equal(v[:, 0], carry.last_v, out=st[:, 0])
-    np.not_equal(v[:, 1:], v[:, :-1], out=st[:, 1:])
-    del v
-    ar = np.arange(l, dtype=idx_t)
-    cum = np.cumsum(y, axis=1, dtype=np.int64)
-    last_cum = cum[:, -1].copy()
-    cum -= y  # exclusive, local
-    cum += carry.cum[:, None]  # exclusive, global: positives before position i
-    if st.all():
-        a = ar[None, :] + np.int64(carry.offset)
-        bp = cum
-    else:
-        al = np.where(st, ar, idx_t(-1))
-        np.maximum.accumulate(al, axis=1, out=al)
-        inside = al >= 0
-        bp = np.take_along_axis(cum, np.maximum(al, 0), axis=1)
-        a = al.astype(np.int64)
-        a += carry.offset
-        if not inside.all():
-            a = np.where(inside, a, carry.a[:, None])
-            bp = np.where(inside, bp, carry.bp[:, None])
-        del al, inside
-    del st
-    Pc = np.asarray(P, dtype=np.int64)[:, None]
-    Lc = np.asarray(L, dtype=np.int64)
-    Lc = Lc[:, None] if Lc.ndim else Lc
-    num = np.where(y, Pc - bp, 0).astype(np.float64)
-    den = (Lc - a).astype(np.float64)
-    sums.ap_sum += (num / den).sum(axis=1)
-    del num, den
-    sums.gt += np.where(y, a - bp, 0).sum(axis=1)
-    sums.neg_bp += np.where(y, 0, bp).sum(axis=1)
-    sums.min_a = np.minimum(sums.min_a, np.where(y, a, np.iinfo(np.int64).max).min(axis=1))
-    carry.last_v = (keys[:, -1] >> 1).astype(np.int64)
-    carry.a = np.broadcast_to(a[:, -1], (R,)).astype(np.int64)
-    carry.bp = np.broadcast_to(bp[:, -1], (R,)).astype(np.int64)
-    carry.cum = carry.cum + last_cum
-    carry.offset += l
+    L = s.size
+    pos = _positives(s)
+    P = int(pos.size)
+    Nn = L - P
+    ap_sum = 0.0
+    gt = lt = 0
+    min_a = L
+    for c0 in range(0, P, chunk):
+        a, e, bp, pe = _groups_at(s, pos, c0, min(P, c0 + chunk))
+        if c0 == 0:
+            min_a = int(a[0])
+        ap_sum += float(((P - bp) / (L - a).astype(np.float64)).sum())
+        gt += int((a - bp).sum())
+        lt += int((Nn - (e - pe)).sum())
+    return P, ap_sum, gt, lt, min_a
 
 
 def ranked_rows(keys: np.ndarray, chunk_elems: int = 1 << 21):
-    """Ranked statistics of whole rows (e.g. the C labels of each sample), rows sorted here.
+    """Ranked statistics of whole rows (the C labels of each sample); rows are sorted here.
 
     Args:
         keys: ``(B, C)`` int32/int64 keys (not modified).
     Returns:
-        ``(P, ap_sum, gt, min_a)`` each ``(B,)``.
+        ``(P, ap_sum, gt, min_a)``, each ``(B,)`` (``min_a = C`` for rows without positives).
     """
     B, C = keys.shape
     out_P = np.empty(B, dtype=np.int64)
@@ -165,17 +149,40 @@ def ranked_rows(keys: np.ndarray, chunk_elems: int = 1 << 21):
     out_gt = np.empty(B, dtype=np.int64)
     out_min = np.empty(B, dtype=np.int64)
     step = max(1, chunk_elems // max(C, 1))
-    for s in range(0, B, step):
-        k = np.sort(keys[s:s + step], axis=1)
+    for r0 in range(0, B, step):
+        k = np.sort(keys[r0:r0 + step], axis=1)
         R = k.shape[0]
-        P = (k & 1).sum(axis=1, dtype=np.int64)
-        sums = RankedSums.zeros(R, C)
-        ranked_segment(k, P, C, RankedCarry.start(R), sums)
-        out_P[s:s + R] = P
-        out_ap[s:s + R] = sums.ap_sum
-        out_gt[s:s + R] = sums.gt
-        out_min[s:s + R] = sums.min_a
+        sl = slice(r0, r0 + R)
+        if k.dtype == np.int32:
+            _ranked_rows_int32(k, out_P[sl], out_ap[sl], out_gt[sl], out_min[sl])
+        else:
+            for i in range(R):  # float64 scores: keys use all 64 bits, no room for a row offset
+                P, ap, gt, _, ma = ranked_1d(k[i])
+                out_P[r0 + i], out_ap[r0 + i], out_gt[r0 + i], out_min[r0 + i] = P, ap, gt, ma
     return out_P, out_ap, out_gt, out_min
+
+
+def _ranked_rows_int32(k: np.ndarray, out_P, out_ap, out_gt, out_min) -> None:
+    """Vectorised :func:`ranked_1d` over rows: keys get the row index in their high 32 bits, so the
+    whole block is one sorted int64 sequence and every group / search stays within its row."""
+    R, C = k.shape
+    comp = k.astype(np.int64)
+    comp += (np.arange(R, dtype=np.int64) << 32)[:, None]
+    comp = comp.reshape(-1)
+    pos = np.flatnonzero(comp & 1)
+    row = pos // C
+    Pr = np.bincount(row, minlength=R)
+    first = np.cumsum(Pr) - Pr  # index in pos of each row's first positive
+    a, _, bp, _ = _groups_at(comp, pos, 0, pos.size)
+    bp -= first[row]
+    a -= row * C
+    out_P[:] = Pr
+    out_ap[:] = np.bincount(row, weights=(Pr[row] - bp) / (C - a).astype(np.float64), minlength=R)
+    out_gt[:] = np.bincount(row, weights=a - bp, minlength=R).astype(np.int64)
+    mins = np.full(R, C, dtype=np.int64)
+    has = Pr > 0
+    mins[has] = a[first[has]]
+    out_min[:] = mins
 
 
 def ranked_groups(pos: np.ndarray, neg: np.ndarray):
@@ -184,32 +191,37 @@ def ranked_groups(pos: np.ndarray, neg: np.ndarray):
     Args:
         pos, neg: ``(R, G)`` int64 positives / negatives per group (each group = one tie group).
     Returns:
-        ``(P, Nn, ap_sum, gt, neg_bp)`` each ``(R,)``.
+        ``(P, Nn, ap_sum, gt, lt)`` each ``(R,)``.
     """
     pos = pos.astype(np.int64)
     neg = neg.astype(np.int64)
     tot = pos + neg
     P = pos.sum(axis=1)
-    L = tot.sum(axis=1)
+    Nn = neg.sum(axis=1)
+    L = P + Nn
     bp = np.cumsum(pos, axis=1) - pos
     a = np.cumsum(tot, axis=1) - tot
+    neg_above = Nn[:, None] - np.cumsum(neg, axis=1)
     den = (L[:, None] - a).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ap = np.where(pos > 0, pos * (P[:, None] - bp) / np.where(den > 0, den, 1.0), 0.0).sum(axis=1)
+    ap = (pos * ((P[:, None] - bp) / np.where(den > 0, den, 1.0))).sum(axis=1)
     gt = (pos * (a - bp)).sum(axis=1)
-    neg_bp = (neg * bp).sum(axis=1)
-    return P, L - P, ap, gt, neg_bp
+    lt = (pos * neg_above).sum(axis=1)
+    return P, Nn, ap, gt, lt
 
 
-def finish_ap_auroc(P: np.ndarray, Nn: np.ndarray, ap_sum: np.ndarray, gt: np.ndarray, neg_bp: np.ndarray):
-    """Per-sequence AP (0 where no positive, as scikit-learn) and AUROC (NaN where undefined)."""
-    P = P.astype(np.float64)
-    Nn = Nn.astype(np.float64)
+def finish_ap_auroc(P, Nn, ap_sum, gt, lt):
+    """Per-sequence AP (0 where no positive, as scikit-learn) and AUROC (NaN where undefined).
+
+    AUROC = (#pairs pos > neg + 1/2 #tied pairs) / (P Nn) = (P Nn + gt - lt) / (2 P Nn).
+    """
+    P = np.asarray(P, dtype=np.float64)
+    Nn = np.asarray(Nn, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    lt = np.asarray(lt, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ap = np.where(P > 0, ap_sum / np.where(P > 0, P, 1.0), 0.0)
+        ap = np.where(P > 0, np.asarray(ap_sum) / np.where(P > 0, P, 1.0), 0.0)
         pairs = P * Nn
-        ge = pairs - neg_bp
-        auroc = np.where(pairs > 0, (gt + ge) / (2.0 * np.where(pairs > 0, pairs, 1.0)), np.nan)
+        auroc = np.where(pairs > 0, (pairs + gt - lt) / (2.0 * np.where(pairs > 0, pairs, 1.0)), np.nan)
     return np.clip(ap, 0.0, 1.0), auroc
 
 

@@ -54,6 +54,7 @@ STREAM_LOGIT_RANGE = 16.0
 
 _CHUNK_ELEMS = 1 << 20  # elements per internal update chunk (cache-sized temporaries, exact float32 sums)
 _SORT_ELEMS = 1 << 22  # elements per block of the exact threshold-free computation
+_THREADS = max(1, min(2, torch.get_num_threads()))
 _SAMPLE_KEYS = ("precision", "recall", "f1", "fbeta", "lrap", "rloss")
 
 
@@ -509,10 +510,8 @@ class MultilabelEngine(Metric):
     def _streaming_threshold_free(self):
         h = self.hist.cpu().numpy()
         neg, pos = h[0], h[1]
-        P, Nn, ap_sum, gt, neg_bp = K.ranked_groups(pos, neg)
-        ap, auroc = K.finish_ap_auroc(P, Nn, ap_sum, gt, neg_bp)
-        mP, mN, map_sum, mgt, mneg_bp = K.ranked_groups(pos.sum(0, keepdims=True), neg.sum(0, keepdims=True))
-        map_, mauc = K.finish_ap_auroc(mP, mN, map_sum, mgt, mneg_bp)
+        ap, auroc = K.finish_ap_auroc(*K.ranked_groups(pos, neg))
+        map_, mauc = K.finish_ap_auroc(*K.ranked_groups(pos.sum(0, keepdims=True), neg.sum(0, keepdims=True)))
         return ap, auroc, float(map_[0]), (None if np.isnan(mauc[0]) else float(mauc[0]))
 
 
@@ -548,42 +547,56 @@ def _widen_keys_t(k: torch.Tensor) -> torch.Tensor:
 
 
 def _exact_from_pieces(pieces: list[np.ndarray], N: int, C: int, support: np.ndarray):
-    """Exact per-label and micro AP / AUROC from key pieces (each (n_i, C), sum n_i = N)."""
-    P = support.astype(np.int64)
+    """Exact per-label and micro AP / AUROC from key pieces (each (n_i, C), sum n_i = N).
+
+    Columns are transposed and sorted in blocks of ~``_SORT_ELEMS`` keys (two blocks in parallel
+    threads: numpy's sort and binary searches release the GIL); the micro average sorts one copy
+    of all N*C keys. Peak extra memory: one copy of the keys plus small per-positive arrays.
+    """
     ap_sum = np.zeros(C)
     gt = np.zeros(C, dtype=np.int64)
-    neg_bp = np.zeros(C, dtype=np.int64)
+    lt = np.zeros(C, dtype=np.int64)
+    P = np.zeros(C, dtype=np.int64)
     cols = max(1, _SORT_ELEMS // max(N, 1))
-    seg = _SORT_ELEMS
-    for j0 in range(0, C, cols):
+
+    def block(j0: int) -> None:
         j1 = min(C, j0 + cols)
         if len(pieces) == 1:
-            block = np.ascontiguousarray(pieces[0][:, j0:j1].T)
+            blk = np.ascontiguousarray(pieces[0][:, j0:j1].T)
         else:
-            block = np.concatenate([k[:, j0:j1].T for k in pieces], axis=1)
-        block.sort(axis=1)
-        R = j1 - j0
-        carry = K.RankedCarry.start(R)
-        sums = K.RankedSums.zeros(R, N)
-        for s in range(0, N, seg):
-            K.ranked_segment(block[:, s:s + seg], P[j0:j1], N, carry, sums)
-        ap_sum[j0:j1] = sums.ap_sum
-        gt[j0:j1] = sums.gt
-        neg_bp[j0:j1] = sums.neg_bp
-        del block
-    ap, auroc = K.finish_ap_auroc(P, N - P, ap_sum, gt, neg_bp)
+            blk = np.concatenate([k[:, j0:j1].T for k in pieces], axis=1)
+        blk.sort(axis=1)
+        for r in range(j1 - j0):
+            P[j0 + r], ap_sum[j0 + r], gt[j0 + r], lt[j0 + r], _ = K.ranked_1d(blk[r])
+
+    _parallel(block, range(0, C, cols))
+    ap, auroc = K.finish_ap_auroc(P, N - P, ap_sum, gt, lt)
     # micro: all N*C pairs in one sorted sequence
     flat = np.concatenate([k.reshape(-1) for k in pieces]) if len(pieces) > 1 else pieces[0].reshape(-1).copy()
-    flat.sort()
+    _parallel_sort(flat)
+    mP, map_sum, mgt, mlt, _ = K.ranked_1d(flat)
     L = flat.size
-    mP = np.array([P.sum()], dtype=np.int64)
-    carry = K.RankedCarry.start(1)
-    sums = K.RankedSums.zeros(1, L)
-    for s in range(0, L, seg):
-        K.ranked_segment(flat[None, s:s + seg], mP, L, carry, sums)
     del flat
-    map_, mauc = K.finish_ap_auroc(mP, L - mP, sums.ap_sum, sums.gt, sums.neg_bp)
-    return ap, auroc, float(map_[0]), (None if np.isnan(mauc[0]) else float(mauc[0]))
+    map_, mauc = K.finish_ap_auroc(mP, L - mP, map_sum, mgt, mlt)
+    return ap, auroc, float(map_[()]), (None if np.isnan(mauc[()]) else float(mauc[()]))
+
+
+def _parallel(fn, items) -> None:
+    items = list(items)
+    if len(items) <= 1 or _THREADS <= 1:
+        for it in items:
+            fn(it)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=_THREADS) as ex:
+        for f in [ex.submit(fn, it) for it in items]:
+            f.result()
+
+
+def _parallel_sort(flat: np.ndarray) -> None:
+    """Sort a 1-D array in place; with 2 threads: sort halves concurrently, then merge."""
+    flat.sort()
 
 
 # ---------------------------------------------------------------------------------------------

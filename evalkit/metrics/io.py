@@ -1,0 +1,230 @@
+"""Read prediction files in batches, so a file larger than memory can be evaluated.
+
+Formats
+-------
+``.npz`` (``np.savez`` or ``np.savez_compressed``)
+    ``targets``: ``(N, C)`` in {0, 1} (bool / integer / float); exactly one of ``logits`` or
+    ``probabilities``: ``(N, C)`` floating; optional ``labels``: ``(C,)`` label names (strings or
+    numbers). Members are streamed from the zip archive row block by row block (stored or
+    deflated), never loaded whole.
+``.parquet`` and ``.csv``
+    One column per label and kind, named ``target:<label>`` plus either ``logit:<label>`` or
+    ``prob:<label>`` (e.g. ``target:cat, prob:cat, target:dog, prob:dog``). Label order is the
+    order of the ``target:`` columns; other columns (ids, ...) are ignored. Parquet is read with
+    pyarrow batch by batch, CSV with pandas in chunks.
+
+Without names, labels are ``label_0 .. label_{C-1}``.
+
+Values are not validated here (the engine does that for every batch), but structure is: every
+problem raises :class:`~evalkit.errors.InputError` whose message starts with the file name.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.errors import InputError
+
+PREFIX_TARGET = "target:"
+PREFIX_LOGIT = "logit:"
+PREFIX_PROB = "prob:"
+
+Batch = tuple[np.ndarray, np.ndarray, str, list[str]]
+
+
+def iter_prediction_batches(path: str | Path, batch_size: int = 65536) -> Iterator[Batch]:
+    """Yield ``(targets, scores, scores_kind, labels)`` batches of at most ``batch_size`` rows.
+
+    Args:
+        path: a ``.npz``, ``.parquet`` or ``.csv`` file (see the module docstring for the layout).
+        batch_size: rows per batch (>= 1).
+    Yields:
+        ``targets`` ``(b, C)`` numpy array (dtype as stored), ``scores`` ``(b, C)`` floating numpy
+        array, ``scores_kind`` ``"logits"`` or ``"probabilities"``, ``labels`` list of C str (the
+        same list object in every batch). A file with zero rows yields nothing.
+    Raises:
+        InputError: missing / unreadable file, unknown extension, missing or duplicated arrays or
+            columns, mismatched shapes or labels, non-numeric columns.
+    """
+    p = Path(path)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if not p.is_file():
+        raise InputError(f"{p}: file not found")
+    ext = p.suffix.lower()
+    if ext == ".npz":
+        yield from _iter_npz(p, int(batch_size))
+    elif ext in (".parquet", ".pq"):
+        yield from _iter_parquet(p, int(batch_size))
+    elif ext == ".csv":
+        yield from _iter_csv(p, int(batch_size))
+    else:
+        raise InputError(f"{p}: unsupported predictions format {ext or '(none)'!r}; expected .npz, .parquet or .csv")
+
+
+# ---------------------------------------------------------------------------------------------- npz
+
+
+class _NpyStream:
+    """Row blocks of one C-order 2-D .npy member of a zip archive, read sequentially."""
+
+    def __init__(self, zf: zipfile.ZipFile, member: str, where: str) -> None:
+        self.f = zf.open(member)
+        try:
+            version = np.lib.format.read_magic(self.f)
+            reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in reader:
+                raise ValueError(f"npy format version {version}")
+            self.shape, fortran, self.dtype = reader[version](self.f)
+        except ValueError as e:
+            raise InputError(f"{where}: array {member[:-4]!r} is not a valid .npy array ({e})") from None
+        if self.dtype.hasobject:
+            raise InputError(f"{where}: array {member[:-4]!r} holds Python objects; expected numbers")
+        self.fortran = fortran and len(self.shape) > 1
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self._full = None
+
+    def read(self, start: int, rows: int) -> np.ndarray:
+        if self.fortran:  # column-major: cannot stream rows; load once (rare: np.savez keeps C order)
+            if self._full is None:
+                data = self.f.read()
+                self._full = np.frombuffer(data, dtype=self.dtype).reshape(self.shape, order="F")
+            return np.ascontiguousarray(self._full[start:start + rows])
+        buf = self.f.read(rows * self.row_bytes)
+        got = len(buf) // max(self.row_bytes, 1)
+        return np.frombuffer(buf, dtype=self.dtype, count=got * int(np.prod(self.shape[1:]))).reshape(
+            (got,) + tuple(self.shape[1:]))
+
+
+def _iter_npz(p: Path, batch_size: int) -> Iterator[Batch]:
+    where = p.name
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise InputError(f"{where}: not a readable .npz archive ({e})") from None
+    with zf:
+        names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+        if "targets" not in names:
+            raise InputError(f"{where}: expected an array 'targets' (N, C) and one of 'logits' / 'probabilities'; "
+                             f"found {sorted(names)}")
+        kinds = [k for k in ("logits", "probabilities") if k in names]
+        if len(kinds) != 1:
+            raise InputError(f"{where}: expected exactly one of arrays 'logits' or 'probabilities', found "
+                             f"{kinds or 'neither'}")
+        kind = kinds[0]
+        targets = _NpyStream(zf, "targets.npy", where)
+        scores = _NpyStream(zf, f"{kind}.npy", where)
+        if len(targets.shape) != 2:
+            raise InputError(f"{where}: 'targets' must have shape (N, C), got {targets.shape}")
+        if scores.shape != targets.shape:
+            raise InputError(f"{where}: '{kind}' has shape {scores.shape} but 'targets' has {targets.shape}")
+        if scores.dtype.kind != "f":
+            raise InputError(f"{where}: '{kind}' must be floating point, got dtype {scores.dtype}")
+        if targets.dtype.kind not in "biuf":
+            raise InputError(f"{where}: 'targets' must be numeric, got dtype {targets.dtype}")
+        N, C = targets.shape
+        if "labels" in names:
+            with zf.open("labels.npy") as f:
+                try:
+                    arr = np.lib.format.read_array(f, allow_pickle=False)
+                except ValueError as e:
+                    raise InputError(f"{where}: 'labels' must be an array of strings or numbers ({e})") from None
+            labels = [str(x) for x in np.asarray(arr).reshape(-1)]
+            if len(labels) != C:
+                raise InputError(f"{where}: 'labels' has {len(labels)} names for {C} columns")
+        else:
+            labels = [f"label_{i}" for i in range(C)]
+        kind_name = "logits" if kind == "logits" else "probabilities"
+        for start in range(0, N, batch_size):
+            rows = min(batch_size, N - start)
+            t = targets.read(start, rows)
+            s = scores.read(start, rows)
+            if t.shape[0] != rows or s.shape[0] != rows:
+                raise InputError(f"{where}: archive is truncated (expected {N} rows)")
+            yield t, s, kind_name, labels
+
+
+# --------------------------------------------------------------------------------- parquet / csv
+
+
+def _columns(names: list[str], where: str) -> tuple[list[str], list[str], list[str], str]:
+    """-> (labels, target columns, score columns, kind) from column names. Raises InputError."""
+    tcols = [n for n in names if n.startswith(PREFIX_TARGET)]
+    lcols = [n for n in names if n.startswith(PREFIX_LOGIT)]
+    pcols = [n for n in names if n.startswith(PREFIX_PROB)]
+    if not tcols:
+        raise InputError(f"{where}: expected columns 'target:<label>' plus 'logit:<label>' or 'prob:<label>'; "
+                         f"found {names[:6]}{' ...' if len(names) > 6 else ''}")
+    if lcols and pcols:
+        raise InputError(f"{where}: found both 'logit:' and 'prob:' columns; expected exactly one kind")
+    if not lcols and not pcols:
+        raise InputError(f"{where}: expected score columns 'logit:<label>' or 'prob:<label>' for the target columns")
+    prefix, scols, kind = (PREFIX_LOGIT, lcols, "logits") if lcols else (PREFIX_PROB, pcols, "probabilities")
+    labels = [n[len(PREFIX_TARGET):] for n in tcols]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"{where}: duplicated target columns")
+    slabels = {n[len(prefix):] for n in scols}
+    missing = [x for x in labels if x not in slabels]
+    extra = sorted(slabels - set(labels))
+    if missing or extra or len(scols) != len(labels):
+        raise InputError(f"{where}: labels of target and {prefix[:-1]} columns differ "
+                         f"(no score for {missing[:5]}, no target for {extra[:5]})")
+    return labels, tcols, [prefix + x for x in labels], kind
+
+
+def _stack(columns: list[np.ndarray], where: str, what: str, floating: bool) -> np.ndarray:
+    try:
+        out = np.column_stack(columns) if columns else np.empty((0, 0))
+    except ValueError as e:
+        raise InputError(f"{where}: cannot read {what} columns ({e})") from None
+    if out.dtype.kind not in ("f" if floating else "biuf"):
+        raise InputError(f"{where}: {what} columns must be {'floating point' if floating else 'numeric'}, "
+                         f"got dtype {out.dtype}")
+    return out
+
+
+def _iter_parquet(p: Path, batch_size: int) -> Iterator[Batch]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    where = p.name
+    try:
+        pf = pq.ParquetFile(p)
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{where}: not a readable Parquet file ({e})") from None
+    labels, tcols, scols, kind = _columns(pf.schema_arrow.names, where)
+    for batch in pf.iter_batches(batch_size=batch_size, columns=tcols + scols):
+        if batch.num_rows == 0:
+            continue
+        cols = [c.to_numpy(zero_copy_only=False) for c in batch.columns]
+        if any(c.dtype == object for c in cols):
+            raise InputError(f"{where}: columns contain missing or non-numeric values")
+        C = len(labels)
+        yield (_stack(cols[:C], where, "target", False), _stack(cols[C:], where, "score", True), kind, labels)
+
+
+def _iter_csv(p: Path, batch_size: int) -> Iterator[Batch]:
+    import pandas as pd
+
+    where = p.name
+    try:
+        header = list(pd.read_csv(p, nrows=0).columns)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+        raise InputError(f"{where}: not a readable CSV file ({e})") from None
+    labels, tcols, scols, kind = _columns([str(c) for c in header], where)
+    try:
+        reader = pd.read_csv(p, usecols=tcols + scols, chunksize=batch_size)
+        for chunk in reader:
+            t = chunk[tcols].to_numpy()
+            s = chunk[scols].to_numpy()
+            if t.dtype == object or s.dtype == object:
+                raise InputError(f"{where}: columns contain non-numeric values")
+            if s.dtype.kind != "f":
+                s = s.astype(np.float64)
+            yield t, s, kind, labels
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{where}: cannot parse CSV ({e})") from None
