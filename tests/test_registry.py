@@ -1,0 +1,72 @@
+"""run --register/--alias, then evaluate the registered model: same test metrics as the run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _assert_same_metrics(a: dict, b: dict) -> None:
+    fa, fb = _flat(a["summary"]), _flat(b["summary"])
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        if fa[k] is None:
+            assert fb[k] is None, k
+        else:
+            assert fb[k] == pytest.approx(fa[k], abs=1e-6), k
+    for ra, rb in zip(a["per_class"], b["per_class"], strict=True):
+        for k, v in ra.items():
+            assert rb[k] == (pytest.approx(v, abs=1e-6) if isinstance(v, float) else v), (ra["label"], k)
+
+
+def test_register_alias_then_evaluate_champion_matches_run(store, cli, tmp_path):
+    import mlflow
+
+    r = cli("run", "--epochs", "2", "--threshold", "per-class", "--register", "yeast-mlp", "--alias", "champion",
+            "-o", "run.json")
+    assert r.exit_code == 0, r.output
+    assert "models:/yeast-mlp@champion" in r.output
+    run = json.loads((tmp_path / "run.json").read_text())
+
+    r = cli("evaluate", "--model", "models:/yeast-mlp@champion", "--dataset", "yeast", "-o", "eval.json")
+    assert r.exit_code == 0, r.output
+    ev = json.loads((tmp_path / "eval.json").read_text())
+    assert ev["dataset"]["n_samples"] == 917  # the standard yeast test split
+    assert ev["threshold"]["values"] == run["threshold"]["values"]  # the thresholds the run chose
+    assert ev["threshold"]["values"] != [0.5] * 14
+    _assert_same_metrics(run, ev)
+
+    # what the run logged next to the model
+    client = mlflow.MlflowClient(store)
+    run_id = client.get_model_version_by_alias("yeast-mlp", "champion").run_id
+    assert ev["model"]["run_id"] == run_id
+    paths = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "dataset")}
+    assert {"preprocess.json", "report.json", "dataset/summary.json", "dataset/cooccurrence.csv",
+            "dataset/cooccurrence.png"} <= paths
+    inputs = {i.tags[0].value: i.dataset for i in client.get_run(run_id).inputs.dataset_inputs}
+    assert inputs["training"].digest == client.get_run(run_id).data.params["dataset.digest"]
+    assert set(inputs) == {"training", "testing"}
+
+    # the same model by run URI, with the thresholds overridden
+    r = cli("evaluate", "--model", f"runs:/{run_id}/model", "--threshold", "0.5", "--no-track", "-o", "e2.json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "e2.json").read_text())["threshold"]["values"] == [0.5] * 14
+
+
+def test_registry_input_errors(store, cli):
+    r = cli("run", "--epochs", "1", "--alias", "champion")
+    assert r.exit_code == 2 and "needs --register" in r.stderr
+    r = cli("evaluate", "--model", "models:/no-such-model@champion", "--dataset", "yeast", "--no-track")
+    assert r.exit_code == 2, r.output
+    assert "no-such-model" in r.stderr and "Traceback" not in r.stderr
