@@ -1,0 +1,277 @@
+"""Bad input: one line naming the file / field / option and what was expected, exit 2, no traceback,
+no MLflow run left behind and no partial --output file.
+
+Table-driven: :data:`CASES` is the list README's "Bad input" table shows (kind -> message). Each case
+builds its files in a temporary directory and runs the CLI in-process against a fresh store.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+RUN = ("run", "--epochs", "1", "--hidden", "8", "--no-log-model")
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str  # what is wrong (README)
+    make: Callable[[Path], list]  # tmp dir -> CLI args (without --output)
+    message: str  # regex the one-line message must match
+    needs: str | None = None  # module that produces this check (skip while it is missing)
+    output: bool = True  # the command takes --output
+
+
+# ----------------------------------------------------------------------------- file builders
+
+def _w(p: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text)
+    return p
+
+
+def _csv(tmp: Path, text: str, name="d.csv") -> Path:
+    return _w(tmp / name, text)
+
+
+GOOD_CSV = "f1,f2,label_a,label_b\n" + "".join(f"{i * 0.1:.1f},{i % 3},{i % 2},{(i // 2) % 2}\n" for i in range(40))
+
+ARFF_HEAD = "@relation t\n@attribute f1 numeric\n@attribute a {0,1}\n@attribute b {0,1}\n@data\n"
+ARFF_ROWS = "".join(f"{i * 0.5},{i % 2},{(i // 2) % 2}\n" for i in range(30))
+XML_OK = '<labels xmlns="http://mulan.sourceforge.net/labels"><label name="a"/><label name="b"/></labels>'
+
+
+def _arff(tmp: Path, body: str = ARFF_HEAD + ARFF_ROWS, xml: str | None = XML_OK) -> Path:
+    if xml is not None:
+        _w(tmp / "d.xml", xml)
+    return _w(tmp / "d.arff", body)
+
+
+def _npz_data(tmp: Path, **arrays) -> Path:
+    rng = np.random.default_rng(0)
+    base = {"X": rng.normal(size=(30, 3)).astype(np.float32), "Y": (rng.random((30, 2)) < 0.5).astype(np.uint8)}
+    base.update(arrays)
+    np.savez(tmp / "d.npz", **{k: v for k, v in base.items() if v is not None})
+    return tmp / "d.npz"
+
+
+def _pred(tmp: Path, n=20, c=3, **arrays) -> Path:
+    rng = np.random.default_rng(1)
+    y = (rng.random((n, c)) < 0.5).astype(np.uint8)
+    base = {"targets": y, "probabilities": rng.random((n, c)), "labels": np.array([f"L{i}" for i in range(c)])}
+    base.update(arrays)
+    np.savez(tmp / "p.npz", **{k: v for k, v in base.items() if v is not None})
+    return tmp / "p.npz"
+
+
+def _nan_probs(tmp):
+    p = np.random.default_rng(1).random((20, 3))
+    p[3, 1] = np.nan
+    return _pred(tmp, probabilities=p)
+
+
+def _state_dict(tmp: Path, n_features: int, n_labels: int) -> Path:
+    import torch
+
+    torch.save(torch.nn.Linear(n_features, n_labels).state_dict(), tmp / "m.pt")
+    return tmp / "m.pt"
+
+
+def _labelmap(tmp: Path, pairs: dict) -> Path:
+    return _w(tmp / "map.json", json.dumps(pairs))
+
+
+def _eval_model(tmp: Path, *extra) -> list:
+    return ["evaluate", "--model", _state_dict(tmp, 103, 14), "--arch", "linear", "--dataset", "yeast", *extra]
+
+
+def _spec(tmp: Path, text: str, name="job.toml") -> Path:
+    return _w(tmp / name, text)
+
+
+# ----------------------------------------------------------------------------- the table
+
+IO = "evalkit.metrics.io"
+CASES: dict[str, Case] = {
+    # data files (run --dataset FILE)
+    "missing-file": Case("data file does not exist", lambda t: [*RUN, "--dataset", t / "nope.csv"],
+                         r"nope\.csv: no such file"),
+    "unknown-builtin": Case("unknown built-in dataset name", lambda t: [*RUN, "--dataset", "yeest"],
+                            r"yeest: no such file \(and not a built-in dataset: yeast"),
+    "arff-malformed": Case("ARFF file malformed", lambda t: [*RUN, "--dataset", _arff(t, ARFF_HEAD + "1,0\nx,y,z,w\n")],
+                           r"d\.arff: .*(not a valid ARFF|expected)"),
+    "arff-no-xml": Case("MULAN ARFF without its label XML (and no MEKA -C)",
+                        lambda t: [*RUN, "--dataset", _arff(t, xml=None)], r"d\.arff: .*(label|xml)"),
+    "xml-unknown-label": Case("label XML names attributes the ARFF does not have",
+                              lambda t: [*RUN, "--dataset", _arff(t, xml=XML_OK.replace('"b"', '"zz"'))],
+                              r"zz"),
+    "xml-malformed": Case("label XML is not XML", lambda t: [*RUN, "--dataset", _arff(t, xml="<labels><label")],
+                          r"d\.xml: not a valid MULAN label file"),
+    "csv-no-label-columns": Case("CSV: no label columns found",
+                                 lambda t: [*RUN, "--dataset", _csv(t, GOOD_CSV), "--label-prefix", "y_"],
+                                 r"d\.csv: no label columns: no column name starts with 'y_'"),
+    "csv-labels-not-chosen": Case("CSV: label columns not specified",
+                                  lambda t: [*RUN, "--dataset", _csv(t, GOOD_CSV)],
+                                  r"d\.csv: which columns are the labels\?"),
+    "csv-targets-not-binary": Case("CSV: targets not in {0,1}",
+                                   lambda t: [*RUN, "--dataset", _csv(t, GOOD_CSV.replace(",1,0\n", ",2,0\n", 1)),
+                                              "--label-prefix", "label_"],
+                                   r"d\.csv: label column 'label_a' must hold 0 or 1, found"),
+    "csv-nan-feature": Case("CSV: missing / NaN feature value",
+                            lambda t: [*RUN, "--dataset", _csv(t, GOOD_CSV.replace("0.3,0", "nan,0", 1)),
+                                       "--label-prefix", "label_"],
+                            r"d\.csv: feature column 'f1' has .*missing"),
+    "csv-empty": Case("CSV: empty file", lambda t: [*RUN, "--dataset", _csv(t, ""), "--label-prefix", "label_"],
+                      r"d\.csv: empty file"),
+    "parquet-unreadable": Case("Parquet file unreadable", lambda t: [*RUN, "--dataset", _w(t / "d.parquet", b"not parquet"),
+                                                                      "--label-prefix", "label_"],
+                               r"d\.parquet: not a readable Parquet file"),
+    "npz-unreadable": Case("NPZ file unreadable", lambda t: [*RUN, "--dataset", _w(t / "d.npz", b"garbage")],
+                           r"d\.npz: not a readable \.npz archive"),
+    "npz-inf-feature": Case("NPZ: NaN or inf in features",
+                            lambda t: [*RUN, "--dataset", _npz_data(t, X=np.full((30, 3), np.inf, np.float32))],
+                            r"d\.npz: X has 90 NaN or infinite values"),
+    "npz-targets-not-binary": Case("NPZ: targets not in {0,1}",
+                                   lambda t: [*RUN, "--dataset", _npz_data(t, Y=np.full((30, 2), 3, np.uint8))],
+                                   r"d\.npz: Y must hold 0 or 1, found 3"),
+    "npz-row-mismatch": Case("NPZ: features and targets have different N",
+                             lambda t: [*RUN, "--dataset", _npz_data(t, Y=np.zeros((29, 2), np.uint8))],
+                             r"d\.npz: X has 30 rows but Y has 29"),
+    # options of run
+    "unknown-loss": Case("unknown loss", lambda t: [*RUN, "--loss", "hinge"], r"--loss: unknown loss 'hinge'"),
+    "unknown-loss-option": Case("unknown loss option", lambda t: [*RUN, "--loss", "focal", "--loss-option", "zeta=1"],
+                                r"--loss-option zeta: loss 'focal' has no option 'zeta'"),
+    "unknown-model": Case("unknown model architecture", lambda t: [*RUN, "--model", "resnet"],
+                          r"--model: unknown architecture 'resnet'"),
+    "bad-hidden": Case("malformed hidden sizes", lambda t: [*RUN, "--hidden", "a,b"], r"--hidden: expected"),
+    "unknown-threshold-strategy": Case("unknown threshold strategy", lambda t: [*RUN, "--threshold", "magic"],
+                                       r"--threshold: unknown strategy 'magic'"),
+    "threshold-out-of-range": Case("threshold outside (0, 1)", lambda t: [*RUN, "--threshold", "fixed:1.5"],
+                                   r"--threshold: a fixed threshold must lie in \(0, 1\), got 1.5"),
+    "top-k-too-large": Case("top-k larger than the number of labels", lambda t: [*RUN, "--threshold", "top-k:99"],
+                            r"--threshold: top-k:99 asks for more labels than the data has"),
+    "tracking-uri-malformed": Case("tracking URI malformed", lambda t: [*RUN, "--tracking-uri", "mlflow-server:5000"],
+                                   r"--tracking-uri: 'mlflow-server:5000' is not a tracking URI"),
+    "spec-run-invalid": Case("experiment spec TOML: invalid field",
+                             lambda t: ["run", _spec(t, 'dataset = "yeast"\nepochs = "many"\n', "x.toml")],
+                             r"x\.toml:2: epochs: "),
+    # evaluate --predictions FILE
+    "pred-nan-scores": Case("NaN or inf in scores", lambda t: ["evaluate", "--predictions", _nan_probs(t)],
+                            r"(NaN|nan)", needs=IO),
+    "pred-prob-out-of-range": Case("probabilities outside [0, 1]",
+                                   lambda t: ["evaluate", "--predictions", _pred(t, probabilities=np.full((20, 3), 1.5))],
+                                   r"\[0, 1\]", needs=IO),
+    "pred-both-scores": Case("logits and probabilities both given",
+                             lambda t: ["evaluate", "--predictions", _pred(t, logits=np.zeros((20, 3)))],
+                             r"(both|exactly one|not both)", needs=IO),
+    "pred-no-scores": Case("neither logits nor probabilities given",
+                           lambda t: ["evaluate", "--predictions", _pred(t, probabilities=None)],
+                           r"(logits|probabilities)", needs=IO),
+    "pred-shape-mismatch": Case("shape mismatch between scores and targets",
+                                lambda t: ["evaluate", "--predictions", _pred(t, probabilities=np.full((20, 4), 0.5))],
+                                r"(shape|columns)", needs=IO),
+    "pred-zero-samples": Case("zero samples", lambda t: ["evaluate", "--predictions", _pred(t, n=0)],
+                              r"(no samples|zero samples|N = 0|0 samples)", needs=IO),
+    "pred-targets-not-binary": Case("predictions: targets not in {0,1}",
+                                    lambda t: ["evaluate", "--predictions", _pred(t, targets=np.full((20, 3), 2))],
+                                    r"(0 or 1|\{0, 1\})", needs=IO),
+    "pred-missing-file": Case("predictions file does not exist",
+                              lambda t: ["evaluate", "--predictions", t / "nope.npz"], r"nope\.npz", needs=IO),
+    # gates
+    "gate-unknown-metric": Case("unknown metric in a gate",
+                                lambda t: ["evaluate", "--predictions", _pred(t), "--gate", "test/macro_f3>=0.5"],
+                                r"--gate: unknown metric 'test/macro_f3'; expected a tracked metric name", needs=IO),
+    "gate-malformed": Case("malformed gate expression",
+                           lambda t: ["evaluate", "--predictions", _pred(t), "--gate", "test/macro_f2 = 0.5"],
+                           r"--gate: malformed gate 'test/macro_f2 = 0.5'; expected METRIC OP NUMBER"),
+    "max-drop-without-baseline": Case("--max-drop without --baseline",
+                                      lambda t: ["evaluate", "--predictions", _pred(t), "--max-drop", "test/macro_f2=0.01"],
+                                      r"--max-drop: needs --baseline"),
+    "baseline-unknown-run": Case("--baseline names no run",
+                                 lambda t: ["evaluate", "--predictions", _pred(t), "--baseline", "0123456789abcdef",
+                                            "--max-drop", "test/macro_f2=0.01"],
+                                 r"--baseline 0123456789abcdef: no such run", needs=IO),
+    "eval-threshold-out-of-range": Case("evaluate: threshold outside (0, 1)",
+                                        lambda t: ["evaluate", "--predictions", _pred(t), "--threshold", "1.5"],
+                                        r"--threshold", needs=IO),
+    "evaluate-spec-invalid-toml": Case("job spec: TOML syntax error",
+                                       lambda t: ["evaluate", "--spec", _spec(t, "[evaluate]\ngates = [\n")],
+                                       r"job\.toml:\d+: invalid TOML", output=False),
+    "evaluate-spec-unknown-key": Case("job spec: unknown or ill-typed key",
+                                      lambda t: ["evaluate", "--spec", _spec(t, '[evaluate]\ntrigger = "hourly"\n')],
+                                      r"job\.toml:2: evaluate\.trigger: Input should be 'manual' or 'scheduled'", output=False),
+    # evaluate --model
+    "model-width-mismatch": Case("model output width differs from the number of labels",
+                                 lambda t: ["evaluate", "--model", _state_dict(t, 103, 3), "--arch", "linear",
+                                            "--dataset", "yeast"],
+                                 r"--model .*m\.pt: the model outputs 3 scores per sample but the dataset has"),
+    "model-not-a-model": Case("model file is not a model", lambda t: ["evaluate", "--model", _w(t / "m.pt", b"junk"),
+                                                                      "--dataset", "yeast"],
+                              r"--model .*m\.pt: not a model file"),
+    "labelmap-unknown-labels": Case("label map names unknown labels",
+                                    lambda t: _eval_model(t, "--label-map", _labelmap(t, {"NoSuch": "x", "Class1": "x"})),
+                                    r"map\.json: unknown source label\(s\)"),
+    "labelmap-cycle": Case("label map has a cycle",
+                           lambda t: _eval_model(t, "--label-map", _labelmap(t, {"Class1": "Class2", "Class2": "Class1"})),
+                           r"map\.json: target label\(s\) .* are also sources"),
+}
+
+
+def _runs_in_store(db: Path) -> int:
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("select count(*) from runs").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name, store, cli, tmp_path):
+    case = CASES[name]
+    if case.needs and importlib.util.find_spec(case.needs) is None:
+        pytest.skip(f"{case.needs} (predictions reader of the metric engine) is not there yet")
+    out = tmp_path / "out.json"
+    args = [str(a) for a in case.make(tmp_path)]
+    res = cli(*args, *(["--output", str(out)] if case.output else []))
+    text = res.output
+    assert res.exit_code == 2, f"exit {res.exit_code}:\n{text}"
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, text  # one line
+    assert re.search(case.message, errors[0]), errors[0]
+    assert "Traceback" not in text
+    assert not out.exists(), "partial --output file left behind"
+    assert _runs_in_store(tmp_path / "mlruns" / "mlflow.db") == 0, "bad input left an MLflow run behind"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "evalkit", "--debug", "evaluate", "--predictions", str(_pred(tmp_path)),
+                          "--gate", "bogus", "--no-track"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode != 0 and "Traceback" in res.stderr and "InputError" in res.stderr
+
+
+def test_at_least_25_kinds():
+    assert len(CASES) >= 25
+
+
+def markdown_table() -> str:
+    """The README table: ``python -c 'import tests.test_bad_input as t; print(t.markdown_table())'``."""
+    rows = ["| kind of bad input | message (regex) |", "|---|---|"]
+    for c in CASES.values():
+        msg = c.message.replace("|", "\\|")
+        rows.append(f"| {c.kind} | `{msg}` |")
+    return "\n".join(rows)
