@@ -73,6 +73,7 @@ def train_model(
     monitor: str = "val_loss",
     beta: float = 2.0,
     seed: int = 0,
+    input_noise: float = 0.0,
     device: str = "cpu",
     on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
@@ -80,7 +81,8 @@ def train_model(
 
     Shapes: ``X_* (N, F)`` float32, ``Y_* (N, C)`` in {0,1}. Early stopping watches ``monitor``
     (``val_loss``: lowest validation loss; ``val_map`` / ``val_micro_f2`` / ``val_macro_f2``: highest
-    validation metric; ``none``: train all epochs) with ``patience`` epochs. Shuffling uses a seeded
+    validation metric; ``none``: train all epochs) with ``patience`` epochs. ``input_noise`` adds
+    N(0, input_noise^2) noise to each training batch's (standardised) features. Shuffling uses a seeded
     ``torch.Generator``, so a CPU run is reproducible for a given ``seed``.
 
     Raises:
@@ -112,7 +114,10 @@ def train_model(
             if idx.numel() == 1 and n > 1:  # BatchNorm cannot train on a single sample
                 continue
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(Xt[idx]), Yt[idx])
+            xb = Xt[idx]
+            if input_noise > 0:  # Gaussian input noise (Bishop 1995: equivalent to Tikhonov regularisation)
+                xb = xb + input_noise * torch.randn(xb.shape, generator=gen).to(device)
+            loss = loss_fn(model(xb), Yt[idx])
             loss.backward()
             opt.step()
             total += loss.item() * idx.numel()
