@@ -228,7 +228,7 @@ def load_evaluate_spec(path: str) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        line = getattr(e, "lineno", None) or _line_from_message(str(e))
+        line = getattr(e, "lineno", None) or _line_from_message(str(e), text)
         raise InputError(f"{path}:{line}: invalid TOML: {str(e).split(' (at ')[0]}") from None
     if "evaluate" not in data:
         raise InputError(f"{path}:1: evaluate: missing [evaluate] table")
@@ -245,9 +245,11 @@ def load_evaluate_spec(path: str) -> dict[str, Any]:
     return values
 
 
-def _line_from_message(msg: str) -> int:
+def _line_from_message(msg: str, text: str) -> int:
     m = re.search(r"line (\d+)", msg)
-    return int(m.group(1)) if m else 1
+    if m:
+        return int(m.group(1))
+    return max(1, len(text.splitlines())) if "end of document" in msg else 1
 
 
 def _find_line(text: str, loc: list[str]) -> int:
@@ -287,6 +289,7 @@ class EvalJob:
     output: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     store_error: str | None = None
+    track: bool = True
 
     @classmethod
     def create(cls, *, gates=(), max_drops=(), baseline: str | None = None, trigger: str = "manual",
@@ -309,15 +312,13 @@ class EvalJob:
             raise InputError("--baseline: give at least one --max-drop METRIC=AMOUNT to compare against it")
         if baseline == "champion" and not (model_uri or "").startswith("models:/"):
             raise InputError("--baseline champion: needs --model models:/NAME@ALIAS (or use --baseline models:/NAME@champion)")
-        if baseline == "last" and not track:
-            raise InputError("--baseline last: needs tracking (drop --no-track)")
         if output and Path(output).is_dir():
             raise InputError(f"--output: {output} is a directory; expected a file path for the report JSON")
         uri = None
-        if track:
+        if track or baseline:  # a baseline is read from the store even with --no-track
             uri = resolve_tracking_uri(tracking_uri)
             configure_http(tracking_timeout)
-        self = cls(parsed, baseline, trigger, job, experiment, uri, model_uri, output, dict(params or {}))
+        self = cls(parsed, baseline, trigger, job, experiment, uri, model_uri, output, dict(params or {}), track=track)
         if uri:
             self.store_error = probe_store(uri, timeout=tracking_timeout)
         return self
@@ -340,11 +341,13 @@ class EvalJob:
             report.write_json(self.output)
         run_id = None
         infra: InfraError | None = None
-        if self.tracking_uri:
+        if self.tracking_uri and self.track:
             try:
                 run_id = self._track(report, values, block)
             except InfraError as e:
                 infra = e
+        elif self.store_error and baseline is not None:  # --no-track: the baseline was unreadable
+            infra = InfraError(f"{self.store_error}; relative gates could not be checked (report written)")
         if run_id:
             report["run_id"] = run_id
             if self.output:
