@@ -100,10 +100,12 @@ class Format(str, Enum):
     table = "table"
     csv = "csv"
     json = "json"
+    markdown = "markdown"
 
 
 @app.command()
 def run(
+    spec: Annotated[Optional[str], typer.Argument(help="Experiment spec (experiments/*.toml): RunConfig fields and an optional [grid]; flags override it.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset name (yeast) or a data file.")] = None,
     test_dataset: Annotated[Optional[str], typer.Option(help="Test file; default: the standard split or a stratified split.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Architecture: mlp or linear.")] = None,
@@ -120,7 +122,9 @@ def run(
     monitor: Annotated[Optional[str], typer.Option(help="Early stopping on val_loss, val_map, val_micro_f2, val_macro_f2 or none.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (splits, init, shuffling).")] = None,
     device: Annotated[Optional[Device], typer.Option(help="auto picks CUDA when available.")] = None,
-    threshold: Annotated[Optional[str], typer.Option(help="fixed:T or per-class (fitted on validation).")] = None,
+    threshold: Annotated[Optional[str], typer.Option(help="global (default), per-class, fixed:T, top-k:K or pcut; fitted on validation only.")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="What global / per-class-fallback tuning maximises: micro-fbeta (default) or macro-fbeta, with --beta.")] = None,
+    input_noise: Annotated[Optional[float], typer.Option(help="Std of Gaussian noise added to the standardised training features (0 = off).")] = None,
     beta: Annotated[Optional[float], typer.Option(help="Beta of the reported F-beta (2 = recall weighs 4x).")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment name.")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
@@ -150,7 +154,7 @@ def run(
             "dataset": dataset, "test_dataset": test_dataset, "model": model, "dropout": dropout, "loss": loss,
             "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "epochs": epochs,
             "batch_size": batch_size, "patience": patience, "monitor": monitor, "seed": seed,
-            "device": device.value if device else None, "threshold": threshold, "beta": beta,
+            "device": device.value if device else None, "threshold": threshold, "objective": objective, "input_noise": input_noise, "beta": beta,
             "experiment": experiment, "tracking_uri": tracking_uri, "run_name": run_name, "output": output,
             "log_model": log_model, "register_model": register, "alias": alias, "test_size": test_size,
         }
@@ -162,6 +166,11 @@ def run(
             overrides["hidden"] = _parse_hidden(hidden)
         if loss_option:
             overrides["loss_options"] = _parse_kv(loss_option, "--loss-option")
+        if spec is not None:
+            from evalkit.api import run_spec
+
+            run_spec(spec, overrides, _console())
+            return
         try:
             config = RunConfig(**overrides)
         except ValidationError as e:
@@ -215,35 +224,36 @@ def datasets() -> None:
 def compare(
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "evalkit",
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
-    format: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
+    format: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")] = Format.table,
     metric: Annotated[Optional[list[str]], typer.Option(help="Metric column, repeatable (default: headline test metrics).")] = None,
+    group_by: Annotated[str, typer.Option(help="Group runs by this param (mean ± std, ranking, paired test over seeds); 'none' lists every run.")] = "loss",
+    parent: Annotated[Optional[str], typer.Option(help="Compare the child runs of this grid parent run (default: the latest grid's, if any).")] = None,
+    rank_by: Annotated[Optional[str], typer.Option(help="Metric that ranks the groups (default: the first metric).")] = None,
+    log_plot: Annotated[bool, typer.Option("--log-plot", help="Log the grouped bar chart to the grid's parent run.")] = False,
     trigger: Annotated[Optional[str], typer.Option(help="History mode: the runs tagged evalkit.trigger=TRIGGER (scheduled, manual) over time, as a table and --plot.")] = None,
     job: Annotated[Optional[str], typer.Option(help="History mode: only the runs of this job (tag evalkit.job).")] = None,
-    plot: Annotated[Optional[str], typer.Option(help="History mode: save a line plot of the metrics over time to this PNG file.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help="Save a PNG: the grouped bar chart (with error bars), or in history mode the metrics over time.")] = None,
 ) -> None:
-    """Show the runs of an experiment side by side; the best value per column is highlighted.
+    """Compare the runs of an experiment: grouped by loss (mean ± std over seeds, ranked, with a paired
+    significance test of the best group's lead), or one row per run with --group-by none.
 
     With --trigger / --job: the history of a scheduled job (oldest first) and its trend (--plot FILE).
     """
     with user_errors():
-        from evalkit.compare import HEADLINE, render_table, runs_frame
         from evalkit.tracking import resolve_tracking_uri
 
         uri = resolve_tracking_uri(tracking_uri)
-        if trigger or job or plot:
+        if trigger or job:
             from evalkit.history import DEFAULT_METRICS, show_history
 
             show_history(uri, experiment, _console(), tuple(metric or DEFAULT_METRICS), trigger=trigger, job=job,
                          plot=plot, fmt=format.value)
             return
-        metrics = tuple(metric) if metric else HEADLINE
-        df = runs_frame(uri, experiment, metrics)
-        if format is Format.csv:
-            sys.stdout.write(df.to_csv(index=False))
-        elif format is Format.json:
-            sys.stdout.write(df.to_json(orient="records", indent=2, date_format="iso") + "\n")
-        else:
-            render_table(df, _console(), metrics, title=f"Experiment '{experiment}': {len(df)} runs")
+        from evalkit.compare import show_compare
+
+        show_compare(uri, experiment, _console(), group_by=None if group_by.lower() == "none" else group_by,
+                     metrics=tuple(metric) if metric else None, parent=parent, rank_by=rank_by, fmt=format.value,
+                     plot=plot, log_plot=log_plot)
 
 
 class ThresholdFree(str, Enum):

@@ -1,0 +1,208 @@
+"""Experiment specs: ``experiments/*.toml`` files validated by pydantic.
+
+A spec holds :class:`~evalkit.config.RunConfig` fields at the top level (and ``[loss_options]`` /
+``[reader_options]`` tables) plus an optional ``[grid]`` table mapping a field to a list of values.
+The grid is the Cartesian product of its lists, in file order; each cell is one run::
+
+    experiment = "yeast-losses"
+    dataset = "yeast"
+    log_model = false
+
+    [grid]
+    loss = ["bce", "focal", "asl"]
+    seed = [0, 1, 2]
+
+Command-line flags override spec values; a flag naming a grid field replaces that grid axis (so
+``evalkit run experiments/yeast_losses.toml --seed 0`` runs every loss once).
+
+An invalid spec is an :class:`~evalkit.errors.InputError` formatted ``file:line: field: problem``,
+the line being that of the offending key in the TOML text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import InputError
+
+#: grid axes that cannot vary inside one parent run (they define where the runs go)
+NOT_GRIDDABLE = ("experiment", "tracking_uri", "output", "run_name")
+
+
+@dataclass
+class Spec:
+    """A loaded spec: the base config values, the grid axes, and where they came from."""
+
+    path: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    text: str = ""
+
+    def cells(self) -> list[dict[str, Any]]:
+        """The grid cells (``{field: value}``, Cartesian product in file order); ``[{}]`` without a grid."""
+        if not self.grid:
+            return [{}]
+        keys = list(self.grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
+
+    def configs(self, overrides: dict[str, Any] | None = None):
+        """One validated :class:`RunConfig` per cell. ``overrides`` (CLI flags) win over spec values
+        and replace grid axes they name.
+
+        Raises:
+            InputError: ``file:line: field: problem`` for the first invalid value.
+        """
+        from pydantic import ValidationError
+
+        from evalkit.config import RunConfig
+
+        overrides = dict(overrides or {})
+        grid = {k: v for k, v in self.grid.items() if k not in overrides}
+        spec = Spec(self.path, self.base, grid, self.text)
+        out = []
+        for cell in spec.cells():
+            values = self.base | cell | overrides
+            for k in ("loss_options", "reader_options"):  # tables merge key by key
+                if k in self.base and k in overrides:
+                    values[k] = dict(self.base[k]) | dict(overrides[k])
+            try:
+                out.append(RunConfig(**values))
+            except ValidationError as e:
+                err = e.errors()[0]
+                loc = tuple(str(x) for x in err["loc"])
+                key = loc[0] if loc else ""
+                if key in overrides:
+                    raise InputError(f"--{key.replace('_', '-')}: {err['msg']}") from None
+                section = "grid" if key in cell else None
+                line = find_line(self.text, loc, section=section)
+                name = ".".join(loc) if section is None else f"grid.{'.'.join(loc)}"
+                where = f" (grid cell {_cell_text(cell)})" if cell and section is None else ""
+                raise InputError(f"{self.path}:{line}: {name}: {_problem(err)}{where}") from None
+            self._check_semantics(out[-1], cell, overrides)
+        return out
+
+    def _check_semantics(self, config, cell: dict, overrides: dict) -> None:
+        """Checks beyond types (loss names and options, threshold strategy), located in the file."""
+        from evalkit.losses import loss_options
+        from evalkit.thresholds import parse_strategy
+
+        checks = [("loss", lambda: loss_options(config.loss, config.loss_options)),
+                  ("threshold", lambda: parse_strategy(config.threshold))]
+        for key, check in checks:
+            try:
+                check()
+            except InputError as e:
+                if key in overrides or (key == "loss" and "loss_options" in overrides):
+                    raise
+                msg = str(e).split(": ", 1)[1] if ": " in str(e) else str(e)
+                loc: tuple[str, ...] = (key,)
+                m = re.match(r"--loss-option (\w+):", str(e))
+                if m:  # an unknown / bad loss option: point at the option's own line
+                    loc = ("loss_options", m.group(1))
+                section = "grid" if key in cell else None
+                name = ("grid." if section else "") + ".".join(loc)
+                raise InputError(f"{self.path}:{find_line(self.text, loc, section=section)}: {name}: {msg}") from None
+
+
+def _cell_text(cell: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cell.items())
+
+
+def _problem(err: dict) -> str:
+    msg = err["msg"]
+    if err.get("type") == "extra_forbidden":
+        return "unknown field (expected a RunConfig field, see `evalkit run --help`, or [grid])"
+    if "input" in err and err.get("type") not in ("missing",):
+        return f"{msg} (got {err['input']!r})"
+    return msg
+
+
+_KEY = r'^\s*(?:"{k}"|\'{k}\'|{k})\s*='
+
+
+def find_line(text: str, loc: tuple[str, ...], *, section: str | None = None) -> int:
+    """1-based line of the key named by ``loc`` in TOML ``text`` (1 when not found).
+
+    ``loc`` is a pydantic error location such as ``("lr",)`` or ``("loss_options", "gamma")``;
+    ``section`` looks inside a ``[section]`` table first (``"grid"`` for grid axes).
+    """
+    lines = text.splitlines()
+    tables: list[tuple[str | None, int, str]] = []  # (current table, line number, line)
+    current: str | None = None
+    for i, line in enumerate(lines, 1):
+        m = re.match(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$", line)
+        if m:
+            current = m.group(1).strip().strip('"')
+            tables.append((None, i, line))  # header line itself
+            tables.append((f"header:{current}", i, line))
+            continue
+        tables.append((current, i, line))
+
+    def key_line(table: str | None, key: str) -> int | None:
+        pat = re.compile(_KEY.format(k=re.escape(key)))
+        for t, i, line in tables:
+            if t == table and pat.match(line):
+                return i
+        return None
+
+    if not loc:
+        return 1
+    head = loc[0]
+    candidates: list[tuple[str | None, str]] = []
+    if section:
+        candidates.append((section, head))
+    if len(loc) > 1:
+        candidates.append((head, loc[1]))  # [loss_options] gamma = ...
+    candidates.append((None, head))  # top-level key (or inline table)
+    for table, key in candidates:
+        n = key_line(table, key)
+        if n:
+            return n
+    for t, i, _ in tables:  # a [head] table header
+        if t == f"header:{head}":
+            return i
+    return 1
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file (types are checked per cell by :meth:`Spec.configs`).
+
+    Raises:
+        InputError: missing file, TOML syntax error (``file:line: ...``), a malformed ``[grid]``.
+    """
+    import tomllib
+
+    from evalkit.config import RunConfig
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such spec file (expected an experiments/*.toml file)")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        line = m.group(1) if m else "1"
+        raise InputError(f"{path}:{line}: TOML syntax: {str(e).split(' (at line')[0]}") from None
+    grid = data.pop("grid", {})
+    if not isinstance(grid, dict):
+        raise InputError(f"{path}:{find_line(text, ('grid',))}: grid: expected a [grid] table of field = [values]")
+    fields = RunConfig.model_fields
+    for k, v in grid.items():
+        line = find_line(text, (k,), section="grid")
+        if k not in fields:
+            raise InputError(f"{path}:{line}: grid.{k}: unknown field (expected a RunConfig field)")
+        if k in NOT_GRIDDABLE:
+            raise InputError(f"{path}:{line}: grid.{k}: cannot vary inside one experiment; set it at the top level")
+        if not isinstance(v, list) or not v:
+            raise InputError(f"{path}:{line}: grid.{k}: expected a non-empty list of values, got {v!r}")
+        if k in data:
+            raise InputError(f"{path}:{line}: grid.{k}: also set at the top level (line "
+                             f"{find_line(text, (k,))}); keep one")
+    spec = Spec(str(path), data, grid, text)
+    spec.configs()  # validate every cell now, before anything runs
+    return spec

@@ -1,0 +1,33 @@
+"""Paired significance tests for comparing groups of runs (e.g. losses) over matched seeds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: the test ``evalkit compare`` names in its output
+PAIRED_TEST = "paired t-test over seeds (scipy.stats.ttest_rel, two-sided)"
+ALPHA = 0.05
+
+
+def paired_pvalue(a, b) -> float | None:
+    """Two-sided p-value of a paired t-test of ``a`` against ``b`` (matched samples, e.g. seeds).
+
+    Returns ``None`` with fewer than 2 pairs. Degenerate cases are decided without scipy's NaN:
+    identical differences that are all zero give p = 1; identical non-zero differences (a perfectly
+    consistent lead, zero variance) give p = 0.
+    """
+    from scipy import stats
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if a.size < 2:
+        return None
+    d = a - b
+    if np.allclose(d, d[0], rtol=0, atol=1e-12):
+        return 1.0 if abs(d[0]) <= 1e-12 else 0.0
+    p = float(stats.ttest_rel(a, b).pvalue)
+    return p if math.isfinite(p) else None
