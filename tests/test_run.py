@@ -1,0 +1,92 @@
+"""End to end: `evalkit run` on yeast trains, evaluates, writes the report and logs to MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+FAST = ("--epochs", "2", "--hidden", "32", "--no-log-model")
+
+
+def _runs(uri):
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=["evalkit"], order_by=["attributes.start_time ASC"])
+
+
+def test_run_default_store_logs_params_metrics_and_report(store, cli, tmp_path):
+    out = tmp_path / "report.json"
+    res = cli("run", *FAST, "--output", out)
+    assert res.exit_code == 0, res.output
+    assert "subset accuracy" in res.output and "Hamming loss" in res.output
+    assert "1 − Hamming loss" in res.output  # the accuracy note
+    report = json.loads(out.read_text())
+    assert report["dataset"]["name"] == "yeast" and report["dataset"]["n_samples"] == 917
+    assert report["dataset"]["n_labels"] == 14 and report["scores"] == "logits"
+    assert len(report["threshold"]["values"]) == 14 and len(report["per_class"]) == 14
+    for avg in ("micro", "macro", "weighted", "samples"):
+        assert set(report["summary"][avg]) >= {"accuracy", "precision", "recall", "f1", "f2"}
+    # label-wise accuracy is 1 - Hamming loss for micro and macro
+    s = report["summary"]
+    assert s["micro"]["accuracy"] == pytest.approx(1 - s["hamming_loss"], abs=1e-12)
+    assert s["macro"]["accuracy"] == pytest.approx(1 - s["hamming_loss"], abs=1e-12)
+
+    # the default store: sqlite:///mlruns/mlflow.db in cwd
+    runs = _runs(store)
+    assert len(runs) == 1
+    r = runs.iloc[0]
+    assert r["status"] == "FINISHED"
+    assert r["params.loss"] == "bce" and r["params.seed"] == "0" and r["params.dataset.name"] == "yeast"
+    assert r["params.dataset.digest"] == report["dataset"]["digest"]
+    assert r["metrics.test/macro_f2"] == pytest.approx(s["macro"]["f2"])
+    assert r["metrics.test/subset_accuracy"] == pytest.approx(s["subset_accuracy"])
+    assert r["metrics.test/macro_map"] == pytest.approx(s["mean_average_precision"])
+    label = report["per_class"][0]["label"]
+    assert r[f"metrics.test/class/{label}/f2"] == pytest.approx(report["per_class"][0]["f2"])
+    import mlflow
+
+    client = mlflow.MlflowClient(store)
+    hist = client.get_metric_history(r["run_id"], "train/loss")
+    assert [m.step for m in hist] == [1, 2]
+    arts = {a.path for a in client.list_artifacts(r["run_id"])}
+    assert {"report.json", "per_class.csv"} <= arts
+
+
+def test_run_is_reproducible_for_a_seed(store, cli, tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert cli("run", *FAST, "--seed", "3", "-o", a).exit_code == 0
+    assert cli("run", *FAST, "--seed", "3", "-o", b).exit_code == 0
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert ra["summary"] == rb["summary"] and ra["per_class"] == rb["per_class"]
+
+
+def test_run_per_class_thresholds_and_compare(store, cli, tmp_path):
+    res = cli("run", *FAST, "--threshold", "per-class", "--loss", "asl", "--seed", "1", "-o", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["threshold"]["strategy"] == "per-class"
+    assert len(set(rep["threshold"]["values"])) > 1
+    assert "reference_at_0.5" in rep
+    assert cli("run", *FAST).exit_code == 0
+    res = cli("compare", "--format", "json", "--group-by", "none")
+    if res.exit_code != 0:  # before grouping existed
+        res = cli("compare", "--format", "json")
+    rows = json.loads(res.output)
+    assert sorted(r["loss"] for r in rows) == ["asl", "bce"]
+    assert all(r["test/macro_f2"] is not None for r in rows)
+
+
+def test_run_logs_model_with_input_example(store, cli):
+    res = cli("run", "--epochs", "1", "--hidden", "16")
+    assert res.exit_code == 0, res.output
+    import mlflow
+
+    run = _runs(store).iloc[0]
+    model = mlflow.pytorch.load_model(f"runs:/{run['run_id']}/model")
+    x = np.zeros((3, 103), np.float32)
+    import torch
+
+    assert tuple(model(torch.from_numpy(x)).shape) == (3, 14)
