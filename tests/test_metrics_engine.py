@@ -127,3 +127,392 @@ def assert_close(got, want, tol=TOL, path="result"):
         assert got == want, f"{path}: {got!r} != {want!r}"
     else:
         assert got is not None and abs(got - float(want)) <= tol, f"{path}: {got!r} != {float(want)!r}"
+
+
+# ---------------------------------------------------------------------------------------------
+# data generators
+
+
+def _case(rng: np.random.Generator, kind: str, N: int, C: int):
+    """(targets uint8, probabilities float32, thresholds) for one edge-case family."""
+    P = rng.random((N, C)).astype(np.float32)
+    Y = (rng.random((N, C)) < rng.uniform(0.1, 0.7)).astype(np.uint8)
+    thr: object = 0.5
+    if kind == "ties":  # few distinct scores: ties inside and across labels
+        P = (rng.integers(0, 5, size=(N, C)) / 4).astype(np.float32)
+        thr = 0.5
+    elif kind == "all_zero_targets":
+        Y[:] = 0
+    elif kind == "all_one_targets":
+        Y[:] = 1
+    elif kind == "all_predicted":
+        thr = 0.0
+    elif kind == "none_predicted":
+        P = np.minimum(P, np.float32(0.99))
+        thr = 1.0
+    elif kind == "label_never_true":
+        Y[:, 0] = 0
+        Y[:, -1] = 1 if C > 1 else Y[:, -1]
+    elif kind == "label_never_predicted":
+        P[:, 0] = np.minimum(P[:, 0], 0.2)
+        thr = np.linspace(0.3, 0.7, C)
+    elif kind == "per_label_thresholds":
+        thr = rng.random(C)
+    elif kind == "scores_equal_threshold":  # p == threshold exactly must count as positive
+        P[rng.random((N, C)) < 0.3] = np.float32(0.25)
+        thr = np.float32(0.25).item()
+    elif kind == "extremes":
+        P[rng.random((N, C)) < 0.3] = 0.0
+        P[rng.random((N, C)) < 0.3] = 1.0
+    return Y, P, thr
+
+
+KINDS = ["random", "ties", "all_zero_targets", "all_one_targets", "all_predicted", "none_predicted",
+         "label_never_true", "label_never_predicted", "per_label_thresholds", "scores_equal_threshold", "extremes"]
+
+
+# ---------------------------------------------------------------------------------------------
+# every number against scikit-learn
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_matches_sklearn_on_edge_cases(kind):
+    rng = np.random.default_rng(abs(hash(kind)) % 2**32)
+    shapes = [(1, 1), (1, 4), (2, 3), (7, 1), (13, 5), (60, 6), (150, 3)]
+    for i, (N, C) in enumerate(shapes):
+        for zd in (0.0, 1.0):
+            beta = (2.0, 0.5, 1.0, 3.0)[(i + int(zd)) % 4]
+            Y, P, thr = _case(rng, kind, N, C)
+            got = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, beta=beta, zero_division=zd,
+                                  batch_size=int(rng.integers(1, N + 1)))
+            want = sklearn_reference(Y, P, thr, beta, zd)
+            assert_close(got, want, path=f"{kind} N={N} C={C} zd={zd} beta={beta}")
+            json.dumps(got)
+
+
+def test_matches_sklearn_random_loop():
+    """Seeded property loop over random shapes, prevalences, thresholds, betas and zero_division."""
+    rng = np.random.default_rng(12345)
+    for trial in range(40):
+        N = int(rng.integers(1, 120))
+        C = int(rng.integers(1, 9))
+        Y, P, thr = _case(rng, KINDS[trial % len(KINDS)], N, C)
+        if trial % 5 == 0:
+            P = P.astype(np.float64) * 0.999 + 0.0005  # float64 scores: int64 sort keys
+        beta = float(rng.choice([0.5, 1.0, 2.0, 1.5]))
+        zd = float(rng.integers(0, 2))
+        got = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, beta=beta, zero_division=zd)
+        assert_close(got, sklearn_reference(Y, P, thr, beta, zd), path=f"trial {trial}")
+
+
+def test_known_values_by_hand():
+    """A 3x2 example checked by hand (independent of scikit-learn)."""
+    Y = np.array([[1, 0], [1, 1], [0, 1]])
+    P = np.array([[0.9, 0.2], [0.4, 0.8], [0.6, 0.7]], dtype=np.float32)
+    r = compute_metrics(Y, P, scores_kind="probabilities", threshold=0.5)
+    # predictions [[1,0],[0,1],[1,1]]: label0 tp=1 fp=1 fn=1 tn=0; label1 tp=2 fp=0 fn=0 tn=1
+    pc = r["per_class"]
+    assert (pc[0]["tp"], pc[0]["fp"], pc[0]["fn"], pc[0]["tn"]) == (1, 1, 1, 0)
+    assert (pc[1]["tp"], pc[1]["fp"], pc[1]["fn"], pc[1]["tn"]) == (2, 0, 0, 1)
+    s = r["summary"]
+    assert s["micro"]["precision"] == pytest.approx(3 / 4)
+    assert s["micro"]["recall"] == pytest.approx(3 / 4)
+    assert s["micro"]["f2"] == pytest.approx(5 * 3 / (5 * 3 + 4 * 1 + 1))
+    assert s["macro"]["accuracy"] == pytest.approx((1 / 3 + 3 / 3) / 2)
+    assert s["subset_accuracy"] == pytest.approx(1 / 3)
+    assert s["hamming_loss"] == pytest.approx(2 / 6)
+    assert pc[1]["auroc"] == pytest.approx(1.0)
+    assert pc[0]["auroc"] == pytest.approx(0.5)  # positive scores 0.9, 0.4 vs negative 0.6
+    assert pc[0]["average_precision"] == pytest.approx((1 / 1 + 2 / 3) / 2)
+    assert pc[0]["label"] == "label_0" and pc[0]["threshold"] == 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# invariances
+
+
+def _engine(C, **kw):
+    kw.setdefault("scores", "probabilities")
+    return MultilabelEngine(C, **kw)
+
+
+@pytest.mark.parametrize("mode", ["exact", "streaming", "none"])
+def test_batched_update_equals_single_update(mode):
+    rng = np.random.default_rng(7)
+    Y, P, _ = _case(rng, "ties", 300, 7)
+    P[:150] = rng.random((150, 7)).astype(np.float32)
+    one = _engine(7, threshold_free=mode, threshold=0.4)
+    one.update(torch.from_numpy(P), torch.from_numpy(Y))
+    want = one.compute()
+    for sizes in ([1] * 5 + [295], [0, 100, 0, 200], [17] * 17 + [11], [299, 1]):
+        e = _engine(7, threshold_free=mode, threshold=0.4)
+        i = 0
+        order = rng.permutation(300) if sizes[0] == 299 else np.arange(300)  # row order is irrelevant too
+        for b in sizes:
+            idx = order[i:i + b]
+            e.update(torch.from_numpy(P[idx]), torch.from_numpy(Y[idx]))
+            i += b
+        assert e.compute() == want  # exactly equal, not approximately
+
+
+def test_logits_path_equals_probabilities_path():
+    rng = np.random.default_rng(3)
+    logits = torch.from_numpy((rng.standard_normal((500, 6)) * 4).astype(np.float32))
+    logits[0, 0] = 40.0  # saturates to 1.0
+    logits[1, 1] = -200.0  # underflows to 0.0
+    Y = torch.from_numpy((rng.random((500, 6)) < 0.3).astype(np.int64))
+    for mode in ("exact", "streaming"):
+        a = _engine(6, scores="logits", threshold_free=mode, threshold=0.3)
+        a.update(logits, Y)
+        b = _engine(6, threshold_free=mode, threshold=0.3)
+        b.update(torch.sigmoid(logits), Y)
+        assert a.compute() == b.compute()
+    want = sklearn_reference(Y.numpy(), torch.sigmoid(logits).numpy(), 0.3, 2.0, 0.0)
+    assert_close(compute_metrics(Y, logits, scores_kind="logits", threshold=0.3), want)
+
+
+def test_target_dtypes_are_equivalent():
+    rng = np.random.default_rng(5)
+    Y = rng.random((80, 4)) < 0.4
+    P = rng.random((80, 4)).astype(np.float32)
+    ref = compute_metrics(Y, P, scores_kind="probabilities")
+    for dt in (np.uint8, np.int64, np.float32, np.float64, np.int8):
+        assert compute_metrics(Y.astype(dt), P, scores_kind="probabilities") == ref
+    assert compute_metrics(torch.from_numpy(Y), torch.from_numpy(P), scores_kind="probabilities") == ref
+
+
+def test_half_precision_scores_are_upcast():
+    rng = np.random.default_rng(9)
+    P = torch.from_numpy(rng.random((64, 3))).to(torch.float16)
+    Y = torch.from_numpy((rng.random((64, 3)) < 0.5).astype(np.uint8))
+    got = compute_metrics(Y, P, scores_kind="probabilities")
+    assert got == compute_metrics(Y, P.float(), scores_kind="probabilities")
+
+
+def test_mixed_precision_batches_rank_at_float64():
+    rng = np.random.default_rng(11)
+    P = rng.random((200, 5))
+    Y = (rng.random((200, 5)) < 0.3).astype(np.uint8)
+    P32 = P.astype(np.float32)
+    e = _engine(5)
+    e.update(torch.from_numpy(P32[:100]), torch.from_numpy(Y[:100]))
+    e.update(torch.from_numpy(P[100:]), torch.from_numpy(Y[100:]))
+    mixed = np.concatenate([P32[:100].astype(np.float64), P[100:]])
+    assert_close(e.compute(), sklearn_reference(Y, mixed, 0.5, 2.0, 0.0))
+
+
+def test_negative_zero_probability():
+    Y = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.uint8)
+    P = np.array([[-0.0, 0.5], [0.0, 0.25], [0.75, -0.0]], dtype=np.float32)
+    assert_close(compute_metrics(Y, P, scores_kind="probabilities"),
+                 sklearn_reference(Y, np.abs(P), 0.5, 2.0, 0.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# keys and options
+
+
+def test_fbeta_keys():
+    Y = np.array([[1, 0], [0, 1]])
+    P = np.array([[0.9, 0.1], [0.2, 0.7]], dtype=np.float32)
+    r = compute_metrics(Y, P, scores_kind="probabilities", beta=0.5)
+    for avg in AVERAGES:
+        assert set(r["summary"][avg]) == {"accuracy", "precision", "recall", "f1", "f0.5"}
+    assert set(r["per_class"][0]) == {"label", "support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall",
+                                      "f1", "f0.5", "average_precision", "auroc", "threshold"}
+    r1 = compute_metrics(Y, P, scores_kind="probabilities", beta=1.0)
+    assert set(r1["summary"]["micro"]) == {"accuracy", "precision", "recall", "f1"}
+    r2 = compute_metrics(Y, P, scores_kind="probabilities")
+    assert "f2" in r2["summary"]["macro"] and "f2" in r2["per_class"][1]
+
+
+def test_threshold_free_none_gives_none():
+    rng = np.random.default_rng(1)
+    Y, P, _ = _case(rng, "random", 30, 3)
+    r = compute_metrics(Y, P, scores_kind="probabilities", threshold_free="none", label_names=["a", "b", "c"])
+    for k in ("mean_average_precision", "macro_auroc", "micro_average_precision", "micro_auroc",
+              "label_ranking_average_precision", "coverage_error", "label_ranking_loss"):
+        assert r["summary"][k] is None
+    assert [c["label"] for c in r["per_class"]] == ["a", "b", "c"]
+    assert all(c["average_precision"] is None and c["auroc"] is None for c in r["per_class"])
+    exact = compute_metrics(Y, P, scores_kind="probabilities", label_names=["a", "b", "c"])
+    assert r["summary"]["micro"] == exact["summary"]["micro"]
+    assert r["summary"]["samples"] == exact["summary"]["samples"]
+
+
+def test_auroc_undefined_labels_are_none_and_excluded():
+    Y = np.array([[1, 0, 1], [1, 1, 1], [1, 0, 1]], dtype=np.uint8)  # labels 0 and 2: one class only
+    P = np.array([[0.2, 0.3, 0.9], [0.6, 0.8, 0.1], [0.4, 0.1, 0.5]], dtype=np.float32)
+    r = compute_metrics(Y, P, scores_kind="probabilities")
+    assert [c["auroc"] for c in r["per_class"]] == [None, 1.0, None]
+    assert r["summary"]["macro_auroc"] == 1.0
+    Y0 = np.zeros((3, 2), dtype=np.uint8)
+    r0 = compute_metrics(Y0, P[:, :2], scores_kind="probabilities")
+    assert r0["summary"]["macro_auroc"] is None and r0["summary"]["micro_auroc"] is None
+    assert r0["summary"]["mean_average_precision"] == 0.0  # AP of a label without positives is 0
+    assert r0["summary"]["coverage_error"] == 0.0 and r0["summary"]["label_ranking_average_precision"] == 1.0
+
+
+def test_one_label_is_supported():
+    Y = np.array([[1], [0], [1], [0]])
+    P = np.array([[0.8], [0.3], [0.4], [0.6]], dtype=np.float32)
+    r = compute_metrics(Y, P, scores_kind="probabilities")
+    assert r["summary"]["label_ranking_average_precision"] == 1.0
+    assert r["summary"]["label_ranking_loss"] == 0.0
+    assert r["summary"]["coverage_error"] == 0.5
+    assert r["per_class"][0]["auroc"] == 0.75
+    assert_close(r, sklearn_reference(Y, P, 0.5, 2.0, 0.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# binarize: THE threshold rule
+
+
+def test_binarize_rule():
+    p = torch.tensor([[0.2, 0.5, 0.7], [0.5, 0.49, 1.0]])
+    assert binarize(p, 0.5).tolist() == [[False, True, True], [True, False, True]]
+    assert binarize(p, torch.tensor([0.2, 0.5, 1.0])).tolist() == [[True, True, False], [True, False, True]]
+    assert binarize(p, [0.1, 0.9, 0.0]).tolist() == [[True, False, True], [True, False, True]]
+    # exact comparison in real numbers: float32(0.3) = 0.30000001 >= 0.3, the float32 just below is not
+    x = torch.tensor([0.3], dtype=torch.float32)
+    below = torch.nextafter(x, torch.tensor([0.0]))
+    assert binarize(x, 0.3).item() is True
+    assert binarize(below, 0.3).item() is False
+    assert binarize(x, float(x.item())).item() is True  # p == threshold is positive
+    with pytest.raises(InputError, match=r"threshold: expected a scalar or 3 values"):
+        binarize(p, [0.5, 0.5])
+
+
+def test_engine_uses_binarize_rule():
+    rng = np.random.default_rng(2)
+    P = rng.random((50, 4)).astype(np.float32)
+    Y = (rng.random((50, 4)) < 0.5).astype(np.uint8)
+    thr = [0.3, 0.5, float(P[3, 2]), 0.9]
+    pred = binarize(torch.from_numpy(P), thr).numpy()
+    r = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, threshold_free="none")
+    for j, c in enumerate(r["per_class"]):
+        assert c["tp"] == int((pred[:, j] & (Y[:, j] == 1)).sum())
+        assert c["fp"] == int((pred[:, j] & (Y[:, j] == 0)).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+
+
+def _err(fn, match):
+    with pytest.raises(InputError, match=match) as ei:
+        fn()
+    assert "\n" not in str(ei.value)
+    return str(ei.value)
+
+
+def test_constructor_errors():
+    _err(lambda: MultilabelEngine(0, scores="logits"), r"^num_labels: expected an integer >= 1, got 0$")
+    _err(lambda: MultilabelEngine(3, scores="auto"), r"^scores: expected 'logits' or 'probabilities', got 'auto'$")
+    _err(lambda: MultilabelEngine(3, scores="logits", threshold=[0.5, 0.5]),
+         r"^threshold: expected a scalar or 3 values \(one per label\), got 2$")
+    _err(lambda: MultilabelEngine(3, scores="logits", threshold=float("nan")), r"^threshold: expected numbers, got NaN$")
+    _err(lambda: MultilabelEngine(3, scores="logits", zero_division=0.5), r"^zero_division: expected 0.0 or 1.0, got 0.5$")
+    _err(lambda: MultilabelEngine(3, scores="logits", beta=0), r"^beta: expected a positive finite number, got 0.0$")
+    _err(lambda: MultilabelEngine(3, scores="logits", threshold_free="fast"),
+         r"^threshold_free: expected 'exact', 'streaming' or 'none', got 'fast'$")
+    _err(lambda: MultilabelEngine(3, scores="logits", bins=4), r"^bins: expected an integer >= 16, got 4$")
+    _err(lambda: MultilabelEngine(2, scores="logits", label_names=["a"]), r"^label_names: expected 2 names, got 1$")
+
+
+def test_update_errors_and_state_untouched():
+    e = MultilabelEngine(3, scores="probabilities")
+    good_p = torch.full((4, 3), 0.5)
+    good_t = torch.zeros((4, 3), dtype=torch.uint8)
+    e.update(good_p, good_t)
+    before = e.compute()
+    bad_p = good_p.clone()
+    bad_p[3, 2] = 1.5
+    _err(lambda: e.update(bad_p, good_t),
+         r"^scores: expected probabilities in \[0, 1\], got values in \[0.5, 1.5\] \(declare scores='logits'")
+    nan_p = good_p.clone()
+    nan_p[0, 0] = float("nan")
+    _err(lambda: e.update(nan_p, good_t), r"^scores: expected finite probabilities in \[0, 1\], found NaN or inf$")
+    bad_t = good_t.clone()
+    bad_t[2, 1] = 2
+    _err(lambda: e.update(good_p, bad_t), r"^targets: expected values in \{0, 1\}, found 2$")
+    _err(lambda: e.update(good_p, torch.full((4, 3), 0.5)), r"^targets: expected values in \{0, 1\}, found 0.5$")
+    _err(lambda: e.update(good_p, torch.full((4, 3), -1)), r"^targets: expected values in \{0, 1\}, found -1$")
+    _err(lambda: e.update(good_p[:, :2], good_t[:, :2]), r"^scores: expected shape \(B, 3\), got \(4, 2\)$")
+    _err(lambda: e.update(good_p, good_t[:3]), r"^targets: expected shape \(4, 3\) \(same as scores\), got \(3, 3\)$")
+    _err(lambda: e.update(good_p.numpy(), good_t), r"^scores: expected a torch.Tensor of shape \(B, 3\), got ndarray$")
+    _err(lambda: e.update(torch.ones((4, 3), dtype=torch.int64), good_t),
+         r"^scores: expected a floating dtype \(probabilities\), got torch.int64$")
+    lg = MultilabelEngine(3, scores="logits")
+    inf_p = torch.zeros((4, 3))
+    inf_p[1, 1] = float("inf")
+    _err(lambda: lg.update(inf_p, good_t), r"^scores: expected finite logits, found NaN or inf$")
+    assert e.compute() == before  # failed updates left no trace
+
+
+def test_compute_errors():
+    _err(lambda: MultilabelEngine(2, scores="logits").compute(),
+         r"^metrics: no samples were given \(update\(\) was never called with data\)$")
+    _err(lambda: compute_metrics(np.zeros((0, 3)), np.zeros((0, 3)), scores_kind="logits"),
+         r"^targets: expected at least one sample \(N >= 1\), got N = 0$")
+    _err(lambda: compute_metrics(np.zeros(3), np.zeros(3), scores_kind="logits"),
+         r"^targets: expected shape \(N, C\), got \(3,\)$")
+    _err(lambda: compute_metrics(np.zeros((2, 3)), np.zeros((2, 4)), scores_kind="logits"),
+         r"^scores: expected shape \(2, 3\) \(same as targets\), got \(2, 4\)$")
+    _err(lambda: compute_metrics(np.zeros((2, 3)), np.zeros((2, 3)), scores_kind="logits", batch_size=0),
+         r"^batch_size: expected a positive integer, got 0$")
+    _err(lambda: compute_metrics(np.zeros((2, 3)), np.full((2, 3), 2.0), scores_kind="probabilities"),
+         r"^scores: expected probabilities in \[0, 1\], got values in \[2, 2\]")
+
+
+# ---------------------------------------------------------------------------------------------
+# streaming threshold-free
+
+
+def _realistic(rng, N, C, sep=1.5):
+    prev = rng.uniform(0.02, 0.4, size=C)
+    Y = (rng.random((N, C)) < prev).astype(np.uint8)
+    logits = rng.standard_normal((N, C)) * 1.5 + np.where(Y == 1, sep, -sep)
+    return Y, torch.sigmoid(torch.from_numpy(logits)).numpy().astype(np.float32)
+
+
+def test_streaming_error_within_1e3_of_exact():
+    rng = np.random.default_rng(21)
+    for N, C, sep in ((20000, 8, 1.5), (5000, 5, 4.0), (3000, 4, 0.3)):
+        Y, P = _realistic(rng, N, C, sep)
+        ex = compute_metrics(Y, P, scores_kind="probabilities", threshold_free="exact")
+        st = compute_metrics(Y, P, scores_kind="probabilities", threshold_free="streaming", batch_size=977)
+        worst = 0.0
+        for k in ("mean_average_precision", "macro_auroc", "micro_average_precision", "micro_auroc"):
+            worst = max(worst, abs(st["summary"][k] - ex["summary"][k]))
+        for a, b in zip(st["per_class"], ex["per_class"]):
+            worst = max(worst, abs(a["average_precision"] - b["average_precision"]), abs(a["auroc"] - b["auroc"]))
+        assert 0 < worst <= 1e-3, worst  # binned (not identical) but within the documented bound
+        for k in ("label_ranking_average_precision", "coverage_error", "label_ranking_loss"):
+            assert st["summary"][k] == ex["summary"][k]  # ranking metrics stay exact when streaming
+        assert st["summary"]["micro"] == ex["summary"]["micro"]
+
+
+def test_streaming_is_exact_when_distinct_scores_fall_in_distinct_bins():
+    rng = np.random.default_rng(4)
+    levels = torch.sigmoid(torch.linspace(-6, 6, 9)).numpy().astype(np.float32)
+    P = levels[rng.integers(0, 9, size=(400, 5))]
+    Y = (rng.random((400, 5)) < 0.4).astype(np.uint8)
+    st = compute_metrics(Y, P, scores_kind="probabilities", threshold_free="streaming")
+    assert_close(st, sklearn_reference(Y, P, 0.5, 2.0, 0.0), tol=1e-12)
+
+
+def test_streaming_memory_is_independent_of_n():
+    e = MultilabelEngine(4, scores="probabilities", threshold_free="streaming", bins=64)
+    for _ in range(3):
+        e.update(torch.rand(1000, 4), (torch.rand(1000, 4) < 0.5).int())
+    sizes = [v.numel() for v in e.metric_state.values() if isinstance(v, torch.Tensor)]
+    assert sum(sizes) == 2 * 4 * 64 + 4 * 4 + 3 + 2 * 6
+    assert not any(isinstance(v, list) for v in e.metric_state.values())
+
+
+def test_exact_state_is_one_int32_key_per_value():
+    e = MultilabelEngine(3, scores="probabilities")
+    e.update(torch.rand(10, 3), (torch.rand(10, 3) < 0.5).int())
+    e.update(torch.rand(5, 3, dtype=torch.float64), (torch.rand(5, 3) < 0.5).int())
+    assert [(k.dtype, tuple(k.shape)) for k in e.keys] == [(torch.int32, (10, 3)), (torch.int64, (5, 3))]
