@@ -108,7 +108,7 @@ def run(
     spec: Annotated[Optional[str], typer.Argument(help="Experiment spec (experiments/*.toml): RunConfig fields and an optional [grid]; flags override it.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset name (yeast) or a data file.")] = None,
     test_dataset: Annotated[Optional[str], typer.Option(help="Test file; default: the standard split or a stratified split.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Architecture: mlp or linear.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Architecture: mlp, linear, or cnn (images (N, 3, H, W) from .npz).")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="MLP hidden sizes, e.g. 256 or 512,256.")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout after each hidden layer, in [0, 1).")] = None,
     loss: Annotated[Optional[str], typer.Option(help="bce, bce-pos-weight, soft-margin, margin, focal, asl (see `evalkit losses`).")] = None,
