@@ -31,9 +31,14 @@ DEBUG = False
 
 
 def _console(stderr: bool = False):
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # logs of cron jobs and CI are not terminals: rich would wrap tables at 80 columns
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 160
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 @contextmanager

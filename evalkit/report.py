@@ -226,7 +226,7 @@ def render(report: dict, console=None, *, per_class: bool = True, title: str = "
         for n in names:
             header = {"average_precision": "AP", "auroc": "AUROC", "threshold": "thr"}.get(n, n)
             pt.add_column(header.upper() if n.startswith("f") and n != "fp" and n != "fn" else header,
-                          justify="left" if n == "label" else "right")
+                          justify="left" if n == "label" else "right", no_wrap=n == "label")
         for row in report["per_class"]:
             pt.add_row(*(str(row[n]) if n == "label" else _fmt(row.get(n), 3) for n in names))
         console.print(pt)
