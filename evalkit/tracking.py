@@ -197,8 +197,11 @@ def probe_store(tracking_uri: str, timeout: float = 10.0) -> str | None:
             resp = http_request(get_default_host_creds(tracking_uri), "/api/2.0/mlflow/experiments/search",
                                 "POST", json={"max_results": 1}, max_retries=0, backoff_factor=0,
                                 timeout=max(1, int(timeout // 2)))
-            if resp.status_code >= 500 or resp.status_code in (401, 403):
-                return f"tracking store {redact_uri(tracking_uri)} answered HTTP {resp.status_code}"
+            if resp.status_code != 200:
+                hint = {401: "unauthorised: check MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN",
+                        403: "forbidden: check the credentials' permissions",
+                        404: "not an MLflow tracking server at this address?"}.get(resp.status_code, "server error")
+                return f"tracking store {redact_uri(tracking_uri)} answered HTTP {resp.status_code} ({hint})"
         except Exception as e:
             return f"tracking store {redact_uri(tracking_uri)} unreachable: {_first_line(e)}"
         _READY.add(tracking_uri)
