@@ -546,20 +546,34 @@ def evaluate_model(
         extra["label_map"] = {"file": str(label_map), "reduce": map_reduce, "targets": names,
                               "unmapped": unmapped}
 
+    metrics, top_k = None, None
     if threshold is not None:
         from evalkit.thresholds import parse_given
 
         strategy, thr = parse_given(threshold, names)
     elif labelmap is None and record and record.get("threshold"):
-        thr = np.asarray(record["threshold"]["values"], dtype=np.float64)
-        strategy = f"{record['threshold']['strategy']} (from {loaded.source_run and 'run ' + loaded.source_run or 'preprocess.json'})"
-        if thr.shape != (len(names),):
-            raise InputError(f"{preprocess or model}: {thr.size} recorded thresholds for {len(names)} labels")
+        recorded_thr = record["threshold"]
+        origin = f"run {loaded.source_run}" if loaded.source_run else "preprocess.json"
+        strategy = f"{recorded_thr['strategy']} (from {origin})"
+        if recorded_thr.get("k") is not None:  # top-k: a per-sample cut, no per-label thresholds
+            from evalkit.thresholds import ThresholdStrategy
+            from evalkit.thresholds import evaluate as evaluate_rule
+
+            top_k = int(recorded_thr["k"])
+            metrics = evaluate_rule(ThresholdStrategy("top-k", float(top_k)), Y, probabilities,
+                                    np.full(len(names), np.nan), beta=beta, label_names=names,
+                                    threshold_free=threshold_free)
+            thr = np.zeros(len(names))
+        else:
+            thr = np.asarray(recorded_thr["values"], dtype=np.float64)
+            if thr.shape != (len(names),):
+                raise InputError(f"{preprocess or model}: {thr.size} recorded thresholds for {len(names)} labels")
     else:
         strategy, thr = "fixed:0.5", np.full(len(names), 0.5)
 
-    metrics = compute_metrics(Y, probabilities, scores_kind="probabilities", threshold=thr, beta=beta,
-                              label_names=names, threshold_free=threshold_free)
+    if metrics is None:
+        metrics = compute_metrics(Y, probabilities, scores_kind="probabilities", threshold=thr, beta=beta,
+                                  label_names=names, threshold_free=threshold_free)
     ds_info = {"name": name, "n_samples": int(Y.shape[0]), "n_labels": int(Y.shape[1]), "digest": test.digest}
     from evalkit.tracking import redact_uri
 
@@ -573,7 +587,11 @@ def evaluate_model(
         console.print(f"[yellow]warning:[/] {w}")
     for n in notes:
         console.print(f"note: {n}")
-    return build_report(metrics, dataset=ds_info, scores=scores, strategy=strategy, thresholds=thr, beta=beta, **extra)
+    report = build_report(metrics, dataset=ds_info, scores=scores, strategy=strategy, thresholds=thr, beta=beta,
+                          **extra)
+    if top_k is not None:
+        report["threshold"].update(values=[None] * len(names), k=top_k)
+    return report
 
 
 def _describe_thresholds(report: Report, strategy, config: RunConfig) -> None:

@@ -21,7 +21,7 @@ training. ``evalkit run`` logs it as a run artifact next to the model::
      "dataset": {"spec", "test_dataset", "reader_options", "name", "digest", "test_size", "val_size", "seed"},
      "input_shape": [F] | [3, H, W], "label_names": [...],
      "standardize": bool, "mean": [F floats], "std": [F floats],   # train-split statistics
-     "scores": "logits", "threshold": {"strategy": str, "values": [C floats]},
+     "scores": "logits", "threshold": {"strategy": str, "values": [C floats] (top-k: nulls and "k": K)},
      "model": {"arch", "hidden", "dropout", "activation", "batch_norm"}}
 
 For a model file the record comes from ``--preprocess FILE`` or a sidecar next to the model
@@ -106,7 +106,9 @@ def preprocess_record(*, dataset: dict, input_shape, label_names, standardize: b
         "mean": [float(v) for v in mean] if standardize else None,
         "std": [float(v) for v in std] if standardize else None,
         "scores": "logits",
-        "threshold": {"strategy": threshold["strategy"], "values": [float(v) for v in threshold["values"]]},
+        "threshold": {"strategy": threshold["strategy"],
+                      "values": [None if v is None else float(v) for v in threshold["values"]],
+                      **({"k": int(threshold["k"])} if threshold.get("k") is not None else {})},
         "model": model,
     }
 
