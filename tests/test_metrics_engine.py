@@ -507,7 +507,8 @@ def test_streaming_memory_is_independent_of_n():
     for _ in range(3):
         e.update(torch.rand(1000, 4), (torch.rand(1000, 4) < 0.5).int())
     sizes = [v.numel() for v in e.metric_state.values() if isinstance(v, torch.Tensor)]
-    assert sum(sizes) == 2 * 4 * 64 + 4 * 4 + 3 + 2 * 6
+    # histograms (2, C, bins) + per-bin min / max (C, bins) + tp/fp/fn/tn + 3 counters + sample sums
+    assert sum(sizes) == 2 * 4 * 64 + 2 * 4 * 64 + 4 * 4 + 3 + 2 * 6
     assert not any(isinstance(v, list) for v in e.metric_state.values())
 
 

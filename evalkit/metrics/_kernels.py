@@ -65,10 +65,12 @@ def widen_keys(keys: np.ndarray) -> np.ndarray:
 
 
 def _positives(s: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
-    """Positions (int64, ascending) of the keys with target 1, with bounded temporaries."""
+    """Positions (ascending; int32 when they fit, else int64) of the keys with target 1, with
+    bounded temporaries."""
+    itype = np.int32 if s.size < 2**31 - 1 else np.int64
     if s.size <= chunk:
-        return np.flatnonzero(s & 1)
-    return np.concatenate([np.flatnonzero(s[i:i + chunk] & 1) + i for i in range(0, s.size, chunk)])
+        return np.flatnonzero(s & 1).astype(itype)
+    return np.concatenate([(np.flatnonzero(s[i:i + chunk] & 1) + i).astype(itype) for i in range(0, s.size, chunk)])
 
 
 def _groups_at(s: np.ndarray, pos: np.ndarray, lo: int, hi: int, first_k: int | np.ndarray = 0):
@@ -85,8 +87,8 @@ def _groups_at(s: np.ndarray, pos: np.ndarray, lo: int, hi: int, first_k: int | 
     nxt = s[np.minimum(pk + 1, L - 1)] >> 1
     tied = ((prev == v) & (pk > 0)) | ((nxt == v) & (pk < L - 1))
     del prev, nxt
-    a = pk.copy()
-    e = pk + 1
+    a = pk.astype(np.int64)
+    e = a + 1
     bp = np.arange(lo, hi, dtype=np.int64)
     pe = bp + 1
     if tied.any():
@@ -103,7 +105,7 @@ def _groups_at(s: np.ndarray, pos: np.ndarray, lo: int, hi: int, first_k: int | 
     return a, e, bp, pe
 
 
-def ranked_1d(s: np.ndarray, chunk: int = 1 << 21) -> tuple[int, float, int, int, int]:
+def ranked_1d(s: np.ndarray, chunk: int = 1 << 19) -> tuple[int, float, int, int, int]:
     """Ranked statistics of one ascending-sorted key sequence, working on its positives only.
 
     For each positive (position ``i`` in ``s``): ``a`` (first element with the same score), ``e``
@@ -185,14 +187,26 @@ def _ranked_rows_int32(k: np.ndarray, out_P, out_ap, out_gt, out_min) -> None:
     out_min[:] = mins
 
 
-def ranked_groups(pos: np.ndarray, neg: np.ndarray):
-    """Ranked statistics from per-group counts (histogram bins in ascending score order).
+def ranked_groups(pos: np.ndarray, neg: np.ndarray, single: np.ndarray | None = None):
+    """Ranked statistics from per-bin counts (bins in ascending score order).
+
+    A bin flagged ``single`` holds one distinct score: a true tie group, treated exactly as
+    scikit-learn does (all its positives share the precision at the bin's lower edge). Other bins
+    hold several distinct scores in an unknown order; their positives get the expected precision
+    under a random order inside the bin (k-th positive at expected position k (T+1)/(m+1) of the
+    bin's T elements, m positives), summed in closed form with the digamma function:
+    ``sum_k (PA + k) / (A + c k) = m/c + (c PA - A)/c^2 (psi(A/c + m + 1) - psi(A/c + 1))``,
+    ``c = (T+1)/(m+1)``, A / PA = elements / positives in higher bins. This removes the
+    first-order binning bias of AP. Pairs inside a bin count 1/2 for AUROC (their expected value).
 
     Args:
-        pos, neg: ``(R, G)`` int64 positives / negatives per group (each group = one tie group).
+        pos, neg: ``(R, G)`` int64 positives / negatives per bin.
+        single: ``(R, G)`` bool, bins known to hold a single distinct score (default: all).
     Returns:
         ``(P, Nn, ap_sum, gt, lt)`` each ``(R,)``.
     """
+    from scipy.special import digamma
+
     pos = pos.astype(np.int64)
     neg = neg.astype(np.int64)
     tot = pos + neg
@@ -202,8 +216,20 @@ def ranked_groups(pos: np.ndarray, neg: np.ndarray):
     bp = np.cumsum(pos, axis=1) - pos
     a = np.cumsum(tot, axis=1) - tot
     neg_above = Nn[:, None] - np.cumsum(neg, axis=1)
+    # tie-group precision (single-valued bins): m (PA + m) / (A + T), PA = P - bp, A + T = L - a
     den = (L[:, None] - a).astype(np.float64)
-    ap = (pos * ((P[:, None] - bp) / np.where(den > 0, den, 1.0))).sum(axis=1)
+    ap_bins = pos * ((P[:, None] - bp) / np.where(den > 0, den, 1.0))
+    if single is not None:
+        multi = ~single & (pos > 0)
+        if multi.any():
+            m = pos[multi].astype(np.float64)
+            T = tot[multi].astype(np.float64)
+            A = (L[:, None] - a - tot)[multi].astype(np.float64)  # elements in higher bins
+            PA = (P[:, None] - bp - pos)[multi].astype(np.float64)
+            c = (T + 1.0) / (m + 1.0)
+            x = A / c
+            ap_bins[multi] = m / c + (c * PA - A) / (c * c) * (digamma(x + m + 1.0) - digamma(x + 1.0))
+    ap = ap_bins.sum(axis=1)
     gt = (pos * (a - bp)).sum(axis=1)
     lt = (pos * neg_above).sum(axis=1)
     return P, Nn, ap, gt, lt

@@ -47,7 +47,7 @@ from evalkit.metrics import _kernels as K
 ScoresKind = Literal["logits", "probabilities"]
 ThresholdFree = Literal["exact", "streaming", "none"]
 
-DEFAULT_BINS = 8192
+DEFAULT_BINS = 4096
 """Default number of streaming bins (see :class:`MultilabelEngine`)."""
 STREAM_LOGIT_RANGE = 16.0
 """Streaming bins are uniform in logit space on [-16, 16] (edges mapped to probabilities)."""
@@ -162,22 +162,26 @@ class MultilabelEngine(Metric):
             ``"exact"``: keeps one int32 sort key per (sample, label) (int64 for float64 scores), i.e.
             4 bytes x N x C, and computes AP / AUROC exactly at ``compute()``, matching
             scikit-learn to ~1e-12.
-            ``"streaming"``: memory O(C x bins): per-label histograms of positive / negative
-            probabilities on ``bins`` bins uniform in logit space on [-16, 16] (probabilities
-            beyond are clamped to the end bins). AP / AUROC are then exact for the scores
-            quantised to bins: AUROC error <= (pos/neg pairs sharing a bin) / (2 P Nn), i.e.
-            about 0.5 * bin width * overlap density; with the default 8192 bins (logit width
-            0.0039) the error vs exact is typically < 1e-4 and tested <= 1e-3 for AP and AUROC
-            (per label, macro and micro). Ranking metrics (LRAP, coverage, ranking loss) are
-            per-sample and stay exact in streaming mode.
+            ``"streaming"``: memory O(C x bins), independent of N: per label and bin, the counts
+            of positive and negative probabilities and the smallest / largest probability seen
+            (32 bytes per label and bin: 128 KiB per label at the default 4096 bins). Bins are
+            uniform in logit space on [-16, 16] (:func:`stream_bin_index`; beyond: two end bins).
+            A bin holding one distinct value is an exact tie group; in a bin holding several
+            values the positives get their expected precision under a random order inside the
+            bin (closed form, see :func:`evalkit.metrics._kernels.ranked_groups`) and pos/neg pairs
+            count 1/2 for AUROC. So AP / AUROC are exact whenever no two distinct scores share a
+            bin, and otherwise the error vs exact is second order in the bin width (logit width
+            32 / (bins - 2) = 0.0078 at 4096 bins): measured <= 4e-5 per label (AP and AUROC) on
+            N = 100,000 with 0.5%..50% prevalence, and tested <= 1e-3 (per label, macro and
+            micro). Ranking metrics (LRAP, coverage, ranking loss) are per-sample and stay exact.
             ``"none"``: threshold-free keys are ``None``; nothing is kept but O(C) counters.
-        bins: number of streaming bins (>= 16).
+        bins: number of streaming bins (>= 16, default 4096).
         label_names: C names for ``per_class[i]["label"]`` (default ``label_0 ..``).
         **kwargs: passed to ``torchmetrics.Metric`` (e.g. ``process_group``, ``sync_on_compute``).
 
     States (``add_state``, synced by torchmetrics with ``sum``; exact keys with ``cat``): int64
     tp/fp/fn/tn ``(C,)``, sample count, exact-match count, fixed-point per-sample sums, coverage
-    sum; streaming histograms ``(2, C, bins)`` int64. States live on the device of the inputs; the
+    sum; streaming: histograms ``(2, C, bins)`` int64 and per-bin min / max ``(C, bins)`` float64. States live on the device of the inputs; the
     threshold-free computations run on CPU.
 
     Raises:
@@ -248,8 +252,12 @@ class MultilabelEngine(Metric):
             self.add_state("keys", default=[], dist_reduce_fx="cat")
         elif threshold_free == "streaming":
             self.add_state("hist", default=torch.zeros((2, C, self.bins), dtype=torch.int64), dist_reduce_fx="sum")
-            x = torch.linspace(-STREAM_LOGIT_RANGE, STREAM_LOGIT_RANGE, self.bins - 1, dtype=torch.float64)
-            self._edges64 = torch.sigmoid(x)  # bin b holds edges[b-1] <= p < edges[b]
+            # smallest / largest probability seen in each bin: a bin holding one distinct value is a
+            # true tie group (treated exactly as scikit-learn does)
+            self.add_state("bin_min", default=torch.full((C, self.bins), math.inf, dtype=torch.float64),
+                           dist_reduce_fx="min")
+            self.add_state("bin_max", default=torch.full((C, self.bins), -math.inf, dtype=torch.float64),
+                           dist_reduce_fx="max")
 
     # ------------------------------------------------------------------ update
 
@@ -257,12 +265,6 @@ class MultilabelEngine(Metric):
         key = (dtype, str(device))
         if key not in self._cmp_cache:
             self._cmp_cache[key] = _comparable_threshold(self.thresholds, dtype, device)
-        return self._cmp_cache[key]
-
-    def _edges(self, dtype, device) -> torch.Tensor:
-        key = ("edges", dtype, str(device))
-        if key not in self._cmp_cache:
-            self._cmp_cache[key] = _comparable_threshold(self._edges64, dtype, device)
         return self._cmp_cache[key]
 
     def _check(self, scores, targets) -> tuple[torch.Tensor, torch.Tensor]:
@@ -369,10 +371,14 @@ class MultilabelEngine(Metric):
 
     def _add_histogram(self, p: torch.Tensor, tint: torch.Tensor) -> None:
         C, nb = self.num_labels, self.bins
-        idx = torch.bucketize(p, self._edges(p.dtype, p.device), right=True)  # (b, C) in [0, bins)
+        idx = stream_bin_index(p, nb)
         idx += torch.arange(C, device=p.device, dtype=idx.dtype) * nb
+        flat = idx.reshape(-1)
+        pf = p.reshape(-1).to(torch.float64)
+        self.bin_min.view(-1).scatter_reduce_(0, flat, pf, reduce="amin")
+        self.bin_max.view(-1).scatter_reduce_(0, flat, pf, reduce="amax")
         idx += tint.to(idx.dtype) * (C * nb)
-        self.hist += torch.bincount(idx.reshape(-1), minlength=2 * C * nb).view(2, C, nb)
+        self.hist += torch.bincount(flat, minlength=2 * C * nb).view(2, C, nb)
 
     def _validate(self, s: torch.Tensor, t: torch.Tensor) -> None:
         if self.scores_kind == "logits":
@@ -510,13 +516,27 @@ class MultilabelEngine(Metric):
     def _streaming_threshold_free(self):
         h = self.hist.cpu().numpy()
         neg, pos = h[0], h[1]
-        ap, auroc = K.finish_ap_auroc(*K.ranked_groups(pos, neg))
-        map_, mauc = K.finish_ap_auroc(*K.ranked_groups(pos.sum(0, keepdims=True), neg.sum(0, keepdims=True)))
+        lo, hi = self.bin_min.cpu().numpy(), self.bin_max.cpu().numpy()
+        ap, auroc = K.finish_ap_auroc(*K.ranked_groups(pos, neg, single=lo == hi))
+        msingle = lo.min(axis=0, keepdims=True) == hi.max(axis=0, keepdims=True)
+        map_, mauc = K.finish_ap_auroc(*K.ranked_groups(pos.sum(0, keepdims=True), neg.sum(0, keepdims=True),
+                                                        single=msingle))
         return ap, auroc, float(map_[0]), (None if np.isnan(mauc[0]) else float(mauc[0]))
 
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
+
+def stream_bin_index(p: torch.Tensor, bins: int) -> torch.Tensor:
+    """Streaming bin of each probability: ``bins - 2`` uniform bins of logit(p) on [-16, 16), plus
+    bin 0 for logit < -16 (including p = 0) and bin ``bins - 1`` for logit >= 16 (including p = 1).
+
+    Returns an int64 tensor of the shape of ``p``. Monotone in ``p`` (computed in p's dtype).
+    """
+    z = torch.log(p) - torch.log1p(-p)
+    z.add_(STREAM_LOGIT_RANGE).mul_((bins - 2) / (2 * STREAM_LOGIT_RANGE)).floor_().add_(1).clamp_(0, bins - 1)
+    return z.to(torch.int64)
 
 
 def _np_div(num, den, zd: float) -> np.ndarray:
