@@ -520,7 +520,8 @@ def evaluate_model(
     notes = list(loaded.notes)
     if record is None:
         notes.append("no preprocessing record (preprocess.json) found: features are used as read, not standardised")
-    outputs = predict(loaded.module, X, device=device, amp=amp, batch_size=batch_size, notes=notes)
+    rows = max(1, min(batch_size, 2**26 // max(1, test.n_features)))  # at most ~256 MB of float32 input per batch
+    outputs = predict(loaded.module, X, device=device, amp=amp, batch_size=rows, notes=notes)
     if outputs.shape[1] != test.n_labels:
         raise InputError(f"--model {model}: the model outputs {outputs.shape[1]} scores per sample but the dataset "
                          f"{test.name} has {test.n_labels} labels; expected them to match")
