@@ -275,7 +275,7 @@ def _find_line(text: str, loc: list[str]) -> int:
 class EvalJob:
     """A scheduled (or manual) evaluation: gates, baseline, tracking and the exit code.
 
-    Use: ``job = EvalJob.create(...)`` (checks options, probes the store: cheap, before the work),
+    Use: ``job = EvalJob.create(...)`` (checks options, starts probing the store in the background),
     compute the report, then ``code = job.finish(report, console)``.
     """
 
@@ -290,6 +290,7 @@ class EvalJob:
     params: dict[str, Any] = field(default_factory=dict)
     store_error: str | None = None
     track: bool = True
+    timeout: float = 10.0
 
     @classmethod
     def create(cls, *, gates=(), max_drops=(), baseline: str | None = None, trigger: str = "manual",
@@ -301,7 +302,7 @@ class EvalJob:
         Raises:
             InputError: malformed gate / max-drop / baseline / trigger / tracking URI.
         """
-        from evalkit.tracking import configure_http, probe_store, resolve_tracking_uri
+        from evalkit.tracking import configure_http, resolve_tracking_uri, start_probe
 
         parsed = [parse_gate(g) for g in gates or ()] + [parse_max_drop(d) for d in max_drops or ()]
         if trigger not in TRIGGERS:
@@ -316,12 +317,11 @@ class EvalJob:
             raise InputError(f"--output: {output} is a directory; expected a file path for the report JSON")
         uri = None
         if track or baseline:  # a baseline is read from the store even with --no-track
-            uri = resolve_tracking_uri(tracking_uri)
             configure_http(tracking_timeout)
-        self = cls(parsed, baseline, trigger, job, experiment, uri, model_uri, output, dict(params or {}), track=track)
-        if uri:
-            self.store_error = probe_store(uri, timeout=tracking_timeout)
-        return self
+            uri = resolve_tracking_uri(tracking_uri)
+            start_probe(uri, tracking_timeout)  # answered in finish(): the wait overlaps the evaluation
+        return cls(parsed, baseline, trigger, job, experiment, uri, model_uri, output, dict(params or {}),
+                   track=track, timeout=tracking_timeout)
 
     def finish(self, report, console=None) -> int:
         """Check gate names, resolve the baseline, apply the gates, write ``--output``, track, render.
@@ -331,7 +331,11 @@ class EvalJob:
         """
         from evalkit.report import metric_keys
 
+        from evalkit.tracking import probe_store
+
         check_metrics(self.gates, report)  # bad input: before any output or run
+        if self.tracking_uri:
+            self.store_error = probe_store(self.tracking_uri, timeout=self.timeout)
         baseline = self._baseline() if any(g.relative for g in self.gates) else None
         values = metric_keys(report, "test", per_class=True)
         block = apply_gates(self.gates, values, baseline)

@@ -54,6 +54,8 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
         )
     if scheme in ("http", "https") and not parts.hostname:
         raise InputError(f"--tracking-uri: {redact_uri(uri)!r} has no host")
+    if scheme in ("http", "https"):
+        start_probe(uri)  # in the background: an unreachable server is known by the time tracking starts
     if scheme == "sqlite":
         path = uri.split(":///", 1)[1] if ":///" in uri else ""
         if not path:
@@ -97,6 +99,7 @@ def configure_http(timeout: float = 10.0) -> None:
     seconds instead of retrying for minutes (MLflow's defaults: 7 retries, backoff 2, 120 s timeout).
     Sets ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (per request), ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (1),
     ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` (1) and ``MLFLOW_HTTP_REQUEST_BACKOFF_JITTER`` (0)."""
+    os.environ["EVALKIT_TRACKING_TIMEOUT"] = f"{timeout:g}"
     per_request = max(1, int(timeout // 2))
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(per_request)
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
@@ -186,30 +189,61 @@ def check_store(tracking_uri: str, timeout: float | None = None) -> None:
         raise InfraError(f"{reason} (nothing was run; check the server or pass --tracking-uri)")
 
 
+_PROBES: dict[str, tuple[threading.Thread, list]] = {}
+
+
+def _is_http(uri: str) -> bool:
+    return uri.split(":", 1)[0] in ("http", "https")
+
+
+def start_probe(tracking_uri: str, timeout: float | None = None) -> None:
+    """Probe an HTTP(S) store in a background thread, so that waiting for an unreachable server
+    overlaps the work done before tracking; :func:`probe_store` collects the answer."""
+    if not _is_http(tracking_uri) or tracking_uri in _READY or tracking_uri in _PROBES:
+        return
+    timeout = float(timeout or os.environ.get("EVALKIT_TRACKING_TIMEOUT") or 10)
+    box: list = []
+    t = threading.Thread(target=lambda: box.append(_probe_http(tracking_uri, timeout)), daemon=True,
+                         name="evalkit-store-probe")
+    t.start()
+    _PROBES[tracking_uri] = (t, box)
+
+
 def probe_store(tracking_uri: str, timeout: float = 10.0) -> str | None:
     """Check, cheaply and within about ``timeout`` seconds, that the store answers. Returns None when
-    it does, else a one-line reason (credentials redacted). Call before the expensive work."""
-    if tracking_uri.split(":", 1)[0] in ("http", "https"):
-        try:
-            from mlflow.utils.rest_utils import http_request
-            from mlflow.utils.credentials import get_default_host_creds
-
-            resp = http_request(get_default_host_creds(tracking_uri), "/api/2.0/mlflow/experiments/search",
-                                "POST", json={"max_results": 1}, max_retries=0, backoff_factor=0,
-                                timeout=max(1, int(timeout // 2)))
-            if resp.status_code != 200:
-                hint = {401: "unauthorised: check MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN",
-                        403: "forbidden: check the credentials' permissions",
-                        404: "not an MLflow tracking server at this address?"}.get(resp.status_code, "server error")
-                return f"tracking store {redact_uri(tracking_uri)} answered HTTP {resp.status_code} ({hint})"
-        except Exception as e:
-            return f"tracking store {redact_uri(tracking_uri)} unreachable: {_first_line(e)}"
-        _READY.add(tracking_uri)
-        return None
+    it does, else a one-line reason (credentials redacted). Call before the expensive work (or
+    :func:`start_probe` before it and this after it)."""
+    if _is_http(tracking_uri):
+        pending = _PROBES.pop(tracking_uri, None)
+        if pending is not None:
+            thread, box = pending
+            thread.join(timeout + 5)
+            if box:
+                return box[0]
+            return f"tracking store {redact_uri(tracking_uri)} unreachable: timed out"
+        return _probe_http(tracking_uri, timeout)
     try:
         ensure_store(tracking_uri)
     except InfraError as e:
         return str(e)
+    return None
+
+
+def _probe_http(tracking_uri: str, timeout: float) -> str | None:
+    """One bounded request with ``requests`` (not mlflow: importing it would eat the time budget).
+    Any answer but 404 / 5xx means the server is there; authentication is left to the real calls."""
+    import requests
+
+    url = tracking_uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    verify = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() not in ("true", "1")
+    try:
+        resp = requests.post(url, json={"max_results": 1}, timeout=max(1.0, timeout / 2), verify=verify)
+    except Exception as e:
+        return f"tracking store {redact_uri(tracking_uri)} unreachable: {_first_line(e)}"
+    if resp.status_code == 404 or resp.status_code >= 500:
+        hint = "not an MLflow tracking server at this address?" if resp.status_code == 404 else "server error"
+        return f"tracking store {redact_uri(tracking_uri)} answered HTTP {resp.status_code} ({hint})"
+    _READY.add(tracking_uri)
     return None
 
 
