@@ -64,6 +64,23 @@ def test_unreachable_store_fails_fast_writes_report_and_spools_then_sync_uploads
     assert "report.json" in {a.path for a in mlflow.MlflowClient(store).list_artifacts(r.info.run_id)}
 
 
+def test_server_that_accepts_but_never_answers_fails_within_the_timeout(store, cli, tmp_path):
+    import socket
+
+    with socket.socket() as srv:  # connections are accepted by the kernel, nothing ever answers
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        uri = f"http://127.0.0.1:{srv.getsockname()[1]}"
+        pred = write_predictions(tmp_path / "p.npz")
+        t0 = time.perf_counter()
+        res = cli("evaluate", "--predictions", pred, "--tracking-uri", uri, "--tracking-timeout", "4",
+                  "--no-per-class", "-o", tmp_path / "r.json")
+        elapsed = time.perf_counter() - t0
+    assert res.exit_code == 3, res.output
+    assert "timed out" in res.output and elapsed < 10, f"{elapsed:.1f} s"
+    assert (tmp_path / "r.json").exists() and len(list((tmp_path / "mlruns" / "spool").iterdir())) == 1
+
+
 def test_sync_spool_with_store_still_down_keeps_entries(store, cli, tmp_path):
     pred = write_predictions(tmp_path / "p.npz")
     assert cli("evaluate", "--predictions", pred, "--tracking-uri", DEAD, "--no-per-class").exit_code == 3
