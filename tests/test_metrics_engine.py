@@ -517,3 +517,18 @@ def test_exact_state_is_one_int32_key_per_value():
     e.update(torch.rand(10, 3), (torch.rand(10, 3) < 0.5).int())
     e.update(torch.rand(5, 3, dtype=torch.float64), (torch.rand(5, 3) < 0.5).int())
     assert [(k.dtype, tuple(k.shape)) for k in e.keys] == [(torch.int32, (10, 3)), (torch.int64, (5, 3))]
+
+
+def test_compute_is_cached_but_returns_independent_copies():
+    e = MultilabelEngine(2, scores="probabilities")
+    e.update(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([[1, 0], [0, 1]]))
+    a = e.compute()
+    a["summary"]["micro"]["f1"] = -1.0
+    a["per_class"].clear()
+    b = e.compute()
+    assert b["summary"]["micro"]["f1"] == 1.0 and len(b["per_class"]) == 2
+    e.update(torch.tensor([[0.9, 0.9]]), torch.tensor([[0, 0]]))  # a new update invalidates the cache
+    assert e.compute()["summary"]["micro"]["precision"] == pytest.approx(0.5)
+    e.reset()
+    with pytest.raises(InputError, match="no samples"):
+        e.compute()

@@ -73,12 +73,34 @@ def _positives(s: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
     return np.concatenate([(np.flatnonzero(s[i:i + chunk] & 1) + i).astype(itype) for i in range(0, s.size, chunk)])
 
 
-def _groups_at(s: np.ndarray, pos: np.ndarray, lo: int, hi: int, first_k: int | np.ndarray = 0):
+_WALK = 8  # tie groups are usually tiny: walk this many steps before falling back to binary search
+
+
+def _walk(arr, start, target, step: int, limit: int, fallback):
+    """For each query, move ``start`` by ``step`` while ``target(arr[start + step], query)`` holds,
+    at most :data:`_WALK` times (vectorised); unresolved queries use ``fallback(indices)``."""
+    out = start.copy()
+    active = np.arange(out.size)
+    for _ in range(_WALK):
+        cand = out[active] + step
+        inside = (cand >= 0) & (cand < limit)
+        ok = inside.copy()
+        ok[inside] = target(arr[cand[inside]], active[inside])
+        out[active[ok]] = cand[ok]
+        active = active[ok]
+        if active.size == 0:
+            return out
+    out[active] = fallback(active)
+    return out
+
+
+def _groups_at(s: np.ndarray, pos: np.ndarray, lo: int, hi: int):
     """Tie-group bounds of the positives ``pos[lo:hi]`` in the sorted keys ``s``.
 
     Returns ``(a, e, bp, pe)``: first index of the group, one past its last index, and the index
     in ``pos`` of the first positive at or after ``a`` / ``e``. Untied positives (the common case)
-    need no search: ``a = i, e = i + 1, bp = k, pe = k + 1``; only tied ones are binary-searched.
+    need no search: ``a = i, e = i + 1, bp = k, pe = k + 1``; tied ones walk to their group's
+    ends (binary search for large groups).
     """
     L = s.size
     pk = pos[lo:hi]
@@ -93,15 +115,17 @@ def _groups_at(s: np.ndarray, pos: np.ndarray, lo: int, hi: int, first_k: int | 
     pe = bp + 1
     if tied.any():
         t = np.flatnonzero(tied)
-        q = v[t] << 1
-        q = q.astype(s.dtype)
-        at = np.searchsorted(s, q, side="left")
-        q |= 1
-        et = np.searchsorted(s, q, side="right")
-        a[t] = at
-        e[t] = et
-        bp[t] = np.searchsorted(pos, at, side="left")
-        pe[t] = np.searchsorted(pos, et, side="left")
+        vt = v[t]
+        kt = bp[t]
+        one = s.dtype.type(1)
+        at = _walk(s, a[t], lambda x, i: (x >> one) == vt[i], -1, L,
+                   lambda i: np.searchsorted(s, (vt[i] << one).astype(s.dtype), side="left"))
+        et = _walk(s, e[t] - 1, lambda x, i: (x >> one) == vt[i], 1, L,
+                   lambda i: np.searchsorted(s, (vt[i] << one | one).astype(s.dtype), side="right") - 1) + 1
+        P = pos.size
+        bt = _walk(pos, kt, lambda x, i: x >= at[i], -1, P, lambda i: np.searchsorted(pos, at[i], side="left"))
+        pt = _walk(pos, kt, lambda x, i: x < et[i], 1, P, lambda i: np.searchsorted(pos, et[i], side="left") - 1) + 1
+        a[t], e[t], bp[t], pe[t] = at, et, bt, pt
     return a, e, bp, pe
 
 

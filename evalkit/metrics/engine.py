@@ -34,6 +34,7 @@ number of processes. Exact threshold-free metrics match scikit-learn to ~1e-12.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -327,7 +328,7 @@ class MultilabelEngine(Metric):
             if self.threshold_free != "none":
                 tint = tg if (tg.dtype == torch.bool or not tg.is_floating_point()) else x[2].to(torch.int32)
                 k = _make_keys(p, tint, None if keys is None else keys[s:s + b])
-                ranked.append(K.ranked_rows(k.cpu().numpy()))
+                ranked.append(_submit(K.ranked_rows, k.cpu().numpy()))  # overlaps the next chunk
                 if self.threshold_free == "streaming":
                     self._add_histogram(p, tint)
         tp, pred, true = col
@@ -336,7 +337,7 @@ class MultilabelEngine(Metric):
         self.fn += true - tp
         self.tn += B - pred - true + tp
         self.n_samples += B
-        self._add_samples(rows.cpu().numpy(), ranked, dev)
+        self._add_samples(rows.cpu().numpy(), [f.result() for f in ranked], dev)
         if keys is not None:
             self.keys.append(keys)
 
@@ -403,6 +404,25 @@ class MultilabelEngine(Metric):
             ok = bool(((t == 0) | (t == 1)).all())
         if not ok:
             raise InputError(f"targets: expected values in {{0, 1}}, found {_describe_bad_targets(t)}")
+
+    def _wrap_compute(self, compute):
+        """torchmetrics' compute wrapper (sync states across processes, cache the result), minus
+        its tensor post-processing (our result is plain Python) and its "compute before update"
+        warning (an empty rank is legitimate; no samples at all raises InputError). Each call
+        returns a fresh copy, so callers may modify the result."""
+
+        def wrapped_func(*args: Any, **kwargs: Any) -> Any:
+            if self._computed is None:
+                with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync,
+                                       should_unsync=self._should_unsync):
+                    value = compute(*args, **kwargs)
+                if not self.compute_with_cache:
+                    return value
+                self._computed = value
+            return _copy_plain(self._computed)
+
+        wrapped_func.__doc__ = compute.__doc__
+        return wrapped_func
 
     # ------------------------------------------------------------------ distributed
 
@@ -539,6 +559,15 @@ def stream_bin_index(p: torch.Tensor, bins: int) -> torch.Tensor:
     return z.to(torch.int64)
 
 
+def _copy_plain(x):
+    """Copy of a structure of dicts / lists / scalars (much faster than copy.deepcopy)."""
+    if isinstance(x, dict):
+        return {k: _copy_plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_copy_plain(v) for v in x]
+    return x
+
+
 def _np_div(num, den, zd: float) -> np.ndarray:
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
@@ -589,34 +618,51 @@ def _exact_from_pieces(pieces: list[np.ndarray], N: int, C: int, support: np.nda
         for r in range(j1 - j0):
             P[j0 + r], ap_sum[j0 + r], gt[j0 + r], lt[j0 + r], _ = K.ranked_1d(blk[r])
 
-    _parallel(block, range(0, C, cols))
+    def micro():
+        flat = np.concatenate([k.reshape(-1) for k in pieces]) if len(pieces) > 1 else pieces[0].reshape(-1).copy()
+        flat.sort()
+        return flat.size, K.ranked_1d(flat)
+
+    fut = _submit(micro)  # all N*C pairs in one sorted sequence, concurrently with the columns
+    for f in [_submit(block, j0) for j0 in range(0, C, cols)]:
+        f.result()
     ap, auroc = K.finish_ap_auroc(P, N - P, ap_sum, gt, lt)
-    # micro: all N*C pairs in one sorted sequence
-    flat = np.concatenate([k.reshape(-1) for k in pieces]) if len(pieces) > 1 else pieces[0].reshape(-1).copy()
-    _parallel_sort(flat)
-    mP, map_sum, mgt, mlt, _ = K.ranked_1d(flat)
-    L = flat.size
-    del flat
+    L, (mP, map_sum, mgt, mlt, _) = fut.result()
     map_, mauc = K.finish_ap_auroc(mP, L - mP, map_sum, mgt, mlt)
     return ap, auroc, float(map_[()]), (None if np.isnan(mauc[()]) else float(mauc[()]))
 
 
-def _parallel(fn, items) -> None:
-    items = list(items)
-    if len(items) <= 1 or _THREADS <= 1:
-        for it in items:
-            fn(it)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=_THREADS) as ex:
-        for f in [ex.submit(fn, it) for it in items]:
-            f.result()
+_POOL = None
 
 
-def _parallel_sort(flat: np.ndarray) -> None:
-    """Sort a 1-D array in place; with 2 threads: sort halves concurrently, then merge."""
-    flat.sort()
+def _forget_pool() -> None:  # a forked child does not inherit the pool's threads
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+class _Done:
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _submit(fn, *args):
+    """Run ``fn(*args)`` on a small shared thread pool (numpy sorts / searches release the GIL);
+    inline when only one CPU thread is allowed."""
+    global _POOL
+    if _THREADS <= 1:
+        return _Done(fn(*args))
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="evalkit-metrics")
+    return _POOL.submit(fn, *args)
 
 
 # ---------------------------------------------------------------------------------------------
