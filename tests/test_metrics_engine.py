@@ -532,3 +532,18 @@ def test_compute_is_cached_but_returns_independent_copies():
     e.reset()
     with pytest.raises(InputError, match="no samples"):
         e.compute()
+
+
+def test_numpy_inputs_memmap_and_byte_order(tmp_path):
+    rng = np.random.default_rng(8)
+    Y = (rng.random((40, 3)) < 0.5).astype(np.uint8)
+    P = rng.random((40, 3)).astype(np.float32)
+    ref = compute_metrics(Y, P, scores_kind="probabilities")
+    np.save(tmp_path / "p.npy", P)
+    mm = np.load(tmp_path / "p.npy", mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compute_metrics(Y, mm, scores_kind="probabilities") == ref
+    assert compute_metrics(Y.astype(">i4"), P.astype(">f4"), scores_kind="probabilities") == ref
+    with pytest.raises(InputError, match=r"^scores: expected a numeric array, got dtype <U1$"):
+        compute_metrics(Y, np.full((40, 3), "x"), scores_kind="probabilities")

@@ -146,3 +146,10 @@ def test_column_errors(tmp_path, fmt):
     _err(write(df.drop(columns=[c for c in df if c.startswith("prob:")]), "noscore"),
          rf"^noscore.{fmt}: expected score columns 'logit:<label>' or 'prob:<label>'")
     _err(write(df.assign(**{"prob:cat": ["x"] * 103}), "text"), rf"^text.{fmt}: .*(non-numeric|floating point)")
+
+
+def test_batches_are_writable_arrays(tmp_path):
+    f = tmp_path / "p.npz"
+    np.savez(f, targets=Y, probabilities=P)
+    for t, s, _, _ in iter_prediction_batches(f, 50):
+        assert t.flags.writeable and s.flags.writeable and s.flags.c_contiguous

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -128,9 +129,13 @@ def _as_tensor(x, name: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x
     if isinstance(x, np.ndarray):
-        if x.dtype == np.bool_ or x.dtype.kind in "uif":
+        if not (x.dtype == np.bool_ or x.dtype.kind in "uif"):
+            raise InputError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+        if not x.dtype.isnative:
+            x = x.astype(x.dtype.newbyteorder("="))
+        with warnings.catch_warnings():  # read-only arrays (memmaps) are fine: inputs are never written
+            warnings.simplefilter("ignore", UserWarning)
             return torch.from_numpy(np.ascontiguousarray(x))
-        raise InputError(f"{name}: expected a numeric array, got dtype {x.dtype}")
     try:
         return torch.as_tensor(np.asarray(x))
     except (TypeError, ValueError, RuntimeError):
@@ -314,7 +319,7 @@ class MultilabelEngine(Metric):
         thr = self._cmp_thresholds(scores.dtype, dev)
         col = torch.zeros((3, C), dtype=torch.int64, device=dev)
         rows = torch.empty((3, B), dtype=torch.int64, device=dev)
-        ranked = []
+        ranked, pending = [], []
         for s in range(0, B, step):
             sc, tg = scores[s:s + step], targets[s:s + step]
             b = sc.shape[0]
@@ -328,7 +333,9 @@ class MultilabelEngine(Metric):
             if self.threshold_free != "none":
                 tint = tg if (tg.dtype == torch.bool or not tg.is_floating_point()) else x[2].to(torch.int32)
                 k = _make_keys(p, tint, None if keys is None else keys[s:s + b])
-                ranked.append(_submit(K.ranked_rows, k.cpu().numpy()))  # overlaps the next chunk
+                pending.append(_submit(K.ranked_rows, k.cpu().numpy()))  # overlaps the next chunk
+                if len(pending) > 2:  # bounded look-ahead: at most 3 chunks of keys alive
+                    ranked.append(pending.pop(0).result())
                 if self.threshold_free == "streaming":
                     self._add_histogram(p, tint)
         tp, pred, true = col
@@ -337,7 +344,8 @@ class MultilabelEngine(Metric):
         self.fn += true - tp
         self.tn += B - pred - true + tp
         self.n_samples += B
-        self._add_samples(rows.cpu().numpy(), [f.result() for f in ranked], dev)
+        ranked += [f.result() for f in pending]
+        self._add_samples(rows.cpu().numpy(), ranked, dev)
         if keys is not None:
             self.keys.append(keys)
 

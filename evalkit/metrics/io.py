@@ -94,8 +94,15 @@ class _NpyStream:
                 data = self.f.read()
                 self._full = np.frombuffer(data, dtype=self.dtype).reshape(self.shape, order="F")
             return np.ascontiguousarray(self._full[start:start + rows])
-        buf = self.f.read(rows * self.row_bytes)
-        got = len(buf) // max(self.row_bytes, 1)
+        buf = bytearray(rows * self.row_bytes)  # writable result, one copy
+        view = memoryview(buf)
+        filled = 0
+        while filled < len(buf):
+            n = self.f.readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+        got = filled // max(self.row_bytes, 1)
         return np.frombuffer(buf, dtype=self.dtype, count=got * int(np.prod(self.shape[1:]))).reshape(
             (got,) + tuple(self.shape[1:]))
 
