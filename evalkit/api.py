@@ -167,13 +167,16 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                                         "dataset.name": splits.name, "threshold": strategy.label}
             run.log_params(params)
             _log_dataset(run, splits, config)
-        history = _train_with_progress(model, loss_fn, splits, config, device, console, run)
-        val_logits = predict_logits(history.model, splits.val.X, device)
+        if config.folds > 1:  # cross-fitting: validation scores are the out-of-fold scores of train + val
+            history, val_prob, val_Y, train_card = _cross_fit(splits, config, device, console, run)
+        else:
+            history = _train_with_progress(model, loss_fn, splits, config, device, console, run)
+            val_prob = torch.sigmoid(torch.from_numpy(predict_logits(history.model, splits.val.X, device))).numpy()
+            val_Y, train_card = splits.val.Y, splits.train.label_cardinality
         test_logits = predict_logits(history.model, splits.test.X, device)
-        val_prob = torch.sigmoid(torch.from_numpy(val_logits)).numpy()
-        # thresholds see the validation split only
-        thresholds = fit_thresholds(strategy, val_prob, splits.val.Y, beta=config.beta, objective=config.objective,
-                                    train_cardinality=splits.train.label_cardinality)
+        # thresholds see validation scores only (never the test split)
+        thresholds = fit_thresholds(strategy, val_prob, val_Y, beta=config.beta, objective=config.objective,
+                                    train_cardinality=train_card)
         names = splits.label_names
         test_prob = torch.sigmoid(torch.from_numpy(test_logits)).numpy()
         metrics = evaluate(strategy, splits.test.Y, test_prob, thresholds, beta=config.beta, label_names=names)
@@ -181,7 +184,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                    "digest": splits.digest}
         extra: dict[str, Any] = {
             "training": {"best_epoch": history.best_epoch, "epochs_run": len(history.history),
-                         "stopped_early": history.stopped_early, "loss": config.loss, "device": device},
+                         "stopped_early": history.stopped_early, "loss": config.loss, "device": device,
+                         "folds": config.folds, **getattr(history, "fold_info", {})},
         }
         # always: the metrics at the textbook 0.5 cut, for reference (threshold-free ones are the same)
         ref = compute_metrics(splits.test.Y, test_prob, scores_kind="probabilities", threshold=0.5,
@@ -200,7 +204,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
             preprocess = _preprocess_record(config, splits, std_stats, report)
             _log_results(run, report, history.model, splits.test.X[:5], preprocess=preprocess,
                          register=config.register_model, alias=config.alias, log_model=config.log_model)
-            _log_threshold_artifacts(run, report, strategy, config, (val_prob, splits.val.Y), (test_prob, splits.test.Y))
+            _log_threshold_artifacts(run, report, strategy, config, (val_prob, val_Y), (test_prob, splits.test.Y))
             report["run_id"] = run.run_id
     render_report(report, console)
     if run:
@@ -727,3 +731,55 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
         console.print(f"MLflow parent run [bold]{parent.run_id}[/] with {len(results)} child runs; "
                       f"compare them with: evalkit compare --experiment {first.experiment} --parent {parent.run_id}")
     return GridResult(results, parent.run_id if parent else None, stats, time.perf_counter() - started)
+
+
+class _FoldRun:
+    """Per-epoch metrics of fold k >= 2 go to ``fold<k>/...`` (fold 1 keeps the standard names)."""
+
+    def __init__(self, run, fold: int):
+        self.run, self.prefix = run, "" if fold == 1 else f"fold{fold}/"
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self.run.log_metrics({self.prefix + k: v for k, v in metrics.items()}, step=step)
+
+
+def _cross_fit(splits, config: RunConfig, device: str, console, run):
+    """Train ``config.folds`` models on stratified folds of train + validation.
+
+    Returns ``(result, oof_probabilities, oof_targets, train_cardinality)``: ``result.model`` is the
+    fold models' probability average (it scores the test split), the out-of-fold probabilities are
+    the validation scores thresholds are tuned on; the test split is never touched here.
+    """
+    import torch
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    from evalkit.data.core import Dataset, Splits
+    from evalkit.losses import build_loss
+    from evalkit.models import build_model, probability_average
+    from evalkit.train import TrainResult, predict_logits, seed_everything
+
+    tr, va = splits.train, splits.val
+    full = Dataset(tr.name, np.concatenate([tr.X, va.X]), np.concatenate([tr.Y, va.Y]), tr.feature_names,
+                   tr.label_names, tr.source, dict(tr.meta))
+    oof = np.zeros(full.Y.shape, dtype=np.float64)
+    members, results = [], []
+    kfold = MultilabelStratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
+    for k, (a, b) in enumerate(kfold.split(np.zeros((full.n_samples, 1)), full.Y), 1):
+        seed = config.seed + k - 1
+        seed_everything(seed)
+        fold = Splits(full.subset(a), full.subset(b), splits.test, splits.digest, splits.name)
+        model = build_model(config.model, full.n_features, full.n_labels, hidden=config.hidden, dropout=config.dropout,
+                            activation=config.activation, batch_norm=config.batch_norm, input_shape=full.X.shape[1:])
+        loss_fn = build_loss(config.loss, fold.train.Y, config.loss_options)
+        console.print(f"fold {k}/{config.folds}: {len(a)} train, {len(b)} out-of-fold")
+        res = _train_with_progress(model, loss_fn, fold, config.model_copy(update={"seed": seed}), device, console,
+                                   _FoldRun(run, k) if run else None)
+        oof[b] = torch.sigmoid(torch.from_numpy(predict_logits(res.model, fold.val.X, device))).numpy()
+        members.append(res.model)
+        results.append(res)
+    ensemble = probability_average(members).to(device).eval()
+    out = TrainResult(model=ensemble, history=results[0].history, best_epoch=results[0].best_epoch,
+                      stopped_early=results[0].stopped_early)
+    out.fold_info = {"best_epoch_per_fold": [r.best_epoch for r in results],
+                     "epochs_run_per_fold": [len(r.history) for r in results]}
+    return out, oof, full.Y, full.label_cardinality

@@ -120,3 +120,24 @@ def resolve_device(device: str) -> str:
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise InputError(f"--device: expected auto, cpu or cuda, got {device!r}")
     return device
+
+
+def probability_average(members):
+    """An ensemble of logit models as one logit model: the logit of the mean of the members'
+    probabilities, ``log(mean sigmoid(z)) - log(mean sigmoid(-z))`` (computed with logsumexp, so it
+    stays exact where probabilities round to 0 or 1). Used for the fold models of cross-fitting.
+    """
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class ProbabilityAverage(nn.Module):
+        def __init__(self, members):
+            super().__init__()
+            self.members = nn.ModuleList(members)
+
+        def forward(self, x):
+            z = torch.stack([m(x) for m in self.members])
+            return torch.logsumexp(F.logsigmoid(z), dim=0) - torch.logsumexp(F.logsigmoid(-z), dim=0)
+
+    return ProbabilityAverage(members)

@@ -14,6 +14,7 @@ def grid_spec(tmp_path):
         dataset = "yeast"
         hidden = [8]
         epochs = 1
+        folds = 2
         log_model = false
         [grid]
         loss = ["bce", "asl"]
@@ -39,7 +40,7 @@ def test_grid_parent_children_and_compare(store, cli, grid_spec, tmp_path):
 
     run = mlflow.MlflowClient(store).get_run(kids.iloc[0]["run_id"])
     assert "test_at_0.5/micro_f2" in run.data.metrics
-    assert run.data.params["threshold"] == "global"
+    assert run.data.params["threshold"] == "joint" and run.data.params["folds"] == "2"
     arts = {a.path for a in mlflow.MlflowClient(store).list_artifacts(run.info.run_id, "plots")}
     assert {"plots/per_class_fbeta.png", "plots/pr_curves.png", "plots/threshold_curve.png"} <= arts
 

@@ -140,3 +140,30 @@ def test_top_k_evaluation_uses_decisions_and_real_scores():
 
     assert m["summary"]["mean_average_precision"] == pytest.approx(average_precision_score(Y, P, average="macro"))
     assert all(r["threshold"] is None for r in m["per_class"])
+
+
+def test_joint_improves_on_the_global_cut_and_finds_a_known_optimum():
+    from itertools import product
+
+    from evalkit.thresholds import _objective
+
+    def value(P, Y, thr, objective, beta):
+        pred = P >= thr
+        tp = (pred & (Y == 1)).sum(0)[:, None].astype(float)
+        fp = (pred & (Y == 0)).sum(0)[:, None].astype(float)
+        fn = (~pred & (Y == 1)).sum(0)[:, None].astype(float)
+        return float(_objective(tp, fp, fn, beta, objective)[0])
+
+    # label 0 separated between 0.7 and 0.4; label 1 needs a low cut
+    P = np.array([[0.9, 0.2], [0.8, 0.15], [0.7, 0.1], [0.4, 0.05], [0.3, 0.3], [0.2, 0.02]])
+    Y = np.array([[1, 1], [1, 1], [1, 0], [0, 0], [0, 0], [0, 0]])
+    for objective in ("micro-fbeta", "macro-fbeta", "mean-fbeta"):
+        joint = fit_thresholds(parse_strategy("joint"), P, Y, beta=1.0, objective=objective)
+        glob = fit_thresholds(parse_strategy("global"), P, Y, beta=1.0, objective=objective)
+        assert value(P, Y, joint, objective, 1.0) >= value(P, Y, glob, objective, 1.0)
+        brute = max(value(P, Y, np.array([a, b]), objective, 1.0)
+                    for a, b in product(np.r_[P[:, 0], 1.0], np.r_[P[:, 1], 1.0]))
+        assert value(P, Y, joint, objective, 1.0) == pytest.approx(brute)
+    joint = fit_thresholds(parse_strategy("joint"), P, Y, beta=1.0, objective="macro-fbeta")
+    # label 1: the negative at 0.3 outranks both positives, so the best cut takes all three (F1 0.8)
+    np.testing.assert_array_equal(P >= joint, [[1, 1], [1, 1], [1, 0], [0, 0], [0, 1], [0, 0]])
