@@ -23,7 +23,7 @@ class RunConfig(BaseModel):
     model: str = "mlp"
     # defaults chosen on yeast / emotions / scene (README "evalkit run"): one wide hidden layer with
     # strong dropout and Gaussian input noise, early-stopped on validation mAP
-    hidden: list[int] = Field(default_factory=lambda: [512])
+    hidden: list[int] = Field(default_factory=lambda: [1024])
     dropout: float = Field(0.5, ge=0, lt=1)
     activation: str = "relu"
     batch_norm: bool = False
@@ -38,7 +38,7 @@ class RunConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     patience: int = Field(15, ge=1)
     monitor: Literal["val_loss", "val_map", "val_micro_f2", "val_macro_f2", "none"] = "val_map"
-    input_noise: float = Field(0.6, ge=0)  # std of Gaussian noise added to standardised train features
+    input_noise: float = Field(0.8, ge=0)  # std of Gaussian noise added to standardised train features
     # cross-fitting: 1 = train once, tune thresholds on the validation split; K > 1 = K models on K
     # folds of train + validation, thresholds tuned on their out-of-fold scores, test scored by the
     # mean of the K models' probabilities
