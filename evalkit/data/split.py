@@ -44,8 +44,11 @@ def make_splits(
     never sees test data.
 
     Raises:
-        InputError: label names of train and test differ, or a split would be empty.
+        InputError: fewer than 2 labels, label names of train and test differ, or a split would be empty.
     """
+    if train.Y.shape[1] < 2:  # the multi-label stratifier (and multi-label metrics) need C >= 2
+        raise InputError(f"{train.source or train.name}: {train.Y.shape[1]} label column(s) "
+                         f"{list(train.label_names)}; expected at least 2 labels for multi-label splits and metrics")
     if test is not None and list(test.label_names) != list(train.label_names):
         raise InputError(
             f"{test.source or test.name}: test labels {test.label_names[:5]}... differ from train labels"
