@@ -315,7 +315,6 @@ class MultilabelEngine(Metric):
         if self.threshold_free == "exact":
             keys = torch.empty((B, C), dtype=_key_dtype(scores.dtype), device=dev)
         buf = torch.empty((3, min(step, B), C), dtype=torch.float32, device=dev)
-        ones = torch.ones(C, dtype=torch.float32, device=dev)
         thr = self._cmp_thresholds(scores.dtype, dev)
         col = torch.zeros((3, C), dtype=torch.int64, device=dev)
         rows = torch.empty((3, B), dtype=torch.int64, device=dev)
@@ -329,7 +328,7 @@ class MultilabelEngine(Metric):
             x[2].copy_(tg)  # true
             torch.mul(x[1], x[2], out=x[0])  # tp
             col += x.sum(dim=1).to(torch.int64)
-            rows[:, s:s + b] = (x @ ones).to(torch.int64)
+            rows[:, s:s + b] = x.sum(dim=2).to(torch.int64)
             if self.threshold_free != "none":
                 tint = tg if (tg.dtype == torch.bool or not tg.is_floating_point()) else x[2].to(torch.int32)
                 k = _make_keys(p, tint, None if keys is None else keys[s:s + b])
