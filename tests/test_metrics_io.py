@@ -145,7 +145,7 @@ def test_column_errors(tmp_path, fmt):
          rf"^miss.{fmt}: labels of target and prob columns differ \(no score for \['dog'\], no target for \[\]\)$")
     _err(write(df.drop(columns=[c for c in df if c.startswith("prob:")]), "noscore"),
          rf"^noscore.{fmt}: expected score columns 'logit:<label>' or 'prob:<label>'")
-    _err(write(df.assign(**{"prob:cat": ["x"] * 103}), "text"), rf"^text.{fmt}: .*(non-numeric|floating point)")
+    _err(write(df.assign(**{"prob:cat": ["x"] * 103}), "text"), rf"^text.{fmt}: .*(non-numeric|floating point|must be numeric)")
 
 
 def test_batches_are_writable_arrays(tmp_path):
@@ -153,3 +153,21 @@ def test_batches_are_writable_arrays(tmp_path):
     np.savez(f, targets=Y, probabilities=P)
     for t, s, _, _ in iter_prediction_batches(f, 50):
         assert t.flags.writeable and s.flags.writeable and s.flags.c_contiguous
+
+
+def test_parquet_large_row_groups_are_sliced_and_nulls_rejected(tmp_path, monkeypatch):
+    import evalkit.metrics.io as eio
+
+    monkeypatch.setattr(eio, "_PARQUET_WHOLE_GROUP", 8)
+    monkeypatch.setattr(eio, "_PARQUET_COLUMNS", 3)
+    f = tmp_path / "big.parquet"
+    pq.write_table(pa.Table.from_pandas(_frame(), preserve_index=False), f, row_group_size=60)
+    batches, t, s = _collect(f, 16)
+    assert [b[0].shape[0] for b in batches] == [16, 16, 16, 12, 16, 16, 11]
+    assert np.array_equal(t, Y) and np.array_equal(s, P)
+    df = _frame()
+    df["prob:dog"] = df["prob:dog"].astype(object)
+    df.loc[5, "prob:dog"] = None
+    g = tmp_path / "null.parquet"
+    pq.write_table(pa.Table.from_pandas(df.astype({"prob:dog": float}), preserve_index=False), g)
+    _err(g, r"^null.parquet: column 'prob:dog' has missing values$")

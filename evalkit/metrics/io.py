@@ -194,24 +194,76 @@ def _stack(columns: list[np.ndarray], where: str, what: str, floating: bool) -> 
     return out
 
 
+_PARQUET_COLUMNS = 64  # columns decoded at a time: bounds pyarrow's buffers for wide files
+_PARQUET_WHOLE_GROUP = 1 << 18  # row groups up to this many rows (or batch_size) are decoded whole
+
+
 def _iter_parquet(p: Path, batch_size: int) -> Iterator[Batch]:
+    """Row group by row group, decoding ``_PARQUET_COLUMNS`` columns at a time into (rows, C)
+    arrays (peak memory ~ one row group of the wanted columns, not the file). Row groups much larger
+    than ``batch_size`` are streamed in ``batch_size`` slices instead."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     where = p.name
     try:
-        pf = pq.ParquetFile(p)
+        pf = pq.ParquetFile(p, pre_buffer=False)
     except (pa.ArrowException, OSError) as e:
         raise InputError(f"{where}: not a readable Parquet file ({e})") from None
     labels, tcols, scols, kind = _columns(pf.schema_arrow.names, where)
-    for batch in pf.iter_batches(batch_size=batch_size, columns=tcols + scols):
-        if batch.num_rows == 0:
-            continue
-        cols = [c.to_numpy(zero_copy_only=False) for c in batch.columns]
-        if any(c.dtype == object for c in cols):
-            raise InputError(f"{where}: columns contain missing or non-numeric values")
-        C = len(labels)
-        yield (_stack(cols[:C], where, "target", False), _stack(cols[C:], where, "score", True), kind, labels)
+    C = len(labels)
+    wanted = tcols + scols
+    types = {f.name: f.type for f in pf.schema_arrow}
+    for name in wanted:
+        t = types[name]
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+            raise InputError(f"{where}: column {name!r} must be numeric, got {t}")
+        if name in scols and not pa.types.is_floating(t):
+            raise InputError(f"{where}: score column {name!r} must be floating point, got {t}")
+    subsets = [wanted[i:i + _PARQUET_COLUMNS] for i in range(0, len(wanted), _PARQUET_COLUMNS)]
+    pool = pa.default_memory_pool()
+
+    def fill(T, S, tables) -> None:
+        j = 0
+        for tab in tables:
+            for col in tab.columns:
+                if col.null_count:
+                    raise InputError(f"{where}: column {wanted[j]!r} has missing values")
+                arr = col.to_numpy()
+                if j < C:
+                    T[:, j] = arr
+                else:
+                    S[:, j - C] = arr
+                j += 1
+
+    def empty(n):
+        tdt = np.result_type(*[types[c].to_pandas_dtype() for c in tcols])
+        sdt = np.result_type(*[types[c].to_pandas_dtype() for c in scols])
+        return np.empty((n, C), dtype=tdt), np.empty((n, C), dtype=sdt)
+
+    try:
+        for g in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if n == 0:
+                continue
+            if n <= max(batch_size, _PARQUET_WHOLE_GROUP):
+                T, S = empty(n)
+                fill(T, S, (pf.read_row_group(g, columns=cols, use_threads=False) for cols in subsets))
+                pool.release_unused()
+                for s0 in range(0, n, batch_size):
+                    yield T[s0:s0 + batch_size], S[s0:s0 + batch_size], kind, labels
+                del T, S
+            else:
+                its = [pf.iter_batches(batch_size=batch_size, row_groups=[g], columns=cols, use_threads=False)
+                       for cols in subsets]
+                for parts in zip(*its):
+                    T, S = empty(parts[0].num_rows)
+                    fill(T, S, parts)
+                    del parts
+                    yield T, S, kind, labels
+                pool.release_unused()
+    except pa.ArrowException as e:
+        raise InputError(f"{where}: cannot read Parquet data ({e})") from None
 
 
 def _iter_csv(p: Path, batch_size: int) -> Iterator[Batch]:
