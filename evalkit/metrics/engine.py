@@ -170,7 +170,7 @@ class MultilabelEngine(Metric):
             scikit-learn to ~1e-12.
             ``"streaming"``: memory O(C x bins), independent of N: per label and bin, the counts
             of positive and negative probabilities and the smallest / largest probability seen
-            (32 bytes per label and bin: 128 KiB per label at the default 4096 bins). Bins are
+            (as float32; 24 bytes per label and bin: 96 KiB per label at the default 4096 bins). Bins are
             uniform in logit space on [-16, 16] (:func:`stream_bin_index`; beyond: two end bins).
             A bin holding one distinct value is an exact tie group; in a bin holding several
             values the positives get their expected precision under a random order inside the
@@ -187,7 +187,7 @@ class MultilabelEngine(Metric):
 
     States (``add_state``, synced by torchmetrics with ``sum``; exact keys with ``cat``): int64
     tp/fp/fn/tn ``(C,)``, sample count, exact-match count, fixed-point per-sample sums, coverage
-    sum; streaming: histograms ``(2, C, bins)`` int64 and per-bin min / max ``(C, bins)`` float64. States live on the device of the inputs; the
+    sum; streaming: histograms ``(2, C, bins)`` int64 and per-bin min / max ``(C, bins)`` float32. States live on the device of the inputs; the
     threshold-free computations run on CPU.
 
     Raises:
@@ -260,9 +260,9 @@ class MultilabelEngine(Metric):
             self.add_state("hist", default=torch.zeros((2, C, self.bins), dtype=torch.int64), dist_reduce_fx="sum")
             # smallest / largest probability seen in each bin: a bin holding one distinct value is a
             # true tie group (treated exactly as scikit-learn does)
-            self.add_state("bin_min", default=torch.full((C, self.bins), math.inf, dtype=torch.float64),
+            self.add_state("bin_min", default=torch.full((C, self.bins), math.inf, dtype=torch.float32),
                            dist_reduce_fx="min")
-            self.add_state("bin_max", default=torch.full((C, self.bins), -math.inf, dtype=torch.float64),
+            self.add_state("bin_max", default=torch.full((C, self.bins), -math.inf, dtype=torch.float32),
                            dist_reduce_fx="max")
 
     # ------------------------------------------------------------------ update
@@ -381,12 +381,16 @@ class MultilabelEngine(Metric):
         C, nb = self.num_labels, self.bins
         idx = stream_bin_index(p, nb)
         idx += torch.arange(C, device=p.device, dtype=idx.dtype) * nb
-        flat = idx.reshape(-1)
-        pf = p.reshape(-1).to(torch.float64)
+        flat = idx.view(-1)
+        pf = p.reshape(-1).to(torch.float32)
         self.bin_min.view(-1).scatter_reduce_(0, flat, pf, reduce="amin")
         self.bin_max.view(-1).scatter_reduce_(0, flat, pf, reduce="amax")
         idx += tint.to(idx.dtype) * (C * nb)
-        self.hist += torch.bincount(flat, minlength=2 * C * nb).view(2, C, nb)
+        key = ("ones", flat.numel(), str(p.device))
+        if key not in self._cmp_cache:
+            self._cmp_cache = {k: v for k, v in self._cmp_cache.items() if k[0] != "ones"}
+            self._cmp_cache[key] = torch.ones(flat.numel(), dtype=torch.int64, device=p.device)
+        self.hist.view(-1).scatter_add_(0, flat, self._cmp_cache[key])
 
     def _validate(self, s: torch.Tensor, t: torch.Tensor) -> None:
         if self.scores_kind == "logits":
@@ -559,10 +563,12 @@ def stream_bin_index(p: torch.Tensor, bins: int) -> torch.Tensor:
     """Streaming bin of each probability: ``bins - 2`` uniform bins of logit(p) on [-16, 16), plus
     bin 0 for logit < -16 (including p = 0) and bin ``bins - 1`` for logit >= 16 (including p = 1).
 
-    Returns an int64 tensor of the shape of ``p``. Monotone in ``p`` (computed in p's dtype).
+    ``bin = clamp(floor((logit(p) + 16) (bins - 2) / 32) + 1, 0, bins - 1)`` with
+    ``logit(p) = log(p / (1 - p))`` computed in p's dtype. Returns int64, the shape of ``p``.
     """
-    z = torch.log(p) - torch.log1p(-p)
-    z.add_(STREAM_LOGIT_RANGE).mul_((bins - 2) / (2 * STREAM_LOGIT_RANGE)).floor_().add_(1).clamp_(0, bins - 1)
+    scale = (bins - 2) / (2 * STREAM_LOGIT_RANGE)
+    z = torch.log(p / (1 - p))
+    z.mul_(scale).add_(STREAM_LOGIT_RANGE * scale + 1).clamp_(0, bins - 1)  # >= 0: truncation = floor
     return z.to(torch.int64)
 
 
