@@ -76,10 +76,19 @@ def parse_max_drop(text: str) -> Gate:
     return Gate(m["metric"], "max-drop", bound, f"{m['metric']} max-drop {m['bound']}")
 
 
+_CLASS_RE = re.compile(r"^test/class/[^/]+/[a-z_0-9.]+$")
+_AVG_RE = re.compile(r"^test/(micro|macro|weighted|samples)_(accuracy|precision|recall|f\d+(\.\d+)?)$")
+
+
 def _check_name(metric: str, option: str) -> None:
-    if not metric.startswith("test/"):
-        raise InputError(f"{option}: unknown metric {metric!r}; gates read the tracked test metrics, "
-                         "e.g. test/macro_f2, test/subset_accuracy, test/hamming_loss")
+    """Static check (before any work) that ``metric`` can be a tracked test metric; the exact check
+    against the report (labels, beta) is :func:`check_metrics`."""
+    from evalkit.report import SCALARS
+
+    if _AVG_RE.match(metric) or _CLASS_RE.match(metric) or metric in {f"test/{v}" for v in SCALARS.values()}:
+        return
+    raise InputError(f"{option}: unknown metric {metric!r}; expected a tracked test metric such as test/macro_f2, "
+                     "test/micro_f2, test/subset_accuracy, test/hamming_loss, test/macro_map or test/class/<label>/f2")
 
 
 def known_metrics(report: dict, split: str = "test") -> set[str]:
@@ -271,6 +280,23 @@ def _find_line(text: str, loc: list[str]) -> int:
 
 # ----------------------------------------------------------------------------- the job
 
+def _terminate_on_sigterm() -> None:
+    """SIGTERM during the evaluation (before its MLflow run starts) ends the job like Ctrl-C: a
+    one-line message and exit 143, not a silent kill (the run's own handler takes over inside it)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        from evalkit.tracking import Terminated
+
+        def handler(signum, frame):
+            raise Terminated("terminated by SIGTERM")
+
+        signal.signal(signal.SIGTERM, handler)
+
+
 @dataclass
 class EvalJob:
     """A scheduled (or manual) evaluation: gates, baseline, tracking and the exit code.
@@ -320,6 +346,7 @@ class EvalJob:
             configure_http(tracking_timeout)
             uri = resolve_tracking_uri(tracking_uri)
             start_probe(uri, tracking_timeout)  # answered in finish(): the wait overlaps the evaluation
+        _terminate_on_sigterm()
         return cls(parsed, baseline, trigger, job, experiment, uri, model_uri, output, dict(params or {}),
                    track=track, timeout=tracking_timeout)
 
