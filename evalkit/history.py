@@ -84,12 +84,12 @@ def plot_history(df, metrics=DEFAULT_METRICS, path: str | None = None, title: st
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    for m in metrics:
+    failed = df[df["gate"] == "fail"]
+    for i, m in enumerate(metrics):
         ax.plot(df["start_time"], df[m], marker="o", label=m)
-        failed = df[df["gate"] == "fail"]
         if len(failed):
             ax.scatter(failed["start_time"], failed[m], marker="x", color="red", s=80, zorder=3,
-                       label=f"{m}: gate failed")
+                       label="gate failed" if i == 0 else None)
     ax.set_xlabel("run start (UTC)")
     ax.set_ylabel("value")
     ax.set_title(title)
