@@ -354,11 +354,16 @@ class RunLogger:
         if self.run_id is not None:
             import mlflow
 
-            try:  # offline: FAILED until sync-spool uploads the rest and sets the real status
-                _retry_busy(lambda: mlflow.end_run(status="FAILED" if self.offline else status))
-            except Exception as e:  # never mask the original error
-                if not self.offline:
-                    self._go_offline(e)
+            final = "FAILED" if self.offline else status  # offline: FAILED until sync-spool sets the real one
+            try:
+                mlflow.end_run(status=final)  # pops the active run first, then sets the status
+            except Exception:  # set it directly (SQLite busy: retried), never masking the original error
+                try:
+                    client = mlflow.MlflowClient(self.tracking_uri)
+                    _retry_busy(lambda: client.set_terminated(self.run_id, final))
+                except Exception as e:
+                    if not self.offline:
+                        self._go_offline(e)
         if not self.offline:
             return
         where = ""
