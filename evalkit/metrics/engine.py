@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
+from contextlib import contextmanager
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -54,9 +56,9 @@ DEFAULT_BINS = 4096
 STREAM_LOGIT_RANGE = 16.0
 """Streaming bins are uniform in logit space on [-16, 16] (edges mapped to probabilities)."""
 
-_CHUNK_ELEMS = 1 << 20  # elements per internal update chunk (cache-sized temporaries, exact float32 sums)
+_CHUNK_ELEMS = 1 << 18  # elements per internal update chunk (cache-sized temporaries, exact float32 sums)
 _SORT_ELEMS = 1 << 22  # elements per block of the exact threshold-free computation
-_THREADS = max(1, min(2, torch.get_num_threads()))
+_THREADS = max(1, min(2, torch.get_num_threads(), os.cpu_count() or 1))
 _SAMPLE_KEYS = ("precision", "recall", "f1", "fbeta", "lrap", "rloss")
 
 
@@ -307,48 +309,55 @@ class MultilabelEngine(Metric):
         if B == 0:
             return
         step = max(1, _CHUNK_ELEMS // C)
-        # validate everything first so that a bad batch leaves the state untouched
-        for s in range(0, B, step):
-            self._validate(scores[s:s + step], targets[s:s + step])
-        dev = scores.device
-        keys = None
-        if self.threshold_free == "exact":
-            keys = torch.empty((B, C), dtype=_key_dtype(scores.dtype), device=dev)
-        buf = torch.empty((3, min(step, B), C), dtype=torch.float32, device=dev)
-        thr = self._cmp_thresholds(scores.dtype, dev)
-        col = torch.zeros((3, C), dtype=torch.int64, device=dev)
-        rows = torch.empty((3, B), dtype=torch.int64, device=dev)
-        ranked, pending = [], []
-        for s in range(0, B, step):
-            sc, tg = scores[s:s + step], targets[s:s + step]
-            b = sc.shape[0]
-            p = torch.sigmoid(sc) if self.scores_kind == "logits" else sc
-            x = buf[:, :b]
-            torch.ge(p, thr, out=x[1])  # predicted (0/1 as float32: sums are exact below 2^24)
-            x[2].copy_(tg)  # true
-            torch.mul(x[1], x[2], out=x[0])  # tp
-            col += x.sum(dim=1).to(torch.int64)
-            rows[:, s:s + b] = x.sum(dim=2).to(torch.int64)
-            if self.threshold_free != "none":
-                tint = tg if (tg.dtype == torch.bool or not tg.is_floating_point()) else x[2].to(torch.int32)
-                k = _make_keys(p, tint, None if keys is None else keys[s:s + b])
-                pending.append(_submit(K.ranked_rows, k.cpu().numpy()))  # overlaps the next chunk
-                if len(pending) > 2:  # bounded look-ahead: at most 3 chunks of keys alive
-                    ranked.append(pending.pop(0).result())
-                if self.threshold_free == "streaming":
-                    self._add_histogram(p, tint)
-        tp, pred, true = col
-        self.tp += tp
-        self.fp += pred - tp
-        self.fn += true - tp
-        self.tn += B - pred - true + tp
-        self.n_samples += B
-        ranked += [f.result() for f in pending]
-        self._add_samples(rows.cpu().numpy(), ranked, dev)
-        if keys is not None:
-            self.keys.append(keys)
+        with _torch_threads(1):
+            # validate everything first so that a bad batch leaves the state untouched
+            for f in [_submit(self._validate, scores[s:s + step], targets[s:s + step]) for s in range(0, B, step)]:
+                f.result()
+            dev = scores.device
+            keys = None
+            if self.threshold_free == "exact":
+                keys = torch.empty((B, C), dtype=_key_dtype(scores.dtype), device=dev)
+            thr = self._cmp_thresholds(scores.dtype, dev)
+            lock = threading.Lock()
+            # chunks run on the engine's thread pool with single-threaded torch ops: parallel
+            # without OpenMP barriers, which stall badly when other processes share the cores
+            futs = [_submit(self._chunk, scores[s:s + step], targets[s:s + step], thr,
+                            None if keys is None else keys[s:s + step], lock) for s in range(0, B, step)]
+            parts = [f.result() for f in futs]
+            col = torch.stack([c for c, _, _ in parts]).sum(dim=0)
+            tp, pred, true = col
+            self.tp += tp
+            self.fp += pred - tp
+            self.fn += true - tp
+            self.tn += B - pred - true + tp
+            self.n_samples += B
+            rows = np.concatenate([r for _, r, _ in parts], axis=1)
+            ranked = [rk for _, _, rk in parts if rk is not None]
+            self._add_samples(rows, ranked, dev)
+            if keys is not None:
+                self.keys.append(keys)
 
-    def _add_samples(self, rows: np.ndarray, ranked: list, dev) -> None:
+    def _chunk(self, sc: torch.Tensor, tg: torch.Tensor, thr: torch.Tensor, keys_out, lock):
+        """One row chunk: counts (3, C), per-row counts (3, b), row ranking stats; keys / histograms."""
+        b, C = sc.shape
+        p = torch.sigmoid(sc) if self.scores_kind == "logits" else sc
+        x = torch.empty((3, b, C), dtype=torch.float32, device=sc.device)
+        torch.ge(p, thr, out=x[1])  # predicted (0/1 as float32: sums are exact below 2^24)
+        x[2].copy_(tg)  # true
+        torch.mul(x[1], x[2], out=x[0])  # tp
+        col = x.sum(dim=1).to(torch.int64)
+        rows = x.sum(dim=2).to(torch.int64).cpu().numpy()
+        ranked = None
+        if self.threshold_free != "none":
+            tint = tg if (tg.dtype == torch.bool or not tg.is_floating_point()) else x[2].to(torch.int32)
+            del x
+            k = _make_keys(p, tint, keys_out)
+            ranked = K.ranked_rows(k.cpu().numpy())
+            if self.threshold_free == "streaming":
+                self._add_histogram(p, tint, lock)
+        return col, rows, ranked
+
+    def _add_samples(self, rows: np.ndarray, ranked: list, dev) -> None:  # rows: (3, B) numpy
         """Per-sample sums (samples average, exact match, ranking metrics) from per-row counts."""
         C = self.num_labels
         tpi, predi, truei = rows
@@ -377,20 +386,18 @@ class MultilabelEngine(Metric):
         self.exact_match += exact
         self.coverage_sum += cov
 
-    def _add_histogram(self, p: torch.Tensor, tint: torch.Tensor) -> None:
+    def _add_histogram(self, p: torch.Tensor, tint: torch.Tensor, lock) -> None:
         C, nb = self.num_labels, self.bins
         idx = stream_bin_index(p, nb)
         idx += torch.arange(C, device=p.device, dtype=idx.dtype) * nb
         flat = idx.view(-1)
         pf = p.reshape(-1).to(torch.float32)
-        self.bin_min.view(-1).scatter_reduce_(0, flat, pf, reduce="amin")
-        self.bin_max.view(-1).scatter_reduce_(0, flat, pf, reduce="amax")
-        idx += tint.to(idx.dtype) * (C * nb)
-        key = ("ones", flat.numel(), str(p.device))
-        if key not in self._cmp_cache:
-            self._cmp_cache = {k: v for k, v in self._cmp_cache.items() if k[0] != "ones"}
-            self._cmp_cache[key] = torch.ones(flat.numel(), dtype=torch.int64, device=p.device)
-        self.hist.view(-1).scatter_add_(0, flat, self._cmp_cache[key])
+        hidx = idx + tint.to(idx.dtype) * (C * nb)
+        ones = torch.ones(flat.numel(), dtype=torch.int64, device=p.device)
+        with lock:  # the states are shared by the chunk threads
+            self.bin_min.view(-1).scatter_reduce_(0, flat, pf, reduce="amin")
+            self.bin_max.view(-1).scatter_reduce_(0, flat, pf, reduce="amax")
+            self.hist.view(-1).scatter_add_(0, hidx.view(-1), ones)
 
     def _validate(self, s: torch.Tensor, t: torch.Tensor) -> None:
         if self.scores_kind == "logits":
@@ -646,6 +653,20 @@ def _exact_from_pieces(pieces: list[np.ndarray], N: int, C: int, support: np.nda
 
 
 _POOL = None
+
+
+@contextmanager
+def _torch_threads(n: int):
+    """Temporarily limit torch's intra-op threads (the engine parallelises over chunks itself)."""
+    old = torch.get_num_threads()
+    if old == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _forget_pool() -> None:  # a forked child does not inherit the pool's threads
