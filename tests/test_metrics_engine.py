@@ -547,3 +547,14 @@ def test_numpy_inputs_memmap_and_byte_order(tmp_path):
     assert compute_metrics(Y.astype(">i4"), P.astype(">f4"), scores_kind="probabilities") == ref
     with pytest.raises(InputError, match=r"^scores: expected a numeric array, got dtype <U1$"):
         compute_metrics(Y, np.full((40, 3), "x"), scores_kind="probabilities")
+
+
+def test_read_only_threshold_array_is_accepted_silently():
+    Y = np.array([[1, 0], [0, 1]])
+    P = np.array([[0.6, 0.4], [0.2, 0.3]], dtype=np.float32)
+    thr = np.broadcast_to(np.float64(0.35), (2,))  # read-only view, as produced by np.broadcast_to
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr)
+    assert [c["tp"] for c in r["per_class"]] == [1, 0] and [c["fp"] for c in r["per_class"]] == [0, 1]
+    assert [c["threshold"] for c in r["per_class"]] == [0.35, 0.35]

@@ -76,7 +76,7 @@ def _threshold_vector(threshold, num_labels: int) -> torch.Tensor:
         if isinstance(threshold, torch.Tensor):
             t = threshold.detach().to("cpu", torch.float64).reshape(-1)
         else:
-            t = torch.as_tensor(np.asarray(threshold, dtype=np.float64)).reshape(-1)
+            t = torch.from_numpy(np.array(threshold, dtype=np.float64)).reshape(-1)  # a writable copy
     except (TypeError, ValueError):
         raise InputError(f"threshold: expected a number or {num_labels} numbers, got {threshold!r}") from None
     if t.numel() == 1:
