@@ -362,7 +362,7 @@ def evaluate(
 
 @app.command("sync-spool")
 def sync_spool(
-    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI to upload to (default sqlite:///mlruns/mlflow.db).")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI to upload to (default: $MLFLOW_TRACKING_URI, else the store each run was meant for, else sqlite:///mlruns/mlflow.db).")] = None,
     spool_dir: Annotated[Optional[str], typer.Option(help="Spool directory (default $EVALKIT_SPOOL_DIR or mlruns/spool).")] = None,
     tracking_timeout: Annotated[float, typer.Option(help="Seconds to wait for the tracking store.")] = 10.0,
 ) -> None:
@@ -372,16 +372,17 @@ def sync_spool(
     """
     with user_errors():
         from evalkit.errors import InfraError
-        from evalkit.tracking import configure_http, redact_uri, resolve_tracking_uri
+        from evalkit.tracking import configure_http, resolve_tracking_uri
         from evalkit.tracking import sync_spool as upload
 
-        uri = resolve_tracking_uri(tracking_uri)
+        if tracking_uri:
+            resolve_tracking_uri(tracking_uri)  # malformed URI: exit 2
         configure_http(tracking_timeout)
         console = _console()
-        done, left = upload(uri, spool_dir, console)
-        console.print(f"{done} spooled run(s) uploaded to {redact_uri(uri)}; {left} left")
+        done, left = upload(tracking_uri, spool_dir, console)
+        console.print(f"{done} spooled run(s) uploaded; {left} left")
         if left:
-            raise InfraError(f"sync-spool: {left} spooled run(s) could not be uploaded to {redact_uri(uri)}; they are kept")
+            raise InfraError(f"sync-spool: {left} spooled run(s) could not be uploaded; they are kept")
 
 
 def main() -> None:

@@ -682,22 +682,28 @@ def baseline_run(tracking_uri: str, experiment: str, spec: str, *, job: str | No
     return {"run_id": run.info.run_id, "source": source, "metrics": dict(run.data.metrics), "reason": ""}
 
 
-def sync_spool(tracking_uri: str, root: str | os.PathLike | None = None, console=None) -> tuple[int, int]:
-    """Upload every spool entry to ``tracking_uri`` and remove it once uploaded. A run created before
-    the store failed is resumed (its missing params / metrics / tags / artifacts added and its final
-    status set); otherwise a new run is created with the original start and end times.
+def sync_spool(tracking_uri: str | None, root: str | os.PathLike | None = None, console=None) -> tuple[int, int]:
+    """Upload every spool entry and remove it once uploaded. A run created before the store failed is
+    resumed (its missing params / metrics / tags / artifacts added and its final status set);
+    otherwise a new run is created with the original start and end times.
 
-    Returns ``(uploaded, left)``. Raises InfraError when the store is unreachable (entries are kept).
+    Target: ``tracking_uri`` > ``$MLFLOW_TRACKING_URI`` > the store each entry was meant for (unless
+    that URI held credentials, which are never written to disk) > the default local store.
+
+    Returns ``(uploaded, left)``. Raises InfraError when a store is unreachable (entries are kept).
     """
     from mlflow.entities import Metric, Param, RunTag
 
     from evalkit import spool
 
-    ensure_store(tracking_uri)
-    client = _mlflow(tracking_uri).MlflowClient(tracking_uri)
+    explicit = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     done = left = 0
     for entry in spool.entries(root):
         run_info = entry.run
+        recorded = run_info.get("tracking_uri") or ""
+        target = resolve_tracking_uri(explicit or (recorded if recorded and "***@" not in recorded else None))
+        ensure_store(target)
+        client = _mlflow(target).MlflowClient(target)
         try:
             run_id = run_info.get("run_id")
             if run_id:
@@ -728,5 +734,6 @@ def sync_spool(tracking_uri: str, root: str | os.PathLike | None = None, console
         spool.remove(entry)
         done += 1
         if console is not None:
-            console.print(f"uploaded {entry.path.name} -> run {run_id} in experiment '{run_info['experiment']}'")
+            console.print(f"uploaded {entry.path.name} -> run {run_id} in experiment '{run_info['experiment']}' "
+                          f"({redact_uri(target)})")
     return done, left
