@@ -129,7 +129,8 @@ def _groups_at(s: np.ndarray, pos: np.ndarray, lo: int, hi: int):
     return a, e, bp, pe
 
 
-def ranked_1d(s: np.ndarray, chunk: int = 1 << 19) -> tuple[int, float, int, int, int]:
+def ranked_1d(s: np.ndarray, chunk: int = 1 << 19, *, offset: int = 0, pos_offset: int = 0,
+              P_total: int | None = None, L_total: int | None = None) -> tuple[int, float, int, int, int]:
     """Ranked statistics of one ascending-sorted key sequence, working on its positives only.
 
     For each positive (position ``i`` in ``s``): ``a`` (first element with the same score), ``e``
@@ -137,28 +138,95 @@ def ranked_1d(s: np.ndarray, chunk: int = 1 << 19) -> tuple[int, float, int, int
     then precision at its score = (P - bp) / (L - a), #negatives strictly below = a - bp,
     #negatives strictly above = Nn - (e - pe).
 
+    ``s`` may also be one bucket of a longer sorted sequence (a range of scores containing whole
+    tie groups): ``offset`` / ``pos_offset`` are the elements / positives before the bucket and
+    ``P_total`` / ``L_total`` those of the whole sequence.
+
     Args:
-        s: ``(L,)`` int32/int64 keys sorted ascending.
+        s: ``(l,)`` int32/int64 keys sorted ascending.
     Returns:
-        ``(P, ap_sum, gt, lt, min_a)``: positives, sum of precisions at the positives, #(pos, neg)
-        pairs with s_pos > s_neg, #pairs with s_pos < s_neg, group start of the lowest positive
-        (``L`` when there is no positive).
+        ``(P, ap_sum, gt, lt, min_a)``: positives (in ``s``), sum of precisions at the positives,
+        #(pos, neg) pairs with s_pos > s_neg, #pairs with s_pos < s_neg, group start of the lowest
+        positive (``L`` when there is no positive); positions are global.
     """
-    L = s.size
     pos = _positives(s)
     P = int(pos.size)
-    Nn = L - P
+    L = s.size if L_total is None else L_total
+    Pt = P if P_total is None else P_total
+    Nn = L - Pt
     ap_sum = 0.0
     gt = lt = 0
     min_a = L
     for c0 in range(0, P, chunk):
         a, e, bp, pe = _groups_at(s, pos, c0, min(P, c0 + chunk))
+        a += offset
+        e += offset
+        bp += pos_offset
+        pe += pos_offset
         if c0 == 0:
             min_a = int(a[0])
-        ap_sum += float(((P - bp) / (L - a).astype(np.float64)).sum())
+        ap_sum += float(((Pt - bp) / (L - a).astype(np.float64)).sum())
         gt += int((a - bp).sum())
         lt += int((Nn - (e - pe)).sum())
     return P, ap_sum, gt, lt, min_a
+
+
+def ranked_pieces(pieces: list[np.ndarray], P_total: int, bucket: int, chunk: int = 1 << 22):
+    """:func:`ranked_1d` of all keys of ``pieces`` (any shapes) without one sorted copy of them all.
+
+    A histogram of the top 12 key bits splits the value range into buckets of about ``bucket``
+    keys (a bucket never splits a tie group); each bucket is gathered, sorted and scanned in turn
+    with global offsets. Extra memory ~ one bucket, for ~2 additional passes over the keys per
+    bucket.
+
+    Returns:
+        ``(L, P, ap_sum, gt, lt)``.
+    """
+    flats = [k.reshape(-1) for k in pieces if k.size]
+    L = sum(f.size for f in flats)
+    dtype = flats[0].dtype if flats else np.int32
+    if L <= bucket:
+        s = np.concatenate(flats) if len(flats) > 1 else (flats[0].copy() if flats else np.zeros(0, dtype))
+        s.sort()
+        P, ap, gt, lt, _ = ranked_1d(s)
+        return L, P, ap, gt, lt
+    shift = (31 if dtype == np.int32 else 63) - 12
+    counts = np.zeros(1 << 12, dtype=np.int64)
+    for f in flats:
+        for c0 in range(0, f.size, chunk):
+            counts += np.bincount(f[c0:c0 + chunk] >> shift, minlength=1 << 12)
+    cum = np.cumsum(counts)
+    edges = [0]
+    while edges[-1] < counts.size:
+        done = cum[edges[-1] - 1] if edges[-1] else 0
+        nxt = int(np.searchsorted(cum, done + bucket, side="right"))
+        edges.append(min(counts.size, max(nxt, edges[-1] + 1)))
+    offset = pos_offset = 0
+    ap_sum, gt, lt = 0.0, 0, 0
+    for lo_bin, hi_bin in zip(edges[:-1], edges[1:]):
+        n = int(counts[lo_bin:hi_bin].sum())
+        if n == 0:
+            continue
+        lo = dtype.type(lo_bin) << dtype.type(shift) if lo_bin else np.iinfo(dtype).min
+        hi = dtype.type(hi_bin) << dtype.type(shift) if hi_bin < counts.size else None
+        s = np.empty(n, dtype=dtype)
+        w = 0
+        for f in flats:
+            for c0 in range(0, f.size, chunk):
+                x = f[c0:c0 + chunk]
+                m = x >= lo if hi is None else (x >= lo) & (x < hi)
+                sel = x[m]
+                s[w:w + sel.size] = sel
+                w += sel.size
+        s.sort()
+        P, ap, g, t, _ = ranked_1d(s, offset=offset, pos_offset=pos_offset, P_total=P_total, L_total=L)
+        ap_sum += ap
+        gt += g
+        lt += t
+        offset += n
+        pos_offset += P
+        del s
+    return L, pos_offset, ap_sum, gt, lt
 
 
 def ranked_rows(keys: np.ndarray, chunk_elems: int = 1 << 21):

@@ -618,9 +618,10 @@ def _widen_keys_t(k: torch.Tensor) -> torch.Tensor:
 def _exact_from_pieces(pieces: list[np.ndarray], N: int, C: int, support: np.ndarray):
     """Exact per-label and micro AP / AUROC from key pieces (each (n_i, C), sum n_i = N).
 
-    Columns are transposed and sorted in blocks of ~``_SORT_ELEMS`` keys (two blocks in parallel
-    threads: numpy's sort and binary searches release the GIL); the micro average sorts one copy
-    of all N*C keys. Peak extra memory: one copy of the keys plus small per-positive arrays.
+    Columns are transposed and sorted in blocks of ~``_SORT_ELEMS`` keys (on the engine's thread
+    pool: numpy's sort and binary searches release the GIL); the micro average sorts the N*C keys
+    in value buckets of ~N*C/4 keys, concurrently. Peak extra memory: about a quarter of the keys
+    plus one column block and small per-positive arrays.
     """
     ap_sum = np.zeros(C)
     gt = np.zeros(C, dtype=np.int64)
@@ -638,16 +639,14 @@ def _exact_from_pieces(pieces: list[np.ndarray], N: int, C: int, support: np.nda
         for r in range(j1 - j0):
             P[j0 + r], ap_sum[j0 + r], gt[j0 + r], lt[j0 + r], _ = K.ranked_1d(blk[r])
 
-    def micro():
-        flat = np.concatenate([k.reshape(-1) for k in pieces]) if len(pieces) > 1 else pieces[0].reshape(-1).copy()
-        flat.sort()
-        return flat.size, K.ranked_1d(flat)
+    def micro():  # in value buckets of ~N*C/4 keys: no full sorted copy of all keys
+        return K.ranked_pieces(pieces, int(support.sum()), max(1 << 22, -(-N * C // 4)))
 
     fut = _submit(micro)  # all N*C pairs in one sorted sequence, concurrently with the columns
     for f in [_submit(block, j0) for j0 in range(0, C, cols)]:
         f.result()
     ap, auroc = K.finish_ap_auroc(P, N - P, ap_sum, gt, lt)
-    L, (mP, map_sum, mgt, mlt, _) = fut.result()
+    L, mP, map_sum, mgt, mlt = fut.result()
     map_, mauc = K.finish_ap_auroc(mP, L - mP, map_sum, mgt, mlt)
     return ap, auroc, float(map_[()]), (None if np.isnan(mauc[()]) else float(mauc[()]))
 
