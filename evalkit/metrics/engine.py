@@ -27,8 +27,19 @@ Definitions (N samples, C labels, tp/fp/fn/tn per label at the decision rule ``p
   no relevant label has coverage 0).
 
 Exactness: counts are int64, ratios float64; per-sample means are accumulated as exact
-fixed-point integer sums (2^-62 resolution), so results are identical for any batching and any
-number of processes. Exact threshold-free metrics match scikit-learn to ~1e-12.
+fixed-point integer sums (2^-62 resolution), and threshold-free metrics are computed from sorted
+integer keys, so results are bit-identical for any batching, row order and number of processes.
+Exact threshold-free metrics match scikit-learn to ~1e-12.
+
+Why one ``torchmetrics.Metric`` with its own states (and not torchmetrics' multilabel metrics):
+those apply a sigmoid per batch whenever a value lies outside [0, 1] (torchmetrics issues #1604,
+#3269), so a batch of probabilities and a batch of logits are silently mixed; and
+``MetricCollection`` compute groups can merge metrics that only look alike (#2596). Here the caller
+declares logits or probabilities, and every number comes from one pass over each batch.
+
+Performance: the per-batch work runs in chunks of ~2^18 values on a 2-thread pool with
+single-threaded torch ops (OpenMP barriers stall badly when other processes share the cores);
+sorting and binary searches use numpy (SIMD sort of int32 keys), also on the pool.
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ ThresholdFree = Literal["exact", "streaming", "none"]
 DEFAULT_BINS = 4096
 """Default number of streaming bins (see :class:`MultilabelEngine`)."""
 STREAM_LOGIT_RANGE = 16.0
-"""Streaming bins are uniform in logit space on [-16, 16] (edges mapped to probabilities)."""
+"""Streaming bins are uniform in logit space on [-16, 16) (see :func:`stream_bin_index`)."""
 
 _CHUNK_ELEMS = 1 << 18  # elements per internal update chunk (cache-sized temporaries, exact float32 sums)
 _SORT_ELEMS = 1 << 22  # elements per block of the exact threshold-free computation
