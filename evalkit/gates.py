@@ -127,12 +127,14 @@ def lower_is_better(metric: str) -> bool:
 def apply_gates(gates: list[Gate], values: dict[str, float], baseline: dict | None = None) -> dict:
     """Evaluate gates on tracked metric values. Returns the report's ``gates`` block::
 
-        {"status": "pass" | "fail" | "none", "failed": int, "baseline": {"run_id", "source"} | None,
+        {"status": "pass" | "fail" | "unknown" | "none", "failed": int,
+         "baseline": {"run_id", "source", "reason"} | None,
          "results": [{"gate", "metric", "op", "bound", "value", "baseline", "limit", "status", "reason"}]}
 
-    ``baseline`` is ``{"run_id", "source", "metrics"}`` or None. A relative gate without a baseline
-    run is ``skipped`` (e.g. the first run of a job with ``--baseline last``); a gate whose value is
-    undefined fails.
+    ``baseline`` is ``{"run_id", "source", "metrics", "reason"}`` or None. A relative gate without a
+    baseline run is ``skipped`` (e.g. the first run of a job with ``--baseline last``), or ``unknown``
+    when the baseline could not be read (``"unavailable": True``: store unreachable; then the overall
+    status is ``unknown`` unless a gate failed). A gate whose value is undefined fails.
     """
     results = []
     for g in gates:
@@ -141,7 +143,8 @@ def apply_gates(gates: list[Gate], values: dict[str, float], baseline: dict | No
                                "baseline": None, "limit": None, "status": "pass", "reason": ""}
         if g.relative:
             if not baseline or baseline.get("run_id") is None:
-                row.update(status="skipped", reason=(baseline or {}).get("reason") or "no baseline run")
+                status = "unknown" if (baseline or {}).get("unavailable") else "skipped"
+                row.update(status=status, reason=(baseline or {}).get("reason") or "no baseline run")
                 results.append(row)
                 continue
             b = baseline["metrics"].get(g.metric)
@@ -165,8 +168,9 @@ def apply_gates(gates: list[Gate], values: dict[str, float], baseline: dict | No
             row["status"] = "fail"
         results.append(row)
     failed = sum(r["status"] == "fail" for r in results)
+    unknown = any(r["status"] == "unknown" for r in results)
     return {
-        "status": "none" if not results else ("fail" if failed else "pass"),
+        "status": "none" if not results else ("fail" if failed else "unknown" if unknown else "pass"),
         "failed": failed,
         "baseline": None if not baseline else {k: baseline.get(k) for k in ("run_id", "source", "reason")},
         "results": results,
@@ -177,7 +181,7 @@ def describe(row: dict) -> str:
     """One line per gate result: value, bound (limit) and baseline."""
     v = "undefined" if row["value"] is None else f"{row['value']:.4f}"
     if row["op"] == "max-drop":
-        if row["status"] == "skipped":
+        if row["status"] in ("skipped", "unknown"):
             return f"{row['gate']}: skipped ({row['reason']}); value {v}"
         cmp = "<=" if lower_is_better(row["metric"]) else ">="
         return (f"{row['metric']} = {v}, bound {cmp} {row['limit']:.4f} "
@@ -331,6 +335,8 @@ class EvalJob:
         from evalkit.tracking import configure_http, resolve_tracking_uri, start_probe
 
         parsed = [parse_gate(g) for g in gates or ()] + [parse_max_drop(d) for d in max_drops or ()]
+        if job is not None and (not job.strip() or "'" in job or '"' in job):
+            raise InputError(f"--job: expected a non-empty name without quotes, got {job!r}")
         if trigger not in TRIGGERS:
             raise InputError(f"--trigger: expected one of {', '.join(TRIGGERS)}, got {trigger!r}")
         if max_drops and not baseline:
@@ -394,7 +400,7 @@ class EvalJob:
         from evalkit.tracking import baseline_run
 
         if self.store_error:
-            return {"run_id": None, "source": self.baseline, "metrics": {},
+            return {"run_id": None, "source": self.baseline, "metrics": {}, "unavailable": True,
                     "reason": "tracking store unreachable: baseline unavailable"}
         return baseline_run(self.tracking_uri, self.experiment, self.baseline, job=self.job, model_uri=self.model_uri)
 
@@ -402,7 +408,7 @@ class EvalJob:
         from evalkit.tracking import RunLogger
 
         tags = {"evalkit.command": "evaluate", "evalkit.trigger": self.trigger,
-                "evalkit.gate": "fail" if block["status"] == "fail" else "pass"}
+                "evalkit.gate": {"fail": "fail", "unknown": "unknown"}.get(block["status"], "pass")}
         if self.job:
             tags["evalkit.job"] = self.job
         if block.get("baseline") and block["baseline"].get("run_id"):
@@ -429,11 +435,14 @@ class EvalJob:
         if block["results"]:
             b = block.get("baseline") or {}
             head = f"Gates: {block['status'].upper()}"
+            if block["status"] == "unknown":
+                head += " (a baseline could not be read)"
             if b.get("run_id"):
                 head += f" (baseline {b['source']}: run {b['run_id']})"
             console.print(f"[bold {'red' if block['status'] == 'fail' else 'green'}]{head}[/]")
             for r in block["results"]:
-                mark = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]SKIP[/]"}[r["status"]]
+                mark = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]SKIP[/]",
+                        "unknown": "[yellow]UNKNOWN[/]"}[r["status"]]
                 console.print(f"  {mark} {describe(r)}")
         if run_id:
             console.print(f"MLflow run [bold]{run_id}[/] in experiment '{self.experiment}' "

@@ -72,6 +72,21 @@ def test_apply_gates_without_baseline_skips_relative_and_undefined_value_fails()
     assert block["results"][0]["reason"] == "no earlier finished run"
     assert block["results"][1]["reason"] == "value undefined"
     assert apply_gates([], {})["status"] == "none"
+    down = {"run_id": None, "source": "last", "metrics": {}, "unavailable": True, "reason": "store unreachable"}
+    block = apply_gates([parse_max_drop("test/macro_f2=0.01"), parse_gate("test/macro_f2>=0.1")],
+                        {"test/macro_f2": 0.5}, down)
+    assert block["status"] == "unknown" and block["results"][0]["status"] == "unknown"  # never "pass"
+
+
+def test_unreachable_store_with_a_baseline_never_reports_pass(store, cli, tmp_path):
+    pred = write_predictions(tmp_path / "p.npz")
+    out = tmp_path / "r.json"
+    res = cli("evaluate", "--predictions", pred, "--tracking-uri", "http://127.0.0.1:9", "--baseline", "last",
+              "--max-drop", "test/macro_f2=0.01", "--job", "j", "--no-per-class", "-o", out)
+    assert res.exit_code == 3, res.output
+    assert "UNKNOWN" in res.output
+    gates = json.loads(out.read_text())["gates"]
+    assert gates["status"] == "unknown" and gates["results"][0]["reason"].startswith("tracking store unreachable")
 
 
 # ----------------------------------------------------------------------------- end to end (evaluate)
