@@ -85,3 +85,15 @@ def test_fixed_point_sums_are_order_independent():
     parts = [K.to_fixed(x) for x in np.array_split(rng.permutation(v), 7)]
     assert (sum(h for h, _ in parts), sum(low for _, low in parts)) == (hi, lo)
     assert abs(K.from_fixed(hi, lo) - v.sum()) < 1e-9
+
+
+def test_ranked_rows_float64_equals_per_row_scan():
+    rng = np.random.default_rng(4)
+    for tied in (False, True):
+        p, t = _data(rng, 300 * 7, np.float64, tied)
+        keys = _keys(p, t).reshape(300, 7)
+        P, ap, gt, min_a = K.ranked_rows(keys, chunk_elems=100)
+        for i in range(300):
+            ref = K.ranked_1d(np.sort(keys[i]))
+            assert (P[i], gt[i], min_a[i]) == (ref[0], ref[2], ref[4])
+            assert abs(ap[i] - ref[1]) < 1e-12

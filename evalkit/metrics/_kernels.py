@@ -247,12 +247,12 @@ def ranked_rows(keys: np.ndarray, chunk_elems: int = 1 << 21):
         k = np.sort(keys[r0:r0 + step], axis=1)
         R = k.shape[0]
         sl = slice(r0, r0 + R)
-        if k.dtype == np.int32:
-            _ranked_rows_int32(k, out_P[sl], out_ap[sl], out_gt[sl], out_min[sl])
-        else:
-            for i in range(R):  # float64 scores: keys use all 64 bits, no room for a row offset
-                P, ap, gt, _, ma = ranked_1d(k[i])
-                out_P[r0 + i], out_ap[r0 + i], out_gt[r0 + i], out_min[r0 + i] = P, ap, gt, ma
+        if k.dtype != np.int32:  # float64 scores: replace scores by their dense rank within the row
+            v = k >> 1
+            dense = np.zeros(k.shape, dtype=np.int32)
+            np.cumsum(v[:, 1:] != v[:, :-1], axis=1, out=dense[:, 1:])
+            k = (dense << 1) | (k & 1).astype(np.int32)  # same order and ties, 32 bits
+        _ranked_rows_int32(k, out_P[sl], out_ap[sl], out_gt[sl], out_min[sl])
     return out_P, out_ap, out_gt, out_min
 
 
