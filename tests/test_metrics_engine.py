@@ -558,3 +558,14 @@ def test_read_only_threshold_array_is_accepted_silently():
         r = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr)
     assert [c["tp"] for c in r["per_class"]] == [1, 0] and [c["fp"] for c in r["per_class"]] == [0, 1]
     assert [c["threshold"] for c in r["per_class"]] == [0.35, 0.35]
+
+
+def test_scores_requiring_grad_are_accepted():
+    logits = torch.randn(50, 3, requires_grad=True)
+    Y = (torch.rand(50, 3) < 0.5).int()
+    for mode in ("exact", "streaming"):
+        e = MultilabelEngine(3, scores="logits", threshold_free=mode)
+        e.update(logits * 2, Y)
+        ref = MultilabelEngine(3, scores="logits", threshold_free=mode)
+        ref.update((logits * 2).detach(), Y)
+        assert e.compute() == ref.compute()

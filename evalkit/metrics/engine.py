@@ -300,6 +300,7 @@ class MultilabelEngine(Metric):
             raise InputError(f"scores: expected a floating dtype ({self.scores_kind}), got {scores.dtype}")
         if targets.is_complex():
             raise InputError(f"targets: expected values in {{0, 1}}, got dtype {targets.dtype}")
+        scores, targets = scores.detach(), targets.detach()  # worker threads have their own grad mode
         if scores.dtype not in (torch.float32, torch.float64):
             scores = scores.float()
         return scores, targets
