@@ -569,3 +569,34 @@ def test_scores_requiring_grad_are_accepted():
         ref = MultilabelEngine(3, scores="logits", threshold_free=mode)
         ref.update((logits * 2).detach(), Y)
         assert e.compute() == ref.compute()
+
+
+# ---------------------------------------------------------------------------------------------
+# hypothesis: shrinks a failure to a minimal example
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def _problems(draw):
+    N = draw(st.integers(1, 12))
+    C = draw(st.integers(1, 4))
+    levels = draw(st.sampled_from([2, 3, 5, 1000]))  # few levels => many ties
+    P = np.array(draw(st.lists(st.integers(0, levels), min_size=N * C, max_size=N * C)), dtype=np.float32)
+    P = (P / levels).reshape(N, C).astype(np.float32)
+    Y = np.array(draw(st.lists(st.integers(0, 1), min_size=N * C, max_size=N * C)), dtype=np.uint8).reshape(N, C)
+    thr = draw(st.sampled_from([0.0, 0.5, 1.0, 1 / 3]))
+    beta = draw(st.sampled_from([0.5, 1.0, 2.0]))
+    zd = draw(st.sampled_from([0.0, 1.0]))
+    batch = draw(st.integers(1, N))
+    return Y, P, thr, beta, zd, batch
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_problems())
+def test_hypothesis_matches_sklearn(problem):
+    Y, P, thr, beta, zd, batch = problem
+    got = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, beta=beta, zero_division=zd,
+                          batch_size=batch)
+    assert_close(got, sklearn_reference(Y, P, thr, beta, zd))
