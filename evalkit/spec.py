@@ -203,6 +203,23 @@ def load_spec(path: str | Path) -> Spec:
         if k in data:
             raise InputError(f"{path}:{line}: grid.{k}: also set at the top level (line "
                              f"{find_line(text, (k,))}); keep one")
+    _resolve_paths(data, grid, p.parent)
     spec = Spec(str(path), data, grid, text)
     spec.configs()  # validate every cell now, before anything runs
     return spec
+
+
+def _resolve_paths(data: dict, grid: dict, base: Path) -> None:
+    """Relative data paths in a spec are relative to the spec file (built-in names stay names)."""
+    from evalkit.data.builtin import BUILTINS
+
+    def fix(v):
+        if isinstance(v, str) and v not in BUILTINS and not Path(v).is_absolute() and (base / v).exists():
+            return str((base / v).resolve())
+        return v
+
+    for key in ("dataset", "test_dataset"):
+        if key in data:
+            data[key] = fix(data[key])
+        if key in grid:
+            grid[key] = [fix(v) for v in grid[key]]
