@@ -158,7 +158,7 @@ def _cell_text(c: dict, plain: bool = False, digits: int = 3) -> str:
         return "—"
     text = f"{c['mean']:.{digits}f}" + (f"±{c['std']:.{digits}f}" if c["std"] is not None else "")
     if c["best"]:
-        mark = " (best)" if plain else ""
+        mark = "▲"
     elif c["significant"]:
         mark = "*"
     else:
@@ -168,8 +168,8 @@ def _cell_text(c: dict, plain: bool = False, digits: int = 3) -> str:
 
 def _legend(stats: dict) -> str:
     return (f"Mean ± std over runs; groups ranked by {stats['rank_by'].removeprefix('test/')}. "
-            f"* = the best group's lead over this group is significant ({stats['test']}, p < {stats['alpha']:g}); "
-            "no mark = not significant or too few paired runs.")
+            f"▲ = best group for the metric; * = the best group's lead over this group is significant "
+            f"({stats['test']}, p < {stats['alpha']:g}); no mark = not significant or too few paired runs.")
 
 
 def render_groups(stats: dict, console, title: str = "") -> None:
@@ -190,7 +190,7 @@ def render_groups(stats: dict, console, title: str = "") -> None:
         t.add_row(*cells)
     # a piped / narrow terminal would otherwise truncate the mean±std cells
     console.print(t, width=max(console.width, 40 + 16 * len(stats["metrics"])), crop=False)
-    console.print(f"[dim]{_legend(stats)} Best group per column in bold green.[/]")
+    console.print(f"[dim]{_legend(stats)}[/]")
 
 
 def groups_frame(stats: dict):
@@ -219,7 +219,7 @@ def groups_markdown(stats: dict) -> str:
             text = _cell_text(c)
             cells.append(f"**{text}**" if c["best"] else text)
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n{_legend(stats)} Best group per column in bold.\n"
+    return "\n".join(lines) + f"\n\n{_legend(stats)}\n"
 
 
 def runs_markdown(df, metrics=HEADLINE) -> str:
