@@ -103,7 +103,7 @@ def threshold_curve(probabilities: np.ndarray, targets: np.ndarray, *, beta: flo
     ax.set_ylim(0, 1)
     ax.set_xlabel("threshold (probability >= threshold)")
     ax.set_ylabel(f"F{beta:g}")
-    ax.set_title(title or f"Threshold vs F{beta:g} on the validation split")
+    ax.set_title(title or f"Threshold vs F{beta:g} on validation scores (out-of-fold with --folds > 1)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
