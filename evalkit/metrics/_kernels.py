@@ -64,7 +64,7 @@ def widen_keys(keys: np.ndarray) -> np.ndarray:
 # ranked statistics
 
 
-def _positives(s: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+def _positives(s: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
     """Positions (ascending; int32 when they fit, else int64) of the keys with target 1, with
     bounded temporaries."""
     itype = np.int32 if s.size < 2**31 - 1 else np.int64
@@ -129,7 +129,7 @@ def _groups_at(s: np.ndarray, pos: np.ndarray, lo: int, hi: int):
     return a, e, bp, pe
 
 
-def ranked_1d(s: np.ndarray, chunk: int = 1 << 19, *, offset: int = 0, pos_offset: int = 0,
+def ranked_1d(s: np.ndarray, chunk: int = 1 << 17, *, offset: int = 0, pos_offset: int = 0,
               P_total: int | None = None, L_total: int | None = None) -> tuple[int, float, int, int, int]:
     """Ranked statistics of one ascending-sorted key sequence, working on its positives only.
 
@@ -176,8 +176,8 @@ def ranked_pieces(pieces: list[np.ndarray], P_total: int, bucket: int, chunk: in
 
     A histogram of the top 12 key bits splits the value range into buckets of about ``bucket``
     keys (a bucket never splits a tie group); each bucket is gathered, sorted and scanned in turn
-    with global offsets. Extra memory ~ one bucket, for ~2 additional passes over the keys per
-    bucket.
+    with global offsets. Extra memory ~ one bucket plus one byte per key (bucket ids), for about
+    one additional pass over the keys per bucket.
 
     Returns:
         ``(L, P, ap_sum, gt, lt)``.
@@ -185,6 +185,7 @@ def ranked_pieces(pieces: list[np.ndarray], P_total: int, bucket: int, chunk: in
     flats = [k.reshape(-1) for k in pieces if k.size]
     L = sum(f.size for f in flats)
     dtype = flats[0].dtype if flats else np.int32
+    bucket = max(bucket, -(-L // 200))  # at most ~200 buckets (ids are uint8)
     if L <= bucket:
         s = np.concatenate(flats) if len(flats) > 1 else (flats[0].copy() if flats else np.zeros(0, dtype))
         s.sort()
@@ -201,21 +202,21 @@ def ranked_pieces(pieces: list[np.ndarray], P_total: int, bucket: int, chunk: in
         done = cum[edges[-1] - 1] if edges[-1] else 0
         nxt = int(np.searchsorted(cum, done + bucket, side="right"))
         edges.append(min(counts.size, max(nxt, edges[-1] + 1)))
+    lut = np.zeros(counts.size, dtype=np.uint8)  # histogram bin -> bucket
+    for b, (lo_bin, hi_bin) in enumerate(zip(edges[:-1], edges[1:])):
+        lut[lo_bin:hi_bin] = b
+    ids = [[lut[f[c0:c0 + chunk] >> shift] for c0 in range(0, f.size, chunk)] for f in flats]  # 1 byte / key
     offset = pos_offset = 0
     ap_sum, gt, lt = 0.0, 0, 0
-    for lo_bin, hi_bin in zip(edges[:-1], edges[1:]):
+    for b, (lo_bin, hi_bin) in enumerate(zip(edges[:-1], edges[1:])):
         n = int(counts[lo_bin:hi_bin].sum())
         if n == 0:
             continue
-        lo = dtype.type(lo_bin) << dtype.type(shift) if lo_bin else np.iinfo(dtype).min
-        hi = dtype.type(hi_bin) << dtype.type(shift) if hi_bin < counts.size else None
         s = np.empty(n, dtype=dtype)
         w = 0
-        for f in flats:
-            for c0 in range(0, f.size, chunk):
-                x = f[c0:c0 + chunk]
-                m = x >= lo if hi is None else (x >= lo) & (x < hi)
-                sel = x[m]
+        for f, fids in zip(flats, ids):
+            for c0, cid in zip(range(0, f.size, chunk), fids):
+                sel = f[c0:c0 + chunk][cid == b]
                 s[w:w + sel.size] = sel
                 w += sel.size
         s.sort()

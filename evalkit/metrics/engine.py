@@ -68,7 +68,8 @@ STREAM_LOGIT_RANGE = 16.0
 """Streaming bins are uniform in logit space on [-16, 16) (see :func:`stream_bin_index`)."""
 
 _CHUNK_ELEMS = 1 << 18  # elements per internal update chunk (cache-sized temporaries, exact float32 sums)
-_SORT_ELEMS = 1 << 22  # elements per block of the exact threshold-free computation
+_SORT_ELEMS = 1 << 21  # elements per block of the exact threshold-free computation
+_MICRO_COPY = 1 << 26  # micro AP / AUROC: up to this many keys, sort one full copy (else buckets)
 _THREADS = max(1, min(2, torch.get_num_threads(), os.cpu_count() or 1))
 _SAMPLE_KEYS = ("precision", "recall", "f1", "fbeta", "lrap", "rloss")
 
@@ -631,9 +632,10 @@ def _exact_from_pieces(pieces: list[np.ndarray], N: int, C: int, support: np.nda
     """Exact per-label and micro AP / AUROC from key pieces (each (n_i, C), sum n_i = N).
 
     Columns are transposed and sorted in blocks of ~``_SORT_ELEMS`` keys (on the engine's thread
-    pool: numpy's sort and binary searches release the GIL); the micro average sorts the N*C keys
-    in value buckets of ~N*C/4 keys, concurrently. Peak extra memory: about a quarter of the keys
-    plus one column block and small per-positive arrays.
+    pool: numpy's sort and binary searches release the GIL); then the micro average sorts one
+    copy of the N*C keys (above ``_MICRO_COPY`` keys: value buckets of ~N*C/4 keys, so the extra
+    memory stays ~1/4 of the keys). Peak extra memory: one copy of the keys (<= 256 MiB) plus
+    small per-positive arrays.
     """
     ap_sum = np.zeros(C)
     gt = np.zeros(C, dtype=np.int64)
@@ -651,14 +653,13 @@ def _exact_from_pieces(pieces: list[np.ndarray], N: int, C: int, support: np.nda
         for r in range(j1 - j0):
             P[j0 + r], ap_sum[j0 + r], gt[j0 + r], lt[j0 + r], _ = K.ranked_1d(blk[r])
 
-    def micro():  # in value buckets of ~N*C/4 keys: no full sorted copy of all keys
-        return K.ranked_pieces(pieces, int(support.sum()), max(1 << 22, -(-N * C // 4)))
-
-    fut = _submit(micro)  # all N*C pairs in one sorted sequence, concurrently with the columns
     for f in [_submit(block, j0) for j0 in range(0, C, cols)]:
         f.result()
+    # micro: all N*C pairs as one sorted sequence, after the columns (lower peak memory); one
+    # sorted copy up to _MICRO_COPY keys, beyond in value buckets of ~N*C/4 keys
+    L, mP, map_sum, mgt, mlt = K.ranked_pieces(pieces, int(support.sum()),
+                                               _MICRO_COPY if N * C <= _MICRO_COPY else -(-N * C // 4))
     ap, auroc = K.finish_ap_auroc(P, N - P, ap_sum, gt, lt)
-    L, mP, map_sum, mgt, mlt = fut.result()
     map_, mauc = K.finish_ap_auroc(mP, L - mP, map_sum, mgt, mlt)
     return ap, auroc, float(map_[()]), (None if np.isnan(mauc[()]) else float(mauc[()]))
 
