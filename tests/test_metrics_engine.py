@@ -600,3 +600,17 @@ def test_hypothesis_matches_sklearn(problem):
     got = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, beta=beta, zero_division=zd,
                           batch_size=batch)
     assert_close(got, sklearn_reference(Y, P, thr, beta, zd))
+
+
+def test_micro_in_value_buckets_equals_single_copy(monkeypatch):
+    import evalkit.metrics.engine as eng
+
+    rng = np.random.default_rng(31)
+    Y, P, _ = _case(rng, "ties", 500, 6)
+    P[:250] = rng.random((250, 6)).astype(np.float32)
+    want = compute_metrics(Y, P, scores_kind="probabilities")
+    monkeypatch.setattr(eng, "_MICRO_COPY", 100)  # force the bucketed path (N*C = 3000 keys)
+    monkeypatch.setattr(eng, "_SORT_ELEMS", 1000)  # and several column blocks
+    got = compute_metrics(Y, P, scores_kind="probabilities", batch_size=123)
+    assert_close(got, want, tol=1e-12)
+    assert got["summary"]["micro_auroc"] == want["summary"]["micro_auroc"]
