@@ -167,3 +167,12 @@ def test_joint_improves_on_the_global_cut_and_finds_a_known_optimum():
     joint = fit_thresholds(parse_strategy("joint"), P, Y, beta=1.0, objective="macro-fbeta")
     # label 1: the negative at 0.3 outranks both positives, so the best cut takes all three (F1 0.8)
     np.testing.assert_array_equal(P >= joint, [[1, 1], [1, 1], [1, 0], [0, 0], [0, 1], [0, 0]])
+
+
+def test_cli_top_k_larger_than_labels_fails_before_any_run(store, cli):
+    r = cli("run", "--threshold", "top-k:20", "--epochs", "1")
+    assert r.exit_code == 2
+    assert "top-k:20 asks for more labels than the data has (14)" in r.output
+    import mlflow
+
+    assert mlflow.MlflowClient(store).search_experiments(filter_string="name = 'evalkit'") == []
