@@ -141,6 +141,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
     parse_objective(config.objective)
     loss_options(config.loss, config.loss_options)  # validates the loss name and options
     device = resolve_device(config.device)
+    if device == "cpu":
+        torch.set_num_threads(config.threads)
     tracking_uri = resolve_tracking_uri(config.tracking_uri) if track else None
 
     if config.alias and not config.register_model:

@@ -130,6 +130,7 @@ def run(
     threshold: Annotated[Optional[str], typer.Option(help="global (default), per-class, fixed:T, top-k:K or pcut; fitted on validation only.")] = None,
     objective: Annotated[Optional[str], typer.Option(help="What global / per-class-fallback tuning maximises: micro-fbeta (default) or macro-fbeta, with --beta.")] = None,
     input_noise: Annotated[Optional[float], typer.Option(help="Std of Gaussian noise added to the standardised training features (0 = off).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default 1: fastest for small MLPs, above all on shared cores).")] = None,
     folds: Annotated[Optional[int], typer.Option(help="Cross-fitting: K models on K folds of train + validation, thresholds tuned on out-of-fold scores (default 5); 1 = one model and a validation split.")] = None,
     beta: Annotated[Optional[float], typer.Option(help="Beta of the reported F-beta (2 = recall weighs 4x).")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment name.")] = None,
@@ -160,7 +161,7 @@ def run(
             "dataset": dataset, "test_dataset": test_dataset, "model": model, "dropout": dropout, "loss": loss,
             "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "epochs": epochs,
             "batch_size": batch_size, "patience": patience, "monitor": monitor, "seed": seed,
-            "device": device.value if device else None, "threshold": threshold, "objective": objective, "input_noise": input_noise, "folds": folds, "beta": beta,
+            "device": device.value if device else None, "threshold": threshold, "objective": objective, "input_noise": input_noise, "folds": folds, "threads": threads, "beta": beta,
             "experiment": experiment, "tracking_uri": tracking_uri, "run_name": run_name, "output": output,
             "log_model": log_model, "register_model": register, "alias": alias, "test_size": test_size,
         }
