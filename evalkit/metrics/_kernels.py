@@ -130,7 +130,7 @@ def _groups_at(s: np.ndarray, pos: np.ndarray, lo: int, hi: int):
 
 
 def ranked_1d(s: np.ndarray, chunk: int = 1 << 17, *, offset: int = 0, pos_offset: int = 0,
-              P_total: int | None = None, L_total: int | None = None) -> tuple[int, float, int, int, int]:
+              P_total: int | None = None, L_total: int | None = None, submit=None) -> tuple[int, float, int, int, int]:
     """Ranked statistics of one ascending-sorted key sequence, working on its positives only.
 
     For each positive (position ``i`` in ``s``): ``a`` (first element with the same score), ``e``
@@ -140,7 +140,8 @@ def ranked_1d(s: np.ndarray, chunk: int = 1 << 17, *, offset: int = 0, pos_offse
 
     ``s`` may also be one bucket of a longer sorted sequence (a range of scores containing whole
     tie groups): ``offset`` / ``pos_offset`` are the elements / positives before the bucket and
-    ``P_total`` / ``L_total`` those of the whole sequence.
+    ``P_total`` / ``L_total`` those of the whole sequence. ``submit(fn, *args) -> future`` runs
+    chunks of positives concurrently (results are combined in chunk order).
 
     Args:
         s: ``(l,)`` int32/int64 keys sorted ascending.
@@ -154,24 +155,31 @@ def ranked_1d(s: np.ndarray, chunk: int = 1 << 17, *, offset: int = 0, pos_offse
     L = s.size if L_total is None else L_total
     Pt = P if P_total is None else P_total
     Nn = L - Pt
-    ap_sum = 0.0
-    gt = lt = 0
-    min_a = L
-    for c0 in range(0, P, chunk):
+    def part(c0: int):
         a, e, bp, pe = _groups_at(s, pos, c0, min(P, c0 + chunk))
         a += offset
         e += offset
         bp += pos_offset
         pe += pos_offset
-        if c0 == 0:
-            min_a = int(a[0])
-        ap_sum += float(((Pt - bp) / (L - a).astype(np.float64)).sum())
-        gt += int((a - bp).sum())
-        lt += int((Nn - (e - pe)).sum())
+        return (int(a[0]), float(((Pt - bp) / (L - a).astype(np.float64)).sum()), int((a - bp).sum()),
+                int((Nn - (e - pe)).sum()))
+
+    starts = range(0, P, chunk)
+    if submit is not None and len(starts) > 1:  # chunks of positives on a thread pool
+        parts = [f.result() for f in [submit(part, c0) for c0 in starts]]
+    else:
+        parts = [part(c0) for c0 in starts]
+    min_a = parts[0][0] if parts else L
+    ap_sum = 0.0
+    gt = lt = 0
+    for _, ap, g, t in parts:  # summed in chunk order: deterministic
+        ap_sum += ap
+        gt += g
+        lt += t
     return P, ap_sum, gt, lt, min_a
 
 
-def ranked_pieces(pieces: list[np.ndarray], P_total: int, bucket: int, chunk: int = 1 << 22):
+def ranked_pieces(pieces: list[np.ndarray], P_total: int, bucket: int, chunk: int = 1 << 22, submit=None):
     """:func:`ranked_1d` of all keys of ``pieces`` (any shapes) without one sorted copy of them all.
 
     A histogram of the top 12 key bits splits the value range into buckets of about ``bucket``
@@ -189,7 +197,7 @@ def ranked_pieces(pieces: list[np.ndarray], P_total: int, bucket: int, chunk: in
     if L <= bucket:
         s = np.concatenate(flats) if len(flats) > 1 else (flats[0].copy() if flats else np.zeros(0, dtype))
         s.sort()
-        P, ap, gt, lt, _ = ranked_1d(s)
+        P, ap, gt, lt, _ = ranked_1d(s, submit=submit)
         return L, P, ap, gt, lt
     shift = (31 if dtype == np.int32 else 63) - 12
     counts = np.zeros(1 << 12, dtype=np.int64)
@@ -220,7 +228,8 @@ def ranked_pieces(pieces: list[np.ndarray], P_total: int, bucket: int, chunk: in
                 s[w:w + sel.size] = sel
                 w += sel.size
         s.sort()
-        P, ap, g, t, _ = ranked_1d(s, offset=offset, pos_offset=pos_offset, P_total=P_total, L_total=L)
+        P, ap, g, t, _ = ranked_1d(s, offset=offset, pos_offset=pos_offset, P_total=P_total, L_total=L,
+                                   submit=submit)
         ap_sum += ap
         gt += g
         lt += t

@@ -658,7 +658,8 @@ def _exact_from_pieces(pieces: list[np.ndarray], N: int, C: int, support: np.nda
     # micro: all N*C pairs as one sorted sequence, after the columns (lower peak memory); one
     # sorted copy up to _MICRO_COPY keys, beyond in value buckets of ~N*C/4 keys
     L, mP, map_sum, mgt, mlt = K.ranked_pieces(pieces, int(support.sum()),
-                                               _MICRO_COPY if N * C <= _MICRO_COPY else -(-N * C // 4))
+                                               _MICRO_COPY if N * C <= _MICRO_COPY else -(-N * C // 4),
+                                               submit=_submit)
     ap, auroc = K.finish_ap_auroc(P, N - P, ap_sum, gt, lt)
     map_, mauc = K.finish_ap_auroc(mP, L - mP, map_sum, mgt, mlt)
     return ap, auroc, float(map_[()]), (None if np.isnan(mauc[()]) else float(mauc[()]))
