@@ -275,6 +275,9 @@ def compare_runs(tracking_uri: str, experiment: str, *, group_by: str | None = "
     return df, group_stats(df, group_by, metrics, rank_by=rank_by)
 
 
+MAX_RUN_ROWS = 30  # the table view also lists the runs when there are at most this many
+
+
 def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str | None = "loss", metrics=None,
                  parent: str | None = None, rank_by: str | None = None, fmt: str = "table",
                  plot: str | None = None, log_plot: bool = False):
@@ -313,6 +316,9 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
         sys.stdout.write(groups_markdown(stats))
     else:
         render_groups(stats, console, title=f"Experiment '{experiment}' ({scope}): {len(df)} runs by {group_by}")
+        if len(df) <= MAX_RUN_ROWS:  # the runs themselves, side by side (run, loss, seed, metrics)
+            shown = tuple(metrics) if metrics else GROUP_HEADLINE
+            render_table(df, console, shown, title=f"Runs ({scope}), newest first")
     if plot or log_plot:
         from evalkit.plots import group_bars
 
