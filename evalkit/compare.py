@@ -153,46 +153,6 @@ def group_stats(df, group_by: str, metrics=GROUP_HEADLINE, *, rank_by: str | Non
             "alpha": alpha, "metrics": list(metrics), "groups": out}
 
 
-def _cell_text(c: dict, plain: bool = False, digits: int = 3) -> str:
-    if c["mean"] != c["mean"]:
-        return "—"
-    text = f"{c['mean']:.{digits}f}" + (f"±{c['std']:.{digits}f}" if c["std"] is not None else "")
-    if c["best"]:
-        mark = "▲"
-    elif c["significant"]:
-        mark = "*"
-    else:
-        mark = ""
-    return text + mark
-
-
-def _legend(stats: dict) -> str:
-    return (f"Mean ± std over runs; groups ranked by {stats['rank_by'].removeprefix('test/')}. "
-            f"▲ = best group for the metric; * = the best group's lead over this group is significant "
-            f"({stats['test']}, p < {stats['alpha']:g}); no mark = not significant or too few paired runs.")
-
-
-def render_groups(stats: dict, console, title: str = "") -> None:
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    t.add_column("rank", justify="right")
-    t.add_column(stats["group_by"])
-    t.add_column("runs", justify="right")
-    for m in stats["metrics"]:
-        t.add_column(m.removeprefix("test/"), justify="right")
-    for r in stats["groups"]:
-        cells = [str(r["rank"]), r["group"], str(r["n"])]
-        for m in stats["metrics"]:
-            c = r["metrics"][m]
-            text = _cell_text(c)
-            cells.append(f"[bold green]{text}[/]" if c["best"] else text)
-        t.add_row(*cells)
-    # a piped / narrow terminal would otherwise truncate the mean±std cells
-    console.print(t, width=max(console.width, 40 + 16 * len(stats["metrics"])), crop=False)
-    console.print(f"[dim]{_legend(stats)}[/]")
-
-
 def groups_frame(stats: dict):
     """Flat table of :func:`group_stats` (one row per group; mean, std, p-value per metric)."""
     import pandas as pd
@@ -207,53 +167,6 @@ def groups_frame(stats: dict):
             row[f"{m}_significant"] = c["significant"]
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def groups_markdown(stats: dict) -> str:
-    head = ["rank", stats["group_by"], "runs", *(m.removeprefix("test/") for m in stats["metrics"])]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in stats["groups"]:
-        cells = [str(r["rank"]), f"**{r['group']}**" if r["rank"] == 1 else r["group"], str(r["n"])]
-        for m in stats["metrics"]:
-            c = r["metrics"][m]
-            text = _cell_text(c)
-            cells.append(f"**{text}**" if c["best"] else text)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n{_legend(stats)}\n"
-
-
-def runs_markdown(df, metrics=HEADLINE) -> str:
-    shown = [p for p in PARAM_COLUMNS if p in df.columns and df[p].notna().any()]
-    head = ["run", *shown, *(m.removeprefix("test/") for m in metrics)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, row in df.iterrows():
-        cells = [str(row["run_id"])[:8]] + [str(row[p]) for p in shown]
-        cells += ["—" if row[m] != row[m] else f"{row[m]:.4f}" for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def render_table(df, console, metrics=HEADLINE, title: str = "") -> None:
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    t.add_column("run")
-    shown_params = [p for p in PARAM_COLUMNS if p in df.columns and df[p].notna().any()]
-    for p in shown_params:
-        t.add_column(p)
-    for m in metrics:
-        t.add_column(m.removeprefix("test/"), justify="right")
-    best = {m: best_index(df[m]) for m in metrics}
-    for i, row in df.iterrows():
-        name = f"{row['run_id'][:8]} {row['run_name'] or ''}".strip()
-        cells = [name] + [str(row[p]) if row[p] is not None else "—" for p in shown_params]
-        for m in metrics:
-            v = row[m]
-            text = "—" if v != v else f"{v:.4f}"
-            cells.append(f"[bold green]{text}[/]" if best[m] == i else text)
-        t.add_row(*cells)
-    console.print(t)
-    console.print("[dim]Best value per column in bold green (lowest for Hamming loss).[/]")
 
 
 def compare_runs(tracking_uri: str, experiment: str, *, group_by: str | None = "loss", metrics=None,
@@ -273,70 +186,3 @@ def compare_runs(tracking_uri: str, experiment: str, *, group_by: str | None = "
     if not grouped:
         return df, None
     return df, group_stats(df, group_by, metrics, rank_by=rank_by)
-
-
-MAX_RUN_ROWS = 30  # the table view also lists the runs when there are at most this many
-
-
-def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str | None = "loss", metrics=None,
-                 parent: str | None = None, rank_by: str | None = None, fmt: str = "table",
-                 plot: str | None = None, log_plot: bool = False):
-    """``evalkit compare`` (everything but history mode): print, and optionally plot.
-
-    Returns the group stats (or the runs frame with ``group_by=None``).
-    Raises:
-        InputError: no runs, unknown group param or metric, ``--log-plot`` without a grid parent.
-    """
-    import sys
-
-    df, stats = compare_runs(tracking_uri, experiment, group_by=group_by, metrics=metrics, parent=parent,
-                             rank_by=rank_by)
-    if stats is None:
-        shown = tuple(metrics) if metrics else HEADLINE
-        if plot or log_plot:
-            raise InputError("--plot/--log-plot: the bar chart needs groups; drop --group-by none")
-        if fmt == "csv":
-            sys.stdout.write(df.to_csv(index=False))
-        elif fmt == "json":
-            sys.stdout.write(df.to_json(orient="records", indent=2, date_format="iso") + "\n")
-        elif fmt == "markdown":
-            sys.stdout.write(runs_markdown(df, shown))
-        else:
-            render_table(df, console, shown, title=f"Experiment '{experiment}': {len(df)} runs")
-        return df
-    parent_id = df["parent_run_id"].dropna().unique()
-    scope = f"children of grid run {parent_id[0][:8]}" if len(parent_id) == 1 else "all runs"
-    if fmt == "csv":
-        sys.stdout.write(groups_frame(stats).to_csv(index=False))
-    elif fmt == "json":
-        import json
-
-        sys.stdout.write(json.dumps(stats | {"experiment": experiment, "runs": int(len(df))}, indent=2) + "\n")
-    elif fmt == "markdown":
-        sys.stdout.write(groups_markdown(stats))
-    else:
-        render_groups(stats, console, title=f"Experiment '{experiment}' ({scope}): {len(df)} runs by {group_by}")
-        if len(df) <= MAX_RUN_ROWS:  # the runs themselves, side by side (run, loss, seed, metrics)
-            shown = tuple(metrics) if metrics else GROUP_HEADLINE
-            render_table(df, console, shown, title=f"Runs ({scope}), newest first")
-    if plot or log_plot:
-        from evalkit.plots import group_bars
-
-        fig = group_bars(stats, title=f"{experiment}: by {group_by}")
-        try:
-            if plot:
-                fig.savefig(plot, dpi=120)
-                console.print(f"Plot written to {plot}", highlight=False) if fmt == "table" else None
-            if log_plot:
-                if len(parent_id) != 1:
-                    raise InputError("--log-plot: the runs compared have no single grid parent run; use --parent RUN_ID")
-                from evalkit.tracking import log_figure_to_run
-
-                log_figure_to_run(tracking_uri, str(parent_id[0]), fig, f"plots/compare_by_{group_by}.png")
-                if fmt == "table":
-                    console.print(f"Plot logged to parent run {parent_id[0]}")
-        finally:
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
-    return stats

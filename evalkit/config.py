@@ -1,75 +1,107 @@
-"""Experiment specification: one pydantic model shared by CLI flags, TOML specs and the Python API."""
+"""Configurations: the ONLY place where evalkit's defaults live.
+
+:class:`RunConfig` defines one ``evalkit run`` and :class:`EvaluateJobConfig` one ``evalkit evaluate``
+(a scheduled, gated evaluation job). The command line derives its options from these models (names,
+types, help and shown defaults: :mod:`evalkit.cli.options`), TOML specs are validated by them
+(:mod:`evalkit.spec`), and the Python API takes them as they are. Unknown fields are rejected.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+#: largest hidden layer / batch accepted (a typo such as 2000000000 is refused before any allocation)
+MAX_WIDTH = 1 << 16
+#: reader options a data file may take (``--label-file`` ...); see ``evalkit datasets``
+READER_OPTIONS = ("label_file", "meka_labels", "label_columns", "label_prefix", "label_list_column",
+                  "label_sep", "drop_columns")
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("expected a finite number")
+    return v
+
 
 class RunConfig(BaseModel):
-    """Everything that defines one ``evalkit run``. Unknown fields are rejected."""
+    """Everything that defines one ``evalkit run`` (train, tune thresholds, evaluate, track).
+
+    Every field is an ``evalkit run --FIELD`` option (``register_model`` is ``--register``; the
+    ``reader_options`` keys are ``--label-file`` ...; ``loss_options`` is ``--loss-option KEY=VALUE``)
+    and a key of an experiment spec (``experiments/*.toml``).
+
+    Raises:
+        pydantic.ValidationError: a value of the wrong type or out of range, or an unknown field.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # data
-    dataset: str = "yeast"
-    test_dataset: str | None = None
-    reader_options: dict[str, Any] = Field(default_factory=dict)
-    val_size: float = Field(0.2, gt=0, lt=1)
-    test_size: float = Field(0.3, gt=0, lt=1)
-    standardize: bool = True
-    # model
-    model: str = "mlp"
-    # defaults chosen on yeast / emotions / scene (README "evalkit run"): one wide hidden layer with
-    # strong dropout and Gaussian input noise, early-stopped on validation mAP
-    hidden: list[int] = Field(default_factory=lambda: [1024])
-    dropout: float = Field(0.5, ge=0, lt=1)
-    activation: str = "relu"
-    batch_norm: bool = False
+    dataset: str = Field("yeast", description="Built-in dataset name (yeast) or a data file (see `evalkit datasets`).")
+    test_dataset: str | None = Field(None, description="Test file; default: the standard split or a stratified split.")
+    reader_options: dict[str, Any] = Field(default_factory=dict, description="Reader options (label_file, label_columns, ...).")
+    val_size: float = Field(0.2, gt=0, lt=1, description="Validation fraction of the training data (used with --folds 1).")
+    test_size: float = Field(0.3, gt=0, lt=1, description="Test fraction of a stratified split when there is no test file.")
+    standardize: bool = Field(True, description="Standardise features with the training split's mean and std.")
+    # model: defaults chosen on yeast / emotions / scene (README "evalkit run"): one wide hidden
+    # layer with strong dropout and Gaussian input noise, early-stopped on validation mAP
+    model: str = Field("mlp", description="Architecture: mlp, linear, or cnn (images (N, 3, H, W) from .npz).")
+    hidden: list[int] = Field(default_factory=lambda: [1024], description="MLP hidden sizes, e.g. 256 or 512,256.")
+    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout after each hidden layer, in [0, 1).")
+    activation: Literal["relu", "gelu", "tanh", "silu"] = Field("relu", description="Hidden-layer activation.")
+    batch_norm: bool = Field(False, description="Batch normalisation after each hidden layer.")
     # loss
-    loss: str = "bce"
-    loss_options: dict[str, float] = Field(default_factory=dict)
+    loss: str = Field("bce", description="bce, bce-pos-weight, soft-margin, margin, focal, asl (see `evalkit losses`).")
+    loss_options: dict[str, float] = Field(default_factory=dict, description="Loss option KEY=VALUE, repeatable (e.g. gamma=2).")
     # training
-    optimizer: Literal["adam", "adamw"] = "adamw"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    epochs: int = Field(150, ge=1)
-    batch_size: int = Field(64, ge=1)
-    patience: int = Field(15, ge=1)
-    monitor: Literal["val_loss", "val_map", "val_micro_f2", "val_macro_f2", "none"] = "val_map"
-    input_noise: float = Field(0.8, ge=0)  # std of Gaussian noise added to standardised train features
-    # cross-fitting: 1 = train once, tune thresholds on the validation split; K > 1 = K models on K
-    # folds of train + validation, thresholds tuned on their out-of-fold scores, test scored by the
-    # mean of the K models' probabilities
-    folds: int = Field(5, ge=1, le=20)
-    seed: int = 0
-    device: str = "auto"
-    # CPU threads for torch: evalkit's MLPs are small, so one thread is fastest, and much faster
-    # than several when the cores are shared (measured 5 s vs 150 s for 30 yeast epochs under load)
-    threads: int = Field(1, ge=1)
+    optimizer: Literal["adam", "adamw"] = Field("adamw", description="Optimizer.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="Weight decay.")
+    epochs: int = Field(150, ge=1, le=100_000, description="Maximum epochs.")
+    batch_size: int = Field(64, ge=1, le=MAX_WIDTH, description="Mini-batch size.")
+    patience: int = Field(15, ge=1, description="Early-stopping patience in epochs.")
+    monitor: Literal["val_loss", "val_map", "val_micro_f2", "val_macro_f2", "none"] = Field(
+        "val_map", description="Early stopping on val_loss, val_map, val_micro_f2, val_macro_f2 or none.")
+    input_noise: float = Field(0.8, ge=0, description="Std of Gaussian noise added to the standardised training features (0 = off).")
+    folds: int = Field(5, ge=1, le=20, description="Cross-fitting: K models on K folds of train + validation, thresholds tuned "
+                       "on out-of-fold scores; 1 = one model and a validation split.")
+    seed: int = Field(0, description="Random seed (splits, init, shuffling).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
+    # one thread: evalkit's MLPs are small, and several threads are much slower on shared cores
+    # (measured 5 s vs 150 s for 30 yeast epochs under load)
+    threads: int = Field(1, ge=1, le=1024, description="CPU threads for torch (1 is fastest for small MLPs, above all on shared cores).")
     # evaluation
-    threshold: str = "joint"  # see evalkit.thresholds.STRATEGIES
-    objective: Literal["micro-fbeta", "macro-fbeta", "mean-fbeta"] = "mean-fbeta"  # what global (and per-class fallback) tuning maximises
-    beta: float = Field(2.0, gt=0)
+    threshold: str = Field("joint", description="joint, global, per-class, fixed:T, top-k:K or pcut; fitted on validation only.")
+    objective: Literal["micro-fbeta", "macro-fbeta", "mean-fbeta"] = Field(
+        "mean-fbeta", description="What threshold tuning maximises: micro-fbeta, macro-fbeta or mean-fbeta (their mean), with --beta.")
+    beta: float = Field(2.0, gt=0, description="Beta of the reported and tuned F-beta (2 = recall weighs 4x).")
     # tracking / output
-    experiment: str = "evalkit"
-    tracking_uri: str | None = None
-    run_name: str | None = None
-    log_model: bool = True
-    register_model: str | None = None  # --register: register the logged model under this name in the MLflow model registry
-    alias: str | None = None  # and point this alias (e.g. champion) at the new version
-    output: str | None = None
+    experiment: str = Field("evalkit", description="MLflow experiment name.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")
+    run_name: str | None = Field(None, description="MLflow run name.")
+    log_model: bool = Field(True, description="Log the model to MLflow.")
+    register_model: str | None = Field(None, description="Register the logged model under NAME in the MLflow model registry.")
+    alias: str | None = Field(None, description="Point this alias (e.g. champion) of --register NAME at the new version.")
+    output: str | None = Field(None, description="Write the report JSON here.")
 
     @field_validator("hidden")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError("hidden layer sizes must be positive")
+        if any(h < 1 or h > MAX_WIDTH for h in v):
+            raise ValueError(f"hidden layer sizes must lie in 1..{MAX_WIDTH}")
         return v
 
+    @field_validator("lr", "weight_decay", "beta", "input_noise", "dropout", "val_size", "test_size")
+    @classmethod
+    def _is_finite(cls, v: float) -> float:
+        return _finite(v)
+
     def params(self) -> dict[str, Any]:
-        """Flat params for tracking (loss options as ``loss.<name>``)."""
+        """Flat params for tracking: every field but paths of outputs, ``hidden`` as ``"512,256"``,
+        loss options as ``loss.<name>`` (with their defaults) and reader options as ``data.<name>``."""
         from evalkit.losses import loss_options
 
         p = self.model_dump(exclude={"reader_options", "loss_options", "tracking_uri", "output", "experiment", "run_name"})
@@ -79,3 +111,85 @@ class RunConfig(BaseModel):
         for k, v in self.reader_options.items():
             p[f"data.{k}"] = v
         return p
+
+
+class EvaluateJobConfig(BaseModel):
+    """Everything that defines one ``evalkit evaluate`` job: what to evaluate (``predictions`` or
+    ``model``), how (thresholds, beta), its quality gates, and where the run is tracked.
+
+    The ``[evaluate]`` table of a job spec (``evalkit evaluate --spec FILE``) holds these fields.
+
+    Raises:
+        pydantic.ValidationError: a value of the wrong type or out of range, or an unknown field.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # what
+    predictions: str | None = Field(None, description="Predictions file: .npz (targets + logits or probabilities), .parquet or .csv.")
+    model: str | None = Field(None, description="Model to evaluate: runs:/<id>/<name>, models:/<name>/<version>, "
+                              "models:/<name>@<alias>, or a TorchScript / .pt2 / state_dict file.")
+    dataset: str | None = Field(None, description="With --model: built-in name or data file, evaluated on its test split "
+                                "(default: the model's training data).")
+    test_dataset: str | None = Field(None, description="With --model: a test file, evaluated whole.")
+    reader_options: dict[str, Any] = Field(default_factory=dict, description="Reader options (label_file, label_columns, ...).")
+    arch: str | None = Field(None, description="Architecture of a state_dict file: linear, mlp or cnn.")
+    hidden: list[int] | None = Field(None, description="MLP hidden sizes of a state_dict file, e.g. 256 or 512,256.")
+    trust_pickle: bool = Field(False, description="Allow loading a pickled model (runs code from the file: trusted files only).")
+    preprocess: str | None = Field(None, description="preprocess.json of a model file (default: <model>.preprocess.json "
+                                   "or preprocess.json next to it).")
+    scores: Literal["logits", "probabilities"] = Field("logits", description="What --model outputs: logits or probabilities "
+                                                       "(the model ends with a sigmoid).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="With --model: auto picks CUDA when available.")
+    amp: Literal["bf16", "fp16"] | None = Field(None, description="With --model on CUDA: bf16 or fp16 autocast (ignored on CPU).")
+    label_map: str | None = Field(None, description="With --model: CSV (source,target) or JSON {source: target} mapping "
+                                  "labels to a coarser set.")
+    map_reduce: Literal["max", "sum", "mean"] = Field("max", description="How --label-map combines source probabilities: "
+                                                      "max, sum (clipped to 1) or mean.")
+    # how
+    threshold: str | None = Field(None, description="A cut in (0, 1), a comma list (one per label), or a JSON/CSV file of "
+                                  "per-label cuts. Default 0.5; with --model: the thresholds its run chose.")
+    beta: float = Field(2.0, gt=0, description="Beta of the reported F-beta.")
+    threshold_free: Literal["exact", "streaming", "none"] = Field(
+        "exact", description="exact (matches scikit-learn), streaming (O(C x bins) memory) or none.")
+    batch_size: int = Field(65536, ge=1, le=1 << 24, description="Rows read (or scored) per batch.")
+    output: str | None = Field(None, description="Write the report JSON here.")
+    per_class: bool = Field(True, description="Print the per-class table.")
+    # gates
+    gates: list[str] = Field(default_factory=list, description='Gate METRIC OP NUMBER (OP: >=, >, <=, <), repeatable, '
+                             'e.g. "test/macro_f2>=0.55"; exit 1 when one fails.')
+    baseline: str | None = Field(None, description="Baseline of --max-drop: last (last finished run of this --job), champion "
+                                 "(run behind models:/NAME@champion), models:/NAME@ALIAS, or a run id.")
+    max_drop: list[str] = Field(default_factory=list, description="Relative gate METRIC=AMOUNT: at most AMOUNT worse than the "
+                                "baseline, repeatable, e.g. test/macro_f2=0.01.")
+    # tracking
+    trigger: Literal["manual", "scheduled"] = Field("manual", description="Tag evalkit.trigger of the MLflow run: manual or "
+                                                    "scheduled (cron / CI).")
+    job: str | None = Field(None, description="Job name (tag evalkit.job; --baseline last compares within it); default: the "
+                            "predictions file name or the model.")
+    experiment: str = Field("evalkit", description="MLflow experiment name.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")
+    track: bool = Field(True, description="Log the evaluation as an MLflow run.")
+    tracking_timeout: float = Field(10.0, gt=0, le=3600, description="Seconds to wait for the tracking store before failing "
+                                    "with exit 3 (results are spooled to mlruns/spool; see sync-spool).")
+
+    @field_validator("beta", "tracking_timeout")
+    @classmethod
+    def _is_finite(cls, v: float) -> float:
+        return _finite(v)
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and any(h < 1 or h > MAX_WIDTH for h in v):
+            raise ValueError(f"hidden layer sizes must lie in 1..{MAX_WIDTH}")
+        return v
+
+    @property
+    def job_name(self) -> str:
+        """``job``, else the predictions file name, else the model spec."""
+        from pathlib import Path
+
+        if self.job:
+            return self.job
+        return Path(self.predictions).name if self.predictions else str(self.model)

@@ -50,31 +50,6 @@ def history_frame(tracking_uri: str, experiment: str, metrics=DEFAULT_METRICS, *
     return out.sort_values("start_time", kind="stable").reset_index(drop=True)[cols]
 
 
-def render_history(df, console, metrics=DEFAULT_METRICS, title: str = "") -> None:
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for c in ("time (UTC)", "run", "job", "gate", "status"):
-        t.add_column(c)
-    for m in metrics:
-        t.add_column(m, justify="right")
-    prev: dict = {}
-    for _, row in df.iterrows():
-        cells = [row["start_time"].strftime("%Y-%m-%d %H:%M"), row["run_id"][:8], str(row["job"] or "—"),
-                 {"fail": "[red]fail[/]", "pass": "[green]pass[/]"}.get(row["gate"], str(row["gate"] or "—")),
-                 str(row["status"])]
-        for m in metrics:
-            v = row[m]
-            text = "—" if v != v else f"{v:.4f}"
-            if v == v and m in prev and prev[m] == prev[m]:
-                d = v - prev[m]
-                text += f" ({d:+.4f})" if abs(d) >= 5e-5 else ""
-            cells.append(text)
-            prev[m] = v
-        t.add_row(*cells)
-    console.print(t)
-
-
 def plot_history(df, metrics=DEFAULT_METRICS, path: str | None = None, title: str = ""):
     """Line plot of each metric over time; runs whose gate failed get a red cross. Saved as PNG to
     ``path`` when given. Returns the matplotlib Figure."""
@@ -102,27 +77,3 @@ def plot_history(df, metrics=DEFAULT_METRICS, path: str | None = None, title: st
         p.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(p, dpi=100)
     return fig
-
-
-def show_history(tracking_uri: str, experiment: str, console, metrics=DEFAULT_METRICS, *, trigger=None, job=None,
-                 plot: str | None = None, fmt: str = "table") -> object:
-    """Table (or CSV / JSON on stdout) and optional PNG plot of a job's history; returns the frame."""
-    import sys
-
-    metrics = tuple(metrics) or DEFAULT_METRICS
-    df = history_frame(tracking_uri, experiment, metrics, trigger=trigger, job=job)
-    what = " ".join(x for x in (f"trigger={trigger}" if trigger else "", f"job={job}" if job else "") if x)
-    title = f"History of experiment '{experiment}' ({what}): {len(df)} runs"
-    if fmt == "csv":
-        sys.stdout.write(df.to_csv(index=False))
-    elif fmt == "json":
-        sys.stdout.write(df.to_json(orient="records", indent=2, date_format="iso") + "\n")
-    else:
-        render_history(df, console, metrics, title)
-    if plot:
-        import matplotlib.pyplot as plt
-
-        plt.close(plot_history(df, metrics, plot, title))
-        if fmt == "table":
-            console.print(f"Plot written to {plot}")
-    return df

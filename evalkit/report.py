@@ -49,24 +49,46 @@ CLASS_METRICS = ("support", "tp", "fp", "fn", "tn", "accuracy", "precision", "re
 
 
 class Report(dict):
-    """An evaluation report: a ``dict`` with the JSON schema above, plus helpers for notebooks."""
+    """An evaluation report: a read-only ``dict`` with the JSON schema above, plus helpers.
+
+    A report is built once (:func:`build_report`) and never changed: adding blocks after the fact
+    (the gates of a job, the MLflow run id) makes a new report with :meth:`extend`.
+
+    Raises:
+        TypeError: on any attempt to modify it in place.
+    """
+
+    def _readonly(self, *args, **kwargs):
+        raise TypeError("a Report is immutable; use report.extend(key=value) for a new one")
+
+    __setitem__ = __delitem__ = _readonly  # type: ignore[assignment]
+    update = pop = popitem = clear = setdefault = _readonly  # type: ignore[assignment]
+
+    def extend(self, **blocks: Any) -> "Report":
+        """A new report with ``blocks`` added (or replaced); this one is unchanged."""
+        return Report({**self, **blocks})
 
     def to_json(self, indent: int = 2) -> str:
+        """The report as JSON text (numpy values converted)."""
         return json.dumps(self, indent=indent, default=_json_default)
 
     def write_json(self, path: str | os.PathLike) -> Path:
+        """Write the report JSON atomically (see :func:`write_json_atomic`)."""
         return write_json_atomic(self, path)
 
     def metrics(self, split: str = "test") -> dict[str, float]:
+        """Tracked metric names -> values (:func:`metric_keys`)."""
         return metric_keys(self, split)
 
     def per_class_frame(self):
+        """The per-class rows as a ``pandas.DataFrame`` (one row per label)."""
         import pandas as pd
 
         return pd.DataFrame(self["per_class"])
 
     @property
     def fbeta_key(self) -> str:
+        """The key of the reported F-beta (``"f2"``)."""
         return fbeta_key(self.get("beta", 2.0))
 
 
@@ -79,20 +101,27 @@ def build_report(
     *,
     dataset: dict,
     scores: str,
-    strategy: str,
     thresholds,
     beta: float,
     **extra: Any,
 ) -> Report:
-    """Assemble a :class:`Report` from the metric engine's output and run context."""
+    """Assemble the :class:`Report` from the metric engine's output and the run context.
+
+    Args:
+        metrics: ``{"summary": ..., "per_class": [...]}`` from the metric engine.
+        dataset: ``name``, ``n_samples``, ``n_labels``, ``digest``.
+        scores: ``"logits"`` or ``"probabilities"`` (what the evaluated scores were).
+        thresholds: the :class:`evalkit.thresholds.Thresholds` that made the decisions.
+        beta: the reported F-beta's beta.
+        extra: further top-level blocks (``training``, ``model``, ``notes``, ...).
+    """
     from evalkit import __version__
 
-    values = [float(t) for t in thresholds]
     return Report(
         evalkit_version=__version__,
         dataset=dataset,
         scores=scores,
-        threshold={"strategy": strategy, "values": values},
+        threshold=thresholds.to_dict(),
         beta=float(beta),
         summary=metrics["summary"],
         per_class=metrics["per_class"],
@@ -175,72 +204,3 @@ def write_csv_atomic(frame, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-# ----------------------------------------------------------------------------- terminal rendering
-
-def _fmt(v, digits: int = 4) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, int):
-        return str(v)
-    return f"{v:.{digits}f}"
-
-
-def render(report: dict, console=None, *, per_class: bool = True, title: str = "Test split") -> None:
-    """Print the summary table, the per-class table and the notes that explain them (rich)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    s = report["summary"]
-    fk = fbeta_key(report.get("beta", 2.0))
-    cols = ["accuracy", "precision", "recall", "f1"] + ([fk] if fk != "f1" else [])
-    ds = report["dataset"]
-    t = Table(title=f"{title}: {ds['name']} — {ds['n_samples']} samples × {ds['n_labels']} labels "
-                    f"(threshold {report['threshold']['strategy']})", title_justify="left")
-    t.add_column("average")
-    for c in cols:
-        t.add_column(c.upper() if c.startswith("f") else c, justify="right")
-    for avg in AVERAGES:
-        t.add_row(avg, *(_fmt(s[avg].get(c)) for c in cols))
-    console.print(t)
-    lines = [
-        f"subset accuracy (exact match) [bold]{_fmt(s['subset_accuracy'])}[/]   "
-        f"Hamming loss [bold]{_fmt(s['hamming_loss'])}[/]   "
-        f"mAP [bold]{_fmt(s.get('mean_average_precision'))}[/]   "
-        f"macro AUROC [bold]{_fmt(s.get('macro_auroc'))}[/]",
-    ]
-    if s.get("label_ranking_average_precision") is not None:
-        lines.append(
-            f"ranking: LRAP {_fmt(s['label_ranking_average_precision'])}   "
-            f"coverage error {_fmt(s.get('coverage_error'), 2)}   ranking loss {_fmt(s.get('label_ranking_loss'))}"
-        )
-    for line in lines:
-        console.print(line)
-    ref = report.get("reference_at_0.5")
-    if per_class:
-        pt = Table(title="Per class", title_justify="left")
-        names = ["label", "support", "tp", "fp", "fn", "tn", "precision", "recall", "f1"]
-        names += ([fk] if fk != "f1" else []) + ["accuracy", "average_precision", "auroc", "threshold"]
-        for n in names:
-            header = {"average_precision": "AP", "auroc": "AUROC", "threshold": "thr"}.get(n, n)
-            pt.add_column(header.upper() if n.startswith("f") and n != "fp" and n != "fn" else header,
-                          justify="left" if n == "label" else "right", no_wrap=n == "label")
-        for row in report["per_class"]:
-            pt.add_row(*(str(row[n]) if n == "label" else _fmt(row.get(n), 3) for n in names))
-        console.print(pt)
-    beta = report.get("beta", 2.0)
-    console.print(
-        "[dim]Notes: 'accuracy' is label-wise accuracy = 1 − Hamming loss; it is identical for the micro, "
-        "macro and samples averages and is inflated by the many true negatives. Subset accuracy is the "
-        f"strict exact-match ratio. F{beta:g} weighs recall {beta * beta:g}× as much as precision "
-        f"(beta={beta:g}). Predictions use probability >= threshold; undefined values (—) are left out "
-        "of macro means.[/]"
-    )
-    if ref:
-        rs = ref["summary"]
-        console.print(
-            f"[dim]For reference at a fixed 0.5 cut: micro-{fk.upper()} {_fmt(rs['micro'].get(fk))}, "
-            f"macro-{fk.upper()} {_fmt(rs['macro'].get(fk))}, subset accuracy {_fmt(rs['subset_accuracy'])}.[/]"
-        )

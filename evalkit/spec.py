@@ -115,7 +115,8 @@ def _cell_text(cell: dict) -> str:
 def _problem(err: dict) -> str:
     msg = err["msg"]
     if err.get("type") == "extra_forbidden":
-        return "unknown field (expected a RunConfig field, see `evalkit run --help`, or [grid])"
+        return "unknown field (expected a RunConfig field, see `evalkit run --help`, or [grid])" \
+            if len(err.get("loc", ())) <= 1 else "unknown field"
     if "input" in err and err.get("type") not in ("missing",):
         return f"{msg} (got {err['input']!r})"
     return msg
@@ -174,20 +175,10 @@ def load_spec(path: str | Path) -> Spec:
     Raises:
         InputError: missing file, TOML syntax error (``file:line: ...``), a malformed ``[grid]``.
     """
-    import tomllib
-
     from evalkit.config import RunConfig
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: no such spec file (expected an experiments/*.toml file)")
-    text = p.read_text(encoding="utf-8")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = re.search(r"line (\d+)", str(e))
-        line = m.group(1) if m else "1"
-        raise InputError(f"{path}:{line}: TOML syntax: {str(e).split(' (at line')[0]}") from None
+    text, data = _read_toml(p, "an experiments/*.toml spec file")
     grid = data.pop("grid", {})
     if not isinstance(grid, dict):
         raise InputError(f"{path}:{find_line(text, ('grid',))}: grid: expected a [grid] table of field = [values]")
@@ -223,3 +214,56 @@ def _resolve_paths(data: dict, grid: dict, base: Path) -> None:
             data[key] = fix(data[key])
         if key in grid:
             grid[key] = [fix(v) for v in grid[key]]
+
+
+def _read_toml(path: str | Path, what: str, syntax: str = "TOML syntax") -> tuple[str, dict]:
+    """``(text, data)`` of a TOML file. Raises InputError: missing / unreadable / non-UTF-8 file or a
+    TOML syntax error (``file:line: TOML syntax: ...``)."""
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        kind = "a directory" if p.is_dir() else "no such spec file"
+        raise InputError(f"{path}: {kind}; expected {what}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text; expected {what} in UTF-8") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        line = m.group(1) if m else (len(text.splitlines()) or 1)
+        raise InputError(f"{path}:{line}: {syntax}: {str(e).split(' (at ')[0]}") from None
+
+
+def load_evaluate_spec(path: str) -> dict[str, Any]:
+    """Read the ``[evaluate]`` table of a TOML job spec (``evaluate --spec FILE``) as option values
+    (:class:`~evalkit.config.EvaluateJobConfig` fields; ``gates`` becomes the ``gate`` option).
+
+    Raises:
+        InputError: missing or unreadable file, TOML syntax error (``file:line: problem``), unknown or
+            ill-typed keys (``file:line: evaluate.key: problem``).
+    """
+    from pydantic import ValidationError
+
+    from evalkit.config import EvaluateJobConfig
+
+    text, data = _read_toml(path, "a TOML job spec with an [evaluate] table", "invalid TOML")
+    section = data.get("evaluate")
+    if not isinstance(section, dict):
+        raise InputError(f"{path}:1: evaluate: missing [evaluate] table")
+    try:
+        EvaluateJobConfig(**section)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ("evaluate", *(str(x) for x in err["loc"]))
+        line = find_line(text, loc[1:], section="evaluate")
+        raise InputError(f"{path}:{line}: {'.'.join(loc)}: {_problem(err)}") from None
+    values = dict(section)
+    if "gates" in values:  # the option is --gate (repeatable)
+        values["gate"] = values.pop("gates")
+    return values

@@ -1,0 +1,327 @@
+"""The ``evalkit`` command line: a thin typed layer over the Python API (:mod:`evalkit.workflows`).
+
+Options of ``run`` and ``evaluate`` are derived from :class:`~evalkit.config.RunConfig` and
+:class:`~evalkit.config.EvaluateJobConfig` (:mod:`evalkit.cli.options`); rendering lives in
+:mod:`evalkit.cli.ui`. Exit codes: 0 success (all gates pass), 1 a gate failed, 2 bad input or
+usage, 3 infrastructure fault (tracking store unreachable, model not loadable), 130/143 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+import typer
+
+from evalkit.cli.options import collect, parameters, validation_message, with_parameters
+from evalkit.config import EvaluateJobConfig, RunConfig
+from evalkit.errors import EXIT_BAD_INPUT, EvalkitError, InputError
+
+app = typer.Typer(
+    name="evalkit",
+    help="Multi-label classification experiments: train with a chosen loss, evaluate exactly, track in MLflow.\n\n"
+    "Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, 3 infrastructure fault "
+    "(tracking store unreachable, model not loadable), 130/143 interrupted. "
+    "Add --debug anywhere on the command line to show the traceback of an error (the exit code stays the same).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEBUG = False
+
+
+def console(stderr: bool = False):
+    """A rich console for stdout (or stderr); 160 columns when not a terminal (cron logs, CI)."""
+    import os
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 160
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+def _fail(message: str, code: int) -> None:
+    if DEBUG:
+        import traceback
+
+        traceback.print_exc()
+    console(stderr=True).print("[red]error:[/] ", end="")
+    console(stderr=True).print(message, markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors():
+    """Turn evalkit / validation errors into one line on stderr and the documented exit code
+    (with ``--debug`` the traceback is printed too; the exit code does not change)."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except EvalkitError as e:
+        _fail(str(e), e.exit_code)
+    except ValidationError as e:
+        _fail(validation_message(e), EXIT_BAD_INPUT)
+    except KeyboardInterrupt as e:
+        from evalkit.tracking import Terminated
+
+        code = 143 if isinstance(e, Terminated) else 130
+        # RunLogger marks the interrupt when it ended a run KILLED; before any run there is nothing to claim
+        tail = "; MLflow run ended as KILLED" if getattr(e, "run_killed", False) else ""
+        console(stderr=True).print(f"interrupted ({'SIGTERM' if code == 143 else 'Ctrl-C'}){tail}", markup=False)
+        raise typer.Exit(code) from None
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM before a run starts ends the command like Ctrl-C (one line, exit 143); inside a run
+    the run's own handler takes over and ends it KILLED."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        from evalkit.tracking import Terminated
+
+        def handler(signum, frame):
+            raise Terminated("terminated by SIGTERM")
+
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from evalkit import __version__
+
+        typer.echo(f"evalkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", callback=_version,
+                                          is_eager=True)] = False,
+) -> None:
+    """Multi-label classification experiments: train with a chosen loss, evaluate exactly, track in MLflow."""
+
+
+# -- run -----------------------------------------------------------------------------------------------
+
+
+@app.command()
+@with_parameters(parameters(RunConfig))
+def run(
+    ctx: typer.Context,
+    spec: Annotated[Optional[str], typer.Argument(help="Experiment spec (experiments/*.toml): RunConfig fields and an "
+                                                  "optional \\[grid] table of runs; flags override it.")] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
+    **options: Any,
+) -> None:
+    """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.
+
+    Data files: see `evalkit datasets` for the formats and the --label-* options.
+    """
+    with user_errors():
+        from evalkit.cli.ui import ConsoleRenderer
+
+        overrides = collect(RunConfig, dict(options), ctx)
+        renderer = ConsoleRenderer(console())
+        if spec is not None:
+            from evalkit.workflows.grid import run_spec
+
+            run_spec(spec, overrides, track=track, on_event=renderer)
+            return
+        from evalkit.workflows.experiment import run_experiment
+
+        run_experiment(RunConfig(**overrides), track=track, on_event=renderer)
+
+
+# -- evaluate ------------------------------------------------------------------------------------------
+
+
+@app.command()
+@with_parameters(parameters(EvaluateJobConfig))
+def evaluate(
+    ctx: typer.Context,
+    spec: Annotated[Optional[str], typer.Option(help="TOML job spec; its \\[evaluate] table sets these options "
+                                                "(the command line wins).")] = None,
+    **options: Any,
+) -> None:
+    """Evaluate existing predictions (or a model) with the same report as `evalkit run`, and gate on it.
+
+    Exit codes: 0 all gates pass, 1 a gate failed, 2 bad input or usage, 3 infrastructure fault
+    (tracking store unreachable: the report is still written and the run spooled locally).
+    """
+    with user_errors():
+        from evalkit.cli.ui import ConsoleRenderer
+        from evalkit.workflows.job import evaluate_job
+
+        values: dict[str, Any] = {}
+        if spec:
+            from evalkit.spec import load_evaluate_spec
+
+            values = load_evaluate_spec(spec)
+            if "gate" in values:
+                values["gates"] = values.pop("gate")
+        given = collect(EvaluateJobConfig, dict(options), ctx)
+        if "reader_options" in given and "reader_options" in values:
+            given["reader_options"] = values["reader_options"] | given["reader_options"]
+        config = EvaluateJobConfig(**(values | given))
+        _terminate_on_sigterm()
+        out = console()
+        result = evaluate_job(config, on_event=_split_renderer(ConsoleRenderer(out), ConsoleRenderer(console(stderr=True))))
+        if result.error:
+            _fail(result.error, result.exit_code)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
+
+
+def _split_renderer(stdout_renderer, stderr_renderer):
+    """Notes and warnings of ``evaluate`` go to stderr (stdout holds the report)."""
+
+    def on_event(event) -> None:
+        (stderr_renderer if event.kind in ("note", "warning") else stdout_renderer)(event)
+
+    return on_event
+
+
+# -- listing commands ----------------------------------------------------------------------------------
+
+
+@app.command()
+def losses() -> None:
+    """List the available losses with their options and documented defaults."""
+    from rich.table import Table
+
+    from evalkit.losses import LOSSES
+
+    t = Table(title="Losses (--loss NAME, options with --loss-option KEY=VALUE)", title_justify="left", show_lines=True)
+    for col in ("name", "what it is", "when it helps", "options (default)"):
+        t.add_column(col)
+    for spec in LOSSES.values():
+        opts = "\n".join(f"{k}={v[0]:g}: {v[1]}" for k, v in spec.options.items()) or "—"
+        t.add_row(spec.name, spec.summary, spec.when, opts)
+    console().print(t)
+
+
+@app.command()
+def datasets() -> None:
+    """List the built-in datasets and the data file formats `--dataset FILE` accepts."""
+    from rich.table import Table
+
+    from evalkit.cli.options import READER_FLAGS
+    from evalkit.data.builtin import BUILTINS
+    from evalkit.data.readers import FORMATS
+
+    out = console()
+    t = Table(title="Built-in datasets (--dataset NAME)", title_justify="left")
+    t.add_column("name")
+    t.add_column("description")
+    for name, text in BUILTINS.items():
+        t.add_row(name, text)
+    out.print(t)
+    f = Table(title="File formats (--dataset FILE [--test-dataset FILE])", title_justify="left", show_lines=True)
+    f.add_column("extension")
+    f.add_column("what it holds")
+    for ext, text in FORMATS.items():
+        f.add_row(ext, text)
+    out.print(f)
+    o = Table(title="Reader options (evalkit run / evaluate)", title_justify="left")
+    o.add_column("option")
+    o.add_column("meaning")
+    for name, (_, help_) in READER_FLAGS.items():
+        o.add_row("--" + name.replace("_", "-"), help_)
+    out.print(o)
+    out.print("Without --test-dataset and without a standard split, --test-size (default "
+              f"{RunConfig.model_fields['test_size'].default}) of the data is held out by a seeded stratified split.")
+
+
+# -- compare -------------------------------------------------------------------------------------------
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def compare(
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = RunConfig.model_fields["experiment"].default,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
+    format: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")] = Format.table,
+    metric: Annotated[Optional[list[str]], typer.Option(help="Metric column, repeatable (default: headline test metrics).")] = None,
+    group_by: Annotated[str, typer.Option(help="Group runs by this param (mean ± std, ranking, paired test over seeds); 'none' lists every run.")] = "loss",
+    parent: Annotated[Optional[str], typer.Option(help="Compare the child runs of this grid parent run (default: the latest grid's, if any).")] = None,
+    rank_by: Annotated[Optional[str], typer.Option(help="Metric that ranks the groups (default: the first metric).")] = None,
+    log_plot: Annotated[bool, typer.Option("--log-plot", help="Log the grouped bar chart to the grid's parent run.")] = False,
+    trigger: Annotated[Optional[str], typer.Option(help="History mode: the runs tagged evalkit.trigger=TRIGGER (scheduled, manual) over time, as a table and --plot.")] = None,
+    job: Annotated[Optional[str], typer.Option(help="History mode: only the runs of this job (tag evalkit.job).")] = None,
+    plot: Annotated[Optional[str], typer.Option(help="Save a PNG: the grouped bar chart (with error bars), or in history mode the metrics over time.")] = None,
+) -> None:
+    """Compare the runs of an experiment: grouped by loss (mean ± std over seeds, ranked, with a paired
+    significance test of the best group's lead), or one row per run with --group-by none.
+
+    With --trigger / --job: the history of a scheduled job (oldest first) and its trend (--plot FILE).
+    """
+    with user_errors():
+        from evalkit.tracking import resolve_tracking_uri
+
+        uri = resolve_tracking_uri(tracking_uri)
+        if trigger or job:
+            from evalkit.cli.tables import show_history
+            from evalkit.history import DEFAULT_METRICS
+
+            show_history(uri, experiment, console(), tuple(metric or DEFAULT_METRICS), trigger=trigger, job=job,
+                         plot=plot, fmt=format.value)
+            return
+        from evalkit.cli.tables import show_compare
+
+        show_compare(uri, experiment, console(), group_by=None if group_by.lower() == "none" else group_by,
+                     metrics=tuple(metric) if metric else None, parent=parent, rank_by=rank_by, fmt=format.value,
+                     plot=plot, log_plot=log_plot)
+
+
+# -- spool ---------------------------------------------------------------------------------------------
+
+
+@app.command("sync-spool")
+def sync_spool(
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI to upload to (default: the store each run was meant for).")] = None,
+    spool_dir: Annotated[Optional[str], typer.Option(help="Spool directory (default $EVALKIT_SPOOL_DIR or mlruns/spool).")] = None,
+    tracking_timeout: Annotated[float, typer.Option(help="Seconds to wait for the tracking store.")] = EvaluateJobConfig.model_fields["tracking_timeout"].default,
+) -> None:
+    """Upload runs spooled while the tracking store was unreachable; each is removed once uploaded.
+
+    Exit codes: 0 all uploaded (or nothing to do), 3 the store is unreachable or some runs were kept.
+    """
+    with user_errors():
+        from evalkit.errors import InfraError
+        from evalkit.tracking import configure_http, resolve_tracking_uri
+        from evalkit.tracking import sync_spool as upload
+
+        if tracking_uri:
+            resolve_tracking_uri(tracking_uri)  # malformed URI: exit 2
+        configure_http(tracking_timeout)
+        out = console()
+        done, left = upload(tracking_uri, spool_dir, out)
+        out.print(f"{done} spooled run(s) uploaded; {left} left")
+        if left:
+            raise InfraError(f"sync-spool: {left} spooled run(s) could not be uploaded; they are kept")
+
+
+def main() -> None:
+    """Console-script entry point (handles ``--debug`` anywhere on the line)."""
+    global DEBUG
+    if "--debug" in sys.argv[1:]:
+        DEBUG = True
+        sys.argv = [a for a in sys.argv if a != "--debug"]
+    app()
+
+
+__all__ = ["app", "main", "InputError"]

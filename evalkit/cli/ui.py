@@ -1,0 +1,187 @@
+"""All terminal rendering of evalkit (rich): the report tables, the dataset summary, training
+progress, notes and warnings, gates, grid summaries. The CLI is the only caller; workflows emit
+events (:mod:`evalkit.workflows.events`) and :class:`ConsoleRenderer` turns them into output.
+
+Text that comes from data or the user (label names, paths, messages) is never read as markup.
+"""
+
+from __future__ import annotations
+
+from rich.markup import escape
+
+
+class ConsoleRenderer:
+    """An ``on_event`` callback that renders workflow events on a rich console (as ``evalkit`` does)."""
+
+    def __init__(self, console):
+        self.console = console
+        self._progress = None
+        self._task = None
+
+    def __call__(self, event) -> None:
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is not None:
+            handler(**event.data)
+
+    def _on_dataset(self, splits) -> None:
+        render_splits(splits, self.console)
+
+    def _on_warning(self, text: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {escape(text)}")
+
+    def _on_note(self, text: str) -> None:
+        self.console.print(f"note: {escape(text)}")
+
+    def _on_fold(self, k: int, folds: int, n_train: int, n_out_of_fold: int) -> None:
+        self.console.print(f"fold {k}/{folds}: {n_train} train, {n_out_of_fold} out-of-fold")
+
+    def _on_train_start(self, epochs: int, monitor: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.description}"), TimeElapsedColumn(), console=self.console)
+        self._progress.start()
+        self._task = self._progress.add_task("", total=epochs)
+
+    def _on_epoch(self, row: dict, monitor: str) -> None:
+        if self._progress is None:
+            return
+        desc = f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}"
+        if "val_metric" in row:
+            desc += f"  {monitor} {row['val_metric']:.4f}"
+        self._progress.update(self._task, advance=1, description=desc)
+
+    def _on_train_end(self, best_epoch: int, epochs_run: int, stopped_early: bool) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, total=epochs_run)
+            self._progress.stop()
+            self._progress = None
+        self.console.print(f"best epoch {best_epoch} of {epochs_run}" + (" (early stop)" if stopped_early else ""))
+
+    def _on_report(self, report, title: str, per_class=True) -> None:
+        render_report(report, self.console, per_class=per_class, title=title)
+
+    def _on_tracked(self, run_id: str, experiment: str, tracking_uri: str, registered_model=None) -> None:
+        self.console.print(f"MLflow run [bold]{run_id}[/] in experiment '{escape(experiment)}' ({escape(tracking_uri)})")
+        if registered_model:
+            self.console.print(f"Registered model [bold]{escape(registered_model)}[/]")
+
+    def _on_written(self, path: str, what: str) -> None:
+        self.console.print(f"{what} written to {escape(str(path))}")
+
+    def _on_grid_cell(self, i: int, n: int, label: str) -> None:
+        self.console.rule(f"grid cell {i}/{n}: {escape(label)}")
+
+    def _on_grid_summary(self, stats: dict, title: str) -> None:
+        from evalkit.cli.tables import render_groups
+
+        render_groups(stats, self.console, title=title)
+
+    def _on_grid_done(self, parent_run_id: str, runs: int, experiment: str) -> None:
+        self.console.print(f"MLflow parent run [bold]{parent_run_id}[/] with {runs} child runs; compare them with: "
+                           f"evalkit compare --experiment {escape(experiment)} --parent {parent_run_id}")
+
+    def _on_gates(self, block: dict) -> None:
+        render_gates(block, self.console)
+
+
+def render_splits(splits, console) -> None:
+    """The dataset summary table: samples, features, labels, cardinality, density per split."""
+    from rich.table import Table
+
+    t = Table(title=escape(f"Dataset {splits.name} (digest {splits.digest})"), title_justify="left")
+    for col in ("split", "samples", "features", "labels", "cardinality", "density", "labels with no positives"):
+        t.add_column(col, justify="left" if col in ("split", "labels with no positives") else "right")
+    for name in ("train", "val", "test"):
+        ds = getattr(splits, name)
+        empty = [n for n, s in zip(ds.label_names, ds.Y.sum(axis=0)) if s == 0]
+        t.add_row(name, str(ds.n_samples), str(ds.n_features), str(ds.n_labels), f"{ds.label_cardinality:.3f}",
+                  f"{ds.label_density:.3f}", escape(", ".join(empty)) or "—")
+    console.print(t)
+
+
+def render_gates(block: dict, console) -> None:
+    """One line per gate result (PASS / FAIL / SKIP / UNKNOWN) under the overall verdict."""
+    from evalkit.gates import describe
+
+    if not block["results"]:
+        return
+    b = block.get("baseline") or {}
+    head = f"Gates: {block['status'].upper()}"
+    if block["status"] == "unknown":
+        head += " (a baseline could not be read)"
+    if b.get("run_id"):
+        head += f" (baseline {b['source']}: run {b['run_id']})"
+    console.print(f"[bold {'red' if block['status'] == 'fail' else 'green'}]{escape(head)}[/]")
+    for r in block["results"]:
+        mark = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]SKIP[/]",
+                "unknown": "[yellow]UNKNOWN[/]"}[r["status"]]
+        console.print(f"  {mark} {escape(describe(r))}")
+
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, int):
+        return str(v)
+    return f"{v:.{digits}f}"
+
+
+def render_report(report: dict, console, *, per_class: bool = True, title: str = "Test split") -> None:
+    """Print the summary table, the per-class table and the notes that explain them (rich)."""
+    from rich.table import Table
+
+    from evalkit.report import AVERAGES, fbeta_key
+
+    s = report["summary"]
+    fk = fbeta_key(report.get("beta", 2.0))
+    cols = ["accuracy", "precision", "recall", "f1"] + ([fk] if fk != "f1" else [])
+    ds = report["dataset"]
+    t = Table(title=escape(f"{title}: {ds['name']} — {ds['n_samples']} samples × {ds['n_labels']} labels "
+                    f"(threshold {report['threshold']['strategy']})"), title_justify="left")
+    t.add_column("average")
+    for c in cols:
+        t.add_column(c.upper() if c.startswith("f") else c, justify="right")
+    for avg in AVERAGES:
+        t.add_row(avg, *(_fmt(s[avg].get(c)) for c in cols))
+    console.print(t)
+    lines = [
+        f"subset accuracy (exact match) [bold]{_fmt(s['subset_accuracy'])}[/]   "
+        f"Hamming loss [bold]{_fmt(s['hamming_loss'])}[/]   "
+        f"mAP [bold]{_fmt(s.get('mean_average_precision'))}[/]   "
+        f"macro AUROC [bold]{_fmt(s.get('macro_auroc'))}[/]",
+    ]
+    if s.get("label_ranking_average_precision") is not None:
+        lines.append(
+            f"ranking: LRAP {_fmt(s['label_ranking_average_precision'])}   "
+            f"coverage error {_fmt(s.get('coverage_error'), 2)}   ranking loss {_fmt(s.get('label_ranking_loss'))}"
+        )
+    for line in lines:
+        console.print(line)
+    ref = report.get("reference_at_0.5")
+    if per_class:
+        pt = Table(title="Per class", title_justify="left")
+        names = ["label", "support", "tp", "fp", "fn", "tn", "precision", "recall", "f1"]
+        names += ([fk] if fk != "f1" else []) + ["accuracy", "average_precision", "auroc", "threshold"]
+        for n in names:
+            header = {"average_precision": "AP", "auroc": "AUROC", "threshold": "thr"}.get(n, n)
+            pt.add_column(header.upper() if n.startswith("f") and n != "fp" and n != "fn" else header,
+                          justify="left" if n == "label" else "right", no_wrap=n == "label")
+        for row in report["per_class"]:
+            pt.add_row(*(escape(str(row[n])) if n == "label" else _fmt(row.get(n), 3) for n in names))
+        console.print(pt)
+    beta = report.get("beta", 2.0)
+    console.print(
+        "[dim]Notes: 'accuracy' is label-wise accuracy = 1 − Hamming loss; it is identical for the micro, "
+        "macro and samples averages and is inflated by the many true negatives. Subset accuracy is the "
+        f"strict exact-match ratio. F{beta:g} weighs recall {beta * beta:g}× as much as precision "
+        f"(beta={beta:g}). Predictions use probability >= threshold; undefined values (—) are left out "
+        "of macro means.[/]"
+    )
+    if ref:
+        rs = ref["summary"]
+        console.print(
+            f"[dim]For reference at a fixed 0.5 cut: micro-{fk.upper()} {_fmt(rs['micro'].get(fk))}, "
+            f"macro-{fk.upper()} {_fmt(rs['macro'].get(fk))}, subset accuracy {_fmt(rs['subset_accuracy'])}.[/]"
+        )

@@ -1,0 +1,118 @@
+"""What a training run logs besides params: dataset inputs and summary, metrics, the report, the
+per-class table, thresholds, the preprocessing record, the model and the plots.
+
+Each function takes an open run (:class:`evalkit.tracking.RunLogger`) and prints nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.config import RunConfig
+from evalkit.report import Report
+
+
+def log_dataset(run, splits) -> None:
+    """Dataset inputs (``mlflow.log_input``, full-content digests) and the summary artifacts:
+    ``dataset/summary.json``, ``dataset/cooccurrence.csv`` and ``dataset/cooccurrence.png``."""
+    from evalkit.data.summary import cooccurrence, plot_cooccurrence, summarize
+
+    run.log_dataset(splits.train.X, splits.train.Y, name=splits.name, digest=splits.digest, context="training")
+    run.log_dataset(splits.test.X, splits.test.Y, name=f"{splits.name}-test", digest=splits.test.digest,
+                    context="testing")
+    summary = summarize(splits)
+    Y = np.concatenate([splits.train.Y, splits.val.Y, splits.test.Y])
+    co = cooccurrence(Y, splits.label_names)
+    run.log_dict({"name": splits.name, "digest": splits.digest, "splits": summary,
+                  "cooccurrence": "dataset/cooccurrence.csv (all splits)"}, "dataset/summary.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cooccurrence.csv"
+        co.to_csv(path)
+        run.log_artifact(path, "dataset")
+    run.log_figure(plot_cooccurrence(co, title=f"Label co-occurrence: {splits.name} (all splits)"),
+                   "dataset/cooccurrence.png")
+
+
+def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:
+    """The ``preprocess.json`` record of a run: where the data came from, its train statistics, the
+    thresholds and the architecture (what ``evaluate --model`` needs to reproduce the run)."""
+    from evalkit.model_io import preprocess_record
+
+    def where(spec):
+        return str(Path(spec).resolve()) if spec and Path(spec).exists() else spec
+
+    mean, std = std_stats if std_stats is not None else (None, None)
+    return preprocess_record(
+        dataset={"spec": where(config.dataset), "test_dataset": where(config.test_dataset),
+                 "reader_options": dict(config.reader_options), "name": splits.name, "digest": splits.digest,
+                 "test_size": config.test_size, "val_size": config.val_size, "seed": config.seed},
+        input_shape=splits.train.X.shape[1:], label_names=splits.label_names, standardize=std_stats is not None,
+        mean=mean, std=std, threshold=thresholds.to_dict(),
+        model={"arch": config.model, "hidden": list(config.hidden), "dropout": config.dropout,
+               "activation": config.activation, "batch_norm": config.batch_norm},
+    )
+
+
+def log_report(run, report: Report, extra_metrics: dict[str, float] | None = None) -> None:
+    """The report's tracked metrics (one batch), ``report.json`` and ``per_class.csv``."""
+    from evalkit.report import write_csv_atomic
+
+    run.log_metrics(report.metrics("test") | dict(extra_metrics or {}))
+    run.log_dict(dict(report), "report.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        run.log_artifact(write_csv_atomic(report.per_class_frame(), Path(tmp) / "per_class.csv"))
+
+
+def log_run_results(run, report: Report, model, input_example: np.ndarray, *, config: RunConfig, preprocess: dict,
+                    thresholds, val, test) -> str | None:
+    """Everything a training run logs after evaluation. Returns the registered model
+    (``models:/NAME/VERSION``, with the alias when set) or ``None``.
+
+    Args:
+        val / test: ``(probabilities (N, C), targets (N, C))`` of the validation (out-of-fold) and test splits.
+    """
+    from evalkit.model_io import PREPROCESS_FILE
+    from evalkit.report import metric_keys
+    from evalkit.workflows.experiment import REFERENCE_SPLIT
+
+    ref = report.get("reference_at_0.5")
+    # "test@0.5/..." would be the natural name, but MLflow rejects "@" in metric names
+    extra = metric_keys({"summary": ref["summary"], "per_class": []}, REFERENCE_SPLIT, per_class=False) if ref else {}
+    log_report(run, report, extra)
+    run.log_dict(preprocess, PREPROCESS_FILE)
+    registered = None
+    if config.log_model:
+        run.log_model(model, input_example, registered_model_name=config.register_model)
+    if config.log_model and config.register_model:
+        version = getattr(run, "registered_version", None)
+        registered = f"models:/{config.register_model}/{version}"
+        if config.alias:
+            registered = run.set_model_alias(config.register_model, config.alias) + f" (version {version})"
+    log_thresholds(run, report, thresholds, config, val, test)
+    return registered
+
+
+def log_thresholds(run, report: Report, thresholds, config: RunConfig, val, test) -> None:
+    """``thresholds.json``, ``thresholds.csv`` (label, threshold: readable by ``evaluate --threshold
+    FILE``; not for top-k, which has no per-label cut) and the run's figures."""
+    import pandas as pd
+
+    from evalkit.plots import run_figures
+    from evalkit.report import write_csv_atomic
+
+    names = [r["label"] for r in report["per_class"]]
+    run.log_dict(thresholds.to_dict() | {"labels": names}, "thresholds.json")
+    if thresholds.values is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            frame = pd.DataFrame({"label": names, "threshold": list(thresholds.values)})
+            run.log_artifact(write_csv_atomic(frame, Path(tmp) / "thresholds.csv"))
+    import matplotlib.pyplot as plt
+
+    for path, fig in run_figures(report, thresholds.strategy, val, test, beta=config.beta, objective=config.objective):
+        try:
+            run.log_figure(fig, path)
+        finally:
+            plt.close(fig)

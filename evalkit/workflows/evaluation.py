@@ -1,0 +1,296 @@
+"""Evaluation entry points: scores you have (:func:`evaluate_scores`), a predictions file
+(:func:`evaluate_predictions`) and a trained model (:func:`evaluate_model`). Each returns an immutable
+:class:`~evalkit.report.Report` from the one metric engine and prints nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit.config import EvaluateJobConfig, RunConfig
+from evalkit.errors import InputError
+from evalkit.report import Report, build_report
+from evalkit.workflows.events import EventCallback, make_emitter
+
+
+def evaluate_scores(
+    targets,
+    logits=None,
+    probabilities=None,
+    *,
+    threshold: float | Any = 0.5,
+    beta: float = 2.0,
+    label_names=None,
+    zero_division: float = 0.0,
+    threshold_free: str = "exact",
+    dataset_name: str = "scores",
+    strategy: str | None = None,
+) -> Report:
+    """Evaluate scores you already have with evalkit's metric engine.
+
+    Args:
+        targets: ``(N, C)`` array-like in {0, 1}.
+        logits: ``(N, C)`` raw model outputs (sigmoid applied explicitly), or
+        probabilities: ``(N, C)`` in [0, 1]. Exactly one of the two.
+        threshold: a cut in (0, 1) for every label, or ``(C,)`` per-label cuts; the rule is
+            probability >= threshold.
+        beta: the F-beta reported besides F1 (default 2: recall weighs 4x precision).
+        label_names: ``C`` names (default ``label_0..``).
+        zero_division: value of 0/0 ratios, 0 (default, as scikit-learn) or 1.
+        threshold_free: ``exact`` (matches scikit-learn), ``streaming`` or ``none``.
+        dataset_name: the report's ``dataset.name``. strategy: the report's threshold label.
+    Returns:
+        :class:`~evalkit.report.Report` (the ``--output`` JSON structure).
+    Raises:
+        InputError: both or neither of logits / probabilities, shape mismatch, values out of range.
+    """
+    from evalkit.data.core import content_digest
+    from evalkit.metrics import compute_metrics
+    from evalkit.thresholds import Thresholds, ThresholdStrategy
+
+    if (logits is None) == (probabilities is None):
+        raise InputError("scores: pass exactly one of logits or probabilities")
+    kind = "logits" if logits is not None else "probabilities"
+    scores = np.asarray(logits if logits is not None else probabilities)
+    Y = np.asarray(targets)
+    if Y.ndim != 2:
+        raise InputError(f"targets: expected shape (N, C), got {Y.shape}")
+    C = Y.shape[1]
+    names = [str(n) for n in label_names] if label_names is not None else [f"label_{i}" for i in range(C)]
+    scalar = np.ndim(threshold) == 0
+    thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (C,)) if scalar else np.asarray(threshold, dtype=np.float64)
+    metrics = compute_metrics(Y, scores, scores_kind=kind, threshold=thr, beta=beta, zero_division=zero_division,
+                              label_names=names, threshold_free=threshold_free)
+    dataset = {"name": dataset_name, "n_samples": int(Y.shape[0]), "n_labels": int(C),
+               "digest": content_digest(np.ascontiguousarray(Y, dtype=np.uint8), names)}
+    label = strategy or (f"fixed:{float(thr[0]):g}" if scalar else "per-class (given)")
+    given = Thresholds(ThresholdStrategy("given"), tuple(float(t) for t in thr), source=label)
+    return build_report(metrics, dataset=dataset, scores=kind, thresholds=given, beta=beta)
+
+
+def evaluate_predictions(
+    path: str,
+    *,
+    threshold: str = "0.5",
+    beta: float = 2.0,
+    threshold_free: str = "exact",
+    batch_size: int = 65536,
+    zero_division: float = 0.0,
+) -> Report:
+    """Evaluate a predictions file (``.npz``, ``.parquet`` or ``.csv``; see :mod:`evalkit.metrics.io`)
+    in batches, so a file larger than memory still evaluates (use ``threshold_free="streaming"``
+    to keep threshold-free metrics in O(C x bins) memory).
+
+    Args:
+        path: the predictions file (targets ``(N, C)`` plus logits or probabilities ``(N, C)``).
+        threshold: ``evaluate --threshold`` text (:func:`evalkit.thresholds.read_thresholds`).
+    Raises:
+        InputError: missing file, malformed content, thresholds that do not fit the labels.
+    """
+    import hashlib
+
+    import torch
+
+    from evalkit.metrics import MultilabelEngine
+    from evalkit.metrics.io import iter_prediction_batches
+    from evalkit.thresholds import read_thresholds
+
+    engine, thresholds, kind, names = None, None, "probabilities", []
+    h = hashlib.sha256()
+    n = 0
+    for targets, scores, kind, labels in iter_prediction_batches(path, batch_size):
+        if engine is None:
+            names = [str(x) for x in labels]
+            thresholds = read_thresholds(threshold, names)
+            if thresholds.strategy.per_sample:
+                raise InputError("--threshold: top-k:K needs every sample's scores at once; use --model, or "
+                                 "evaluate_scores in Python")
+            engine = MultilabelEngine(len(names), scores=kind, threshold=thresholds.array(), beta=beta,
+                                      zero_division=zero_division, threshold_free=threshold_free, label_names=names)
+        t = np.ascontiguousarray(targets)
+        h.update(memoryview(np.ascontiguousarray(t, dtype=np.uint8)).cast("B"))
+        engine.update(torch.as_tensor(np.asarray(scores)), torch.as_tensor(t))
+        n += t.shape[0]
+    if engine is None or n == 0:
+        raise InputError(f"{path}: no samples")
+    dataset = {"name": Path(path).stem, "n_samples": n, "n_labels": len(names), "digest": h.hexdigest()[:16]}
+    return build_report(engine.compute(), dataset=dataset, scores=kind, thresholds=thresholds, beta=beta)
+
+
+# -- a trained model --------------------------------------------------------------------------------
+
+
+def evaluate_model(model: str, dataset: str | None = None, test_dataset: str | None = None, *,
+                   console=None, on_event: EventCallback | None = None, **options: Any) -> Report:
+    """Evaluate a trained model on a dataset's test split, preprocessed exactly as in training.
+
+    Args:
+        model: MLflow URI (``runs:/<id>/<name>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``),
+            a TorchScript / ``.pt2`` / ``state_dict`` file (see :mod:`evalkit.model_io`).
+        dataset: built-in name or data file; evaluated on its test split (yeast: the standard 917 rows;
+            a single file: the seeded stratified split of training, with the run's ``test_size`` /
+            ``seed``). Default: the dataset recorded with the model.
+        test_dataset: a test file, evaluated whole (without ``dataset`` too).
+        options: any :class:`~evalkit.config.EvaluateJobConfig` field of the model path
+            (``reader_options``, ``arch``, ``hidden``, ``trust_pickle``, ``preprocess``, ``threshold``,
+            ``beta``, ``scores``, ``device``, ``amp``, ``batch_size``, ``label_map``, ``map_reduce``,
+            ``threshold_free``, ``tracking_uri``), plus ``test_size`` / ``seed`` (override the run's).
+        console / on_event: where notes and warnings go (nothing is printed without them).
+    Returns:
+        :class:`Report`, with ``model`` (spec, kind, run, preprocessing source), ``warnings`` and ``notes``.
+    Raises:
+        InputError: bad options, data, model file or label map; output width != number of labels;
+            a pickled model without ``trust_pickle``.
+        InfraError: tracking store unreachable or the logged model cannot be loaded.
+    """
+    split = {k: options.pop(k) for k in ("test_size", "seed") if k in options}
+    if options.get("reader_options") is None:
+        options.pop("reader_options", None)
+    options.setdefault("batch_size", 4096)
+    try:
+        cfg = EvaluateJobConfig(model=model, dataset=dataset, test_dataset=test_dataset, **options)
+    except Exception as e:  # pydantic.ValidationError
+        from pydantic import ValidationError
+
+        if isinstance(e, ValidationError):
+            err = e.errors()[0]
+            raise InputError(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}") from None
+        raise
+    return evaluate_model_config(cfg, reader_options_given="reader_options" in options, emit=make_emitter(on_event, console),
+                                 **split)
+
+
+def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool = True, emit=None,
+                          test_size: float | None = None, seed: int | None = None) -> Report:
+    """:func:`evaluate_model` for an :class:`~evalkit.config.EvaluateJobConfig` (``cfg.model`` set)."""
+    from evalkit.model_io import apply_preprocess, load_model
+    from evalkit.models import resolve_device
+    from evalkit.tracking import redact_uri
+
+    emit = emit or make_emitter()
+    device = resolve_device(cfg.device)
+    labelmap = None
+    if cfg.label_map:
+        from evalkit.labelmap import read_label_map
+
+        labelmap = read_label_map(cfg.label_map)
+    # the preprocessing record first (it may name the dataset), then the data, then the model
+    loaded, record, preprocess = _record(cfg)
+    test, name = _test_data(cfg, record, reader_options_given, test_size, seed)
+    names = list(test.label_names)
+    if record and record.get("label_names") and list(record["label_names"]) != names:
+        raise InputError(f"{test.source or test.name}: labels {names[:4]}... differ from the labels the model was "
+                         f"trained on {list(record['label_names'])[:4]}...; expected the same labels in the same order")
+    X = apply_preprocess(test.X, record, where=f"--model {cfg.model}")
+    if loaded is None:
+        loaded = load_model(cfg.model, tracking_uri=cfg.tracking_uri, arch=cfg.arch, hidden=cfg.hidden,
+                            n_features=test.n_features, input_shape=test.X.shape[1:], n_labels=test.n_labels,
+                            trust_pickle=cfg.trust_pickle, preprocess=preprocess if record is not None else None)
+        if record is None:
+            record = loaded.preprocess
+            X = apply_preprocess(test.X, record, where=f"--model {cfg.model}")
+    notes = list(loaded.notes)
+    if record is None:
+        notes.append("no preprocessing record (preprocess.json) found: features are used as read, not standardised")
+    probabilities, warnings = _score(cfg, loaded, X, test, device, notes)
+    Y, extra = test.Y, {}
+    if labelmap is not None:
+        from evalkit.labelmap import apply_label_map
+
+        Y, probabilities, names, unmapped = apply_label_map(labelmap, names, Y, probabilities, cfg.map_reduce)
+        if unmapped:
+            notes.append(f"{len(unmapped)} label(s) not in the label map are left out: "
+                         + ", ".join(unmapped[:8]) + (" ..." if len(unmapped) > 8 else ""))
+        extra["label_map"] = {"file": str(cfg.label_map), "reduce": cfg.map_reduce, "targets": names,
+                              "unmapped": unmapped}
+    thresholds = _thresholds(cfg, record if labelmap is None else None, loaded, names)
+    metrics = thresholds.evaluate(Y, probabilities, beta=cfg.beta, label_names=names, threshold_free=cfg.threshold_free)
+    extra["model"] = {"spec": redact_uri(cfg.model), "kind": loaded.kind, "run_id": loaded.source_run,
+                      "preprocess": loaded.preprocess_source or preprocess, "device": device}
+    if warnings:
+        extra["warnings"] = warnings
+    if notes:
+        extra["notes"] = notes
+    for w in warnings:
+        emit("warning", text=w)
+    for n in notes:
+        emit("note", text=n)
+    ds_info = {"name": name, "n_samples": int(Y.shape[0]), "n_labels": int(Y.shape[1]), "digest": test.digest}
+    return build_report(metrics, dataset=ds_info, scores=cfg.scores, thresholds=thresholds, beta=cfg.beta, **extra)
+
+
+def _record(cfg: EvaluateJobConfig):
+    """``(loaded model or None, preprocessing record or None, its path)``: from ``--preprocess``, the
+    model's MLflow run, or a sidecar file next to a model file."""
+    from evalkit.model_io import is_mlflow_uri, load_model, read_preprocess, sidecar_candidates
+
+    if cfg.preprocess:
+        return None, read_preprocess(cfg.preprocess), cfg.preprocess
+    if is_mlflow_uri(cfg.model):
+        loaded = load_model(cfg.model, tracking_uri=cfg.tracking_uri, trust_pickle=cfg.trust_pickle)
+        return loaded, loaded.preprocess, None
+    for cand in sidecar_candidates(Path(cfg.model)):
+        if cand.is_file():
+            return None, read_preprocess(cand), str(cand)
+    return None, None, None
+
+
+def _test_data(cfg: EvaluateJobConfig, record: dict | None, reader_options_given: bool, test_size, seed):
+    """The evaluated rows and the dataset name: ``--test-dataset`` whole, else ``--dataset`` (or the
+    recorded one)'s test split, split as in training."""
+    from evalkit.data import make_splits
+    from evalkit.data.load import load_dataset, read_file
+
+    recorded = (record or {}).get("dataset") or {}
+    options = dict(cfg.reader_options) if reader_options_given else dict(recorded.get("reader_options") or {})
+    dataset = cfg.dataset
+    if dataset is None and cfg.test_dataset is None:
+        dataset = recorded.get("spec")
+        if dataset is None:
+            raise InputError("evaluate --model: give --dataset NAME|FILE or --test-dataset FILE "
+                             "(no dataset is recorded with this model)")
+    if cfg.test_dataset is not None:
+        test = read_file(cfg.test_dataset, **options)
+        return test, test.name
+    train, test = load_dataset(dataset, None, **options)
+    if test is None:
+        defaults = RunConfig.model_fields
+        ts = test_size if test_size is not None else recorded.get("test_size", defaults["test_size"].default)
+        sd = seed if seed is not None else recorded.get("seed", defaults["seed"].default)
+        vs = recorded.get("val_size", defaults["val_size"].default)
+        test = make_splits(train, None, val_size=vs, test_size=ts, seed=sd).test
+    return test, train.name
+
+
+def _score(cfg: EvaluateJobConfig, loaded, X, test, device: str, notes: list[str]):
+    """Model outputs -> ``(probabilities (N, C) float32, warnings)``, as declared by ``cfg.scores``."""
+    from evalkit.model_io import check_probabilities, double_sigmoid_warning, predict
+    from evalkit.scores import sigmoid
+
+    rows = max(1, min(cfg.batch_size, 2**26 // max(1, test.n_features)))  # at most ~256 MB of float32 input per batch
+    outputs = predict(loaded.module, X, device=device, amp=cfg.amp, batch_size=rows, notes=notes)
+    if outputs.shape[1] != test.n_labels:
+        raise InputError(f"--model {cfg.model}: the model outputs {outputs.shape[1]} scores per sample but the dataset "
+                         f"{test.name} has {test.n_labels} labels; expected them to match")
+    if not np.isfinite(outputs).all():
+        raise InputError(f"--model {cfg.model}: the model's outputs contain NaN or infinite values; expected finite "
+                         f"{cfg.scores}")
+    if cfg.scores == "logits":
+        w = double_sigmoid_warning(outputs, cfg.scores)
+        return sigmoid(outputs), [w] if w else []
+    check_probabilities(outputs)
+    return outputs.astype(np.float32), []
+
+
+def _thresholds(cfg: EvaluateJobConfig, record: dict | None, loaded, names: list[str]):
+    """``--threshold`` when given, else the thresholds the model's run chose, else ``fixed:0.5``."""
+    from evalkit.thresholds import Thresholds, read_thresholds
+
+    if cfg.threshold is not None:
+        return read_thresholds(cfg.threshold, names)
+    if record and record.get("threshold"):
+        origin = f"run {loaded.source_run}" if loaded.source_run else "preprocess.json"
+        return Thresholds.from_dict(record["threshold"], len(names), where=cfg.preprocess or cfg.model, source=origin)
+    return Thresholds.fixed(0.5, len(names))

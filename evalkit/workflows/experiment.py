@@ -1,0 +1,330 @@
+"""``evalkit run`` as a function: config -> data -> model -> loss -> training -> scores -> thresholds
+-> metrics -> report -> tracking. Prints nothing; progress goes to ``on_event`` (:mod:`.events`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from evalkit.config import RunConfig
+from evalkit.errors import InputError
+from evalkit.report import Report
+from evalkit.workflows.events import EventCallback, make_emitter
+
+#: tracked-metric prefix of the reference metrics at a fixed 0.5 cut (``test_at_0.5/micro_f2``)
+REFERENCE_SPLIT = "test_at_0.5"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run_experiment` returns.
+
+    Attributes:
+        report: the test-split :class:`~evalkit.report.Report` (immutable).
+        run_id: the MLflow run, or ``None`` when not tracked.
+        tracking_uri: the store it went to (``None`` when not tracked).
+        history: one dict per epoch (``epoch``, ``train_loss``, ``val_loss``, ``val_metric``) of the
+            (first fold's) training.
+        seconds: wall time of the whole run.
+        registered_model: ``models:/NAME/VERSION`` (and alias) when ``register_model`` was set.
+    """
+
+    report: Report
+    run_id: str | None
+    tracking_uri: str | None
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    registered_model: str | None = None
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The training stage's result: the scoring model, the validation scores thresholds are fitted
+    on (``(N_val, C)`` probabilities and targets), the training label cardinality and fold info."""
+
+    model: Any
+    val_probabilities: np.ndarray
+    val_targets: np.ndarray
+    train_cardinality: float
+    history: list[dict]
+    best_epoch: int
+    stopped_early: bool
+    fold_info: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_data(config: RunConfig, *, with_stats: bool = False):
+    """config -> (train / val / test :class:`~evalkit.data.core.Splits`, standardised with train statistics).
+
+    ``with_stats=True`` returns ``(splits, (mean, std) or None)``: the train statistics, ``(F,)``
+    float64 each, that ``preprocess.json`` records so that ``evaluate --model`` standardises exactly
+    as in training.
+
+    Raises:
+        InputError: the dataset cannot be read or split.
+    """
+    from evalkit.data import load_dataset, make_splits, standardize
+    from evalkit.model_io import fit_standardization
+
+    train, test = load_dataset(config.dataset, config.test_dataset, **config.reader_options)
+    splits = make_splits(train, test, val_size=config.val_size, test_size=config.test_size, seed=config.seed)
+    stats = fit_standardization(splits.train.X) if config.standardize else None
+    out = standardize(splits) if config.standardize else splits
+    return (out, stats) if with_stats else out
+
+
+def _check_options(config: RunConfig):
+    """Everything that can be rejected from the options alone, before any data is read."""
+    from evalkit.losses import loss_options
+    from evalkit.thresholds import parse_objective, parse_strategy
+
+    strategy = parse_strategy(config.threshold)
+    parse_objective(config.objective)
+    loss_options(config.loss, config.loss_options)  # validates the loss name and options
+    if config.alias and not config.register_model:
+        raise InputError(f"--alias {config.alias}: needs --register NAME (the registered model the alias points into)")
+    if config.register_model and not config.log_model:
+        raise InputError(f"--register {config.register_model}: needs the model to be logged; drop --no-log-model")
+    return strategy
+
+
+def run_experiment(config: RunConfig, console=None, *, track: bool = True, nested: bool = False,
+                   tags: dict[str, str] | None = None, on_event: EventCallback | None = None) -> RunResult:
+    """Train on ``config.dataset``, tune thresholds on validation, evaluate on test, log to MLflow.
+
+    Everything that can be rejected (options, data) is checked before an MLflow run starts, so bad
+    input never leaves a run behind. Prints nothing unless given ``on_event`` or a rich ``console``.
+
+    Args:
+        config: the run's :class:`~evalkit.config.RunConfig`.
+        console: a ``rich.console.Console`` to render progress and the report on (as the CLI does).
+        track: log an MLflow run (default); ``False`` touches no tracking store.
+        nested: start the run as a child of the active run (a spec grid's parent).
+        tags: extra MLflow run tags.
+        on_event: progress callback (:mod:`evalkit.workflows.events`).
+    Returns:
+        :class:`RunResult`.
+    Raises:
+        InputError: bad options or data (exit 2). InfraError: tracking store unreachable (exit 3).
+    """
+    import torch
+
+    from evalkit.models import build_model, resolve_device
+    from evalkit.thresholds import check_strategy
+    from evalkit.train import seed_everything
+
+    emit = make_emitter(on_event, console)
+    started = time.perf_counter()
+    strategy = _check_options(config)
+    device = resolve_device(config.device)
+    store = None
+    if track:
+        from evalkit.tracking import resolve_tracking_uri
+
+        store = resolve_tracking_uri(config.tracking_uri)
+    splits, std_stats = prepare_data(config, with_stats=True)
+    emit("dataset", splits=splits)
+    _warn_empty_labels(splits, emit)
+    check_strategy(strategy, splits.train.n_labels)
+    build_model(config.model, splits.train.n_features, splits.train.n_labels, hidden=config.hidden,
+                dropout=config.dropout, activation=config.activation, batch_norm=config.batch_norm,
+                input_shape=splits.train.X.shape[1:])  # architecture errors before a run starts
+
+    from evalkit.tracking import RunLogger
+
+    logger = RunLogger(store, config.experiment, run_name=config.run_name,
+                       tags={"evalkit.command": "run", "evalkit.loss": config.loss, **(tags or {})},
+                       nested=nested) if track else None
+    previous_threads = torch.get_num_threads()
+    try:
+        if device == "cpu":
+            torch.set_num_threads(config.threads)
+        with (logger if logger is not None else _no_run()) as run:
+            if run:
+                from evalkit.workflows.artifacts import log_dataset
+
+                run.log_params(config.params() | {"device": device, "dataset.digest": splits.digest,
+                                                  "dataset.name": splits.name, "threshold": strategy.label})
+                log_dataset(run, splits)
+            seed_everything(config.seed)
+            torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
+            trained = _cross_fit(splits, config, device, emit, run) if config.folds > 1 else \
+                _train_once(splits, config, device, emit, run)
+            report, thresholds, test_prob = _evaluate(config, strategy, splits, trained, device, started)
+            if config.output:
+                report.write_json(config.output)
+                emit("written", path=config.output, what="Report")
+            registered = None
+            if run:
+                from evalkit.workflows.artifacts import log_run_results, preprocess_for
+
+                registered = log_run_results(
+                    run, report, trained.model, splits.test.X[:5], config=config,
+                    preprocess=preprocess_for(config, splits, std_stats, thresholds),
+                    thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
+                    test=(test_prob, splits.test.Y))
+    finally:
+        torch.set_num_threads(previous_threads)
+    emit("report", report=report, title="Test split", per_class=True)
+    if run:
+        from evalkit.tracking import redact_uri
+
+        emit("tracked", run_id=run.run_id, experiment=config.experiment, tracking_uri=redact_uri(store),
+             registered_model=registered)
+    return RunResult(report, run.run_id if run else None, store, trained.history,
+                     time.perf_counter() - started, registered)
+
+
+class _no_run:
+    """The ``with`` target when nothing is tracked."""
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+
+def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str, started: float):
+    """Scores -> thresholds (validation only) -> metrics -> the immutable report."""
+    from evalkit import thresholds as th
+    from evalkit.metrics import compute_metrics
+    from evalkit.report import build_report, fbeta_key
+    from evalkit.scores import sigmoid
+    from evalkit.train import predict_logits
+
+    # thresholds see validation scores only (never the test split)
+    cuts = th.fit_thresholds(strategy, trained.val_probabilities, trained.val_targets, beta=config.beta,
+                             objective=config.objective, train_cardinality=trained.train_cardinality)
+    fitted = dict(fitted_on="validation", beta=float(config.beta),
+                  objective=config.objective if strategy.name != "pcut" else "train label cardinality") \
+        if strategy.fitted else {}
+    thresholds = th.Thresholds(strategy, None if strategy.per_sample else tuple(float(c) for c in cuts),
+                               len(cuts), **fitted)
+    test_prob = sigmoid(predict_logits(trained.model, splits.test.X, device))
+    names = splits.label_names
+    metrics = thresholds.evaluate(splits.test.Y, test_prob, beta=config.beta, label_names=names)
+    # always: the metrics at the textbook 0.5 cut, for reference (threshold-free ones are the same)
+    ref = compute_metrics(splits.test.Y, test_prob, scores_kind="probabilities", threshold=0.5,
+                          beta=config.beta, label_names=names, threshold_free="none")
+    fk = fbeta_key(config.beta)
+    reference = {"threshold": 0.5, "summary": {k: v for k, v in ref["summary"].items() if v is not None},
+                 "per_class": [{"label": r["label"], "f1": r["f1"], fk: r[fk]} for r in ref["per_class"]]}
+    training = {"best_epoch": trained.best_epoch, "epochs_run": len(trained.history),
+                "stopped_early": trained.stopped_early, "loss": config.loss, "device": device,
+                "folds": config.folds, **trained.fold_info}
+    dataset = {"name": splits.name, "n_samples": splits.test.n_samples, "n_labels": splits.test.n_labels,
+               "digest": splits.digest}
+    report = build_report(metrics, dataset=dataset, scores="logits", thresholds=thresholds, beta=config.beta,
+                          training=training, **{"reference_at_0.5": reference},
+                          seconds=round(time.perf_counter() - started, 2))
+    return report, thresholds, test_prob
+
+
+def _warn_empty_labels(splits, emit) -> None:
+    for name in ("train", "val", "test"):
+        ds = getattr(splits, name)
+        empty = [n for n, c in zip(ds.label_names, ds.Y.sum(axis=0)) if c == 0]
+        if empty:
+            shown = ", ".join(empty[:8]) + (f" (+{len(empty) - 8} more)" if len(empty) > 8 else "")
+            emit("warning", text=f"{len(empty)} label(s) have no positives in the {name} split: {shown} "
+                                 "(their average precision / AUROC are undefined there)")
+
+
+# -- training ----------------------------------------------------------------------------------------
+
+
+def _fit(model, loss_fn, train, val, config: RunConfig, device: str, emit, log_metrics):
+    """One training run with progress events and per-epoch metrics (``log_metrics(dict, step)``)."""
+    from evalkit.train import train_model
+
+    emit("train_start", epochs=config.epochs, monitor=config.monitor)
+
+    def on_epoch(row: dict) -> None:
+        emit("epoch", row=row, monitor=config.monitor)
+        if log_metrics is not None:
+            m = {"train/loss": row["train_loss"], "val/loss": row["val_loss"]}
+            if "val_metric" in row:
+                m[f"val/{config.monitor.removeprefix('val_')}"] = row["val_metric"]
+            log_metrics(m, step=row["epoch"])
+
+    result = train_model(
+        model, loss_fn, train.X, train.Y, val.X, val.Y,
+        optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
+        batch_size=config.batch_size, patience=config.patience, monitor=config.monitor, beta=config.beta,
+        seed=config.seed, input_noise=config.input_noise, device=device, on_epoch=on_epoch,
+    )
+    emit("train_end", best_epoch=result.best_epoch, epochs_run=len(result.history), stopped_early=result.stopped_early)
+    return result
+
+
+def _build(config: RunConfig, data, train_Y):
+    from evalkit.losses import build_loss
+    from evalkit.models import build_model
+
+    model = build_model(config.model, data.n_features, data.n_labels, hidden=config.hidden, dropout=config.dropout,
+                        activation=config.activation, batch_norm=config.batch_norm, input_shape=data.X.shape[1:])
+    return model, build_loss(config.loss, train_Y, config.loss_options)
+
+
+def _train_once(splits, config: RunConfig, device: str, emit, run) -> Trained:
+    """``folds = 1``: one model; thresholds are tuned on the validation split."""
+    from evalkit.scores import sigmoid
+    from evalkit.train import predict_logits
+
+    model, loss_fn = _build(config, splits.train, splits.train.Y)
+    res = _fit(model, loss_fn, splits.train, splits.val, config, device, emit, run.log_metrics if run else None)
+    val_prob = sigmoid(predict_logits(res.model, splits.val.X, device))
+    return Trained(res.model, val_prob, splits.val.Y, splits.train.label_cardinality, res.history, res.best_epoch,
+                   res.stopped_early)
+
+
+def _fold_logger(run, k: int):
+    """``log_metrics`` of fold ``k``: fold k >= 2 logs under ``fold<k>/`` (fold 1 keeps the plain names)."""
+    prefix = "" if k == 1 else f"fold{k}/"
+
+    def log(metrics: dict, step: int | None = None) -> None:
+        run.log_metrics({prefix + key: v for key, v in metrics.items()}, step=step)
+
+    return log
+
+
+def _cross_fit(splits, config: RunConfig, device: str, emit, run) -> Trained:
+    """Train ``config.folds`` models on stratified folds of train + validation.
+
+    The scoring model is the fold models' probability average; the out-of-fold probabilities are the
+    validation scores thresholds are tuned on; the test split is never touched here. Per-epoch
+    metrics of fold k >= 2 go to ``fold<k>/...`` (fold 1 keeps the standard names).
+    """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    from evalkit.data.core import Dataset
+    from evalkit.models import probability_average
+    from evalkit.scores import sigmoid
+    from evalkit.train import predict_logits, seed_everything
+
+    tr, va = splits.train, splits.val
+    full = Dataset(tr.name, np.concatenate([tr.X, va.X]), np.concatenate([tr.Y, va.Y]), tr.feature_names,
+                   tr.label_names, tr.source, dict(tr.meta))
+    oof = np.zeros(full.Y.shape, dtype=np.float64)
+    members, results = [], []
+    kfold = MultilabelStratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
+    for k, (a, b) in enumerate(kfold.split(np.zeros((full.n_samples, 1)), full.Y), 1):
+        seed = config.seed + k - 1
+        seed_everything(seed)
+        train, held = full.subset(a), full.subset(b)
+        model, loss_fn = _build(config, full, train.Y)
+        emit("fold", k=k, folds=config.folds, n_train=len(a), n_out_of_fold=len(b))
+        log = _fold_logger(run, k) if run else None
+        res = _fit(model, loss_fn, train, held, config.model_copy(update={"seed": seed}), device, emit, log)
+        oof[b] = sigmoid(predict_logits(res.model, held.X, device))
+        members.append(res.model)
+        results.append(res)
+    ensemble = probability_average(members).to(device).eval()
+    first = results[0]
+    info = {"best_epoch_per_fold": [r.best_epoch for r in results],
+            "epochs_run_per_fold": [len(r.history) for r in results]}
+    return Trained(ensemble, oof, full.Y, full.label_cardinality, first.history, first.best_epoch,
+                   first.stopped_early, info)

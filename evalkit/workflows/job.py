@@ -1,0 +1,174 @@
+"""``evalkit evaluate`` as a function: a (scheduled) evaluation job with quality gates.
+
+:func:`evaluate_job` evaluates predictions or a model, applies the gates (absolute and relative to a
+baseline run), writes the report, tracks the run, and returns the exit code the CLI uses:
+0 all gates pass, 1 a gate failed, 3 tracking store unreachable (the report is still written and
+the run spooled). Bad input raises :class:`~evalkit.errors.InputError` (exit 2) before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalkit.config import EvaluateJobConfig
+from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, InfraError, InputError
+from evalkit.report import Report
+from evalkit.workflows.events import EventCallback, make_emitter
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What :func:`evaluate_job` returns.
+
+    Attributes:
+        report: the evaluation report, with the ``gates`` and ``job`` blocks (and ``run_id``) added.
+        gates: the gate block: ``status`` (pass, fail, unknown), ``results`` (one row per gate),
+            ``baseline``.
+        exit_code: 0 pass, 1 a gate failed, 3 infrastructure fault (see ``error``).
+        run_id: the MLflow run (``None`` when not tracked or spooled).
+        error: the one-line infrastructure fault behind exit code 3, else ``None``.
+    """
+
+    report: Report
+    gates: dict
+    exit_code: int
+    run_id: str | None = None
+    error: str | None = None
+
+
+def check_job(cfg: EvaluateJobConfig) -> list:
+    """Reject inconsistent job options before anything is evaluated. Returns the parsed gates.
+
+    Raises:
+        InputError: neither or both of predictions / model, malformed gate / max-drop / baseline /
+            job name, an output path that is a directory.
+    """
+    from evalkit.gates import parse_gate, parse_max_drop
+
+    if (cfg.predictions is None) == (cfg.model is None):
+        raise InputError("evaluate: give either --predictions FILE or --model SPEC")
+    parsed = [parse_gate(g) for g in cfg.gates] + [parse_max_drop(d) for d in cfg.max_drop]
+    if cfg.job is not None and (not cfg.job.strip() or "'" in cfg.job or '"' in cfg.job):
+        raise InputError(f"--job: expected a non-empty name without quotes, got {cfg.job!r}")
+    if cfg.max_drop and not cfg.baseline:
+        raise InputError("--max-drop: needs --baseline last|champion|RUN_ID")
+    if cfg.baseline and not any(g.relative for g in parsed):
+        raise InputError("--baseline: give at least one --max-drop METRIC=AMOUNT to compare against it")
+    if cfg.baseline == "champion" and not (cfg.model or "").startswith("models:/"):
+        raise InputError("--baseline champion: needs --model models:/NAME@ALIAS (or use --baseline models:/NAME@champion)")
+    if cfg.output and Path(cfg.output).is_dir():
+        raise InputError(f"--output: {cfg.output} is a directory; expected a file path for the report JSON")
+    return parsed
+
+
+def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCallback | None = None) -> JobResult:
+    """Run one evaluation job (``evalkit evaluate``) and return its outcome and exit code.
+
+    Prints nothing unless given ``on_event`` or a rich ``console`` (events: ``report``, ``gates``,
+    ``tracked``, ``written``, ``note``, ``warning``).
+
+    Raises:
+        InputError: bad options or input (exit 2), before any run starts.
+    """
+    from evalkit.gates import check_metrics
+
+    emit = make_emitter(on_event, console)
+    gates = check_job(config)
+    store = None
+    if config.track or config.baseline:  # a baseline is read from the store even with --no-track
+        from evalkit.tracking import configure_http, resolve_tracking_uri, start_probe
+
+        configure_http(config.tracking_timeout)
+        store = resolve_tracking_uri(config.tracking_uri)
+        start_probe(store, config.tracking_timeout)  # answered below: the wait overlaps the evaluation
+    report = _evaluate(config, emit)
+    check_metrics(gates, report)  # bad input: before any output or run
+    emit("report", report=report, title="Model" if config.model else "Predictions", per_class=config.per_class)
+    return _finish(config, gates, report, store, emit)
+
+
+def _evaluate(cfg: EvaluateJobConfig, emit) -> Report:
+    from evalkit.workflows.evaluation import evaluate_model_config, evaluate_predictions
+
+    if cfg.model is not None:
+        return evaluate_model_config(cfg, emit=emit)
+    return evaluate_predictions(cfg.predictions, threshold=cfg.threshold or "0.5", beta=cfg.beta,
+                                threshold_free=cfg.threshold_free, batch_size=cfg.batch_size)
+
+
+def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: str | None, emit) -> JobResult:
+    """Baseline, gates, output, tracking: the job's second half."""
+    from evalkit.gates import apply_gates
+    from evalkit.report import metric_keys
+
+    store_error = None
+    if store:
+        from evalkit.tracking import probe_store
+
+        store_error = probe_store(store, timeout=cfg.tracking_timeout)
+    baseline = _baseline(cfg, store, store_error) if any(g.relative for g in gates) else None
+    values = metric_keys(report, "test", per_class=True)
+    block = apply_gates(gates, values, baseline)
+    report = report.extend(gates=block, job={"name": cfg.job_name, "trigger": cfg.trigger, "experiment": cfg.experiment})
+    if cfg.output:
+        report.write_json(cfg.output)
+    run_id, error = None, None
+    if store and cfg.track:
+        try:
+            run_id = _track(cfg, gates, report, values, block, store, store_error)
+        except InfraError as e:
+            error = str(e)
+    elif store_error and baseline is not None:  # --no-track: the baseline was unreadable
+        error = f"{store_error}; relative gates could not be checked (report written)"
+    if run_id:
+        report = report.extend(run_id=run_id)
+        if cfg.output:
+            report.write_json(cfg.output)
+    emit("gates", block=block)
+    if run_id:
+        from evalkit.tracking import redact_uri
+
+        emit("tracked", run_id=run_id, experiment=cfg.experiment, tracking_uri=redact_uri(store), registered_model=None)
+    if cfg.output:
+        emit("written", path=cfg.output, what="Report")
+    if error is not None:
+        code = EXIT_INFRA
+    else:
+        code = EXIT_GATE_FAILED if block["status"] == "fail" else EXIT_OK
+    return JobResult(report, block, code, run_id, error)
+
+
+def _baseline(cfg: EvaluateJobConfig, store: str, store_error: str | None) -> dict:
+    from evalkit.tracking import baseline_run
+
+    if store_error:
+        return {"run_id": None, "source": cfg.baseline, "metrics": {}, "unavailable": True,
+                "reason": "tracking store unreachable: baseline unavailable"}
+    return baseline_run(store, cfg.experiment, cfg.baseline, job=cfg.job_name, model_uri=cfg.model)
+
+
+def _track(cfg: EvaluateJobConfig, gates: list, report: Report, values: dict, block: dict, store: str,
+           store_error: str | None) -> str | None:
+    from evalkit.tracking import RunLogger
+
+    tags = {"evalkit.command": "evaluate", "evalkit.trigger": cfg.trigger,
+            "evalkit.gate": {"fail": "fail", "unknown": "unknown"}.get(block["status"], "pass"),
+            "evalkit.job": cfg.job_name}
+    if block.get("baseline") and block["baseline"].get("run_id"):
+        tags["evalkit.baseline_run"] = block["baseline"]["run_id"]
+    params = {"predictions": cfg.predictions} if cfg.predictions else \
+        {"model": cfg.model, "dataset": cfg.dataset or "", "test_dataset": cfg.test_dataset or ""}
+    params.update({"threshold": report["threshold"]["strategy"], "beta": report.get("beta"),
+                   "dataset.name": report["dataset"]["name"], "dataset.digest": report["dataset"]["digest"],
+                   "dataset.n_samples": report["dataset"]["n_samples"]})
+    if gates:
+        params["gates"] = "; ".join(g.text for g in gates)
+    if cfg.baseline:
+        params["baseline"] = cfg.baseline
+    logger = RunLogger(store, cfg.experiment, run_name=cfg.job_name, tags=tags, offline_reason=store_error)
+    with logger as run:
+        run.log_params(params)
+        run.log_metrics(values)
+        run.log_dict(dict(report), "report.json")
+    return logger.run_id
