@@ -23,7 +23,7 @@ def test_datasets_lists_builtins_and_formats(cli):
 @pytest.mark.parametrize("name, n_test, n_labels", [("emotions", 202, 6), ("scene", 1196, 6), ("medical", 645, 45)])
 def test_mulan_files_as_a_newcomer_types_them(name, n_test, n_labels):
     """Label XML found next to <name>-train.arff automatically; train + test files form the splits."""
-    from evalkit.api import prepare_data
+    from evalkit import prepare_data
     from evalkit.config import RunConfig
 
     d = MULAN / name
@@ -70,7 +70,7 @@ def test_csv_label_columns_and_test_size(store, cli, tmp_path):
 def test_empty_labels_are_warned(tmp_path):
     from rich.console import Console
 
-    from evalkit.api import run_experiment
+    from evalkit import run_experiment
     from evalkit.config import RunConfig
 
     rng = np.random.default_rng(1)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from evalkit.errors import InputError
-from evalkit.gates import apply_gates, describe, load_evaluate_spec, parse_gate, parse_max_drop
+from evalkit.gates import apply_gates, describe, parse_gate, parse_max_drop
+from evalkit.spec import load_evaluate_spec
 
 
 # ----------------------------------------------------------------------------- pure functions

@@ -40,7 +40,7 @@ def _expected(model, X, Y, record=None, threshold=0.5):
     """Reference report computed directly with the metric engine."""
     import torch
 
-    from evalkit.api import evaluate_scores
+    from evalkit import evaluate_scores
     from evalkit.model_io import apply_preprocess
 
     with torch.inference_mode():
@@ -72,7 +72,7 @@ def test_cnn_on_images_and_shape_errors():
 
 
 def test_cnn_trains_on_npz_images(tmp_path):
-    from evalkit.api import run_experiment
+    from evalkit import run_experiment
     from evalkit.config import RunConfig
 
     rng = np.random.default_rng(0)
@@ -114,7 +114,7 @@ def test_all_file_formats_give_the_same_report(tmp_path, data, cli):
 def test_threshold_option_overrides_recorded(tmp_path, data):
     import torch
 
-    from evalkit.api import evaluate_model
+    from evalkit import evaluate_model
 
     path, X, Y = data
     model = _mlp()
@@ -150,7 +150,7 @@ def test_pickled_full_model_refused_without_trust_pickle(tmp_path, data, cli):
 def test_state_dict_needs_arch_and_matching_width(tmp_path, data):
     import torch
 
-    from evalkit.api import evaluate_model
+    from evalkit import evaluate_model
     from evalkit.models import build_model
 
     path, X, Y = data
@@ -175,7 +175,7 @@ def test_state_dict_needs_arch_and_matching_width(tmp_path, data):
 def test_double_sigmoid_guard_and_scores_probabilities(tmp_path, data):
     import torch
 
-    from evalkit.api import evaluate_model
+    from evalkit import evaluate_model
 
     path, X, Y = data
     model = torch.nn.Sequential(_mlp(), torch.nn.Sigmoid())
@@ -188,7 +188,7 @@ def test_double_sigmoid_guard_and_scores_probabilities(tmp_path, data):
     assert "warnings" not in rep and rep["scores"] == "probabilities"
     with torch.inference_mode():
         probs = model(torch.from_numpy(X)).numpy()
-    from evalkit.api import evaluate_scores
+    from evalkit import evaluate_scores
 
     ref = evaluate_scores(Y, probabilities=probs, label_names=["a", "b", "c"])
     assert rep["summary"]["macro"]["f2"] == pytest.approx(ref["summary"]["macro"]["f2"])
@@ -199,7 +199,7 @@ def test_double_sigmoid_guard_and_scores_probabilities(tmp_path, data):
 
 
 def test_missing_and_foreign_files(tmp_path, data):
-    from evalkit.api import evaluate_model
+    from evalkit import evaluate_model
 
     path, X, Y = data
     with pytest.raises(InputError, match="no such file"):

@@ -32,7 +32,7 @@ def _sigmoid(z):
 
 
 def test_holdout_thresholds_see_exactly_the_validation_split(monkeypatch):
-    from evalkit.api import prepare_data, run_experiment
+    from evalkit import prepare_data, run_experiment
     from evalkit.config import RunConfig
 
     config = RunConfig(dataset="yeast", epochs=1, folds=1, threshold="per-class", log_model=False, hidden=[16])
@@ -52,7 +52,7 @@ def test_holdout_thresholds_see_exactly_the_validation_split(monkeypatch):
 
 
 def test_cross_fitted_thresholds_see_only_out_of_fold_scores(monkeypatch):
-    from evalkit.api import prepare_data, run_experiment
+    from evalkit import prepare_data, run_experiment
     from evalkit.config import RunConfig
 
     config = RunConfig(dataset="yeast", epochs=1, folds=2, threshold="joint", log_model=False, hidden=[16])

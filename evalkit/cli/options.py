@@ -151,10 +151,11 @@ def parse_kv(items: list[str] | None, option: str) -> dict[str, str]:
 def collect(model: type[BaseModel], values: dict[str, Any], ctx=None) -> dict[str, Any]:
     """The config values of the flags given on the command line (``ctx``: the click context whose
     parameter sources tell given flags from defaults; without it, ``None`` means not given)."""
-    from click.core import ParameterSource
-
-    def given_here(name: str) -> bool:
-        return ctx is None or ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+    def given_here(name: str) -> bool:  # by name: Typer may bundle its own click
+        if ctx is None:
+            return True
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
     given = {k: v for k, v in values.items() if given_here(k)}
     out: dict[str, Any] = {}
