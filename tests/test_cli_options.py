@@ -1,0 +1,122 @@
+"""The CLI derives its options from the configuration models: every field is reachable, every help
+shows the model's real default, and the library prints nothing unless asked to."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from evalkit.cli.options import READER_FLAGS
+from evalkit.config import EvaluateJobConfig, RunConfig
+
+FLAG = {"register_model": "--register", "output": "--output", "gates": "--gate", "loss_options": "--loss-option"}
+
+
+def _help(cli, command: str) -> str:
+    res = cli(command, "--help")
+    assert res.exit_code == 0
+    return re.sub(r"\s+", " ", re.sub(r"[│╭╮╰╯─]", " ", res.output))
+
+
+def _flag(name: str) -> str:
+    return FLAG.get(name, "--" + name.replace("_", "-"))
+
+
+@pytest.mark.parametrize("model,command", [(RunConfig, "run"), (EvaluateJobConfig, "evaluate")])
+def test_every_config_field_is_an_option_with_its_real_default(cli, monkeypatch, model, command):
+    monkeypatch.setenv("COLUMNS", "250")
+    text = _help(cli, command)
+    for name, field in model.model_fields.items():
+        if name == "reader_options":
+            for rname in READER_FLAGS:
+                assert _flag(rname) + " " in text, rname
+            continue
+        assert _flag(name) + " " in text, name
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, bool):
+            shown = _flag(name)[2:] if default else "no-" + _flag(name)[2:]
+        elif isinstance(default, list):
+            shown = ",".join(map(str, default))
+        elif isinstance(default, (str, int, float)):
+            shown = str(default)
+        else:
+            continue
+        if shown:
+            assert f"[default: {shown}]" in text, (name, shown)
+
+
+def test_run_help_shows_the_threshold_defaults_and_the_grid_table(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    text = _help(cli, "run")
+    assert "[default: joint]" in text and "[default: mean-fbeta]" in text
+    assert "[grid]" in text  # not swallowed as rich markup
+    assert "--no-track" in text
+
+
+def test_every_run_flag_reaches_the_config(monkeypatch):
+    """Each RunConfig field given on the command line arrives in the RunConfig the run receives."""
+    import evalkit.workflows.experiment as exp
+    from typer.testing import CliRunner
+
+    from evalkit.cli import app
+
+    seen = {}
+
+    def fake_run(config, **kw):
+        seen["config"] = config
+        seen["track"] = kw.get("track")
+
+    monkeypatch.setattr(exp, "run_experiment", fake_run)
+    args = ["run", "--no-track", "--dataset", "d.csv", "--test-dataset", "t.csv", "--label-columns", "a,b",
+            "--drop-columns", "id,name", "--val-size", "0.25", "--test-size", "0.4", "--no-standardize",
+            "--model", "linear", "--hidden", "32,16", "--dropout", "0.1", "--activation", "gelu", "--batch-norm",
+            "--loss", "focal", "--loss-option", "gamma=1", "--optimizer", "adam", "--lr", "0.01",
+            "--weight-decay", "0", "--epochs", "3", "--batch-size", "8", "--patience", "2", "--monitor", "val_loss",
+            "--input-noise", "0", "--folds", "1", "--seed", "7", "--device", "cpu", "--threads", "2",
+            "--threshold", "global", "--objective", "micro-fbeta", "--beta", "1", "--experiment", "e",
+            "--tracking-uri", "sqlite:///x.db", "--run-name", "r", "--log-model", "--register", "m",
+            "--alias", "champion", "-o", "out.json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    c = seen["config"]
+    assert seen["track"] is False
+    assert c.reader_options == {"label_columns": "a,b", "drop_columns": ["id", "name"]}
+    assert (c.val_size, c.test_size, c.standardize, c.model, c.hidden) == (0.25, 0.4, False, "linear", [32, 16])
+    assert (c.dropout, c.activation, c.batch_norm, c.loss, c.loss_options) == (0.1, "gelu", True, "focal", {"gamma": 1.0})
+    assert (c.optimizer, c.lr, c.weight_decay, c.epochs, c.batch_size, c.patience) == ("adam", 0.01, 0.0, 3, 8, 2)
+    assert (c.monitor, c.input_noise, c.folds, c.seed, c.device, c.threads) == ("val_loss", 0.0, 1, 7, "cpu", 2)
+    assert (c.threshold, c.objective, c.beta, c.experiment) == ("global", "micro-fbeta", 1.0, "e")
+    assert (c.tracking_uri, c.run_name, c.log_model, c.register_model, c.alias, c.output) == \
+        ("sqlite:///x.db", "r", True, "m", "champion", "out.json")
+    given = set(RunConfig.model_fields) - {"dataset", "test_dataset", "reader_options", "log_model"}
+    assert {k for k in given if getattr(c, k) != RunConfig.model_fields[k].get_default(call_default_factory=True)} \
+        == given, "every field was set away from its default above"
+
+
+def test_library_prints_nothing_and_the_cli_prints_the_tables(tmp_path):
+    code = "import evalkit; evalkit.run_experiment(evalkit.RunConfig(epochs=1, folds=1, hidden=[8]), track=False)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""
+    cli = subprocess.run([sys.executable, "-m", "evalkit", "run", "--epochs", "1", "--folds", "1", "--hidden", "8",
+                          "--no-track"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr
+    assert "Test split: yeast" in cli.stdout and "Per class" in cli.stdout and "subset accuracy" in cli.stdout
+    assert not (tmp_path / "mlruns").exists()  # --no-track touches no store
+
+
+def test_debug_keeps_the_exit_code(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "evalkit", "run", "--debug", "--lr", "-1", "--no-track"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "Traceback" in res.stderr and "--lr: Input should be greater than 0" in res.stderr
+
+
+def test_version(cli):
+    from evalkit import __version__
+
+    res = cli("--version")
+    assert res.exit_code == 0 and res.output.strip() == f"evalkit {__version__}"
