@@ -1,8 +1,9 @@
 """The history of a scheduled job: ``evalkit compare --trigger scheduled --metric test/macro_f2``.
 
-One row per evaluation run (oldest first) with its time, job, gate verdict and metrics, shown as a
-table, and as a line plot of each metric over time (``--plot FILE``, PNG via matplotlib's Agg
-backend; gate failures marked with a red cross).
+One row per evaluation run (oldest first) with its time, job, gate verdict, the metrics whose gates
+failed (tag ``evalkit.failed_gates``) and the metrics, for a table and a line plot of each metric
+over time (``--plot FILE``, PNG via matplotlib's Agg backend; a point whose own gate failed is
+marked with a red cross).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def history_frame(tracking_uri: str, experiment: str, metrics=DEFAULT_METRICS, *
     if job:
         parts.append(f"tags.\"evalkit.job\" = '{_quote(job)}'")
     df = search_runs(tracking_uri, experiment, filter_string=" and ".join(parts))
-    cols = ["start_time", "run_id", "job", "trigger", "gate", "status", *metrics]
+    cols = ["start_time", "run_id", "job", "trigger", "gate", "failed_gates", "status", *metrics]
     if len(df) == 0:
         return pd.DataFrame(columns=cols)
     out = pd.DataFrame({
@@ -43,6 +44,7 @@ def history_frame(tracking_uri: str, experiment: str, metrics=DEFAULT_METRICS, *
         "job": df.get("tags.evalkit.job", pd.Series([None] * len(df))),
         "trigger": df.get("tags.evalkit.trigger", pd.Series([None] * len(df))),
         "gate": df.get("tags.evalkit.gate", pd.Series([None] * len(df))),
+        "failed_gates": df.get("tags.evalkit.failed_gates", pd.Series([None] * len(df))).fillna(""),
         "status": df["status"],
     })
     for m in metrics:
@@ -59,12 +61,14 @@ def plot_history(df, metrics=DEFAULT_METRICS, path: str | None = None, title: st
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    failed = df[df["gate"] == "fail"]
-    for i, m in enumerate(metrics):
+    marked = False
+    for m in metrics:
         ax.plot(df["start_time"], df[m], marker="o", label=m)
-        if len(failed):
+        failed = df[df["failed_gates"].astype(str).str.split(",").apply(lambda names, m=m: m in names)]
+        if len(failed):  # only the points whose own gate failed
             ax.scatter(failed["start_time"], failed[m], marker="x", color="red", s=80, zorder=3,
-                       label="gate failed" if i == 0 else None)
+                       label=None if marked else "gate failed")
+            marked = True
     ax.set_xlabel("run start (UTC)")
     ax.set_ylabel("value")
     ax.set_title(title)

@@ -57,7 +57,7 @@ def pr_curves(probabilities: np.ndarray, targets: np.ndarray, label_names, thres
     from evalkit.thresholds import pr_curve
 
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = plt.subplots(figsize=(8.5, 5))
     cmap = plt.get_cmap("tab20")
     for i, c in enumerate(_top_labels(targets)):
         cuts, prec, rec = pr_curve(probabilities[:, c], targets[:, c])
@@ -72,7 +72,9 @@ def pr_curves(probabilities: np.ndarray, targets: np.ndarray, label_names, thres
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_title(title or "Precision-recall per label (dots: chosen thresholds)")
-    ax.legend(fontsize=6, ncol=2, loc="lower left")
+    # outside the axes: the rare labels' curves sit low and left, where a legend inside would cover them
+    ax.legend(fontsize=6, ncol=1 + len(ax.get_lines()) // 40, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              borderaxespad=0.0)
     fig.tight_layout()
     return fig
 
@@ -122,6 +124,16 @@ def run_figures(report: dict, strategy, val, test, *, beta: float, objective: st
                                                        objective=objective)
 
 
+def _zoom(cells: list[dict]) -> tuple[float, float]:
+    """A y range that shows differences of 0.01: the data's span (mean ± std) plus a margin, within [0, 1]."""
+    lo = [c["mean"] - (c["std"] or 0.0) for c in cells if c["mean"] == c["mean"]]
+    hi = [c["mean"] + (c["std"] or 0.0) for c in cells if c["mean"] == c["mean"]]
+    if not lo:
+        return 0.0, 1.0
+    span = max(max(hi) - min(lo), 0.02)
+    return max(0.0, min(lo) - 0.25 * span), min(1.0, max(hi) + 0.25 * span)
+
+
 def group_bars(stats: dict, title: str = ""):
     """Grouped bar chart of ``compare``: one group of bars per metric, one bar per group (e.g. loss),
     height = mean over runs, error bar = std."""
@@ -138,8 +150,8 @@ def group_bars(stats: dict, title: str = ""):
                label=f"{g['rank']}. {g['group']}")
     ax.set_xticks(x, [m.removeprefix("test/") for m in metrics])
     ax.set_ylabel("mean ± std over runs")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(*_zoom([g["metrics"][m] for g in groups for m in metrics]))
     ax.set_title(title or f"By {stats['group_by']}")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, ncol=1, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig

@@ -155,6 +155,9 @@ def _track(cfg: EvaluateJobConfig, gates: list, report: Report, values: dict, bl
     tags = {"evalkit.command": "evaluate", "evalkit.trigger": cfg.trigger,
             "evalkit.gate": {"fail": "fail", "unknown": "unknown"}.get(block["status"], "pass"),
             "evalkit.job": cfg.job_name}
+    failed = sorted({r["metric"] for r in block["results"] if r["status"] == "fail"})
+    if failed:  # exactly which metrics failed a gate (the history plot marks those points only)
+        tags["evalkit.failed_gates"] = ",".join(failed)
     if block.get("baseline") and block["baseline"].get("run_id"):
         tags["evalkit.baseline_run"] = block["baseline"]["run_id"]
     params = {"predictions": cfg.predictions} if cfg.predictions else \
