@@ -3,6 +3,7 @@ mean ± std over seeds, a ranking, and a paired significance test of the best gr
 
 Which runs: ``--parent RUN_ID`` takes that grid's child runs; without it, when the experiment holds
 grid runs (``evalkit run SPEC.toml``), the children of the latest grid parent; otherwise every run.
+Runs of different datasets are never averaged together: groups are then ``dataset / value``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ HEADLINE = ("test/micro_f2", "test/macro_f2", "test/macro_map", "test/macro_auro
             "test/hamming_loss")
 #: the metrics of the grouped view (mean ± std); the first one ranks the groups unless --rank-by
 GROUP_HEADLINE = ("test/macro_f2", "test/micro_f2", "test/macro_f1", "test/micro_f1", "test/macro_map")
-PARAM_COLUMNS = ("loss", "seed", "threshold", "model")
+PARAM_COLUMNS = ("dataset.name", "loss", "seed", "threshold", "model")
+DATASET = "dataset.name"
 GRID_TAG = "evalkit.grid"  # "parent" on the parent run of a spec grid
 
 
@@ -185,4 +187,18 @@ def compare_runs(tracking_uri: str, experiment: str, *, group_by: str | None = "
         raise InputError(f"--experiment {experiment}: no runs to compare")
     if not grouped:
         return df, None
-    return df, group_stats(df, group_by, metrics, rank_by=rank_by)
+    return df, group_stats(*by_dataset(df, group_by), metrics, rank_by=rank_by)
+
+
+def by_dataset(df, group_by: str):
+    """``(runs, group column)``: when the runs cover several datasets, groups are ``dataset / value``,
+    so runs of different datasets never share a row (their means would mean nothing)."""
+    if group_by == DATASET or DATASET not in df.columns or df[DATASET].dropna().nunique() <= 1:
+        return df, group_by
+    if group_by not in df.columns:
+        raise InputError(f"--group-by: the runs have no param {group_by!r}")
+    key = f"dataset / {group_by}"
+    keep = df[group_by].notna()
+    out = df[keep].copy()
+    out[key] = out[DATASET].fillna("?").astype(str) + " / " + out[group_by].astype(str)
+    return out, key

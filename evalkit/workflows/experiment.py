@@ -134,7 +134,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
 
     from evalkit.tracking import RunLogger
 
-    logger = RunLogger(store, config.experiment, run_name=config.run_name,
+    logger = RunLogger(store, config.experiment, run_name=config.run_name or run_name(splits.name, config, tags),
                        tags={"evalkit.command": "run", "evalkit.loss": config.loss, **(tags or {})},
                        nested=nested) if track else None
     previous_threads = torch.get_num_threads()
@@ -175,6 +175,18 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
              registered_model=registered)
     return RunResult(report, run.run_id if run else None, store, trained.history,
                      time.perf_counter() - started, registered)
+
+
+def run_name(dataset: str, config: RunConfig, tags: dict[str, str] | None = None) -> str:
+    """A readable, unique run name: ``yeast-bce-s0-3fa2`` (a grid cell: ``yeast-loss=bce,seed=0-3fa2``).
+
+    The 4 hex characters come from the OS's randomness, so seeding the experiment never repeats names.
+    """
+    import secrets
+
+    cell = (tags or {}).get("evalkit.cell")
+    base = f"{dataset}-{cell.replace(' ', ',')}" if cell else f"{dataset}-{config.loss}-s{config.seed}"
+    return f"{base}-{secrets.token_hex(2)}"
 
 
 class _no_run:

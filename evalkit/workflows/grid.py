@@ -68,7 +68,7 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
         for i, (cell, cfg) in enumerate(zip(Spec(spec.path, spec.base, grid, spec.text).cells(), configs), 1):
             label = " ".join(f"{k}={v}" for k, v in cell.items())
             emit("grid_cell", i=i, n=len(configs), label=label)
-            cfg = cfg.model_copy(update={"output": None, "run_name": cfg.run_name or label})
+            cfg = cfg.model_copy(update={"output": None})
             res = run_experiment(cfg, track=track, nested=True, on_event=emit,
                                  tags={"evalkit.grid": "child", "evalkit.cell": label})
             results.append(res)
