@@ -374,14 +374,13 @@ def sync_spool(
     """
     with user_errors():
         from evalkit.errors import InfraError
-        from evalkit.tracking import configure_http, resolve_tracking_uri
+        from evalkit.tracking import resolve_tracking_uri
         from evalkit.tracking import sync_spool as upload
 
         if tracking_uri:
             resolve_tracking_uri(tracking_uri)  # malformed URI: exit 2
-        configure_http(tracking_timeout)
         console = _console()
-        done, left = upload(tracking_uri, spool_dir, console)
+        done, left = upload(tracking_uri, spool_dir, console, timeout=tracking_timeout)
         console.print(f"{done} spooled run(s) uploaded; {left} left")
         if left:
             raise InfraError(f"sync-spool: {left} spooled run(s) could not be uploaded; they are kept")

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.errors import InfraError, InputError
+from evalkit.tracking.redact import first_line as _first_line
 
 PREPROCESS_FORMAT = "evalkit.preprocess/1"
 PREPROCESS_FILE = "preprocess.json"
@@ -146,6 +147,7 @@ def sidecar_candidates(model_path: Path) -> list[Path]:
 
 
 def is_mlflow_uri(spec: str) -> bool:
+    """True for ``runs:/...`` and ``models:/...`` specs."""
     return spec.startswith(MLFLOW_SCHEMES)
 
 
@@ -196,9 +198,9 @@ def load_model(spec: str, *, tracking_uri: str | None = None, arch: str | None =
         module = _guard(spec, lambda: _torch().jit.load(str(path), map_location="cpu"))
     elif kind == "pt2":
         if not trust_pickle:
-            from evalkit.tracking import verify_pt2_file
+            from evalkit.tracking.loading import verify_pt2_file
 
-            verify_pt2_file(path)
+            verify_pt2_file(path, spec)
         module = _guard(spec, lambda: _torch().export.load(str(path)).module())
     else:
         module, kind = _load_checkpoint(path, spec, arch=arch, hidden=hidden, record=record, n_features=n_features,
@@ -222,11 +224,6 @@ def _guard(spec: str, fn):
         raise
     except Exception as e:
         raise InputError(f"--model {spec}: cannot load ({type(e).__name__}: {_first_line(e)})") from None
-
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return (s[0] if s else type(e).__name__)[:200]
 
 
 def _file_kind(path: Path) -> str:
@@ -257,10 +254,9 @@ def _load_checkpoint(path: Path, spec: str, *, arch, hidden, record, n_features,
             raise InputError(f"--model {spec}: not a model file ({_first_line(e)}); expected TorchScript, "
                              "torch.export .pt2, or a torch.save state_dict") from None
         if not trust_pickle:
-            raise InputError(
-                f"--model {spec}: refused: this is a pickled full model, and unpickling it could run arbitrary "
-                "code; pass --trust-pickle only if you trust its source (safer: save a state_dict, TorchScript "
-                "or torch.export .pt2 file)") from None
+            from evalkit.tracking.loading import pickle_refusal
+
+            raise pickle_refusal(spec, "this is a pickled full model") from None
         obj = _guard(spec, lambda: torch.load(str(path), map_location="cpu", weights_only=False))
         if not isinstance(obj, torch.nn.Module):
             raise InputError(f"--model {spec}: the pickled object is a {type(obj).__name__}, not a torch.nn.Module")
@@ -386,6 +382,11 @@ def double_sigmoid_warning(outputs: np.ndarray, scores: str) -> str | None:
 
 
 def check_probabilities(outputs: np.ndarray) -> None:
+    """Check that outputs evaluated as probabilities are finite values in [0, 1].
+
+    Raises:
+        InputError (exit 2): some output lies outside [0, 1] or is not finite.
+    """
     if outputs.size and (float(outputs.min()) < 0.0 or float(outputs.max()) > 1.0 or not np.isfinite(outputs).all()):
         raise InputError(f"--scores probabilities: the model's outputs range over [{float(outputs.min()):.4g}, "
                          f"{float(outputs.max()):.4g}], expected values in [0, 1]; drop --scores to treat them as logits")
