@@ -481,7 +481,7 @@ def evaluate_model(
     loaded = None
     record = read_preprocess(preprocess) if preprocess else None
     if record is None and is_mlflow_uri(model):
-        loaded = load_model(model, tracking_uri=tracking_uri)
+        loaded = load_model(model, tracking_uri=tracking_uri, trust_pickle=trust_pickle)
         record = loaded.preprocess
     elif record is None:
         from pathlib import Path

@@ -2,9 +2,11 @@
 
 Model specs accepted by ``evalkit evaluate --model SPEC``:
 
-* MLflow URIs: ``runs:/<run id>/<name>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``
-  (loaded by :mod:`evalkit.tracking`; pt2 models are checked to hold no pickled code), or a local
-  MLflow model directory (one holding an ``MLmodel`` file);
+* MLflow URIs: ``runs:/<run id>/<name>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``,
+  or a local MLflow model directory (one holding an ``MLmodel`` file), loaded by
+  :func:`evalkit.tracking.loading.load_logged_model`: the folder is inspected first; pt2 archives are
+  checked to hold no pickled code, and a model stored in pickle format is refused unless
+  ``trust_pickle``;
 * a TorchScript file (``torch.jit.save``);
 * a ``torch.export`` archive (``.pt2``, ``torch.export.save``), refused when it carries pickled
   objects unless ``trust_pickle``;
@@ -161,7 +163,8 @@ def load_model(spec: str, *, tracking_uri: str | None = None, arch: str | None =
         tracking_uri: store for MLflow URIs (resolved by the caller).
         arch / hidden: architecture of a ``state_dict`` file (default: the record's ``model`` section).
         n_features / input_shape / n_labels: the data the model will see (to build a ``state_dict`` model).
-        trust_pickle: allow unpickling a full model (runs code from the file: trusted files only).
+        trust_pickle: allow unpickling a full model or a pickle-format MLflow model (runs code from it:
+            trusted sources only).
         preprocess: a ``preprocess.json`` file (default: from the run / a sidecar).
 
     Raises:
@@ -175,7 +178,7 @@ def load_model(spec: str, *, tracking_uri: str | None = None, arch: str | None =
 
         uri = tracking.resolve_tracking_uri(tracking_uri)
         run_id = tracking.model_source_run(uri, spec) if is_mlflow_uri(spec) else None
-        module = tracking.load_logged_model(uri, spec)
+        module = tracking.load_logged_model(uri, spec, trust_pickle=trust_pickle)
         if record is None and run_id:
             record = tracking.load_run_json(uri, run_id, PREPROCESS_FILE)
             record_source = f"run {run_id}/{PREPROCESS_FILE}" if record else None

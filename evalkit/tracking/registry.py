@@ -7,26 +7,9 @@ validate the input example goes through its pickle-free check).
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
-
 from evalkit.errors import InputError
+from evalkit.tracking.loading import pickle_deserialization
 from evalkit.tracking.store import client_for
-
-
-@contextmanager
-def pickle_disallowed():
-    """``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false`` inside the block (restored after)."""
-    key = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
-    old = os.environ.get(key)
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
 
 
 def log_model(logger, model, input_example, *, name: str = "model", registered_model_name: str | None = None):
@@ -44,7 +27,7 @@ def log_model(logger, model, input_example, *, name: str = "model", registered_m
     module = model.cpu().eval()
     if not logger.offline:
         try:
-            with pickle_disallowed():
+            with pickle_deserialization(False):
                 info = mlflow.pytorch.log_model(module, name=name, input_example=input_example,
                                                 serialization_format="pt2", pip_requirements=pip,
                                                 registered_model_name=registered_model_name)
@@ -55,7 +38,7 @@ def log_model(logger, model, input_example, *, name: str = "model", registered_m
             logger.go_offline(e)
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp, pickle_disallowed():  # offline: the model folder goes to the spool
+    with tempfile.TemporaryDirectory() as tmp, pickle_deserialization(False):  # offline: the model folder goes to the spool
         mlflow.pytorch.save_model(module, f"{tmp}/{name}", input_example=input_example,
                                   serialization_format="pt2", pip_requirements=pip)
         logger.journal.add_file(f"{tmp}/{name}", name)

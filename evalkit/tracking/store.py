@@ -181,8 +181,9 @@ def ensure_store(tracking_uri: str) -> None:
     if tracking_uri in _READY:
         return
     try:
-        client = client_for(tracking_uri)
-        with store_lock(tracking_uri):
+        prepare_store(tracking_uri)
+        with store_lock(tracking_uri):  # the client runs the schema migrations of a new database
+            client = client_for(tracking_uri)
             retry_busy(lambda: client.search_experiments(max_results=1))
     except Exception as e:
         raise InfraError(f"tracking store {redact_uri(tracking_uri)} unreachable: {store_reason(e)}") from None
