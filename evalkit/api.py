@@ -253,10 +253,9 @@ def _log_results(run, report: Report, model, input_example: np.ndarray, *, prepr
     if log_model:
         run.log_model(model, input_example, registered_model_name=register)
     if log_model and register:
-        version = getattr(run, "registered_version", None)
-        report["registered_model"] = f"models:/{register}/{version}"
-        if alias:
-            report["registered_model"] = run.set_model_alias(register, alias) + f" (version {version})"
+        ref = run.registered_model(register, alias)  # None: store down, the model is in the spool
+        if ref:
+            report["registered_model"] = ref
 
 
 def _train_with_progress(model, loss_fn, splits, config: RunConfig, device: str, console, run):

@@ -215,9 +215,10 @@ def sync_spool(tracking_uri: str | None = None, root: str | os.PathLike | None =
     Returns:
         ``(uploaded, left)``.
     Raises:
-        InputError (exit 2): a malformed ``tracking_uri``.
-        InfraError (exit 3): a store is unreachable (entries are kept).
+        InputError (exit 2): a malformed ``tracking_uri``. A store that is unreachable does not raise:
+            its entries are kept and counted in ``left`` (the CLI then exits 3).
     """
+    from evalkit.errors import InfraError
     from evalkit.tracking.redact import redact_uri, store_reason
     from evalkit.tracking.store import client_for, configure_http, ensure_store
 
@@ -227,13 +228,14 @@ def sync_spool(tracking_uri: str | None = None, root: str | os.PathLike | None =
     done = left = 0
     for entry in entries(root):
         target = _target(explicit, entry.run.get("tracking_uri") or "")
-        ensure_store(target)
         try:
+            ensure_store(target)  # InfraError: this entry's store is down; the others may be up
             run_id = _upload(client_for(target), target, entry)
         except Exception as e:
             left += 1
             if console is not None:
-                console.print(f"[red]not uploaded[/] {entry.path}: {store_reason(e)}")
+                reason = str(e) if isinstance(e, InfraError) else store_reason(e)
+                console.print(f"[red]not uploaded[/] {entry.path.name}: {reason}", soft_wrap=True)
             continue
         remove(entry)
         done += 1
