@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 
 from evalkit.errors import InputError
-from evalkit.tracking import LOWER_IS_BETTER, search_runs
+from evalkit.direction import lower_is_better  # noqa: F401  (re-exported: compare.lower_is_better)
+from evalkit.tracking import search_runs
 
 HEADLINE = ("test/micro_f2", "test/macro_f2", "test/macro_map", "test/macro_auroc", "test/subset_accuracy",
             "test/hamming_loss")
@@ -73,10 +74,6 @@ def select_runs(df, parent: str | None = None):
         if not kids.empty:
             return kids.reset_index(drop=True)
     return df[df["grid"] != "parent"].reset_index(drop=True)
-
-
-def lower_is_better(metric: str) -> bool:
-    return any(str(metric).endswith(k) for k in LOWER_IS_BETTER)
 
 
 def best_index(series) -> int | None:

@@ -114,10 +114,7 @@ def check_metrics(gates: list[Gate], report: dict) -> None:
             raise InputError(f"{option}: unknown metric {g.metric!r}; expected a tracked metric name such as {examples}")
 
 
-def lower_is_better(metric: str) -> bool:
-    from evalkit.tracking import LOWER_IS_BETTER
-
-    return any(metric.endswith(k) for k in LOWER_IS_BETTER)
+from evalkit.direction import lower_is_better  # noqa: E402  (re-exported: gates.lower_is_better)
 
 
 def apply_gates(gates: list[Gate], values: dict[str, float], baseline: dict | None = None) -> dict:

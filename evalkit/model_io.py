@@ -2,9 +2,11 @@
 
 Model specs accepted by ``evalkit evaluate --model SPEC``:
 
-* MLflow URIs: ``runs:/<run id>/<name>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``
-  (loaded by :mod:`evalkit.tracking`; pt2 models are checked to hold no pickled code), or a local
-  MLflow model directory (one holding an ``MLmodel`` file);
+* MLflow URIs: ``runs:/<run id>/<name>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``,
+  or a local MLflow model directory (one holding an ``MLmodel`` file), loaded by
+  :func:`evalkit.tracking.loading.load_logged_model`: the folder is inspected first; pt2 archives are
+  checked to hold no pickled code, and a model stored in pickle format is refused unless
+  ``trust_pickle``;
 * a TorchScript file (``torch.jit.save``);
 * a ``torch.export`` archive (``.pt2``, ``torch.export.save``), refused when it carries pickled
   objects unless ``trust_pickle``;
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.errors import InfraError, InputError
+from evalkit.tracking.redact import first_line as _first_line
 
 PREPROCESS_FORMAT = "evalkit.preprocess/1"
 PREPROCESS_FILE = "preprocess.json"
@@ -146,6 +149,7 @@ def sidecar_candidates(model_path: Path) -> list[Path]:
 
 
 def is_mlflow_uri(spec: str) -> bool:
+    """True for ``runs:/...`` and ``models:/...`` specs."""
     return spec.startswith(MLFLOW_SCHEMES)
 
 
@@ -159,7 +163,8 @@ def load_model(spec: str, *, tracking_uri: str | None = None, arch: str | None =
         tracking_uri: store for MLflow URIs (resolved by the caller).
         arch / hidden: architecture of a ``state_dict`` file (default: the record's ``model`` section).
         n_features / input_shape / n_labels: the data the model will see (to build a ``state_dict`` model).
-        trust_pickle: allow unpickling a full model (runs code from the file: trusted files only).
+        trust_pickle: allow unpickling a full model or a pickle-format MLflow model (runs code from it:
+            trusted sources only).
         preprocess: a ``preprocess.json`` file (default: from the run / a sidecar).
 
     Raises:
@@ -173,7 +178,7 @@ def load_model(spec: str, *, tracking_uri: str | None = None, arch: str | None =
 
         uri = tracking.resolve_tracking_uri(tracking_uri)
         run_id = tracking.model_source_run(uri, spec) if is_mlflow_uri(spec) else None
-        module = tracking.load_logged_model(uri, spec)
+        module = tracking.load_logged_model(uri, spec, trust_pickle=trust_pickle)
         if record is None and run_id:
             record = tracking.load_run_json(uri, run_id, PREPROCESS_FILE)
             record_source = f"run {run_id}/{PREPROCESS_FILE}" if record else None
@@ -196,9 +201,9 @@ def load_model(spec: str, *, tracking_uri: str | None = None, arch: str | None =
         module = _guard(spec, lambda: _torch().jit.load(str(path), map_location="cpu"))
     elif kind == "pt2":
         if not trust_pickle:
-            from evalkit.tracking import verify_pt2_file
+            from evalkit.tracking.loading import verify_pt2_file
 
-            verify_pt2_file(path)
+            verify_pt2_file(path, spec)
         module = _guard(spec, lambda: _torch().export.load(str(path)).module())
     else:
         module, kind = _load_checkpoint(path, spec, arch=arch, hidden=hidden, record=record, n_features=n_features,
@@ -222,11 +227,6 @@ def _guard(spec: str, fn):
         raise
     except Exception as e:
         raise InputError(f"--model {spec}: cannot load ({type(e).__name__}: {_first_line(e)})") from None
-
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return (s[0] if s else type(e).__name__)[:200]
 
 
 def _file_kind(path: Path) -> str:
@@ -257,10 +257,9 @@ def _load_checkpoint(path: Path, spec: str, *, arch, hidden, record, n_features,
             raise InputError(f"--model {spec}: not a model file ({_first_line(e)}); expected TorchScript, "
                              "torch.export .pt2, or a torch.save state_dict") from None
         if not trust_pickle:
-            raise InputError(
-                f"--model {spec}: refused: this is a pickled full model, and unpickling it could run arbitrary "
-                "code; pass --trust-pickle only if you trust its source (safer: save a state_dict, TorchScript "
-                "or torch.export .pt2 file)") from None
+            from evalkit.tracking.loading import pickle_refusal
+
+            raise pickle_refusal(spec, "this is a pickled full model") from None
         obj = _guard(spec, lambda: torch.load(str(path), map_location="cpu", weights_only=False))
         if not isinstance(obj, torch.nn.Module):
             raise InputError(f"--model {spec}: the pickled object is a {type(obj).__name__}, not a torch.nn.Module")
@@ -386,6 +385,11 @@ def double_sigmoid_warning(outputs: np.ndarray, scores: str) -> str | None:
 
 
 def check_probabilities(outputs: np.ndarray) -> None:
+    """Check that outputs evaluated as probabilities are finite values in [0, 1].
+
+    Raises:
+        InputError (exit 2): some output lies outside [0, 1] or is not finite.
+    """
     if outputs.size and (float(outputs.min()) < 0.0 or float(outputs.max()) > 1.0 or not np.isfinite(outputs).all()):
         raise InputError(f"--scores probabilities: the model's outputs range over [{float(outputs.min()):.4g}, "
                          f"{float(outputs.max()):.4g}], expected values in [0, 1]; drop --scores to treat them as logits")

@@ -302,14 +302,13 @@ def sync_spool(
     """
     with user_errors():
         from evalkit.errors import InfraError
-        from evalkit.tracking import configure_http, resolve_tracking_uri
+        from evalkit.tracking import resolve_tracking_uri
         from evalkit.tracking import sync_spool as upload
 
         if tracking_uri:
             resolve_tracking_uri(tracking_uri)  # malformed URI: exit 2
-        configure_http(tracking_timeout)
         out = console()
-        done, left = upload(tracking_uri, spool_dir, out)
+        done, left = upload(tracking_uri, spool_dir, out, timeout=tracking_timeout)
         out.print(f"{done} spooled run(s) uploaded; {left} left")
         if left:
             raise InfraError(f"sync-spool: {left} spooled run(s) could not be uploaded; they are kept")

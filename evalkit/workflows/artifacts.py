@@ -87,10 +87,7 @@ def log_run_results(run, report: Report, model, input_example: np.ndarray, *, co
     if config.log_model:
         run.log_model(model, input_example, registered_model_name=config.register_model)
     if config.log_model and config.register_model:
-        version = getattr(run, "registered_version", None)
-        registered = f"models:/{config.register_model}/{version}"
-        if config.alias:
-            registered = run.set_model_alias(config.register_model, config.alias) + f" (version {version})"
+        registered = run.registered_model(config.register_model, config.alias)
     log_thresholds(run, report, thresholds, config, val, test)
     return registered
 

@@ -1,6 +1,6 @@
 """The local spool: everything a run would have logged to MLflow when the tracking store was down.
 
-When the store is unreachable (at the start or in the middle of a run) :class:`evalkit.tracking.RunLogger`
+When the store is unreachable (at the start or in the middle of a run) :class:`evalkit.tracking.run.RunLogger`
 writes what it could not log to ``mlruns/spool/<UTC timestamp>-<id>/`` (or ``$EVALKIT_SPOOL_DIR``)::
 
     run.json        experiment, run name, run id (when the run was created before the store failed),
@@ -12,7 +12,8 @@ writes what it could not log to ``mlruns/spool/<UTC timestamp>-<id>/`` (or ``$EV
 
 A spool entry is written to a hidden temporary directory and renamed into place, so an entry is
 either complete or absent. ``evalkit sync-spool`` uploads each entry (resuming the original run when
-it exists, else creating one) and removes it once uploaded. This module does not import mlflow.
+it exists, else creating one) and removes it once uploaded (:func:`sync_spool`, which imports mlflow
+lazily).
 """
 
 from __future__ import annotations
@@ -51,11 +52,17 @@ class Journal:
     artifact_dirs: list[tuple[str, str | None]] = field(default_factory=list)  # (local dir, artifact_path)
 
     def add_metrics(self, metrics: dict[str, float], step: int | None, timestamp: int | None = None) -> None:
+        """Journal ``metrics`` at ``step`` (None: 0) and ``timestamp`` (ms since the epoch; default now)."""
         ts = timestamp or int(time.time() * 1000)
         self.metrics.extend({"key": k, "value": float(v), "step": int(step or 0), "timestamp": ts}
                             for k, v in metrics.items())
 
     def add_file(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        """Journal a file or folder as an artifact (copied now: it may be temporary).
+
+        Raises:
+            OSError: ``path`` cannot be read.
+        """
         p = Path(path)
         if p.is_dir():  # copied now: the source may be a temporary directory
             import tempfile
@@ -67,15 +74,17 @@ class Journal:
             self.artifacts.append((p.name, artifact_path, p.read_bytes()))
 
     def add_text(self, name: str, text: str) -> None:
+        """Journal ``text`` as the artifact file ``name`` (e.g. ``report.json``)."""
         parent = str(Path(name).parent)
         self.artifacts.append((Path(name).name, None if parent == "." else parent, text.encode()))
 
-    @property
-    def empty(self) -> bool:
-        return not (self.params or self.tags or self.metrics or self.artifacts or self.artifact_dirs)
-
     def write(self, status: str, reason: str, root: str | os.PathLike | None = None) -> Path:
-        """Write the entry atomically; returns its directory."""
+        """Write the entry atomically under :func:`spool_root` (``root``) with the run's final
+        ``status`` and the ``reason`` it was spooled; returns its directory.
+
+        Raises:
+            OSError: the spool folder is not writable.
+        """
         base = spool_root(root)
         base.mkdir(parents=True, exist_ok=True)
         name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
@@ -121,6 +130,7 @@ class Entry:
 
     @property
     def artifacts(self) -> Path:
+        """The entry's ``artifacts/`` folder."""
         return self.path / "artifacts"
 
 
@@ -146,4 +156,90 @@ def entries(root: str | os.PathLike | None = None) -> list[Entry]:
 
 
 def remove(entry: Entry) -> None:
+    """Delete an uploaded entry's folder."""
     shutil.rmtree(entry.path)
+
+
+# -- upload ------------------------------------------------------------------------------------------
+
+
+def _target(explicit: str | None, recorded: str) -> str:
+    """Where an entry goes: ``explicit`` > the store it was meant for (unless that URI held
+    credentials, which are never written to disk) > the default local store."""
+    from evalkit.tracking.store import resolve_tracking_uri
+
+    return resolve_tracking_uri(explicit or (recorded if recorded and "***@" not in recorded else None))
+
+
+def _upload(client, target: str, entry: Entry) -> str:
+    """Upload one entry to ``target``; returns the run id."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from evalkit.tracking.store import get_or_create_experiment
+
+    run_info = entry.run
+    run_id = run_info.get("run_id")
+    if run_id:
+        try:
+            client.get_run(run_id)
+        except Exception:
+            run_id = None
+    if not run_id:
+        exp_id = get_or_create_experiment(target, run_info["experiment"])
+        run_id = client.create_run(exp_id, start_time=run_info.get("start_time"), run_name=run_info.get("run_name"),
+                                   tags={"evalkit.spooled": "true"}).info.run_id
+    params = [Param(k, str(v)) for k, v in entry.params.items()]
+    tags = [RunTag(k, str(v)) for k, v in entry.tags.items()]
+    metrics = [Metric(m["key"], float(m["value"]), int(m["timestamp"]), int(m["step"])) for m in entry.metrics]
+    for i in range(0, max(len(params), len(tags), len(metrics)), 100):
+        client.log_batch(run_id, metrics=metrics[i : i + 100], params=params[i : i + 100], tags=tags[i : i + 100])
+    if entry.artifacts.is_dir() and any(entry.artifacts.iterdir()):
+        client.log_artifacts(run_id, str(entry.artifacts))
+    client.set_tag(run_id, "evalkit.spool_synced", "true")
+    client.set_terminated(run_id, run_info.get("status") or "FINISHED", end_time=run_info.get("end_time"))
+    return run_id
+
+
+def sync_spool(tracking_uri: str | None = None, root: str | os.PathLike | None = None, console=None, *,
+               timeout: float | None = None) -> tuple[int, int]:
+    """Upload every spool entry and remove it once uploaded. A run created before the store failed is
+    resumed (its missing params / metrics / tags / artifacts added and its final status set);
+    otherwise a new run is created with the original start and end times.
+
+    Args:
+        tracking_uri: upload everything here; default ``$MLFLOW_TRACKING_URI``, else the store each
+            entry was meant for (unless that URI held credentials, which are never written to disk),
+            else the default local store.
+        root: the spool folder (default :func:`spool_root`). console: a rich console for progress.
+        timeout: seconds to wait for an HTTP store (sets MLflow's HTTP limits); None: leave them.
+    Returns:
+        ``(uploaded, left)``.
+    Raises:
+        InputError (exit 2): a malformed ``tracking_uri``. A store that is unreachable does not raise:
+            its entries are kept and counted in ``left`` (the CLI then exits 3).
+    """
+    from evalkit.errors import InfraError
+    from evalkit.tracking.redact import redact_uri, store_reason
+    from evalkit.tracking.store import client_for, configure_http, ensure_store
+
+    if timeout is not None:
+        configure_http(timeout)
+    explicit = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    done = left = 0
+    for entry in entries(root):
+        target = _target(explicit, entry.run.get("tracking_uri") or "")
+        try:
+            ensure_store(target)  # InfraError: this entry's store is down; the others may be up
+            run_id = _upload(client_for(target), target, entry)
+        except Exception as e:
+            left += 1
+            if console is not None:
+                reason = str(e) if isinstance(e, InfraError) else store_reason(e)
+                console.print(f"[red]not uploaded[/] {entry.path.name}: {reason}", soft_wrap=True)
+            continue
+        remove(entry)
+        done += 1
+        if console is not None:
+            console.print(f"uploaded {entry.path.name} -> run {run_id} in experiment '{entry.run['experiment']}' "
+                          f"({redact_uri(target)})")
+    return done, left

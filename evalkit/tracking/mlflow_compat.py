@@ -1,0 +1,69 @@
+"""The ONLY place evalkit touches private MLflow APIs or relies on MLflow's internal file layout.
+
+``tests/test_mlflow_compat.py`` imports everything listed in :data:`PRIVATE_NAMES` and checks the
+model-folder layout constants below against MLflow's own, so an MLflow upgrade that moves or renames
+one fails that test with a clear message instead of silently weakening the pickle checks.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# (module, attribute): private MLflow names evalkit uses, and why
+PRIVATE_NAMES = (
+    ("mlflow.pytorch", "_validate_pt2_archive_is_pickle_free"),  # pickle-free check of a .pt2 archive
+    ("mlflow.pytorch", "_EXPORTED_TORCH_MODEL_FILE_NAME"),  # "model.pt2" in the model's data folder
+    ("mlflow.pytorch", "_SERIALIZED_TORCH_MODEL_FILE_NAME"),  # "model.pth": torch.save pickle / TorchScript
+    ("mlflow.pytorch", "_PICKLE_MODULE_INFO_FILE_NAME"),  # "pickle_module_info.txt"
+)
+
+# MLflow's PyTorch model folder layout (``<model>/MLmodel``, ``<model>/<model_data>/<file>``), as MLflow
+# 3.x writes it; checked against the private constants above by the compat test.
+PT2_FILE = "model.pt2"
+PICKLE_FILE = "model.pth"
+PICKLE_MODULE_FILE = "pickle_module_info.txt"
+LAYOUT = {"_EXPORTED_TORCH_MODEL_FILE_NAME": PT2_FILE, "_SERIALIZED_TORCH_MODEL_FILE_NAME": PICKLE_FILE,
+          "_PICKLE_MODULE_INFO_FILE_NAME": PICKLE_MODULE_FILE}
+
+
+class CompatError(ImportError):
+    """A private MLflow name evalkit relies on is missing (MLflow moved or renamed it)."""
+
+
+def private(module: str, name: str):
+    """The private MLflow object ``module.name``.
+
+    Raises:
+        CompatError: the module or the name no longer exists in the installed MLflow.
+    """
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        import mlflow
+
+        raise CompatError(f"evalkit needs the private MLflow API {module}.{name}, missing in MLflow "
+                          f"{mlflow.__version__} ({e}); update evalkit/tracking/mlflow_compat.py") from e
+
+
+def missing_private_names() -> list[str]:
+    """``module.name`` of every entry of :data:`PRIVATE_NAMES` the installed MLflow lacks (empty: all there)."""
+    out = []
+    for module, name in PRIVATE_NAMES:
+        try:
+            private(module, name)
+        except CompatError:
+            out.append(f"{module}.{name}")
+    return out
+
+
+def validate_pt2_pickle_free(path: str) -> None:
+    """Check with MLflow's verifier that the ``.pt2`` archive at ``path`` holds only tensors, JSON and
+    text records (``torch.export.load`` would otherwise unpickle them with ``weights_only=False``).
+
+    Args:
+        path: a ``torch.export.save`` archive (str).
+    Raises:
+        CompatError: the verifier is gone (callers must fail closed).
+        Exception: (``MlflowException``) the archive carries a pickle payload or is not a zip archive.
+    """
+    private("mlflow.pytorch", "_validate_pt2_archive_is_pickle_free")(str(path))

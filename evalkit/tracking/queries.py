@@ -1,0 +1,136 @@
+"""Reading the store: runs of an experiment, the run behind a model, run artifacts, gate baselines."""
+
+from __future__ import annotations
+
+from evalkit.errors import InfraError, InputError
+from evalkit.tracking.redact import first_line, redact_uri, store_reason
+from evalkit.tracking.store import client_for, mlflow_for
+
+
+def search_runs(tracking_uri: str, experiment: str, *, filter_string: str = ""):
+    """Runs of ``experiment`` as a pandas DataFrame (newest first); empty when none.
+
+    Args:
+        tracking_uri: a resolved URI. filter_string: an MLflow search filter.
+    Raises:
+        InputError (exit 2): the experiment does not exist.
+    """
+    mlflow = mlflow_for(tracking_uri)
+    exp = mlflow.MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    if exp is None:
+        raise InputError(f"--experiment: no experiment named {experiment!r} in {redact_uri(tracking_uri)}")
+    return mlflow.search_runs(
+        experiment_ids=[exp.experiment_id],
+        filter_string=filter_string,
+        order_by=["attributes.start_time DESC"],
+    )
+
+
+def model_store_error(uri: str, tracking_uri: str, e: Exception) -> Exception:
+    """The evalkit error for a failure to find / fetch the model ``uri``: InputError (exit 2) when
+    MLflow says it does not exist, else InfraError (exit 3). Returned, not raised."""
+    from mlflow.exceptions import MlflowException
+
+    msg = first_line(e)
+    code = getattr(e, "error_code", "") if isinstance(e, MlflowException) else ""
+    if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in msg.lower() or "does not exist" in msg.lower():
+        return InputError(f"--model {uri}: not found in {redact_uri(tracking_uri)} ({msg})")
+    return InfraError(f"--model {uri}: cannot load the model from {redact_uri(tracking_uri)}: {msg}")
+
+
+def model_source_run(tracking_uri: str, uri: str) -> str | None:
+    """The id of the run that logged the model ``uri`` (``runs:/<id>/<name>``, ``models:/<name>/<version>``,
+    ``models:/<name>@<alias>``, ``models:/<model id>``), or None when it cannot be told.
+
+    Raises:
+        InputError (exit 2): the registered model, version or alias does not exist.
+        InfraError (exit 3): the store is unreachable.
+    """
+    if uri.startswith("runs:/"):
+        return uri[len("runs:/"):].strip("/").split("/", 1)[0] or None
+    if not uri.startswith("models:/"):
+        return None
+    ref = uri[len("models:/"):].strip("/")
+    client = client_for(tracking_uri)
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        elif "/" in ref:
+            name, version = ref.rsplit("/", 1)
+            mv = client.get_model_version(name, version)
+        else:  # a logged model id (MLflow 3: models:/m-...)
+            return client.get_logged_model(ref).source_run_id
+        if mv.run_id:
+            return mv.run_id
+        model_id = getattr(mv, "model_id", None)
+        return client.get_logged_model(model_id).source_run_id if model_id else None
+    except Exception as e:  # MlflowException, connection errors
+        raise model_store_error(uri, tracking_uri, e) from None
+
+
+def load_run_json(tracking_uri: str, run_id: str, artifact_file: str) -> dict | None:
+    """A JSON artifact of a run (e.g. ``preprocess.json``, ``report.json``), or None when absent or
+    unreadable. Never raises."""
+    try:
+        mlflow_for(tracking_uri)
+        import mlflow.artifacts
+
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
+    except Exception:
+        return None
+
+
+def _last_finished_run(client, experiment: str, job: str | None):
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    flt = "attributes.status = 'FINISHED'"
+    if job:
+        flt += f" and tags.\"evalkit.job\" = '{job}'"
+    runs = client.search_runs([exp.experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"],
+                              max_results=1)
+    return runs[0] if runs else None
+
+
+def baseline_run(tracking_uri: str, experiment: str, spec: str, *, job: str | None = None,
+                 model_uri: str | None = None) -> dict:
+    """The baseline of relative gates: ``{"run_id", "source", "metrics", "reason"}``.
+
+    Reads run metrics only: no model is downloaded or loaded.
+
+    Args:
+        spec: ``last`` (the last FINISHED run of ``job`` in ``experiment``, by start time; run_id None
+            when there is none yet), ``champion`` (the run that produced the version behind
+            ``models:/<name>@champion``, name taken from ``model_uri``), ``models:/NAME@ALIAS`` /
+            ``models:/NAME/VERSION``, or a run id.
+    Raises:
+        InputError (exit 2): unknown run id, registered model, version or alias.
+        InfraError (exit 3): the store is unreachable.
+    """
+    client = client_for(tracking_uri)
+    source = spec
+    try:
+        if spec == "last":
+            run = _last_finished_run(client, experiment, job)
+            if run is None:
+                return {"run_id": None, "source": "last", "metrics": {},
+                        "reason": f"no earlier finished run of job {job!r} in experiment {experiment!r}"}
+        else:
+            if spec == "champion":
+                name = (model_uri or "").removeprefix("models:/").split("@", 1)[0].split("/", 1)[0]
+                source = f"models:/{name}@champion"
+            run_id = model_source_run(tracking_uri, source) if source.startswith("models:/") else spec
+            if not run_id:
+                raise InputError(f"--baseline {spec}: cannot tell which run produced {source}")
+            run = client.get_run(run_id)
+    except (InputError, InfraError):
+        raise
+    except Exception as e:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(e, MlflowException) and getattr(e, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST",
+                                                                               "INVALID_PARAMETER_VALUE"):
+            raise InputError(f"--baseline {spec}: no such run in {redact_uri(tracking_uri)} ({store_reason(e)})") from None
+        raise InfraError(f"--baseline {spec}: tracking store {redact_uri(tracking_uri)}: {store_reason(e)}") from None
+    return {"run_id": run.info.run_id, "source": source, "metrics": dict(run.data.metrics), "reason": ""}

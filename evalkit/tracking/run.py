@@ -1,0 +1,254 @@
+"""One MLflow run: :class:`RunLogger` (batched logging, final status, offline spooling)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import InfraError
+from evalkit.tracking.redact import redact_text, redact_uri, store_reason
+from evalkit.tracking.store import (DEFAULT_TIMEOUT, absolute_uri, check_store, client_for,
+                                    get_or_create_experiment, mlflow_for, retry_busy)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM (exit code 143)."""
+
+
+class RunLogger:
+    """One MLflow run as a context manager. Ends FINISHED, FAILED (exception) or KILLED
+    (Ctrl-C / SIGTERM), never RUNNING. All metric and param logging is batched.
+
+    Nothing is lost when the store is down: if the run cannot be started (or ``offline_reason`` says
+    the store was found unreachable beforehand), or a logging call fails mid-run, the logger goes
+    offline, keeps what was not logged in a :class:`evalkit.tracking.spool.Journal`, writes it to the
+    spool on exit (``self.spooled``) and raises :class:`InfraError` (exit 3) naming the spool
+    directory; ``evalkit sync-spool`` uploads it later. Params and tags are redacted of credentials.
+
+    Args:
+        tracking_uri: a resolved URI (:func:`evalkit.tracking.resolve_tracking_uri`).
+        experiment: experiment name (created when missing).
+        run_name / tags: of the run. nested: a child of the active run (grid cells).
+        offline_reason: the store is known to be down: spool everything, do not fail fast.
+        spool: write the spool entry on exit when offline (default True).
+        fail_fast: check the store on entry and raise InfraError ("nothing was run") when it does not
+            answer (default: when ``offline_reason`` is None).
+        timeout: seconds to wait for the store in that check (float).
+    Raises:
+        InfraError (exit 3): on entry (fail fast), or on a clean exit after spooling.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, *, run_name: str | None = None,
+                 tags: dict[str, str] | None = None, nested: bool = False, offline_reason: str | None = None,
+                 spool: bool = True, fail_fast: bool | None = None, timeout: float = DEFAULT_TIMEOUT):
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.run_name = run_name
+        self.tags = dict(tags or {})
+        self.nested = nested
+        self.run_id: str | None = None
+        self.offline: str | None = offline_reason
+        self.spool = spool
+        self.spooled: Path | None = None
+        self.journal = None
+        self.timeout = timeout
+        self.registered_version: str | None = None
+        self.fail_fast = offline_reason is None if fail_fast is None else fail_fast
+        self._old_handler = None
+
+    # -- lifecycle
+    def __enter__(self) -> "RunLogger":
+        from evalkit import __version__
+        from evalkit.tracking.spool import Journal
+
+        tags = {k: redact_text(v) for k, v in {"evalkit.version": __version__, **self.tags}.items()}
+        self.journal = Journal(self.experiment, self.run_name, tracking_uri=redact_uri(absolute_uri(self.tracking_uri)))
+        if self.fail_fast and not self.nested:
+            check_store(self.tracking_uri, self.timeout)
+        if not self.offline:
+            try:
+                mlflow = mlflow_for(self.tracking_uri)
+                exp_id = get_or_create_experiment(self.tracking_uri, self.experiment)
+                run = retry_busy(lambda: mlflow.start_run(experiment_id=exp_id, run_name=self.run_name,
+                                                          tags=tags, nested=self.nested))
+                self.run_id = run.info.run_id
+                self.journal.run_id = self.run_id
+            except InfraError as e:
+                self.offline = str(e)
+            except Exception as e:
+                self.go_offline(e)
+        if self.offline and self.run_id is None:
+            self.journal.tags.update(tags)
+        self._install_sigterm()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._restore_sigterm()
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "KILLED"
+            if exc is not None and (self.run_id is not None or self.offline):
+                exc.run_killed = True  # the CLI says "MLflow run ended as KILLED" only when one did
+        else:
+            status = "FAILED"
+        if self.run_id is not None:
+            import mlflow
+
+            final = "FAILED" if self.offline else status  # offline: FAILED until sync-spool sets the real one
+            try:
+                mlflow.end_run(status=final)  # pops the active run first, then sets the status
+            except Exception:  # set it directly (SQLite busy: retried), never masking the original error
+                try:
+                    client = client_for(self.tracking_uri)
+                    retry_busy(lambda: client.set_terminated(self.run_id, final))
+                except Exception as e:
+                    self.go_offline(e)
+        if not self.offline:
+            return
+        where = ""
+        if self.spool:
+            self.spooled = self.journal.write(status, self.offline)
+            where = f"; nothing lost: results spooled to {self.spooled} (upload later with `evalkit sync-spool`)"
+        if exc_type is None:
+            raise InfraError(f"{self.offline}{where}")
+
+    def go_offline(self, e: BaseException) -> None:
+        """Switch to journaling (first failure wins as the reason); ``e``: the store error."""
+        if not self.offline:
+            self.offline = f"tracking store {redact_uri(self.tracking_uri)} unreachable: {store_reason(e)}"
+
+    def do(self, call, journal) -> bool:
+        """Run ``call()`` against the store (SQLite busy: retried); on failure, or when offline, run
+        ``journal()`` instead. Returns True when logged to the store."""
+        if not self.offline:
+            try:
+                retry_busy(call)
+                return True
+            except Exception as e:
+                self.go_offline(e)
+        journal()
+        return False
+
+    def _install_sigterm(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):
+            raise Terminated("terminated by SIGTERM")
+
+        self._old_handler = signal.signal(signal.SIGTERM, handler)
+
+    def _restore_sigterm(self) -> None:
+        if self._old_handler is not None:
+            signal.signal(signal.SIGTERM, self._old_handler)
+            self._old_handler = None
+
+    # -- logging (batched)
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log params (values as ``str``, credentials redacted, at most 6000 characters), 100 per batch."""
+        import mlflow
+
+        clean = {k: redact_text("" if v is None else str(v))[:6000] for k, v in params.items()}
+        items = list(clean.items())
+        for i in range(0, len(items), 100):
+            chunk = dict(items[i : i + 100])
+            self.do(lambda: mlflow.log_params(chunk), lambda: self.journal.params.update(chunk))
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Log metrics at ``step`` (default 0), 1000 per batch."""
+        import mlflow
+
+        items = list(metrics.items())
+        now = int(time.time() * 1000)
+        for i in range(0, len(items), 1000):
+            chunk = dict(items[i : i + 1000])
+            self.do(lambda: mlflow.log_metrics(chunk, step=step), lambda: self.journal.add_metrics(chunk, step, now))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Set tags on the run (values redacted of credentials)."""
+        import mlflow
+
+        clean = {k: redact_text(v) for k, v in tags.items()}
+        self.do(lambda: mlflow.set_tags(clean), lambda: self.journal.tags.update(clean))
+
+    def log_dict(self, data: dict, artifact_file: str) -> None:
+        """Log ``data`` as the JSON artifact ``artifact_file`` (e.g. ``report.json``)."""
+        import json
+
+        import mlflow
+
+        self.do(lambda: mlflow.log_dict(data, artifact_file),
+                lambda: self.journal.add_text(artifact_file, json.dumps(data, indent=2, default=str)))
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        """Log a local file (copied at once when offline: it may be temporary)."""
+        import mlflow
+
+        self.do(lambda: mlflow.log_artifact(str(path), artifact_path),
+                lambda: self.journal.add_file(path, artifact_path))
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        """Log a matplotlib figure as ``artifact_file`` (format from its suffix, default png)."""
+        import io
+
+        import mlflow
+
+        def journal():
+            buf = io.BytesIO()
+            figure.savefig(buf, format=Path(artifact_file).suffix.lstrip(".") or "png")
+            parent = str(Path(artifact_file).parent)
+            self.journal.artifacts.append((Path(artifact_file).name, None if parent == "." else parent, buf.getvalue()))
+
+        self.do(lambda: mlflow.log_figure(figure, artifact_file), journal)
+
+    def log_model(self, model, input_example, *, name: str = "model", registered_model_name: str | None = None):
+        """Log a torch model as a pickle-free pt2 (``torch.export``) MLflow model, registered as
+        ``registered_model_name`` when given (``self.registered_version``). Offline: the model folder
+        goes to the spool. Returns the model URI, or None when offline. See
+        :func:`evalkit.tracking.registry.log_model`."""
+        from evalkit.tracking.registry import log_model
+
+        return log_model(self, model, input_example, name=name, registered_model_name=registered_model_name)
+
+    def set_model_alias(self, name: str, alias: str, version: str | int | None = None) -> str | None:
+        """Point ``models:/<name>@<alias>`` at ``version`` (default: the version just registered).
+
+        Returns ``models:/<name>@<alias>``, or None when offline (nothing registered).
+        Raises:
+            InputError (exit 2): nothing registered in this run and no ``version`` given.
+        """
+        from evalkit.tracking.registry import set_alias
+
+        return set_alias(self, name, alias, version)
+
+    def registered_model(self, name: str, alias: str | None = None) -> str | None:
+        """After :meth:`log_model` with ``registered_model_name=name``: set ``alias`` (if given) and
+        describe the registration (``models:/NAME@ALIAS (version V)`` or ``models:/NAME/V``); None
+        when nothing was registered because the store is down (the model is in the spool)."""
+        from evalkit.tracking.registry import describe_registration
+
+        return describe_registration(self, name, alias)
+
+    def log_dataset(self, X, Y, *, name: str, digest: str, context: str, source: str | None = None) -> None:
+        """Record a dataset split as a run input (``mlflow.log_input``) under evalkit's full-content
+        ``digest`` (MLflow's own digest only samples the first rows); offline: as a tag."""
+        import mlflow
+        import mlflow.data
+
+        ds = mlflow.data.from_numpy(X, targets=Y, name=name, digest=digest, source=source)
+        self.do(lambda: mlflow.log_input(ds, context=context),
+                lambda: self.journal.tags.update({f"evalkit.input.{context}": f"{name} digest={digest}"}))
+
+
+def log_figure_to_run(tracking_uri: str, run_id: str, figure, artifact_file: str) -> None:
+    """Log a matplotlib figure to an existing (e.g. finished grid parent) run.
+
+    Raises:
+        Exception: MLflow / connection errors, as raised by MLflow.
+    """
+    client_for(tracking_uri).log_figure(run_id, figure, artifact_file)

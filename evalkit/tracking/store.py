@@ -1,0 +1,305 @@
+"""The tracking store: URI resolution (pure), store preparation (side effects), probes, init lock.
+
+Store: ``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > ``sqlite:///<cwd>/mlruns/mlflow.db``, with
+artifacts under ``<cwd>/mlruns/`` (MLflow 3.x refuses a plain ``./mlruns`` file store unless
+``MLFLOW_ALLOW_FILE_STORE=true``; SQLite is the supported local default).
+
+:func:`resolve_tracking_uri` only computes and validates the URI (no folders, threads or environment
+changes), so a command resolves it once and passes the result around. Side effects happen when the
+store is first used: :func:`prepare_store` (folders, file-store switch), :func:`configure_http`
+(MLflow's HTTP environment variables, the one place they are set), :func:`start_probe`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from evalkit.errors import InfraError, InputError
+from evalkit.tracking.redact import redact_uri, store_reason
+
+DEFAULT_STORE_DIR = "mlruns"
+DEFAULT_DB = "mlflow.db"
+DEFAULT_TIMEOUT = 10.0  # seconds
+KNOWN_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
+
+_READY: set[str] = set()  # stores known to answer (per process)
+_PREPARED: set[str] = set()
+_PROBES: dict[str, tuple[threading.Thread, list]] = {}
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The tracking URI: ``uri`` > ``$MLFLOW_TRACKING_URI`` > ``sqlite:///<cwd>/mlruns/mlflow.db``.
+
+    Pure and idempotent: creates no folder, starts no probe, changes no environment variable.
+
+    Args:
+        uri: a URI given by the user (``--tracking-uri``), or None.
+    Raises:
+        InputError (exit 2): a malformed URI (unknown scheme, missing host or database path).
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    if uri is None:
+        return f"sqlite:///{Path.cwd() / DEFAULT_STORE_DIR / DEFAULT_DB}"
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in KNOWN_SCHEMES:
+        raise InputError(
+            f"--tracking-uri: {redact_uri(uri)!r} is not a tracking URI; expected e.g. "
+            "sqlite:///mlruns/mlflow.db or http://127.0.0.1:5000"
+        )
+    if scheme in ("http", "https") and not parts.hostname:
+        raise InputError(f"--tracking-uri: {redact_uri(uri)!r} has no host")
+    if scheme == "sqlite" and not _sqlite_path(uri):
+        raise InputError(f"--tracking-uri: {uri!r} names no database file (expected sqlite:///path/to/mlflow.db)")
+    return uri
+
+
+def _sqlite_path(uri: str) -> str:
+    return uri.split(":///", 1)[1] if uri.startswith("sqlite") and ":///" in uri else ""
+
+
+def absolute_uri(uri: str) -> str:
+    """``uri`` with a relative SQLite database path made absolute (against the current folder), so
+    that it names the same store from any folder (e.g. when recorded in a spool entry)."""
+    path = _sqlite_path(uri)
+    if path and path != ":memory:" and not Path(path).expanduser().is_absolute():
+        return uri.split(":///", 1)[0] + f":///{Path(path).expanduser().resolve()}"
+    return uri
+
+
+def is_http(uri: str) -> bool:
+    """True for an ``http(s)://`` tracking server."""
+    return uri.split(":", 1)[0] in ("http", "https")
+
+
+def prepare_store(tracking_uri: str) -> None:
+    """Side effects a store needs before MLflow opens it, once per process: the folder of a SQLite
+    database is created; a ``file:`` store sets ``MLFLOW_ALLOW_FILE_STORE=true`` (unless set).
+
+    Raises:
+        OSError: the database folder cannot be created (callers turn it into InfraError).
+    """
+    if tracking_uri in _PREPARED:
+        return
+    path = _sqlite_path(tracking_uri)
+    if path and path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if tracking_uri.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    _PREPARED.add(tracking_uri)
+
+
+def configure_http(timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Bound MLflow's HTTP calls so an unreachable server fails a job within about ``timeout``
+    seconds instead of retrying for minutes (MLflow's defaults: 7 retries, backoff 2, 120 s timeout).
+
+    MLflow reads these settings only from the environment, so this is the one function that sets
+    them: ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (per request: ``timeout // 2`` s, at least 1),
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (1), ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` (1) and
+    ``MLFLOW_HTTP_REQUEST_BACKOFF_JITTER`` (0).
+
+    Args:
+        timeout: seconds (float > 0).
+    """
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout // 2)))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
+
+
+def mlflow_for(tracking_uri: str):
+    """The ``mlflow`` module with ``tracking_uri`` set as the current store (prepared first).
+
+    Raises:
+        OSError: the store's folder cannot be created.
+    """
+    prepare_store(tracking_uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow
+
+
+def client_for(tracking_uri: str):
+    """An ``mlflow.MlflowClient`` for ``tracking_uri`` (the store prepared first)."""
+    return mlflow_for(tracking_uri).MlflowClient(tracking_uri)
+
+
+@contextmanager
+def store_lock(tracking_uri: str):
+    """An exclusive ``fcntl.flock`` on ``<db dir>/.init.lock`` for a SQLite store (no-op otherwise):
+    MLflow's schema migrations race when several jobs open a fresh database at once.
+
+    Raises:
+        OSError: the lock file cannot be created.
+    """
+    path = _sqlite_path(tracking_uri)
+    if not path or path == ":memory:":
+        yield
+        return
+    import fcntl
+
+    lock = Path(path).expanduser().parent / ".init.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def retry_busy(fn, attempts: int = 8):
+    """Call ``fn()``, retrying with backoff (0.2 s doubling to 2 s) while SQLite reports "database is
+    locked" / "busy"; any other exception (or the last one) is raised as is."""
+    delay = 0.2
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as e:
+            msg = str(e).lower()
+            if i == attempts - 1 or not ("database is locked" in msg or "database is busy" in msg
+                                         or "database table is locked" in msg):
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def ensure_store(tracking_uri: str) -> None:
+    """Open (and for a new SQLite file: create and migrate) the store once per process, under the
+    store's init lock.
+
+    Raises:
+        InfraError (exit 3): the store cannot be reached or created.
+    """
+    if tracking_uri in _READY:
+        return
+    try:
+        prepare_store(tracking_uri)
+        with store_lock(tracking_uri):  # the client runs the schema migrations of a new database
+            client = client_for(tracking_uri)
+            retry_busy(lambda: client.search_experiments(max_results=1))
+    except Exception as e:
+        raise InfraError(f"tracking store {redact_uri(tracking_uri)} unreachable: {store_reason(e)}") from None
+    _READY.add(tracking_uri)
+
+
+def check_store(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Fail fast before expensive work when the store does not answer within about ``timeout`` seconds.
+
+    Raises:
+        InfraError (exit 3): the store is unreachable ("nothing was run").
+    """
+    if tracking_uri in _READY:
+        return
+    configure_http(timeout)
+    reason = probe_store(tracking_uri, timeout)
+    if reason:
+        raise InfraError(f"{reason} (nothing was run; check the server or pass --tracking-uri)")
+
+
+def start_probe(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Probe an HTTP(S) store in a background thread (``timeout`` seconds), so that waiting for an
+    unreachable server overlaps the work done before tracking; :func:`probe_store` collects the
+    answer. No-op for other stores."""
+    if not is_http(tracking_uri) or tracking_uri in _READY or tracking_uri in _PROBES:
+        return
+    box: list = []
+    t = threading.Thread(target=lambda: box.append(_probe_http(tracking_uri, timeout)), daemon=True,
+                         name="evalkit-store-probe")
+    t.start()
+    _PROBES[tracking_uri] = (t, box)
+
+
+def probe_store(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> str | None:
+    """Check, cheaply and within about ``timeout`` seconds, that the store answers (collecting a
+    probe started by :func:`start_probe`). Never raises.
+
+    Returns:
+        None when the store answers, else a one-line reason (credentials redacted).
+    """
+    if is_http(tracking_uri):
+        pending = _PROBES.pop(tracking_uri, None)
+        if pending is not None:
+            thread, box = pending
+            thread.join(timeout + 5)
+            if box:
+                return box[0]
+            return f"tracking store {redact_uri(tracking_uri)} unreachable: timed out"
+        return _probe_http(tracking_uri, timeout)
+    try:
+        ensure_store(tracking_uri)
+    except InfraError as e:
+        return str(e)
+    return None
+
+
+def _probe_http(tracking_uri: str, timeout: float) -> str | None:
+    """One bounded request with ``urllib`` (not mlflow: importing it would eat the time budget).
+    Any answer but 404 / 5xx means the server is there; authentication is left to the real calls."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    url = tracking_uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    context = None
+    if url.startswith("https") and os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("true", "1"):
+        context = ssl._create_unverified_context()
+    req = urllib.request.Request(url, data=json.dumps({"max_results": 1}).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=max(1.0, timeout / 2), context=context) as resp:
+            status = resp.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    except Exception as e:  # URLError (refused, unknown host), socket timeouts, connection resets
+        return f"tracking store {redact_uri(tracking_uri)} unreachable: {store_reason(e)}"
+    if status == 404 or status >= 500:
+        hint = "not an MLflow tracking server at this address?" if status == 404 else "server error"
+        return f"tracking store {redact_uri(tracking_uri)} answered HTTP {status} ({hint})"
+    _READY.add(tracking_uri)
+    return None
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside its database (``file://`` URI of its folder); None
+    for other stores (the server decides)."""
+    path = _sqlite_path(tracking_uri)
+    if path:
+        return Path(path).resolve().parent.as_uri()
+    return None
+
+
+def get_or_create_experiment(tracking_uri: str, name: str) -> str:
+    """The id of experiment ``name``, created (artifacts beside a SQLite store) when missing.
+
+    Raises:
+        InfraError (exit 3): the store is unreachable or refuses the call.
+    """
+    ensure_store(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(tracking_uri)
+
+    def get_or_create() -> str:
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri))
+        except MlflowException:  # created concurrently by another job
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    try:
+        return retry_busy(get_or_create)
+    except Exception as e:  # MlflowException, connection errors, "database is locked"
+        raise InfraError(f"tracking store {redact_uri(tracking_uri)}: {store_reason(e)}") from e
