@@ -55,7 +55,9 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
     if track:
         from evalkit.tracking import RunLogger, resolve_tracking_uri
 
-        logger = RunLogger(resolve_tracking_uri(first.tracking_uri), first.experiment,
+        store = resolve_tracking_uri(first.tracking_uri)  # once for the grid: the children log there too
+        configs = [c.model_copy(update={"tracking_uri": store}) for c in configs]
+        logger = RunLogger(store, first.experiment,
                            run_name=first.run_name or Path(path).stem,
                            tags={"evalkit.command": "run", "evalkit.grid": "parent", "evalkit.spec": str(path)})
     results: list[RunResult] = []

@@ -73,14 +73,16 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
     """
     from evalkit.gates import check_metrics
 
+    from evalkit.tracking import configure_http, resolve_tracking_uri, start_probe
+
     emit = make_emitter(on_event, console)
     gates = check_job(config)
+    # resolved once for the whole job: model loading, the baseline and the run all use this store
+    config = config.model_copy(update={"tracking_uri": resolve_tracking_uri(config.tracking_uri)})
     store = None
     if config.track or config.baseline:  # a baseline is read from the store even with --no-track
-        from evalkit.tracking import configure_http, resolve_tracking_uri, start_probe
-
         configure_http(config.tracking_timeout)
-        store = resolve_tracking_uri(config.tracking_uri)
+        store = config.tracking_uri
         start_probe(store, config.tracking_timeout)  # answered below: the wait overlaps the evaluation
     report = _evaluate(config, emit)
     check_metrics(gates, report)  # bad input: before any output or run
