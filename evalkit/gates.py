@@ -47,6 +47,7 @@ class Gate:
 
     @property
     def relative(self) -> bool:
+        """True for a ``--max-drop`` gate (compared with a baseline run)."""
         return self.op == "max-drop"
 
 

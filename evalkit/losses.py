@@ -17,6 +17,7 @@ from evalkit.errors import InputError
 
 @dataclass(frozen=True)
 class LossSpec:
+    """A registered loss: name, one-line summary, when it helps, options ``{name: (default, meaning)}`` and its builder."""
     name: str
     summary: str
     when: str
@@ -196,6 +197,7 @@ def loss_options(name: str, given: dict[str, Any] | None = None) -> dict[str, An
 
 
 def get_loss_spec(name: str) -> LossSpec:
+    """The :class:`LossSpec` of ``name``. Raises InputError naming the available losses."""
     if name not in LOSSES:
         raise InputError(f"--loss: unknown loss {name!r}; expected one of: {', '.join(LOSSES)}")
     return LOSSES[name]

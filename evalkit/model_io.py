@@ -369,12 +369,6 @@ def predict(module, X: np.ndarray, *, device: str = "cpu", amp: str | None = Non
     return Z
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Probabilities from logits, computed as in training (``torch.sigmoid`` on float32)."""
-    torch = _torch()
-    return torch.sigmoid(torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))).numpy()
-
-
 def double_sigmoid_warning(outputs: np.ndarray, scores: str) -> str | None:
     """A warning when outputs treated as logits all lie in [0, 1] (they look like probabilities)."""
     if scores == "logits" and outputs.size and float(outputs.min()) >= 0.0 and float(outputs.max()) <= 1.0:

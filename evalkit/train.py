@@ -14,6 +14,7 @@ from evalkit.errors import InputError
 
 @dataclass
 class TrainResult:
+    """A trained model (the best epoch's weights), the per-epoch history, the best epoch (1-based) and whether early stopping ended training."""
     model: object
     history: list[dict] = field(default_factory=list)  # one dict per epoch: epoch, train_loss, val_loss[, val_metric]
     best_epoch: int = 0
@@ -21,6 +22,7 @@ class TrainResult:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, numpy and torch (CPU and CUDA) with ``seed``."""
     import random
 
     import torch
@@ -31,16 +33,11 @@ def seed_everything(seed: int) -> None:
 
 
 def predict_logits(model, X: np.ndarray, device: str = "cpu", batch_size: int = 4096) -> np.ndarray:
-    """Logits ``(N, C)`` float32 for features ``X`` ``(N, F)``, batched under ``torch.inference_mode``."""
-    import torch
+    """Logits ``(N, C)`` float32 for features ``X`` ``(N, F)``: :func:`evalkit.model_io.predict`, the one
+    inference loop (batched under ``torch.inference_mode``)."""
+    from evalkit.model_io import predict
 
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, X.shape[0], batch_size):
-            xb = torch.from_numpy(X[i : i + batch_size]).to(device)
-            out.append(model(xb).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    return predict(model, X, device=device, batch_size=batch_size)
 
 
 def _monitor_value(monitor: str, val_logits: np.ndarray, val_Y: np.ndarray, beta: float) -> float:

@@ -244,6 +244,7 @@ def datasets() -> None:
 
 
 class Format(str, Enum):
+    """Output format of ``evalkit compare``."""
     table = "table"
     csv = "csv"
     json = "json"

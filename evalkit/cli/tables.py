@@ -31,6 +31,7 @@ def _legend(stats: dict) -> str:
 
 
 def render_groups(stats: dict, console, title: str = "") -> None:
+    """The grouped table (rank, group, runs, mean ± std per metric; best bold, significance marks) and its legend."""
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
@@ -52,6 +53,7 @@ def render_groups(stats: dict, console, title: str = "") -> None:
 
 
 def groups_markdown(stats: dict) -> str:
+    """The grouped table as Markdown (for READMEs and PRs), legend included."""
     head = ["rank", stats["group_by"], "runs", *(m.removeprefix("test/") for m in stats["metrics"])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in stats["groups"]:
@@ -65,6 +67,7 @@ def groups_markdown(stats: dict) -> str:
 
 
 def runs_markdown(df, metrics=HEADLINE) -> str:
+    """One Markdown row per run: run id, params, metrics (4 decimals; ``—`` for undefined)."""
     shown = [p for p in PARAM_COLUMNS if p in df.columns and df[p].notna().any()]
     head = ["run", *shown, *(m.removeprefix("test/") for m in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -76,6 +79,7 @@ def runs_markdown(df, metrics=HEADLINE) -> str:
 
 
 def render_table(df, console, metrics=HEADLINE, title: str = "") -> None:
+    """One row per run (id and name, params, metrics); the best value per column in bold green."""
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
@@ -99,6 +103,7 @@ def render_table(df, console, metrics=HEADLINE, title: str = "") -> None:
 
 
 def render_history(df, console, metrics=DEFAULT_METRICS, title: str = "") -> None:
+    """A job's history table, oldest first, with each metric's change against the previous run."""
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
