@@ -79,7 +79,7 @@ def test_pickled_mlflow_models_are_refused_everywhere_without_trust_pickle(evil,
 
 
 def test_python_api_refuses_too_and_baseline_champion_reads_metrics_only(evil, store):
-    from evalkit.api import evaluate_model
+    from evalkit import evaluate_model
     from evalkit.errors import InputError
     from evalkit.tracking import baseline_run, load_logged_model
 
