@@ -176,31 +176,53 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _open_temp_beside(path: Path) -> tuple[int, Path]:
+    """Create a new, uniquely named temporary file in ``path``'s directory, open for writing.
+
+    Like :func:`tempfile.mkstemp` (``O_EXCL``, so never someone else's file), but created with mode
+    0o666 so the kernel applies the process umask (and any default ACL of the directory) exactly as
+    for a plain ``open(path, "w")``: with umask 022 the report ends up 0644, not mkstemp's 0600. The
+    umask is never read or changed, so there is no process-global state to race with other threads."""
+    import secrets
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: could not create a temporary file for {path.name}")
+
+
 def write_json_atomic(data: dict, path: str | os.PathLike) -> Path:
-    """Write JSON via a temporary file + rename, so a crash never leaves a half-written file."""
+    """Write JSON via a temporary file + rename, so a crash never leaves a half-written file.
+
+    The file gets the mode ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _open_temp_beside(path)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, default=_json_default)
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 
 def write_csv_atomic(frame, path: str | os.PathLike) -> Path:
+    """Write ``frame.to_csv`` via a temporary file + rename (mode as for :func:`write_json_atomic`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp = _open_temp_beside(path)
     try:
-        frame.to_csv(tmp, index=False)
+        with os.fdopen(fd, "w", newline="") as f:
+            frame.to_csv(f, index=False)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,17 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MULAN = SHARED / "datasets" / "mulan"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environ():
+    """Each test starts from the same environment: commands run in-process set variables such as
+    EVALKIT_TRACKING_TIMEOUT and MLFLOW_HTTP_REQUEST_* (tracking.configure_http), which would otherwise
+    leak into every later test (e.g. a 4 s --tracking-timeout becoming the next test's default)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

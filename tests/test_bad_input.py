@@ -7,7 +7,6 @@ builds its files in a temporary directory and runs the CLI in-process against a 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sqlite3
@@ -26,7 +25,6 @@ class Case:
     kind: str  # what is wrong (README)
     make: Callable[[Path], list]  # tmp dir -> CLI args (without --output)
     message: str  # regex the one-line message must match
-    needs: str | None = None  # module that produces this check (skip while it is missing)
     output: bool = True  # the command takes --output
 
 
@@ -101,7 +99,6 @@ def _spec(tmp: Path, text: str, name="job.toml") -> Path:
 
 # ----------------------------------------------------------------------------- the table
 
-IO = "evalkit.metrics.io"
 CASES: dict[str, Case] = {
     # data files (run --dataset FILE)
     "missing-file": Case("data file does not exist", lambda t: [*RUN, "--dataset", t / "nope.csv"],
@@ -173,30 +170,30 @@ CASES: dict[str, Case] = {
                              r"x\.toml:2: epochs: "),
     # evaluate --predictions FILE
     "pred-nan-scores": Case("NaN or inf in scores", lambda t: ["evaluate", "--predictions", _nan_probs(t)],
-                            r"scores: expected finite probabilities in \[0, 1\], found NaN or inf", needs=IO),
+                            r"scores: expected finite probabilities in \[0, 1\], found NaN or inf"),
     "pred-prob-out-of-range": Case("probabilities outside [0, 1]",
                                    lambda t: ["evaluate", "--predictions", _pred(t, probabilities=np.full((20, 3), 1.5))],
-                                   r"scores: expected probabilities in \[0, 1\], got values in \[1\.5, 1\.5\]", needs=IO),
+                                   r"scores: expected probabilities in \[0, 1\], got values in \[1\.5, 1\.5\]"),
     "pred-both-scores": Case("logits and probabilities both given",
                              lambda t: ["evaluate", "--predictions", _pred(t, logits=np.zeros((20, 3)))],
-                             r"p\.npz: expected exactly one of arrays 'logits' or 'probabilities', found \['logits', 'probabilities'\]", needs=IO),
+                             r"p\.npz: expected exactly one of arrays 'logits' or 'probabilities', found \['logits', 'probabilities'\]"),
     "pred-no-scores": Case("neither logits nor probabilities given",
                            lambda t: ["evaluate", "--predictions", _pred(t, probabilities=None)],
-                           r"p\.npz: expected exactly one of arrays 'logits' or 'probabilities', found neither", needs=IO),
+                           r"p\.npz: expected exactly one of arrays 'logits' or 'probabilities', found neither"),
     "pred-shape-mismatch": Case("shape mismatch between scores and targets",
                                 lambda t: ["evaluate", "--predictions", _pred(t, probabilities=np.full((20, 4), 0.5))],
-                                r"p\.npz: 'probabilities' has shape \(20, 4\) but 'targets' has \(20, 3\)", needs=IO),
+                                r"p\.npz: 'probabilities' has shape \(20, 4\) but 'targets' has \(20, 3\)"),
     "pred-zero-samples": Case("zero samples", lambda t: ["evaluate", "--predictions", _pred(t, n=0)],
-                              r"p\.npz: no samples", needs=IO),
+                              r"p\.npz: no samples"),
     "pred-targets-not-binary": Case("predictions: targets not in {0,1}",
                                     lambda t: ["evaluate", "--predictions", _pred(t, targets=np.full((20, 3), 2))],
-                                    r"targets: expected values in \{0, 1\}, found 2", needs=IO),
+                                    r"targets: expected values in \{0, 1\}, found 2"),
     "pred-missing-file": Case("predictions file does not exist",
-                              lambda t: ["evaluate", "--predictions", t / "nope.npz"], r"nope\.npz: file not found", needs=IO),
+                              lambda t: ["evaluate", "--predictions", t / "nope.npz"], r"nope\.npz: file not found"),
     # gates
     "gate-unknown-metric": Case("unknown metric in a gate",
                                 lambda t: ["evaluate", "--predictions", _pred(t), "--gate", "test/macro_f3>=0.5"],
-                                r"--gate: unknown metric 'test/macro_f3'; expected a tracked metric name", needs=IO),
+                                r"--gate: unknown metric 'test/macro_f3'; expected a tracked metric name"),
     "gate-malformed": Case("malformed gate expression",
                            lambda t: ["evaluate", "--predictions", _pred(t), "--gate", "test/macro_f2 = 0.5"],
                            r"--gate: malformed gate 'test/macro_f2 = 0.5'; expected METRIC OP NUMBER"),
@@ -206,10 +203,10 @@ CASES: dict[str, Case] = {
     "baseline-unknown-run": Case("--baseline names no run",
                                  lambda t: ["evaluate", "--predictions", _pred(t), "--baseline", "0123456789abcdef",
                                             "--max-drop", "test/macro_f2=0.01"],
-                                 r"--baseline 0123456789abcdef: no such run", needs=IO),
+                                 r"--baseline 0123456789abcdef: no such run"),
     "eval-threshold-out-of-range": Case("evaluate: threshold outside (0, 1)",
                                         lambda t: ["evaluate", "--predictions", _pred(t), "--threshold", "1.5"],
-                                        r"--threshold: a fixed threshold must lie in \(0, 1\), got 1\.5", needs=IO),
+                                        r"--threshold: a fixed threshold must lie in \(0, 1\), got 1\.5"),
     "evaluate-spec-invalid-toml": Case("job spec: TOML syntax error",
                                        lambda t: ["evaluate", "--spec", _spec(t, "[evaluate]\ngates = [\n")],
                                        r"job\.toml:2: invalid TOML: ", output=False),
@@ -246,8 +243,6 @@ def _runs_in_store(db: Path) -> int:
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, store, cli, tmp_path):
     case = CASES[name]
-    if case.needs and importlib.util.find_spec(case.needs) is None:
-        pytest.skip(f"{case.needs} (predictions reader of the metric engine) is not there yet")
     out = tmp_path / "out.json"
     args = [str(a) for a in case.make(tmp_path)]
     res = cli(*args, *(["--output", str(out)] if case.output else []))
@@ -261,17 +256,56 @@ def test_bad_input(name, store, cli, tmp_path):
     assert _runs_in_store(tmp_path / "mlruns" / "mlflow.db") == 0, "bad input left an MLflow run behind"
 
 
-def test_debug_shows_the_traceback(tmp_path):
+@pytest.fixture(scope="module")
+def debug_run(tmp_path_factory):
+    """``evalkit --debug evaluate`` with a malformed gate, in a subprocess (--debug is read by main())."""
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-m", "evalkit", "--debug", "evaluate", "--predictions", str(_pred(tmp_path)),
-                          "--gate", "bogus", "--no-track"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert res.returncode != 0 and "Traceback" in res.stderr and "InputError" in res.stderr
+    tmp = tmp_path_factory.mktemp("debug")
+    return subprocess.run([sys.executable, "-m", "evalkit", "--debug", "evaluate", "--predictions", str(_pred(tmp)),
+                           "--gate", "bogus", "--no-track"], capture_output=True, text=True, cwd=tmp,
+                          timeout=600)  # a guard against a hang, not a speed check
 
 
-def test_at_least_25_kinds():
-    assert len(CASES) >= 25
+def test_debug_shows_the_traceback_of_that_error(debug_run):
+    err = debug_run.stderr
+    assert "Traceback (most recent call last)" in err
+    # the traceback ends in the bad input itself, not in some other failure
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(r"evalkit\.errors\.InputError: --gate: malformed gate 'bogus'; expected METRIC OP NUMBER.*", last), err
+
+
+@pytest.mark.xfail(strict=True, reason="evalkit/cli.py user_errors() re-raises under --debug, so Python exits 1 "
+                                       "(documented as 'a gate failed') instead of 2; print the traceback, then exit "
+                                       "with e.exit_code")
+def test_debug_keeps_the_documented_exit_code(debug_run):
+    assert debug_run.returncode == 2, debug_run.stderr
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_rows() -> list[tuple[int, str, str]]:
+    """(number, kind, message) of each row of README's "Bad input" table."""
+    text = README.read_text()
+    section = text.split("\n### Bad input\n", 1)[1].split("\n#", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        m = re.fullmatch(r"\| (\d+) \| (.+?) \| `(.+)` \|", line.strip())
+        if m:
+            rows.append((int(m[1]), m[2], m[3].replace("\\|", "|")))
+    return rows
+
+
+def test_readme_table_lists_exactly_the_tested_cases():
+    rows = readme_rows()
+    assert [n for n, _, _ in rows] == list(range(1, len(rows) + 1)), "README rows are not numbered 1..N"
+    # every tested kind has its README row and every README row is tested, in the same order
+    assert [kind for _, kind, _ in rows] == [c.kind for c in CASES.values()]
+    # the message the README shows is one the test accepts (so README and test cannot drift apart)
+    for (n, kind, message), case in zip(rows, CASES.values()):
+        assert re.search(case.message, message), f"README row {n} ({kind}): {message!r} !~ {case.message!r}"
 
 
 def markdown_table() -> str:

@@ -159,8 +159,10 @@ def test_evaluate_relative_gate_against_last_run_of_the_job(store, cli, tmp_path
     assert "baseline" in worse.output and "max drop 0.01" in worse.output
     # an explicit run id as the baseline; another job's runs are not "last"
     res = cli("evaluate", "--predictions", bad, "--max-drop", "test/macro_f2=0.01", "--baseline", runs[0].info.run_id,
-              "--job", "other", "--no-per-class")
-    assert res.exit_code == 1
+              "--job", "other", "--no-per-class", "-o", tmp_path / "r2.json")
+    assert res.exit_code == 1, res.output
+    rep = json.loads((tmp_path / "r2.json").read_text())
+    assert rep["gates"]["baseline"]["run_id"] == runs[0].info.run_id and rep["gates"]["results"][0]["status"] == "fail"
     res = cli("evaluate", "--predictions", bad, "--max-drop", "test/macro_f2=0.01", "--baseline", "last",
               "--job", "other2", "--no-per-class")
     assert res.exit_code == 0 and "SKIP" in res.output
@@ -177,6 +179,7 @@ def test_compare_history_table_and_plot(store, cli, tmp_path):
     assert "2 runs" in res.output and "pass" in res.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = cli("compare", "--trigger", "scheduled", "--metric", "test/macro_f2", "--format", "json")
+    assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert len(rows) == 2 and rows[0]["start_time"] <= rows[1]["start_time"] and rows[0]["gate"] == "pass"
 
