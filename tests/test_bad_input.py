@@ -276,9 +276,6 @@ def test_debug_shows_the_traceback_of_that_error(debug_run):
     assert re.fullmatch(r"evalkit\.errors\.InputError: --gate: malformed gate 'bogus'; expected METRIC OP NUMBER.*", last), err
 
 
-@pytest.mark.xfail(strict=True, reason="evalkit/cli.py user_errors() re-raises under --debug, so Python exits 1 "
-                                       "(documented as 'a gate failed') instead of 2; print the traceback, then exit "
-                                       "with e.exit_code")
 def test_debug_keeps_the_documented_exit_code(debug_run):
     assert debug_run.returncode == 2, debug_run.stderr
 

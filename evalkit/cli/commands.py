@@ -45,12 +45,14 @@ def console(stderr: bool = False):
 
 
 def _fail(message: str, code: int) -> None:
+    """One line on stderr (never read as markup), the traceback too with ``--debug``, then exit ``code``."""
+    err = console(stderr=True)
+    err.print("[red]error:[/] ", end="")
+    err.print(message, markup=False, soft_wrap=True)
     if DEBUG:
         import traceback
 
         traceback.print_exc()
-    console(stderr=True).print("[red]error:[/] ", end="")
-    console(stderr=True).print(message, markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
