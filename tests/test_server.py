@@ -119,11 +119,10 @@ def test_evaluate_predictions_against_the_server_then_server_stops(server, cli, 
     res = cli("evaluate", "--predictions", pred, "--tracking-uri", uri, "--experiment", "preds", "--no-per-class")
     assert res.exit_code == 0, res.output
     _stop(server)  # the server goes away
-    t0 = time.perf_counter()
     res = cli("evaluate", "--predictions", pred, "--tracking-uri", uri, "--experiment", "preds", "--no-per-class",
               "-o", tmp_path / "r.json")
     assert res.exit_code == 3, res.output
-    assert time.perf_counter() - t0 < 10
+    assert "unreachable" in res.output and "connection refused" in res.output, res.output
     assert json.loads((tmp_path / "r.json").read_text())["summary"]
     [entry] = list((tmp_path / "mlruns" / "spool").iterdir())
     assert json.loads((entry / "run.json").read_text())["experiment"] == "preds"
