@@ -230,9 +230,7 @@ def read_bytes(path: Path) -> bytes:
     """
     try:
         if not path.name.lower().endswith(".gz"):
-            if path.stat().st_size > MAX_BYTES:
-                raise InputError(f"{path}: {human_bytes(path.stat().st_size)} file, more than the "
-                                 f"{human_bytes(MAX_BYTES)} limit")
+            check_file_size(path)
             return path.read_bytes()
         with gzip.open(path) as f:
             raw = f.read(MAX_BYTES + 1)
@@ -241,3 +239,14 @@ def read_bytes(path: Path) -> bytes:
     if len(raw) > MAX_BYTES:
         raise InputError(f"{path}: decompresses to more than the {human_bytes(MAX_BYTES)} limit; refusing to read it")
     return raw
+
+
+def check_file_size(path: Path) -> None:
+    """Refuse a file larger than :data:`MAX_BYTES` before reading it.
+
+    Raises:
+        InputError: naming the file, its size and the limit (exit code 2).
+    """
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise InputError(f"{path}: {human_bytes(size)} file, more than the {human_bytes(MAX_BYTES)} limit")

@@ -34,12 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.data.common import (
-    MAX_BYTES,
     check_alloc,
     check_drop_columns,
+    check_file_size,
     check_unique,
     dataset_name,
-    human_bytes,
     id_note,
     is_id_like,
     name_list,
@@ -178,8 +177,8 @@ def _load(path: Path, kind: str, label_list_column: str | None):
         df.columns = [str(c) for c in df.columns]
         return df, columns
     source = io.BytesIO(read_bytes(path)) if path.name.lower().endswith(".gz") else path
-    if source is path and path.stat().st_size > MAX_BYTES:
-        raise InputError(f"{path}: {human_bytes(path.stat().st_size)} file, more than the {human_bytes(MAX_BYTES)} limit")
+    if source is path:
+        check_file_size(path)
     sep = "\t" if kind == "tsv" else ","
     dtype = {label_list_column: "string"} if label_list_column else None
     try:
