@@ -323,3 +323,18 @@ def test_builtin_yeast_from_package_data():
     assert train.meta["full_digest"] == YEAST_FULL_DIGEST
     assert (train.digest, test.digest) == (YEAST_TRAIN_DIGEST, YEAST_TEST_DIGEST)
     assert "river" not in sys.modules
+
+
+def test_train_test_label_mismatch_lists_the_differences():
+    from evalkit.data.core import Dataset
+    from evalkit.data.split import make_splits
+
+    def ds(labels):
+        return Dataset("d", np.zeros((10, 2)), np.eye(10, 3, dtype=np.uint8), ["f", "g"], labels, source="d.arff")
+
+    with pytest.raises(InputError) as info:
+        make_splits(ds(["x", "y", "z"]), ds(["x", "y", "w"]))
+    assert str(info.value) == ("d.arff: test labels differ from train labels: only in test: ['w']; "
+                               "only in train: ['z'] (train has 3, test 3 labels)")
+    with pytest.raises(InputError, match=r"same 3 names in another order"):
+        make_splits(ds(["x", "y", "z"]), ds(["y", "x", "z"]))

@@ -8,9 +8,11 @@ format readers (:mod:`~evalkit.data.arff_reader`, :mod:`~evalkit.data.tabular`,
 
 from __future__ import annotations
 
+import ast
 import gzip
 import os
 import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -250,3 +252,49 @@ def check_file_size(path: Path) -> None:
     size = path.stat().st_size
     if size > MAX_BYTES:
         raise InputError(f"{path}: {human_bytes(size)} file, more than the {human_bytes(MAX_BYTES)} limit")
+
+
+# --- .npy members of .npz archives ---------------------------------------------------------------------
+
+
+def npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data bytes the member holds)`` from a zip member's ``.npy`` header, reading
+    only the header (format: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html).
+
+    The bytes held are the member's uncompressed size (``ZipInfo.file_size``) minus the header.
+
+    Raises:
+        ValueError: not a ``.npy`` header (bad magic, unknown version, unparsable header);
+            callers turn it into an :class:`InputError`.
+    """
+    fmt = np.lib.format
+    with zf.open(info) as f:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(f)
+        elif version == (3, 0):  # utf-8 header (numpy writes it only for non-latin-1 field names)
+            size = int.from_bytes(f.read(4), "little")
+            if size > 100_000:
+                raise ValueError(f"{info.filename}: .npy header of {size} bytes")
+            d = ast.literal_eval(f.read(size).decode("utf-8"))
+            shape, dtype = tuple(d["shape"]), fmt.descr_to_dtype(d["descr"])
+        else:
+            raise ValueError(f"{info.filename}: unsupported .npy format version {version}")
+        return tuple(int(n) for n in shape), dtype, info.file_size - f.tell()
+
+
+def check_npy_size(path: str | Path, key: str, shape: Sequence[int], dtype: np.dtype, held: int) -> None:
+    """Refuse an array whose declared ``shape`` x ``dtype`` needs more bytes than its member holds.
+
+    Raises:
+        InputError: ``"<path>: array 'X' declares shape (1, 100000000000) float64 (745.1 GiB) but its
+            archive member holds 8 B; refusing to load it"`` (exit code 2).
+    """
+    declared = int(np.prod([int(n) for n in shape], dtype=object)) * dtype.itemsize
+    if declared > held:
+        raise InputError(
+            f"{path}: array {key!r} declares shape {tuple(shape)} {dtype} ({human_bytes(declared)}) but its archive "
+            f"member holds {human_bytes(max(held, 0))}; refusing to load it"
+        )

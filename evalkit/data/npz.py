@@ -14,13 +14,20 @@ dtype) are refused -- save names with ``np.array(names, dtype=str)``.
 
 from __future__ import annotations
 
-import ast
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from evalkit.data.common import check_alloc, check_drop_columns, check_unique, dataset_name, human_bytes, one_line
+from evalkit.data.common import (
+    check_alloc,
+    check_drop_columns,
+    check_npy_size,
+    check_unique,
+    dataset_name,
+    npy_header,
+    one_line,
+)
 from evalkit.data.core import Dataset
 from evalkit.errors import InputError
 
@@ -60,7 +67,7 @@ def read_npz(path: Path, *, drop_columns: list[str] | str | None = None) -> Data
         raise InputError(f"{path}: not a readable .npz archive (expected a zip file written by numpy.savez)")
     try:
         with zipfile.ZipFile(path) as zf:
-            headers = {info.filename[:-4]: _header(path, zf, info)
+            headers = {info.filename[:-4]: npy_header(zf, info)
                        for info in zf.infolist() if info.filename.endswith(".npy")}
     except (OSError, zipfile.BadZipFile, EOFError, ValueError, SyntaxError) as exc:
         raise InputError(f"{path}: not a readable .npz archive: {one_line(exc)}") from None
@@ -134,27 +141,6 @@ def read_npz(path: Path, *, drop_columns: list[str] | str | None = None) -> Data
     )
 
 
-def _header(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype, int]:
-    """``(shape, dtype, data bytes the member holds)`` from a member's ``.npy`` header (NEP 1 format,
-    https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html), reading only the header."""
-    fmt = np.lib.format
-    with zf.open(info) as f:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _, dtype = fmt.read_array_header_2_0(f)
-        elif version == (3, 0):  # utf-8 header (numpy writes it only for non-latin-1 field names)
-            size = int.from_bytes(f.read(4), "little")
-            if size > 100_000:
-                raise ValueError(f"{info.filename}: .npy header of {size} bytes")
-            d = ast.literal_eval(f.read(size).decode("utf-8"))
-            shape, dtype = tuple(d["shape"]), fmt.descr_to_dtype(d["descr"])
-        else:
-            raise ValueError(f"{info.filename}: unsupported .npy format version {version}")
-        return tuple(int(n) for n in shape), dtype, info.file_size - f.tell()
-
-
 def _check_declared(path: Path, headers: dict, wanted: list[str]) -> None:
     """Refuse, before loading, object arrays and declared sizes the archive cannot hold or the limit
     forbids; name arrays must be 1-D with as many entries as ``Y`` has columns / ``X`` features."""
@@ -165,12 +151,7 @@ def _check_declared(path: Path, headers: dict, wanted: list[str]) -> None:
                 f"{path}: contains object arrays, which are not loaded (allow_pickle=False); "
                 "expected numeric X / Y and string-dtype labels / feature_names"
             )
-        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        if declared > held:
-            raise InputError(
-                f"{path}: array {key!r} declares shape {shape} {dtype} ({human_bytes(declared)}) but its archive "
-                f"member holds {human_bytes(max(held, 0))}; refusing to load it"
-            )
+        check_npy_size(path, key, shape, dtype, held)
         check_alloc(path, f"array {key!r}", shape, max(dtype.itemsize, 4 if key == "X" else 1))
     for key, axis_of in (("labels", "Y"), ("feature_names", "X")):
         if key in wanted and axis_of in headers and len(headers[axis_of][0]) == 2:
