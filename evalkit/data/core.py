@@ -22,9 +22,12 @@ class Dataset:
         feature_names: ``F`` names (empty for image tensors).
         label_names: ``C`` label names, in column order of ``Y``.
         source: where it came from (``"builtin:yeast"`` or a file path).
+        meta: reader details, e.g. ``format``, ``notes`` (one-line strings the CLI prints: ID-like
+            attributes dropped, stale MEKA counts ignored), ``dropped`` (feature columns left out).
 
     Raises:
-        InputError: on inconsistent shapes, non-binary targets, NaN/inf features or no samples.
+        InputError: (exit code 2) on inconsistent shapes, non-binary targets, NaN/inf features or no
+            samples.
     """
 
     name: str
@@ -55,14 +58,17 @@ class Dataset:
 
     @property
     def n_samples(self) -> int:
+        """``N``, the number of rows."""
         return int(self.Y.shape[0])
 
     @property
     def n_labels(self) -> int:
+        """``C``, the number of label columns of ``Y``."""
         return int(self.Y.shape[1])
 
     @property
     def n_features(self) -> int:
+        """``F``, features per sample (``3 * H * W`` for ``(N, 3, H, W)`` images)."""
         return int(np.prod(self.X.shape[1:]))
 
     @property
@@ -96,6 +102,7 @@ class Dataset:
         )
 
     def with_features(self, X: np.ndarray) -> "Dataset":
+        """The same dataset with features ``X`` (same ``N``; e.g. standardised), stored as float32."""
         return Dataset(self.name, X, self.Y, self.feature_names, self.label_names, self.source, dict(self.meta))
 
 
@@ -124,4 +131,5 @@ class Splits:
 
     @property
     def label_names(self) -> list[str]:
+        """The ``C`` label names (train's; validation and test have the same)."""
         return self.train.label_names

@@ -15,10 +15,12 @@ def load_dataset(spec: str, test_spec: str | None = None, **reader_options) -> t
 
     ``reader_options`` go to :func:`evalkit.data.readers.read` for every file read (``label_file``,
     ``meka_labels`` for ARFF; ``label_columns``, ``label_prefix``, ``label_list_column``, ``label_sep``
-    for CSV / Parquet); accepted formats are :data:`evalkit.data.readers.FORMATS`.
+    for CSV / Parquet; ``drop_columns`` for every format); accepted formats are
+    :data:`evalkit.data.readers.FORMATS`. Datasets hold ``X`` float32 ``(N, F)`` and ``Y`` uint8 ``(N, C)``.
 
     Raises:
-        InputError: unknown built-in name, missing file, unsupported format, bad file content.
+        InputError: (exit code 2) unknown built-in name, missing file, unsupported format, bad file
+            content.
     """
     from evalkit.data.builtin import BUILTINS, load_builtin
 
@@ -33,6 +35,12 @@ def load_dataset(spec: str, test_spec: str | None = None, **reader_options) -> t
 
 
 def read_file(path: str, **reader_options) -> Dataset:
+    """Read one data file with :func:`evalkit.data.readers.read` (``reader_options`` as there).
+
+    Raises:
+        InputError: (exit code 2) no such file (the message lists the built-in names, in case a
+            built-in was meant), or anything :func:`~evalkit.data.readers.read` refuses.
+    """
     p = Path(path)
     if not p.exists():
         from evalkit.data.builtin import BUILTINS

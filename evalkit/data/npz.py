@@ -19,20 +19,43 @@ from pathlib import Path
 
 import numpy as np
 
+from evalkit.data.common import (
+    check_alloc,
+    check_drop_columns,
+    check_npy_size,
+    check_unique,
+    dataset_name,
+    npy_header,
+    one_line,
+)
 from evalkit.data.core import Dataset
 from evalkit.errors import InputError
 
+_NAMES = {"labels": "label", "feature_names": "feature"}
 
-def read_npz(path: Path) -> Dataset:
+
+def read_npz(path: Path, *, drop_columns: list[str] | str | None = None) -> Dataset:
     """Read a ``.npz`` archive with arrays ``X``, ``Y`` and optional ``labels``, ``feature_names``.
+
+    Every array's ``.npy`` header is read first: an array whose declared shape and dtype need more
+    bytes than its archive member holds (or more than :data:`evalkit.data.common.MAX_BYTES`), and
+    name arrays of the wrong shape, are refused before anything is allocated.
+
+    Args:
+        path: the archive.
+        drop_columns: features to leave out, by ``feature_names`` (default names ``f0`` ...); only
+            for 2-D ``X``.
 
     Returns:
         Dataset with ``X`` float32 ``(N, F)`` or ``(N, C_img, H, W)``, ``Y`` uint8 ``(N, C)``,
-        ``feature_names`` (empty for images), ``label_names``, ``meta = {"format": ".npz"}``.
+        ``feature_names`` (empty for images), ``label_names``,
+        ``meta = {"format": ".npz", "dropped": [...], "notes": []}``.
 
     Raises:
-        InputError: not a readable archive; object (pickled) arrays; ``X`` or ``Y`` missing or of the
-            wrong shape / dtype; ``Y`` not 0/1; non-finite ``X``; names of the wrong length or dtype.
+        InputError: (exit code 2) not a readable archive; object (pickled) arrays; declared sizes
+            beyond the member or the limit; ``X`` or ``Y`` missing or of the wrong shape / dtype;
+            ``Y`` not 0/1; non-finite ``X``; names of the wrong length or dtype; duplicate names;
+            unknown ``drop_columns`` names.
     """
     path = Path(path)
     try:
@@ -43,23 +66,24 @@ def read_npz(path: Path) -> Dataset:
     if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # numpy would fall back to pickle for anything else
         raise InputError(f"{path}: not a readable .npz archive (expected a zip file written by numpy.savez)")
     try:
+        with zipfile.ZipFile(path) as zf:
+            headers = {info.filename[:-4]: npy_header(zf, info)
+                       for info in zf.infolist() if info.filename.endswith(".npy")}
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{path}: not a readable .npz archive: {one_line(exc)}") from None
+    wanted = [k for k in ("X", "Y", "labels", "feature_names") if k in headers]
+    _check_declared(path, headers, wanted)
+    try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise InputError(
-                f"{path}: contains object arrays, which are not loaded (allow_pickle=False); "
-                "expected numeric X / Y and string-dtype labels / feature_names"
-            ) from None
-        raise InputError(f"{path}: not a readable .npz archive: {exc}") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"{path}: not a readable .npz archive: {exc}") from None
+            arrays = {k: z[k] for k in wanted}
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npz archive: {one_line(exc)}") from None
 
     for key in ("X", "Y"):
         if key not in arrays:
             raise InputError(
                 f"{path}: array {key!r} missing; expected arrays X (N, F), Y (N, C) "
-                f"[labels (C,), feature_names (F,)], found: {', '.join(sorted(arrays)) or 'none'}"
+                f"[labels (C,), feature_names (F,)], found: {', '.join(sorted(headers)) or 'none'}"
             )
     X, Y = arrays["X"], arrays["Y"]
     if X.dtype.kind not in "biuf":
@@ -91,14 +115,21 @@ def read_npz(path: Path) -> Dataset:
 
     C = Y.shape[1]
     label_names = _names(path, arrays, "labels", C) or [f"label_{k}" for k in range(C)]
+    dropped: list[str] = []
     if X.ndim == 2:
         feature_names = _names(path, arrays, "feature_names", X.shape[1]) or [f"f{k}" for k in range(X.shape[1])]
+        dropped = check_drop_columns(path, drop_columns, feature_names)
+        if dropped:
+            keep = [k for k, n in enumerate(feature_names) if n not in set(dropped)]
+            if not keep:
+                raise InputError(f"{path}: no feature left after dropping {dropped}")
+            Xf, feature_names = Xf[:, keep], [feature_names[k] for k in keep]
     else:
         if "feature_names" in arrays:
             raise InputError(f"{path}: feature_names given for image tensors X {X.shape}; expected none")
+        if drop_columns is not None:
+            raise InputError(f"{path}: --drop-columns applies to (N, F) features; X holds images {X.shape}")
         feature_names = []
-    from evalkit.data.readers import dataset_name
-
     return Dataset(
         name=dataset_name(path),
         X=Xf,
@@ -106,19 +137,40 @@ def read_npz(path: Path) -> Dataset:
         feature_names=feature_names,
         label_names=label_names,
         source=str(path),
-        meta={"format": ".npz"},
+        meta={"format": ".npz", "dropped": dropped, "notes": []},
     )
+
+
+def _check_declared(path: Path, headers: dict, wanted: list[str]) -> None:
+    """Refuse, before loading, object arrays and declared sizes the archive cannot hold or the limit
+    forbids; name arrays must be 1-D with as many entries as ``Y`` has columns / ``X`` features."""
+    for key in wanted:
+        shape, dtype, held = headers[key]
+        if dtype.hasobject:
+            raise InputError(
+                f"{path}: contains object arrays, which are not loaded (allow_pickle=False); "
+                "expected numeric X / Y and string-dtype labels / feature_names"
+            )
+        check_npy_size(path, key, shape, dtype, held)
+        check_alloc(path, f"array {key!r}", shape, max(dtype.itemsize, 4 if key == "X" else 1))
+    for key, axis_of in (("labels", "Y"), ("feature_names", "X")):
+        if key in wanted and axis_of in headers and len(headers[axis_of][0]) == 2:
+            shape, dtype, _ = headers[key]
+            _name_shape(path, key, shape, dtype, headers[axis_of][0][1])
+
+
+def _name_shape(path: Path, key: str, shape: tuple, dtype: np.dtype, n: int) -> None:
+    if dtype.kind not in "US" or len(shape) != 1:
+        raise InputError(f"{path}: {key} has dtype {dtype} and shape {shape}; expected a ({n},) string array")
+    if shape[0] != n:
+        raise InputError(f"{path}: {key} has {shape[0]} names; expected {n}")
 
 
 def _names(path: Path, arrays: dict, key: str, n: int) -> list[str] | None:
     if key not in arrays:
         return None
     a = arrays[key]
-    if a.dtype.kind not in "US" or a.ndim != 1:
-        raise InputError(f"{path}: {key} has dtype {a.dtype} and shape {a.shape}; expected a ({n},) string array")
-    if a.shape[0] != n:
-        raise InputError(f"{path}: {key} has {a.shape[0]} names; expected {n}")
+    _name_shape(path, key, a.shape, a.dtype, n)
     names = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in a.tolist()]
-    if len(set(names)) != len(names):
-        raise InputError(f"{path}: {key} contains duplicate names; expected {n} distinct names")
+    check_unique(path, names, _NAMES[key])
     return names

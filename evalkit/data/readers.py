@@ -24,26 +24,13 @@ and what was expected.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from evalkit.data.common import FORMATS, dataset_name, dataset_stem, file_format
 from evalkit.data.core import Dataset
 from evalkit.errors import InputError
 
-#: extension -> one-line description, shown by ``evalkit datasets``.
-FORMATS: dict[str, str] = {
-    ".arff": "ARFF, dense or sparse; labels from a MULAN XML file next to it (<stem>.xml, "
-    "or label_file) or from MEKA's '-C N' in @relation (or meka_labels)",
-    ".arff.gz": "gzip-compressed ARFF (as .arff)",
-    ".csv": "CSV with a header row; labels chosen by label_columns, label_prefix or label_list_column "
-    "(one column of label_sep-separated label names); every other column is a numeric feature",
-    ".csv.gz": "gzip-compressed CSV (as .csv)",
-    ".tsv": "tab-separated values (as .csv)",
-    ".parquet": "Apache Parquet table; labels chosen as for .csv; categorical columns are one-hot encoded",
-    ".pq": "Apache Parquet table (as .parquet)",
-    ".npz": "NumPy archive: X (N, F) or images (N, 3, H, W), Y (N, C) in {0, 1}, "
-    "optional labels (C,) and feature_names (F,) string arrays",
-}
+__all__ = ["FORMATS", "dataset_name", "dataset_stem", "file_format", "read"]
 
 _KIND = {
     ".arff": "arff",
@@ -57,44 +44,14 @@ _KIND = {
 }
 
 # Which keyword options each kind of file understands (the others must be left unset).
+_TABLE = ("label_columns", "label_prefix", "label_list_column", "drop_columns")
 _OPTIONS = {
-    "arff": ("label_file", "meka_labels"),
-    "csv": ("label_columns", "label_prefix", "label_list_column"),
-    "tsv": ("label_columns", "label_prefix", "label_list_column"),
-    "parquet": ("label_columns", "label_prefix", "label_list_column"),
-    "npz": (),
+    "arff": ("label_file", "meka_labels", "drop_columns"),
+    "csv": _TABLE,
+    "tsv": _TABLE,
+    "parquet": _TABLE,
+    "npz": ("drop_columns",),
 }
-
-_SPLIT_SUFFIX = re.compile(r"[-_.](train|test|trn|tst)$", re.IGNORECASE)
-
-
-def file_format(path: str | Path) -> str:
-    """The key of :data:`FORMATS` that ``path`` ends with (case-insensitive), e.g. ``".arff.gz"``.
-
-    Raises:
-        InputError: the extension is not one of :data:`FORMATS`.
-    """
-    name = Path(path).name.lower()
-    for ext in sorted(FORMATS, key=len, reverse=True):  # ".arff.gz" before ".gz"-less forms
-        if name.endswith(ext):
-            return ext
-    suffix = "".join(Path(path).suffixes[-2:]) or "(none)"
-    raise InputError(
-        f"{path}: unsupported file type {suffix!r}; expected one of: {', '.join(FORMATS)}"
-    )
-
-
-def dataset_stem(path: str | Path) -> str:
-    """File name without the format extension: ``emotions-train.arff.gz`` -> ``emotions-train``."""
-    p = Path(path)
-    ext = file_format(p)
-    return p.name[: len(p.name) - len(ext)]
-
-
-def dataset_name(path: str | Path) -> str:
-    """Short dataset name: the stem without a ``-train`` / ``-test`` suffix (``emotions-train.arff`` -> ``emotions``)."""
-    stem = dataset_stem(path)
-    return _SPLIT_SUFFIX.sub("", stem) or stem
 
 
 def read(
@@ -106,6 +63,7 @@ def read(
     label_list_column: str | None = None,
     label_sep: str = ";",
     meka_labels: int | None = None,
+    drop_columns: list[str] | str | None = None,
 ) -> Dataset:
     """Read one dataset file; the format is chosen by the extension (see :data:`FORMATS`).
 
@@ -120,15 +78,21 @@ def read(
         label_list_column: CSV/Parquet -- one column holding each row's label names separated by
             ``label_sep``; becomes a multi-hot ``Y`` with the label names sorted.
         label_sep: separator for ``label_list_column`` (default ``";"``).
+        drop_columns: every format -- feature columns to leave out (ARFF attribute names, table
+            column names, NPZ ``feature_names``), a list or a comma-separated string. Nominal / string
+            features with a different value in every row (IDs, more than 20 rows) are dropped
+            without being named, with a note in ``meta["notes"]``.
 
     Returns:
         A :class:`Dataset` with ``X`` float32 ``(N, F)`` (NPZ images: ``(N, 3, H, W)``), ``Y`` uint8
         ``(N, C)`` in {0, 1}, feature and label names, ``source`` = the path, and ``meta`` with
-        at least ``{"format": <extension>}``. ``name`` is the file stem without ``-train`` / ``-test``.
+        ``{"format": <extension>, "notes": [str, ...]}`` at least. ``name`` is the file stem without
+        ``-train`` / ``-test`` (/ ``-train-sparse`` ...).
 
     Raises:
-        InputError: missing file, unknown extension, an option that does not apply to this format,
-            or anything wrong with the content (see the format readers).
+        InputError: (exit code 2) missing file, unknown extension, an option that does not apply to
+            this format, declared sizes above the allocation limit, duplicate label names, or anything
+            else wrong with the content (see the format readers).
     """
     p = Path(path)
     ext = file_format(p)
@@ -143,6 +107,7 @@ def read(
         "label_columns": label_columns,
         "label_prefix": label_prefix,
         "label_list_column": label_list_column,
+        "drop_columns": drop_columns,
     }
     for option, value in given.items():
         if value is not None and option not in _OPTIONS[kind]:
@@ -152,7 +117,7 @@ def read(
     if kind == "arff":
         from evalkit.data.arff_reader import read_arff
 
-        ds = read_arff(p, label_file=label_file, meka_labels=meka_labels)
+        ds = read_arff(p, label_file=label_file, meka_labels=meka_labels, drop_columns=drop_columns)
     elif kind in ("csv", "tsv", "parquet"):
         from evalkit.data.tabular import read_table
 
@@ -163,10 +128,12 @@ def read(
             label_prefix=label_prefix,
             label_list_column=label_list_column,
             label_sep=label_sep,
+            drop_columns=drop_columns,
         )
     else:
         from evalkit.data.npz import read_npz
 
-        ds = read_npz(p)
+        ds = read_npz(p, drop_columns=drop_columns)
     ds.meta.setdefault("format", ext)
+    ds.meta.setdefault("notes", [])
     return ds

@@ -44,15 +44,15 @@ def make_splits(
     never sees test data.
 
     Raises:
-        InputError: fewer than 2 labels, label names of train and test differ, or a split would be empty.
+        InputError: (exit code 2) fewer than 2 labels, label names of train and test differ (the
+            message lists the names only in one of them), or a split would be empty.
     """
     if train.Y.shape[1] < 2:  # the multi-label stratifier (and multi-label metrics) need C >= 2
         raise InputError(f"{train.source or train.name}: {train.Y.shape[1]} label column(s) "
                          f"{list(train.label_names)}; expected at least 2 labels for multi-label splits and metrics")
     if test is not None and list(test.label_names) != list(train.label_names):
-        raise InputError(
-            f"{test.source or test.name}: test labels {test.label_names[:5]}... differ from train labels"
-        )
+        raise InputError(f"{test.source or test.name}: test labels differ from train labels: "
+                         f"{_label_difference(list(train.label_names), list(test.label_names))}")
     full_digest = train.meta.get("full_digest")
     if test is None:
         keep, held = stratified_split(train.Y, test_size, seed)
@@ -70,8 +70,21 @@ def make_splits(
     )
 
 
+def _label_difference(train: list[str], test: list[str]) -> str:
+    only_test = [n for n in test if n not in set(train)]
+    only_train = [n for n in train if n not in set(test)]
+    if not only_test and not only_train:
+        return f"same {len(train)} names in another order (train {train[:5]}, test {test[:5]})"
+    parts = [f"only in test: {only_test[:5]}" if only_test else "", f"only in train: {only_train[:5]}" if only_train else ""]
+    return "; ".join(p for p in parts if p) + f" (train has {len(train)}, test {len(test)} labels)"
+
+
 def standardize(splits: Splits) -> Splits:
-    """Z-score features with mean / std from the train split only (constant features: std 1)."""
+    """Z-score features with mean / std from the train split only (constant features: std 1).
+
+    Features of every split are reshaped to ``(N, F)`` for the statistics and back to their own shape
+    (``(N, 3, H, W)`` images stay images); the result is float32.
+    """
     X = splits.train.X.reshape(splits.train.n_samples, -1)
     mean = X.mean(axis=0, dtype=np.float64)
     std = X.std(axis=0, dtype=np.float64)

@@ -19,19 +19,35 @@ Every other column is a feature:
   (One-hot encoding of undeclared CSV strings was rejected because a separate test file with a
   different value set would silently produce a different feature layout.)
 
-Missing values (NaN / empty cells) in features or label columns are an :class:`InputError`.
+* text / category columns with a different value in every row (IDs, more than 20 rows) are dropped
+  with a note in ``meta["notes"]``; ``drop_columns`` drops feature columns by name.
+
+Missing values (NaN / empty cells) in features or label columns, and repeated column names in the
+header (which pandas would silently rename ``a.1``), are an :class:`InputError`.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
+from evalkit.data.common import (
+    check_alloc,
+    check_drop_columns,
+    check_file_size,
+    check_unique,
+    dataset_name,
+    id_note,
+    is_id_like,
+    name_list,
+    one_line,
+    read_bytes,
+    show,
+)
 from evalkit.data.core import Dataset
 from evalkit.errors import InputError
-
-_SHOW = 8  # columns listed in error messages
 
 
 def read_table(
@@ -42,6 +58,7 @@ def read_table(
     label_prefix: str | None = None,
     label_list_column: str | None = None,
     label_sep: str = ";",
+    drop_columns: list[str] | str | None = None,
 ) -> Dataset:
     """Read a CSV (``kind="csv"``), TSV (``"tsv"``) or Parquet (``"parquet"``) table.
 
@@ -50,14 +67,17 @@ def read_table(
         kind: ``"csv"``, ``"tsv"`` or ``"parquet"``.
         label_columns / label_prefix / label_list_column / label_sep: see the module docs; exactly one
             of the first three.
+        drop_columns: feature columns to leave out (names, or one comma-separated string).
 
     Returns:
         Dataset with ``X`` float32 ``(N, F)``, ``Y`` uint8 ``(N, C)``, column names as feature / label
-        names, ``meta = {"format", "label_selection"}``.
+        names, ``meta = {"format", "label_selection", "dropped", "notes"}``.
 
     Raises:
-        InputError: unreadable / empty file; none or several of the label options; label columns not
-            found; label values not 0/1; non-numeric feature column; missing values; no feature column.
+        InputError: (exit code 2) unreadable / empty file; a table above the allocation limit; none or
+            several of the label options; label columns not found; repeated column / label names;
+            label values not 0/1; non-numeric feature column; missing values; no feature column;
+            unknown ``drop_columns`` names.
     """
     path = Path(path)
     chosen = [
@@ -76,31 +96,27 @@ def read_table(
     if len(chosen) > 1:
         raise InputError(f"{path}: pass only one of {', '.join(chosen)}")
 
-    df = _load(path, kind, label_list_column)
-    df.columns = [str(c) for c in df.columns]
-    columns = list(df.columns)
+    df, columns = _load(path, kind, label_list_column)
     if df.shape[0] == 0:
         raise InputError(f"{path}: no data rows; expected a header row followed by samples")
 
     if label_list_column is not None:
         if label_list_column not in columns:
             raise InputError(
-                f"{path}: label list column {label_list_column!r} not found; columns are: {_show(columns)}"
+                f"{path}: label list column {label_list_column!r} not found; columns are: {show(columns)}"
             )
         Y, label_names = _multi_hot(path, df[label_list_column], label_list_column, label_sep)
         label_cols = [label_list_column]
         selection = f"label_list_column={label_list_column!r} sep={label_sep!r}"
     else:
         if label_columns is not None:
-            wanted = _column_list(label_columns)
-            if not wanted:
-                raise InputError(f"label_columns: expected at least one column name, got {label_columns!r}")
+            wanted = name_list(label_columns, "label_columns")
             missing = [c for c in wanted if c not in columns]
             if missing:
                 raise InputError(
-                    f"{path}: label column(s) {', '.join(map(repr, missing))} not found; columns are: {_show(columns)}"
+                    f"{path}: label column(s) {', '.join(map(repr, missing))} not found; columns are: {show(columns)}"
                 )
-            label_cols = list(dict.fromkeys(wanted))
+            label_cols = wanted
             selection = f"label_columns={label_cols}"
         else:
             if not label_prefix:
@@ -108,49 +124,86 @@ def read_table(
             label_cols = [c for c in columns if c.startswith(label_prefix)]
             if not label_cols:
                 raise InputError(
-                    f"{path}: no label columns: no column name starts with {label_prefix!r}; columns are: {_show(columns)}"
+                    f"{path}: no label columns: no column name starts with {label_prefix!r}; columns are: {show(columns)}"
                 )
             selection = f"label_prefix={label_prefix!r}"
         Y = np.column_stack([_binary(path, df[c], c) for c in label_cols]).astype(np.uint8)
         label_names = label_cols
 
+    check_unique(path, [c for c in columns if c in set(label_cols)], "label")
+    check_unique(path, columns, "column")
     feature_cols = [c for c in columns if c not in set(label_cols)]
+    drop = set(check_drop_columns(path, drop_columns, feature_cols, label_cols))
+    notes: list[str] = []
+    for c in feature_cols:
+        if c not in drop and _is_id(df[c]):
+            notes.append(id_note(c, len(df)))
+            drop.add(c)
     if not feature_cols:
         raise InputError(f"{path}: every column is a label; expected at least one feature column")
-    X, feature_names = _features(path, df, feature_cols)
+    if drop and not set(feature_cols) - drop:
+        raise InputError(f"{path}: no feature column left after dropping {sorted(drop)}")
+    X, feature_names = _features(path, df, [c for c in feature_cols if c not in drop])
     ext = ".parquet" if kind == "parquet" else (".tsv" if kind == "tsv" else ".csv")
+    meta = {"format": ext, "label_selection": selection, "dropped": [c for c in columns if c in drop], "notes": notes}
     return Dataset(
-        name=_name(path),
+        name=dataset_name(path),
         X=X,
         Y=Y,
         feature_names=feature_names,
         label_names=list(label_names),
         source=str(path),
-        meta={"format": ext, "label_selection": selection},
+        meta=meta,
     )
 
 
 def _load(path: Path, kind: str, label_list_column: str | None):
+    """The table as a DataFrame and its column names as written in the file (repeats kept)."""
     import pandas as pd
 
     if kind == "parquet":
+        import pyarrow.parquet as pq
+
         try:
-            return pd.read_parquet(path)
+            meta = pq.read_metadata(path)
+            columns = [str(c) for c in pq.read_schema(path).names]
+            check_alloc(path, "Parquet table", (meta.num_rows, max(meta.num_columns, 1)), 8)
+            check_unique(path, columns, "column")
+            df = pd.read_parquet(path)
+        except InputError:
+            raise
         except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for non-Parquet content
-            raise InputError(f"{path}: not a readable Parquet file: {_one_line(exc)}") from None
+            raise InputError(f"{path}: not a readable Parquet file: {one_line(exc)}") from None
+        df.columns = [str(c) for c in df.columns]
+        return df, columns
+    source = io.BytesIO(read_bytes(path)) if path.name.lower().endswith(".gz") else path
+    if source is path:
+        check_file_size(path)
+    sep = "\t" if kind == "tsv" else ","
     dtype = {label_list_column: "string"} if label_list_column else None
     try:
-        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype=dtype, low_memory=False)
+        header = pd.read_csv(source, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        df = pd.read_csv(source, sep=sep, dtype=dtype, low_memory=False)
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file; expected a header row followed by samples") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as exc:
-        raise InputError(f"{path}: not a readable {kind.upper()} file: {_one_line(exc)}") from None
+        raise InputError(f"{path}: not a readable {kind.upper()} file: {one_line(exc)}") from None
+    df.columns = [str(c) for c in df.columns]
+    columns = [str(c) for c in header.iloc[0].tolist()] if len(header) else list(df.columns)
+    if len(columns) != df.shape[1] or len(set(columns)) == len(columns):
+        columns = list(df.columns)  # no repeats (or an unusual header): pandas' names are the file's
+    return df, columns
 
 
-def _column_list(value: list[str] | tuple[str, ...] | str) -> list[str]:
-    if isinstance(value, str):
-        return [c.strip() for c in value.split(",") if c.strip()]
-    return [str(c) for c in value]
+def _is_id(s) -> bool:
+    """A text / category column with a different value in every row (see :func:`is_id_like`)."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+        return False
+    return is_id_like(int(s.nunique(dropna=False)), len(s))
 
 
 def _binary(path: Path, s, column: str) -> np.ndarray:
@@ -246,19 +299,3 @@ def _features(path: Path, df, feature_cols: list[str]) -> tuple[np.ndarray, list
 def _value(v: object) -> object:
     """numpy / pandas scalars as plain Python values, for readable messages."""
     return v.item() if hasattr(v, "item") else v
-
-
-def _show(columns: list[str]) -> str:
-    shown = ", ".join(columns[:_SHOW])
-    return shown + (f", ... ({len(columns)} columns)" if len(columns) > _SHOW else "")
-
-
-def _one_line(exc: BaseException) -> str:
-    s = " ".join(str(exc).split())
-    return s if len(s) <= 200 else s[:197] + "..."
-
-
-def _name(path: Path) -> str:
-    from evalkit.data.readers import dataset_name
-
-    return dataset_name(path)
