@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -38,10 +37,7 @@ def _xml_labels(xml: Path) -> list[str]:
 def test_mulan_train_test_shapes_and_labels(name):
     train_file, test_file, xml = _files(name)
     n_train, n_test, n_features, n_labels = EXPECTED[name]
-    t0 = time.perf_counter()
-    train, test = load_dataset(str(train_file), str(test_file))
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5.0, f"{name}: reading train + test took {elapsed:.1f} s"
+    train, test = load_dataset(str(train_file), str(test_file))  # reading time: benchmarks/bench_cli.py
 
     assert train.X.shape == (n_train, n_features) and test.X.shape == (n_test, n_features)
     assert train.Y.shape == (n_train, n_labels) and test.Y.shape == (n_test, n_labels)

@@ -191,7 +191,7 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
         if record is None:
             record = loaded.preprocess
             X = apply_preprocess(test.X, record, where=f"--model {cfg.model}")
-    notes = list(loaded.notes)
+    notes = list(loaded.notes) + list(test.meta.get("notes", []))
     if record is None:
         notes.append("no preprocessing record (preprocess.json) found: features are used as read, not standardised")
     probabilities, warnings = _score(cfg, loaded, X, test, device, notes)

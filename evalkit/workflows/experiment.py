@@ -126,6 +126,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
         store = resolve_tracking_uri(config.tracking_uri)
     splits, std_stats = prepare_data(config, with_stats=True)
     emit("dataset", splits=splits)
+    for note in dict.fromkeys([*splits.train.meta.get("notes", []), *splits.test.meta.get("notes", [])]):
+        emit("note", text=note)  # what the readers did on their own (e.g. an ID-like attribute dropped)
     _warn_empty_labels(splits, emit)
     check_strategy(strategy, splits.train.n_labels)
     build_model(config.model, splits.train.n_features, splits.train.n_labels, hidden=config.hidden,
