@@ -64,16 +64,6 @@ class LoadedModel:
 # -- preprocessing record ---------------------------------------------------------------------------
 
 
-def fit_standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std (float64, flattened features) of the train split, exactly as
-    :func:`evalkit.data.standardize` computes them (constant features: std 1)."""
-    Xf = X.reshape(X.shape[0], -1)
-    mean = Xf.mean(axis=0, dtype=np.float64)
-    std = Xf.std(axis=0, dtype=np.float64)
-    std[std == 0] = 1.0
-    return mean, std
-
-
 def apply_preprocess(X: np.ndarray, record: dict | None, where: str = "preprocess") -> np.ndarray:
     """Standardise ``X`` with the record's train statistics, exactly as in training.
 
@@ -93,8 +83,9 @@ def apply_preprocess(X: np.ndarray, record: dict | None, where: str = "preproces
     Xf = X.reshape(X.shape[0], -1)
     if mean.shape != (Xf.shape[1],) or std.shape != (Xf.shape[1],):
         raise InputError(f"{where}: standardisation statistics for {mean.size} features, the data has {Xf.shape[1]}")
-    Z = (Xf - mean) / std
-    return Z.astype(np.float32).reshape(X.shape)
+    from evalkit.data.split import zscore
+
+    return zscore(X, mean, std)
 
 
 def preprocess_record(*, dataset: dict, input_shape, label_names, standardize: bool, mean=None, std=None,

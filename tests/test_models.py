@@ -49,7 +49,8 @@ def _expected(model, X, Y, record=None, threshold=0.5):
 
 
 def _record(X, thresholds=(0.4, 0.5, 0.6)):
-    from evalkit.model_io import fit_standardization, preprocess_record
+    from evalkit.data.split import standardization_stats as fit_standardization
+    from evalkit.model_io import preprocess_record
 
     mean, std = fit_standardization(X[:30])
     return preprocess_record(dataset={"spec": None}, input_shape=[F], label_names=["a", "b", "c"], standardize=True,

@@ -79,19 +79,33 @@ def _label_difference(train: list[str], test: list[str]) -> str:
     return "; ".join(p for p in parts if p) + f" (train has {len(train)}, test {len(test)} labels)"
 
 
-def standardize(splits: Splits) -> Splits:
+def standardization_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std, ``(F,)`` float64 each, of the flattened features of ``X`` ``(N, ...)`` (the
+    train split); a constant feature gets std 1. ``preprocess.json`` records them."""
+    Xf = X.reshape(X.shape[0], -1)
+    mean = Xf.mean(axis=0, dtype=np.float64)
+    std = Xf.std(axis=0, dtype=np.float64)
+    std[std == 0] = 1.0
+    return mean, std
+
+
+def zscore(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(X - mean) / std`` over the flattened features, float32, in ``X``'s own shape (the one
+    standardisation of evalkit: training and ``evaluate --model`` both use it)."""
+    Z = (X.reshape(X.shape[0], -1) - mean) / std
+    return Z.astype(np.float32).reshape(X.shape)
+
+
+def standardize(splits: Splits, stats: tuple[np.ndarray, np.ndarray] | None = None) -> Splits:
     """Z-score features with mean / std from the train split only (constant features: std 1).
 
     Features of every split are reshaped to ``(N, F)`` for the statistics and back to their own shape
-    (``(N, 3, H, W)`` images stay images); the result is float32.
+    (``(N, 3, H, W)`` images stay images); the result is float32. ``stats``: precomputed
+    :func:`standardization_stats` of the train split.
     """
-    X = splits.train.X.reshape(splits.train.n_samples, -1)
-    mean = X.mean(axis=0, dtype=np.float64)
-    std = X.std(axis=0, dtype=np.float64)
-    std[std == 0] = 1.0
+    mean, std = stats if stats is not None else standardization_stats(splits.train.X)
 
     def apply(ds: Dataset) -> Dataset:
-        Z = (ds.X.reshape(ds.n_samples, -1) - mean) / std
-        return ds.with_features(Z.astype(np.float32).reshape(ds.X.shape))
+        return ds.with_features(zscore(ds.X, mean, std))
 
     return Splits(apply(splits.train), apply(splits.val), apply(splits.test), splits.digest, splits.name)

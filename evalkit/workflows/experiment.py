@@ -66,12 +66,12 @@ def prepare_data(config: RunConfig, *, with_stats: bool = False):
         InputError: the dataset cannot be read or split.
     """
     from evalkit.data import load_dataset, make_splits, standardize
-    from evalkit.model_io import fit_standardization
+    from evalkit.data.split import standardization_stats
 
     train, test = load_dataset(config.dataset, config.test_dataset, **config.reader_options)
     splits = make_splits(train, test, val_size=config.val_size, test_size=config.test_size, seed=config.seed)
-    stats = fit_standardization(splits.train.X) if config.standardize else None
-    out = standardize(splits) if config.standardize else splits
+    stats = standardization_stats(splits.train.X) if config.standardize else None
+    out = standardize(splits, stats) if config.standardize else splits
     return (out, stats) if with_stats else out
 
 
