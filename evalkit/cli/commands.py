@@ -114,12 +114,24 @@ def _root(
 # -- run -----------------------------------------------------------------------------------------------
 
 
-@app.command()
-@with_parameters(parameters(RunConfig))
+RUN_SPEC_HELP = ("Experiment spec (experiments/*.toml): RunConfig fields and an optional \\[grid] table of runs; "
+                 "flags override it.")
+JOB_SPEC_HELP = "TOML job spec; its \\[evaluate] table sets these options (the command line wins)."
+
+
+def config_command(model, name: str | None = None):
+    """Register a command whose options are ``model``'s fields (see :mod:`evalkit.cli.options`)."""
+
+    def wrap(fn):
+        return app.command(name)(with_parameters(parameters(model))(fn))
+
+    return wrap
+
+
+@config_command(RunConfig)
 def run(
     ctx: typer.Context,
-    spec: Annotated[Optional[str], typer.Argument(help="Experiment spec (experiments/*.toml): RunConfig fields and an "
-                                                  "optional \\[grid] table of runs; flags override it.")] = None,
+    spec: Annotated[Optional[str], typer.Argument(help=RUN_SPEC_HELP)] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
     **options: Any,
 ) -> None:
@@ -145,12 +157,10 @@ def run(
 # -- evaluate ------------------------------------------------------------------------------------------
 
 
-@app.command()
-@with_parameters(parameters(EvaluateJobConfig))
+@config_command(EvaluateJobConfig)
 def evaluate(
     ctx: typer.Context,
-    spec: Annotated[Optional[str], typer.Option(help="TOML job spec; its \\[evaluate] table sets these options "
-                                                "(the command line wins).")] = None,
+    spec: Annotated[Optional[str], typer.Option(help=JOB_SPEC_HELP)] = None,
     **options: Any,
 ) -> None:
     """Evaluate existing predictions (or a model) with the same report as `evalkit run`, and gate on it.
