@@ -154,7 +154,9 @@ class EvaluateJobConfig(BaseModel):
         "exact", description="exact (matches scikit-learn), streaming (O(C x bins) memory) or none.")
     batch_size: int = Field(65536, ge=1, le=1 << 24, description="Rows read (or scored) per batch.")
     output: str | None = Field(None, description="Write the report JSON here.")
-    per_class: bool = Field(True, description="Print the per-class table.")
+    per_class: str = Field("top", pattern=r"^(top|all|none|[1-9][0-9]*)$",
+                           description="Per-class table: top (the labels with the largest support, at most "
+                           "50 rows), all, none, or a row count N.")
     # gates
     gates: list[str] = Field(default_factory=list, description='Gate METRIC OP NUMBER (OP: >=, >, <=, <), repeatable, '
                              'e.g. "test/macro_f2>=0.55"; exit 1 when one fails.')

@@ -120,3 +120,17 @@ def test_version(cli):
 
     res = cli("--version")
     assert res.exit_code == 0 and res.output.strip() == f"evalkit {__version__}"
+
+
+def test_per_class_table_is_capped_by_support_unless_all():
+    from evalkit.cli.ui import PER_CLASS_ROWS, per_class_rows
+
+    rows = [{"label": f"l{i}", "support": (i * 7919) % 1000} for i in range(PER_CLASS_ROWS + 30)]
+    shown, left = per_class_rows(rows)
+    assert len(shown) == PER_CLASS_ROWS and left == 30
+    cutoff = sorted((r["support"] for r in rows), reverse=True)[PER_CLASS_ROWS - 1]
+    assert all(r["support"] >= cutoff for r in shown)
+    assert [r["label"] for r in shown] == [r["label"] for r in rows if r in shown]  # label order kept
+    assert per_class_rows(rows, "all") == (rows, 0)
+    assert per_class_rows(rows, "none") == ([], len(rows))
+    assert len(per_class_rows(rows, "5")[0]) == 5

@@ -161,6 +161,7 @@ def run(
 def evaluate(
     ctx: typer.Context,
     spec: Annotated[Optional[str], typer.Option(help=JOB_SPEC_HELP)] = None,
+    no_per_class: Annotated[bool, typer.Option("--no-per-class", help="Same as --per-class none.")] = False,
     **options: Any,
 ) -> None:
     """Evaluate existing predictions (or a model) with the same report as `evalkit run`, and gate on it.
@@ -180,6 +181,8 @@ def evaluate(
             if "gate" in values:
                 values["gates"] = values.pop("gate")
         given = collect(EvaluateJobConfig, dict(options), ctx)
+        if no_per_class:
+            given["per_class"] = "none"
         if "reader_options" in given and "reader_options" in values:
             given["reader_options"] = values["reader_options"] | given["reader_options"]
         config = EvaluateJobConfig(**(values | given))

@@ -128,8 +128,28 @@ def _fmt(v, digits: int = 4) -> str:
     return f"{v:.{digits}f}"
 
 
-def render_report(report: dict, console, *, per_class: bool = True, title: str = "Test split") -> None:
-    """Print the summary table, the per-class table and the notes that explain them (rich)."""
+#: rows of the per-class table by default (``--per-class top``): the labels with the largest support
+PER_CLASS_ROWS = 50
+
+
+def per_class_rows(rows: list[dict], per_class: bool | str | int = "top") -> tuple[list[dict], int]:
+    """The per-class rows to print and how many are left out: ``top`` (default, also ``True``) keeps
+    the :data:`PER_CLASS_ROWS` labels with the largest support (in label order), ``all`` every label,
+    ``none`` (also ``False``) none, a number N the N largest."""
+    if per_class is False or per_class == "none":
+        return [], len(rows)
+    if per_class == "all":
+        return rows, 0
+    limit = PER_CLASS_ROWS if per_class in (True, "top") else int(per_class)
+    if len(rows) <= limit:
+        return rows, 0
+    order = sorted(range(len(rows)), key=lambda i: (-(rows[i].get("support") or 0), i))[:limit]
+    return [rows[i] for i in sorted(order)], len(rows) - limit
+
+
+def render_report(report: dict, console, *, per_class: bool | str = "top", title: str = "Test split") -> None:
+    """Print the summary table, the per-class table (capped: see :func:`per_class_rows`) and the
+    notes that explain them (rich)."""
     from rich.table import Table
 
     from evalkit.report import AVERAGES, fbeta_key
@@ -160,17 +180,22 @@ def render_report(report: dict, console, *, per_class: bool = True, title: str =
     for line in lines:
         console.print(line)
     ref = report.get("reference_at_0.5")
-    if per_class:
-        pt = Table(title="Per class", title_justify="left")
+    shown, left_out = per_class_rows(report["per_class"], per_class)
+    if shown:
+        pt = Table(title="Per class" + (f" (the {len(shown)} labels with the largest support)" if left_out else ""),
+                   title_justify="left")
         names = ["label", "support", "tp", "fp", "fn", "tn", "precision", "recall", "f1"]
         names += ([fk] if fk != "f1" else []) + ["accuracy", "average_precision", "auroc", "threshold"]
         for n in names:
             header = {"average_precision": "AP", "auroc": "AUROC", "threshold": "thr"}.get(n, n)
             pt.add_column(header.upper() if n.startswith("f") and n != "fp" and n != "fn" else header,
                           justify="left" if n == "label" else "right", no_wrap=n == "label")
-        for row in report["per_class"]:
+        for row in shown:
             pt.add_row(*(escape(str(row[n])) if n == "label" else _fmt(row.get(n), 3) for n in names))
         console.print(pt)
+        if left_out:
+            console.print(f"[dim]{left_out} more labels are not shown: --per-class all prints every label; every "
+                          "label's numbers are in the report JSON (-o) and the run's per_class.csv.[/]")
     beta = report.get("beta", 2.0)
     console.print(
         "[dim]Notes: 'accuracy' is label-wise accuracy = 1 − Hamming loss; it is identical for the micro, "
