@@ -70,7 +70,8 @@ def parse_label_map(pairs: dict[str, str], source: str = "label map") -> LabelMa
     """Validate ``{source: target}`` pairs into a :class:`LabelMap`.
 
     Raises:
-        InputError: empty map, empty names, a target that is also a source.
+        InputError: empty map, empty names, a source given twice (also after stripping whitespace)
+            with different targets, a target that is also a source.
     """
     if not pairs:
         raise InputError(f"{source}: empty label map; expected at least one source -> target pair")
@@ -79,6 +80,9 @@ def parse_label_map(pairs: dict[str, str], source: str = "label map") -> LabelMa
         s, t = str(s).strip(), str(t).strip()
         if not s or not t:
             raise InputError(f"{source}: empty label name in pair {s!r} -> {t!r}")
+        if s in clean and clean[s] != t:  # e.g. JSON keys "a" and " a" that differ only by whitespace
+            raise InputError(f"{source}: source label {s!r} is given twice (maps to {clean[s]!r} and {t!r}); "
+                             "expected each source label once")
         clean[s] = t
     cycles = sorted({t for t in clean.values() if t in clean})
     if cycles:

@@ -25,6 +25,9 @@ def load_dataset(spec: str, test_spec: str | None = None, **reader_options) -> t
     from evalkit.data.builtin import BUILTINS, load_builtin
 
     if spec in BUILTINS:
+        if reader_options and test_spec is None:
+            raise InputError(f"reader_options: {spec} is a built-in dataset and takes no reader options; got "
+                             f"{', '.join(sorted(reader_options))}")
         train, test = load_builtin(spec)
         if test_spec is not None:
             test = read_file(test_spec, **reader_options)

@@ -23,7 +23,8 @@ def stratified_split(Y: np.ndarray, test_size: float, seed: int) -> tuple[np.nda
         raise InputError(f"split size must be in (0, 1), got {test_size}")
     n = Y.shape[0]
     if n < 2 or round(n * test_size) < 1 or round(n * (1 - test_size)) < 1:
-        raise InputError(f"cannot split {n} samples with size {test_size}")
+        raise InputError(f"--test-size / --val-size {test_size:g}: cannot split {n} samples into two non-empty parts; "
+                         f"expected a fraction leaving at least one sample on each side")
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
     keep, held = next(splitter.split(np.zeros((n, 1)), Y))
     return np.sort(keep), np.sort(held)
