@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: largest hidden layer / batch accepted (a typo such as 2000000000 is refused before any allocation)
 MAX_WIDTH = 1 << 16
+#: ``evalkit datasets download``: the MULAN repository's multi-label datasets (one folder per dataset)
+MULAN_MIRROR = "https://raw.githubusercontent.com/tsoumakas/mulan/master/data/multi-label"
+#: ... and where they go (what the README's examples use)
+DATASETS_DIR = "datasets/mulan"
 #: reader options a data file may take (``--label-file`` ...); see ``evalkit datasets``
 READER_OPTIONS = ("label_file", "meka_labels", "label_columns", "label_prefix", "label_list_column",
                   "label_sep", "drop_columns")

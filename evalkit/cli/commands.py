@@ -223,38 +223,6 @@ def losses() -> None:
     console().print(t)
 
 
-@app.command()
-def datasets() -> None:
-    """List the built-in datasets and the data file formats `--dataset FILE` accepts."""
-    from rich.table import Table
-
-    from evalkit.cli.options import READER_FLAGS
-    from evalkit.data.builtin import BUILTINS
-    from evalkit.data.readers import FORMATS
-
-    out = console()
-    t = Table(title="Built-in datasets (--dataset NAME)", title_justify="left")
-    t.add_column("name")
-    t.add_column("description")
-    for name, text in BUILTINS.items():
-        t.add_row(name, text)
-    out.print(t)
-    f = Table(title="File formats (--dataset FILE [--test-dataset FILE])", title_justify="left", show_lines=True)
-    f.add_column("extension")
-    f.add_column("what it holds")
-    for ext, text in FORMATS.items():
-        f.add_row(ext, text)
-    out.print(f)
-    o = Table(title="Reader options (evalkit run / evaluate)", title_justify="left")
-    o.add_column("option")
-    o.add_column("meaning")
-    for name, (_, help_) in READER_FLAGS.items():
-        o.add_row("--" + name.replace("_", "-"), help_)
-    out.print(o)
-    out.print("Without --test-dataset and without a standard split, --test-size (default "
-              f"{RunConfig.model_fields['test_size'].default}) of the data is held out by a seeded stratified split.")
-
-
 # -- compare -------------------------------------------------------------------------------------------
 
 
@@ -328,6 +296,11 @@ def sync_spool(
         out.print(f"{done} spooled run(s) uploaded; {left} left")
         if left:
             raise InfraError(f"sync-spool: {left} spooled run(s) could not be uploaded; they are kept")
+
+
+from evalkit.cli.datasets import datasets_app  # noqa: E402 (sub-commands register on the app above)
+
+app.add_typer(datasets_app, name="datasets")
 
 
 def main() -> None:
