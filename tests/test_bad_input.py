@@ -227,7 +227,65 @@ CASES: dict[str, Case] = {
     "labelmap-cycle": Case("label map has a cycle",
                            lambda t: _eval_model(t, "--label-map", _labelmap(t, {"Class1": "Class2", "Class2": "Class1"})),
                            r"map\.json: target label\(s\) .* are also sources"),
+    # hostile and unusual input (issue 10): sizes, names, files, specs, numbers
+    "hidden-too-wide": Case("absurd layer size", lambda t: [*RUN, "--hidden", "2000000000"],
+                            r"--hidden: .*hidden layer sizes must lie in 1\.\.65536"),
+    "npz-duplicate-labels": Case("duplicate label names in a data file",
+                                 lambda t: [*RUN, "--dataset", _npz_data(t, labels=np.array(["a", "a"]))],
+                                 r"d\.npz: duplicate label names 'a'; expected distinct names"),
+    "threshold-empty-block": Case("threshold file with an empty threshold block",
+                                  lambda t: ["evaluate", "--predictions", _pred(t), "--threshold",
+                                             _w(t / "t.json", '{"threshold": {}}')],
+                                  r"t\.json: threshold: expected 3 thresholds \(one per label\), got 1"),
+    "threshold-directory": Case("--threshold names a directory",
+                                lambda t: ["evaluate", "--predictions", _pred(t), "--threshold", t],
+                                r"--threshold: .* is a directory; expected a JSON or CSV file"),
+    "threshold-csv-unknown-label": Case("threshold CSV names an unknown label",
+                                        lambda t: ["evaluate", "--predictions", _pred(t), "--threshold",
+                                                   _w(t / "t.csv", "label,threshold\nL0,0.3\nL1,0.3\nL2,0.3\nZ,0.3\n")],
+                                        r"t\.csv: unknown labels \['Z'\]; expected labels of the data"),
+    "threshold-csv-duplicate-label": Case("threshold CSV gives a label twice",
+                                          lambda t: ["evaluate", "--predictions", _pred(t), "--threshold",
+                                                     _w(t / "t.csv", "label,threshold\nL0,0.3\nL0,0.4\nL1,0.3\nL2,0.3\n")],
+                                          r"t\.csv: label 'L0' is given twice; expected each label once"),
+    "spec-not-utf8": Case("experiment spec is not UTF-8", lambda t: ["run", _w(t / "s.toml", b"epochs = 1\n\xff\xfe\n")],
+                          r"s\.toml:2: not UTF-8 text", output=False),
+    "spec-lr-inf": Case("experiment spec: infinite learning rate",
+                        lambda t: ["run", _spec(t, "epochs = 1\nlr = inf\n", "s.toml")],
+                        r"s\.toml:2: lr: Value error, expected a finite number", output=False),
+    "spec-beta-inf": Case("experiment spec: infinite beta",
+                          lambda t: ["run", _spec(t, "epochs = 1\nbeta = inf\n", "s.toml")],
+                          r"s\.toml:2: beta: Value error, expected a finite number", output=False),
+    "test-size-too-large": Case("--test-size leaves no training rows",
+                                lambda t: [*RUN, "--dataset", _csv(t, "\n".join(GOOD_CSV.splitlines()[:6]) + "\n"), "--label-prefix", "label_",
+                                           "--test-size", "0.99"],
+                                r"--test-size / --val-size 0\.99: cannot split \d+ samples into two non-empty parts"),
+    "builtin-reader-option": Case("reader option given for a built-in dataset",
+                                  lambda t: [*RUN, "--label-columns", "a,b"],
+                                  r"reader_options: yeast is a built-in dataset and takes no reader options; got label_columns"),
+    "markup-in-path": Case("a path that looks like rich markup",
+                           lambda t: ["evaluate", "--predictions", "[bold red]x[/].npz"],
+                           r"\[bold red\]x\[/\]\.npz: file not found"),
+    "labelmap-whitespace-collision": Case("label map keys that collide after trimming spaces",
+                                          lambda t: _eval_model(t, "--label-map",
+                                                                _w(t / "map.json", '{"Class1": "a", " Class1": "b"}')),
+                                          r"map\.json: source label 'Class1' is given twice"),
+    "model-infinite-outputs": Case("model returns infinite scores",
+                                   lambda t: ["evaluate", "--model", _inf_model(t), "--dataset", "yeast"],
+                                   r"--model .*inf\.pt: the model's outputs contain NaN or infinite values"),
 }
+
+
+def _inf_model(tmp: Path) -> Path:
+    """A TorchScript model whose outputs are +inf."""
+    import torch
+
+    class Inf(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 14), float("inf"))
+
+    torch.jit.script(Inf()).save(str(tmp / "inf.pt"))
+    return tmp / "inf.pt"
 
 
 def _runs_in_store(db: Path) -> int:
