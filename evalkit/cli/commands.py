@@ -160,8 +160,8 @@ def run(
 @config_command(EvaluateJobConfig)
 def evaluate(
     ctx: typer.Context,
-    spec: Annotated[Optional[str], typer.Option(help=JOB_SPEC_HELP)] = None,
     no_per_class: Annotated[bool, typer.Option("--no-per-class", help="Same as --per-class none.")] = False,
+    spec: Annotated[Optional[str], typer.Option(help=JOB_SPEC_HELP)] = None,
     **options: Any,
 ) -> None:
     """Evaluate existing predictions (or a model) with the same report as `evalkit run`, and gate on it.
