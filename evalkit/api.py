@@ -14,7 +14,7 @@ import numpy as np
 
 from evalkit.config import RunConfig
 from evalkit.errors import InputError
-from evalkit.report import Report, build_report, fbeta_key
+from evalkit.report import Report, build_report, fbeta_key, metrics_block
 
 
 #: tracked-metric prefix of the reference metrics at a fixed 0.5 cut (``test_at_0.5/micro_f2``)
@@ -73,8 +73,9 @@ def evaluate_scores(
     C = Y.shape[1]
     names = [str(n) for n in label_names] if label_names is not None else [f"label_{i}" for i in range(C)]
     thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (C,)) if np.ndim(threshold) == 0 else np.asarray(threshold, dtype=np.float64)
-    metrics = compute_metrics(Y, scores, scores_kind=kind, threshold=thr, beta=beta, zero_division=zero_division,
-                              label_names=names, threshold_free=threshold_free)
+    metrics = metrics_block(compute_metrics(Y, scores, scores_kind=kind, threshold=thr, beta=beta,
+                                            zero_division=zero_division, label_names=names,
+                                            threshold_free=threshold_free))
     dataset = {"name": dataset_name, "n_samples": int(Y.shape[0]), "n_labels": int(C),
                "digest": content_digest(np.ascontiguousarray(Y, dtype=np.uint8), names)}
     label = strategy or (f"fixed:{float(thr[0]):g}" if np.ndim(threshold) == 0 else "per-class (given)")
@@ -190,8 +191,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                          "folds": config.folds, **getattr(history, "fold_info", {})},
         }
         # always: the metrics at the textbook 0.5 cut, for reference (threshold-free ones are the same)
-        ref = compute_metrics(splits.test.Y, test_prob, scores_kind="probabilities", threshold=0.5,
-                              beta=config.beta, label_names=names, threshold_free="none")
+        ref = metrics_block(compute_metrics(splits.test.Y, test_prob, scores_kind="probabilities", threshold=0.5,
+                                            beta=config.beta, label_names=names, threshold_free="none"))
         extra["reference_at_0.5"] = {"threshold": 0.5,
                                      "summary": {k: v for k, v in ref["summary"].items() if v is not None},
                                      "per_class": [{"label": r["label"], "f1": r["f1"], fbeta_key(config.beta):
@@ -340,7 +341,7 @@ def evaluate_predictions(
         n += t.shape[0]
     if engine is None or n == 0:
         raise InputError(f"{path}: no samples")
-    metrics = engine.compute()
+    metrics = metrics_block(engine.compute())
     from pathlib import Path
 
     dataset = {"name": Path(path).stem, "n_samples": n, "n_labels": len(label_names), "digest": h.hexdigest()[:16]}
@@ -579,8 +580,8 @@ def evaluate_model(
         strategy, thr = "fixed:0.5", np.full(len(names), 0.5)
 
     if metrics is None:
-        metrics = compute_metrics(Y, probabilities, scores_kind="probabilities", threshold=thr, beta=beta,
-                                  label_names=names, threshold_free=threshold_free)
+        metrics = metrics_block(compute_metrics(Y, probabilities, scores_kind="probabilities", threshold=thr, beta=beta,
+                                                label_names=names, threshold_free=threshold_free))
     ds_info = {"name": name, "n_samples": int(Y.shape[0]), "n_labels": int(Y.shape[1]), "digest": test.digest}
     from evalkit.tracking import redact_uri
 

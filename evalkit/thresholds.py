@@ -378,16 +378,17 @@ def evaluate(
     per-class ``threshold`` entries are ``None``.
     """
     from evalkit.metrics import compute_metrics
+    from evalkit.report import metrics_block
 
     if not strategy.per_sample:
-        return compute_metrics(targets, probabilities, scores_kind="probabilities", threshold=thresholds, beta=beta,
-                               label_names=label_names, threshold_free=threshold_free)
+        return metrics_block(compute_metrics(targets, probabilities, scores_kind="probabilities", threshold=thresholds,
+                                             beta=beta, label_names=label_names, threshold_free=threshold_free))
     decisions = predict(strategy, probabilities, thresholds).astype(np.float64)
-    hard = compute_metrics(targets, decisions, scores_kind="probabilities", threshold=0.5, beta=beta,
-                           label_names=label_names, threshold_free="none")
+    hard = metrics_block(compute_metrics(targets, decisions, scores_kind="probabilities", threshold=0.5, beta=beta,
+                                         label_names=label_names, threshold_free="none"))
     if threshold_free != "none":
-        soft = compute_metrics(targets, probabilities, scores_kind="probabilities", threshold=0.5, beta=beta,
-                               label_names=label_names, threshold_free=threshold_free)
+        soft = metrics_block(compute_metrics(targets, probabilities, scores_kind="probabilities", threshold=0.5,
+                                             beta=beta, label_names=label_names, threshold_free=threshold_free))
         for k, v in hard["summary"].items():
             if v is None:
                 hard["summary"][k] = soft["summary"][k]

@@ -46,10 +46,11 @@ def predict_logits(model, X: np.ndarray, device: str = "cpu", batch_size: int = 
 def _monitor_value(monitor: str, val_logits: np.ndarray, val_Y: np.ndarray, beta: float) -> float:
     """Validation metric to maximise (at a fixed 0.5 cut for F-beta; threshold-free for mAP)."""
     from evalkit.metrics import compute_metrics
+    from evalkit.report import metrics_block
 
     tf = "exact" if monitor == "val_map" else "none"
     res = compute_metrics(val_Y, val_logits, scores_kind="logits", threshold=0.5, beta=beta, threshold_free=tf)
-    s = res["summary"]
+    s = metrics_block(res)["summary"]
     if monitor == "val_map":
         return float(s["mean_average_precision"])
     avg, key = monitor.removeprefix("val_").split("_")
