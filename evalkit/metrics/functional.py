@@ -37,6 +37,7 @@ Exact threshold-free metrics match scikit-learn to ~1e-12.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Literal
@@ -46,15 +47,20 @@ import torch
 
 from evalkit.errors import InputError
 from evalkit.metrics import _kernels as K
-from evalkit.metrics._parallel import THREADS, submit
+from evalkit.metrics._parallel import submit
 from evalkit.metrics.names import SAMPLE_SUMS
-from evalkit.metrics.threshold_free import add_to_histogram, make_keys
+from evalkit.metrics.threshold_free import add_to_histogram, key_dtype, make_keys
 from evalkit.metrics.values import Averages, MetricValues, frozen
 
 ScoresKind = Literal["logits", "probabilities"]
 ThresholdFree = Literal["exact", "streaming", "none"]
 
-_CHUNK_ELEMS = 1 << 18  # elements per update chunk (cache-sized temporaries, exact float32 sums)
+_CHUNK_ELEMS = 1 << 18  # values per task of the private pool (cache-sized key blocks for the numpy kernels)
+_OP_ELEMS = 1 << 15
+"""Values per torch op. torch parallelises an op (OpenMP) only above 32768 elements
+(``at::internal::GRAIN_SIZE``), so the engine's torch ops run single-threaded in the pool thread
+that handles the chunk: parallel over chunks, without OpenMP barriers (which stall badly when other
+processes share the cores) and without touching torch's process-wide thread setting."""
 
 # ---------------------------------------------------------------------------------------------
 # the threshold rule
@@ -198,10 +204,26 @@ def _multilabel_engine_tensor_validation(scores, targets, num_labels: int, score
     if targets.is_complex():
         raise InputError(f"targets: expected values in {{0, 1}}, got dtype {targets.dtype}")
     scores, targets = _multilabel_engine_format(scores, targets)
-    step = max(1, _CHUNK_ELEMS // C)
-    for s in range(0, scores.shape[0], step):
-        _check_scores(scores[s:s + step], scores_kind)
-        _check_targets(targets[s:s + step])
+    step = _rows_per_chunk(C)
+    for f in [submit(_check_values, scores[s:s + step], targets[s:s + step], scores_kind)
+              for s in range(0, scores.shape[0], step)]:
+        f.result()  # in chunk order: the first bad chunk's error
+
+
+def _rows_per_chunk(num_labels: int, elems: int = _CHUNK_ELEMS) -> int:
+    return max(1, elems // num_labels)
+
+
+def _op_slices(rows: int, num_labels: int):
+    """Row slices of a chunk with at most :data:`_OP_ELEMS` values each (at least one row)."""
+    step = _rows_per_chunk(num_labels, _OP_ELEMS)
+    return [slice(r, r + step) for r in range(0, rows, step)]
+
+
+def _check_values(s: torch.Tensor, t: torch.Tensor, scores_kind: ScoresKind) -> None:
+    for sl in _op_slices(*s.shape):
+        _check_scores(s[sl], scores_kind)
+        _check_targets(t[sl])
 
 
 def _check_scores(s: torch.Tensor, scores_kind: ScoresKind) -> None:
@@ -252,7 +274,7 @@ def _multilabel_engine_format(scores: torch.Tensor, targets: torch.Tensor) -> tu
 def _multilabel_engine_update(scores: torch.Tensor, targets: torch.Tensor, thresholds: torch.Tensor,
                               scores_kind: ScoresKind, *, ranking: bool, keys_out: torch.Tensor | None = None,
                               streaming: tuple[torch.Tensor, ...] | None = None):
-    """Statistics of one validated, formatted batch, in chunks of ~2^18 values.
+    """Statistics of one validated, formatted batch, in chunks of ~2^18 values on the private pool.
 
     Args:
         scores: ``(B, C)`` float32 / float64 logits or probabilities; targets: ``(B, C)`` in {0, 1}.
@@ -264,35 +286,42 @@ def _multilabel_engine_update(scores: torch.Tensor, targets: torch.Tensor, thres
         ``(counts, rows, ranked)``: ``counts`` int64 tensor ``(3, C)`` = (tp, predicted, true)
         per label; ``rows`` int64 array ``(3, B)`` = the same per sample; ``ranked`` = ``(P,
         ap_sum, gt, min_a)`` arrays ``(B,)`` of :func:`evalkit.metrics._kernels.ranked_rows`, or
-        ``None`` without ``ranking``. Row ranking runs on the private numpy thread pool while the
-        next chunk's torch ops run here.
+        ``None`` without ``ranking``. Results are combined in chunk order (deterministic).
     """
     B, C = scores.shape
-    step = max(1, _CHUNK_ELEMS // C)
-    cols, rows, futures, ranked = [], [], [], []
-    for s in range(0, B, step):
-        sc, tg = scores[s:s + step], targets[s:s + step]
-        p = torch.sigmoid(sc) if scores_kind == "logits" else sc
-        x = torch.empty((3, sc.shape[0], C), dtype=torch.float32, device=sc.device)
-        torch.ge(p, thresholds, out=x[1])  # predicted (0/1 as float32: sums are exact below 2^24)
-        x[2].copy_(tg)  # true
-        torch.mul(x[1], x[2], out=x[0])  # tp
-        cols.append(x.sum(dim=1).to(torch.int64))
-        rows.append(x.sum(dim=2).to(torch.int64).cpu().numpy())
-        if not ranking:
-            continue
-        tint = tg if (tg.dtype == torch.bool or not tg.is_floating_point()) else x[2].to(torch.int32)
-        del x
-        k = make_keys(p, tint, None if keys_out is None else keys_out[s:s + step])
-        futures.append(submit(K.ranked_rows, k.cpu().numpy()))
+    step = _rows_per_chunk(C)
+    lock = threading.Lock()
+    parts = [f.result() for f in [
+        submit(_chunk_stats, scores[s:s + step], targets[s:s + step], thresholds, scores_kind, ranking,
+               None if keys_out is None else keys_out[s:s + step], streaming, lock) for s in range(0, B, step)]]
+    counts = parts[0][0]
+    for c, _, _ in parts[1:]:
+        counts = counts + c
+    rows = np.concatenate([r for _, r, _ in parts], axis=1)
+    ranked = tuple(np.concatenate(z) for z in zip(*(rk for _, _, rk in parts))) if ranking else None
+    return counts, rows, ranked
+
+
+def _chunk_stats(sc, tg, thr, scores_kind: ScoresKind, ranking: bool, keys_out, streaming, lock):
+    """One chunk of :func:`_multilabel_engine_update`: ``(counts (3, C), rows (3, b), ranked | None)``."""
+    b, C = sc.shape
+    keys = None
+    if ranking:
+        keys = keys_out if keys_out is not None else torch.empty(sc.shape, dtype=key_dtype(sc.dtype), device=sc.device)
+    counts, rows = 0, []
+    for sl in _op_slices(b, C):
+        p = torch.sigmoid(sc[sl]) if scores_kind == "logits" else sc[sl]
+        pred = p >= thr
+        true = tg[sl] if tg.dtype == torch.bool else tg[sl] != 0
+        tp = pred & true
+        counts = counts + torch.stack([tp.sum(0), pred.sum(0), true.sum(0)])
+        rows.append(torch.stack([tp.sum(1), pred.sum(1), true.sum(1)]).cpu().numpy())
+        if ranking:
+            make_keys(p, true, keys[sl])
         if streaming is not None:
-            add_to_histogram(p, tint, *streaming)
-        if len(futures) > 2 * THREADS:  # bounded temporaries: collect the oldest chunk
-            ranked.append(futures.pop(0).result())
-    ranked += [f.result() for f in futures]
-    counts = torch.stack(cols).sum(dim=0)
-    out_rows = np.concatenate(rows, axis=1)
-    return counts, out_rows, (tuple(np.concatenate(z) for z in zip(*ranked)) if ranking else None)
+            add_to_histogram(p, true, *streaming, lock=lock)
+    ranked = K.ranked_rows(keys.cpu().numpy()) if ranking else None
+    return counts, np.concatenate(rows, axis=1), ranked
 
 
 def _np_div(num, den, zd: float) -> np.ndarray:

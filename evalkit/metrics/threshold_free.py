@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 import torch
 
@@ -60,13 +63,14 @@ def stream_bin_index(p: torch.Tensor, bins: int) -> torch.Tensor:
 
 
 def add_to_histogram(p: torch.Tensor, t: torch.Tensor, hist: torch.Tensor, bin_min: torch.Tensor,
-                     bin_max: torch.Tensor) -> None:
+                     bin_max: torch.Tensor, *, lock: threading.Lock | None = None) -> None:
     """Accumulate ``(b, C)`` probabilities / int targets into the streaming states, in place.
 
     Args:
         p: float32 / float64 probabilities in [0, 1]; t: integer targets in {0, 1}, shape of ``p``.
         hist: ``(2, C, bins)`` int64 counts (row 0 negatives, row 1 positives).
         bin_min, bin_max: ``(C, bins)`` float32 smallest / largest probability seen per bin.
+        lock: held while the states are written (when several threads add chunks).
     """
     C, nb = bin_min.shape
     idx = stream_bin_index(p, nb)
@@ -74,9 +78,11 @@ def add_to_histogram(p: torch.Tensor, t: torch.Tensor, hist: torch.Tensor, bin_m
     flat = idx.view(-1)
     pf = p.reshape(-1).to(torch.float32)
     hidx = idx + t.to(idx.dtype) * (C * nb)
-    bin_min.view(-1).scatter_reduce_(0, flat, pf, reduce="amin")
-    bin_max.view(-1).scatter_reduce_(0, flat, pf, reduce="amax")
-    hist.view(-1).scatter_add_(0, hidx.view(-1), torch.ones(flat.numel(), dtype=torch.int64, device=p.device))
+    ones = torch.ones(flat.numel(), dtype=torch.int64, device=p.device)
+    with lock or contextlib.nullcontext():
+        bin_min.view(-1).scatter_reduce_(0, flat, pf, reduce="amin")
+        bin_max.view(-1).scatter_reduce_(0, flat, pf, reduce="amax")
+        hist.view(-1).scatter_add_(0, hidx.view(-1), ones)
 
 
 def exact_ap_auroc(pieces: list[np.ndarray], N: int, C: int, support: np.ndarray):
