@@ -11,10 +11,12 @@ those apply a sigmoid per batch whenever a value lies outside [0, 1] (torchmetri
 ``MetricCollection`` compute groups can merge metrics that only look alike (#2596). Here the caller
 declares logits or probabilities, and every number comes from one pass over each batch.
 
-Performance: each batch is processed in chunks of ~2^18 values; torch's elementwise work runs in
-the calling thread (torch's own intra-op threads, no process-wide setting is changed), while the
-per-row ranking, sorting and binary searches use numpy (SIMD sort of int32 keys) on a private
-2-thread pool (:mod:`evalkit.metrics._parallel`), overlapping with the next chunk.
+Performance: each batch is split into chunks of ~2^18 values that run on a private 2-thread pool
+(:mod:`evalkit.metrics._parallel`). Inside a chunk, torch ops work on row blocks of at most 2^15
+values, below torch's parallel grain, so they run single-threaded in the pool thread (parallel over
+chunks, no OpenMP barriers, which stall badly when other processes share the cores, and no change
+to torch's process-wide thread count); the per-row ranking, sorting and binary searches use numpy
+(SIMD sort of int32 keys), which releases the GIL.
 
 Distributed: states are synced by torchmetrics' public machinery (``dist_reduce_fx`` "sum", "min",
 "max", "cat"); :meth:`MultilabelEngine.sync` only gives an empty key list a ``(0, C)`` piece of its

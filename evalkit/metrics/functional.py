@@ -303,25 +303,33 @@ def _multilabel_engine_update(scores: torch.Tensor, targets: torch.Tensor, thres
 
 
 def _chunk_stats(sc, tg, thr, scores_kind: ScoresKind, ranking: bool, keys_out, streaming, lock):
-    """One chunk of :func:`_multilabel_engine_update`: ``(counts (3, C), rows (3, b), ranked | None)``."""
+    """One chunk of :func:`_multilabel_engine_update`: ``(counts (3, C), rows (3, b), ranked | None)``.
+
+    Row blocks of ``x = (tp, predicted, true)`` as float32 0/1 (exact sums below 2^24), each block
+    within :data:`_OP_ELEMS` values, so every torch op runs single-threaded.
+    """
     b, C = sc.shape
     keys = None
     if ranking:
         keys = keys_out if keys_out is not None else torch.empty(sc.shape, dtype=key_dtype(sc.dtype), device=sc.device)
-    counts, rows = 0, []
-    for sl in _op_slices(b, C):
-        p = torch.sigmoid(sc[sl]) if scores_kind == "logits" else sc[sl]
-        pred = p >= thr
-        true = tg[sl] if tg.dtype == torch.bool else tg[sl] != 0
-        tp = pred & true
-        counts = counts + torch.stack([tp.sum(0), pred.sum(0), true.sum(0)])
-        rows.append(torch.stack([tp.sum(1), pred.sum(1), true.sum(1)]).cpu().numpy())
+    r = max(1, _OP_ELEMS // (3 * C))
+    x = torch.empty((3, min(r, b), C), dtype=torch.float32, device=sc.device)
+    cols = torch.zeros((3, C), dtype=torch.float32, device=sc.device)
+    rows = torch.empty((3, b), dtype=torch.float32, device=sc.device)
+    for s in range(0, b, r):
+        p = torch.sigmoid(sc[s:s + r]) if scores_kind == "logits" else sc[s:s + r]
+        xx = x[:, :p.shape[0]]
+        torch.ge(p, thr, out=xx[1])  # predicted
+        xx[2].copy_(tg[s:s + r])  # true
+        torch.mul(xx[1], xx[2], out=xx[0])  # tp
+        cols += xx.sum(dim=1)
+        torch.sum(xx, dim=2, out=rows[:, s:s + r])
         if ranking:
-            make_keys(p, true, keys[sl])
+            make_keys(p, xx[2], keys[s:s + r])
         if streaming is not None:
-            add_to_histogram(p, true, *streaming, lock=lock)
+            add_to_histogram(p, xx[2], *streaming, lock=lock)
     ranked = K.ranked_rows(keys.cpu().numpy()) if ranking else None
-    return counts, np.concatenate(rows, axis=1), ranked
+    return cols.to(torch.int64), rows.to(torch.int64).cpu().numpy(), ranked
 
 
 def _np_div(num, den, zd: float) -> np.ndarray:
