@@ -29,9 +29,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalkit.metrics.names import AVERAGES, THRESHOLD_FREE, fbeta_key
+
+if TYPE_CHECKING:
+    from evalkit.metrics.values import MetricValues
 
 # summary scalar -> tracked name suffix
 SCALARS = {
@@ -69,7 +72,7 @@ class Report(dict):
         return fbeta_key(self.get("beta", 2.0))
 
 
-def metrics_block(values) -> dict:
+def metrics_block(values: MetricValues) -> dict:
     """The report's ``summary`` and ``per_class`` from the metric engine's values (plain Python).
 
     Args:
