@@ -91,9 +91,10 @@ def _reset_peak() -> bool:
 
 def task_evalkit(Y, P, mode):
     from evalkit.metrics import compute_metrics
+    from evalkit.report import metrics_block
 
     r = compute_metrics(Y, P, scores_kind="probabilities", threshold=THRESHOLD, beta=BETA, threshold_free=mode)
-    return r["summary"]
+    return metrics_block(r)["summary"]
 
 
 def task_sklearn_thresholded(Y, P, _):
@@ -367,6 +368,7 @@ def run_stream(path: str, batch_size: int, bins: int | None) -> dict:
 
     from evalkit.metrics import DEFAULT_BINS, MultilabelEngine
     from evalkit.metrics.io import iter_prediction_batches
+    from evalkit.report import metrics_block
 
     t0 = time.perf_counter()
     engine = None
@@ -377,7 +379,7 @@ def run_stream(path: str, batch_size: int, bins: int | None) -> dict:
                                       threshold_free="streaming", bins=bins or DEFAULT_BINS, label_names=labels)
         engine.update(torch.from_numpy(scores), torch.from_numpy(targets))
         n += targets.shape[0]
-    r = engine.compute()
+    r = metrics_block(engine.compute())
     return {"seconds": time.perf_counter() - t0, "rows": n, "peak_rss_mb": _rss_kb("VmHWM") / 1024,
             "summary": r["summary"]}
 

@@ -29,9 +29,13 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-AVERAGES = ("micro", "macro", "weighted", "samples")
+from evalkit.metrics.names import AVERAGES, THRESHOLD_FREE, fbeta_key
+
+if TYPE_CHECKING:
+    from evalkit.metrics.values import MetricValues
+
 # summary scalar -> tracked name suffix
 SCALARS = {
     "subset_accuracy": "subset_accuracy",
@@ -44,8 +48,6 @@ SCALARS = {
     "coverage_error": "coverage_error",
     "label_ranking_loss": "label_ranking_loss",
 }
-CLASS_METRICS = ("support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall", "f1", "f2",
-                 "average_precision", "auroc", "threshold")
 
 
 class Report(dict):
@@ -92,8 +94,50 @@ class Report(dict):
         return fbeta_key(self.get("beta", 2.0))
 
 
-def fbeta_key(beta: float) -> str:
-    return f"f{beta:g}"
+def metrics_block(values: MetricValues) -> dict:
+    """The report's ``summary`` and ``per_class`` from the metric engine's values (plain Python).
+
+    Args:
+        values: :class:`evalkit.metrics.MetricValues` (from ``compute_metrics`` /
+            ``MultilabelEngine.compute()``).
+    Returns:
+        a fresh ``{"summary": {...}, "per_class": [...]}`` (float / int / None; NaN -> None)::
+
+            summary: micro / macro / weighted / samples -> {accuracy, precision, recall, f1, f<beta>},
+                     subset_accuracy, hamming_loss, mean_average_precision, macro_auroc,
+                     micro_average_precision, micro_auroc, label_ranking_average_precision,
+                     coverage_error, label_ranking_loss
+            per_class: [{label, support, tp, fp, fn, tn, accuracy, precision, recall, f1, f<beta>,
+                         average_precision, auroc, threshold}, ...]   (C entries, column order)
+
+        The F-beta key is :func:`evalkit.metrics.names.fbeta_key` (``f2``; for beta = 1 it is
+        ``f1`` itself). Threshold-free entries are ``None`` when they were not computed.
+    """
+    fk = fbeta_key(values.beta)
+    summary: dict[str, Any] = {}
+    for avg in AVERAGES:
+        a = getattr(values, avg)
+        summary[avg] = {"accuracy": a.accuracy, "precision": a.precision, "recall": a.recall, "f1": a.f1, fk: a.fbeta}
+    summary["subset_accuracy"] = values.subset_accuracy
+    summary["hamming_loss"] = values.hamming_loss
+    summary |= {k: _defined(getattr(values, k)) for k in THRESHOLD_FREE}
+    ap, auroc = values.average_precision, values.auroc
+    per_class = []
+    for j, label in enumerate(values.label_names):
+        row = {"label": label}
+        row |= {k: int(getattr(values, k)[j]) for k in ("support", "tp", "fp", "fn", "tn")}
+        row |= {k: float(getattr(values, k)[j]) for k in ("accuracy", "precision", "recall", "f1")}
+        row[fk] = float(values.fbeta[j])
+        row["average_precision"] = None if ap is None else float(ap[j])
+        row["auroc"] = None if auroc is None else _defined(float(auroc[j]))
+        row["threshold"] = float(values.thresholds[j])
+        per_class.append(row)
+    return {"summary": summary, "per_class": per_class}
+
+
+def _defined(v):
+    """``None`` for a missing or NaN value, else the value."""
+    return None if v is None or v != v else v
 
 
 def build_report(
@@ -108,7 +152,7 @@ def build_report(
     """Assemble the :class:`Report` from the metric engine's output and the run context.
 
     Args:
-        metrics: ``{"summary": ..., "per_class": [...]}`` from the metric engine.
+        metrics: ``{"summary": ..., "per_class": [...]}`` (:func:`metrics_block` of the engine's values).
         dataset: ``name``, ``n_samples``, ``n_labels``, ``digest``.
         scores: ``"logits"`` or ``"probabilities"`` (what the evaluated scores were).
         thresholds: the :class:`evalkit.thresholds.Thresholds` that made the decisions.

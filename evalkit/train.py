@@ -46,11 +46,10 @@ def _monitor_value(monitor: str, val_logits: np.ndarray, val_Y: np.ndarray, beta
 
     tf = "exact" if monitor == "val_map" else "none"
     res = compute_metrics(val_Y, val_logits, scores_kind="logits", threshold=0.5, beta=beta, threshold_free=tf)
-    s = res["summary"]
     if monitor == "val_map":
-        return float(s["mean_average_precision"])
-    avg, key = monitor.removeprefix("val_").split("_")
-    return float(s[avg][f"f{beta:g}" if key == "f2" else key])
+        return float(res.mean_average_precision)
+    avg = monitor.removeprefix("val_").split("_")[0]  # val_micro_f2 / val_macro_f2: the F-beta of that average
+    return float(getattr(res, avg).fbeta)
 
 
 def train_model(

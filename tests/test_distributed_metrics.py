@@ -14,6 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from evalkit.metrics import MultilabelEngine, shard_range, shard_rows
+from evalkit.report import metrics_block
 
 N, C = 103, 5
 
@@ -55,7 +56,7 @@ def _run(P, Y, mode, parts, f64_first=False):
         if f64_first and i == 0:
             p = p.double()
         e.update(p, torch.from_numpy(Y[a:b]))
-    return e.compute()
+    return metrics_block(e.compute())
 
 
 def _worker(rank, world, init_file, out_dir):
@@ -71,7 +72,7 @@ def _worker(rank, world, init_file, out_dir):
                 if f64 and rank == 0:
                     p = p.double()
                 e.update(p, torch.from_numpy(Y[a:b]))
-            results[name] = e.compute()
+            results[name] = metrics_block(e.compute())
         # shard_rows uses the initialised process group
         results["shard_rows"] = [len(x) for x in shard_rows(P, Y)]
         with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as f:

@@ -23,6 +23,7 @@ from sklearn.metrics import (
 
 from evalkit.errors import InputError
 from evalkit.metrics import MultilabelEngine, binarize, compute_metrics
+from evalkit.report import metrics_block
 
 AVERAGES = ("micro", "macro", "weighted", "samples")
 TOL = 1e-9
@@ -183,8 +184,8 @@ def test_matches_sklearn_on_edge_cases(kind):
         for zd in (0.0, 1.0):
             beta = (2.0, 0.5, 1.0, 3.0)[(i + int(zd)) % 4]
             Y, P, thr = _case(rng, kind, N, C)
-            got = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, beta=beta, zero_division=zd,
-                                  batch_size=int(rng.integers(1, N + 1)))
+            got = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, beta=beta,
+                                                zero_division=zd, batch_size=int(rng.integers(1, N + 1))))
             want = sklearn_reference(Y, P, thr, beta, zd)
             assert_close(got, want, path=f"{kind} N={N} C={C} zd={zd} beta={beta}")
             json.dumps(got)
@@ -201,7 +202,8 @@ def test_matches_sklearn_random_loop():
             P = P.astype(np.float64) * 0.999 + 0.0005  # float64 scores: int64 sort keys
         beta = float(rng.choice([0.5, 1.0, 2.0, 1.5]))
         zd = float(rng.integers(0, 2))
-        got = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, beta=beta, zero_division=zd)
+        got = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, beta=beta,
+                                            zero_division=zd))
         assert_close(got, sklearn_reference(Y, P, thr, beta, zd), path=f"trial {trial}")
 
 
@@ -209,7 +211,7 @@ def test_known_values_by_hand():
     """A 3x2 example checked by hand (independent of scikit-learn)."""
     Y = np.array([[1, 0], [1, 1], [0, 1]])
     P = np.array([[0.9, 0.2], [0.4, 0.8], [0.6, 0.7]], dtype=np.float32)
-    r = compute_metrics(Y, P, scores_kind="probabilities", threshold=0.5)
+    r = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold=0.5))
     # predictions [[1,0],[0,1],[1,1]]: label0 tp=1 fp=1 fn=1 tn=0; label1 tp=2 fp=0 fn=0 tn=1
     pc = r["per_class"]
     assert (pc[0]["tp"], pc[0]["fp"], pc[0]["fn"], pc[0]["tn"]) == (1, 1, 1, 0)
@@ -243,7 +245,7 @@ def test_batched_update_equals_single_update(mode):
     P[:150] = rng.random((150, 7)).astype(np.float32)
     one = _engine(7, threshold_free=mode, threshold=0.4)
     one.update(torch.from_numpy(P), torch.from_numpy(Y))
-    want = one.compute()
+    want = metrics_block(one.compute())
     for sizes in ([1] * 5 + [295], [0, 100, 0, 200], [17] * 17 + [11], [299, 1]):
         e = _engine(7, threshold_free=mode, threshold=0.4)
         i = 0
@@ -252,7 +254,7 @@ def test_batched_update_equals_single_update(mode):
             idx = order[i:i + b]
             e.update(torch.from_numpy(P[idx]), torch.from_numpy(Y[idx]))
             i += b
-        assert e.compute() == want  # exactly equal, not approximately
+        assert metrics_block(e.compute()) == want  # exactly equal, not approximately
 
 
 def test_logits_path_equals_probabilities_path():
@@ -266,27 +268,28 @@ def test_logits_path_equals_probabilities_path():
         a.update(logits, Y)
         b = _engine(6, threshold_free=mode, threshold=0.3)
         b.update(torch.sigmoid(logits), Y)
-        assert a.compute() == b.compute()
+        assert metrics_block(a.compute()) == metrics_block(b.compute())
     want = sklearn_reference(Y.numpy(), torch.sigmoid(logits).numpy(), 0.3, 2.0, 0.0)
-    assert_close(compute_metrics(Y, logits, scores_kind="logits", threshold=0.3), want)
+    assert_close(metrics_block(compute_metrics(Y, logits, scores_kind="logits", threshold=0.3)), want)
 
 
 def test_target_dtypes_are_equivalent():
     rng = np.random.default_rng(5)
     Y = rng.random((80, 4)) < 0.4
     P = rng.random((80, 4)).astype(np.float32)
-    ref = compute_metrics(Y, P, scores_kind="probabilities")
+    ref = metrics_block(compute_metrics(Y, P, scores_kind="probabilities"))
     for dt in (np.uint8, np.int64, np.float32, np.float64, np.int8):
-        assert compute_metrics(Y.astype(dt), P, scores_kind="probabilities") == ref
-    assert compute_metrics(torch.from_numpy(Y), torch.from_numpy(P), scores_kind="probabilities") == ref
+        assert metrics_block(compute_metrics(Y.astype(dt), P, scores_kind="probabilities")) == ref
+    assert metrics_block(compute_metrics(torch.from_numpy(Y), torch.from_numpy(P),
+                                         scores_kind="probabilities")) == ref
 
 
 def test_half_precision_scores_are_upcast():
     rng = np.random.default_rng(9)
     P = torch.from_numpy(rng.random((64, 3))).to(torch.float16)
     Y = torch.from_numpy((rng.random((64, 3)) < 0.5).astype(np.uint8))
-    got = compute_metrics(Y, P, scores_kind="probabilities")
-    assert got == compute_metrics(Y, P.float(), scores_kind="probabilities")
+    got = metrics_block(compute_metrics(Y, P, scores_kind="probabilities"))
+    assert got == metrics_block(compute_metrics(Y, P.float(), scores_kind="probabilities"))
 
 
 def test_mixed_precision_batches_rank_at_float64():
@@ -298,13 +301,13 @@ def test_mixed_precision_batches_rank_at_float64():
     e.update(torch.from_numpy(P32[:100]), torch.from_numpy(Y[:100]))
     e.update(torch.from_numpy(P[100:]), torch.from_numpy(Y[100:]))
     mixed = np.concatenate([P32[:100].astype(np.float64), P[100:]])
-    assert_close(e.compute(), sklearn_reference(Y, mixed, 0.5, 2.0, 0.0))
+    assert_close(metrics_block(e.compute()), sklearn_reference(Y, mixed, 0.5, 2.0, 0.0))
 
 
 def test_negative_zero_probability():
     Y = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.uint8)
     P = np.array([[-0.0, 0.5], [0.0, 0.25], [0.75, -0.0]], dtype=np.float32)
-    assert_close(compute_metrics(Y, P, scores_kind="probabilities"),
+    assert_close(metrics_block(compute_metrics(Y, P, scores_kind="probabilities")),
                  sklearn_reference(Y, np.abs(P), 0.5, 2.0, 0.0))
 
 
@@ -315,27 +318,28 @@ def test_negative_zero_probability():
 def test_fbeta_keys():
     Y = np.array([[1, 0], [0, 1]])
     P = np.array([[0.9, 0.1], [0.2, 0.7]], dtype=np.float32)
-    r = compute_metrics(Y, P, scores_kind="probabilities", beta=0.5)
+    r = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", beta=0.5))
     for avg in AVERAGES:
         assert set(r["summary"][avg]) == {"accuracy", "precision", "recall", "f1", "f0.5"}
     assert set(r["per_class"][0]) == {"label", "support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall",
                                       "f1", "f0.5", "average_precision", "auroc", "threshold"}
-    r1 = compute_metrics(Y, P, scores_kind="probabilities", beta=1.0)
+    r1 = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", beta=1.0))
     assert set(r1["summary"]["micro"]) == {"accuracy", "precision", "recall", "f1"}
-    r2 = compute_metrics(Y, P, scores_kind="probabilities")
+    r2 = metrics_block(compute_metrics(Y, P, scores_kind="probabilities"))
     assert "f2" in r2["summary"]["macro"] and "f2" in r2["per_class"][1]
 
 
 def test_threshold_free_none_gives_none():
     rng = np.random.default_rng(1)
     Y, P, _ = _case(rng, "random", 30, 3)
-    r = compute_metrics(Y, P, scores_kind="probabilities", threshold_free="none", label_names=["a", "b", "c"])
+    r = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold_free="none",
+                                      label_names=["a", "b", "c"]))
     for k in ("mean_average_precision", "macro_auroc", "micro_average_precision", "micro_auroc",
               "label_ranking_average_precision", "coverage_error", "label_ranking_loss"):
         assert r["summary"][k] is None
     assert [c["label"] for c in r["per_class"]] == ["a", "b", "c"]
     assert all(c["average_precision"] is None and c["auroc"] is None for c in r["per_class"])
-    exact = compute_metrics(Y, P, scores_kind="probabilities", label_names=["a", "b", "c"])
+    exact = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", label_names=["a", "b", "c"]))
     assert r["summary"]["micro"] == exact["summary"]["micro"]
     assert r["summary"]["samples"] == exact["summary"]["samples"]
 
@@ -343,11 +347,11 @@ def test_threshold_free_none_gives_none():
 def test_auroc_undefined_labels_are_none_and_excluded():
     Y = np.array([[1, 0, 1], [1, 1, 1], [1, 0, 1]], dtype=np.uint8)  # labels 0 and 2: one class only
     P = np.array([[0.2, 0.3, 0.9], [0.6, 0.8, 0.1], [0.4, 0.1, 0.5]], dtype=np.float32)
-    r = compute_metrics(Y, P, scores_kind="probabilities")
+    r = metrics_block(compute_metrics(Y, P, scores_kind="probabilities"))
     assert [c["auroc"] for c in r["per_class"]] == [None, 1.0, None]
     assert r["summary"]["macro_auroc"] == 1.0
     Y0 = np.zeros((3, 2), dtype=np.uint8)
-    r0 = compute_metrics(Y0, P[:, :2], scores_kind="probabilities")
+    r0 = metrics_block(compute_metrics(Y0, P[:, :2], scores_kind="probabilities"))
     assert r0["summary"]["macro_auroc"] is None and r0["summary"]["micro_auroc"] is None
     assert r0["summary"]["mean_average_precision"] == 0.0  # AP of a label without positives is 0
     assert r0["summary"]["coverage_error"] == 0.0 and r0["summary"]["label_ranking_average_precision"] == 1.0
@@ -356,7 +360,7 @@ def test_auroc_undefined_labels_are_none_and_excluded():
 def test_one_label_is_supported():
     Y = np.array([[1], [0], [1], [0]])
     P = np.array([[0.8], [0.3], [0.4], [0.6]], dtype=np.float32)
-    r = compute_metrics(Y, P, scores_kind="probabilities")
+    r = metrics_block(compute_metrics(Y, P, scores_kind="probabilities"))
     assert r["summary"]["label_ranking_average_precision"] == 1.0
     assert r["summary"]["label_ranking_loss"] == 0.0
     assert r["summary"]["coverage_error"] == 0.5
@@ -389,7 +393,7 @@ def test_engine_uses_binarize_rule():
     Y = (rng.random((50, 4)) < 0.5).astype(np.uint8)
     thr = [0.3, 0.5, float(P[3, 2]), 0.9]
     pred = binarize(torch.from_numpy(P), thr).numpy()
-    r = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, threshold_free="none")
+    r = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, threshold_free="none"))
     for j, c in enumerate(r["per_class"]):
         assert c["tp"] == int((pred[:, j] & (Y[:, j] == 1)).sum())
         assert c["fp"] == int((pred[:, j] & (Y[:, j] == 0)).sum())
@@ -425,7 +429,7 @@ def test_update_errors_and_state_untouched():
     good_p = torch.full((4, 3), 0.5)
     good_t = torch.zeros((4, 3), dtype=torch.uint8)
     e.update(good_p, good_t)
-    before = e.compute()
+    before = metrics_block(e.compute())
     bad_p = good_p.clone()
     bad_p[3, 2] = 1.5
     _err(lambda: e.update(bad_p, good_t),
@@ -447,7 +451,7 @@ def test_update_errors_and_state_untouched():
     inf_p = torch.zeros((4, 3))
     inf_p[1, 1] = float("inf")
     _err(lambda: lg.update(inf_p, good_t), r"^scores: expected finite logits, found NaN or inf$")
-    assert e.compute() == before  # failed updates left no trace
+    assert metrics_block(e.compute()) == before  # failed updates left no trace
 
 
 def test_compute_errors():
@@ -480,8 +484,9 @@ def test_streaming_error_within_1e3_of_exact():
     rng = np.random.default_rng(21)
     for N, C, sep in ((20000, 8, 1.5), (5000, 5, 4.0), (3000, 4, 0.3)):
         Y, P = _realistic(rng, N, C, sep)
-        ex = compute_metrics(Y, P, scores_kind="probabilities", threshold_free="exact")
-        st = compute_metrics(Y, P, scores_kind="probabilities", threshold_free="streaming", batch_size=977)
+        ex = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold_free="exact"))
+        st = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold_free="streaming",
+                                           batch_size=977))
         worst = 0.0
         for k in ("mean_average_precision", "macro_auroc", "micro_average_precision", "micro_auroc"):
             worst = max(worst, abs(st["summary"][k] - ex["summary"][k]))
@@ -498,7 +503,7 @@ def test_streaming_is_exact_when_distinct_scores_fall_in_distinct_bins():
     levels = torch.sigmoid(torch.linspace(-6, 6, 9)).numpy().astype(np.float32)
     P = levels[rng.integers(0, 9, size=(400, 5))]
     Y = (rng.random((400, 5)) < 0.4).astype(np.uint8)
-    st = compute_metrics(Y, P, scores_kind="probabilities", threshold_free="streaming")
+    st = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold_free="streaming"))
     assert_close(st, sklearn_reference(Y, P, 0.5, 2.0, 0.0), tol=1e-12)
 
 
@@ -522,13 +527,13 @@ def test_exact_state_is_one_int32_key_per_value():
 def test_compute_is_cached_but_returns_independent_copies():
     e = MultilabelEngine(2, scores="probabilities")
     e.update(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([[1, 0], [0, 1]]))
-    a = e.compute()
+    a = metrics_block(e.compute())
     a["summary"]["micro"]["f1"] = -1.0
     a["per_class"].clear()
-    b = e.compute()
+    b = metrics_block(e.compute())
     assert b["summary"]["micro"]["f1"] == 1.0 and len(b["per_class"]) == 2
     e.update(torch.tensor([[0.9, 0.9]]), torch.tensor([[0, 0]]))  # a new update invalidates the cache
-    assert e.compute()["summary"]["micro"]["precision"] == pytest.approx(0.5)
+    assert metrics_block(e.compute())["summary"]["micro"]["precision"] == pytest.approx(0.5)
     e.reset()
     with pytest.raises(InputError, match="no samples"):
         e.compute()
@@ -538,13 +543,13 @@ def test_numpy_inputs_memmap_and_byte_order(tmp_path):
     rng = np.random.default_rng(8)
     Y = (rng.random((40, 3)) < 0.5).astype(np.uint8)
     P = rng.random((40, 3)).astype(np.float32)
-    ref = compute_metrics(Y, P, scores_kind="probabilities")
+    ref = metrics_block(compute_metrics(Y, P, scores_kind="probabilities"))
     np.save(tmp_path / "p.npy", P)
     mm = np.load(tmp_path / "p.npy", mmap_mode="r")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert compute_metrics(Y, mm, scores_kind="probabilities") == ref
-    assert compute_metrics(Y.astype(">i4"), P.astype(">f4"), scores_kind="probabilities") == ref
+        assert metrics_block(compute_metrics(Y, mm, scores_kind="probabilities")) == ref
+    assert metrics_block(compute_metrics(Y.astype(">i4"), P.astype(">f4"), scores_kind="probabilities")) == ref
     with pytest.raises(InputError, match=r"^scores: expected a numeric array, got dtype <U1$"):
         compute_metrics(Y, np.full((40, 3), "x"), scores_kind="probabilities")
 
@@ -555,7 +560,7 @@ def test_read_only_threshold_array_is_accepted_silently():
     thr = np.broadcast_to(np.float64(0.35), (2,))  # read-only view, as produced by np.broadcast_to
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        r = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr)
+        r = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold=thr))
     assert [c["tp"] for c in r["per_class"]] == [1, 0] and [c["fp"] for c in r["per_class"]] == [0, 1]
     assert [c["threshold"] for c in r["per_class"]] == [0.35, 0.35]
 
@@ -568,7 +573,7 @@ def test_scores_requiring_grad_are_accepted():
         e.update(logits * 2, Y)
         ref = MultilabelEngine(3, scores="logits", threshold_free=mode)
         ref.update((logits * 2).detach(), Y)
-        assert e.compute() == ref.compute()
+        assert metrics_block(e.compute()) == metrics_block(ref.compute())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -597,21 +602,21 @@ def _problems(draw):
 @given(_problems())
 def test_hypothesis_matches_sklearn(problem):
     Y, P, thr, beta, zd, batch = problem
-    got = compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, beta=beta, zero_division=zd,
-                          batch_size=batch)
+    got = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold=thr, beta=beta, zero_division=zd,
+                                        batch_size=batch))
     assert_close(got, sklearn_reference(Y, P, thr, beta, zd))
 
 
 def test_micro_in_value_buckets_equals_single_copy(monkeypatch):
-    import evalkit.metrics.engine as eng
+    import evalkit.metrics.threshold_free as eng
 
     rng = np.random.default_rng(31)
     Y, P, _ = _case(rng, "ties", 500, 6)
     P[:250] = rng.random((250, 6)).astype(np.float32)
-    want = compute_metrics(Y, P, scores_kind="probabilities")
+    want = metrics_block(compute_metrics(Y, P, scores_kind="probabilities"))
     monkeypatch.setattr(eng, "_MICRO_COPY", 100)  # force the bucketed path (N*C = 3000 keys)
     monkeypatch.setattr(eng, "_SORT_ELEMS", 1000)  # and several column blocks
-    got = compute_metrics(Y, P, scores_kind="probabilities", batch_size=123)
+    got = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", batch_size=123))
     assert [c.pop("label") for c in got["per_class"]] == [c.pop("label") for c in want["per_class"]]
     assert_close(got, want, tol=1e-12)
     assert got["summary"]["micro_auroc"] == want["summary"]["micro_auroc"]

@@ -1,4 +1,4 @@
-"""Numeric kernels of the metric engine (numpy, CPU). Private: use :class:`MultilabelEngine`.
+"""Numeric kernels of the metric engine (numpy, CPU). Private: use :class:`~evalkit.metrics.MultilabelEngine`.
 
 Sort keys
 ---------
@@ -38,18 +38,10 @@ over all N*C values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 # ---------------------------------------------------------------------------------------------
 # keys
-
-
-def keys_to_probabilities(keys: np.ndarray) -> np.ndarray:
-    """Inverse of the key packing: int32 keys -> float32, int64 keys -> float64 probabilities."""
-    ftype = np.float32 if keys.dtype == np.int32 else np.float64
-    return (keys >> 1).view(ftype)
 
 
 def widen_keys(keys: np.ndarray) -> np.ndarray:

@@ -322,11 +322,12 @@ def evaluate(
         thresholds: ``(C,)`` float64 cuts (ignored for top-k).
     """
     from evalkit.metrics import compute_metrics
+    from evalkit.report import metrics_block
     from evalkit.thresholds.fit import predict
 
     def run(scores, thr, tf):
-        return compute_metrics(targets, scores, scores_kind="probabilities", threshold=thr, beta=beta,
-                               label_names=label_names, threshold_free=tf)
+        return metrics_block(compute_metrics(targets, scores, scores_kind="probabilities", threshold=thr, beta=beta,
+                                             label_names=label_names, threshold_free=tf))
 
     if not strategy.per_sample:
         return run(probabilities, thresholds, threshold_free)

@@ -11,7 +11,7 @@ import numpy as np
 
 from evalkit.config import EvaluateJobConfig, RunConfig
 from evalkit.errors import InputError
-from evalkit.report import Report, build_report
+from evalkit.report import Report, build_report, metrics_block
 from evalkit.workflows.events import EventCallback, make_emitter
 
 
@@ -61,8 +61,9 @@ def evaluate_scores(
     names = [str(n) for n in label_names] if label_names is not None else [f"label_{i}" for i in range(C)]
     scalar = np.ndim(threshold) == 0
     thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (C,)) if scalar else np.asarray(threshold, dtype=np.float64)
-    metrics = compute_metrics(Y, scores, scores_kind=kind, threshold=thr, beta=beta, zero_division=zero_division,
-                              label_names=names, threshold_free=threshold_free)
+    metrics = metrics_block(compute_metrics(Y, scores, scores_kind=kind, threshold=thr, beta=beta,
+                                            zero_division=zero_division, label_names=names,
+                                            threshold_free=threshold_free))
     dataset = {"name": dataset_name, "n_samples": int(Y.shape[0]), "n_labels": int(C),
                "digest": content_digest(np.ascontiguousarray(Y, dtype=np.uint8), names)}
     label = strategy or (f"fixed:{float(thr[0]):g}" if scalar else "per-class (given)")
@@ -116,7 +117,7 @@ def evaluate_predictions(
     if engine is None or n == 0:
         raise InputError(f"{path}: no samples")
     dataset = {"name": Path(path).stem, "n_samples": n, "n_labels": len(names), "digest": h.hexdigest()[:16]}
-    return build_report(engine.compute(), dataset=dataset, scores=kind, thresholds=thresholds, beta=beta)
+    return build_report(metrics_block(engine.compute()), dataset=dataset, scores=kind, thresholds=thresholds, beta=beta)
 
 
 # -- a trained model --------------------------------------------------------------------------------

@@ -205,7 +205,7 @@ def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str
     """Scores -> thresholds (validation only) -> metrics -> the immutable report."""
     from evalkit import thresholds as th
     from evalkit.metrics import compute_metrics
-    from evalkit.report import build_report, fbeta_key
+    from evalkit.report import build_report, fbeta_key, metrics_block
     from evalkit.scores import sigmoid
     from evalkit.train import predict_logits
 
@@ -221,8 +221,8 @@ def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str
     names = splits.label_names
     metrics = thresholds.evaluate(splits.test.Y, test_prob, beta=config.beta, label_names=names)
     # always: the metrics at the textbook 0.5 cut, for reference (threshold-free ones are the same)
-    ref = compute_metrics(splits.test.Y, test_prob, scores_kind="probabilities", threshold=0.5,
-                          beta=config.beta, label_names=names, threshold_free="none")
+    ref = metrics_block(compute_metrics(splits.test.Y, test_prob, scores_kind="probabilities", threshold=0.5,
+                                        beta=config.beta, label_names=names, threshold_free="none"))
     fk = fbeta_key(config.beta)
     reference = {"threshold": 0.5, "summary": {k: v for k, v in ref["summary"].items() if v is not None},
                  "per_class": [{"label": r["label"], "f1": r["f1"], fk: r[fk]} for r in ref["per_class"]]}
