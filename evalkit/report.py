@@ -18,7 +18,9 @@ Metric values are floats in [0, 1] (coverage error: a label count); undefined va
 Tracked metric names (one convention, used by ``run``, ``evaluate``, gates and ``compare``):
 ``<split>/<average>_<metric>`` (``test/macro_f2``), ``<split>/subset_accuracy``,
 ``<split>/hamming_loss``, ``<split>/macro_map``, ``<split>/macro_auroc``,
-``<split>/class/<label>/<metric>``.
+``<split>/class/<label key>/<metric>`` (:func:`evalkit.metrics.names.label_key`: injective and valid for
+MLflow; tracked for at most :data:`~evalkit.metrics.names.TRACKED_CLASSES_MAX` labels, every label in
+``per_class.csv``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.metrics.names import AVERAGES, THRESHOLD_FREE, fbeta_key
+from evalkit.metrics.names import AVERAGES, THRESHOLD_FREE, fbeta_key, label_key
 
 if TYPE_CHECKING:
     from evalkit.metrics.values import MetricValues
@@ -78,15 +78,13 @@ class Report(dict):
         """Write the report JSON atomically (see :func:`write_json_atomic`)."""
         return write_json_atomic(self, path)
 
-    def metrics(self, split: str = "test") -> dict[str, float]:
+    def metrics(self, split: str = "test", max_classes: int | None = None) -> dict[str, float]:
         """Tracked metric names -> values (:func:`metric_keys`)."""
-        return metric_keys(self, split)
+        return metric_keys(self, split, max_classes=max_classes)
 
     def per_class_frame(self):
-        """The per-class rows as a ``pandas.DataFrame`` (one row per label)."""
-        import pandas as pd
-
-        return pd.DataFrame(self["per_class"])
+        """The per-class rows as a ``pandas.DataFrame``, one row per label, with its metric ``key``."""
+        return per_class_table(self)
 
     @property
     def fbeta_key(self) -> str:
@@ -173,16 +171,15 @@ def build_report(
     )
 
 
-_BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. :/]")
+def metric_keys(report: dict, split: str = "test", per_class: bool = True,
+                max_classes: int | None = None) -> dict[str, float]:
+    """Flatten a report into tracked metric names -> values (undefined values left out).
 
-
-def safe_key(text: str) -> str:
-    """A label name made safe for an MLflow metric key (alphanumerics, ``_-. :/``; others -> ``_``)."""
-    return _BAD_KEY_CHARS.sub("_", str(text)).replace("/", "_")
-
-
-def metric_keys(report: dict, split: str = "test", per_class: bool = True) -> dict[str, float]:
-    """Flatten a report into tracked metric names -> values (undefined values left out)."""
+    Per-class keys are ``<split>/class/<label key>/<metric>`` with the injective, MLflow-valid
+    :func:`evalkit.metrics.names.label_key`. ``max_classes`` keeps the per-class metrics of at most
+    that many labels, those with the largest support (ties: label order): what is logged to MLflow
+    (:data:`~evalkit.metrics.names.TRACKED_CLASSES_MAX`); gates read every label.
+    """
     out: dict[str, float] = {}
     summary = report["summary"]
     for avg in AVERAGES:
@@ -191,12 +188,31 @@ def metric_keys(report: dict, split: str = "test", per_class: bool = True) -> di
     for name, suffix in SCALARS.items():
         _put(out, f"{split}/{suffix}", summary.get(name))
     if per_class:
-        for row in report["per_class"]:
-            label = safe_key(row["label"])
+        for row in tracked_classes(report["per_class"], max_classes):
+            label = label_key(row["label"])
             for name, value in row.items():
                 if name != "label":
                     _put(out, f"{split}/class/{label}/{name}", value)
     return out
+
+
+def tracked_classes(rows: list[dict], max_classes: int | None) -> list[dict]:
+    """The per-class rows whose metrics are tracked: all, or the ``max_classes`` with the largest
+    support (in label order)."""
+    if max_classes is None or len(rows) <= max_classes:
+        return rows
+    keep = sorted(range(len(rows)), key=lambda i: (-(rows[i].get("support") or 0), i))[:max_classes]
+    return [rows[i] for i in sorted(keep)]
+
+
+def per_class_table(report: dict):
+    """The per-class rows as a ``pandas.DataFrame`` with each label's metric ``key`` (the
+    ``per_class.csv`` artifact: every label's numbers, whatever was tracked as metrics)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(report["per_class"])
+    frame.insert(1, "key", [label_key(r["label"]) for r in report["per_class"]])
+    return frame
 
 
 def _put(out: dict, key: str, value) -> None:

@@ -33,3 +33,38 @@ def fbeta_key(beta: float) -> str:
         the key used in ``summary[<average>]``, ``per_class[i]`` and tracked metric names.
     """
     return f"f{beta:g}"
+
+
+#: characters a label keeps in its metric key; everything else is escaped (see :func:`label_key`)
+_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. ")
+#: a label key longer than this is cut and made unique with a hash of the label
+LABEL_KEY_MAX = 160
+#: per-class metrics are tracked (as MLflow metrics) for at most this many labels, those with the
+#: largest support; every label's numbers are always in the ``per_class.csv`` table artifact
+TRACKED_CLASSES_MAX = 100
+
+
+def label_key(label: str) -> str:
+    """The label's part of a per-class metric key (``test/class/<key>/f2``): injective and valid
+    for MLflow (which allows alphanumerics, ``_ - . : /`` and spaces, at most 250 characters, and
+    no ``.`` / ``..`` path segments).
+
+    ASCII letters, digits, ``_``, ``-``, ``.`` and spaces are kept (``Class1`` stays ``Class1``);
+    every other character, ``/`` and ``:`` included, becomes ``:XX`` per UTF-8 byte (``a/b`` ->
+    ``a:2Fb``, ``猫`` -> ``:E7:8C:AB``); a leading ``.`` is escaped too, and the empty name is ``:``.
+    Since ``:`` only ever starts an escape, two labels never share a key. A key longer than
+    :data:`LABEL_KEY_MAX` is cut and ends in ``:h`` plus 16 hex digits of the label's SHA-256.
+    """
+    import hashlib
+
+    text = str(label)
+    parts = []
+    for i, ch in enumerate(text):
+        if ch in _KEEP and not (i == 0 and ch == "."):
+            parts.append(ch)
+        else:
+            parts.append("".join(f":{b:02X}" for b in ch.encode("utf-8")))
+    key = "".join(parts) or ":"
+    if len(key) > LABEL_KEY_MAX:
+        key = key[: LABEL_KEY_MAX - 18] + ":h" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return key

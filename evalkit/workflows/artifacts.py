@@ -57,10 +57,13 @@ def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:
 
 
 def log_report(run, report: Report, extra_metrics: dict[str, float] | None = None) -> None:
-    """The report's tracked metrics (one batch), ``report.json`` and ``per_class.csv``."""
+    """The report's tracked metrics (one batch; per-class metrics for at most
+    :data:`~evalkit.metrics.names.TRACKED_CLASSES_MAX` labels), ``report.json`` and ``per_class.csv``
+    (every label, with its metric key)."""
+    from evalkit.metrics.names import TRACKED_CLASSES_MAX
     from evalkit.report import write_csv_atomic
 
-    run.log_metrics(report.metrics("test") | dict(extra_metrics or {}))
+    run.log_metrics(report.metrics("test", max_classes=TRACKED_CLASSES_MAX) | dict(extra_metrics or {}))
     run.log_dict(dict(report), "report.json")
     with tempfile.TemporaryDirectory() as tmp:
         run.log_artifact(write_csv_atomic(report.per_class_frame(), Path(tmp) / "per_class.csv"))

@@ -118,7 +118,7 @@ def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: str | No
     run_id, error = None, None
     if store and cfg.track:
         try:
-            run_id = _track(cfg, gates, report, values, block, store, store_error)
+            run_id = _track(cfg, gates, report, block, store, store_error)
         except InfraError as e:
             error = str(e)
     elif store_error and baseline is not None:  # --no-track: the baseline was unreadable
@@ -150,7 +150,7 @@ def _baseline(cfg: EvaluateJobConfig, store: str, store_error: str | None) -> di
     return baseline_run(store, cfg.experiment, cfg.baseline, job=cfg.job_name, model_uri=cfg.model)
 
 
-def _track(cfg: EvaluateJobConfig, gates: list, report: Report, values: dict, block: dict, store: str,
+def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, store: str,
            store_error: str | None) -> str | None:
     from evalkit.tracking import RunLogger
 
@@ -172,8 +172,9 @@ def _track(cfg: EvaluateJobConfig, gates: list, report: Report, values: dict, bl
     if cfg.baseline:
         params["baseline"] = cfg.baseline
     logger = RunLogger(store, cfg.experiment, run_name=cfg.job_name, tags=tags, offline_reason=store_error)
+    from evalkit.workflows.artifacts import log_report
+
     with logger as run:
         run.log_params(params)
-        run.log_metrics(values)
-        run.log_dict(dict(report), "report.json")
+        log_report(run, report)  # bounded per-class metrics, report.json, per_class.csv
     return logger.run_id
