@@ -273,7 +273,34 @@ CASES: dict[str, Case] = {
     "model-infinite-outputs": Case("model returns infinite scores",
                                    lambda t: ["evaluate", "--model", _inf_model(t), "--dataset", "yeast"],
                                    r"--model .*inf\.pt: the model's outputs contain NaN or infinite values"),
+    "predictions-size-bomb": Case("a tiny predictions file declaring a huge array",
+                                  lambda t: ["evaluate", "--predictions", _bomb(t)],
+                                  r"p\.npz: array 'targets' declares shape \(1, 100000000000\) uint8 \(93\.1 GiB\) but its "
+                                  r"archive member holds 8 B; refusing to load it"),
+    "predictions-zero-labels": Case("predictions with zero labels",
+                                    lambda t: ["evaluate", "--predictions", _pred(t, c=0, labels=None)],
+                                    r"p\.npz: 'targets' has shape \(20, 0\): no labels"),
+    "predictions-duplicate-labels": Case("predictions with duplicate label names",
+                                         lambda t: ["evaluate", "--predictions", _pred(t, c=2, labels=np.array(["a", "a"]))],
+                                         r"p\.npz: duplicate label names 'a'; expected distinct names"),
+    "predictions-directory": Case("--predictions names a directory", lambda t: ["evaluate", "--predictions", t],
+                                  r"is a directory; expected a predictions file"),
 }
+
+
+def _bomb(tmp: Path) -> Path:
+    """A few hundred bytes that declare a (1, 10**11) array."""
+    import zipfile
+
+    def npy(shape, descr):
+        header = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (descr, shape)
+        header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\x00" * 8
+
+    with zipfile.ZipFile(tmp / "p.npz", "w") as z:
+        z.writestr("targets.npy", npy((1, 10**11), "|u1"))
+        z.writestr("probabilities.npy", npy((1, 10**11), "<f8"))
+    return tmp / "p.npz"
 
 
 def _inf_model(tmp: Path) -> Path:

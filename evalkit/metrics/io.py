@@ -53,6 +53,8 @@ def iter_prediction_batches(path: str | Path, batch_size: int = 65536) -> Iterat
     p = Path(path)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory; expected a predictions file (.npz, .parquet or .csv)")
     if not p.is_file():
         raise InputError(f"{p}: file not found")
     ext = p.suffix.lower()
@@ -107,6 +109,28 @@ class _NpyStream:
             (got,) + tuple(self.shape[1:]))
 
 
+#: the largest batch buffer of one array (wide files get fewer rows per batch)
+_BATCH_BYTES = 1 << 28
+
+
+def _check_declared_size(zf: zipfile.ZipFile, p: Path, key: str) -> None:
+    """Refuse a member whose header declares more data than the member holds (a 368-byte file may
+    declare shape (1, 10**11)), or more than the memory limit allows."""
+    from evalkit.data.common import check_alloc, check_npy_size, npy_header
+
+    try:
+        info = zf.getinfo(f"{key}.npy")
+    except KeyError:
+        return
+    try:
+        shape, dtype, held = npy_header(zf, info)
+    except (ValueError, SyntaxError) as e:
+        raise InputError(f"{p.name}: array {key!r} is not a valid .npy array ({e})") from None
+    check_npy_size(p.name, key, shape, dtype, held)
+    if key == "labels":
+        check_alloc(p.name, "array 'labels'", shape, dtype.itemsize)
+
+
 def _iter_npz(p: Path, batch_size: int) -> Iterator[Batch]:
     where = p.name
     try:
@@ -123,6 +147,8 @@ def _iter_npz(p: Path, batch_size: int) -> Iterator[Batch]:
             raise InputError(f"{where}: expected exactly one of arrays 'logits' or 'probabilities', found "
                              f"{kinds or 'neither'}")
         kind = kinds[0]
+        for key in ("targets", kind, "labels"):
+            _check_declared_size(zf, p, key)  # before any allocation: a tiny file may declare a huge shape
         targets = _NpyStream(zf, "targets.npy", where)
         scores = _NpyStream(zf, f"{kind}.npy", where)
         if len(targets.shape) != 2:
@@ -134,6 +160,8 @@ def _iter_npz(p: Path, batch_size: int) -> Iterator[Batch]:
         if targets.dtype.kind not in "biuf":
             raise InputError(f"{where}: 'targets' must be numeric, got dtype {targets.dtype}")
         N, C = targets.shape
+        if C == 0:
+            raise InputError(f"{where}: 'targets' has shape ({N}, 0): no labels; expected at least one label column")
         if "labels" in names:
             with zf.open("labels.npy") as f:
                 try:
@@ -143,9 +171,13 @@ def _iter_npz(p: Path, batch_size: int) -> Iterator[Batch]:
             labels = [str(x) for x in np.asarray(arr).reshape(-1)]
             if len(labels) != C:
                 raise InputError(f"{where}: 'labels' has {len(labels)} names for {C} columns")
+            from evalkit.data.common import check_unique
+
+            check_unique(where, labels, "label")
         else:
             labels = [f"label_{i}" for i in range(C)]
         kind_name = "logits" if kind == "logits" else "probabilities"
+        batch_size = max(1, min(batch_size, _BATCH_BYTES // max(1, scores.row_bytes)))  # bounded buffers for wide files
         for start in range(0, N, batch_size):
             rows = min(batch_size, N - start)
             t = targets.read(start, rows)
