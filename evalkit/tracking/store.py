@@ -353,7 +353,7 @@ def ensure_store(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         raise
     except OSError as e:
         failed = getattr(e, "filename", None) or (Path(path).expanduser() if path else "")
-        raise InfraError(f"{where}: {failed}: {os_cause(e)}") from None
+        raise InfraError(f"{where} unreachable: {failed}: {os_cause(e)}") from None
     except Exception as e:
         reason = store_reason(e)
         local = reason in ("disk full", "read-only file system")  # the store answered: it cannot write
