@@ -175,12 +175,11 @@ def test_missing_database_driver_names_the_package_to_install(cli, tmp_path, mon
 
 def _half_migrated(db: Path) -> None:
     """What a disk that fills during MLflow's schema migrations leaves: the initial tables, migrations
-    applied up to the one before the trace-analytics migration, its ``_alembic_tmp_trace_tags`` copy."""
+    applied up to the trace tables, and the batch copy of the next one, ``_alembic_tmp_trace_tags`` copy."""
     import sqlalchemy
     from alembic import command
-    from mlflow.store.db.base_sql_model import Base  # noqa: F401  (registers the models)
     from mlflow.store.db.utils import _get_alembic_config
-    from mlflow.store.db.initial_models import Base as InitialBase
+    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
 
     url = f"sqlite:///{db}"
     engine = sqlalchemy.create_engine(url)
@@ -188,7 +187,7 @@ def _half_migrated(db: Path) -> None:
     with engine.begin() as conn:
         config = _get_alembic_config(url)
         config.attributes["connection"] = conn
-        command.upgrade(config, "b7e2c1a4d9f3")
+        command.upgrade(config, "867495a8f9d4")  # the trace tables; next: 5b0e9adcef9c (batch)
     engine.dispose()
     con = sqlite3.connect(db)
     con.execute("create table _alembic_tmp_trace_tags (key varchar(250), value varchar(8000), request_id varchar(50))")
