@@ -239,3 +239,32 @@ def test_half_migrated_store_that_holds_runs_is_never_moved(cli, tmp_path, monke
     [line] = _error_lines(res.output)
     assert "holds 1 run(s)" in line and "mlflow db upgrade" in line and "nothing lost" in line
     assert db.read_bytes() == before and not list((tmp_path / "mlruns").glob("mlflow.db.failed-*"))
+
+
+def test_sqlite_store_full_mid_run_spools_the_rest_with_disk_full(store, tmp_path, monkeypatch):
+    """A real SQLITE_FULL: every pooled connection gets ``PRAGMA max_page_count`` = its current size."""
+    import mlflow
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    from evalkit.errors import InfraError
+    from evalkit.tracking import RunLogger
+
+    def full(dbapi_con, record, proxy):
+        pages = dbapi_con.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_con.execute(f"PRAGMA max_page_count = {pages}")
+
+    monkeypatch.setenv("EVALKIT_SPOOL_DIR", str(tmp_path / "spool"))
+    logger = RunLogger(store, "full", run_name="r")
+    try:
+        with pytest.raises(InfraError, match=r": disk full; nothing lost: results spooled to"):
+            with logger as run:
+                run.log_params({"a": 1})
+                event.listen(Pool, "checkout", full)  # the disk fills up mid-run
+                run.log_metrics({f"test/class/L{i}/f1": i / 5000 for i in range(5000)})
+    finally:
+        event.remove(Pool, "checkout", full)
+    [entry] = list((tmp_path / "spool").iterdir())
+    assert len(json.loads((entry / "metrics.json").read_text())) == 5000
+    # ending a run does not grow the database: FAILED until sync-spool sets the real status
+    assert mlflow.MlflowClient(store).get_run(logger.run_id).info.status == "FAILED"
