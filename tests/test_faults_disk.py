@@ -257,7 +257,7 @@ def test_sqlite_store_full_mid_run_spools_the_rest_with_disk_full(store, tmp_pat
     monkeypatch.setenv("EVALKIT_SPOOL_DIR", str(tmp_path / "spool"))
     logger = RunLogger(store, "full", run_name="r")
     try:
-        with pytest.raises(InfraError, match=r": disk full; nothing lost: results spooled to"):
+        with pytest.raises(InfraError, match=r"mlflow.db: disk full; nothing lost: results spooled to"):
             with logger as run:
                 run.log_params({"a": 1})
                 event.listen(Pool, "checkout", full)  # the disk fills up mid-run

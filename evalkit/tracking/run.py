@@ -63,9 +63,8 @@ class RunLogger:
     # -- lifecycle
     def __enter__(self) -> "RunLogger":
         from evalkit import __version__
-        from evalkit.tracking.spool import Journal
-
         from evalkit.tracking.reap import process_tags
+        from evalkit.tracking.spool import Journal
 
         tags = {k: redact_text(v) for k, v in {"evalkit.version": __version__, **process_tags(), **self.tags}.items()}
         self.journal = Journal(self.experiment, self.run_name, tracking_uri=redact_uri(absolute_uri(self.tracking_uri)))
@@ -128,7 +127,9 @@ class RunLogger:
     def go_offline(self, e: BaseException) -> None:
         """Switch to journaling (first failure wins as the reason); ``e``: the store error."""
         if not self.offline:
-            self.offline = f"tracking store {redact_uri(self.tracking_uri)} unreachable: {store_reason(e)}"
+            reason = store_reason(e)
+            verb = ":" if reason in ("disk full", "read-only file system") else " unreachable:"  # it answered
+            self.offline = f"tracking store {redact_uri(self.tracking_uri)}{verb} {reason}"
 
     def do(self, call, journal) -> bool:
         """Run ``call()`` against the store (SQLite busy: retried); on failure, or when offline, run
