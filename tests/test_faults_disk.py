@@ -268,3 +268,17 @@ def test_sqlite_store_full_mid_run_spools_the_rest_with_disk_full(store, tmp_pat
     assert len(json.loads((entry / "metrics.json").read_text())) == 5000
     # ending a run does not grow the database: FAILED until sync-spool sets the real status
     assert mlflow.MlflowClient(store).get_run(logger.run_id).info.status == "FAILED"
+
+
+def test_run_with_a_full_disk_for_the_report_logs_the_run_and_prints_the_report(store, cli, tmp_path, monkeypatch):
+    out = tmp_path / "run.json"
+    _enospc_for(monkeypatch, out)
+    res = cli("run", "--epochs", "1", "--hidden", "8", "--no-log-model", "--experiment", "full", "-o", out)
+    assert res.exit_code == 3, res.output
+    [line] = _error_lines(res.output)
+    assert f"cannot write {out}: disk full" in line and "report printed to stdout" in line
+    printed, _ = json.JSONDecoder().raw_decode(res.output[res.output.index('{\n  "evalkit_version"'):])
+    assert not out.exists()
+    [run] = _runs(store, "full")
+    assert run.info.status == "FINISHED"  # the run is a result: only the file could not be written
+    assert run.data.metrics["test/macro_f2"] == pytest.approx(printed["summary"]["macro"]["f2"])
