@@ -178,13 +178,71 @@ def compare_runs(tracking_uri: str, experiment: str, *, group_by: str | None = "
     metrics = tuple(metrics) if metrics else (GROUP_HEADLINE if grouped else HEADLINE)
     if rank_by and rank_by not in metrics:
         metrics = (rank_by, *metrics)
-    params = PARAM_COLUMNS + ((group_by,) if grouped else ())
-    df = select_runs(runs_frame(tracking_uri, experiment, metrics, params), parent)
+    params = PARAM_COLUMNS + ((group_by,) if grouped else ()) + ("cells",)
+    full = runs_frame(tracking_uri, experiment, metrics, params)
+    df = select_runs(full, parent)
     if df.empty:
         raise InputError(f"--experiment {experiment}: no runs to compare")
     if not grouped:
         return df, None
-    return df, group_stats(*by_dataset(df, group_by), metrics, rank_by=rank_by)
+    finished = df[df["status"] == FINISHED]
+    if finished.empty:
+        raise InputError(f"--experiment {experiment}: no finished runs to compare ({unfinished_note(df)})")
+    stats = group_stats(*by_dataset(finished.reset_index(drop=True), group_by), metrics, rank_by=rank_by)
+    left_out = df[df["status"] != FINISHED]["status"].value_counts().to_dict()
+    stats["left_out"] = {str(k): int(v) for k, v in sorted(left_out.items())}
+    grid = grid_state(full, df)
+    if grid is not None:
+        stats["grid"] = grid
+    return df, stats
+
+
+FINISHED = "FINISHED"
+
+
+def unfinished_note(df) -> str:
+    """``2 unfinished runs: 1 RUNNING, 1 FAILED`` (empty when every run is FINISHED)."""
+    counts = df[df["status"] != FINISHED]["status"].value_counts()
+    if counts.empty:
+        return ""
+    return f"{int(counts.sum())} unfinished run(s): " + ", ".join(f"{int(n)} {s}" for s, n in sorted(counts.items()))
+
+
+def grid_state(full, selected) -> dict | None:
+    """When ``selected`` are the children of one grid parent: ``{"run_id", "status", "cells",
+    "children", "finished", "complete"}``: a grid is complete when its parent is FINISHED and every
+    one of its ``cells`` has a FINISHED child run. None for runs that are not one grid's children."""
+    ids = selected["parent_run_id"].dropna().unique()
+    if len(ids) != 1 or selected["parent_run_id"].isna().any():
+        return None
+    row = full[full["run_id"] == ids[0]]
+    status = str(row["status"].iloc[0]) if len(row) else "UNKNOWN"
+    cells = None
+    if len(row) and "cells" in row.columns and row["cells"].iloc[0] is not None:
+        try:
+            cells = int(row["cells"].iloc[0])
+        except (TypeError, ValueError):
+            cells = None
+    n_finished = int((selected["status"] == FINISHED).sum())
+    complete = status == FINISHED and n_finished == len(selected) and (cells is None or n_finished >= cells)
+    return {"run_id": str(ids[0]), "status": status, "cells": cells, "children": int(len(selected)),
+            "finished": n_finished, "complete": bool(complete)}
+
+
+def status_notes(stats: dict) -> list[str]:
+    """One-line notes for the grouped view: runs left out of the statistics, an incomplete grid."""
+    notes = []
+    left = stats.get("left_out") or {}
+    if left:
+        what = ", ".join(f"{n} {s}" for s, n in left.items())
+        notes.append(f"{sum(left.values())} unfinished run(s) left out of the statistics ({what}); "
+                     "`evalkit runs reap` ends runs whose process died")
+    grid = stats.get("grid")
+    if grid and not grid["complete"]:
+        of = f" of {grid['cells']}" if grid["cells"] is not None else ""
+        notes.append(f"INCOMPLETE grid {grid['run_id'][:8]} (parent {grid['status']}): {grid['finished']}{of} "
+                     f"cells finished")
+    return notes
 
 
 def by_dataset(df, group_by: str):

@@ -35,3 +35,46 @@ class InfraError(EvalkitError):
     """An infrastructure fault: tracking store unreachable, model not loadable (exit 3)."""
 
     exit_code = EXIT_INFRA
+
+
+#: one-word causes of file-system errors, for one-line messages ("path: disk full")
+_ERRNO_CAUSES = {
+    "ENOSPC": "disk full",
+    "EDQUOT": "disk quota exceeded",
+    "EROFS": "read-only file system",
+    "EACCES": "permission denied",
+    "EPERM": "permission denied",
+    "ENOTDIR": "a parent is not a directory",
+    "EISDIR": "is a directory",
+    "ENOENT": "no such file or directory",
+    "EEXIST": "already exists",
+    "EIO": "I/O error",
+    "EMFILE": "too many open files",
+}
+
+
+def os_cause(e: BaseException) -> str:
+    """A short cause for an OSError: ``disk full`` (ENOSPC), ``read-only file system`` (EROFS),
+    ``permission denied`` (EACCES), ...; else the error's own text. Never raises."""
+    import errno
+
+    name = errno.errorcode.get(getattr(e, "errno", None) or -1, "")
+    if name in _ERRNO_CAUSES:
+        return _ERRNO_CAUSES[name]
+    text = (getattr(e, "strerror", None) or str(e) or type(e).__name__).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
+
+
+class WriteError(InfraError):
+    """A file could not be written (disk full, read-only, permission denied): exit 3, one line
+    ``<what> <path>: <cause>``. ``path`` and ``cause`` are kept as attributes."""
+
+    def __init__(self, path, e: BaseException, what: str = "cannot write"):
+        self.path = str(path if path is not None else getattr(e, "filename", "") or "?")
+        self.cause = os_cause(e)
+        super().__init__(f"{what} {self.path}: {self.cause}")
+
+
+def write_error(path, e: BaseException, what: str = "cannot write") -> WriteError:
+    """The :class:`WriteError` (exit 3) for an OSError raised while writing ``path``."""
+    return WriteError(path, e, what)

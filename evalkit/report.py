@@ -258,17 +258,32 @@ def _open_temp_beside(path: Path) -> tuple[int, Path]:
 def write_json_atomic(data: dict, path: str | os.PathLike) -> Path:
     """Write JSON via a temporary file + rename, so a crash never leaves a half-written file.
 
-    The file gets the mode ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
+    The file gets the mode ``open(path, "w")`` would give a new file (0o666 minus the umask).
+
+    Raises:
+        evalkit.errors.WriteError (InfraError, exit 3): the file cannot be written (disk full,
+            read-only file system, permission denied); the message names ``path`` and the cause.
+            Nothing is left behind (no temporary file, an earlier file at ``path`` is unchanged).
+    """
+    from evalkit.errors import write_error
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _open_temp_beside(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _open_temp_beside(path)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, default=_json_default)
             f.write("\n")
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                Path(tmp).unlink(missing_ok=True)
+            except OSError:
+                pass
+        if isinstance(e, OSError):
+            raise write_error(path, e) from e
         raise
     return path
 

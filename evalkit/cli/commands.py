@@ -65,9 +65,16 @@ def user_errors():
     try:
         yield
     except EvalkitError as e:
+        if getattr(e, "report_json", None):  # the report file could not be written: stdout, the last resort
+            sys.stdout.write(e.report_json + "\n")
+            sys.stdout.flush()
         _fail(str(e), e.exit_code)
     except ValidationError as e:
         _fail(validation_message(e), EXIT_BAD_INPUT)
+    except OSError as e:  # disk full, read-only or unwritable paths not handled where they occurred: exit 3
+        from evalkit.errors import EXIT_INFRA, os_cause
+
+        _fail(f"{e.filename or 'file system'}: {os_cause(e)}", EXIT_INFRA)
     except KeyboardInterrupt as e:
         from evalkit.tracking import Terminated
 
@@ -190,6 +197,9 @@ def evaluate(
         out = console()
         result = evaluate_job(config, on_event=_split_renderer(ConsoleRenderer(out), ConsoleRenderer(console(stderr=True))))
         if result.error:
+            if not getattr(result, "report_written", True):  # the report file could not be written
+                sys.stdout.write(result.report.to_json() + "\n")
+                sys.stdout.flush()
             _fail(result.error, result.exit_code)
         if result.exit_code:
             raise typer.Exit(result.exit_code)
@@ -313,3 +323,7 @@ def main() -> None:
 
 
 __all__ = ["app", "main", "InputError"]
+
+from evalkit.cli.runs import runs_app  # noqa: E402  (the `runs` sub-commands; light at import)
+
+app.add_typer(runs_app, name="runs")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from evalkit.compare import GROUP_HEADLINE, HEADLINE, PARAM_COLUMNS, best_index, compare_runs, groups_frame
+from evalkit.compare import (GROUP_HEADLINE, HEADLINE, PARAM_COLUMNS, best_index, compare_runs, groups_frame,
+                             status_notes, unfinished_note)
 from evalkit.errors import InputError
 from evalkit.history import DEFAULT_METRICS, history_frame, plot_history
 
@@ -69,10 +70,10 @@ def groups_markdown(stats: dict) -> str:
 def runs_markdown(df, metrics=HEADLINE) -> str:
     """One Markdown row per run: run id, params, metrics (4 decimals; ``—`` for undefined)."""
     shown = [p for p in PARAM_COLUMNS if p in df.columns and df[p].notna().any()]
-    head = ["run", *shown, *(m.removeprefix("test/") for m in metrics)]
+    head = ["run", "status", *shown, *(m.removeprefix("test/") for m in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in df.iterrows():
-        cells = [str(row["run_id"])[:8]] + [str(row[p]) for p in shown]
+        cells = [str(row["run_id"])[:8], str(row.get("status", ""))] + [str(row[p]) for p in shown]
         cells += ["—" if row[m] != row[m] else f"{row[m]:.4f}" for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -84,22 +85,29 @@ def render_table(df, console, metrics=HEADLINE, title: str = "") -> None:
 
     t = Table(title=title, title_justify="left")
     t.add_column("run")
+    t.add_column("status")
     shown_params = [p for p in PARAM_COLUMNS if p in df.columns and df[p].notna().any()]
     for p in shown_params:
         t.add_column(p)
     for m in metrics:
         t.add_column(m.removeprefix("test/"), justify="right")
-    best = {m: best_index(df[m]) for m in metrics}
+    done = df["status"] == "FINISHED" if "status" in df.columns else None
+    best = {m: best_index(df[m] if done is None else df[m].where(done)) for m in metrics}
     for i, row in df.iterrows():
         name = f"{row['run_id'][:8]} {row['run_name'] or ''}".strip()
-        cells = [name] + [str(row[p]) if row[p] is not None else "—" for p in shown_params]
+        status = str(row.get("status", "") or "")
+        cells = [name, status if status == "FINISHED" else f"[yellow]{status}[/]"]
+        cells += [str(row[p]) if row[p] is not None else "—" for p in shown_params]
         for m in metrics:
             v = row[m]
             text = "—" if v != v else f"{v:.4f}"
             cells.append(f"[bold green]{text}[/]" if best[m] == i else text)
         t.add_row(*cells)
     console.print(t)
-    console.print("[dim]Best value per column in bold green (lowest for Hamming loss).[/]")
+    console.print("[dim]Best value per column (of the FINISHED runs) in bold green (lowest for Hamming loss).[/]")
+    note = unfinished_note(df) if "status" in df.columns else ""
+    if note:
+        console.print(f"[yellow]{note}: not results (still running, failed or killed)[/]")
 
 
 def render_history(df, console, metrics=DEFAULT_METRICS, title: str = "") -> None:
@@ -159,14 +167,19 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
     scope = f"children of grid run {parent_id[0][:8]}" if len(parent_id) == 1 else "all runs"
     if fmt == "csv":
         sys.stdout.write(groups_frame(stats).to_csv(index=False))
+        for note in status_notes(stats):
+            print(note, file=sys.stderr)
     elif fmt == "json":
         import json
 
         sys.stdout.write(json.dumps(stats | {"experiment": experiment, "runs": int(len(df))}, indent=2) + "\n")
     elif fmt == "markdown":
-        sys.stdout.write(groups_markdown(stats))
+        sys.stdout.write(groups_markdown(stats) + "".join(f"\n{n}\n" for n in status_notes(stats)))
     else:
-        render_groups(stats, console, title=f"Experiment '{experiment}' ({scope}): {len(df)} runs by {group_by}")
+        n_stats = int((df["status"] == "FINISHED").sum())
+        render_groups(stats, console, title=f"Experiment '{experiment}' ({scope}): {n_stats} finished runs by {group_by}")
+        for note in status_notes(stats):
+            console.print(f"[yellow]{note}[/]", soft_wrap=True)
         if len(df) <= MAX_RUN_ROWS:  # the runs themselves, side by side (run, loss, seed, metrics)
             shown = tuple(metrics) if metrics else GROUP_HEADLINE
             render_table(df, console, shown, title=f"Runs ({scope}), newest first")

@@ -14,6 +14,8 @@ SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACK
               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCESS_KEY", "DATABRICKS_TOKEN")
 
 _REASONS = (
+    (("database or disk is full", "no space left on device", "errno 28]"), "disk full"),
+    (("attempt to write a readonly database", "read-only file system", "errno 30]"), "read-only file system"),
     (("connection refused", "newconnectionerror", "failed to establish a new connection"), "connection refused"),
     (("name or service not known", "nodename nor servname", "temporary failure in name resolution"), "unknown host"),
     (("timed out", "timeout"), "timed out"),
@@ -58,7 +60,7 @@ def first_line(e: BaseException, limit: int = 200) -> str:
 
 def store_reason(e: BaseException) -> str:
     """A short, credential-free reason for a tracking-store error: ``connection refused``,
-    ``unknown host``, ``timed out``, ``connection lost``, else the message's first line (300 chars)."""
+    ``unknown host``, ``timed out``, ``connection lost``, ``disk full``, ``read-only file system``, else the message's first line (300 chars)."""
     low = str(e).lower()
     for needles, reason in _REASONS:
         if any(n in low for n in needles):

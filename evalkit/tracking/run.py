@@ -63,9 +63,10 @@ class RunLogger:
     # -- lifecycle
     def __enter__(self) -> "RunLogger":
         from evalkit import __version__
+        from evalkit.tracking.reap import process_tags
         from evalkit.tracking.spool import Journal
 
-        tags = {k: redact_text(v) for k, v in {"evalkit.version": __version__, **self.tags}.items()}
+        tags = {k: redact_text(v) for k, v in {"evalkit.version": __version__, **process_tags(), **self.tags}.items()}
         self.journal = Journal(self.experiment, self.run_name, tracking_uri=redact_uri(absolute_uri(self.tracking_uri)))
         if self.fail_fast and not self.nested:
             check_store(self.tracking_uri, self.timeout)
@@ -112,15 +113,23 @@ class RunLogger:
             return
         where = ""
         if self.spool:
-            self.spooled = self.journal.write(status, self.offline)
-            where = f"; nothing lost: results spooled to {self.spooled} (upload later with `evalkit sync-spool`)"
+            from evalkit.errors import WriteError
+
+            try:
+                self.spooled, detour = self.journal.write_anywhere(status, self.offline)
+                where = f"; nothing lost: results spooled to {self.spooled}" + (f" ({detour})" if detour else "") + \
+                    " (upload later with `evalkit sync-spool`)"
+            except WriteError as e:
+                where = f"; the results could not be spooled either: {e}"
         if exc_type is None:
             raise InfraError(f"{self.offline}{where}")
 
     def go_offline(self, e: BaseException) -> None:
         """Switch to journaling (first failure wins as the reason); ``e``: the store error."""
         if not self.offline:
-            self.offline = f"tracking store {redact_uri(self.tracking_uri)} unreachable: {store_reason(e)}"
+            reason = store_reason(e)
+            verb = ":" if reason in ("disk full", "read-only file system") else " unreachable:"  # it answered
+            self.offline = f"tracking store {redact_uri(self.tracking_uri)}{verb} {reason}"
 
     def do(self, call, journal) -> bool:
         """Run ``call()`` against the store (SQLite busy: retried); on failure, or when offline, run

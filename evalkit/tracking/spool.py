@@ -28,11 +28,33 @@ from pathlib import Path
 from typing import Any
 
 SPOOL_ENV = "EVALKIT_SPOOL_DIR"
+FALLBACK_ENV = "EVALKIT_SPOOL_FALLBACK"
 
 
 def spool_root(root: str | os.PathLike | None = None) -> Path:
     """``root`` > ``$EVALKIT_SPOOL_DIR`` > ``<cwd>/mlruns/spool``."""
     return Path(root or os.environ.get(SPOOL_ENV) or Path.cwd() / "mlruns" / "spool")
+
+
+def fallback_roots() -> list[Path]:
+    """Where a spool entry goes when :func:`spool_root` is not writable (read-only, disk full, a
+    file in the way), in order: ``$EVALKIT_SPOOL_FALLBACK`` (folders separated by ``os.pathsep``) or
+    ``~/.cache/evalkit/spool``, then ``<tmp>/evalkit-spool-<uid>``. ``sync-spool`` (without
+    ``--spool-dir``) uploads from these too."""
+    import tempfile
+
+    if os.environ.get(FALLBACK_ENV):
+        return [Path(p) for p in os.environ[FALLBACK_ENV].split(os.pathsep) if p]
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return [Path.home() / ".cache" / "evalkit" / "spool", Path(tempfile.gettempdir()) / f"evalkit-spool-{uid}"]
+
+
+def spool_roots(root: str | os.PathLike | None = None) -> list[Path]:
+    """The spool folder (``root``), and without ``root``: also the :func:`fallback_roots`."""
+    first = spool_root(root)
+    if root:
+        return [first]
+    return list(dict.fromkeys([first, *fallback_roots()]))
 
 
 @dataclass
@@ -77,6 +99,26 @@ class Journal:
         """Journal ``text`` as the artifact file ``name`` (e.g. ``report.json``)."""
         parent = str(Path(name).parent)
         self.artifacts.append((Path(name).name, None if parent == "." else parent, text.encode()))
+
+    def write_anywhere(self, status: str, reason: str) -> tuple[Path, str | None]:
+        """Write the entry to :func:`spool_root`, else to the first writable :func:`fallback_roots`.
+
+        Returns:
+            ``(entry directory, why the usual spool folder was not used or None)``.
+        Raises:
+            evalkit.errors.WriteError (exit 3): no spool folder is writable (names the usual one).
+        """
+        from evalkit.errors import write_error
+
+        first_error = None
+        for base in spool_roots():
+            try:
+                path = self.write(status, reason, base)
+            except OSError as e:
+                first_error = first_error or write_error(base, e, "cannot spool to")
+                continue
+            return path, (None if first_error is None else str(first_error))
+        raise first_error
 
     def write(self, status: str, reason: str, root: str | os.PathLike | None = None) -> Path:
         """Write the entry atomically under :func:`spool_root` (``root``) with the run's final
@@ -139,12 +181,16 @@ def _dump(path: Path, data) -> None:
 
 
 def entries(root: str | os.PathLike | None = None) -> list[Entry]:
-    """Complete spool entries, oldest first (temporary, half-written directories are ignored)."""
-    base = spool_root(root)
-    if not base.is_dir():
-        return []
+    """Complete spool entries, oldest first (temporary, half-written directories are ignored); without
+    ``root``, those of the fallback folders too (:func:`spool_roots`)."""
+    found = []
+    for base in spool_roots(root):
+        try:
+            found += [d for d in base.iterdir()] if base.is_dir() else []
+        except OSError:
+            continue
     out = []
-    for d in sorted(base.iterdir()):
+    for d in sorted(found, key=lambda d: d.name):
         if not d.is_dir() or d.name.startswith("."):
             continue
         try:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.config import RunConfig
-from evalkit.errors import InputError
+from evalkit.errors import InfraError, InputError
 from evalkit.report import Report
 from evalkit.workflows.events import EventCallback, make_emitter
 
@@ -140,6 +140,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                        tags={"evalkit.command": "run", "evalkit.loss": config.loss, **(tags or {})},
                        nested=nested) if track else None
     previous_threads = torch.get_num_threads()
+    unwritten = None  # the report file could not be written (WriteError): raised once the run is logged
     try:
         if device == "cpu":
             torch.set_num_threads(config.threads)
@@ -156,8 +157,13 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                 _train_once(splits, config, device, emit, run)
             report, thresholds, test_prob = _evaluate(config, strategy, splits, trained, device, started)
             if config.output:
-                report.write_json(config.output)
-                emit("written", path=config.output, what="Report")
+                from evalkit.errors import WriteError
+
+                try:
+                    report.write_json(config.output)
+                    emit("written", path=config.output, what="Report")
+                except WriteError as e:  # disk full / read-only: the run is still logged, then exit 3
+                    unwritten = e
             registered = None
             if run:
                 from evalkit.workflows.artifacts import log_run_results, preprocess_for
@@ -167,6 +173,11 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                     preprocess=preprocess_for(config, splits, std_stats, thresholds),
                     thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
                     test=(test_prob, splits.test.Y))
+    except InfraError as e:  # the store failed too (results spooled): say the report was not written either
+        if unwritten is not None:
+            e.args = (f"{unwritten} (report printed to stdout instead); {e}",)
+            e.report_json = report.to_json()
+        raise
     finally:
         torch.set_num_threads(previous_threads)
     emit("report", report=report, title="Test split", per_class=True)
@@ -175,6 +186,11 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
 
         emit("tracked", run_id=run.run_id, experiment=config.experiment, tracking_uri=redact_uri(store),
              registered_model=registered)
+    if unwritten is not None:
+        kept = f"; the run was tracked ({run.run_id})" if run else ""
+        unwritten.args = (f"{unwritten} (report printed to stdout instead{kept})",)
+        unwritten.report_json = report.to_json()  # the CLI prints it: the last resort
+        raise unwritten
     return RunResult(report, run.run_id if run else None, store, trained.history,
                      time.perf_counter() - started, registered)
 

@@ -76,7 +76,9 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
             results.append(res)
             rows.append({k: str(v) for k, v in cell.items()} | {"run_id": res.run_id or f"cell-{i}"}
                         | res.report.metrics("test"))
-        stats = _summarise(rows, group_by, path, len(configs), started, first.output, parent, emit)
+        stats, unwritten = _summarise(rows, group_by, path, len(configs), started, first.output, parent, emit)
+    if unwritten is not None:  # disk full / read-only: every run is logged; exit 3 with the summary on stdout
+        raise unwritten
     if parent:
         emit("grid_done", parent_run_id=parent.run_id, runs=len(results), experiment=first.experiment)
     return GridResult(results, parent.run_id if parent else None, stats, time.perf_counter() - started)
@@ -93,7 +95,7 @@ def _summarise(rows: list[dict], group_by: str, path: str, n: int, started: floa
     stats = group_stats(df, group_by, metrics) if len(df) > 1 else None
     seconds = time.perf_counter() - started
     if not stats:
-        return None
+        return None, None
     emit("grid_summary", stats=stats, title=f"Grid {Path(path).name}: {n} runs by {group_by} ({seconds:.0f} s)")
     if parent:
         import matplotlib.pyplot as plt
@@ -110,6 +112,14 @@ def _summarise(rows: list[dict], group_by: str, path: str, n: int, started: floa
     if output:
         from evalkit.report import write_json_atomic
 
-        write_json_atomic(stats | {"spec": str(path), "seconds": round(seconds, 2)}, output)
+        from evalkit.errors import WriteError
+
+        summary = stats | {"spec": str(path), "seconds": round(seconds, 2)}
+        try:
+            write_json_atomic(summary, output)
+        except WriteError as e:
+            e.args = (f"{e} (grid summary printed to stdout instead; every run was logged)",)
+            e.report_json = json.dumps(summary, indent=2, default=str)
+            return stats, e
         emit("written", path=output, what="Grid summary")
-    return stats
+    return stats, None

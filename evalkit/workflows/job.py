@@ -35,6 +35,7 @@ class JobResult:
     exit_code: int
     run_id: str | None = None
     error: str | None = None
+    report_written: bool = True  # False: --output could not be written (the CLI prints the JSON instead)
 
 
 def check_job(cfg: EvaluateJobConfig) -> list:
@@ -113,8 +114,7 @@ def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: str | No
     values = metric_keys(report, "test", per_class=True)
     block = apply_gates(gates, values, baseline)
     report = report.extend(gates=block, job={"name": cfg.job_name, "trigger": cfg.trigger, "experiment": cfg.experiment})
-    if cfg.output:
-        report.write_json(cfg.output)
+    write_error = _write(report, cfg.output)  # disk full / read-only: still tracked (or spooled), exit 3
     run_id, error = None, None
     if store and cfg.track:
         try:
@@ -125,20 +125,36 @@ def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: str | No
         error = f"{store_error}; relative gates could not be checked (report written)"
     if run_id:
         report = report.extend(run_id=run_id)
-        if cfg.output:
-            report.write_json(cfg.output)
+        if write_error is None:
+            write_error = _write(report, cfg.output)
+    if write_error is not None:
+        kept = f"; the run was tracked ({run_id})" if run_id else ""
+        error = f"{write_error} (report printed to stdout instead{kept})" + (f"; {error}" if error else "")
     emit("gates", block=block)
     if run_id:
         from evalkit.tracking import redact_uri
 
         emit("tracked", run_id=run_id, experiment=cfg.experiment, tracking_uri=redact_uri(store), registered_model=None)
-    if cfg.output:
+    if cfg.output and write_error is None:
         emit("written", path=cfg.output, what="Report")
     if error is not None:
         code = EXIT_INFRA
     else:
         code = EXIT_GATE_FAILED if block["status"] == "fail" else EXIT_OK
-    return JobResult(report, block, code, run_id, error)
+    return JobResult(report, block, code, run_id, error, write_error is None)
+
+
+def _write(report: Report, output: str | None) -> str | None:
+    """Write the report to ``output``; the one-line reason when it cannot be written (else None)."""
+    from evalkit.errors import WriteError
+
+    if not output:
+        return None
+    try:
+        report.write_json(output)
+    except WriteError as e:
+        return str(e)
+    return None
 
 
 def _baseline(cfg: EvaluateJobConfig, store: str, store_error: str | None) -> dict:
