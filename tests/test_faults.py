@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,10 @@ def _env(**extra):
 def test_unreachable_store_fails_fast_writes_report_and_spools_then_sync_uploads(store, cli, tmp_path):
     pred = write_predictions(tmp_path / "p.npz")
     out = tmp_path / "r.json"
-    t0 = time.perf_counter()
     res = cli("evaluate", "--predictions", pred, "--tracking-uri", DEAD, "-o", out, "--no-per-class",
               "--gate", "test/macro_f2>=0.1", "--trigger", "scheduled", "--job", "nightly")
-    elapsed = time.perf_counter() - t0
-    assert res.exit_code == 3, res.output
-    assert elapsed < 10, f"took {elapsed:.1f} s"
-    assert "unreachable" in res.output and "sync-spool" in res.output
+    assert res.exit_code == 3, res.output  # how long this takes: benchmarks/bench_cli.py
+    assert "http://127.0.0.1:9 unreachable: connection refused" in res.output and "sync-spool" in res.output
     rep = json.loads(out.read_text())  # the report is written all the same
     assert rep["gates"]["status"] == "pass"
     entries = list((tmp_path / "mlruns" / "spool").iterdir())
@@ -72,29 +68,35 @@ def test_server_that_accepts_but_never_answers_fails_within_the_timeout(store, c
         srv.listen(16)
         uri = f"http://127.0.0.1:{srv.getsockname()[1]}"
         pred = write_predictions(tmp_path / "p.npz")
-        t0 = time.perf_counter()
         res = cli("evaluate", "--predictions", pred, "--tracking-uri", uri, "--tracking-timeout", "4",
                   "--no-per-class", "-o", tmp_path / "r.json")
-        elapsed = time.perf_counter() - t0
+        srv.setblocking(False)
+        connections = 0
+        while True:  # how often evalkit knocked: one probe, no retry storm (timings: benchmarks/bench_cli.py)
+            try:
+                srv.accept()[0].close()
+                connections += 1
+            except BlockingIOError:
+                break
     assert res.exit_code == 3, res.output
-    assert "timed out" in res.output and elapsed < 10, f"{elapsed:.1f} s"
+    assert "timed out" in res.output, res.output
+    assert connections == 1
     assert (tmp_path / "r.json").exists() and len(list((tmp_path / "mlruns" / "spool").iterdir())) == 1
 
 
 def test_sync_spool_with_store_still_down_keeps_entries(store, cli, tmp_path):
     pred = write_predictions(tmp_path / "p.npz")
-    assert cli("evaluate", "--predictions", pred, "--tracking-uri", DEAD, "--no-per-class").exit_code == 3
+    res = cli("evaluate", "--predictions", pred, "--tracking-uri", DEAD, "--no-per-class")
+    assert res.exit_code == 3 and "http://127.0.0.1:9 unreachable" in res.output, res.output
     res = cli("sync-spool")  # default target: the store the run was meant for, still down
     assert res.exit_code == 3 and "http://127.0.0.1:9 unreachable" in res.output
     assert len(list((tmp_path / "mlruns" / "spool").iterdir())) == 1
 
 
 def test_run_fails_fast_before_training_when_store_unreachable(store, cli, tmp_path):
-    t0 = time.perf_counter()
     res = cli("run", "--epochs", "50", "--hidden", "16", "--no-log-model", "--tracking-uri", DEAD)
     assert res.exit_code == 3, res.output
-    assert time.perf_counter() - t0 < 10
-    assert "unreachable" in res.output and "nothing was run" in res.output
+    assert "http://127.0.0.1:9 unreachable: connection refused" in res.output and "nothing was run" in res.output
     assert "best epoch" not in res.output  # no training happened
 
 
