@@ -312,6 +312,11 @@ def _file_dataset(path: str, name: str, digest: str, profile: dict):
         def profile(self):
             return dict(profile)
 
+        def to_dict(self):
+            import json
+
+            return super().to_dict() | {"profile": json.dumps(self.profile)}
+
     if path and Path(path).exists():
         with warnings.catch_warnings():  # "can be interpreted in multiple ways": all local sources
             warnings.simplefilter("ignore")
