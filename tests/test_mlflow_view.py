@@ -28,7 +28,8 @@ def _client(uri):
 def _runs(uri, experiment="evalkit"):
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
-    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    return [client.get_run(r.info.run_id) for r in runs]  # with model inputs (search_runs leaves them out)
 
 
 def _inputs(run) -> dict[str, object]:
@@ -100,11 +101,17 @@ def test_register_then_evaluate_model_links_model_and_same_test_digest(store, cl
     # one digest definition: the same 917 rows, the same digest in both runs and in the report
     assert ev_inputs["evaluation"].digest == inputs["evaluation"].digest
     assert json.loads((tmp_path / "eval.json").read_text())["dataset"]["digest"] == inputs["evaluation"].digest
-    assert json.loads(ev_inputs["evaluation"].profile)["num_rows"] == 917
+    # same name and digest: MLflow stores it once per experiment, both runs show the same dataset
+    assert ev_inputs["evaluation"].name == inputs["evaluation"].name == "yeast-test"
+    profile = json.loads(ev_inputs["evaluation"].profile)
+    assert profile.get("num_rows", (profile.get("features_shape") or [0])[0]) == 917
     # the model link (MLflow 3 logged-model input: the runs table's Models column)
-    model_id = client.get_model_version_by_alias("yeast-mlp", "champion").model_id
-    assert model_id and [m.model_id for m in ev.inputs.model_inputs] == [model_id]
-    assert client.get_logged_model(model_id).source_run_id == train_run.info.run_id
+    (logged,) = client.search_logged_models([exp.experiment_id],
+                                            filter_string=f"source_run_id = '{train_run.info.run_id}'")
+    model_id = logged.model_id
+    assert client.get_model_version_by_alias("yeast-mlp", "champion").source == f"models:/{model_id}"
+    assert [m.model_id for m in ev.inputs.model_inputs] == [model_id]
+    assert ev.data.tags["evalkit.model_id"] == model_id
 
     # runs:/ID/model links the same logged model
     r = cli("evaluate", "--model", f"runs:/{train_run.info.run_id}/model", "--dataset", "yeast")

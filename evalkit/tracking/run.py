@@ -338,14 +338,26 @@ def logged_model_id(tracking_uri: str, model_uri: str) -> str | None:
         client = client_for(tracking_uri)
         rest = model_uri.split(":/", 1)[1].strip("/")
         if model_uri.startswith("models:/"):
-            if "@" in rest:
-                name, alias = rest.split("@", 1)
-                return retry_busy(lambda: client.get_model_version_by_alias(name, alias)).model_id
-            if "/" in rest:
-                name, version = rest.rsplit("/", 1)
-                return retry_busy(lambda: client.get_model_version(name, version)).model_id
-            return retry_busy(lambda: client.get_logged_model(rest)).model_id
-        run_id, _, name = rest.partition("/")
+            if "@" in rest or "/" in rest:
+                if "@" in rest:
+                    name, alias = rest.split("@", 1)
+                    mv = retry_busy(lambda: client.get_model_version_by_alias(name, alias))
+                else:
+                    name, version = rest.rsplit("/", 1)
+                    mv = retry_busy(lambda: client.get_model_version(name, version))
+                if mv.model_id:
+                    return mv.model_id
+                # a SQLite store leaves model_id empty; the version's source is the logged model
+                source = mv.source or ""
+                if source.startswith("models:/m-"):
+                    return retry_busy(lambda: client.get_logged_model(source.split("/", 2)[-1].strip("/"))).model_id
+                if not mv.run_id:
+                    return None
+                run_id, name = mv.run_id, "model"
+            else:
+                return retry_busy(lambda: client.get_logged_model(rest)).model_id
+        else:
+            run_id, _, name = rest.partition("/")
         run = retry_busy(lambda: client.get_run(run_id))
         found = retry_busy(lambda: client.search_logged_models(
             experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"))
