@@ -69,16 +69,29 @@ def serve(store: str, experiment: str, host: str, port: int, open_browser: bool,
     _check_port(host, port)
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     link = experiment_link(store, base, experiment)  # creates / migrates the store before the server does
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", host, "--port", str(port)]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", host, "--port", str(port),
+           "--workers", "1"]  # one local user: one worker starts fastest
     artifacts = default_artifact_location(store)
     if artifacts:
         cmd += ["--default-artifact-root", artifacts]
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen(cmd, env=env)
+    if env.get("MLFLOW_LOGGING_LEVEL", "").upper() in ("WARNING", "ERROR", "CRITICAL"):  # not --verbose
+        cmd += ["--uvicorn-opts", "--log-level warning"]
+        env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore:starlette.middleware.wsgi is deprecated")
+    import signal
+
+    def stop(signum, frame):  # SIGTERM: stop the server too (then exit 143)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    # its own process group: the server's workers are stopped with it, whatever stops evalkit ui
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         if not _wait_ready(base, proc):
-            raise InfraError(f"mlflow ui did not start on {base} (exit code {proc.poll()})")
+            code = proc.poll()
+            raise InfraError(f"mlflow ui did not start on {base}" + (f" (exit code {code})" if code is not None
+                                                                    else " within 3 minutes"))
         out.print(f"MLflow UI on {store}\nRuns of experiment {experiment!r}: {link}\nCtrl-C stops it.", soft_wrap=True)
         if open_browser:
             _open(link)
@@ -88,12 +101,26 @@ def serve(store: str, experiment: str, host: str, port: int, open_browser: bool,
     except KeyboardInterrupt:
         pass
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        signal.signal(signal.SIGTERM, previous)
+        _stop(proc)
+
+
+def _stop(proc) -> None:
+    """Stop the server's process group (SIGTERM, then SIGKILL after 10 s)."""
+    import os
+    import signal
+    import subprocess
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _check_port(host: str, port: int) -> None:
@@ -109,12 +136,14 @@ def _check_port(host: str, port: int) -> None:
             raise InputError(f"--port {port}: {host}:{port} is not free ({e.strerror}); pass another --port") from None
 
 
-def _wait_ready(base: str, proc, attempts: int = 240) -> bool:
-    """Poll ``/health`` (0.25 s apart, about a minute) until the server answers or exits."""
+def _wait_ready(base: str, proc, seconds: float = 180.0) -> bool:
+    """Poll ``/health`` every 0.25 s until the server answers, exits, or ``seconds`` pass (a loaded
+    machine can take a minute to start it)."""
     import time
     import urllib.request
 
-    for _ in range(attempts):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         try:
