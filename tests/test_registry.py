@@ -55,8 +55,10 @@ def test_register_alias_then_evaluate_champion_matches_run(store, cli, tmp_path)
     assert {"preprocess.json", "report.json", "dataset/summary.json", "dataset/cooccurrence.csv",
             "dataset/cooccurrence.png"} <= paths
     inputs = {i.tags[0].value: i.dataset for i in client.get_run(run_id).inputs.dataset_inputs}
-    assert inputs["training"].digest == client.get_run(run_id).data.params["dataset.digest"]
-    assert set(inputs) == {"training", "testing"}
+    # cross-fitting trains on train + val (one training input); the test split is the evaluation
+    # input, with the digest `evaluate --model` gives the same rows
+    assert set(inputs) == {"training", "evaluation"}
+    assert inputs["evaluation"].digest == ev["dataset"]["digest"]
 
     # the same model by run URI, with the thresholds overridden
     r = cli("evaluate", "--model", f"runs:/{run_id}/model", "--threshold", "0.5", "--no-track", "-o", "e2.json")

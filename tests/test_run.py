@@ -49,7 +49,7 @@ def test_run_default_store_logs_params_metrics_and_report(store, cli, tmp_path):
     import mlflow
 
     client = mlflow.MlflowClient(store)
-    hist = client.get_metric_history(r["run_id"], "train/loss")
+    hist = client.get_metric_history(r["run_id"], "fold1/train/loss")  # 5 folds: every fold under foldK/
     assert [m.step for m in hist] == [1, 2]
     arts = {a.path for a in client.list_artifacts(r["run_id"])}
     assert {"report.json", "per_class.csv"} <= arts

@@ -24,7 +24,8 @@ app = typer.Typer(
     help="Multi-label classification experiments: train with a chosen loss, evaluate exactly, track in MLflow.\n\n"
     "Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, 3 infrastructure fault "
     "(tracking store unreachable, model not loadable), 130/143 interrupted. "
-    "Add --debug anywhere on the command line to show the traceback of an error (the exit code stays the same).",
+    "Add --debug anywhere on the command line to show the traceback of an error (the exit code stays the same); "
+    "--verbose shows MLflow's own log lines.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -308,22 +309,41 @@ def sync_spool(
             raise InfraError(f"sync-spool: {left} spooled run(s) could not be uploaded; they are kept")
 
 
-from evalkit.cli.datasets import datasets_app  # noqa: E402 (sub-commands register on the app above)
+def quiet_logging(verbose: bool = False) -> None:
+    """MLflow's, alembic's and SQLAlchemy's INFO lines ("Creating initial MLflow database tables")
+    stay off the terminal unless ``verbose``: their loggers at WARNING, and ``MLFLOW_LOGGING_LEVEL``
+    (read when mlflow is imported, also by an ``mlflow ui`` child process) unless the user set it."""
+    import logging
+    import os
+
+    if verbose:
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# -- sub-commands in their own modules (each light at import: no mlflow, torch or pandas) -------------
+
+from evalkit.cli.datasets import datasets_app  # noqa: E402
+from evalkit.cli.runs import runs_app  # noqa: E402
+from evalkit.cli.ui_command import ui  # noqa: E402
 
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(runs_app, name="runs")
+app.command("ui")(ui)
 
 
 def main() -> None:
-    """Console-script entry point (handles ``--debug`` anywhere on the line)."""
+    """Console-script entry point (handles ``--debug`` and ``--verbose`` anywhere on the line)."""
     global DEBUG
     if "--debug" in sys.argv[1:]:
         DEBUG = True
         sys.argv = [a for a in sys.argv if a != "--debug"]
+    verbose = "--verbose" in sys.argv[1:]
+    sys.argv = [a for a in sys.argv if a != "--verbose"]
+    quiet_logging(verbose)
     app()
 
 
 __all__ = ["app", "main", "InputError"]
-
-from evalkit.cli.runs import runs_app  # noqa: E402  (the `runs` sub-commands; light at import)
-
-app.add_typer(runs_app, name="runs")

@@ -15,6 +15,29 @@ from evalkit.tracking.store import (DEFAULT_TIMEOUT, absolute_uri, check_store, 
                                     get_or_create_experiment, mlflow_for, retry_busy)
 
 
+_TAGGED: set[tuple[str, str]] = set()  # (store, experiment id) whose UI tags are set (per process)
+
+
+def tag_experiment(tracking_uri: str, experiment_id: str) -> None:
+    """Set evalkit's experiment tags (:func:`evalkit.tracking.view.experiment_tags`: the training
+    view and the shared runs view the MLflow UI opens on), once per process; a kind the user set
+    (``mlflow.experimentKind``) is kept. Cosmetic: never raises."""
+    if (tracking_uri, experiment_id) in _TAGGED:
+        return
+    from evalkit.tracking.view import EXPERIMENT_KIND_TAG, experiment_tags
+
+    try:
+        client = client_for(tracking_uri)
+        current = retry_busy(lambda: client.get_experiment(experiment_id)).tags or {}
+        for key, value in experiment_tags().items():
+            if key in current and (key == EXPERIMENT_KIND_TAG or current[key] == value):
+                continue
+            retry_busy(lambda: client.set_experiment_tag(experiment_id, key, value))
+        _TAGGED.add((tracking_uri, experiment_id))
+    except Exception:  # the store's failures surface on the run's own calls
+        pass
+
+
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM (exit code 143)."""
 
@@ -74,6 +97,7 @@ class RunLogger:
             try:
                 mlflow = mlflow_for(self.tracking_uri)
                 exp_id = get_or_create_experiment(self.tracking_uri, self.experiment)
+                tag_experiment(self.tracking_uri, exp_id)
                 run = retry_busy(lambda: mlflow.start_run(experiment_id=exp_id, run_name=self.run_name,
                                                           tags=tags, nested=self.nested))
                 self.run_id = run.info.run_id
@@ -244,14 +268,112 @@ class RunLogger:
         return describe_registration(self, name, alias)
 
     def log_dataset(self, X, Y, *, name: str, digest: str, context: str, source: str | None = None) -> None:
-        """Record a dataset split as a run input (``mlflow.log_input``) under evalkit's full-content
-        ``digest`` (MLflow's own digest only samples the first rows); offline: as a tag."""
+        """Record the rows a run used as a run input (``mlflow.log_input``): ``context`` is
+        ``training``, ``validation`` or ``evaluation``; ``digest`` is evalkit's full-content digest
+        (:func:`evalkit.data.core.content_digest` via ``Dataset.digest``; MLflow's own samples the first
+        rows), so equal content gets one digest whatever the entry point. The input's profile
+        (``features_shape``, ``targets_shape``) is that of ``X`` / ``Y``: pass exactly the rows used.
+        Offline: recorded as a tag."""
         import mlflow
         import mlflow.data
 
-        ds = mlflow.data.from_numpy(X, targets=Y, name=name, digest=digest, source=source)
+        import warnings
+
+        with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways" (all local)
+            warnings.simplefilter("ignore")
+            try:
+                ds = mlflow.data.from_numpy(X, targets=Y, name=name, digest=digest, source=source)
+            except Exception:  # a source MLflow cannot resolve ("builtin:yeast"): the code location
+                ds = mlflow.data.from_numpy(X, targets=Y, name=name, digest=digest)
         self.do(lambda: mlflow.log_input(ds, context=context),
                 lambda: self.journal.tags.update({f"evalkit.input.{context}": f"{name} digest={digest}"}))
+
+    def log_file_input(self, path: str | None, *, name: str, digest: str, context: str, profile: dict) -> None:
+        """Record data the run read without keeping the arrays (a predictions file, an evaluated test
+        split) as a run input: ``path`` as the source (a built-in dataset name: named in the source),
+        ``digest`` and ``profile`` (``num_rows``, ``targets_shape``) as given."""
+        import mlflow
+
+        def call():
+            mlflow.log_input(_file_dataset(path, name, digest, profile), context=context)
+
+        self.do(call, lambda: self.journal.tags.update({f"evalkit.input.{context}": f"{name} digest={digest}"}))
+
+    def link_model(self, model_id: str) -> None:
+        """Link the run to the MLflow logged model it evaluated (a model input: the runs table's
+        Models column, the model page's runs). Offline: recorded as the tag ``evalkit.model_id``."""
+        from mlflow.entities import LoggedModelInput
+
+        self.do(lambda: client_for(self.tracking_uri).log_inputs(self.run_id, models=[LoggedModelInput(model_id)]),
+                lambda: self.journal.tags.update({"evalkit.model_id": model_id}))
+
+
+def _file_dataset(path: str, name: str, digest: str, profile: dict):
+    """An MLflow dataset for a file: MLflow's ``MetaDataset`` (source + digest) with a profile."""
+    import warnings
+    from pathlib import Path
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class FileDataset(MetaDataset):
+        @property
+        def profile(self):
+            return dict(profile)
+
+        def to_dict(self):
+            import json
+
+            return super().to_dict() | {"profile": json.dumps(self.profile)}
+
+    if path and Path(path).exists():
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": all local sources
+            warnings.simplefilter("ignore")
+            source = resolve_dataset_source(str(Path(path).resolve()))
+    else:  # a built-in dataset ("yeast"): named in the source's tags
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+
+        source = CodeDatasetSource({"evalkit.dataset": str(path or name)})
+    return FileDataset(source, name=name, digest=digest)
+
+
+def logged_model_id(tracking_uri: str, model_uri: str) -> str | None:
+    """The MLflow logged model (``m-...``) behind ``model_uri``: ``models:/NAME@ALIAS``,
+    ``models:/NAME/VERSION``, ``models:/m-ID`` or ``runs:/RUN_ID/NAME``; None for a file, or when it
+    cannot be found (a model logged before MLflow 3, an unreachable store). Never raises."""
+    if not model_uri.startswith(("models:/", "runs:/")):
+        return None
+    try:
+        client = client_for(tracking_uri)
+        rest = model_uri.split(":/", 1)[1].strip("/")
+        if model_uri.startswith("models:/"):
+            if "@" in rest or "/" in rest:
+                if "@" in rest:
+                    name, alias = rest.split("@", 1)
+                    mv = retry_busy(lambda: client.get_model_version_by_alias(name, alias))
+                else:
+                    name, version = rest.rsplit("/", 1)
+                    mv = retry_busy(lambda: client.get_model_version(name, version))
+                if mv.model_id:
+                    return mv.model_id
+                # a SQLite store leaves model_id empty; the version's source is the logged model
+                source = mv.source or ""
+                if source.startswith("models:/m-"):
+                    return retry_busy(lambda: client.get_logged_model(source.split("/", 2)[-1].strip("/"))).model_id
+                if not mv.run_id:
+                    return None
+                run_id, name = mv.run_id, "model"
+            else:
+                return retry_busy(lambda: client.get_logged_model(rest)).model_id
+        else:
+            run_id, _, name = rest.partition("/")
+        run = retry_busy(lambda: client.get_run(run_id))
+        found = retry_busy(lambda: client.search_logged_models(
+            experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"))
+        match = [m for m in found if m.name == (name or "model")] or list(found)
+        return match[0].model_id if match else None
+    except Exception:
+        return None
 
 
 def log_figure_to_run(tracking_uri: str, run_id: str, figure, artifact_file: str) -> None:

@@ -15,14 +15,19 @@ from evalkit.config import RunConfig
 from evalkit.report import Report
 
 
-def log_dataset(run, splits) -> None:
-    """Dataset inputs (``mlflow.log_input``, full-content digests) and the summary artifacts:
-    ``dataset/summary.json``, ``dataset/cooccurrence.csv`` and ``dataset/cooccurrence.png``."""
+def log_dataset(run, splits, *, folds: int = 1) -> None:
+    """Dataset inputs and the summary artifacts (``dataset/summary.json``, ``dataset/cooccurrence.csv``
+    and ``dataset/cooccurrence.png``).
+
+    ``splits``: as read, not standardised (the inputs' digests are ``Dataset.digest`` of these rows,
+    as in ``evaluate --model``). The inputs state the rows really used: cross-fitting (``folds > 1``)
+    trains on train + validation, one ``training`` input; ``folds = 1`` trains on train
+    (``training``) and tunes on validation (``validation``). The test split is the ``evaluation`` input.
+    """
     from evalkit.data.summary import cooccurrence, plot_cooccurrence, summarize
 
-    run.log_dataset(splits.train.X, splits.train.Y, name=splits.name, digest=splits.digest, context="training")
-    run.log_dataset(splits.test.X, splits.test.Y, name=f"{splits.name}-test", digest=splits.test.digest,
-                    context="testing")
+    for ds, context in _inputs(splits, folds):
+        run.log_dataset(ds.X, ds.Y, name=ds.name, digest=ds.digest, context=context, source=ds.source or None)
     summary = summarize(splits)
     Y = np.concatenate([splits.train.Y, splits.val.Y, splits.test.Y])
     co = cooccurrence(Y, splits.label_names)
@@ -34,6 +39,21 @@ def log_dataset(run, splits) -> None:
         run.log_artifact(path, "dataset")
     run.log_figure(plot_cooccurrence(co, title=f"Label co-occurrence: {splits.name} (all splits)"),
                    "dataset/cooccurrence.png")
+
+
+def _inputs(splits, folds: int):
+    """``[(Dataset, context)]`` of a training run (names: ``yeast-train+val``, ``yeast-test``)."""
+    from evalkit.data.core import Dataset
+
+    tr, va, te = splits.train, splits.val, splits.test
+    if folds > 1:
+        used = Dataset(f"{splits.name}-train+val", np.concatenate([tr.X, va.X]), np.concatenate([tr.Y, va.Y]),
+                       tr.feature_names, tr.label_names, tr.source, dict(tr.meta))
+        out = [(used, "training")]
+    else:
+        out = [(tr.subset(np.arange(tr.n_samples), f"{splits.name}-train"), "training"),
+               (va.subset(np.arange(va.n_samples), f"{splits.name}-val"), "validation")]
+    return out + [(te.subset(np.arange(te.n_samples), f"{splits.name}-test"), "evaluation")]
 
 
 def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:

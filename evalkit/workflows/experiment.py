@@ -55,12 +55,13 @@ class Trained:
     fold_info: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare_data(config: RunConfig, *, with_stats: bool = False):
+def prepare_data(config: RunConfig, *, with_stats: bool = False, with_raw: bool = False):
     """config -> (train / val / test :class:`~evalkit.data.core.Splits`, standardised with train statistics).
 
     ``with_stats=True`` returns ``(splits, (mean, std) or None)``: the train statistics, ``(F,)``
     float64 each, that ``preprocess.json`` records so that ``evaluate --model`` standardises exactly
-    as in training.
+    as in training. ``with_raw=True`` appends the splits as read (not standardised): what the run's
+    dataset inputs describe, so their digests equal those of ``evaluate --model`` on the same rows.
 
     Raises:
         InputError: the dataset cannot be read or split.
@@ -72,7 +73,8 @@ def prepare_data(config: RunConfig, *, with_stats: bool = False):
     splits = make_splits(train, test, val_size=config.val_size, test_size=config.test_size, seed=config.seed)
     stats = standardization_stats(splits.train.X) if config.standardize else None
     out = standardize(splits, stats) if config.standardize else splits
-    return (out, stats) if with_stats else out
+    result = (out,) + ((stats,) if with_stats else ()) + ((splits,) if with_raw else ())
+    return result if len(result) > 1 else out
 
 
 def _check_options(config: RunConfig):
@@ -124,7 +126,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
         from evalkit.tracking import resolve_tracking_uri
 
         store = resolve_tracking_uri(config.tracking_uri)
-    splits, std_stats = prepare_data(config, with_stats=True)
+    splits, std_stats, raw = prepare_data(config, with_stats=True, with_raw=True)
     emit("dataset", splits=splits)
     for note in dict.fromkeys([*splits.train.meta.get("notes", []), *splits.test.meta.get("notes", [])]):
         emit("note", text=note)  # what the readers did on their own (e.g. an ID-like attribute dropped)
@@ -150,7 +152,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
 
                 run.log_params(config.params() | {"device": device, "dataset.digest": splits.digest,
                                                   "dataset.name": splits.name, "threshold": strategy.label})
-                log_dataset(run, splits)
+                log_dataset(run, raw, folds=config.folds)
             seed_everything(config.seed)
             torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
             trained = _cross_fit(splits, config, device, emit, run) if config.folds > 1 else \
@@ -312,8 +314,9 @@ def _train_once(splits, config: RunConfig, device: str, emit, run) -> Trained:
 
 
 def _fold_logger(run, k: int):
-    """``log_metrics`` of fold ``k``: fold k >= 2 logs under ``fold<k>/`` (fold 1 keeps the plain names)."""
-    prefix = "" if k == 1 else f"fold{k}/"
+    """``log_metrics`` of fold ``k``: every fold logs under ``fold<k>/`` (``fold1/train/loss``), so
+    the run page lists the folds in order, none of them posing as the run's own curve."""
+    prefix = f"fold{k}/"
 
     def log(metrics: dict, step: int | None = None) -> None:
         run.log_metrics({prefix + key: v for key, v in metrics.items()}, step=step)
@@ -326,7 +329,7 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run) -> Trained:
 
     The scoring model is the fold models' probability average; the out-of-fold probabilities are the
     validation scores thresholds are tuned on; the test split is never touched here. Per-epoch
-    metrics of fold k >= 2 go to ``fold<k>/...`` (fold 1 keeps the standard names).
+    metrics of fold k go to ``fold<k>/...`` (``fold1/`` included).
     """
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 

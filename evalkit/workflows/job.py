@@ -192,5 +192,32 @@ def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, sto
 
     with logger as run:
         run.log_params(params)
+        _log_inputs(run, cfg, report, store)
         log_report(run, report)  # bounded per-class metrics, report.json, per_class.csv
     return logger.run_id
+
+
+def _log_inputs(run, cfg: EvaluateJobConfig, report: Report, store: str) -> None:
+    """The evaluated data as the run's ``evaluation`` input and, for an MLflow model, the link to the
+    logged model (the runs table's Models column).
+
+    The input's digest is the report's: for ``--model``, ``Dataset.digest`` of the evaluated rows as
+    read (the training run's ``evaluation`` input of the same test split has the same digest); for
+    ``--predictions``, the digest of the file's targets, its path as the source."""
+    ds = report["dataset"]
+    profile = {"num_rows": ds["n_samples"], "targets_shape": [ds["n_samples"], ds["n_labels"]]}
+    if cfg.predictions:
+        run.log_file_input(cfg.predictions, name=ds["name"], digest=ds["digest"], context="evaluation",
+                           profile=profile)
+        return
+    if cfg.test_dataset:
+        source, name = cfg.test_dataset, ds["name"]
+    else:
+        source, name = cfg.dataset or ds["name"], f"{ds['name']}-test"  # the dataset's test split
+    run.log_file_input(source, name=name, digest=ds["digest"], context="evaluation", profile=profile)
+    from evalkit.tracking.run import logged_model_id
+
+    model_id = logged_model_id(store, cfg.model) if not run.offline else None
+    if model_id:
+        run.link_model(model_id)
+        run.set_tags({"evalkit.model_id": model_id})
