@@ -9,11 +9,17 @@ JSON schema (``--output``)::
      "beta": float,
      "summary": {"micro": {"accuracy", "precision", "recall", "f1", "f2"}, "macro": {...},
                  "weighted": {...}, "samples": {...},
-                 "subset_accuracy", "hamming_loss", "mean_average_precision", "macro_auroc", ...},
+                 "subset_accuracy", "hamming_loss", "mean_average_precision", "macro_auroc",
+                 "mean_average_precision_all_labels", "labels_without_positives", ...},
      "per_class": [{"label", "support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall",
                     "f1", "f2", "average_precision", "auroc", "threshold"}, ...]}
 
 Metric values are floats in [0, 1] (coverage error: a label count); undefined values are ``null``.
+``mean_average_precision`` (mAP, tracked as ``macro_map``) averages AP over the labels with at least
+one positive in the evaluated split (AP is undefined without one), as ``macro_auroc`` averages the
+defined AUROCs; ``labels_without_positives`` says how many labels it leaves out, and
+``mean_average_precision_all_labels`` (``macro_map_all_labels``) is scikit-learn's
+``average_precision_score(average="macro")``, which scores those labels 0.
 
 Tracked metric names (one convention, used by ``run``, ``evaluate``, gates and ``compare``):
 ``<split>/<average>_<metric>`` (``test/macro_f2``), ``<split>/subset_accuracy``,
@@ -41,6 +47,8 @@ SCALARS = {
     "subset_accuracy": "subset_accuracy",
     "hamming_loss": "hamming_loss",
     "mean_average_precision": "macro_map",
+    "mean_average_precision_all_labels": "macro_map_all_labels",
+    "labels_without_positives": "labels_without_positives",
     "macro_auroc": "macro_auroc",
     "micro_average_precision": "micro_map",
     "micro_auroc": "micro_auroc",
@@ -104,7 +112,8 @@ def metrics_block(values: MetricValues) -> dict:
             summary: micro / macro / weighted / samples -> {accuracy, precision, recall, f1, f<beta>},
                      subset_accuracy, hamming_loss, mean_average_precision, macro_auroc,
                      micro_average_precision, micro_auroc, label_ranking_average_precision,
-                     coverage_error, label_ranking_loss
+                     coverage_error, label_ranking_loss, mean_average_precision_all_labels,
+                     labels_without_positives
             per_class: [{label, support, tp, fp, fn, tn, accuracy, precision, recall, f1, f<beta>,
                          average_precision, auroc, threshold}, ...]   (C entries, column order)
 

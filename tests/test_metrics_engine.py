@@ -81,7 +81,11 @@ def sklearn_reference(Y: np.ndarray, P: np.ndarray, thr, beta: float, zd: float)
         for j in range(C):
             aps.append(average_precision_score(Y[:, j], P[:, j]) if Y[:, j].any() else 0.0)
             aucs.append(roc_auc_score(Y[:, j], P[:, j]) if 0 < Y[:, j].sum() < N else None)
-        out["summary"]["mean_average_precision"] = float(np.mean(aps))
+        with_positives = [a for j, a in enumerate(aps) if Y[:, j].any()]
+        out["summary"]["mean_average_precision"] = float(np.mean(with_positives)) if with_positives else None
+        out["summary"]["mean_average_precision_all_labels"] = average_precision_score(Y, P, average="macro") \
+            if Y.any(axis=0).all() else float(np.mean(aps))  # sklearn warns on labels without positives
+        out["summary"]["labels_without_positives"] = int(C - len(with_positives))
         valid = [a for a in aucs if a is not None]
         out["summary"]["macro_auroc"] = float(np.mean(valid)) if valid else None
         y, s = Y.ravel(), P.ravel()
@@ -335,7 +339,8 @@ def test_threshold_free_none_gives_none():
     r = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold_free="none",
                                       label_names=["a", "b", "c"]))
     for k in ("mean_average_precision", "macro_auroc", "micro_average_precision", "micro_auroc",
-              "label_ranking_average_precision", "coverage_error", "label_ranking_loss"):
+              "label_ranking_average_precision", "coverage_error", "label_ranking_loss",
+              "mean_average_precision_all_labels", "labels_without_positives"):
         assert r["summary"][k] is None
     assert [c["label"] for c in r["per_class"]] == ["a", "b", "c"]
     assert all(c["average_precision"] is None and c["auroc"] is None for c in r["per_class"])
@@ -353,7 +358,9 @@ def test_auroc_undefined_labels_are_none_and_excluded():
     Y0 = np.zeros((3, 2), dtype=np.uint8)
     r0 = metrics_block(compute_metrics(Y0, P[:, :2], scores_kind="probabilities"))
     assert r0["summary"]["macro_auroc"] is None and r0["summary"]["micro_auroc"] is None
-    assert r0["summary"]["mean_average_precision"] == 0.0  # AP of a label without positives is 0
+    assert r0["summary"]["mean_average_precision"] is None  # no label has a positive: mAP is undefined
+    assert r0["summary"]["mean_average_precision_all_labels"] == 0.0  # scikit-learn scores each such label 0
+    assert r0["summary"]["labels_without_positives"] == 2
     assert r0["summary"]["coverage_error"] == 0.0 and r0["summary"]["label_ranking_average_precision"] == 1.0
 
 

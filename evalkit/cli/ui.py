@@ -177,6 +177,11 @@ def render_report(report: dict, console, *, per_class: bool | str = "top", title
             f"ranking: LRAP {_fmt(s['label_ranking_average_precision'])}   "
             f"coverage error {_fmt(s.get('coverage_error'), 2)}   ranking loss {_fmt(s.get('label_ranking_loss'))}"
         )
+    left = s.get("labels_without_positives")
+    if left:
+        lines.append(f"[dim]mAP averages the {ds['n_labels'] - left} labels with a positive in this split; {left} "
+                     f"label(s) without one are left out (AP is undefined there). Over all labels, scoring those 0 "
+                     f"as scikit-learn does: {_fmt(s.get('mean_average_precision_all_labels'))}.[/]")
     for line in lines:
         console.print(line)
     ref = report.get("reference_at_0.5")

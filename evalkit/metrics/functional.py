@@ -20,7 +20,9 @@ Definitions (N samples, C labels, tp/fp/fn/tn per label at the decision rule ``p
   (scikit-learn ``accuracy_score`` on multilabel input); hamming_loss = (sum fp + sum fn) / (N C)
   (``hamming_loss``).
 * threshold-free (from the scores, no threshold): per-label average precision (step-wise,
-  ``average_precision_score``; 0 for a label without positives, as scikit-learn), AUROC
+  ``average_precision_score``; 0 for a label without positives, as scikit-learn); mAP = the mean AP
+  over the labels with at least one positive (an AP without positives is undefined), and beside it
+  scikit-learn's all-label macro AP (``mean_average_precision_all_labels``); AUROC
   (``roc_auc_score``, ties counted 1/2; undefined - NaN, ``null`` in the report - when a label has
   only one class, excluded from the macro mean), their micro versions over all N*C (score, target) pairs, label ranking average
   precision, coverage error and label ranking loss (Tsoumakas et al. 2010; scikit-learn
@@ -416,12 +418,14 @@ def _multilabel_engine_compute(tp, fp, fn, tn, n_samples: int, exact_match: int,
     smean = {k: K.from_fixed(int(sample_fx[0, j]), int(sample_fx[1, j])) / N for j, k in enumerate(SAMPLE_SUMS)}
     samples = Averages(micro_acc, smean["precision"], smean["recall"], smean["f1"], smean["fbeta"])
     ap = auroc = None
-    tf = [None] * 7
+    tf = [None] * 9
     if ranked is not None:
         ap, auroc, micro_ap, micro_auc = ranked
         valid = ~np.isnan(auroc)
-        tf = [float(np.mean(ap)), float(np.mean(auroc[valid])) if valid.any() else math.nan, micro_ap, micro_auc,
-              smean["lrap"], coverage_sum / N, smean["rloss"]]
+        positive = support > 0  # AP is defined only for labels with a positive (scikit-learn scores 0)
+        tf = [float(np.mean(ap[positive])) if positive.any() else math.nan,
+              float(np.mean(auroc[valid])) if valid.any() else math.nan, micro_ap, micro_auc,
+              smean["lrap"], coverage_sum / N, smean["rloss"], float(np.mean(ap)), int(C - positive.sum())]
         ap, auroc = frozen(ap), frozen(auroc)
     return MetricValues(
         tuple(label_names), float(beta), N, frozen(np.asarray(thresholds, dtype=np.float64)),

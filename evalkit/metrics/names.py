@@ -17,6 +17,8 @@ THRESHOLD_FREE = (
     "label_ranking_average_precision",
     "coverage_error",
     "label_ranking_loss",
+    "mean_average_precision_all_labels",
+    "labels_without_positives",
 )
 """The threshold-free summary scalars, in report order."""
 

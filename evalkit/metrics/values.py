@@ -44,8 +44,11 @@ class MetricValues(NamedTuple):
 
     Scalars: ``micro`` / ``macro`` / ``weighted`` / ``samples`` (:class:`Averages`),
     ``subset_accuracy`` (``accuracy_score``), ``hamming_loss`` (``hamming_loss``), and the
-    threshold-free ``mean_average_precision``, ``macro_auroc`` (mean over labels with a defined
-    AUROC, NaN if none), ``micro_average_precision``, ``micro_auroc`` (NaN if undefined),
+    threshold-free ``mean_average_precision`` (mean AP over the labels with at least one positive in
+    the evaluated data, NaN if none: a label without positives has no defined AP),
+    ``mean_average_precision_all_labels`` (scikit-learn's ``average_precision_score(average="macro")``:
+    every label, AP 0 without positives), ``labels_without_positives`` (how many labels the first
+    leaves out), ``macro_auroc`` (mean over labels with a defined AUROC, NaN if none), ``micro_average_precision``, ``micro_auroc`` (NaN if undefined),
     ``label_ranking_average_precision``, ``coverage_error`` (a label count in [0, C]),
     ``label_ranking_loss`` - floats, all ``None`` when ``threshold_free="none"``.
 
@@ -82,6 +85,8 @@ class MetricValues(NamedTuple):
     label_ranking_average_precision: float | None
     coverage_error: float | None
     label_ranking_loss: float | None
+    mean_average_precision_all_labels: float | None = None
+    labels_without_positives: int | None = None
 
     @property
     def num_labels(self) -> int:
