@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from evalkit.cli.options import collect, parameters, validation_message, with_parameters
-from evalkit.config import EvaluateJobConfig, RunConfig
+from evalkit.config import EvaluateJobConfig, ExecutorConfig, RunConfig
 from evalkit.errors import EXIT_BAD_INPUT, EvalkitError, InputError
 
 app = typer.Typer(
@@ -114,6 +114,12 @@ def _root(
 # -- run -----------------------------------------------------------------------------------------------
 
 
+def _ex(name: str) -> str:
+    """Help of an executor option, from :class:`~evalkit.config.ExecutorConfig` (default shown)."""
+    f = ExecutorConfig.model_fields[name]
+    return f"{f.description} [spec: \\[executor] {name}; default: {f.default}]"
+
+
 @app.command()
 @with_parameters(parameters(RunConfig))
 def run(
@@ -121,6 +127,12 @@ def run(
     spec: Annotated[Optional[str], typer.Argument(help="Experiment spec (experiments/*.toml): RunConfig fields and an "
                                                   "optional \\[grid] table of runs; flags override it.")] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
+    executor: Annotated[Optional[str], typer.Option(help="Where a spec's grid cells run: " + _ex("kind"))] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help=_ex("address"))] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option(help=_ex("max_concurrent"))] = None,
+    cpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("cpus_per_cell"))] = None,
+    gpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("gpus_per_cell"))] = None,
+    max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"))] = None,
     **options: Any,
 ) -> None:
     """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.
@@ -132,11 +144,16 @@ def run(
 
         overrides = collect(RunConfig, dict(options), ctx)
         renderer = ConsoleRenderer(console())
+        placement = dict(kind=executor, address=ray_address, max_concurrent=max_concurrent,
+                         cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, max_retries=max_retries)
         if spec is not None:
             from evalkit.workflows.grid import run_spec
 
-            run_spec(spec, overrides, track=track, on_event=renderer)
+            run_spec(spec, overrides, track=track, on_event=renderer, executor=placement)
             return
+        if any(v is not None for v in placement.values()):
+            raise InputError("--executor / --ray-address / --max-concurrent / --cpus-per-cell / --gpus-per-cell / "
+                             "--max-retries: apply to the cells of a spec (evalkit run SPEC); give a spec file")
         from evalkit.workflows.experiment import run_experiment
 
         run_experiment(RunConfig(**overrides), track=track, on_event=renderer)
@@ -327,3 +344,6 @@ def main() -> None:
 
 
 __all__ = ["app", "main", "InputError"]
+
+
+from evalkit.cli import tune_command  # noqa: E402,F401  (registers `evalkit tune` on app)

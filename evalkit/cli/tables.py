@@ -166,9 +166,9 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
     elif fmt == "markdown":
         sys.stdout.write(groups_markdown(stats))
     else:
-        render_groups(stats, console, title=f"Experiment '{experiment}' ({scope}): {len(df)} runs by {group_by}")
+        render_groups(stats, console, title=f"Experiment '{experiment}' ({scope}): {len(df)} runs by {stats['group_by']}")
         if len(df) <= MAX_RUN_ROWS:  # the runs themselves, side by side (run, loss, seed, metrics)
-            shown = tuple(metrics) if metrics else GROUP_HEADLINE
+            shown = tuple(metrics) if metrics else tuple(stats["metrics"])
             render_table(df, console, shown, title=f"Runs ({scope}), newest first")
     if plot or log_plot:
         from evalkit.plots import group_bars
