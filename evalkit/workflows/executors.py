@@ -144,6 +144,7 @@ def start_ray(options: ExecutorConfig):
     env = {"PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), _package_root()) if p)}
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                                   configure_logging=False, runtime_env={"env_vars": env})
+    handlers = _signal_handlers()
     try:
         if options.address:
             ray.init(address=options.address, **kwargs)
@@ -152,7 +153,29 @@ def start_ray(options: ExecutorConfig):
     except Exception as e:
         raise InfraError(f"--ray-address {options.address or '(local)'}: cannot start or join Ray: "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    finally:
+        _restore_signal_handlers(handlers)
     return ray, True
+
+
+def _signal_handlers() -> dict:
+    """The Python handlers of SIGTERM / SIGINT (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signal_handlers(handlers: dict) -> None:
+    """Put back the handlers that ``ray.init`` replaced with its own (its SIGTERM handler aborts the
+    process, which would leave the runs RUNNING): SIGTERM then ends the grid KILLED, exit 143."""
+    import signal
+
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def _package_root() -> str:
