@@ -259,6 +259,7 @@ class RayExecutor:
         pending: dict[Any, tuple[Cell, float]] = {}
         outcomes: dict[int, CellOutcome] = {}
         limit = opts.max_concurrent or len(cells)
+        terminated, restore = _watch_sigterm()
         try:
             while queue or pending:
                 while queue and len(pending) < limit:
@@ -270,10 +271,15 @@ class RayExecutor:
                 for ref in done:
                     cell, t0 = pending.pop(ref)
                     outcomes[cell.index] = self._collect(ray, ref, cell, t0, emit)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             self._cancel(ray, list(pending), tracking_uri, parent_run_id, started_here)
+            from evalkit.tracking import Terminated
+
+            if terminated and not isinstance(e, Terminated):  # Ray re-raised it as a plain KeyboardInterrupt
+                raise Terminated("terminated by SIGTERM") from None
             raise
         finally:
+            restore()
             if started_here and ray.is_initialized():
                 ray.shutdown()
         end_open_children(tracking_uri, parent_run_id, "FAILED")  # a worker that died mid-run
@@ -309,6 +315,30 @@ class RayExecutor:
         if started_here and ray.is_initialized():
             ray.shutdown()
         end_open_children(tracking_uri, parent_run_id, "KILLED")
+
+
+def _watch_sigterm():
+    """Note SIGTERM (``flags`` becomes non-empty) and raise :class:`~evalkit.tracking.Terminated` as
+    the run's handler does; Ray may turn that into a plain KeyboardInterrupt inside ``ray.wait``, so
+    the flag tells SIGTERM (exit 143) from Ctrl-C (130). Returns ``(flags, restore)``."""
+    import signal
+    import threading
+
+    flags: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        return flags, lambda: None
+    old = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):
+        from evalkit.tracking import Terminated
+
+        flags.append(True)
+        if callable(old):
+            old(signum, frame)
+        raise Terminated("terminated by SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    return flags, lambda: signal.signal(signal.SIGTERM, old)
 
 
 def make_executor(options: ExecutorConfig):
