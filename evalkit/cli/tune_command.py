@@ -30,7 +30,7 @@ def tune(
 ) -> None:
     """Search hyperparameters on Ray Tune: one MLflow child run per trial, the objective a validation
     (out-of-fold) metric; the best configuration is then evaluated once on the test split and logged
-    as the parent run's result. Needs the extra: pip install 'evalkit[ray]'.
+    as the parent run's result. Needs the extra: pip install 'evalkit\\[ray]'.
     """
     with user_errors():
         from evalkit.cli.ui import ConsoleRenderer
