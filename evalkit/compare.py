@@ -175,6 +175,9 @@ def compare_runs(tracking_uri: str, experiment: str, *, group_by: str | None = "
     ``group_by=None`` (``--group-by none``) gives the plain per-run table.
     """
     grouped = group_by is not None
+    search = tune_parent(tracking_uri, experiment, parent)
+    if search is not None:
+        return rank_trials(tracking_uri, experiment, search, metrics=metrics, rank_by=rank_by)
     metrics = tuple(metrics) if metrics else (GROUP_HEADLINE if grouped else HEADLINE)
     if rank_by and rank_by not in metrics:
         metrics = (rank_by, *metrics)
@@ -257,3 +260,55 @@ def by_dataset(df, group_by: str):
     out = df[keep].copy()
     out[key] = out[DATASET].fillna("?").astype(str) + " / " + out[group_by].astype(str)
     return out, key
+
+
+#: what the trials of ``evalkit tune`` are ranked on (validation / out-of-fold metrics; no test split)
+TRIAL_METRICS = ("validation/map", "validation/mean_f2", "validation/micro_f2", "validation/macro_f2")
+
+
+def tune_parent(tracking_uri: str, experiment: str, parent: str | None) -> dict | None:
+    """The ``evalkit tune`` parent run compared (``parent``, else the latest grid parent when it is
+    a search): ``{"run_id", "metric", "fields"}`` (the objective and the searched RunConfig fields),
+    or None when the runs compared are not the trials of a search."""
+    import json
+
+    df = search_runs(tracking_uri, experiment, filter_string=f"tags.`{GRID_TAG}` = 'parent'")
+    if len(df) == 0:
+        return None
+    if parent:
+        df = df[df["run_id"].astype(str).str.startswith(parent)]
+        if len(df) != 1:
+            return None
+    row = df.sort_values("start_time").iloc[-1]
+    if row.get("tags.evalkit.tune") != "parent":
+        return None
+    try:
+        fields = list(json.loads(row.get("params.search.space") or "{}"))
+    except ValueError:
+        fields = []
+    return {"run_id": row["run_id"], "metric": row.get("tags.evalkit.search.metric") or TRIAL_METRICS[0],
+            "fields": fields}
+
+
+def rank_trials(tracking_uri: str, experiment: str, search: dict, *, metrics=None, rank_by: str | None = None):
+    """The trials of an ``evalkit tune`` parent ranked by the objective (or ``rank_by``): ``(runs
+    frame, group stats)`` with one group per trial, named by its searched values (``lr=0.001 loss=asl``).
+
+    Raises:
+        InputError: the parent has no trial runs.
+    """
+    metric = search["metric"]
+    metrics = tuple(metrics) if metrics else (metric, *(m for m in TRIAL_METRICS if m != metric))
+    fields = tuple(search["fields"])
+    df = select_runs(runs_frame(tracking_uri, experiment, metrics, PARAM_COLUMNS + fields), search["run_id"])
+    df = df.copy()
+    df["trial"] = [" ".join(f"{f}={_short(row[f])}" for f in fields) or str(row["run_id"])[:8]
+                   for _, row in df.iterrows()]
+    return df, group_stats(df, "trial", metrics, rank_by=rank_by or metric)
+
+
+def _short(v) -> str:
+    try:
+        return f"{float(v):.4g}" if "." in str(v) or "e" in str(v) else str(v)
+    except (TypeError, ValueError):
+        return str(v)

@@ -74,6 +74,9 @@ class Report(dict):
     __setitem__ = __delitem__ = _readonly  # type: ignore[assignment]
     update = pop = popitem = clear = setdefault = _readonly  # type: ignore[assignment]
 
+    def __reduce__(self):  # pickling (e.g. across Ray workers) rebuilds it through the constructor
+        return (Report, (dict(self),))
+
     def extend(self, **blocks: Any) -> "Report":
         """A new report with ``blocks`` added (or replaced); this one is unchanged."""
         return Report({**self, **blocks})

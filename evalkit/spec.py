@@ -41,6 +41,68 @@ class Spec:
     base: dict[str, Any]
     grid: dict[str, list[Any]] = field(default_factory=dict)
     text: str = ""
+    #: the ``[executor]`` table (:class:`~evalkit.config.ExecutorConfig` fields)
+    executor: dict[str, Any] = field(default_factory=dict)
+    #: the ``[search]`` table of ``evalkit tune`` (see :meth:`search_space`)
+    search: dict[str, Any] = field(default_factory=dict)
+
+    def executor_config(self, overrides: dict[str, Any] | None = None):
+        """The :class:`~evalkit.config.ExecutorConfig`: the ``[executor]`` table, then ``overrides``
+        (CLI flags; ``None`` values are ignored).
+
+        Raises:
+            InputError: ``--flag: problem`` for a bad override (the table was checked on load).
+        """
+        from pydantic import ValidationError
+
+        from evalkit.config import ExecutorConfig
+
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        try:
+            return ExecutorConfig(**(self.executor | given))
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = str(err["loc"][0]) if err["loc"] else ""
+            flag = {"kind": "executor", "address": "ray-address"}.get(key, key.replace("_", "-"))
+            raise InputError(f"--{flag}: {_problem(err)}") from None
+
+    def search_space(self) -> tuple[Any, dict[str, tuple[str, list]]]:
+        """The ``[search]`` table as ``(SearchConfig, space)``; ``space`` maps a RunConfig field to
+        ``(kind, args)``: ``choice`` ``[v1, v2, ...]``, ``uniform`` / ``loguniform`` ``[low, high]``
+        (floats, ``0 < low`` for loguniform), ``randint`` ``[low, high)`` (integers).
+
+        Raises:
+            InputError: ``file:line: search.key: problem`` (no table, unknown key, bad space).
+        """
+        from pydantic import ValidationError
+
+        from evalkit.config import RunConfig, SearchConfig
+
+        if not self.search:
+            raise InputError(f"{self.path}:1: search: missing [search] table (RunConfig field = {{ loguniform = "
+                             "[1e-4, 1e-2] }, ..., num_samples, metric)")
+        settings, space = {}, {}
+        for key, value in self.search.items():
+            line = find_line(self.text, (key,), section="search")
+            if key in SearchConfig.model_fields:
+                settings[key] = value
+            elif key not in RunConfig.model_fields:
+                raise InputError(f"{self.path}:{line}: search.{key}: unknown field (expected a RunConfig field or "
+                                 f"one of {', '.join(SearchConfig.model_fields)})")
+            elif key in NOT_GRIDDABLE or key in self.grid:
+                raise InputError(f"{self.path}:{line}: search.{key}: cannot be searched here")
+            else:
+                space[key] = _space(value, f"{self.path}:{line}: search.{key}")
+        if not space:
+            raise InputError(f"{self.path}:{find_line(self.text, ('search',))}: search: no RunConfig field to search")
+        try:
+            config = SearchConfig(**settings)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = str(err["loc"][0])
+            raise InputError(f"{self.path}:{find_line(self.text, (key,), section='search')}: search.{key}: "
+                             f"{_problem(err)}") from None
+        return config, space
 
     def cells(self) -> list[dict[str, Any]]:
         """The grid cells (``{field: value}``, Cartesian product in file order); ``[{}]`` without a grid."""
@@ -106,6 +168,28 @@ class Spec:
                 section = "grid" if key in cell else None
                 name = ("grid." if section else "") + ".".join(loc)
                 raise InputError(f"{self.path}:{find_line(self.text, loc, section=section)}: {name}: {msg}") from None
+
+
+SPACES = ("choice", "uniform", "loguniform", "randint")
+
+
+def _space(value: Any, where: str) -> tuple[str, list]:
+    """``{ kind = [args] }`` -> ``(kind, args)``, checked. Raises InputError prefixed by ``where``."""
+    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SPACES):
+        raise InputError(f"{where}: expected one of {{ choice = [...] }}, {{ uniform = [low, high] }}, "
+                         f"{{ loguniform = [low, high] }}, {{ randint = [low, high] }}; got {value!r}")
+    kind, args = next(iter(value.items()))
+    if not isinstance(args, list) or not args:
+        raise InputError(f"{where}: {kind}: expected a non-empty list, got {args!r}")
+    if kind != "choice":
+        num = (int,) if kind == "randint" else (int, float)
+        if len(args) != 2 or not all(isinstance(a, num) and not isinstance(a, bool) for a in args) \
+                or not args[0] < args[1]:
+            raise InputError(f"{where}: {kind}: expected [low, high] with low < high"
+                             + (" (integers)" if kind == "randint" else "") + f", got {args!r}")
+        if kind == "loguniform" and args[0] <= 0:
+            raise InputError(f"{where}: loguniform: expected 0 < low, got {args!r}")
+    return kind, list(args)
 
 
 def _cell_text(cell: dict) -> str:
@@ -180,6 +264,12 @@ def load_spec(path: str | Path) -> Spec:
     p = Path(path)
     text, data = _read_toml(p, "an experiments/*.toml spec file")
     grid = data.pop("grid", {})
+    executor = data.pop("executor", {})
+    search = data.pop("search", {})
+    for name, table in (("executor", executor), ("search", search)):
+        if not isinstance(table, dict):
+            raise InputError(f"{path}:{find_line(text, (name,))}: {name}: expected a [{name}] table")
+    _check_executor(executor, text, str(path))
     if not isinstance(grid, dict):
         raise InputError(f"{path}:{find_line(text, ('grid',))}: grid: expected a [grid] table of field = [values]")
     fields = RunConfig.model_fields
@@ -195,9 +285,24 @@ def load_spec(path: str | Path) -> Spec:
             raise InputError(f"{path}:{line}: grid.{k}: also set at the top level (line "
                              f"{find_line(text, (k,))}); keep one")
     _resolve_paths(data, grid, p.parent)
-    spec = Spec(str(path), data, grid, text)
+    spec = Spec(str(path), data, grid, text, executor, search)
     spec.configs()  # validate every cell now, before anything runs
     return spec
+
+
+def _check_executor(table: dict, text: str, path: str) -> None:
+    """Validate an ``[executor]`` table. Raises InputError ``file:line: executor.key: problem``."""
+    from pydantic import ValidationError
+
+    from evalkit.config import ExecutorConfig
+
+    try:
+        ExecutorConfig(**table)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else ""
+        raise InputError(f"{path}:{find_line(text, (key,), section='executor')}: executor.{key}: "
+                         f"{_problem(err)}") from None
 
 
 def _resolve_paths(data: dict, grid: dict, base: Path) -> None:

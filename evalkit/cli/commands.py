@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from evalkit.cli.options import collect, parameters, validation_message, with_parameters
-from evalkit.config import EvaluateJobConfig, RunConfig
+from evalkit.config import EvaluateJobConfig, ExecutorConfig, RunConfig
 from evalkit.errors import EXIT_BAD_INPUT, EvalkitError, InputError
 
 app = typer.Typer(
@@ -122,6 +122,14 @@ def _root(
 # -- run -----------------------------------------------------------------------------------------------
 
 
+def _ex(name: str) -> str:
+    """Help of an executor option, from :class:`~evalkit.config.ExecutorConfig` (default shown)."""
+    f = ExecutorConfig.model_fields[name]
+    return f"{f.description} [spec: \\[executor] {name}; default: {f.default}]"
+
+
+
+
 RUN_SPEC_HELP = ("Experiment spec (experiments/*.toml): RunConfig fields and an optional \\[grid] table of runs; "
                  "flags override it.")
 JOB_SPEC_HELP = "TOML job spec; its \\[evaluate] table sets these options (the command line wins)."
@@ -141,6 +149,12 @@ def run(
     ctx: typer.Context,
     spec: Annotated[Optional[str], typer.Argument(help=RUN_SPEC_HELP)] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
+    executor: Annotated[Optional[str], typer.Option(help="Where a spec's grid cells run: " + _ex("kind"))] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help=_ex("address"))] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option(help=_ex("max_concurrent"))] = None,
+    cpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("cpus_per_cell"))] = None,
+    gpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("gpus_per_cell"))] = None,
+    max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"))] = None,
     **options: Any,
 ) -> None:
     """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.
@@ -152,11 +166,16 @@ def run(
 
         overrides = collect(RunConfig, dict(options), ctx)
         renderer = ConsoleRenderer(console())
+        placement = dict(kind=executor, address=ray_address, max_concurrent=max_concurrent,
+                         cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, max_retries=max_retries)
         if spec is not None:
             from evalkit.workflows.grid import run_spec
 
-            run_spec(spec, overrides, track=track, on_event=renderer)
+            run_spec(spec, overrides, track=track, on_event=renderer, executor=placement)
             return
+        if any(v is not None for v in placement.values()):
+            raise InputError("--executor / --ray-address / --max-concurrent / --cpus-per-cell / --gpus-per-cell / "
+                             "--max-retries: apply to the cells of a spec (evalkit run SPEC); give a spec file")
         from evalkit.workflows.experiment import run_experiment
 
         run_experiment(RunConfig(**overrides), track=track, on_event=renderer)
@@ -327,10 +346,12 @@ def quiet_logging(verbose: bool = False) -> None:
 
 from evalkit.cli.datasets import datasets_app  # noqa: E402
 from evalkit.cli.runs import runs_app  # noqa: E402
+from evalkit.cli.tune_command import tune  # noqa: E402
 from evalkit.cli.ui_command import ui  # noqa: E402
 
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(runs_app, name="runs")
+app.command("tune")(tune)
 app.command("ui")(ui)
 
 

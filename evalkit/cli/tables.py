@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from evalkit.compare import (GROUP_HEADLINE, HEADLINE, PARAM_COLUMNS, best_index, compare_runs, groups_frame,
+from evalkit.compare import (HEADLINE, PARAM_COLUMNS, best_index, compare_runs, groups_frame,
                              status_notes, unfinished_note)
 from evalkit.errors import InputError
 from evalkit.history import DEFAULT_METRICS, history_frame, plot_history
@@ -177,11 +177,11 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
         sys.stdout.write(groups_markdown(stats) + "".join(f"\n{n}\n" for n in status_notes(stats)))
     else:
         n_stats = int((df["status"] == "FINISHED").sum())
-        render_groups(stats, console, title=f"Experiment '{experiment}' ({scope}): {n_stats} finished runs by {group_by}")
+        render_groups(stats, console, title=f"Experiment '{experiment}' ({scope}): {n_stats} finished runs by {stats['group_by']}")
         for note in status_notes(stats):
             console.print(f"[yellow]{note}[/]", soft_wrap=True)
         if len(df) <= MAX_RUN_ROWS:  # the runs themselves, side by side (run, loss, seed, metrics)
-            shown = tuple(metrics) if metrics else GROUP_HEADLINE
+            shown = tuple(metrics) if metrics else tuple(stats["metrics"])
             render_table(df, console, shown, title=f"Runs ({scope}), newest first")
     if plot or log_plot:
         from evalkit.plots import group_bars

@@ -23,21 +23,26 @@ class RunResult:
     """What :func:`run_experiment` returns.
 
     Attributes:
-        report: the test-split :class:`~evalkit.report.Report` (immutable).
+        report: the test-split :class:`~evalkit.report.Report` (immutable); ``None`` for a run with
+            ``evaluate_test=False`` (a search trial).
         run_id: the MLflow run, or ``None`` when not tracked.
         tracking_uri: the store it went to (``None`` when not tracked).
         history: one dict per epoch (``epoch``, ``train_loss``, ``val_loss``, ``val_metric``) of the
             (first fold's) training.
         seconds: wall time of the whole run.
         registered_model: ``models:/NAME/VERSION`` (and alias) when ``register_model`` was set.
+        validation: metrics of the validation (out-of-fold with ``folds > 1``) scores at the fitted
+            thresholds: ``map``, ``micro_f<beta>``, ``macro_f<beta>``, ``mean_f<beta>`` (their mean);
+            tracked as ``validation/<name>``. What ``evalkit tune`` optimises (never a test number).
     """
 
-    report: Report
+    report: Report | None
     run_id: str | None
     tracking_uri: str | None
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     registered_model: str | None = None
+    validation: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,8 @@ def _check_options(config: RunConfig):
 
 
 def run_experiment(config: RunConfig, console=None, *, track: bool = True, nested: bool = False,
-                   tags: dict[str, str] | None = None, on_event: EventCallback | None = None) -> RunResult:
+                   tags: dict[str, str] | None = None, on_event: EventCallback | None = None,
+                   evaluate_test: bool = True) -> RunResult:
     """Train on ``config.dataset``, tune thresholds on validation, evaluate on test, log to MLflow.
 
     Everything that can be rejected (options, data) is checked before an MLflow run starts, so bad
@@ -106,6 +112,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
         nested: start the run as a child of the active run (a spec grid's parent).
         tags: extra MLflow run tags.
         on_event: progress callback (:mod:`evalkit.workflows.events`).
+        evaluate_test: ``False`` (a search trial) never scores the test split: the result has
+            ``report=None`` and only the ``validation`` metrics (and ``thresholds.json``) are logged.
     Returns:
         :class:`RunResult`.
     Raises:
@@ -157,7 +165,12 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
             torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
             trained = _cross_fit(splits, config, device, emit, run) if config.folds > 1 else \
                 _train_once(splits, config, device, emit, run)
+            if not evaluate_test:  # a search trial: validation only, the test split is never scored
+                validation = _validation_only(config, strategy, splits, trained, run)
+                return RunResult(None, run.run_id if run else None, store, trained.history,
+                                 time.perf_counter() - started, None, validation)
             report, thresholds, test_prob = _evaluate(config, strategy, splits, trained, device, started)
+            validation = validation_metrics(config, thresholds, trained, splits.label_names)
             if config.output:
                 from evalkit.errors import WriteError
 
@@ -175,6 +188,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                     preprocess=preprocess_for(config, splits, std_stats, thresholds),
                     thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
                     test=(test_prob, splits.test.Y))
+                run.log_metrics({f"validation/{k}": v for k, v in validation.items()})
     except InfraError as e:  # the store failed too (results spooled): say the report was not written either
         if unwritten is not None:
             e.args = (f"{unwritten} (report printed to stdout instead); {e}",)
@@ -194,7 +208,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
         unwritten.report_json = report.to_json()  # the CLI prints it: the last resort
         raise unwritten
     return RunResult(report, run.run_id if run else None, store, trained.history,
-                     time.perf_counter() - started, registered)
+                     time.perf_counter() - started, registered, validation)
 
 
 def run_name(dataset: str, config: RunConfig, tags: dict[str, str] | None = None) -> str:
@@ -219,13 +233,9 @@ class _no_run:
         return False
 
 
-def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str, started: float):
-    """Scores -> thresholds (validation only) -> metrics -> the immutable report."""
+def _fit_cuts(config: RunConfig, strategy, trained: Trained):
+    """The :class:`~evalkit.thresholds.Thresholds`, fitted on the validation scores only."""
     from evalkit import thresholds as th
-    from evalkit.metrics import compute_metrics
-    from evalkit.report import build_report, fbeta_key, metrics_block
-    from evalkit.scores import sigmoid
-    from evalkit.train import predict_logits
 
     # thresholds see validation scores only (never the test split)
     cuts = th.fit_thresholds(strategy, trained.val_probabilities, trained.val_targets, beta=config.beta,
@@ -233,8 +243,43 @@ def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str
     fitted = dict(fitted_on="validation", beta=float(config.beta),
                   objective=config.objective if strategy.name != "pcut" else "train label cardinality") \
         if strategy.fitted else {}
-    thresholds = th.Thresholds(strategy, None if strategy.per_sample else tuple(float(c) for c in cuts),
-                               len(cuts), **fitted)
+    return th.Thresholds(strategy, None if strategy.per_sample else tuple(float(c) for c in cuts),
+                         len(cuts), **fitted)
+
+
+def validation_metrics(config: RunConfig, thresholds, trained: Trained, names) -> dict[str, float]:
+    """``map``, ``micro_f<beta>``, ``macro_f<beta>``, ``mean_f<beta>`` of the validation (out-of-fold)
+    scores at the fitted ``thresholds`` (the metric engine's values; NaN when undefined)."""
+    from evalkit.report import fbeta_key
+
+    fk = fbeta_key(config.beta)
+    s = thresholds.evaluate(trained.val_targets, trained.val_probabilities, beta=config.beta,
+                            label_names=names)["summary"]
+    nan = float("nan")
+    micro, macro = s["micro"].get(fk), s["macro"].get(fk)
+    out = {"map": s.get("mean_average_precision"), f"micro_{fk}": micro, f"macro_{fk}": macro,
+           f"mean_{fk}": None if micro is None or macro is None else (micro + macro) / 2}
+    return {k: nan if v is None else float(v) for k, v in out.items()}
+
+
+def _validation_only(config: RunConfig, strategy, splits, trained: Trained, run) -> dict[str, float]:
+    """A search trial's evaluation: thresholds and validation metrics, logged; no test split."""
+    thresholds = _fit_cuts(config, strategy, trained)
+    validation = validation_metrics(config, thresholds, trained, splits.label_names)
+    if run:
+        run.log_metrics({f"validation/{k}": v for k, v in validation.items()})
+        run.log_dict(thresholds.to_dict() | {"labels": list(splits.label_names)}, "thresholds.json")
+    return validation
+
+
+def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str, started: float):
+    """Scores -> thresholds (validation only) -> metrics -> the immutable report."""
+    from evalkit.metrics import compute_metrics
+    from evalkit.report import build_report, fbeta_key, metrics_block
+    from evalkit.scores import sigmoid
+    from evalkit.train import predict_logits
+
+    thresholds = _fit_cuts(config, strategy, trained)
     test_prob = sigmoid(predict_logits(trained.model, splits.test.X, device))
     names = splits.label_names
     metrics = thresholds.evaluate(splits.test.Y, test_prob, beta=config.beta, label_names=names)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,12 @@ class GridResult:
     parent_run_id: str | None
     stats: dict | None
     seconds: float = 0.0
+    #: cells that failed after their retries (Ray executor): ``{"cell": label, "error": line}``
+    failed: list[dict] = field(default_factory=list)
 
 
 def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *, track: bool = True,
-             on_event: EventCallback | None = None) -> GridResult:
+             on_event: EventCallback | None = None, executor: dict[str, Any] | None = None) -> GridResult:
     """Run an experiment spec (``experiments/*.toml``, see :mod:`evalkit.spec`).
 
     A spec with a ``[grid]`` runs one MLflow parent run (tag ``evalkit.grid=parent``, the spec file as
@@ -34,16 +36,28 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
     the parent). Without a grid it is a single run. ``overrides`` (CLI flags) win over spec values.
     With a grid, ``output`` receives the grouped summary instead of a per-run report.
 
+    ``executor`` (:class:`~evalkit.config.ExecutorConfig` fields, CLI flags) wins over the spec's
+    ``[executor]`` table. The default runs the cells one after another in this process; ``kind="ray"``
+    runs them as Ray tasks (:mod:`evalkit.workflows.executors`): a cell that still fails after
+    ``max_retries`` is reported (``GridResult.failed``, parent tags ``evalkit.cells_succeeded`` /
+    ``evalkit.cells_failed``) while the others finish.
+
     Raises:
-        InputError: invalid spec (``file:line: field: problem``) or options, before anything runs.
-        InfraError: tracking store unreachable.
+        InputError: invalid spec (``file:line: field: problem``) or options (a Ray cluster with a local
+            tracking store; Ray not installed), before anything runs.
+        InfraError: tracking store unreachable; Ray cannot be started or joined.
+        EvalkitError / RuntimeError: every cell of a Ray grid failed (the first cell's error).
     """
     from evalkit.spec import Spec, load_spec
+    from evalkit.workflows.executors import Cell, check_cluster_store, import_ray, make_executor
 
     emit = make_emitter(on_event, console)
     started = time.perf_counter()
     spec = load_spec(path)
     configs = spec.configs(overrides)
+    options = spec.executor_config(executor)
+    if options.kind == "ray":
+        import_ray()  # missing extra: exit 2 before anything runs
     grid = {k: v for k, v in spec.grid.items() if k not in (overrides or {})}
     if not grid:
         res = run_experiment(configs[0], track=track, on_event=emit)
@@ -56,32 +70,55 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
         from evalkit.tracking import RunLogger, resolve_tracking_uri
 
         store = resolve_tracking_uri(first.tracking_uri)  # once for the grid: the children log there too
+        check_cluster_store(options, store, first.experiment)
         configs = [c.model_copy(update={"tracking_uri": store}) for c in configs]
         logger = RunLogger(store, first.experiment,
                            run_name=first.run_name or Path(path).stem,
                            tags={"evalkit.command": "run", "evalkit.grid": "parent", "evalkit.spec": str(path)})
+    elif options.address:
+        check_cluster_store(options, None)
+    cells = [Cell(i, len(configs), " ".join(f"{k}={v}" for k, v in values.items()), values,
+                  cfg.model_copy(update={"output": None}))
+             for i, (values, cfg) in enumerate(zip(Spec(spec.path, spec.base, grid, spec.text).cells(), configs), 1)]
     results: list[RunResult] = []
     rows = []
     with (logger if logger is not None else _no_run()) as parent:
         if parent:
             parent.log_params({"spec": str(path), "grid": json.dumps(grid), "cells": len(configs),
-                               "group_by": group_by})
+                               "group_by": group_by, "executor": options.kind})
             parent.log_artifact(path)
-        for i, (cell, cfg) in enumerate(zip(Spec(spec.path, spec.base, grid, spec.text).cells(), configs), 1):
-            label = " ".join(f"{k}={v}" for k, v in cell.items())
-            emit("grid_cell", i=i, n=len(configs), label=label)
-            cfg = cfg.model_copy(update={"output": None})
-            res = run_experiment(cfg, track=track, nested=True, on_event=emit,
-                                 tags={"evalkit.grid": "child", "evalkit.cell": label})
-            results.append(res)
-            rows.append({k: str(v) for k, v in cell.items()} | {"run_id": res.run_id or f"cell-{i}"}
-                        | res.report.metrics("test"))
+        outcomes = make_executor(options).run(cells, track=track, parent_run_id=parent.run_id if parent else None,
+                                              tracking_uri=logger.tracking_uri if logger else None, emit=emit)
+        failed = [{"cell": o.cell.label, "error": o.error} for o in outcomes if not o.ok]
+        for o in outcomes:
+            if o.ok:
+                results.append(o.result)
+                rows.append({k: str(v) for k, v in o.cell.values.items()}
+                            | {"run_id": o.result.run_id or f"cell-{o.cell.index}"} | o.result.report.metrics("test"))
+        if parent:
+            parent.set_tags({"evalkit.cells_succeeded": str(len(results)), "evalkit.cells_failed": str(len(failed))})
+        if not results:
+            _all_failed(outcomes)
+        if failed:
+            emit("warning", text=f"{len(failed)} of {len(cells)} cells FAILED after {options.max_retries} "
+                                 f"retr{'y' if options.max_retries == 1 else 'ies'}: "
+                                 + "; ".join(f"{f['cell']} ({f['error']})" for f in failed))
         stats, unwritten = _summarise(rows, group_by, path, len(configs), started, first.output, parent, emit)
     if unwritten is not None:  # disk full / read-only: every run is logged; exit 3 with the summary on stdout
         raise unwritten
     if parent:
         emit("grid_done", parent_run_id=parent.run_id, runs=len(results), experiment=first.experiment)
-    return GridResult(results, parent.run_id if parent else None, stats, time.perf_counter() - started)
+    return GridResult(results, parent.run_id if parent else None, stats, time.perf_counter() - started, failed)
+
+
+def _all_failed(outcomes) -> None:
+    """Every cell failed: raise the first cell's error (an InputError stays one, exit 2)."""
+    from evalkit.errors import EvalkitError
+
+    first = outcomes[0]
+    if isinstance(first.exception, EvalkitError):
+        raise type(first.exception)(f"every grid cell failed; cell {first.cell.label}: {first.error}")
+    raise RuntimeError(f"every grid cell failed; cell {first.cell.label}: {first.error}")
 
 
 def _summarise(rows: list[dict], group_by: str, path: str, n: int, started: float, output: str | None, parent, emit):

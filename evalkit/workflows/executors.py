@@ -1,0 +1,346 @@
+"""Where the cells of a spec grid run: :class:`SequentialExecutor` (the default: one cell after
+another, in this process) or :class:`RayExecutor` (each cell a Ray task, on a local Ray instance or
+a cluster). Both make each cell one MLflow child run of the grid's parent run.
+
+Ray does the scheduling, retries and cancellation; this module only submits tasks, collects their
+results and keeps the tracking store consistent: a cell whose worker died, or that was cancelled by
+SIGTERM / Ctrl-C on the driver, never leaves a run RUNNING (FAILED resp. KILLED).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from evalkit.config import ExecutorConfig, RunConfig
+from evalkit.errors import EvalkitError, InputError
+from evalkit.workflows.experiment import RunResult, run_experiment
+
+#: how the extra is named in the messages
+RAY_EXTRA = "pip install 'evalkit[ray]'"
+#: seconds between two looks at the running cells (also how fast SIGTERM / Ctrl-C is acted on)
+POLL = 0.5
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: 1-based ``index`` of ``total``, its ``label`` (``loss=bce seed=0``), its
+    ``values`` and the full :class:`RunConfig`."""
+
+    index: int
+    total: int
+    label: str
+    values: dict[str, Any]
+    config: RunConfig
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The MLflow tags of the cell's run."""
+        return {"evalkit.grid": "child", "evalkit.cell": self.label}
+
+
+@dataclass
+class CellOutcome:
+    """A finished cell: its :class:`RunResult`, or ``error`` (one line) when it failed after all retries."""
+
+    cell: Cell
+    result: RunResult | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    exception: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+@dataclass
+class SequentialExecutor:
+    """The default: cells run one after another in this process, as nested MLflow runs of the
+    active parent. A cell that raises stops the grid (the exception propagates), as it always did."""
+
+    options: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+    def run(self, cells: list[Cell], *, track: bool, parent_run_id: str | None, tracking_uri: str | None,
+            emit) -> list[CellOutcome]:
+        """Run ``cells`` in order. Raises whatever a cell raises (InputError, InfraError, ...)."""
+        out = []
+        for cell in cells:
+            emit("grid_cell", i=cell.index, n=cell.total, label=cell.label)
+            started = time.perf_counter()
+            res = run_experiment(cell.config, track=track, nested=True, on_event=emit, tags=cell.tags)
+            out.append(CellOutcome(cell, res, seconds=time.perf_counter() - started))
+        return out
+
+
+def import_ray():
+    """``import ray``, or InputError (exit 2) saying which extra to install."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise InputError(f"--executor ray: Ray is not installed; install the extra: {RAY_EXTRA}") from None
+    return ray
+
+
+def check_cluster_store(options: ExecutorConfig, tracking_uri: str | None, experiment: str | None = None) -> None:
+    """Refuse a Ray cluster (``--ray-address``) whose workers could not write the tracking store:
+    a SQLite / file store, or an experiment whose artifacts go to a local path. No-op without an
+    address (a local Ray instance shares this machine's files).
+
+    Raises:
+        InputError (exit 2): one line saying to use an MLflow server.
+    """
+    if options.kind != "ray" or not options.address or not tracking_uri:
+        return
+    from evalkit.tracking import redact_uri
+
+    hint = ("use an MLflow server reachable from every node (--tracking-uri http://HOST:5000, e.g. the "
+            "PostgreSQL-backed deployment, with proxied artifacts)")
+    scheme = tracking_uri.split(":", 1)[0].split("+", 1)[0]
+    if scheme in ("sqlite", "file") or "://" not in tracking_uri:
+        raise InputError(f"--ray-address {options.address}: the tracking store {redact_uri(tracking_uri)} is a local "
+                         f"file that workers on other machines cannot write; {hint}")
+    if experiment is None:
+        return
+    from evalkit.tracking.store import client_for, get_or_create_experiment
+
+    exp = client_for(tracking_uri).get_experiment(get_or_create_experiment(tracking_uri, experiment))
+    where = exp.artifact_location or ""
+    if where.startswith(("file:", "/")) or "://" not in where:
+        raise InputError(f"--ray-address {options.address}: experiment {experiment!r} stores artifacts at the local "
+                         f"path {where}, which workers on other machines cannot write; {hint}")
+
+
+def start_ray(options: ExecutorConfig):
+    """Join ``options.address``, or start a local Ray instance bound to 127.0.0.1 (no dashboard, no
+    usage stats) sized to this machine. Returns ``(ray, started)``: ``started`` is True when this
+    call started Ray (the caller shuts it down).
+
+    Raises:
+        InputError: Ray is not installed (names the extra to install).
+        InfraError: the cluster cannot be joined.
+    """
+    from evalkit.errors import InfraError
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
+    if not options.address:
+        # a local instance: loopback only (Ray otherwise binds to the machine's routable address)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    if not options.address:
+        try:  # the variable is read when Ray is imported: also when it was imported before
+            from ray._private import ray_constants
+
+            ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
+        except Exception:  # pragma: no cover - private API moved
+            pass
+    import logging
+
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), _package_root()) if p)}
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                                  configure_logging=False, runtime_env={"env_vars": env})
+    handlers = _signal_handlers()
+    try:
+        if options.address:
+            ray.init(address=options.address, **kwargs)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, _node_ip_address="127.0.0.1", **kwargs)
+    except Exception as e:
+        raise InfraError(f"--ray-address {options.address or '(local)'}: cannot start or join Ray: "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    finally:
+        _restore_signal_handlers(handlers)
+    return ray, True
+
+
+def _signal_handlers() -> dict:
+    """The Python handlers of SIGTERM / SIGINT (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signal_handlers(handlers: dict) -> None:
+    """Put back the handlers that ``ray.init`` replaced with its own (its SIGTERM handler aborts the
+    process, which would leave the runs RUNNING): SIGTERM then ends the grid KILLED, exit 143."""
+    import signal
+
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+
+
+def _package_root() -> str:
+    """The folder holding the ``evalkit`` package (workers of a local instance import it from there)."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def _cell_task(config: dict, tags: dict[str, str], track: bool) -> RunResult:
+    """The Ray task of one cell: ``run_experiment`` as a top-level run tagged with its parent
+    (``mlflow.parentRunId`` in ``tags``). Silent (events stay in the worker). The report travels
+    as a plain dict (a :class:`~evalkit.report.Report` refuses the item assignment unpickling does)."""
+    return to_wire(run_experiment(RunConfig(**config), track=track, nested=False, tags=tags))
+
+
+def to_wire(res: RunResult) -> RunResult:
+    """``res`` with its report as a plain dict (picklable); :func:`from_wire` undoes it."""
+    return replace(res, report=None if res.report is None else dict(res.report))
+
+
+def from_wire(res: RunResult) -> RunResult:
+    """``res`` with its report a :class:`~evalkit.report.Report` again."""
+    from evalkit.report import Report
+
+    return replace(res, report=None if res.report is None else Report(res.report))
+
+
+def error_line(e: BaseException) -> str:
+    """One line for a cell's failure: the original exception of a Ray task error."""
+    cause = getattr(e, "cause", None) or e
+    text = str(cause).strip().splitlines()
+    name = type(cause).__name__
+    return f"{name}: {text[0]}" if text and not isinstance(cause, EvalkitError) else (text[0] if text else name)
+
+
+def end_open_children(tracking_uri: str | None, parent_run_id: str | None, status: str) -> list[str]:
+    """End every child run of ``parent_run_id`` still RUNNING with ``status`` (KILLED / FAILED);
+    returns their ids. Never raises (the store may be the reason we are here)."""
+    if not tracking_uri or not parent_run_id:
+        return []
+    try:
+        from evalkit.tracking.store import client_for, retry_busy
+
+        client = client_for(tracking_uri)
+        parent = client.get_run(parent_run_id)
+        runs = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' "
+                                                "and attributes.status = 'RUNNING'")
+        for r in runs:
+            retry_busy(lambda: client.set_terminated(r.info.run_id, status))
+        return [r.info.run_id for r in runs]
+    except Exception:
+        return []
+
+
+@dataclass
+class RayExecutor:
+    """Cells as Ray tasks (``num_cpus`` / ``num_gpus`` per cell, ``max_retries`` with
+    ``retry_exceptions``), at most ``max_concurrent`` in flight. Each task's run is a top-level MLflow
+    run tagged ``mlflow.parentRunId`` = the grid's parent (MLflow's nesting across processes)."""
+
+    options: ExecutorConfig
+
+    def run(self, cells: list[Cell], *, track: bool, parent_run_id: str | None, tracking_uri: str | None,
+            emit) -> list[CellOutcome]:
+        """Run ``cells`` on Ray; a cell that still fails after its retries is an outcome with ``error``.
+
+        SIGTERM / Ctrl-C (``KeyboardInterrupt``): the outstanding tasks are cancelled (force), every
+        child run still RUNNING ends KILLED, Ray is shut down (if started here) and the interrupt is
+        re-raised (the parent run then ends KILLED). Raises InputError / InfraError from
+        :func:`start_ray`.
+        """
+        ray, started_here = start_ray(self.options)
+        opts = self.options
+        threads = max(1, int(opts.cpus_per_cell))
+        remote = ray.remote(_cell_task).options(num_cpus=opts.cpus_per_cell, num_gpus=opts.gpus_per_cell,
+                                                max_retries=opts.max_retries, retry_exceptions=True)
+        where = opts.address or f"local Ray instance ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+        emit("note", text=f"{len(cells)} cells on {where}, {opts.cpus_per_cell:g} CPU(s) per cell"
+                          + (f", at most {opts.max_concurrent} at once" if opts.max_concurrent else ""))
+        queue = list(cells)
+        pending: dict[Any, tuple[Cell, float]] = {}
+        outcomes: dict[int, CellOutcome] = {}
+        limit = opts.max_concurrent or len(cells)
+        terminated, restore = _watch_sigterm()
+        try:
+            while queue or pending:
+                while queue and len(pending) < limit:
+                    cell = queue.pop(0)
+                    cfg = cell.config.model_copy(update={"output": None, "threads": threads})
+                    tags = cell.tags | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})
+                    pending[remote.remote(cfg.model_dump(), tags, track)] = (cell, time.perf_counter())
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL)
+                for ref in done:
+                    cell, t0 = pending.pop(ref)
+                    outcomes[cell.index] = self._collect(ray, ref, cell, t0, emit)
+        except KeyboardInterrupt as e:
+            self._cancel(ray, list(pending), tracking_uri, parent_run_id, started_here)
+            from evalkit.tracking import Terminated
+
+            if terminated and not isinstance(e, Terminated):  # Ray re-raised it as a plain KeyboardInterrupt
+                raise Terminated("terminated by SIGTERM") from None
+            raise
+        finally:
+            restore()
+            if started_here and ray.is_initialized():
+                ray.shutdown()
+        end_open_children(tracking_uri, parent_run_id, "FAILED")  # a worker that died mid-run
+        return [outcomes[c.index] for c in cells]
+
+    @staticmethod
+    def _collect(ray, ref, cell: Cell, t0: float, emit) -> CellOutcome:
+        seconds = time.perf_counter() - t0
+        try:
+            res = from_wire(ray.get(ref))
+        except Exception as e:  # RayTaskError (after the retries), WorkerCrashedError, ...
+            msg = error_line(e)
+            emit("warning", text=f"cell {cell.index}/{cell.total} {cell.label}: FAILED: {msg}")
+            return CellOutcome(cell, None, msg, seconds, getattr(e, "cause", None) or e)
+        emit("note", text=f"cell {cell.index}/{cell.total} {cell.label}: done in {seconds:.1f} s"
+                          + (f" (run {res.run_id})" if res.run_id else ""))
+        return CellOutcome(cell, res, None, seconds)
+
+    @staticmethod
+    def _cancel(ray, refs: list, tracking_uri: str | None, parent_run_id: str | None, started_here: bool) -> None:
+        """Cancel ``refs`` (force: their workers are killed), wait briefly for them to go, then mark the
+        runs they left RUNNING as KILLED (again after shutdown, for a run that started meanwhile)."""
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:
+                pass
+        try:
+            ray.wait(refs, num_returns=len(refs), timeout=10)
+        except Exception:
+            pass
+        end_open_children(tracking_uri, parent_run_id, "KILLED")
+        if started_here and ray.is_initialized():
+            ray.shutdown()
+        end_open_children(tracking_uri, parent_run_id, "KILLED")
+
+
+def _watch_sigterm():
+    """Note SIGTERM (``flags`` becomes non-empty) and raise :class:`~evalkit.tracking.Terminated` as
+    the run's handler does; Ray may turn that into a plain KeyboardInterrupt inside ``ray.wait``, so
+    the flag tells SIGTERM (exit 143) from Ctrl-C (130). Returns ``(flags, restore)``."""
+    import signal
+    import threading
+
+    flags: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        return flags, lambda: None
+    old = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):
+        from evalkit.tracking import Terminated
+
+        flags.append(True)
+        if callable(old):
+            old(signum, frame)
+        raise Terminated("terminated by SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    return flags, lambda: signal.signal(signal.SIGTERM, old)
+
+
+def make_executor(options: ExecutorConfig):
+    """The executor for ``options.kind``: :class:`SequentialExecutor` or :class:`RayExecutor`."""
+    return RayExecutor(options) if options.kind == "ray" else SequentialExecutor(options)

@@ -1,0 +1,275 @@
+"""``evalkit tune SPEC``: a hyperparameter search on Ray Tune, one MLflow child run per trial.
+
+The spec's ``[search]`` table maps :class:`~evalkit.config.RunConfig` fields to spaces and holds the
+:class:`~evalkit.config.SearchConfig` settings::
+
+    [search]
+    num_samples = 8
+    metric = "validation/map"          # or validation/mean_f2, ...: never a test-split number
+    scheduler = "asha"                 # optional early stopping (per-epoch validation metric)
+    lr = { loguniform = [1e-4, 1e-2] }
+    dropout = { uniform = [0.1, 0.6] }
+    loss = { choice = ["bce", "asl"] }
+    epochs = { randint = [20, 60] }    # [low, high)
+
+Each trial trains with ``run_experiment(..., evaluate_test=False)``: thresholds and the objective
+come from the validation (out-of-fold) scores and the test split is never scored. When the search
+ends, the best configuration is trained again (same seed) and evaluated ONCE on the test split; that
+report is the parent run's result (``test/...`` metrics, ``report.json``, ``best_config.json``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalkit.config import RunConfig
+from evalkit.errors import InputError
+from evalkit.workflows.events import EventCallback, make_emitter
+
+#: the per-epoch value trials report for ASHA (the first fold's monitored validation metric; -val_loss
+#: when the monitor is val_loss or none, so that higher is always better)
+EPOCH_KEY = "epoch_val"
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What :func:`run_tune` returns.
+
+    Attributes:
+        parent_run_id: the search's MLflow parent run (``None`` untracked).
+        metric: the objective (``validation/map`` ...). best: the best trial's ``values`` (searched
+            fields), ``run_id`` and objective value. trials: one dict per trial (``trial_id``,
+            ``values``, ``run_id``, ``objective``, ``status``, ``error``), best first.
+        final: the best configuration's :class:`~evalkit.workflows.experiment.RunResult` (its test report).
+        seconds: wall time.
+    """
+
+    parent_run_id: str | None
+    metric: str
+    best: dict[str, Any]
+    trials: list[dict[str, Any]]
+    final: Any
+    seconds: float = 0.0
+    best_config: RunConfig | None = field(default=None)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def trial_label(values: dict[str, Any]) -> str:
+    """``lr=0.00123 loss=asl``: a trial's searched values, readable."""
+    return " ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+
+
+def to_tune_space(space: dict[str, tuple[str, list]]):
+    """Ray Tune's ``param_space`` for ``space`` (choices are sampled as indices, so that list values
+    such as ``hidden = [[256], [1024]]`` survive). Returns ``(param_space, choices)``."""
+    from ray import tune
+
+    out, choices = {}, {}
+    for key, (kind, args) in space.items():
+        if kind == "choice":
+            choices[key] = list(args)
+            out[key] = tune.choice(list(range(len(args))))
+        elif kind == "uniform":
+            out[key] = tune.uniform(float(args[0]), float(args[1]))
+        elif kind == "loguniform":
+            out[key] = tune.loguniform(float(args[0]), float(args[1]))
+        else:
+            out[key] = tune.randint(int(args[0]), int(args[1]))
+    return out, choices
+
+
+def _values(params: dict, choices: dict) -> dict[str, Any]:
+    return {k: choices[k][v] if k in choices else v for k, v in params.items()}
+
+
+def _trial(params: dict, *, base: dict, choices: dict, tags: dict, metric: str, asha: bool, track: bool) -> None:
+    """One trial (runs in a Ray worker): train, fit thresholds on validation, report the objective."""
+    from ray import tune
+
+    from evalkit.workflows.experiment import run_experiment
+
+    values = _values(params, choices)
+    config = RunConfig(**(base | values))
+    state = {"fold": 1, "last": math.nan}
+
+    def on_event(event) -> None:
+        if event.kind == "fold":
+            state["fold"] = event.data["k"]
+        elif event.kind == "epoch" and state["fold"] == 1:
+            row = event.data["row"]
+            state["last"] = float(row["val_metric"]) if "val_metric" in row else -float(row["val_loss"])
+            if asha:
+                tune.report({EPOCH_KEY: state["last"]})
+
+    res = run_experiment(config, track=track, nested=False, on_event=on_event, evaluate_test=False,
+                         tags=tags | {"evalkit.trial": trial_label(values)})
+    tune.report({EPOCH_KEY: state["last"], metric: res.validation[metric.split("/", 1)[1]],
+                 "run_id": res.run_id or ""})
+
+
+def _check_space(base: dict, space: dict, path: str) -> None:
+    """Every choice and both ends of every range make a valid RunConfig (before anything runs)."""
+    from pydantic import ValidationError
+
+    for key, (kind, args) in space.items():
+        for v in args:
+            try:
+                RunConfig(**(base | {key: v}))
+            except ValidationError as e:
+                raise InputError(f"{path}: search.{key}: {v!r}: {e.errors()[0]['msg']}") from None
+
+
+def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool = True,
+             executor: dict[str, Any] | None = None, num_samples: int | None = None,
+             on_event: EventCallback | None = None) -> TuneResult:
+    """Search the ``[search]`` space of spec ``path`` on Ray Tune (see the module docstring).
+
+    Trials run as Ray tasks (a local Ray instance, or ``executor["address"]``; ``max_concurrent``,
+    ``cpus_per_cell`` / ``gpus_per_cell`` per trial, ``max_retries`` per failing trial), each an MLflow
+    child run of the search's parent (tag ``mlflow.parentRunId``) with ``validation/...`` metrics
+    and no test metric. The best trial's configuration is then evaluated once on the test split in
+    this process; its metrics are logged on the parent run. ``num_samples`` overrides the table's.
+
+    Raises:
+        InputError: bad spec / ``[search]`` table / options, a ``[grid]`` in the spec, Ray missing
+            (names the extra), a Ray cluster with a local tracking store.
+        InfraError: tracking store unreachable, Ray cannot be started or joined.
+        RuntimeError: no trial produced the objective.
+    """
+    from evalkit.spec import load_spec
+    from evalkit.workflows.executors import check_cluster_store, end_open_children, import_ray, start_ray
+    from evalkit.workflows.experiment import _no_run, run_experiment
+
+    emit = make_emitter(on_event)
+    started = time.perf_counter()
+    spec = load_spec(path)
+    if spec.grid:
+        raise InputError(f"{path}: [grid]: `evalkit tune` searches the [search] table; run grids with `evalkit run`")
+    search, space = spec.search_space()
+    if num_samples is not None:
+        search = search.model_copy(update={"num_samples": num_samples})
+    base = spec.configs(overrides)[0].model_copy(update={"output": None})
+    _check_space(base.model_dump(), space, path)
+    options = spec.executor_config(executor).model_copy(update={"kind": "ray"})
+    import_ray()
+    store = None
+    if track:
+        from evalkit.tracking import RunLogger, resolve_tracking_uri
+
+        store = resolve_tracking_uri(base.tracking_uri)
+        check_cluster_store(options, store, base.experiment)
+        base = base.model_copy(update={"tracking_uri": store})
+    elif options.address:
+        check_cluster_store(options, None)
+    logger = RunLogger(store, base.experiment, run_name=base.run_name or f"{Path(path).stem}-tune",
+                       tags={"evalkit.command": "tune", "evalkit.grid": "parent", "evalkit.tune": "parent",
+                             "evalkit.search.metric": search.metric, "evalkit.spec": str(path)}) if track else None
+    with (logger if logger is not None else _no_run()) as parent:
+        parent_id = parent.run_id if parent else None
+        if parent:
+            parent.log_params({"spec": str(path), "search.space": _json(space), "search.num_samples": search.num_samples,
+                               "search.metric": search.metric, "search.scheduler": search.scheduler,
+                               "search.seed": search.seed, "executor": "ray"})
+            parent.log_artifact(path)
+        trials = _search(base, space, search, options, parent_id, track, store, emit, start_ray, end_open_children)
+        done = [t for t in trials if t["objective"] == t["objective"] and t["objective"] is not None]
+        if not done:
+            raise RuntimeError(f"evalkit tune: no trial reported {search.metric}; "
+                               + "; ".join(f"{t['label']}: {t['error']}" for t in trials if t["error"])[:500])
+        best = done[0]
+        emit("note", text=f"best trial {best['label']}: {search.metric} {best['objective']:.4f} "
+                          f"(run {best['run_id']}); evaluating it once on the test split")
+        best_config = base.model_copy(update=best["values"])
+        final = run_experiment(best_config, track=False, on_event=emit)
+        if parent:
+            parent.log_metrics(final.report.metrics("test") | {f"validation/{k}": v for k, v in final.validation.items()}
+                               | {"search/best_objective": best["objective"], "search/trials": len(trials),
+                                  "search/trials_ok": len(done)})
+            parent.log_dict(dict(final.report), "report.json")
+            parent.log_dict({"values": best["values"], "trial_run_id": best["run_id"], "metric": search.metric,
+                             "objective": best["objective"], "config": best_config.model_dump()}, "best_config.json")
+            parent.log_params({f"best.{k}": _fmt(v) for k, v in best["values"].items()})
+            parent.set_tags({"evalkit.best_trial_run": str(best["run_id"]), "evalkit.test_evaluations": "1",
+                             "evalkit.cells_succeeded": str(len(done)),
+                             "evalkit.cells_failed": str(len(trials) - len(done))})
+    if parent:
+        from evalkit.tracking import redact_uri
+
+        emit("tracked", run_id=parent_id, experiment=base.experiment, tracking_uri=redact_uri(store),
+             registered_model=None)
+        emit("note", text=f"rank the trials with: evalkit compare --experiment {base.experiment} --parent {parent_id}")
+    return TuneResult(parent_id, search.metric, best, trials, final, time.perf_counter() - started, best_config)
+
+
+def _json(data) -> str:
+    import json
+
+    return json.dumps(data)
+
+
+def _search(base: RunConfig, space: dict, search, options, parent_id, track: bool, store, emit, start_ray,
+            end_open_children) -> list[dict]:
+    """Run the Tuner; the trials as dicts, best first. SIGTERM / Ctrl-C: trial runs end KILLED."""
+    import functools
+
+    import os
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing (events do)
+    ray, started_here = start_ray(options)
+    try:
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search import BasicVariantGenerator
+
+        param_space, choices = to_tune_space(space)
+        asha = search.scheduler == "asha"
+        tags = {"evalkit.grid": "child", **({"mlflow.parentRunId": parent_id} if parent_id else {})}
+        fn = functools.partial(_trial, base=base.model_dump() | {"threads": max(1, int(options.cpus_per_cell))},
+                               choices=choices, tags=tags, metric=search.metric, asha=asha, track=track)
+        scheduler = ASHAScheduler(metric=EPOCH_KEY, mode="max", time_attr="training_iteration", max_t=base.epochs,
+                                  grace_period=search.grace_period, reduction_factor=search.reduction_factor) \
+            if asha else None
+        where = Path.cwd() / "mlruns" / "ray_tune"
+        emit("note", text=f"{search.num_samples} trials on {options.address or 'a local Ray instance'}, "
+                          f"objective {search.metric}" + (", ASHA early stopping" if asha else ""))
+        tuner = tune.Tuner(
+            tune.with_resources(fn, {"cpu": options.cpus_per_cell, "gpu": options.gpus_per_cell}),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(num_samples=search.num_samples, scheduler=scheduler,
+                                        max_concurrent_trials=options.max_concurrent,
+                                        search_alg=BasicVariantGenerator(random_state=search.seed)),
+            run_config=tune.RunConfig(name=f"evalkit-{parent_id or 'untracked'}", storage_path=str(where), verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=options.max_retries)),
+        )
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        end_open_children(store, parent_id, "KILLED")
+        raise
+    finally:
+        if started_here and ray.is_initialized():
+            ray.shutdown()
+        end_open_children(store, parent_id, "KILLED")  # trials stopped early by ASHA (their actor ended)
+    trials = []
+    for r in grid:
+        m = r.metrics or {}
+        obj = m.get(search.metric)
+        values = _values({k: (r.config or {}).get(k) for k in space}, choices)
+        trials.append({"trial_id": m.get("trial_id"), "values": values, "label": trial_label(values),
+                       "run_id": m.get("run_id") or None, "objective": None if obj is None else float(obj),
+                       "status": "error" if r.error else ("ok" if obj is not None else "stopped"),
+                       "error": None if r.error is None else str(r.error).strip().splitlines()[-1][:300]})
+    trials.sort(key=lambda t: -t["objective"] if t["objective"] is not None and t["objective"] == t["objective"]
+                else math.inf)
+    for i, t in enumerate(trials, 1):
+        obj = "—" if t["objective"] is None else f"{t['objective']:.4f}"
+        emit("note" if not t["error"] else "warning",
+             text=f"trial {i}: {t['label']}: {search.metric} {obj} ({t['status']})"
+                  + (f": {t['error']}" if t["error"] else ""))
+    return trials
