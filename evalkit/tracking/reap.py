@@ -86,6 +86,7 @@ class Stale:
     why: str
 
     def line(self, dry_run: bool = False) -> str:
+        """One line for the terminal: the run, its start (UTC), why it is stale, and what was done."""
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.start_time / 1000))
         verb = "would mark KILLED" if dry_run else "KILLED"
         return (f"{verb} {self.run_id} {self.run_name!r} in experiment {self.experiment!r} "

@@ -21,6 +21,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from evalkit.errors import InfraError, InputError
+from evalkit.tracking.health import check_driver, check_sqlite, repair_failed_creation
+from evalkit.tracking.health import sqlite_path as _sqlite_path
 from evalkit.tracking.redact import redact_uri, store_reason
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -58,10 +60,6 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     if scheme == "sqlite" and not _sqlite_path(uri):
         raise InputError(f"--tracking-uri: {uri!r} names no database file (expected sqlite:///path/to/mlflow.db)")
     return uri
-
-
-def _sqlite_path(uri: str) -> str:
-    return uri.split(":///", 1)[1] if uri.startswith("sqlite") and ":///" in uri else ""
 
 
 def absolute_uri(uri: str) -> str:
@@ -171,151 +169,6 @@ def retry_busy(fn, attempts: int = 8):
             delay = min(delay * 2, 2.0)
 
 
-#: SQLAlchemy dialect (+ driver) -> (module to import, package to install)
-DRIVERS = {
-    "postgresql": ("psycopg2", "psycopg2-binary"),
-    "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
-    "postgresql+psycopg": ("psycopg", "'psycopg[binary]'"),
-    "postgresql+pg8000": ("pg8000", "pg8000"),
-    "mysql": ("MySQLdb", "mysqlclient (or use mysql+pymysql:// with pymysql)"),
-    "mysql+mysqldb": ("MySQLdb", "mysqlclient"),
-    "mysql+pymysql": ("pymysql", "pymysql"),
-    "mysql+mysqlconnector": ("mysql.connector", "mysql-connector-python"),
-    "mssql": ("pyodbc", "pyodbc"),
-    "mssql+pyodbc": ("pyodbc", "pyodbc"),
-    "mssql+pymssql": ("pymssql", "pymssql"),
-}
-
-
-def check_driver(tracking_uri: str) -> None:
-    """A database store needs its Python driver: say which package to install when it is missing.
-
-    Raises:
-        InfraError (exit 3): ``tracking store URI: database driver 'psycopg2' is not installed: pip install psycopg2-binary``.
-    """
-    import importlib.util
-
-    scheme = urlsplit(tracking_uri).scheme.lower()
-    if scheme not in DRIVERS:
-        return
-    module, package = DRIVERS[scheme]
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise InfraError(f"tracking store {redact_uri(tracking_uri)}: database driver {module!r} is not installed: "
-                         f"pip install {package}")
-
-
-def _sqlite_state(path: Path, timeout: float) -> tuple[list[str], int | None]:
-    """``(interrupted-migration tables, number of runs or None when there is no runs table)``."""
-    import sqlite3
-
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
-    try:
-        tables = [r[0] for r in con.execute("select name from sqlite_master where type = 'table'")]
-        tmp = [t for t in tables if t.startswith("_alembic_tmp_")]
-        runs = con.execute("select count(*) from runs").fetchone()[0] if "runs" in tables else None
-        return tmp, runs
-    finally:
-        con.close()
-
-
-def _check_sqlite(tracking_uri: str, timeout: float) -> None:
-    """Cheap checks of a SQLite store before MLflow opens it (MLflow would retry for minutes):
-    the path is not a directory, its folder is writable, an existing file is a SQLite database.
-
-    Raises:
-        InfraError (exit 3): one line naming the path and the cause.
-    """
-    import sqlite3
-
-    from evalkit.errors import os_cause
-
-    raw = _sqlite_path(tracking_uri)
-    if not raw or raw == ":memory:":
-        return
-    path = Path(raw).expanduser()
-    where = f"tracking store {redact_uri(tracking_uri)}"
-    if path.is_dir():
-        raise InfraError(f"{where}: {path} is a directory, not a database file")
-    if not path.exists():
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            import errno
-
-            cause = os_cause(OSError(errno.EROFS if _read_only(path.parent) else errno.EACCES, ""))
-            raise InfraError(f"{where}: cannot create {path}: {cause}")
-        return
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
-        try:
-            con.execute("select count(*) from sqlite_master").fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error as e:
-        msg = str(e)
-        if "locked" in msg or "busy" in msg:
-            raise InfraError(f"{where}: {path} is locked by another process (timed out after {timeout:g} s)") from None
-        if "not a database" in msg:
-            raise InfraError(f"{where}: {path} is not an SQLite database") from None
-        raise InfraError(f"{where}: {path}: {msg}") from None
-
-
-def _read_only(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
-_SCHEMA_FAILURES = ("alembic", "already exists", "no such table", "no such column", "out-of-date database schema",
-                    "duplicate column", "malformed")
-
-
-def _repair_failed_creation(tracking_uri: str, timeout: float, error: BaseException | None = None) -> bool:
-    """A SQLite store whose creation failed (disk full or a kill during MLflow's schema migrations:
-    ``_alembic_tmp_*`` tables left, ``table _alembic_tmp_trace_tags already exists`` on every later
-    command) is moved aside to ``<db>.failed-<UTC time>`` when it holds no runs, so the caller can
-    create it anew. A store that holds runs is never moved (InfraError with what to do instead).
-    Call under :func:`store_lock`. Returns True when the file was moved aside.
-
-    Args:
-        error: the error MLflow raised opening the store (None: check for leftovers before opening).
-    Raises:
-        InfraError (exit 3): the store is half-migrated but holds runs.
-    """
-    raw = _sqlite_path(tracking_uri)
-    if not raw or raw == ":memory:":
-        return False
-    path = Path(raw).expanduser()
-    if not path.is_file():
-        return False
-    try:
-        tmp, runs = _sqlite_state(path, timeout)
-    except Exception:
-        return False
-    failed = bool(tmp) or (error is not None and any(k in str(error).lower() for k in _SCHEMA_FAILURES))
-    if not failed:
-        return False
-    if runs:
-        raise InfraError(
-            f"tracking store {redact_uri(tracking_uri)}: an interrupted schema migration left "
-            f"{', '.join(tmp) or 'an incomplete schema'}; the store holds {runs} run(s), so evalkit leaves it "
-            f"untouched: back up {path}, then run `mlflow db upgrade {redact_uri(tracking_uri)}`")
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = path.with_name(f"{path.name}.failed-{stamp}")
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        src = Path(str(path) + suffix)
-        if src.exists():
-            os.replace(src, Path(str(aside) + suffix))
-    import logging
-
-    logging.getLogger("evalkit").warning("tracking store %s: its creation had failed (no runs in it); moved it "
-                                         "to %s and created it anew", path, aside)
-    return True
-
-
 def ensure_store(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Open (and for a new SQLite file: create and migrate) the store once per process, under the
     store's init lock, within about ``timeout`` seconds for SQLite as for HTTP.
@@ -337,16 +190,16 @@ def ensure_store(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     path = _sqlite_path(tracking_uri)
     try:
         prepare_store(tracking_uri)
-        _check_sqlite(tracking_uri, timeout)
+        check_sqlite(tracking_uri, timeout)
         with store_lock(tracking_uri):  # the client runs the schema migrations of a new database
             from evalkit.tracking.mlflow_compat import bound_sql_retries
 
             bound_sql_retries(timeout)
-            _repair_failed_creation(tracking_uri, timeout)
+            repair_failed_creation(tracking_uri, timeout)
             try:
                 _open(tracking_uri)
             except Exception as e:
-                if not (path and _repair_failed_creation(tracking_uri, timeout, e)):
+                if not (path and repair_failed_creation(tracking_uri, timeout, e)):
                     raise
                 _open(tracking_uri)  # created anew
     except InfraError:

@@ -54,6 +54,7 @@ class CellOutcome:
 
     @property
     def ok(self) -> bool:
+        """True when the cell produced a :class:`RunResult` (it did not fail after its retries)."""
         return self.result is not None
 
 
