@@ -149,7 +149,7 @@ def test_compare_of_a_complete_grid_has_no_notes(store, cli):
 @pytest.mark.slow
 def test_kill_9_leaves_the_run_running_and_reap_ends_it_killed(store, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.Popen([*EVALKIT, "run", "--epochs", "300", "--hidden", "16", "--batch-size", "16",
+    proc = subprocess.Popen([*EVALKIT, "run", "--epochs", "300", "--folds", "1", "--hidden", "16", "--batch-size", "16",
                              "--monitor", "none", "--no-log-model", "--experiment", "k9"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     import mlflow
