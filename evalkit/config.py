@@ -246,3 +246,8 @@ class SearchConfig(BaseModel):
     grace_period: int = Field(5, ge=1, description="ASHA: epochs every trial runs before it may be stopped.")
     reduction_factor: float = Field(3.0, gt=1, description="ASHA: keep 1 / reduction_factor of the trials per rung.")
     seed: int = Field(0, description="Seed of the search's sampling (trial configs are reproducible).")
+
+
+#: the defaults other modules' function signatures use, read from the models above (one source)
+DEFAULT_BETA: float = RunConfig.model_fields["beta"].default
+DEFAULT_THRESHOLD_FREE: str = EvaluateJobConfig.model_fields["threshold_free"].default

@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from evalkit.config import DEFAULT_BETA
 from evalkit.errors import InputError
 
 
@@ -67,7 +68,7 @@ def train_model(
     batch_size: int = 64,
     patience: int = 10,
     monitor: str = "val_loss",
-    beta: float = 2.0,
+    beta: float = DEFAULT_BETA,
     seed: int = 0,
     input_noise: float = 0.0,
     device: str = "cpu",

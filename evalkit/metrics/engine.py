@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
+from evalkit.config import DEFAULT_BETA
 from evalkit.errors import InputError
 from evalkit.metrics import _kernels as K
 from evalkit.metrics.functional import (
@@ -116,7 +117,7 @@ class MultilabelEngine(Metric):
         *,
         scores: ScoresKind,
         threshold: float | Sequence[float] | torch.Tensor = 0.5,
-        beta: float = 2.0,
+        beta: float = DEFAULT_BETA,
         zero_division: float = 0.0,
         threshold_free: ThresholdFree = "exact",
         bins: int = DEFAULT_BINS,
@@ -261,7 +262,7 @@ def compute_metrics(
     *,
     scores_kind: ScoresKind,
     threshold: float | Sequence[float] | torch.Tensor = 0.5,
-    beta: float = 2.0,
+    beta: float = DEFAULT_BETA,
     zero_division: float = 0.0,
     label_names: Sequence[str] | None = None,
     threshold_free: ThresholdFree = "exact",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from evalkit.config import DEFAULT_BETA
 from evalkit.errors import InputError
 from evalkit.thresholds.value import DEFAULT_OBJECTIVE, OBJECTIVES, ThresholdStrategy, check_strategy
 
@@ -178,7 +179,7 @@ def fit_thresholds(
     val_probabilities: np.ndarray,
     val_targets: np.ndarray,
     *,
-    beta: float = 2.0,
+    beta: float = DEFAULT_BETA,
     objective: str = DEFAULT_OBJECTIVE,
     min_positives: int = MIN_POSITIVES,
     train_cardinality: float | None = None,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.config import EvaluateJobConfig, RunConfig
+from evalkit.config import DEFAULT_BETA, EvaluateJobConfig, RunConfig
 from evalkit.errors import InputError
 from evalkit.report import Report, build_report, metrics_block
 from evalkit.workflows.events import EventCallback, make_emitter
@@ -21,7 +21,7 @@ def evaluate_scores(
     probabilities=None,
     *,
     threshold: float | Any = 0.5,
-    beta: float = 2.0,
+    beta: float = DEFAULT_BETA,
     label_names=None,
     zero_division: float = 0.0,
     threshold_free: str = "exact",
@@ -75,7 +75,7 @@ def evaluate_predictions(
     path: str,
     *,
     threshold: str = "0.5",
-    beta: float = 2.0,
+    beta: float = DEFAULT_BETA,
     threshold_free: str = "exact",
     batch_size: int = 65536,
     zero_division: float = 0.0,
