@@ -20,8 +20,11 @@ def log_dataset(run, splits) -> None:
     ``dataset/summary.json``, ``dataset/cooccurrence.csv`` and ``dataset/cooccurrence.png``."""
     from evalkit.data.summary import cooccurrence, plot_cooccurrence, summarize
 
-    run.log_dataset(splits.train.X, splits.train.Y, name=splits.name, digest=splits.digest, context="training")
-    run.log_dataset(splits.test.X, splits.test.Y, name=f"{splits.name}-test", digest=splits.test.digest,
+    from evalkit.data.sparse import shape_stub
+
+    run.log_dataset(shape_stub(splits.train.X), splits.train.Y, name=splits.name, digest=splits.digest,
+                    context="training")
+    run.log_dataset(shape_stub(splits.test.X), splits.test.Y, name=f"{splits.name}-test", digest=splits.test.digest,
                     context="testing")
     summary = summarize(splits)
     Y = np.concatenate([splits.train.Y, splits.val.Y, splits.test.Y])
