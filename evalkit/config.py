@@ -149,7 +149,9 @@ class RunConfig(BaseModel):
 #: ``--model auto``'s candidates, in order of preference on a tie, with the settings each trains with
 #: beyond the run's own (evalkit.workflows.model_choice)
 #: (linear = L2 logistic regression fitted by full-batch L-BFGS, C = 1 as scikit-learn's default)
-AUTO_CANDIDATES: dict[str, dict[str, Any]] = {"linear": {"optimizer": "lbfgs", "weight_decay": 1.0}, "mlp": {}}
+#: trained to convergence (``monitor = none``: the L2 penalty regularises, not early stopping)
+AUTO_CANDIDATES: dict[str, dict[str, Any]] = {"linear": {"optimizer": "lbfgs", "weight_decay": 1.0, "monitor": "none"},
+                                              "mlp": {}}
 
 #: multiply-adds of MLP training (all folds) the budget rule allows before it cuts epochs: about
 #: 90 s of one CPU core at the measured ~20 GFLOP/s (forward + backward ~ 3x the forward pass)

@@ -216,7 +216,7 @@ def _train_lbfgs(model, loss_fn, X_train, Y_train, X_val, Y_val, *, l2: float, e
     best = -math.inf if maximise else math.inf
     best_state = copy.deepcopy(model.state_dict())
     result = TrainResult(model=model)
-    bad_epochs = 0
+    bad_epochs, previous = 0, math.inf
     for epoch in range(1, epochs + 1):
         model.train()
         train_loss = float(opt.step(closure).detach())
@@ -243,6 +243,9 @@ def _train_lbfgs(model, loss_fn, X_train, Y_train, X_val, Y_val, *, l2: float, e
         if monitor != "none" and bad_epochs >= patience:
             result.stopped_early = True
             break
+        if previous - train_loss <= 1e-7 * max(abs(train_loss), 1.0):  # converged (a convex problem)
+            break
+        previous = train_loss
     model.load_state_dict(best_state)
     model.eval()
     return result
