@@ -14,6 +14,9 @@ import numpy as np
 from evalkit.config import RunConfig
 from evalkit.report import Report
 
+#: the co-occurrence heatmap (dataset/cooccurrence.png) is drawn up to this many labels (the CSV always)
+MAX_HEATMAP_LABELS = 100
+
 
 def log_dataset(run, splits) -> None:
     """Dataset inputs (``mlflow.log_input``, full-content digests) and the summary artifacts:
@@ -35,8 +38,9 @@ def log_dataset(run, splits) -> None:
         path = Path(tmp) / "cooccurrence.csv"
         co.to_csv(path)
         run.log_artifact(path, "dataset")
-    run.log_figure(plot_cooccurrence(co, title=f"Label co-occurrence: {splits.name} (all splits)"),
-                   "dataset/cooccurrence.png")
+    if splits.train.n_labels <= MAX_HEATMAP_LABELS:  # a 1000 x 1000 heatmap costs seconds and shows nothing
+        run.log_figure(plot_cooccurrence(co, title=f"Label co-occurrence: {splits.name} (all splits)"),
+                       "dataset/cooccurrence.png")
 
 
 def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:
