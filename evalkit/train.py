@@ -191,7 +191,8 @@ def _train_lbfgs(model, loss_fn, X_train, Y_train, X_val, Y_val, *, l2: float, e
             X = X.tocsr()
             return torch.sparse_csr_tensor(torch.from_numpy(X.indptr.astype(np.int64)),
                                            torch.from_numpy(X.indices.astype(np.int64)),
-                                           torch.from_numpy(X.data.astype(np.float32)), size=X.shape).to(device)
+                                           torch.from_numpy(X.data.astype(np.float32)), size=X.shape,
+                                           check_invariants=False).to(device)
         return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
 
     Xt, Xv = as_torch(X_train), as_torch(X_val)
