@@ -165,6 +165,8 @@ def train_model(
 
 #: L-BFGS iterations per reported "epoch" of :func:`_train_lbfgs`
 LBFGS_STEPS = 10
+#: relative loss decrease over one such "epoch" below which L-BFGS stops (converged)
+LBFGS_TOL = 1e-3
 
 
 def _train_lbfgs(model, loss_fn, X_train, Y_train, X_val, Y_val, *, l2: float, epochs: int, patience: int,
@@ -244,7 +246,7 @@ def _train_lbfgs(model, loss_fn, X_train, Y_train, X_val, Y_val, *, l2: float, e
         if monitor != "none" and bad_epochs >= patience:
             result.stopped_early = True
             break
-        if previous - train_loss <= 1e-7 * max(abs(train_loss), 1.0):  # converged (a convex problem)
+        if previous - train_loss <= LBFGS_TOL * max(abs(train_loss), 1e-3):  # converged (a convex problem)
             break
         previous = train_loss
     model.load_state_dict(best_state)
