@@ -150,7 +150,9 @@ class RunConfig(BaseModel):
 #: beyond the run's own (evalkit.workflows.model_choice)
 #: (linear = L2 logistic regression fitted by full-batch L-BFGS, C = 1 as scikit-learn's default)
 #: trained to convergence (``monitor = none``: the L2 penalty regularises, not early stopping)
-AUTO_CANDIDATES: dict[str, dict[str, Any]] = {"linear": {"optimizer": "lbfgs", "weight_decay": 1.0, "monitor": "none"},
+#: and at most 100 iterations (10 "epochs": scikit-learn's max_iter default)
+AUTO_CANDIDATES: dict[str, dict[str, Any]] = {"linear": {"optimizer": "lbfgs", "weight_decay": 1.0, "monitor": "none",
+                                                         "epochs": 10},
                                               "mlp": {}}
 
 #: multiply-adds of MLP training (all folds) the budget rule allows before it cuts epochs: about

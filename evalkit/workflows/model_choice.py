@@ -52,11 +52,9 @@ def check_architectures(config: RunConfig, splits) -> None:
 
 def validation_map(Y: np.ndarray, probabilities: np.ndarray) -> float:
     """mAP (macro average precision over labels with a positive) of held-out scores: the selection score."""
-    from evalkit.metrics import compute_metrics
+    from evalkit.train import mean_average_precision
 
-    res = compute_metrics(Y, probabilities, scores_kind="probabilities", threshold=0.5, threshold_free="exact")
-    value = res["summary"]["mean_average_precision"]
-    return float("nan") if value is None else float(value)
+    return mean_average_precision(Y, probabilities)
 
 
 def train(splits, config: RunConfig, device: str, emit, run):
