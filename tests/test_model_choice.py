@@ -142,3 +142,17 @@ def test_named_architectures_still_build(arch):
     from evalkit.models import build_model
 
     assert build_model(arch, 5, 3, hidden=[4]) is not None
+
+
+def test_fast_map_matches_scikit_learn_with_ties():
+    from sklearn.metrics import average_precision_score
+
+    from evalkit.train import mean_average_precision
+
+    rng = np.random.default_rng(0)
+    Y = (rng.random((300, 6)) < 0.1).astype(np.uint8)
+    Y[0] = 1
+    Y[:, 5] = 0  # no positive: left out
+    P = np.round(rng.random((300, 6)), 2)  # many ties
+    expected = np.mean([average_precision_score(Y[:, j], P[:, j]) for j in range(5)])
+    assert mean_average_precision(Y, P) == pytest.approx(expected, abs=1e-12)
