@@ -156,8 +156,8 @@ AUTO_CANDIDATES: dict[str, dict[str, Any]] = {"linear": {"optimizer": "lbfgs", "
                                               "mlp": {}}
 
 #: multiply-adds of MLP training (all folds) the budget rule allows before it cuts epochs: about
-#: 90 s of one CPU core at the measured ~20 GFLOP/s (forward + backward ~ 3x the forward pass)
-EPOCH_WORK = 6e11
+#: 60 s of one CPU core at ~20 GFLOP/s (forward + backward ~ 3x the forward pass)
+EPOCH_WORK = 4e11
 
 
 def budget_folds(n_train: int) -> int:
