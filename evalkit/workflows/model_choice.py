@@ -37,7 +37,10 @@ def candidates(config: RunConfig, splits) -> list[str]:
 
 def candidate_config(config: RunConfig, arch: str) -> RunConfig:
     """The config a candidate trains with: ``model = arch`` plus its settings in :data:`AUTO_CANDIDATES`."""
-    return config.model_copy(update={"model": arch, **AUTO_CANDIDATES.get(arch, {})})
+    update = {"model": arch, **AUTO_CANDIDATES.get(arch, {})}
+    if "epochs" in update and "epochs" in config.model_fields_set:  # an explicit --epochs caps a candidate's
+        update["epochs"] = min(update["epochs"], config.epochs)
+    return config.model_copy(update=update)
 
 
 def check_architectures(config: RunConfig, splits) -> None:
