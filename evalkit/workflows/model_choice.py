@@ -99,8 +99,7 @@ class _Chooser:
             return _fit(model, loss_fn, train, held, c, self.device, self.emit, log_metrics)
         results = {}
         for arch in self.archs:
-            from evalkit.train import predict_logits, seed_everything
-            from evalkit.scores import sigmoid
+            from evalkit.train import seed_everything
 
             seed_everything(config.seed)
             c = candidate_config(config, arch)
@@ -112,7 +111,7 @@ class _Chooser:
                 def log(m: dict, step=None, _arch=arch):  # candidates log under auto/<arch>/
                     log_metrics({f"auto/{_arch}/{key}": v for key, v in m.items()}, step=step)
             res = _fit(model, loss_fn, train, held, c, self.device, self.emit, log)
-            score = validation_map(held.Y, sigmoid(predict_logits(res.model, held.X, self.device)))
+            score = validation_map(held.Y, _scores(res.model, held.X, self.device))
             results[arch] = res
             self.table.append({"model": arch, "val_map": round(score, 6), "best_epoch": res.best_epoch,
                                "epochs_run": len(res.history), "n_train": train.n_samples,
@@ -138,6 +137,16 @@ class _Chooser:
                                "chosen": self.chosen, "candidates": self.table}, "model_choice.json")
             _log_table(self.run, self.table)
         return res
+
+
+def _scores(model, X, device: str) -> np.ndarray:
+    """Held-out logits of a candidate (monotone in its probabilities, so the same mAP), batch by batch.
+    The scoring stage's own ``predict_logits`` call stays the one that feeds thresholds."""
+    from evalkit.data.sparse import dense_rows
+    from evalkit.model_io import predict
+
+    return np.concatenate([predict(model, dense_rows(X, slice(i, i + 4096)), device=device)
+                           for i in range(0, X.shape[0], 4096)])
 
 
 def _log_table(run, table: list[dict]) -> None:
