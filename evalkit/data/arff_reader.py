@@ -159,6 +159,7 @@ def read_arff(
         if all(not isinstance(t, list) or t == ["0", "1"] for t in (attributes[j][1] for j in feature_idx)):
             X, feature_names = _sparse_features(path, E[:, feature_idx], [attributes[j][0] for j in feature_idx])
         else:  # one-hot / reversed nominal features: the dense path
+            check_alloc(path, "ARFF data matrix", (E.shape[0], len(feature_idx)), 8)
             X, feature_names = _features(path, E[:, feature_idx].toarray(), [attributes[j] for j in feature_idx],
                                          list(range(len(feature_idx))))
     else:
