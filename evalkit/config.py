@@ -52,7 +52,9 @@ class RunConfig(BaseModel):
     standardize: bool = Field(True, description="Standardise features with the training split's mean and std.")
     # model: defaults chosen on yeast / emotions / scene (README "evalkit run"): one wide hidden
     # layer with strong dropout and Gaussian input noise, early-stopped on validation mAP
-    model: str = Field("mlp", description="Architecture: mlp, linear, or cnn (images (N, 3, H, W) from .npz).")
+    # auto: the linear one-vs-rest model wins on sparse bag-of-words data (medical), the MLP elsewhere
+    model: str = Field("auto", description="Architecture: auto (linear or mlp, whichever has the higher validation mAP on "
+                       "the first fold; cnn for images), mlp, linear, or cnn (images (N, 3, H, W) from .npz).")
     hidden: list[int] = Field(default_factory=lambda: [1024], description="MLP hidden sizes, e.g. 256 or 512,256.")
     dropout: float = Field(0.5, ge=0, lt=1, description="Dropout after each hidden layer, in [0, 1).")
     activation: Literal["relu", "gelu", "tanh", "silu"] = Field("relu", description="Hidden-layer activation.")
@@ -61,7 +63,9 @@ class RunConfig(BaseModel):
     loss: str = Field("bce", description="bce, bce-pos-weight, soft-margin, margin, focal, asl (see `evalkit losses`).")
     loss_options: dict[str, float] = Field(default_factory=dict, description="Loss option KEY=VALUE, repeatable (e.g. gamma=2).")
     # training
-    optimizer: Literal["adam", "adamw"] = Field("adamw", description="Optimizer.")
+    optimizer: Literal["adam", "adamw", "lbfgs"] = Field(
+        "adamw", description="Optimizer: adam, adamw (mini-batch), or lbfgs (full batch, --model linear only: "
+        "L2 logistic regression with --weight-decay as 1/C of scikit-learn; an epoch is 10 iterations).")
     lr: float = Field(1e-3, gt=0, description="Learning rate.")
     weight_decay: float = Field(1e-4, ge=0, description="Weight decay.")
     epochs: int = Field(150, ge=1, le=100_000, description="Maximum epochs.")
@@ -72,6 +76,9 @@ class RunConfig(BaseModel):
     input_noise: float = Field(0.8, ge=0, description="Std of Gaussian noise added to the standardised training features (0 = off).")
     folds: int = Field(5, ge=1, le=20, description="Cross-fitting: K models on K folds of train + validation, thresholds tuned "
                        "on out-of-fold scores; 1 = one model and a validation split.")
+    budget: Literal["auto", "off"] = Field(
+        "auto", description="auto: --folds, --epochs and --batch-size, when not given, follow the data size (README "
+        "'Training budget'); off: their defaults as they are.")
     seed: int = Field(0, description="Random seed (splits, init, shuffling).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
     # one thread: evalkit's MLPs are small, and several threads are much slower on shared cores
@@ -103,6 +110,32 @@ class RunConfig(BaseModel):
     def _is_finite(cls, v: float) -> float:
         return _finite(v)
 
+    def with_budget(self, n_train: int, n_features: int, n_labels: int) -> "RunConfig":
+        """This config with ``folds``, ``epochs`` and ``batch_size`` set by the training-budget rule
+        (``budget = "auto"``; fields given explicitly are kept). ``n_train``: rows of train + validation.
+
+        The rule (README "Training budget"), with ``W = n_train x (F + C) x width`` the multiply-adds
+        of one epoch of the MLP (``width`` = the sum of the hidden sizes):
+
+        * ``folds``: 5 up to 3,000 rows, 3 up to 8,000, else 1 (one model and a validation split);
+        * ``batch_size``: 64, doubled (at most to 512) while an epoch has more than 100 steps;
+        * ``epochs``: 150, cut to ``EPOCH_WORK / (folds x W)`` (at least 20) on large problems.
+        """
+        if self.budget == "off":
+            return self
+        given = self.model_fields_set
+        update: dict[str, Any] = {}
+        folds = self.folds if "folds" in given else budget_folds(n_train)
+        if "folds" not in given:
+            update["folds"] = folds
+        per_fold = int(n_train * (1 - self.val_size)) if folds == 1 else n_train * (folds - 1) // folds
+        if "batch_size" not in given:
+            update["batch_size"] = budget_batch_size(per_fold)
+        if "epochs" not in given:
+            width = sum(self.hidden) if self.hidden else 1
+            update["epochs"] = budget_epochs(per_fold * (n_features + n_labels) * width, folds, self.epochs)
+        return self.model_copy(update=update) if update else self
+
     def params(self) -> dict[str, Any]:
         """Flat params for tracking: every field but paths of outputs, ``hidden`` as ``"512,256"``,
         loss options as ``loss.<name>`` (with their defaults) and reader options as ``data.<name>``."""
@@ -115,6 +148,41 @@ class RunConfig(BaseModel):
         for k, v in self.reader_options.items():
             p[f"data.{k}"] = v
         return p
+
+
+#: ``--model auto``'s candidates, in order of preference on a tie, with the settings each trains with
+#: beyond the run's own (evalkit.workflows.model_choice)
+#: (linear = L2 logistic regression fitted by full-batch L-BFGS, C = 1 as scikit-learn's default)
+#: trained to convergence (``monitor = none``: the L2 penalty regularises, not early stopping)
+#: and at most 100 iterations (10 "epochs": scikit-learn's max_iter default)
+AUTO_CANDIDATES: dict[str, dict[str, Any]] = {"linear": {"optimizer": "lbfgs", "weight_decay": 1.0, "monitor": "none",
+                                                         "epochs": 10},
+                                              "mlp": {}}
+
+#: multiply-adds of MLP training (all folds) the budget rule allows before it cuts epochs: about
+#: 60 s of one CPU core at ~20 GFLOP/s (forward + backward ~ 3x the forward pass)
+EPOCH_WORK = 4e11
+
+
+def budget_folds(n_train: int) -> int:
+    """Cross-fitting folds of the budget rule: 5 up to 3,000 training rows, 3 up to 8,000, else 1."""
+    return 5 if n_train <= 3_000 else 3 if n_train <= 8_000 else 1
+
+
+def budget_batch_size(n_fit: int) -> int:
+    """Mini-batch of the budget rule: 64, doubled (up to 512) while an epoch would take > 100 steps."""
+    batch = 64
+    while batch < 512 and n_fit / batch > 100:
+        batch *= 2
+    return batch
+
+
+def budget_epochs(epoch_work: float, folds: int, epochs: int = 150) -> int:
+    """Maximum epochs of the budget rule: ``epochs``, cut so that ``folds x epochs x epoch_work``
+    stays within :data:`EPOCH_WORK` multiply-adds, but never below 20 (early stopping usually ends
+    training well before the cap)."""
+    cap = int(EPOCH_WORK / max(folds * epoch_work, 1.0))
+    return max(min(epochs, 20), min(epochs, cap))
 
 
 class EvaluateJobConfig(BaseModel):

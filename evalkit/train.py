@@ -10,7 +10,11 @@ from typing import Callable
 import numpy as np
 
 from evalkit.config import DEFAULT_BETA
+from evalkit.data.sparse import dense_rows, is_sparse
 from evalkit.errors import InputError
+
+#: validation rows scored per forward pass (bounds the memory of densified sparse batches)
+VAL_BATCH = 4096
 
 
 @dataclass
@@ -35,9 +39,12 @@ def seed_everything(seed: int) -> None:
 
 def predict_logits(model, X: np.ndarray, device: str = "cpu", batch_size: int = 4096) -> np.ndarray:
     """Logits ``(N, C)`` float32 for features ``X`` ``(N, F)``: :func:`evalkit.model_io.predict`, the one
-    inference loop (batched under ``torch.inference_mode``)."""
+    inference loop (batched under ``torch.inference_mode``). A CSR ``X`` is densified one batch at a time."""
     from evalkit.model_io import predict
 
+    if is_sparse(X):
+        return np.concatenate([predict(model, dense_rows(X, slice(i, i + batch_size)), device=device,
+                                       batch_size=batch_size) for i in range(0, X.shape[0], batch_size)])
     return predict(model, X, device=device, batch_size=batch_size)
 
 
@@ -45,10 +52,11 @@ def _monitor_value(monitor: str, val_logits: np.ndarray, val_Y: np.ndarray, beta
     """Validation metric to maximise (at a fixed 0.5 cut for F-beta; threshold-free for mAP)."""
     from evalkit.metrics import compute_metrics
 
-    tf = "exact" if monitor == "val_map" else "none"
-    res = compute_metrics(val_Y, val_logits, scores_kind="logits", threshold=0.5, beta=beta, threshold_free=tf)
     if monitor == "val_map":
-        return float(res.mean_average_precision)
+        from evalkit.metrics.threshold_free import mean_average_precision
+
+        return mean_average_precision(val_Y, val_logits)
+    res = compute_metrics(val_Y, val_logits, scores_kind="logits", threshold=0.5, beta=beta, threshold_free="none")
     avg = monitor.removeprefix("val_").split("_")[0]  # val_micro_f2 / val_macro_f2: the F-beta of that average
     return float(getattr(res, avg).fbeta)
 
@@ -76,7 +84,8 @@ def train_model(
 ) -> TrainResult:
     """Train ``model`` (logits out) with mini-batch Adam/AdamW; keep the weights of the best epoch.
 
-    Shapes: ``X_* (N, F)`` float32, ``Y_* (N, C)`` in {0,1}. Early stopping watches ``monitor``
+    Shapes: ``X_* (N, F)`` float32 (dense, or a ``scipy.sparse.csr_matrix`` that stays sparse: each
+    mini-batch is densified on its own), ``Y_* (N, C)`` in {0,1}. Early stopping watches ``monitor``
     (``val_loss``: lowest validation loss; ``val_map`` / ``val_micro_f2`` / ``val_macro_f2``: highest
     validation metric; ``none``: train all epochs) with ``patience`` epochs. ``input_noise`` adds
     N(0, input_noise^2) noise to each training batch's (standardised) features. Shuffling uses a seeded
@@ -89,14 +98,18 @@ def train_model(
 
     model = model.to(device)
     loss_fn = loss_fn.to(device)
+    if optimizer == "lbfgs":
+        return _train_lbfgs(model, loss_fn, X_train, Y_train, X_val, Y_val, l2=weight_decay, epochs=epochs,
+                            patience=patience, monitor=monitor, beta=beta, device=device, on_epoch=on_epoch)
     opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
     opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    Xt = torch.from_numpy(X_train).to(device)
+    sparse = is_sparse(X_train)
+    # sparse (CSR) features stay sparse: each mini-batch is densified on its own (memory ~ non-zeros)
+    Xt = X_train if sparse else torch.from_numpy(X_train).to(device)
     Yt = torch.from_numpy(Y_train.astype(np.float32)).to(device)
-    Xv = torch.from_numpy(X_val).to(device)
     Yv = torch.from_numpy(Y_val.astype(np.float32)).to(device)
-    n = Xt.shape[0]
+    n = X_train.shape[0]
     maximise = monitor not in ("val_loss", "none")
     best = -math.inf if maximise else math.inf
     best_state = copy.deepcopy(model.state_dict())
@@ -111,7 +124,9 @@ def train_model(
             if idx.numel() == 1 and n > 1:  # BatchNorm cannot train on a single sample
                 continue
             opt.zero_grad(set_to_none=True)
-            xb = Xt[idx]
+            xb = torch.from_numpy(dense_rows(Xt, np.sort(idx.cpu().numpy()))).to(device) if sparse else Xt[idx]
+            if sparse:
+                idx = torch.sort(idx).values  # the rows of xb, in order
             if input_noise > 0:  # Gaussian input noise (Bishop 1995: equivalent to Tikhonov regularisation)
                 xb = xb + input_noise * torch.randn(xb.shape, generator=gen).to(device)
             loss = loss_fn(model(xb), Yt[idx])
@@ -124,7 +139,8 @@ def train_model(
             raise InputError(f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr (now {lr})")
         model.eval()
         with torch.inference_mode():
-            val_logits = model(Xv)
+            val_logits = torch.cat([model(torch.from_numpy(dense_rows(X_val, slice(i, i + VAL_BATCH))).to(device))
+                                    for i in range(0, X_val.shape[0], VAL_BATCH)])
             val_loss = float(loss_fn(val_logits, Yv))
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}
         if maximise:
@@ -143,6 +159,97 @@ def train_model(
         if monitor != "none" and bad_epochs >= patience:
             result.stopped_early = True
             break
+    model.load_state_dict(best_state)
+    model.eval()
+    return result
+
+
+#: L-BFGS iterations per reported "epoch" of :func:`_train_lbfgs`
+LBFGS_STEPS = 10
+#: relative loss decrease over one such "epoch" below which L-BFGS stops (converged)
+LBFGS_TOL = 1e-3
+
+
+def _train_lbfgs(model, loss_fn, X_train, Y_train, X_val, Y_val, *, l2: float, epochs: int, patience: int,
+                 monitor: str, beta: float, device: str, on_epoch) -> TrainResult:
+    """Full-batch L-BFGS for a linear model (``torch.nn.Linear``): one-vs-rest logistic regression
+    with an L2 penalty ``l2 / 2 * ||W||^2`` per label against the *summed* loss over samples, as
+    scikit-learn's ``LogisticRegression(C=1 / l2)``. Sparse (CSR) features are multiplied sparse
+    (never densified). An "epoch" is :data:`LBFGS_STEPS` L-BFGS iterations; early stopping and the
+    best-epoch weights work as in :func:`train_model`.
+
+    Raises:
+        InputError: the model is not linear, or the loss becomes NaN/inf.
+    """
+    import torch
+
+    if not isinstance(model, torch.nn.Linear):
+        raise InputError("--optimizer lbfgs: fits linear models only (--model linear)")
+
+    def as_torch(X):
+        import warnings
+
+        if is_sparse(X):
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            X = X.tocsr()
+            return torch.sparse_csr_tensor(torch.from_numpy(X.indptr.astype(np.int64)),
+                                           torch.from_numpy(X.indices.astype(np.int64)),
+                                           torch.from_numpy(X.data.astype(np.float32)), size=X.shape,
+                                           check_invariants=False).to(device)
+        return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
+
+    Xt, Xv = as_torch(X_train), as_torch(X_val)
+    Yt = torch.from_numpy(Y_train.astype(np.float32)).to(device)
+    Yv = torch.from_numpy(Y_val.astype(np.float32)).to(device)
+    n, c = Yt.shape
+
+    def forward(X):
+        return (torch.sparse.mm(X, model.weight.t()) if X.layout == torch.sparse_csr else X @ model.weight.t()) + model.bias
+
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=LBFGS_STEPS, history_size=10,
+                            line_search_fn="strong_wolfe")
+    penalty = 0.5 * l2 / (n * c)  # loss_fn averages over n x c elements
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(forward(Xt), Yt) + penalty * (model.weight ** 2).sum()
+        loss.backward()
+        return loss
+
+    maximise = monitor not in ("val_loss", "none")
+    best = -math.inf if maximise else math.inf
+    best_state = copy.deepcopy(model.state_dict())
+    result = TrainResult(model=model)
+    bad_epochs, previous = 0, math.inf
+    for epoch in range(1, epochs + 1):
+        model.train()
+        train_loss = float(opt.step(closure).detach())
+        if not math.isfinite(train_loss):
+            raise InputError(f"training diverged at epoch {epoch} (loss {train_loss})")
+        model.eval()
+        with torch.inference_mode():
+            val_logits = forward(Xv)
+            val_loss = float(loss_fn(val_logits, Yv))
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}
+        if maximise:
+            row["val_metric"] = _monitor_value(monitor, val_logits.float().cpu().numpy(), Y_val, beta)
+            current, improved = row["val_metric"], row["val_metric"] > best
+        else:
+            current, improved = val_loss, val_loss < best
+        result.history.append(row)
+        if monitor == "none" or improved:
+            best, bad_epochs, result.best_epoch = current, 0, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad_epochs += 1
+        if on_epoch:
+            on_epoch(row)
+        if monitor != "none" and bad_epochs >= patience:
+            result.stopped_early = True
+            break
+        if previous - train_loss <= LBFGS_TOL * max(abs(train_loss), 1e-3):  # converged (a convex problem)
+            break
+        previous = train_loss
     model.load_state_dict(best_state)
     model.eval()
     return result

@@ -75,7 +75,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
             "--model", "linear", "--hidden", "32,16", "--dropout", "0.1", "--activation", "gelu", "--batch-norm",
             "--loss", "focal", "--loss-option", "gamma=1", "--optimizer", "adam", "--lr", "0.01",
             "--weight-decay", "0", "--epochs", "3", "--batch-size", "8", "--patience", "2", "--monitor", "val_loss",
-            "--input-noise", "0", "--folds", "1", "--seed", "7", "--device", "cpu", "--threads", "2",
+            "--input-noise", "0", "--folds", "1", "--budget", "off", "--seed", "7", "--device", "cpu", "--threads", "2",
             "--threshold", "global", "--objective", "micro-fbeta", "--beta", "1", "--experiment", "e",
             "--tracking-uri", "sqlite:///x.db", "--run-name", "r", "--log-model", "--register", "m",
             "--alias", "champion", "-o", "out.json"]

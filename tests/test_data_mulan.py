@@ -59,7 +59,8 @@ def test_medical_stale_meka_relation_is_ignored():
     assert ds.label_names[0] == "Class-0-593_70" and ds.feature_names[:3] == ["-", "/", "0"]
     assert any("ignored MEKA '-C 45'" in note for note in ds.meta["notes"])
     assert ds.meta["sparse"] is True
-    assert set(np.unique(ds.X)) <= {0.0, 1.0}  # bag-of-words presence features
+    assert ds.X.format == "csr"  # sparse ARFF stays sparse (evalkit.data.sparse)
+    assert set(np.unique(ds.X.data)) <= {0.0, 1.0}  # bag-of-words presence features
     # the MEKA reading of the same file would take word features as labels: it is a different dataset
     meka = read(train_file, meka_labels=45)
     assert meka.label_names[:3] == ["-", "/", "0"]

@@ -13,7 +13,7 @@ def test_loss_defaults_follow_their_papers():
 
 def test_run_defaults_are_the_documented_ones():
     c = RunConfig()
-    assert (c.model, c.hidden, c.dropout, c.input_noise) == ("mlp", [1024], 0.5, 0.8)
+    assert (c.model, c.hidden, c.dropout, c.input_noise, c.budget) == ("auto", [1024], 0.5, 0.8, "auto")
     assert (c.optimizer, c.lr, c.batch_size, c.monitor, c.patience, c.epochs) == ("adamw", 1e-3, 64, "val_map", 15, 150)
     assert (c.folds, c.threshold, c.objective, c.beta, c.loss) == (5, "joint", "mean-fbeta", 2.0, "bce")
 

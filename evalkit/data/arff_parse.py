@@ -41,7 +41,7 @@ def parse_arff(path: Path) -> tuple[str, list[tuple[str, object]], np.ndarray, b
     Returns:
         ``(relation, attributes, E, sparse)``: ``attributes`` as ``(name, "NUMERIC" | "REAL" |
         "INTEGER" | "STRING" | [nominal values])`` with names unquoted and unescaped (module docs);
-        ``E`` float64 ``(N, A)`` with numeric values, nominal values as indices into the declared
+        ``E`` float64 ``(N, A)`` (a ``scipy.sparse.csr_matrix`` for sparse data) with numeric values, nominal values as indices into the declared
         values (sparse omitted values: 0, i.e. the first declared value), string values as codes
         numbered in order of first appearance (sparse: omitted = 0, others from 1), and NaN for
         missing values (``?``); ``sparse`` True when every data row is in sparse ``{...}`` form.
@@ -180,18 +180,26 @@ def _real_name(name: str, names: list[str]) -> str:
 def _matrix(path: Path, data: list, attributes: list, sparse: bool) -> np.ndarray:
     """liac-arff's rows as float64 ``(N, A)``; string values become codes (see :func:`parse_arff`)."""
     n_attr = len(attributes)
-    check_alloc(path, "ARFF data matrix", (len(data), n_attr), 8)
     strings = [j for j, (_, t) in enumerate(attributes) if t == "STRING"]
     codes: dict[int, dict[str, int]] = {j: {} for j in strings}
-    if sparse:
-        E = np.zeros((len(data), n_attr), dtype=np.float64)
+    if sparse:  # a CSR matrix: memory grows with the non-zeros, not N x A
+        import scipy.sparse as sp
+
+        indptr = np.zeros(len(data) + 1, dtype=np.int64)
+        cols: list = []
+        vals: list = []
         for i, row in enumerate(data):
             for j in strings:
                 if row.get(j) is not None:
                     row[j] = codes[j].setdefault(row[j], len(codes[j]) + 1)
-            if row:
-                E[i, list(row.keys())] = [np.nan if v is None else v for v in row.values()]
+            cols.extend(row.keys())
+            vals.extend(np.nan if v is None else v for v in row.values())
+            indptr[i + 1] = len(cols)
+        E = sp.csr_matrix((np.asarray(vals, dtype=np.float64), np.asarray(cols, dtype=np.int64), indptr),
+                          shape=(len(data), n_attr))
+        E.sum_duplicates()
         return E
+    check_alloc(path, "ARFF data matrix", (len(data), n_attr), 8)
     for row in data if strings else ():
         for j in strings:
             if row[j] is not None:

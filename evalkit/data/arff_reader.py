@@ -37,6 +37,7 @@ import numpy as np
 from evalkit.data.arff_parse import parse_arff
 from evalkit.data.common import check_alloc, check_drop_columns, dataset_name, id_note, is_id_like, one_line
 from evalkit.data.core import Dataset
+from evalkit.data.sparse import as_csr, is_sparse
 from evalkit.data.mulan import (
     MULAN_NAMESPACE,
     find_label_file,
@@ -76,7 +77,8 @@ def read_arff(
         drop_columns: feature attributes to leave out (names, or one comma-separated string).
 
     Returns:
-        Dataset with ``X`` float32 ``(N, F)``, ``Y`` uint8 ``(N, C)``, ``feature_names`` (one-hot
+        Dataset with ``X`` float32 ``(N, F)`` (sparse ARFF with numeric / {0,1} features: a
+        ``scipy.sparse.csr_matrix``, never densified), ``Y`` uint8 ``(N, C)``, ``feature_names`` (one-hot
         nominal features as ``attr=value``), ``label_names`` in ARFF attribute order, and ``meta`` with
         ``format``, ``relation``, ``label_convention`` (``"mulan"`` / ``"meka"``), ``label_file``,
         ``sparse``, ``dropped`` (attribute names left out) and ``notes`` (list of one-line strings).
@@ -139,7 +141,7 @@ def read_arff(
         if names[j] in drop:
             continue
         type_ = attributes[j][1]
-        if (isinstance(type_, list) or type_ == "STRING") and is_id_like(len(np.unique(E[:, j])), E.shape[0]):
+        if (isinstance(type_, list) or type_ == "STRING") and is_id_like(len(np.unique(_column(E, j))), E.shape[0]):
             notes.append(id_note(names[j], E.shape[0]))
             drop.add(names[j])
             continue
@@ -152,8 +154,17 @@ def read_arff(
         raise InputError(f"{path}: every attribute is a label; expected at least one feature attribute"
                          if not drop else f"{path}: no feature attribute left after dropping {sorted(drop)}")
 
-    Y = _labels(path, E, attributes, label_idx)
-    X, feature_names = _features(path, E, attributes, feature_idx)
+    if is_sparse(E):
+        Y = _labels(path, E[:, label_idx].toarray(), [attributes[j] for j in label_idx], range(len(label_idx)))
+        if all(not isinstance(t, list) or t == ["0", "1"] for t in (attributes[j][1] for j in feature_idx)):
+            X, feature_names = _sparse_features(path, E[:, feature_idx], [attributes[j][0] for j in feature_idx])
+        else:  # one-hot / reversed nominal features: the dense path
+            check_alloc(path, "ARFF data matrix", (E.shape[0], len(feature_idx)), 8)
+            X, feature_names = _features(path, E[:, feature_idx].toarray(), [attributes[j] for j in feature_idx],
+                                         list(range(len(feature_idx))))
+    else:
+        Y = _labels(path, E, attributes, label_idx)
+        X, feature_names = _features(path, E, attributes, feature_idx)
     meta = {
         "format": ".arff.gz" if path.name.lower().endswith(".gz") else ".arff",
         "relation": relation,
@@ -175,6 +186,24 @@ def read_arff(
 
 
 # ----------------------------------------------------------------------------------------------------
+
+
+def _column(E, j: int) -> np.ndarray:
+    return E[:, [j]].toarray().ravel() if is_sparse(E) else E[:, j]
+
+
+def _sparse_features(path: Path, F, names: list[str]):
+    """Sparse numeric / {0,1} features as CSR float32 (missing values are refused as in the dense path)."""
+    F = as_csr(F)
+    bad = ~np.isfinite(F.data)
+    if bad.any():
+        k = int(F.indices[np.argmax(bad)])
+        raise InputError(
+            f"{path}: attribute {names[k]!r} has missing values '?' or NaN; missing feature values are not supported")
+    X = as_csr(F.astype(np.float32))
+    if not np.isfinite(X.data).all():
+        raise InputError(f"{path}: a feature is too large for float32 or infinite")
+    return X, list(names)
 
 
 def _as_int(value: object, option: str) -> int:

@@ -8,6 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
+from evalkit.data.sparse import as_csr, is_sparse
 from evalkit.errors import InputError
 
 
@@ -17,7 +18,9 @@ class Dataset:
 
     Attributes:
         name: short name (``"yeast"``, or the file stem).
-        X: features, shape ``(N, F)``, dtype float32 (images: ``(N, 3, H, W)``).
+        X: features, shape ``(N, F)``, dtype float32 (images: ``(N, 3, H, W)``); sparse data (sparse
+            ARFF, CSR ``.npz``) stays a ``scipy.sparse.csr_matrix`` float32 ``(N, F)``, so memory grows
+            with the non-zeros (:mod:`evalkit.data.sparse`).
         Y: targets, shape ``(N, C)``, dtype uint8, values in {0, 1} (multi-hot).
         feature_names: ``F`` names (empty for image tensors).
         label_names: ``C`` label names, in column order of ``Y``.
@@ -51,9 +54,14 @@ class Dataset:
             raise InputError(f"{where}: {len(self.label_names)} label names for {Y.shape[1]} target columns")
         if not np.isin(Y, (0, 1)).all():
             raise InputError(f"{where}: targets must be 0 or 1")
-        if X.dtype.kind == "f" and not np.isfinite(X).all():
-            raise InputError(f"{where}: features contain NaN or inf")
-        object.__setattr__(self, "X", np.ascontiguousarray(X, dtype=np.float32))
+        if is_sparse(X):
+            if not np.isfinite(X.data).all():
+                raise InputError(f"{where}: features contain NaN or inf")
+            object.__setattr__(self, "X", as_csr(X))
+        else:
+            if X.dtype.kind == "f" and not np.isfinite(X).all():
+                raise InputError(f"{where}: features contain NaN or inf")
+            object.__setattr__(self, "X", np.ascontiguousarray(X, dtype=np.float32))
         object.__setattr__(self, "Y", np.ascontiguousarray(Y, dtype=np.uint8))
 
     @property
@@ -110,7 +118,12 @@ def content_digest(*parts) -> str:
     """Hash arrays (dtype, shape, bytes) and lists of names into a short hex digest."""
     h = hashlib.sha256()
     for part in parts:
-        if isinstance(part, np.ndarray):
+        if is_sparse(part):  # CSR: shape + data / indices / indptr (never densified)
+            part = as_csr(part)
+            h.update(f"csr{part.shape}".encode())
+            for a in (part.data, part.indices.astype(np.int64), part.indptr.astype(np.int64)):
+                h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+        elif isinstance(part, np.ndarray):
             a = np.ascontiguousarray(part)
             h.update(f"{a.dtype.str}{a.shape}".encode())
             h.update(memoryview(a).cast("B"))

@@ -8,6 +8,11 @@ Arrays:
 * ``labels`` (optional): ``(C,)`` string array of label names; default ``label_0 .. label_{C-1}``.
 * ``feature_names`` (optional, 2-D ``X`` only): ``(F,)`` string array; default ``f0 .. f{F-1}``.
 
+Sparse features (kept sparse: a ``scipy.sparse.csr_matrix``, memory grows with the non-zeros), instead
+of ``X``, either in the ``scipy.sparse.save_npz`` layout (``data``, ``indices``, ``indptr``, ``shape``
+and optionally ``format`` = ``csr``; add ``Y`` and ``labels`` with ``numpy.savez``) or as ``X_data``,
+``X_indices``, ``X_indptr``, ``X_shape``.
+
 Loaded with ``allow_pickle=False``: object arrays (e.g. lists of Python strings saved without a string
 dtype) are refused -- save names with ``np.array(names, dtype=str)``.
 """
@@ -71,13 +76,22 @@ def read_npz(path: Path, *, drop_columns: list[str] | str | None = None) -> Data
                        for info in zf.infolist() if info.filename.endswith(".npy")}
     except (OSError, zipfile.BadZipFile, EOFError, ValueError, SyntaxError) as exc:
         raise InputError(f"{path}: not a readable .npz archive: {one_line(exc)}") from None
-    wanted = [k for k in ("X", "Y", "labels", "feature_names") if k in headers]
-    _check_declared(path, headers, wanted)
+    csr_keys = _csr_layout(headers)
+    wanted = [k for k in ("X", "Y", "labels", "feature_names", *csr_keys.values()) if k in headers]
+    _check_declared(path, {k: v for k, v in headers.items() if k not in csr_keys.values()},
+                    [k for k in wanted if k not in csr_keys.values()])
+    for key in csr_keys.values():
+        shape, dtype, held = headers[key]
+        if dtype.hasobject:
+            raise InputError(f"{path}: contains object arrays, which are not loaded (allow_pickle=False)")
+        check_npy_size(path, key, shape, dtype, held)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in wanted}
     except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
         raise InputError(f"{path}: not a readable .npz archive: {one_line(exc)}") from None
+    if csr_keys:
+        arrays["X"] = _csr(path, arrays, csr_keys)
 
     for key in ("X", "Y"):
         if key not in arrays:
@@ -86,6 +100,7 @@ def read_npz(path: Path, *, drop_columns: list[str] | str | None = None) -> Data
                 f"[labels (C,), feature_names (F,)], found: {', '.join(sorted(headers)) or 'none'}"
             )
     X, Y = arrays["X"], arrays["Y"]
+    sparse = X.__class__.__module__.startswith("scipy.sparse")
     if X.dtype.kind not in "biuf":
         raise InputError(f"{path}: X has dtype {X.dtype}; expected numbers")
     if X.ndim == 4:
@@ -105,12 +120,13 @@ def read_npz(path: Path, *, drop_columns: list[str] | str | None = None) -> Data
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise InputError(f"{path}: Y must hold 0 or 1, found {Y[i, j].item()!r} at row {i}, column {j}")
-    if X.dtype.kind == "f":
-        finite = np.isfinite(X)
+    values = X.data if sparse else X
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
         if not finite.all():
             raise InputError(f"{path}: X has {int((~finite).sum())} NaN or infinite values; expected finite numbers")
     Xf = X.astype(np.float32)
-    if not np.isfinite(Xf).all():
+    if not np.isfinite(Xf.data if sparse else Xf).all():
         raise InputError(f"{path}: X has values too large for float32")
 
     C = Y.shape[1]
@@ -137,8 +153,47 @@ def read_npz(path: Path, *, drop_columns: list[str] | str | None = None) -> Data
         feature_names=feature_names,
         label_names=label_names,
         source=str(path),
-        meta={"format": ".npz", "dropped": dropped, "notes": []},
+        meta={"format": ".npz", "dropped": dropped, "notes": [], "sparse": sparse},
     )
+
+
+def _csr_layout(headers: dict) -> dict[str, str]:
+    """``{"data": key, "indices": key, "indptr": key, "shape": key}`` of a CSR matrix stored in the
+    archive (``save_npz`` layout or ``X_*``), or ``{}`` for dense ``X``."""
+    for prefix in ("X_", ""):
+        keys = {part: prefix + part for part in ("data", "indices", "indptr", "shape")}
+        if all(k in headers for k in keys.values()) and "X" not in headers:
+            if (prefix + "format") in headers:
+                keys["format"] = prefix + "format"
+            return keys
+    return {}
+
+
+def _csr(path: Path, arrays: dict, keys: dict[str, str]):
+    """The CSR matrix of the ``keys`` arrays, checked (never densified)."""
+    import scipy.sparse as sp
+
+    if "format" in keys:
+        fmt = arrays[keys["format"]]
+        fmt = fmt.item().decode() if isinstance(fmt.item(), bytes) else str(fmt.item())
+        if fmt != "csr":
+            raise InputError(f"{path}: sparse features in {fmt!r} format; expected csr (scipy.sparse.save_npz of a csr_matrix)")
+    shape = arrays[keys["shape"]]
+    if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 0).any():
+        raise InputError(f"{path}: {keys['shape']} must hold (N, F); got {shape.tolist()}")
+    n, f = (int(v) for v in shape)
+    data, indices, indptr = arrays[keys["data"]], arrays[keys["indices"]], arrays[keys["indptr"]]
+    if data.ndim != 1 or indices.ndim != 1 or indptr.ndim != 1 or indices.dtype.kind not in "iu" \
+            or indptr.dtype.kind not in "iu" or len(indptr) != n + 1 or len(data) != len(indices) \
+            or (len(indptr) and (indptr[0] != 0 or indptr[-1] != len(data) or (np.diff(indptr) < 0).any())) \
+            or (len(indices) and (indices.min() < 0 or indices.max() >= f)):
+        raise InputError(f"{path}: inconsistent CSR arrays {keys['data']} / {keys['indices']} / {keys['indptr']} "
+                         f"for shape ({n}, {f}); expected scipy.sparse.save_npz output of a csr_matrix")
+    if data.dtype.kind not in "biuf":
+        raise InputError(f"{path}: {keys['data']} has dtype {data.dtype}; expected numbers")
+    X = sp.csr_matrix((data, indices, indptr), shape=(n, f))
+    X.sum_duplicates()
+    return X
 
 
 def _check_declared(path: Path, headers: dict, wanted: list[str]) -> None:

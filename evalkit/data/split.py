@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from evalkit.data.core import Dataset, Splits, content_digest
+from evalkit.data.sparse import as_csr, is_sparse
 from evalkit.errors import InputError
 
 
@@ -82,7 +83,19 @@ def _label_difference(train: list[str], test: list[str]) -> str:
 
 def standardization_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std, ``(F,)`` float64 each, of the flattened features of ``X`` ``(N, ...)`` (the
-    train split); a constant feature gets std 1. ``preprocess.json`` records them."""
+    train split); a constant feature gets std 1. ``preprocess.json`` records them.
+
+    Sparse (CSR) ``X``: the mean is recorded as 0 (scale only, no centring, so the data stays sparse:
+    ``zscore`` divides each feature by its std); the std is the exact column std."""
+    if is_sparse(X):
+        n = X.shape[0]
+        m1 = np.asarray(X.sum(axis=0), dtype=np.float64).ravel() / n
+        sq = X.copy()
+        sq.data = sq.data.astype(np.float64) ** 2
+        m2 = np.asarray(sq.sum(axis=0), dtype=np.float64).ravel() / n
+        std = np.sqrt(np.maximum(m2 - m1 ** 2, 0.0))
+        std[std == 0] = 1.0
+        return np.zeros(X.shape[1], dtype=np.float64), std
     Xf = X.reshape(X.shape[0], -1)
     mean = Xf.mean(axis=0, dtype=np.float64)
     std = Xf.std(axis=0, dtype=np.float64)
@@ -92,7 +105,15 @@ def standardization_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def zscore(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """``(X - mean) / std`` over the flattened features, float32, in ``X``'s own shape (the one
-    standardisation of evalkit: training and ``evaluate --model`` both use it)."""
+    standardisation of evalkit: training and ``evaluate --model`` both use it). CSR ``X`` with a zero
+    ``mean`` (sparse statistics) stays CSR: each column is divided by its std."""
+    if is_sparse(X):
+        if np.any(mean != 0):
+            X = X.toarray()
+        else:
+            import scipy.sparse as sp
+
+            return as_csr(as_csr(X) @ sp.diags((1.0 / std).astype(np.float32)))
     Z = (X.reshape(X.shape[0], -1) - mean) / std
     return Z.astype(np.float32).reshape(X.shape)
 

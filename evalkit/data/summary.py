@@ -88,8 +88,8 @@ def cooccurrence(Y: np.ndarray, label_names: Sequence[str]) -> "pd.DataFrame":
         raise InputError(f"cooccurrence: {len(label_names)} label names for {Y.shape[1]} label columns")
     if not np.isin(Y, (0, 1)).all():
         raise InputError("cooccurrence: Y must hold 0 or 1")
-    Yi = Y.astype(np.int64)
-    counts = Yi.T @ Yi
+    Yf = Y.astype(np.float64)  # BLAS: exact for counts below 2**53; int64 matmul took 100 s at 16k x 1000
+    counts = np.rint(Yf.T @ Yf).astype(np.int64)
     names = [str(n) for n in label_names]
     return pd.DataFrame(counts, index=pd.Index(names, name="label"), columns=pd.Index(names, name="label"))
 

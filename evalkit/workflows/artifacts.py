@@ -14,6 +14,9 @@ import numpy as np
 from evalkit.config import RunConfig
 from evalkit.report import Report
 
+#: the co-occurrence heatmap (dataset/cooccurrence.png) is drawn up to this many labels (the CSV always)
+MAX_HEATMAP_LABELS = 100
+
 
 def log_dataset(run, splits, *, folds: int = 1) -> None:
     """Dataset inputs and the summary artifacts (``dataset/summary.json``, ``dataset/cooccurrence.csv``
@@ -26,8 +29,11 @@ def log_dataset(run, splits, *, folds: int = 1) -> None:
     """
     from evalkit.data.summary import cooccurrence, plot_cooccurrence, summarize
 
+    from evalkit.data.sparse import shape_stub
+
     for ds, context in _inputs(splits, folds):
-        run.log_dataset(ds.X, ds.Y, name=ds.name, digest=ds.digest, context=context, source=ds.source or None)
+        run.log_dataset(shape_stub(ds.X), ds.Y, name=ds.name, digest=ds.digest, context=context,
+                        source=ds.source or None)
     summary = summarize(splits)
     Y = np.concatenate([splits.train.Y, splits.val.Y, splits.test.Y])
     co = cooccurrence(Y, splits.label_names)
@@ -37,8 +43,9 @@ def log_dataset(run, splits, *, folds: int = 1) -> None:
         path = Path(tmp) / "cooccurrence.csv"
         co.to_csv(path)
         run.log_artifact(path, "dataset")
-    run.log_figure(plot_cooccurrence(co, title=f"Label co-occurrence: {splits.name} (all splits)"),
-                   "dataset/cooccurrence.png")
+    if splits.train.n_labels <= MAX_HEATMAP_LABELS:  # a 1000 x 1000 heatmap costs seconds and shows nothing
+        run.log_figure(plot_cooccurrence(co, title=f"Label co-occurrence: {splits.name} (all splits)"),
+                       "dataset/cooccurrence.png")
 
 
 def _inputs(splits, folds: int):

@@ -180,6 +180,8 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
     # the preprocessing record first (it may name the dataset), then the data, then the model
     loaded, record, preprocess = _record(cfg)
     test, name = _test_data(cfg, record, reader_options_given, test_size, seed)
+    if not isinstance(test.X, np.ndarray):  # sparse (CSR) features: the evaluated split is densified
+        test = test.with_features(test.X.toarray())
     names = list(test.label_names)
     if record and record.get("label_names") and list(record["label_names"]) != names:
         raise InputError(f"{test.source or test.name}: labels {names[:4]}... differ from the labels the model was "

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.config import RunConfig
+from evalkit.data.sparse import dense_rows
 from evalkit.errors import InfraError, InputError
 from evalkit.report import Report
 from evalkit.workflows.events import EventCallback, make_emitter
@@ -121,7 +122,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
     """
     import torch
 
-    from evalkit.models import build_model, resolve_device
+    from evalkit.models import resolve_device
     from evalkit.thresholds import check_strategy
     from evalkit.train import seed_everything
 
@@ -140,9 +141,10 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
         emit("note", text=note)  # what the readers did on their own (e.g. an ID-like attribute dropped)
     _warn_empty_labels(splits, emit)
     check_strategy(strategy, splits.train.n_labels)
-    build_model(config.model, splits.train.n_features, splits.train.n_labels, hidden=config.hidden,
-                dropout=config.dropout, activation=config.activation, batch_norm=config.batch_norm,
-                input_shape=splits.train.X.shape[1:])  # architecture errors before a run starts
+    from evalkit.workflows import model_choice
+
+    config = model_choice.resolve_budget(config, splits)  # folds / epochs / batch size by data size
+    model_choice.check_architectures(config, splits)  # architecture errors before a run starts
 
     from evalkit.tracking import RunLogger
 
@@ -163,8 +165,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                 log_dataset(run, raw, folds=config.folds)
             seed_everything(config.seed)
             torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
-            trained = _cross_fit(splits, config, device, emit, run) if config.folds > 1 else \
-                _train_once(splits, config, device, emit, run)
+            trained = model_choice.train(splits, config, device, emit, run)  # --model auto chooses here
+            config = config.model_copy(update={"model": trained.fold_info["model"]})
             if not evaluate_test:  # a search trial: validation only, the test split is never scored
                 validation = _validation_only(config, strategy, splits, trained, run)
                 return RunResult(None, run.run_id if run else None, store, trained.history,
@@ -184,7 +186,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                 from evalkit.workflows.artifacts import log_run_results, preprocess_for
 
                 registered = log_run_results(
-                    run, report, trained.model, splits.test.X[:5], config=config,
+                    run, report, trained.model, dense_rows(splits.test.X, slice(0, 5)), config=config,
                     preprocess=preprocess_for(config, splits, std_stats, thresholds),
                     thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
                     test=(test_prob, splits.test.Y))
@@ -346,13 +348,18 @@ def _build(config: RunConfig, data, train_Y):
     return model, build_loss(config.loss, train_Y, config.loss_options)
 
 
-def _train_once(splits, config: RunConfig, device: str, emit, run) -> Trained:
-    """``folds = 1``: one model; thresholds are tuned on the validation split."""
+def _train_once(splits, config: RunConfig, device: str, emit, run, fit_fold=None) -> Trained:
+    """``folds = 1``: one model; thresholds are tuned on the validation split. ``fit_fold(k, train,
+    held, config, log_metrics) -> TrainResult`` replaces build + fit (``--model auto``)."""
     from evalkit.scores import sigmoid
     from evalkit.train import predict_logits
 
-    model, loss_fn = _build(config, splits.train, splits.train.Y)
-    res = _fit(model, loss_fn, splits.train, splits.val, config, device, emit, run.log_metrics if run else None)
+    log = run.log_metrics if run else None
+    if fit_fold is not None:
+        res = fit_fold(1, splits.train, splits.val, config, log)
+    else:
+        model, loss_fn = _build(config, splits.train, splits.train.Y)
+        res = _fit(model, loss_fn, splits.train, splits.val, config, device, emit, log)
     val_prob = sigmoid(predict_logits(res.model, splits.val.X, device))
     return Trained(res.model, val_prob, splits.val.Y, splits.train.label_cardinality, res.history, res.best_epoch,
                    res.stopped_early)
@@ -369,22 +376,24 @@ def _fold_logger(run, k: int):
     return log
 
 
-def _cross_fit(splits, config: RunConfig, device: str, emit, run) -> Trained:
+def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None) -> Trained:
     """Train ``config.folds`` models on stratified folds of train + validation.
 
     The scoring model is the fold models' probability average; the out-of-fold probabilities are the
     validation scores thresholds are tuned on; the test split is never touched here. Per-epoch
-    metrics of fold k go to ``fold<k>/...`` (``fold1/`` included).
+    metrics of fold k go to ``fold<k>/...`` (``fold1/`` included). ``fit_fold(k, train, held, config,
+    log_metrics) -> TrainResult`` replaces build + fit (``--model auto``).
     """
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     from evalkit.data.core import Dataset
+    from evalkit.data.sparse import vstack
     from evalkit.models import probability_average
     from evalkit.scores import sigmoid
     from evalkit.train import predict_logits, seed_everything
 
     tr, va = splits.train, splits.val
-    full = Dataset(tr.name, np.concatenate([tr.X, va.X]), np.concatenate([tr.Y, va.Y]), tr.feature_names,
+    full = Dataset(tr.name, vstack([tr.X, va.X]), np.concatenate([tr.Y, va.Y]), tr.feature_names,
                    tr.label_names, tr.source, dict(tr.meta))
     oof = np.zeros(full.Y.shape, dtype=np.float64)
     members, results = [], []
@@ -393,10 +402,13 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run) -> Trained:
         seed = config.seed + k - 1
         seed_everything(seed)
         train, held = full.subset(a), full.subset(b)
-        model, loss_fn = _build(config, full, train.Y)
         emit("fold", k=k, folds=config.folds, n_train=len(a), n_out_of_fold=len(b))
         log = _fold_logger(run, k) if run else None
-        res = _fit(model, loss_fn, train, held, config.model_copy(update={"seed": seed}), device, emit, log)
+        if fit_fold is not None:
+            res = fit_fold(k, train, held, config.model_copy(update={"seed": seed}), log)
+        else:
+            model, loss_fn = _build(config, full, train.Y)
+            res = _fit(model, loss_fn, train, held, config.model_copy(update={"seed": seed}), device, emit, log)
         oof[b] = sigmoid(predict_logits(res.model, held.X, device))
         members.append(res.model)
         results.append(res)
