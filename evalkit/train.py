@@ -61,6 +61,48 @@ def _monitor_value(monitor: str, val_logits: np.ndarray, val_Y: np.ndarray, beta
     return float(getattr(res, avg).fbeta)
 
 
+class _EarlyStopping:
+    """The epoch bookkeeping both training loops share: the history, the best epoch's weights, the
+    ``monitor`` (``val_loss`` lowest; ``val_map`` / ``val_micro_f2`` / ``val_macro_f2`` highest;
+    ``none``: every epoch counts as the best) and ``patience``."""
+
+    def __init__(self, model, monitor: str, patience: int, Y_val: np.ndarray, beta: float, on_epoch) -> None:
+        self.model, self.monitor, self.patience, self.Y_val, self.beta = model, monitor, patience, Y_val, beta
+        self.on_epoch = on_epoch
+        self.maximise = monitor not in ("val_loss", "none")
+        self.best = -math.inf if self.maximise else math.inf
+        self.best_state = copy.deepcopy(model.state_dict())
+        self.out = TrainResult(model=model)
+        self.bad = 0
+
+    def after_epoch(self, epoch: int, train_loss: float, val_loss: float, val_logits) -> bool:
+        """Record one epoch (``val_logits``: ``(N_val, C)`` tensor); True when training should stop."""
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}
+        if self.maximise:
+            row["val_metric"] = _monitor_value(self.monitor, val_logits.float().cpu().numpy(), self.Y_val, self.beta)
+            current, improved = row["val_metric"], row["val_metric"] > self.best
+        else:
+            current, improved = val_loss, val_loss < self.best
+        self.out.history.append(row)
+        if self.monitor == "none" or improved:
+            self.best, self.bad, self.out.best_epoch = current, 0, epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            self.bad += 1
+        if self.on_epoch:
+            self.on_epoch(row)
+        if self.monitor != "none" and self.bad >= self.patience:
+            self.out.stopped_early = True
+            return True
+        return False
+
+    def result(self) -> TrainResult:
+        """The model with the best epoch's weights, in eval mode, and its history."""
+        self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        return self.out
+
+
 def train_model(
     model,
     loss_fn,
@@ -110,11 +152,7 @@ def train_model(
     Yt = torch.from_numpy(Y_train.astype(np.float32)).to(device)
     Yv = torch.from_numpy(Y_val.astype(np.float32)).to(device)
     n = X_train.shape[0]
-    maximise = monitor not in ("val_loss", "none")
-    best = -math.inf if maximise else math.inf
-    best_state = copy.deepcopy(model.state_dict())
-    result = TrainResult(model=model)
-    bad_epochs = 0
+    stop = _EarlyStopping(model, monitor, patience, Y_val, beta, on_epoch)
     for epoch in range(1, epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
@@ -142,26 +180,9 @@ def train_model(
             val_logits = torch.cat([model(torch.from_numpy(dense_rows(X_val, slice(i, i + VAL_BATCH))).to(device))
                                     for i in range(0, X_val.shape[0], VAL_BATCH)])
             val_loss = float(loss_fn(val_logits, Yv))
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}
-        if maximise:
-            row["val_metric"] = _monitor_value(monitor, val_logits.float().cpu().numpy(), Y_val, beta)
-            current, improved = row["val_metric"], row["val_metric"] > best
-        else:
-            current, improved = val_loss, val_loss < best
-        result.history.append(row)
-        if monitor == "none" or improved:
-            best, bad_epochs, result.best_epoch = current, 0, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad_epochs += 1
-        if on_epoch:
-            on_epoch(row)
-        if monitor != "none" and bad_epochs >= patience:
-            result.stopped_early = True
+        if stop.after_epoch(epoch, train_loss, val_loss, val_logits):
             break
-    model.load_state_dict(best_state)
-    model.eval()
-    return result
+    return stop.result()
 
 
 #: L-BFGS iterations per reported "epoch" of :func:`_train_lbfgs`
@@ -216,11 +237,8 @@ def _train_lbfgs(model, loss_fn, X_train, Y_train, X_val, Y_val, *, l2: float, e
         loss.backward()
         return loss
 
-    maximise = monitor not in ("val_loss", "none")
-    best = -math.inf if maximise else math.inf
-    best_state = copy.deepcopy(model.state_dict())
-    result = TrainResult(model=model)
-    bad_epochs, previous = 0, math.inf
+    stop = _EarlyStopping(model, monitor, patience, Y_val, beta, on_epoch)
+    previous = math.inf
     for epoch in range(1, epochs + 1):
         model.train()
         train_loss = float(opt.step(closure).detach())
@@ -230,26 +248,9 @@ def _train_lbfgs(model, loss_fn, X_train, Y_train, X_val, Y_val, *, l2: float, e
         with torch.inference_mode():
             val_logits = forward(Xv)
             val_loss = float(loss_fn(val_logits, Yv))
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}
-        if maximise:
-            row["val_metric"] = _monitor_value(monitor, val_logits.float().cpu().numpy(), Y_val, beta)
-            current, improved = row["val_metric"], row["val_metric"] > best
-        else:
-            current, improved = val_loss, val_loss < best
-        result.history.append(row)
-        if monitor == "none" or improved:
-            best, bad_epochs, result.best_epoch = current, 0, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad_epochs += 1
-        if on_epoch:
-            on_epoch(row)
-        if monitor != "none" and bad_epochs >= patience:
-            result.stopped_early = True
+        if stop.after_epoch(epoch, train_loss, val_loss, val_logits):
             break
         if previous - train_loss <= LBFGS_TOL * max(abs(train_loss), 1e-3):  # converged (a convex problem)
             break
         previous = train_loss
-    model.load_state_dict(best_state)
-    model.eval()
-    return result
+    return stop.result()
