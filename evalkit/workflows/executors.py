@@ -150,6 +150,9 @@ def start_ray(options: ExecutorConfig):
         if options.address:
             ray.init(address=options.address, **kwargs)
         else:
+            # Ray runs task workers at nice 15 by default: the cells are the work here, so they keep the
+            # driver's priority (otherwise any other busy process on the machine starves them)
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=os.cpu_count() or 1, _node_ip_address="127.0.0.1", **kwargs)
     except Exception as e:
         raise InfraError(f"--ray-address {options.address or '(local)'}: cannot start or join Ray: "
