@@ -60,3 +60,23 @@ def cli():
         return result
 
     return invoke
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (services a test starts listen on loopback only)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(uri: str) -> bool:
+    """True when an MLflow server at ``uri`` answers ``/health`` with 200 within a second."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False

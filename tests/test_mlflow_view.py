@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
+from conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ("--epochs", "1", "--hidden", "16")
 
@@ -157,17 +159,11 @@ def test_evaluate_predictions_logs_the_file_as_evaluation_input(store, cli, tmp_
     assert not a.inputs.model_inputs  # scores given: no model to link
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_evalkit_ui_serves_the_store_and_prints_the_runs_link(tmp_path):
     """On a new store: no MLflow INFO lines (schema creation), the link opens the runs view."""
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("MLFLOW_LOGGING_LEVEL", None)

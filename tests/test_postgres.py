@@ -13,16 +13,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from conftest import free_port, healthy
 from test_gates import write_predictions
 
 pytestmark = pytest.mark.slow
@@ -36,20 +35,6 @@ def _pg_bin() -> Path | None:
         return Path(found[-1]).parent
     which = shutil.which("pg_ctl")
     return Path(which).parent if which and shutil.which("initdb") else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(uri: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -78,7 +63,7 @@ def postgres():
     data = root / "data"
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
+    port = free_port()
     subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "evalkit", "-A", "trust",
                                  "--no-sync", "-E", "UTF8"]), check=True, capture_output=True, cwd=root)
     opts = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off"
@@ -98,7 +83,7 @@ def postgres():
 def server(postgres, tmp_path_factory):
     db_uri, _ = postgres
     d = tmp_path_factory.mktemp("mlflow-pg-server")
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     log = open(d / "server.log", "w")
@@ -107,7 +92,7 @@ def server(postgres, tmp_path_factory):
          "--backend-store-uri", db_uri, "--artifacts-destination", str(d / "artifacts")],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     deadline = time.monotonic() + 120
-    while not _healthy(uri):
+    while not healthy(uri):
         if proc.poll() is not None or time.monotonic() > deadline:
             os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"mlflow server did not start:\n{(d / 'server.log').read_text()[-3000:]}")

@@ -9,38 +9,23 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
+from conftest import free_port, healthy
 from test_gates import write_predictions
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(uri: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, _migrated_store):
     d = tmp_path_factory.mktemp("mlflow-server")
     shutil.copy(_migrated_store, d / "backend.db")  # already migrated: the server starts faster
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     log = open(d / "server.log", "w")
@@ -49,7 +34,7 @@ def server(tmp_path_factory, _migrated_store):
          "--backend-store-uri", f"sqlite:///{d / 'backend.db'}", "--artifacts-destination", str(d / "artifacts")],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     deadline = time.monotonic() + 90
-    while not _healthy(uri):
+    while not healthy(uri):
         if proc.poll() is not None or time.monotonic() > deadline:
             os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"mlflow server did not start:\n{(d / 'server.log').read_text()[-2000:]}")
