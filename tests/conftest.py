@@ -80,3 +80,30 @@ def healthy(uri: str) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def start_mlflow_server(folder, backend_uri: str, *, workers: int = 1, wait: float = 120.0):
+    """Start ``mlflow server`` on a free loopback port (artifacts under ``folder``), in its own process
+    group; return ``(uri, process)`` once ``/health`` answers. The wait is a bound on a hang, not a
+    timing check. Fails the test with the server's log if it exits or never answers."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    with open(Path(folder) / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers",
+             str(workers), "--backend-store-uri", backend_uri, "--artifacts-destination", str(Path(folder) / "artifacts")],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.monotonic() + wait
+    while not healthy(uri):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"mlflow server did not start:\n{(Path(folder) / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.3)
+    return uri, proc

@@ -52,7 +52,7 @@ def test_run_help_shows_the_threshold_defaults_and_the_grid_table(cli, monkeypat
     monkeypatch.setenv("COLUMNS", "250")
     text = _help(cli, "run")
     assert "[default: joint]" in text and "[default: mean-fbeta]" in text
-    assert "[grid]" in text  # not swallowed as rich markup
+    assert "[grid]" in text  # not eaten as rich markup
     assert "--no-track" in text
 
 

@@ -16,12 +16,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port, healthy
+from conftest import free_port, start_mlflow_server
 from test_gates import write_predictions
 
 pytestmark = pytest.mark.slow
@@ -83,20 +82,7 @@ def postgres():
 def server(postgres, tmp_path_factory):
     db_uri, _ = postgres
     d = tmp_path_factory.mktemp("mlflow-pg-server")
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    log = open(d / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-         "--backend-store-uri", db_uri, "--artifacts-destination", str(d / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not healthy(uri):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"mlflow server did not start:\n{(d / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.5)
+    uri, proc = start_mlflow_server(d, db_uri, workers=2)
     yield uri
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -104,7 +90,6 @@ def server(postgres, tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    log.close()
 
 
 def test_mlflow_server_on_postgresql_with_8_evaluate_jobs_and_2_runs_at_once(server, tmp_path):

@@ -10,12 +10,10 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import free_port, healthy
+from conftest import start_mlflow_server
 from test_gates import write_predictions
 
 pytestmark = pytest.mark.slow
@@ -25,20 +23,7 @@ pytestmark = pytest.mark.slow
 def server(tmp_path_factory, _migrated_store):
     d = tmp_path_factory.mktemp("mlflow-server")
     shutil.copy(_migrated_store, d / "backend.db")  # already migrated: the server starts faster
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    log = open(d / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{d / 'backend.db'}", "--artifacts-destination", str(d / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while not healthy(uri):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"mlflow server did not start:\n{(d / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.3)
+    uri, proc = start_mlflow_server(d, f"sqlite:///{d / 'backend.db'}", wait=90)
     state = {"uri": uri, "proc": proc, "dir": d}
     yield state
     if proc.poll() is None:
@@ -48,7 +33,6 @@ def server(tmp_path_factory, _migrated_store):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    log.close()
 
 
 def _stop(state) -> None:
