@@ -107,3 +107,20 @@ def start_mlflow_server(folder, backend_uri: str, *, workers: int = 1, wait: flo
             pytest.fail(f"mlflow server did not start:\n{(Path(folder) / 'server.log').read_text()[-3000:]}")
         time.sleep(0.3)
     return uri, proc
+
+
+def stop_process_group(proc, timeout: float = 20.0) -> None:
+    """SIGTERM a server started with :func:`start_mlflow_server` (its whole process group), SIGKILL
+    after ``timeout`` seconds; a no-op when it has already exited."""
+    import os
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, start_mlflow_server
+from conftest import free_port, start_mlflow_server, stop_process_group
 from test_gates import write_predictions
 
 pytestmark = pytest.mark.slow
@@ -84,12 +83,7 @@ def server(postgres, tmp_path_factory):
     d = tmp_path_factory.mktemp("mlflow-pg-server")
     uri, proc = start_mlflow_server(d, db_uri, workers=2)
     yield uri
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop_process_group(proc, timeout=5)
 
 
 def test_mlflow_server_on_postgresql_with_8_evaluate_jobs_and_2_runs_at_once(server, tmp_path):

@@ -9,11 +9,10 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 
 import pytest
 
-from conftest import start_mlflow_server
+from conftest import start_mlflow_server, stop_process_group
 from test_gates import write_predictions
 
 pytestmark = pytest.mark.slow
@@ -26,13 +25,7 @@ def server(tmp_path_factory, _migrated_store):
     uri, proc = start_mlflow_server(d, f"sqlite:///{d / 'backend.db'}", wait=90)
     state = {"uri": uri, "proc": proc, "dir": d}
     yield state
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_process_group(proc)
 
 
 def _stop(state) -> None:
