@@ -211,3 +211,70 @@ def test_four_concurrent_jobs_on_a_fresh_sqlite_store_all_record_their_runs(tmp_
     assert all(r.info.status == "FINISHED" and "test/macro_f2" in r.data.metrics for r in runs)
     assert not (tmp_path / "mlruns" / "spool").exists()  # nothing had to be spooled
     assert all(json.loads((tmp_path / f"r{i}.json").read_text())["run_id"] for i in range(4))
+
+
+def test_jobs_logging_the_same_dataset_at_once_all_record_it(store):
+    """MLflow inserts a run input's dataset check-then-insert: 8 jobs logging the same evaluation
+    data to one experiment at once lose that race (UNIQUE constraint failed: datasets...), which
+    used to send all but one job offline (spooled, exit 3). The retry finds the committed row."""
+    import threading
+
+    import mlflow
+    from mlflow.entities import Dataset, DatasetInput
+
+    from evalkit.tracking.store import retry_busy
+
+    client = mlflow.MlflowClient(store)
+    exp = client.create_experiment("race")
+    runs = [client.create_run(exp).info.run_id for _ in range(8)]
+    barrier = threading.Barrier(len(runs))
+    errors: list[str] = []
+
+    def log(run_id: str) -> None:
+        ds = DatasetInput(Dataset(name="yeast-test", digest="abc123", source_type="local", source="p.npz"), [])
+        barrier.wait()
+        try:
+            retry_busy(lambda: client.log_inputs(run_id, [ds]))
+        except Exception as e:  # noqa: BLE001 - the assertion shows it
+            errors.append(str(e).splitlines()[0])
+
+    threads = [threading.Thread(target=log, args=(r,)) for r in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    digests = {tuple(d.dataset.digest for d in client.get_run(r).inputs.dataset_inputs) for r in runs}
+    assert digests == {("abc123",)}
+
+
+@pytest.mark.parametrize("message", [
+    "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest",
+    '(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint "uq_datasets"',
+    "API request to http://h/api/2.0/mlflow/runs/log-inputs failed with exception HTTPConnectionPool(host='h', "
+    "port=5000): Max retries exceeded with url: /api/2.0/mlflow/runs/log-inputs (Caused by "
+    "ResponseError('too many 500 error responses'))",
+    "(sqlite3.OperationalError) database is locked",
+])
+def test_retry_busy_retries_transient_store_errors_and_nothing_else(message, monkeypatch):
+    from evalkit.tracking import store as store_mod
+
+    monkeypatch.setattr(store_mod.time, "sleep", lambda s: None)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError(message)
+        return "ok"
+
+    assert store_mod.retry_busy(flaky) == "ok" and len(calls) == 3
+    calls.clear()
+
+    def refused():
+        calls.append(1)
+        raise RuntimeError("Connection refused")
+
+    with pytest.raises(RuntimeError, match="Connection refused"):
+        store_mod.retry_busy(refused)
+    assert len(calls) == 1

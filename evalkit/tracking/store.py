@@ -153,17 +153,29 @@ def store_lock(tracking_uri: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+#: lower-case fragments of the store errors that a retry resolves: SQLite busy, and a concurrent
+#: insert of the same row (two jobs logging the same dataset to one experiment at once: MLflow's
+#: check-then-insert loses the race, PostgreSQL and SQLite raise a unique violation, an MLflow
+#: server answers HTTP 500); the retry finds the row the other job committed
+TRANSIENT_STORE_ERRORS = ("database is locked", "database is busy", "database table is locked",
+                          "unique constraint", "uniqueviolation", "duplicate key value",
+                          # an MLflow server's 500 / 503 once MLflow's own HTTP retry is used up
+                          "too many 500 error responses", "too many 503 error responses")
+
+
 def retry_busy(fn, attempts: int = 8):
-    """Call ``fn()``, retrying with backoff (0.2 s doubling to 2 s) while SQLite reports "database is
-    locked" / "busy"; any other exception (or the last one) is raised as is."""
+    """Call ``fn()``, retrying with backoff (0.2 s doubling to 2 s) while the store reports a
+    transient error (:data:`TRANSIENT_STORE_ERRORS`: SQLite "database is locked" / "busy", or a
+    unique violation from a concurrent insert of the same row, or an MLflow server's HTTP 500 / 503);
+    any other exception (or the last one) is raised as is: an unreachable server (refused, timed
+    out) still fails at once. ``fn`` must be idempotent (every MLflow logging call is)."""
     delay = 0.2
     for i in range(attempts):
         try:
             return fn()
         except Exception as e:
             msg = str(e).lower()
-            if i == attempts - 1 or not ("database is locked" in msg or "database is busy" in msg
-                                         or "database table is locked" in msg):
+            if i == attempts - 1 or not any(fragment in msg for fragment in TRANSIENT_STORE_ERRORS):
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
