@@ -239,3 +239,27 @@ def test_cli_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.slow
+def test_start_warms_one_worker_per_concurrent_cell_and_close_stops_ray(store, tmp_path):
+    """``start`` readies the workers the cells will run on (imports, dataset, store) before the grid's
+    parent run exists; ``close`` shuts down the instance it started."""
+    from evalkit.config import ExecutorConfig, RunConfig
+    from evalkit.workflows.executors import RayExecutor
+
+    ex = RayExecutor(ExecutorConfig(kind="ray", max_concurrent=2))
+    try:
+        ex.start(RunConfig(dataset="yeast", folds=1, tracking_uri=store), store)
+        pids = ray.get(ex._warming, timeout=120)
+        assert len(pids) == 2 and len(set(pids)) == 2 and os.getpid() not in pids
+
+        @ray.remote(num_cpus=1)
+        def loaded():
+            return {"torch", "mlflow", "evalkit.workflows.experiment"} <= set(sys.modules)
+
+        assert ray.get([loaded.remote() for _ in range(2)], timeout=60) == [True, True]  # warm worker processes
+    finally:
+        ex.close()
+    assert not ray.is_initialized()
+    ex.close()  # idempotent

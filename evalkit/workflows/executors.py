@@ -65,6 +65,12 @@ class SequentialExecutor:
 
     options: ExecutorConfig = field(default_factory=ExecutorConfig)
 
+    def start(self, warm_config: RunConfig | None = None, tracking_uri: str | None = None) -> None:
+        """Nothing to start: the cells run in this process."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
     def run(self, cells: list[Cell], *, track: bool, parent_run_id: str | None, tracking_uri: str | None,
             emit) -> list[CellOutcome]:
         """Run ``cells`` in order. Raises whatever a cell raises (InputError, InfraError, ...)."""
@@ -194,6 +200,30 @@ def _cell_task(config: dict, tags: dict[str, str], track: bool) -> RunResult:
     return to_wire(run_experiment(RunConfig(**config), track=track, nested=False, tags=tags))
 
 
+def _warm_task(config: dict, tracking_uri: str | None) -> int:
+    """The Ray task that readies one worker before its first cell: the imports a cell needs (torch,
+    MLflow, scikit-learn, pandas: ~5 s in a fresh worker process), the dataset's reader and, when
+    tracking, the connection to the store (:func:`~evalkit.tracking.ensure_store`, which waits under
+    the store's lock while the driver creates a new one). Changes nothing anyone can see; any
+    failure is left for the cell itself to report. Returns the worker's pid."""
+    try:
+        import mlflow  # noqa: F401
+        import torch  # noqa: F401
+
+        from evalkit import losses, models, train  # noqa: F401
+        from evalkit.workflows import artifacts, model_choice  # noqa: F401
+        from evalkit.workflows.experiment import prepare_data
+
+        prepare_data(RunConfig(**config))  # the reader's imports (pandas, iterative-stratification) and caches
+        if tracking_uri:
+            from evalkit.tracking import ensure_store
+
+            ensure_store(tracking_uri)
+    except Exception:  # pragma: no cover - the cell reports it with context
+        pass
+    return os.getpid()
+
+
 def to_wire(res: RunResult) -> RunResult:
     """``res`` with its report as a plain dict (picklable); :func:`from_wire` undoes it."""
     return replace(res, report=None if res.report is None else dict(res.report))
@@ -238,9 +268,40 @@ def end_open_children(tracking_uri: str | None, parent_run_id: str | None, statu
 class RayExecutor:
     """Cells as Ray tasks (``num_cpus`` / ``num_gpus`` per cell, ``max_retries`` with
     ``retry_exceptions``), at most ``max_concurrent`` in flight. Each task's run is a top-level MLflow
-    run tagged ``mlflow.parentRunId`` = the grid's parent (MLflow's nesting across processes)."""
+    run tagged ``mlflow.parentRunId`` = the grid's parent (MLflow's nesting across processes).
+
+    :meth:`start` starts (or joins) Ray early and warms one worker per concurrent cell while the
+    driver does its own set-up; :meth:`close` shuts down a Ray instance started here. :meth:`run`
+    starts Ray itself when :meth:`start` was not called (and then closes it when done).
+    """
 
     options: ExecutorConfig
+    _ray: Any = field(default=None, init=False, repr=False)
+    _started_here: bool = field(default=False, init=False)
+    _warming: list = field(default_factory=list, init=False, repr=False)
+
+    def start(self, warm_config: RunConfig | None = None, tracking_uri: str | None = None) -> None:
+        """Start or join Ray now (idempotent) and, given ``warm_config`` (the first cell's config),
+        submit one warm-up task per concurrent cell (:func:`_warm_task`): a fresh worker's imports
+        and first store connection (~5 s) then overlap the driver's set-up instead of delaying the
+        first cells. Raises InputError / InfraError as :func:`start_ray`."""
+        if self._ray is not None:
+            return
+        self._ray, self._started_here = start_ray(self.options)
+        if warm_config is None:
+            return
+        opts = self.options
+        slots = int(self._ray.cluster_resources().get("CPU", 1) // max(opts.cpus_per_cell, 1e-9)) or 1
+        n = min(opts.max_concurrent or slots, slots)
+        warm = self._ray.remote(_warm_task).options(num_cpus=opts.cpus_per_cell, num_gpus=opts.gpus_per_cell)
+        cfg = warm_config.model_copy(update={"output": None}).model_dump()
+        self._warming = [warm.remote(cfg, tracking_uri) for _ in range(max(1, n))]
+
+    def close(self) -> None:
+        """Shut down the Ray instance started here (a joined cluster stays up); idempotent."""
+        ray, self._ray, self._warming = self._ray, None, []
+        if ray is not None and self._started_here and ray.is_initialized():
+            ray.shutdown()
 
     def run(self, cells: list[Cell], *, track: bool, parent_run_id: str | None, tracking_uri: str | None,
             emit) -> list[CellOutcome]:
@@ -251,7 +312,9 @@ class RayExecutor:
         re-raised (the parent run then ends KILLED). Raises InputError / InfraError from
         :func:`start_ray`.
         """
-        ray, started_here = start_ray(self.options)
+        owns = self._ray is None  # not started by the caller: start it here, close it when done
+        self.start()
+        ray = self._ray
         opts = self.options
         threads = max(1, int(opts.cpus_per_cell))
         remote = ray.remote(_cell_task).options(num_cpus=opts.cpus_per_cell, num_gpus=opts.gpus_per_cell,
@@ -276,7 +339,7 @@ class RayExecutor:
                     cell, t0 = pending.pop(ref)
                     outcomes[cell.index] = self._collect(ray, ref, cell, t0, emit)
         except KeyboardInterrupt as e:
-            self._cancel(ray, list(pending), tracking_uri, parent_run_id, started_here)
+            self._cancel(ray, list(pending) + self._warming, tracking_uri, parent_run_id)
             from evalkit.tracking import Terminated
 
             if terminated and not isinstance(e, Terminated):  # Ray re-raised it as a plain KeyboardInterrupt
@@ -284,8 +347,8 @@ class RayExecutor:
             raise
         finally:
             restore()
-            if started_here and ray.is_initialized():
-                ray.shutdown()
+            if owns:
+                self.close()
         end_open_children(tracking_uri, parent_run_id, "FAILED")  # a worker that died mid-run
         return [outcomes[c.index] for c in cells]
 
@@ -302,8 +365,7 @@ class RayExecutor:
                           + (f" (run {res.run_id})" if res.run_id else ""))
         return CellOutcome(cell, res, None, seconds)
 
-    @staticmethod
-    def _cancel(ray, refs: list, tracking_uri: str | None, parent_run_id: str | None, started_here: bool) -> None:
+    def _cancel(self, ray, refs: list, tracking_uri: str | None, parent_run_id: str | None) -> None:
         """Cancel ``refs`` (force: their workers are killed), wait briefly for them to go, then mark the
         runs they left RUNNING as KILLED (again after shutdown, for a run that started meanwhile)."""
         for ref in refs:
@@ -316,8 +378,7 @@ class RayExecutor:
         except Exception:
             pass
         end_open_children(tracking_uri, parent_run_id, "KILLED")
-        if started_here and ray.is_initialized():
-            ray.shutdown()
+        self.close()
         end_open_children(tracking_uri, parent_run_id, "KILLED")
 
 

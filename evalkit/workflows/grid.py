@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,21 +66,74 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
     first = configs[0]
     axes = list(grid)
     group_by = next((a for a in axes if a != "seed"), axes[0])
-    logger = None
+    store = None
     if track:
-        from evalkit.tracking import RunLogger, resolve_tracking_uri
+        from evalkit.tracking import resolve_tracking_uri
 
         store = resolve_tracking_uri(first.tracking_uri)  # once for the grid: the children log there too
         check_cluster_store(options, store, first.experiment)
         configs = [c.model_copy(update={"tracking_uri": store}) for c in configs]
-        logger = RunLogger(store, first.experiment,
-                           run_name=first.run_name or Path(path).stem,
-                           tags={"evalkit.command": "run", "evalkit.grid": "parent", "evalkit.spec": str(path)})
     elif options.address:
         check_cluster_store(options, None)
     cells = [Cell(i, len(configs), " ".join(f"{k}={v}" for k, v in values.items()), values,
                   cfg.model_copy(update={"output": None}))
              for i, (values, cfg) in enumerate(zip(Spec(spec.path, spec.base, grid, spec.text).cells(), configs), 1)]
+    executor = make_executor(options)
+    try:
+        if options.kind == "ray":
+            # start Ray and warm its workers now, while this process readies the store in a thread (a
+            # new SQLite store's migrations take seconds): the two waits overlap instead of adding up
+            with _in_background(_ready_store, store) as failed:
+                executor.start(cells[0].config, store)
+            if failed:
+                raise failed[0]
+        return _run_cells(executor, cells, configs, grid, group_by, path, store, options, started, emit)
+    finally:
+        executor.close()
+
+
+def _ready_store(store: str | None) -> None:
+    """Open (create, migrate) the tracking store ahead of the parent run; its errors surface there."""
+    if store:
+        from evalkit.tracking import ensure_store
+
+        ensure_store(store)
+
+
+@contextmanager
+def _in_background(fn, *args):
+    """Run ``fn(*args)`` in a thread while the ``with`` body runs, and wait for it on exit. Yields a
+    list that then holds ``fn``'s exception, if it raised (for the caller to raise in its thread)."""
+    import threading
+
+    failed: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            fn(*args)
+        except Exception as e:
+            failed.append(e)
+
+    thread = threading.Thread(target=call, name=f"evalkit-{fn.__name__}", daemon=True)
+    thread.start()
+    try:
+        yield failed
+    finally:
+        thread.join()
+
+
+def _run_cells(executor, cells, configs, grid, group_by: str, path: str, store: str | None, options, started: float,
+               emit) -> GridResult:
+    """The grid's parent run around ``executor.run(cells)``, then the grouped summary."""
+    first = configs[0]
+    track = store is not None
+    logger = None
+    if track:
+        from evalkit.tracking import RunLogger
+
+        logger = RunLogger(store, first.experiment,
+                           run_name=first.run_name or Path(path).stem,
+                           tags={"evalkit.command": "run", "evalkit.grid": "parent", "evalkit.spec": str(path)})
     results: list[RunResult] = []
     rows = []
     with (logger if logger is not None else _no_run()) as parent:
@@ -87,8 +141,8 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
             parent.log_params({"spec": str(path), "grid": json.dumps(grid), "cells": len(configs),
                                "group_by": group_by, "executor": options.kind})
             parent.log_artifact(path)
-        outcomes = make_executor(options).run(cells, track=track, parent_run_id=parent.run_id if parent else None,
-                                              tracking_uri=logger.tracking_uri if logger else None, emit=emit)
+        outcomes = executor.run(cells, track=track, parent_run_id=parent.run_id if parent else None,
+                                tracking_uri=logger.tracking_uri if logger else None, emit=emit)
         failed = [{"cell": o.cell.label, "error": o.error} for o in outcomes if not o.ok]
         for o in outcomes:
             if o.ok:
