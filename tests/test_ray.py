@@ -263,3 +263,14 @@ def test_start_warms_one_worker_per_concurrent_cell_and_close_stops_ray(store, t
         ex.close()
     assert not ray.is_initialized()
     ex.close()  # idempotent
+
+
+@pytest.mark.parametrize("location, local", [
+    ("mlflow-artifacts:/1", False),  # an MLflow server with --serve-artifacts: what a cluster should use
+    ("s3://bucket/mlflow/1", False), ("gs://b/1", False), ("dbfs:/databricks/mlflow/1", False),
+    ("/home/me/mlruns/1", True), ("./mlruns/1", True), ("file:///home/me/mlruns/1", True), ("C:\\mlruns\\1", True),
+])
+def test_cluster_artifact_locations_local_or_not(location, local):
+    from evalkit.workflows.executors import _is_local_path
+
+    assert _is_local_path(location) is local

@@ -116,9 +116,19 @@ def check_cluster_store(options: ExecutorConfig, tracking_uri: str | None, exper
 
     exp = client_for(tracking_uri).get_experiment(get_or_create_experiment(tracking_uri, experiment))
     where = exp.artifact_location or ""
-    if where.startswith(("file:", "/")) or "://" not in where:
+    if _is_local_path(where):
         raise InputError(f"--ray-address {options.address}: experiment {experiment!r} stores artifacts at the local "
                          f"path {where}, which workers on other machines cannot write; {hint}")
+
+
+def _is_local_path(location: str) -> bool:
+    """True for an artifact location on this machine's disk: no URI scheme (``/x``, ``./mlruns``,
+    ``C:\\x``) or ``file:``. Any other scheme (``mlflow-artifacts:/1`` of a server that proxies
+    artifacts, ``s3://``, ``gs://``, ``dbfs:/``, ...) is reachable from other nodes."""
+    import re
+
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", location)
+    return match is None or len(match.group(1)) == 1 or match.group(1).lower() == "file"
 
 
 def start_ray(options: ExecutorConfig):
@@ -319,7 +329,8 @@ class RayExecutor:
         threads = max(1, int(opts.cpus_per_cell))
         remote = ray.remote(_cell_task).options(num_cpus=opts.cpus_per_cell, num_gpus=opts.gpus_per_cell,
                                                 max_retries=opts.max_retries, retry_exceptions=True)
-        where = opts.address or f"local Ray instance ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        where = f"Ray cluster {opts.address} ({cpus} CPUs)" if opts.address else f"local Ray instance ({cpus} CPUs)"
         emit("note", text=f"{len(cells)} cells on {where}, {opts.cpus_per_cell:g} CPU(s) per cell"
                           + (f", at most {opts.max_concurrent} at once" if opts.max_concurrent else ""))
         queue = list(cells)
