@@ -187,6 +187,40 @@ def test_tune_logs_4_trials_and_evaluates_the_best_once_on_test(store, tmp_path,
     assert means == sorted(means, reverse=True)
 
 
+@pytest.mark.slow
+def test_tune_with_asha_records_the_objective_of_trials_that_train_to_the_end(store, tmp_path):
+    """ASHA stops every trial that reaches ``max_t``: with ``max_t = epochs`` each trial was stopped
+    at its last epoch, before reporting the objective ("no trial reported validation/map")."""
+    from evalkit.workflows.tune import run_tune
+
+    spec = _spec(tmp_path, "asha", """
+        [executor]
+        max_concurrent = 2
+        [search]
+        num_samples = 4
+        scheduler = "asha"
+        grace_period = 1
+        reduction_factor = 2
+        lr = { loguniform = [1e-4, 1e-2] }
+    """, epochs=3)
+    res = run_tune(str(spec))
+    ok = [t for t in res.trials if t["status"] == "ok"]
+    assert ok and all(t["objective"] == t["objective"] for t in ok)
+    assert {t["status"] for t in res.trials} <= {"ok", "stopped"}
+    kids = _children(store, res.parent_run_id)
+    assert len(kids) == 4 and "RUNNING" not in {k.info.status for k in kids}  # stopped trials end KILLED
+    assert {k.info.run_id for k in kids if k.info.status == "FINISHED"} == {t["run_id"] for t in ok}
+
+
+def test_asha_horizon_covers_the_largest_epochs_of_the_space():
+    from evalkit.config import RunConfig
+    from evalkit.workflows.tune import asha_max_t
+
+    assert asha_max_t(RunConfig(epochs=30), {}) == 31
+    assert asha_max_t(RunConfig(epochs=30), {"epochs": ("randint", [50, 200])}) == 201
+    assert asha_max_t(RunConfig(epochs=30), {"epochs": ("choice", [10, 20])}) == 31
+
+
 def test_cluster_address_with_a_local_store_is_refused(store, tmp_path, cli):
     spec = _spec(tmp_path, "cluster", """
         [grid]

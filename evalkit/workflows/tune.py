@@ -110,8 +110,22 @@ def _trial(params: dict, *, base: dict, choices: dict, tags: dict, metric: str, 
 
     res = run_experiment(config, track=track, nested=False, on_event=on_event, evaluate_test=False,
                          tags=tags | {"evalkit.trial": trial_label(values)})
+    # the objective is in the last report: ASHA may still stop the trial on it, but it is recorded
     tune.report({EPOCH_KEY: state["last"], metric: res.validation[metric.split("/", 1)[1]],
                  "run_id": res.run_id or ""})
+
+
+def asha_max_t(base: RunConfig, space: dict) -> int:
+    """ASHA's ``max_t`` (the horizon its rungs are laid out on, in reports): one report per epoch of
+    the first fold, at most the largest ``epochs`` the space can draw, + 1 for the final report.
+    ``stop_last_trials`` is off, so ASHA never stops a trial merely for reaching ``max_t``
+    (``--model auto`` trains two candidates on fold 1, which report more epochs than that), only for
+    ranking low at a rung."""
+    epochs = base.epochs
+    if "epochs" in space:
+        kind, args = space["epochs"]
+        epochs = max(epochs, math.ceil(max(args)))
+    return epochs + 1
 
 
 def _check_space(base: dict, space: dict, path: str) -> None:
@@ -233,7 +247,8 @@ def _search(base: RunConfig, space: dict, search, options, parent_id, track: boo
         tags = {"evalkit.grid": "child", **({"mlflow.parentRunId": parent_id} if parent_id else {})}
         fn = functools.partial(_trial, base=base.model_dump() | {"threads": max(1, int(options.cpus_per_cell))},
                                choices=choices, tags=tags, metric=search.metric, asha=asha, track=track)
-        scheduler = ASHAScheduler(metric=EPOCH_KEY, mode="max", time_attr="training_iteration", max_t=base.epochs,
+        scheduler = ASHAScheduler(metric=EPOCH_KEY, mode="max", time_attr="training_iteration",
+                                  max_t=asha_max_t(base, space), stop_last_trials=False,
                                   grace_period=search.grace_period, reduction_factor=search.reduction_factor) \
             if asha else None
         where = Path.cwd() / "mlruns" / "ray_tune"
