@@ -85,6 +85,7 @@ def baseline(method: str, dataset: str, test_dataset: str | None) -> dict:
 
     from evalkit.data import load_dataset, make_splits, standardize
     from evalkit.metrics import compute_metrics
+    from evalkit.report import metrics_block
 
     train, test = load_dataset(dataset, test_dataset)
     splits = standardize(make_splits(train, test, test_size=0.3, seed=0))
@@ -105,8 +106,8 @@ def baseline(method: str, dataset: str, test_dataset: str | None) -> dict:
     P[:, keep] = np.asarray(clf.predict_proba(splits.test.X))
     out = {}
     for beta in (1.0, 2.0):
-        s = compute_metrics(splits.test.Y, P, scores_kind="probabilities", threshold=0.5, beta=beta,
-                            threshold_free="exact" if beta == 2.0 else "none")["summary"]
+        s = metrics_block(compute_metrics(splits.test.Y, P, scores_kind="probabilities", threshold=0.5, beta=beta,
+                                          threshold_free="exact" if beta == 2.0 else "none"))["summary"]
         out.update(summary_row(s, f"f{beta:g}"))
         if beta == 2.0:
             out["map"] = s["mean_average_precision"]

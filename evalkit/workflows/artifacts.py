@@ -51,10 +51,11 @@ def log_dataset(run, splits, *, folds: int = 1) -> None:
 def _inputs(splits, folds: int):
     """``[(Dataset, context)]`` of a training run (names: ``yeast-train+val``, ``yeast-test``)."""
     from evalkit.data.core import Dataset
+    from evalkit.data.sparse import vstack
 
     tr, va, te = splits.train, splits.val, splits.test
-    if folds > 1:
-        used = Dataset(f"{splits.name}-train+val", np.concatenate([tr.X, va.X]), np.concatenate([tr.Y, va.Y]),
+    if folds > 1:  # vstack: sparse (CSR) features stay sparse
+        used = Dataset(f"{splits.name}-train+val", vstack([tr.X, va.X]), np.concatenate([tr.Y, va.Y]),
                        tr.feature_names, tr.label_names, tr.source, dict(tr.meta))
         out = [(used, "training")]
     else:
