@@ -42,9 +42,14 @@ class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM (exit code 143)."""
 
 
+#: per-step metrics (training curves) are buffered and sent at most this often, in seconds
+FLUSH_SECONDS = 5.0
+
+
 class RunLogger:
     """One MLflow run as a context manager. Ends FINISHED, FAILED (exception) or KILLED
-    (Ctrl-C / SIGTERM), never RUNNING. All metric and param logging is batched.
+    (Ctrl-C / SIGTERM), never RUNNING. All metric and param logging is batched: per-step metrics
+    (training curves) are buffered and sent every :data:`FLUSH_SECONDS` s and when the run ends.
 
     Nothing is lost when the store is down: if the run cannot be started (or ``offline_reason`` says
     the store was found unreachable beforehand), or a logging call fails mid-run, the logger goes
@@ -82,6 +87,8 @@ class RunLogger:
         self.registered_version: str | None = None
         self.fail_fast = offline_reason is None if fail_fast is None else fail_fast
         self._old_handler = None
+        self._buffer: list[tuple[str, float, int, int]] = []  # (key, value, timestamp ms, step)
+        self._flushed = time.monotonic()
 
     # -- lifecycle
     def __enter__(self) -> "RunLogger":
@@ -113,6 +120,7 @@ class RunLogger:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._restore_sigterm()
+        self.flush()  # the buffered training curves, whatever ended the run
         if exc_type is None:
             status = "FINISHED"
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -193,14 +201,35 @@ class RunLogger:
             self.do(lambda: mlflow.log_params(chunk), lambda: self.journal.params.update(chunk))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Log metrics at ``step`` (default 0), 1000 per batch."""
-        import mlflow
+        """Log ``metrics`` (name -> float) at ``step`` (default 0).
 
-        items = list(metrics.items())
+        With a ``step`` (a training curve: one call per epoch) the values are buffered, with the
+        time of this call, and sent in one batch at most every :data:`FLUSH_SECONDS` s (one
+        ``log_batch`` of up to 1000 values instead of a request per epoch) and when the run ends,
+        whether FINISHED, FAILED or KILLED; only a hard kill (SIGKILL) loses the last seconds of
+        them. Without a ``step`` they are sent at once, after what is buffered.
+        """
         now = int(time.time() * 1000)
+        self._buffer.extend((k, float(v), now, int(step or 0)) for k, v in metrics.items())
+        if step is None or len(self._buffer) >= 1000 or time.monotonic() - self._flushed >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the buffered metrics now (1000 per ``log_batch``; offline: to the journal)."""
+        items, self._buffer = self._buffer, []
+        self._flushed = time.monotonic()
         for i in range(0, len(items), 1000):
-            chunk = dict(items[i : i + 1000])
-            self.do(lambda: mlflow.log_metrics(chunk, step=step), lambda: self.journal.add_metrics(chunk, step, now))
+            chunk = items[i : i + 1000]
+            self.do(lambda: self._send(chunk), lambda: self._journal(chunk))
+
+    def _send(self, items: list[tuple[str, float, int, int]]) -> None:
+        from mlflow.entities import Metric
+
+        client_for(self.tracking_uri).log_batch(self.run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in items])
+
+    def _journal(self, items: list[tuple[str, float, int, int]]) -> None:
+        for k, v, ts, step in items:
+            self.journal.add_metrics({k: v}, step, ts)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Set tags on the run (values redacted of credentials)."""
