@@ -156,3 +156,34 @@ def test_fast_map_matches_scikit_learn_with_ties():
     P = np.round(rng.random((300, 6)), 2)  # many ties
     expected = np.mean([average_precision_score(Y[:, j], P[:, j]) for j in range(5)])
     assert mean_average_precision(Y, P) == pytest.approx(expected, abs=1e-12)
+
+
+def test_cross_fitted_linear_choice_scores_test_with_a_refit_like_scikit_learn(tmp_path, monkeypatch):
+    """With folds > 1 the chosen linear model (L-BFGS to convergence, C = 1) is refitted on all
+    train + validation rows for the test scores, as scikit-learn's LogisticRegression is fitted;
+    thresholds stay on the out-of-fold scores."""
+    from sklearn.linear_model import LogisticRegression
+
+    from evalkit.scores import sigmoid
+    from evalkit.train import predict_logits
+    from evalkit.workflows import model_choice
+    from evalkit.workflows.experiment import prepare_data, run_experiment
+
+    path = _linear_problem(tmp_path / "lin.npz", n=400)
+    config = RunConfig(dataset=str(path), folds=3, **_small())
+    refits = []
+    real = model_choice._refit_linear
+    monkeypatch.setattr(model_choice, "_refit_linear", lambda *a: refits.append(real(*a)) or refits[-1])
+    res = run_experiment(config, track=False)
+    info = res.report["training"]
+    assert info["model"] == "linear" and info["scoring_model"] == "linear refit on train + validation"
+    assert len(refits) == 1
+    splits = prepare_data(config)
+    X = np.vstack([splits.train.X, splits.val.X])
+    Y = np.vstack([splits.train.Y, splits.val.Y])
+    ours = sigmoid(predict_logits(refits[0], splits.test.X, "cpu"))
+    theirs = np.column_stack([LogisticRegression(C=1.0).fit(X, Y[:, j]).predict_proba(splits.test.X)[:, 1]
+                              for j in range(Y.shape[1])])
+    assert np.abs(ours - theirs).max() < 2e-3
+    assert res.report["summary"]["mean_average_precision"] == pytest.approx(
+        model_choice.validation_map(splits.test.Y, theirs), abs=2e-3)

@@ -8,6 +8,10 @@ split is never seen. The best mAP wins (a tie goes to the earlier, simpler candi
 model is kept, and the remaining folds train the winner only. Image tensors (N, 3, H, W) go to
 ``cnn`` without a choice.
 
+When ``linear`` is trained with folds > 1 and without early stopping (the auto candidate), the
+test split is scored by one linear model refitted on all train + validation rows
+(:func:`_refit_linear`); the thresholds stay fitted on the out-of-fold scores.
+
 The choice is logged as params ``model.chosen`` and ``model.candidates`` (``linear=0.4912,mlp=0.4321``),
 an artifact table ``model_choice.json`` / ``model_choice.csv`` and a ``note`` event.
 """
@@ -76,8 +80,37 @@ def train(splits, config: RunConfig, device: str, emit, run):
     info: dict[str, Any] = {"model": archs[0] if chooser is None else chooser.chosen}
     if chooser is not None:
         info["model_choice"] = chooser.table
+    linear = candidate_config(config, "linear") if chooser is not None else cfg
+    if info["model"] == "linear" and config.folds > 1 and linear.monitor == "none":
+        from dataclasses import replace
+
+        trained = replace(trained, model=_refit_linear(splits, linear, device, emit))
+        info["scoring_model"] = "linear refit on train + validation"
     trained.fold_info.update(info)
     return trained
+
+
+def _refit_linear(splits, config: RunConfig, device: str, emit):
+    """The linear model refitted on every train + validation row: the scoring model of a cross-fitted
+    linear run whose training never looks at held-out rows (``--model auto``'s linear candidate:
+    L-BFGS to convergence, ``monitor = none``; a linear model early-stopped on its held-out rows keeps
+    the fold average), so nothing needs holding out, and one convex fit on all rows beats the average of fold
+    models fitted on (k-1)/k of them, as scikit-learn's ``LogisticRegression`` is fitted. The
+    thresholds stay fitted on the folds' out-of-fold scores: the refit model never scores a row it
+    will be thresholded on. Returns the model (eval mode)."""
+    from evalkit.data.core import Dataset
+    from evalkit.data.sparse import vstack
+    from evalkit.train import seed_everything
+    from evalkit.workflows.experiment import _build, _fit
+
+    tr, va = splits.train, splits.val
+    full = Dataset(tr.name, vstack([tr.X, va.X]), np.concatenate([tr.Y, va.Y]), tr.feature_names,
+                   tr.label_names, tr.source, dict(tr.meta))
+    emit("note", text=f"linear model: refitting on all {full.n_samples} train + validation rows for the test "
+                      "scores (thresholds stay fitted on the out-of-fold scores)")
+    seed_everything(config.seed)
+    model, loss_fn = _build(config, full, full.Y)
+    return _fit(model, loss_fn, full, va, config, device, emit, None).model
 
 
 class _Chooser:
