@@ -68,6 +68,9 @@ class SequentialExecutor:
     def start(self, warm_config: RunConfig | None = None, tracking_uri: str | None = None) -> None:
         """Nothing to start: the cells run in this process."""
 
+    def release(self) -> None:
+        """Nothing to release."""
+
     def close(self) -> None:
         """Nothing to stop."""
 
@@ -289,6 +292,7 @@ class RayExecutor:
     _ray: Any = field(default=None, init=False, repr=False)
     _started_here: bool = field(default=False, init=False)
     _warming: list = field(default_factory=list, init=False, repr=False)
+    _stopping: Any = field(default=None, init=False, repr=False)
 
     def start(self, warm_config: RunConfig | None = None, tracking_uri: str | None = None) -> None:
         """Start or join Ray now (idempotent) and, given ``warm_config`` (the first cell's config),
@@ -307,11 +311,26 @@ class RayExecutor:
         cfg = warm_config.model_copy(update={"output": None}).model_dump()
         self._warming = [warm.remote(cfg, tracking_uri) for _ in range(max(1, n))]
 
+    def release(self) -> None:
+        """Start shutting down the Ray instance started here in a thread (about 1.5 s: its processes
+        exit) while the caller summarises the grid; :meth:`close` waits for it. Call it only when no
+        task is left."""
+        import threading
+
+        ray, self._ray, self._warming = self._ray, None, []
+        if ray is not None and self._started_here and ray.is_initialized():
+            self._stopping = threading.Thread(target=ray.shutdown, name="evalkit-ray-shutdown", daemon=True)
+            self._stopping.start()
+
     def close(self) -> None:
-        """Shut down the Ray instance started here (a joined cluster stays up); idempotent."""
+        """Shut down the Ray instance started here (a joined cluster stays up), or wait for the
+        shutdown :meth:`release` began; idempotent."""
         ray, self._ray, self._warming = self._ray, None, []
         if ray is not None and self._started_here and ray.is_initialized():
             ray.shutdown()
+        if self._stopping is not None:
+            self._stopping.join()
+            self._stopping = None
 
     def run(self, cells: list[Cell], *, track: bool, parent_run_id: str | None, tracking_uri: str | None,
             emit) -> list[CellOutcome]:
@@ -345,6 +364,8 @@ class RayExecutor:
                     cfg = cell.config.model_copy(update={"output": None, "threads": threads})
                     tags = cell.tags | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})
                     pending[remote.remote(cfg.model_dump(), tags, track)] = (cell, time.perf_counter())
+                    if not queue:  # the last cells run: a core frees up as each ends
+                        _in_background(_summary_imports)
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL)
                 for ref in done:
                     cell, t0 = pending.pop(ref)
@@ -391,6 +412,32 @@ class RayExecutor:
         end_open_children(tracking_uri, parent_run_id, "KILLED")
         self.close()
         end_open_children(tracking_uri, parent_run_id, "KILLED")
+
+
+def _summary_imports() -> None:
+    """What the driver needs after the grid: pandas, the comparison statistics and matplotlib (Agg,
+    as :mod:`evalkit.plots` sets it) for the grouped summary and its chart."""
+    import pandas  # noqa: F401
+
+    import evalkit.compare  # noqa: F401
+    from evalkit.plots import _plt
+
+    _plt()
+
+
+def _in_background(fn) -> None:
+    """Run ``fn()`` in a daemon thread (imports the driver needs later, loaded while the last cells
+    still run and a core frees up as each ends, instead of after them). Its errors are left for
+    the real use to report."""
+    import threading
+
+    def call() -> None:
+        try:
+            fn()
+        except Exception:  # pragma: no cover - reported where the module is really used
+            pass
+
+    threading.Thread(target=call, name=f"evalkit-{fn.__name__}", daemon=True).start()
 
 
 def _watch_sigterm():

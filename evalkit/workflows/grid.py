@@ -143,6 +143,7 @@ def _run_cells(executor, cells, configs, grid, group_by: str, path: str, store: 
             parent.log_artifact(path)
         outcomes = executor.run(cells, track=track, parent_run_id=parent.run_id if parent else None,
                                 tracking_uri=logger.tracking_uri if logger else None, emit=emit)
+        executor.release()  # Ray's processes exit while the summary is made
         failed = [{"cell": o.cell.label, "error": o.error} for o in outcomes if not o.ok]
         for o in outcomes:
             if o.ok:
