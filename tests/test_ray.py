@@ -305,6 +305,6 @@ def test_start_warms_one_worker_per_concurrent_cell_and_close_stops_ray(store, t
     ("/home/me/mlruns/1", True), ("./mlruns/1", True), ("file:///home/me/mlruns/1", True), ("C:\\mlruns\\1", True),
 ])
 def test_cluster_artifact_locations_local_or_not(location, local):
-    from evalkit.workflows.executors import _is_local_path
+    from evalkit.workflows.ray_session import _is_local_path
 
     assert _is_local_path(location) is local

@@ -50,7 +50,8 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
         EvalkitError / RuntimeError: every cell of a Ray grid failed (the first cell's error).
     """
     from evalkit.spec import Spec, load_spec
-    from evalkit.workflows.executors import Cell, check_cluster_store, import_ray, make_executor
+    from evalkit.workflows.executors import Cell, make_executor
+    from evalkit.workflows.ray_session import check_cluster_store, import_ray
 
     emit = make_emitter(on_event, console)
     started = time.perf_counter()

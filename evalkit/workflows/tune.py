@@ -158,7 +158,8 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
         RuntimeError: no trial produced the objective.
     """
     from evalkit.spec import load_spec
-    from evalkit.workflows.executors import check_cluster_store, end_open_children, import_ray, start_ray
+    from evalkit.workflows.executors import end_open_children
+    from evalkit.workflows.ray_session import check_cluster_store, import_ray, start_ray
     from evalkit.workflows.experiment import _no_run, run_experiment
 
     emit = make_emitter(on_event)
