@@ -86,7 +86,9 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
             # new SQLite store's migrations take seconds): the two waits overlap instead of adding up
             with _in_background(_ready_store, store) as failed:
                 executor.start(cells[0].config, store)
-            if failed:
+            from evalkit.errors import EvalkitError
+
+            if failed and isinstance(failed[0], EvalkitError):  # store unreachable: exit 3 before any run
                 raise failed[0]
         return _run_cells(executor, cells, configs, grid, group_by, path, store, options, started, emit)
     finally:
