@@ -90,23 +90,31 @@ def start_ray(options: ExecutorConfig):
             pass
     import logging
 
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), _package_root()) if p)}
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), _package_root()) if p)
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                                  configure_logging=False, runtime_env={"env_vars": env})
+                                  configure_logging=False)
     handlers = _signal_handlers()
+    saved = os.environ.get("PYTHONPATH")
     try:
         if options.address:
-            ray.init(address=options.address, **kwargs)
+            ray.init(address=options.address, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
         else:
             # Ray runs task workers at nice 15 by default: the cells are the work here, so they keep the
             # driver's priority (otherwise any other busy process on the machine starves them)
             os.environ.setdefault("RAY_worker_niceness", "0")
+            # a local instance's processes inherit this environment: workers then import evalkit from
+            # here without a runtime_env, which would stop Ray from using its pre-started workers
+            os.environ["PYTHONPATH"] = path
             ray.init(num_cpus=os.cpu_count() or 1, _node_ip_address="127.0.0.1", **kwargs)
     except Exception as e:
         raise InfraError(f"--ray-address {options.address or '(local)'}: cannot start or join Ray: "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     finally:
         _restore_signal_handlers(handlers)
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
     return ray, True
 
 
