@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import time
 
 import pytest
 
@@ -71,6 +72,75 @@ def test_run_then_scheduled_evaluate_of_the_champion_against_the_server(server, 
     res = cli("compare", "--tracking-uri", uri, "--experiment", "nightly", "--trigger", "scheduled",
               "--metric", "test/macro_f2", "--format", "json")
     assert [r["gate"] for r in json.loads(res.stdout)] == ["pass", "fail"]
+
+
+class _SlowProxy:
+    """An HTTP proxy in front of the server that holds ``slow_path`` requests for ``delay`` seconds:
+    a server that answers, but slowly (loaded by other jobs)."""
+
+    def __init__(self, upstream: str, slow_path: str, delay: float):
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        up = urlsplit(upstream)
+        self.held = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if slow_path in self.path:
+                    proxy.held += 1
+                    time.sleep(delay)
+                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.uri = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_slow_but_answering_server_records_the_run(server, cli, tmp_path, monkeypatch):
+    """--tracking-timeout bounds reaching the server; once it answered, a slow request (a loaded
+    shared server) is waited for, not failed and spooled (CI: 10 clients on 2 cores timed out)."""
+    monkeypatch.chdir(tmp_path)
+    proxy = _SlowProxy(server["uri"], "/runs/update", delay=4.0)  # run end: 4 s, twice the old 2 s per request
+    try:
+        pred = write_predictions(tmp_path / "p.npz")
+        res = cli("evaluate", "--predictions", pred, "--tracking-uri", proxy.uri, "--experiment", "slow",
+                  "--tracking-timeout", "4", "--no-per-class", "-o", tmp_path / "r.json")
+    finally:
+        proxy.close()
+    assert res.exit_code == 0, res.output
+    assert proxy.held >= 1  # the slow request did happen
+    assert not (tmp_path / "mlruns" / "spool").exists()
+    import mlflow
+
+    run_id = json.loads((tmp_path / "r.json").read_text())["run_id"]
+    assert mlflow.MlflowClient(server["uri"]).get_run(run_id).info.status == "FINISHED"
 
 
 def test_evaluate_predictions_against_the_server_then_server_stops(server, cli, tmp_path, monkeypatch):

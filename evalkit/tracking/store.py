@@ -28,11 +28,15 @@ from evalkit.tracking.redact import redact_uri, store_reason
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB = "mlflow.db"
 DEFAULT_TIMEOUT = 10.0  # seconds
+# per request once a server has answered: slowness is then load (a shared server, many jobs at
+# once), not absence; MLflow's own default is 120 s
+ANSWERED_TIMEOUT = 60.0  # seconds
 KNOWN_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 
 _READY: set[str] = set()  # stores known to answer (per process)
 _PREPARED: set[str] = set()
 _PROBES: dict[str, tuple[threading.Thread, list]] = {}
+_HTTP_TIMEOUT: list[float] = []  # the timeout given to configure_http (empty: MLflow's defaults kept)
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -93,22 +97,37 @@ def prepare_store(tracking_uri: str) -> None:
     _PREPARED.add(tracking_uri)
 
 
-def configure_http(timeout: float = DEFAULT_TIMEOUT) -> None:
+def configure_http(timeout: float = DEFAULT_TIMEOUT, answered: bool = False) -> None:
     """Bound MLflow's HTTP calls so an unreachable server fails a job within about ``timeout``
     seconds instead of retrying for minutes (MLflow's defaults: 7 retries, backoff 2, 120 s timeout).
 
+    Once the server has answered (``answered=True``, set by the probe), each request may take up
+    to ``max(timeout, ANSWERED_TIMEOUT)`` seconds: a server that answers but is slow is loaded
+    (ten jobs at once on a shared machine queue requests for seconds), and failing then would
+    spool a run the server was about to record. A server that vanishes mid-run still fails at once
+    when connections are refused.
+
     MLflow reads these settings only from the environment, so this is the one function that sets
-    them: ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (per request: ``timeout // 2`` s, at least 1),
-    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (1), ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` (1) and
-    ``MLFLOW_HTTP_REQUEST_BACKOFF_JITTER`` (0).
+    them: ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (per request: ``timeout // 2`` s, at least 1; after an
+    answer ``max(timeout, ANSWERED_TIMEOUT)``), ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (1),
+    ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` (1) and ``MLFLOW_HTTP_REQUEST_BACKOFF_JITTER`` (0).
 
     Args:
         timeout: seconds (float > 0).
+        answered: the server answered a probe within ``timeout``.
     """
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout // 2)))
+    _HTTP_TIMEOUT[:] = [timeout]
+    per_request = max(timeout, ANSWERED_TIMEOUT) if answered else max(1, timeout // 2)
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(per_request))
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
+
+
+def _answered() -> None:
+    """The server answered: give its requests the loaded-server budget (when evalkit set the limits)."""
+    if _HTTP_TIMEOUT:
+        configure_http(_HTTP_TIMEOUT[0], answered=True)
 
 
 def mlflow_for(tracking_uri: str):
@@ -224,6 +243,8 @@ def ensure_store(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         local = reason in ("disk full", "read-only file system")  # the store answered: it cannot write
         raise InfraError(f"{where}{':' if local else ' unreachable:'} {reason}") from None
     _READY.add(tracking_uri)
+    if is_http(tracking_uri):
+        _answered()
 
 
 def _open(tracking_uri: str) -> None:
@@ -270,10 +291,12 @@ def probe_store(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> str | No
         if pending is not None:
             thread, box = pending
             thread.join(timeout + 5)
-            if box:
-                return box[0]
-            return f"tracking store {redact_uri(tracking_uri)} unreachable: timed out"
-        return _probe_http(tracking_uri, timeout)
+            reason = box[0] if box else f"tracking store {redact_uri(tracking_uri)} unreachable: timed out"
+        else:
+            reason = _probe_http(tracking_uri, timeout)
+        if reason is None:
+            _answered()
+        return reason
     try:
         ensure_store(tracking_uri, timeout)
     except InfraError as e:
