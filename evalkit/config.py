@@ -84,6 +84,11 @@ class RunConfig(BaseModel):
     # one thread: evalkit's MLPs are small, and several threads are much slower on shared cores
     # (measured 5 s vs 150 s for 30 yeast epochs under load)
     threads: int = Field(1, ge=1, le=1024, description="CPU threads for torch (1 is fastest for small MLPs, above all on shared cores).")
+    # folds 2..K are independent: with spare cores, processes train them at once, same models
+    # (measured on yeast, 2 cores: benchmarks/bench_cli.py --folds)
+    fold_processes: int = Field(0, ge=0, le=1024, description="Processes that train cross-fitting folds 2..K at once "
+                                "(the same models as one after another): 0 = auto (the available CPU cores / --threads "
+                                "when a fold is big enough to pay for a worker's start), 1 = one after another.")
     # evaluation
     threshold: str = Field("joint", description="joint, global, per-class, fixed:T, top-k:K or pcut; fitted on validation only.")
     objective: Literal["micro-fbeta", "macro-fbeta", "mean-fbeta"] = Field(

@@ -239,7 +239,9 @@ class RayExecutor:
             while queue or pending:
                 while queue and len(pending) < limit:
                     cell = queue.pop(0)
-                    cfg = cell.config.model_copy(update={"output": None, "threads": threads})
+                    # a cell holds --cpus-per-cell CPUs: its folds train one after another unless set
+                    cfg = cell.config.model_copy(update={"output": None, "threads": threads,
+                                                         "fold_processes": cell.config.fold_processes or 1})
                     tags = cell.tags | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})
                     pending[remote.remote(cfg.model_dump(), tags, track)] = (cell, time.perf_counter())
                     if not queue:  # the last cells run: a core frees up as each ends

@@ -315,6 +315,15 @@ def _warn_empty_labels(splits, emit) -> None:
 # -- training ----------------------------------------------------------------------------------------
 
 
+def epoch_metrics(row: dict, monitor: str) -> dict[str, float]:
+    """The MLflow metrics of one epoch's history ``row``: ``train/loss``, ``val/loss`` and, when early
+    stopping watches a metric, ``val/<metric>`` (``val/map``)."""
+    m = {"train/loss": row["train_loss"], "val/loss": row["val_loss"]}
+    if "val_metric" in row:
+        m[f"val/{monitor.removeprefix('val_')}"] = row["val_metric"]
+    return m
+
+
 def _fit(model, loss_fn, train, val, config: RunConfig, device: str, emit, log_metrics):
     """One training run with progress events and per-epoch metrics (``log_metrics(dict, step)``)."""
     from evalkit.train import train_model
@@ -324,10 +333,7 @@ def _fit(model, loss_fn, train, val, config: RunConfig, device: str, emit, log_m
     def on_epoch(row: dict) -> None:
         emit("epoch", row=row, monitor=config.monitor)
         if log_metrics is not None:
-            m = {"train/loss": row["train_loss"], "val/loss": row["val_loss"]}
-            if "val_metric" in row:
-                m[f"val/{config.monitor.removeprefix('val_')}"] = row["val_metric"]
-            log_metrics(m, step=row["epoch"])
+            log_metrics(epoch_metrics(row, config.monitor), step=row["epoch"])
 
     result = train_model(
         model, loss_fn, train.X, train.Y, val.X, val.Y,
@@ -376,42 +382,93 @@ def _fold_logger(run, k: int):
     return log
 
 
-def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None) -> Trained:
+def _from_worker(k: int, out: dict, args: tuple, run, emit, config: RunConfig):
+    """A fold trained by a worker process (:func:`evalkit.workflows.fold_pool.train_fold`) as a
+    :class:`~evalkit.train.TrainResult`: its model rebuilt and loaded with the worker's weights, its
+    curve logged under ``fold<k>/`` and its events emitted, as for a fold trained here."""
+    from evalkit.train import TrainResult
+
+    _, train, held, cfg = args
+    model, _ = _build(cfg, train, train.Y)
+    model.load_state_dict(out["state"])
+    model.eval()
+    emit("fold", k=k, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
+    if run:
+        log = _fold_logger(run, k)
+        for row in out["history"]:
+            log(epoch_metrics(row, cfg.monitor), step=row["epoch"])
+    emit("train_end", best_epoch=out["best_epoch"], epochs_run=len(out["history"]), stopped_early=out["stopped_early"])
+    return TrainResult(model, out["history"], out["best_epoch"], out["stopped_early"])
+
+
+def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None, fold_config=None) -> Trained:
     """Train ``config.folds`` models on stratified folds of train + validation.
 
     The scoring model is the fold models' probability average; the out-of-fold probabilities are the
     validation scores thresholds are tuned on; the test split is never touched here. Per-epoch
     metrics of fold k go to ``fold<k>/...`` (``fold1/`` included). ``fit_fold(k, train, held, config,
-    log_metrics) -> TrainResult`` replaces build + fit (``--model auto``).
+    log_metrics) -> TrainResult`` replaces build + fit (``--model auto``); ``fold_config(config)`` is
+    then the config folds 2..K train with (the chosen candidate's). With ``fold_processes`` > 1,
+    folds 2..K train in this process and worker processes at once (:mod:`evalkit.workflows.fold_pool`:
+    the same models).
     """
+    from contextlib import nullcontext
+
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     from evalkit.data.core import Dataset
     from evalkit.data.sparse import vstack
     from evalkit.models import probability_average
     from evalkit.scores import sigmoid
-    from evalkit.train import predict_logits, seed_everything
+    from evalkit.train import TrainResult, predict_logits, seed_everything
+    from evalkit.workflows.fold_pool import FoldPool, resolve_fold_processes
 
     tr, va = splits.train, splits.val
     full = Dataset(tr.name, vstack([tr.X, va.X]), np.concatenate([tr.Y, va.Y]), tr.feature_names,
                    tr.label_names, tr.source, dict(tr.meta))
     oof = np.zeros(full.Y.shape, dtype=np.float64)
-    members, results = [], []
     kfold = MultilabelStratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
-    for k, (a, b) in enumerate(kfold.split(np.zeros((full.n_samples, 1)), full.Y), 1):
-        seed = config.seed + k - 1
+    folds = list(kfold.split(np.zeros((full.n_samples, 1)), full.Y))
+    processes = resolve_fold_processes(config, len(folds[0][0])) if device == "cpu" else 1
+    results: dict[int, TrainResult] = {}
+
+    def fold_data(k: int):
+        a, b = folds[k - 1]
+        return config.seed + k - 1, full.subset(a), full.subset(b)
+
+    def local(k: int) -> TrainResult:
+        seed, train, held = fold_data(k)
         seed_everything(seed)
-        train, held = full.subset(a), full.subset(b)
-        emit("fold", k=k, folds=config.folds, n_train=len(a), n_out_of_fold=len(b))
+        emit("fold", k=k, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
         log = _fold_logger(run, k) if run else None
+        cfg = config.model_copy(update={"seed": seed})
         if fit_fold is not None:
-            res = fit_fold(k, train, held, config.model_copy(update={"seed": seed}), log)
+            return fit_fold(k, train, held, cfg, log)
+        model, loss_fn = _build(cfg, full, train.Y)
+        return _fit(model, loss_fn, train, held, cfg, device, emit, log)
+
+    def remote_args(k: int) -> tuple:
+        seed, train, held = fold_data(k)
+        cfg = config.model_copy(update={"seed": seed})
+        return seed, train, held, fold_config(cfg) if fold_config is not None else cfg
+
+    with FoldPool(processes - 1, config.threads) if processes > 1 else nullcontext() as pool:
+        results[1] = local(1)  # --model auto chooses here; the workers start meanwhile
+        if pool is None:
+            for k in range(2, config.folds + 1):
+                results[k] = local(k)
         else:
-            model, loss_fn = _build(config, full, train.Y)
-            res = _fit(model, loss_fn, train, held, config.model_copy(update={"seed": seed}), device, emit, log)
-        oof[b] = sigmoid(predict_logits(res.model, held.X, device))
+            emit("note", text=f"folds 2-{config.folds}: {processes} processes train at once "
+                              f"(this one and {processes - 1} worker process(es); --fold-processes)")
+            for k, (where, out) in sorted(pool.run(range(2, config.folds + 1), local, remote_args).items()):
+                results[k] = out if where == "local" else _from_worker(k, out, remote_args(k), run, emit, config)
+    members = []
+    for k in range(1, config.folds + 1):
+        res = results[k]
+        held = full.subset(folds[k - 1][1])
+        oof[folds[k - 1][1]] = sigmoid(predict_logits(res.model, held.X, device))
         members.append(res.model)
-        results.append(res)
+    results = [results[k] for k in range(1, config.folds + 1)]
     ensemble = probability_average(members).to(device).eval()
     first = results[0]
     info = {"best_epoch_per_fold": [r.best_epoch for r in results],

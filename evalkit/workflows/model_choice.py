@@ -75,8 +75,11 @@ def train(splits, config: RunConfig, device: str, emit, run):
     chooser = None if len(archs) == 1 else _Chooser(archs, config, device, emit, run)
     cfg = config.model_copy(update={"model": archs[0]}) if chooser is None else config
     fit_fold = chooser.fit_fold if chooser is not None else None
-    trained = ex._cross_fit(splits, cfg, device, emit, run, fit_fold=fit_fold) if config.folds > 1 else \
-        ex._train_once(splits, cfg, device, emit, run, fit_fold=fit_fold)
+    if config.folds > 1:
+        trained = ex._cross_fit(splits, cfg, device, emit, run, fit_fold=fit_fold,
+                                fold_config=chooser.fold_config if chooser is not None else None)
+    else:
+        trained = ex._train_once(splits, cfg, device, emit, run, fit_fold=fit_fold)
     info: dict[str, Any] = {"model": archs[0] if chooser is None else chooser.chosen}
     if chooser is not None:
         info["model_choice"] = chooser.table
@@ -122,12 +125,16 @@ class _Chooser:
         self.chosen: str | None = None
         self.table: list[dict] = []
 
+    def fold_config(self, config: RunConfig) -> RunConfig:
+        """The config folds after the first train with: the chosen candidate's (after fold 1)."""
+        return candidate_config(config, self.chosen)
+
     def fit_fold(self, k: int, train, held, config: RunConfig, log_metrics):
         """Train fold ``k`` on ``train``; ``held`` (validation rows) scores the candidates on fold 1."""
         from evalkit.workflows.experiment import _build, _fit
 
         if self.chosen is not None:
-            c = candidate_config(config, self.chosen)
+            c = self.fold_config(config)
             model, loss_fn = _build(c, train, train.Y)
             return _fit(model, loss_fn, train, held, c, self.device, self.emit, log_metrics)
         results = {}

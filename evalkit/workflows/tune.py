@@ -246,7 +246,8 @@ def _search(base: RunConfig, space: dict, search, options, parent_id, track: boo
         param_space, choices = to_tune_space(space)
         asha = search.scheduler == "asha"
         tags = {"evalkit.grid": "child", **({"mlflow.parentRunId": parent_id} if parent_id else {})}
-        fn = functools.partial(_trial, base=base.model_dump() | {"threads": max(1, int(options.cpus_per_cell))},
+        fn = functools.partial(_trial, base=base.model_dump() | {"threads": max(1, int(options.cpus_per_cell)),
+                                                             "fold_processes": base.fold_processes or 1},
                                choices=choices, tags=tags, metric=search.metric, asha=asha, track=track)
         scheduler = ASHAScheduler(metric=EPOCH_KEY, mode="max", time_attr="training_iteration",
                                   max_t=asha_max_t(base, space), stop_last_trials=False,

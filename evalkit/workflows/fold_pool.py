@@ -1,0 +1,230 @@
+"""Cross-fitting folds trained in several processes at once: the same models, sooner.
+
+After fold 1 (where ``--model auto`` chooses the architecture), the folds are independent: fold k
+seeds Python, numpy and torch with ``seed + k - 1`` and trains on its own rows only. A fold trained
+in another process therefore has the same weights, bit for bit, as one trained here (CPU,
+deterministic algorithms, the same ``--threads``); ``tests/test_fold_pool.py`` checks the whole
+report against a one-process run.
+
+``--fold-processes`` (``RunConfig.fold_processes``): ``1`` trains the folds one after another in
+this process; ``N > 1`` trains folds 2..K in this process and ``N - 1`` worker processes (fresh
+interpreters, ``python -m evalkit.workflows.fold_pool``: no state inherited), each taking the
+next fold when free; ``0`` (auto) is :func:`resolve_fold_processes`. The workers start before fold 1, so their start-up (importing torch,
+about 2 s) overlaps fold 1's training. A worker's per-epoch curve reaches MLflow when its fold ends
+(the same keys and steps as a fold trained here); its progress bar is not shown.
+
+Measured (``benchmarks/bench_cli.py --folds``, yeast defaults, 2 cores): the cross-fitting stage
+takes 0.6x the time with 2 processes; a run's results are identical.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+#: auto parallelism only when one fold's training is at least this much work (rows x hidden width
+#: x epochs, a proxy of multiply-adds): below it, starting a worker (about 2 s) costs more than it saves
+MIN_FOLD_WORK = 5e7
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's or taskset's limit)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_fold_processes(config, n_fit: int) -> int:
+    """The number of processes that train folds 2..K at once for ``config`` (``fold_processes``).
+
+    An explicit value (>= 1) is kept, capped at ``folds - 1``. Auto (0): ``available_cores() //
+    threads`` processes, capped at ``folds - 1``, when the run is cross-fitted on the CPU and one
+    fold is at least :data:`MIN_FOLD_WORK` of work (``n_fit`` rows x hidden width x epochs); else 1.
+
+    Args:
+        config: a :class:`~evalkit.config.RunConfig` (budget already applied).
+        n_fit: training rows of one fold.
+    """
+    folds_left = max(1, config.folds - 1)
+    if config.fold_processes >= 1:
+        return min(config.fold_processes, folds_left)
+    if config.folds < 2 or config.device == "cuda":
+        return 1
+    width = 1 if config.model == "linear" else max(1, sum(config.hidden))
+    if n_fit * width * config.epochs < MIN_FOLD_WORK:
+        return 1
+    return max(1, min(available_cores() // max(1, config.threads), folds_left))
+
+
+def train_fold(seed: int, train, held, config) -> dict[str, Any]:
+    """Train one fold as :func:`evalkit.workflows.experiment._cross_fit` does in its own process:
+    seed everything with ``seed``, build ``config.model`` and fit it on ``train`` (early stopping on
+    ``held``). Returns the best weights (``state``) and the ``history``, ``best_epoch`` and
+    ``stopped_early`` of :class:`~evalkit.train.TrainResult` (picklable: no model object)."""
+    from evalkit.train import seed_everything
+    from evalkit.workflows.experiment import _build, _fit
+
+    seed_everything(seed)
+    model, loss_fn = _build(config, train, train.Y)
+    res = _fit(model, loss_fn, train, held, config, "cpu", lambda *a, **k: None, None)
+    return {"state": res.model.state_dict(), "history": res.history, "best_epoch": res.best_epoch,
+            "stopped_early": res.stopped_early}
+
+
+class _Worker:
+    """One worker process (``python -m evalkit.workflows.fold_pool THREADS``): pickled
+    ``train_fold`` arguments in on its stdin, ``("ok", result)`` or ``("error", exception)`` out on
+    its stdout. A fresh interpreter that imports only evalkit (never the caller's ``__main__``, so
+    a script without an ``if __name__ == "__main__"`` guard is safe), ignores Ctrl-C (the parent
+    stops it) and exits when its stdin closes (the parent died)."""
+
+    def __init__(self, threads: int) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        self.log = tempfile.TemporaryFile()  # its stderr: shown if it dies
+        self.proc = subprocess.Popen([sys.executable, "-m", "evalkit.workflows.fold_pool", str(threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+
+    def call(self, args: tuple) -> dict:
+        import pickle
+
+        try:
+            pickle.dump(args, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.proc.stdin.flush()
+            status, value = pickle.load(self.proc.stdout)
+        except (EOFError, BrokenPipeError, OSError, pickle.UnpicklingError):
+            self.proc.wait(timeout=5)
+            self.log.seek(0)
+            tail = self.log.read().decode(errors="replace").strip().splitlines()[-5:]
+            raise RuntimeError(f"a fold worker process died (exit code {self.proc.returncode}): "
+                               + (" | ".join(tail) or "no output")) from None
+        if status == "error":
+            raise value
+        return value
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.log):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def _serve(threads: int) -> None:
+    """The worker's loop (see :class:`_Worker`)."""
+    import pickle
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = os.fdopen(os.dup(1), "wb")  # the protocol's channel; anything printed goes to stderr
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    import torch
+
+    import evalkit.losses  # noqa: F401  (everything a fold needs, loaded while the parent trains fold 1)
+    import evalkit.metrics.threshold_free  # noqa: F401
+    import evalkit.models  # noqa: F401
+    import evalkit.train  # noqa: F401
+    import evalkit.workflows.experiment  # noqa: F401
+
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    stdin = sys.stdin.buffer
+    while True:
+        try:
+            args = pickle.load(stdin)
+        except EOFError:
+            return
+        try:
+            reply = ("ok", train_fold(*args))
+        except Exception as e:  # an InputError (diverged) travels back as itself
+            reply = ("error", e)
+        pickle.dump(reply, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+
+class FoldPool:
+    """``workers`` worker processes that train folds beside this one (:meth:`run`).
+
+    Use as a context manager: leaving it (also by an exception, Ctrl-C or SIGTERM) kills the
+    workers, so no fold trains on after its run ended.
+    """
+
+    def __init__(self, workers: int, threads: int) -> None:
+        self._workers = [_Worker(threads) for _ in range(workers)]  # they start now: imports overlap fold 1
+
+    def __enter__(self) -> "FoldPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for w in self._workers:
+            w.stop()
+
+    def run(self, items: Iterable[int], local: Callable[[int], Any], remote_args: Callable[[int], tuple]) -> dict:
+        """Work through ``items`` with this process and the workers at once, each taking the next item
+        when free: ``local(item)`` runs here, :func:`train_fold` ``(*remote_args(item))`` in a worker.
+
+        Returns:
+            ``{item: ("local", result) | ("remote", train_fold's dict)}``.
+        Raises:
+            The first (by item) exception of ``local`` or a worker, once every started item ended.
+        """
+        todo = deque(items)
+        done: dict[int, tuple[str, Any]] = {}
+        errors: dict[int, BaseException] = {}
+        lock = threading.Lock()
+
+        def take() -> int | None:
+            with lock:
+                return todo.popleft() if todo and not errors else None
+
+        def drive(worker: _Worker) -> None:
+            while (item := take()) is not None:
+                try:
+                    result = ("remote", worker.call(remote_args(item)))
+                except BaseException as e:
+                    with lock:
+                        errors[item] = e
+                    return
+                with lock:
+                    done[item] = result
+
+        threads = [threading.Thread(target=drive, args=(w,), daemon=True, name="evalkit-fold-worker")
+                   for w in self._workers]
+        for t in threads:
+            t.start()
+        try:
+            while (item := take()) is not None:
+                try:
+                    result = ("local", local(item))
+                except Exception as e:
+                    with lock:
+                        errors[item] = e
+                    break
+                with lock:
+                    done[item] = result
+        except BaseException:  # Ctrl-C / SIGTERM here: kill the workers, then let it propagate
+            self.__exit__()
+            raise
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)  # short waits: a signal handler still runs in this (main) thread
+        if errors:
+            raise errors[min(errors)]
+        return done
+
+
+if __name__ == "__main__":
+    import sys
+
+    _serve(int(sys.argv[1]))
