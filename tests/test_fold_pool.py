@@ -1,0 +1,148 @@
+"""Folds trained in worker processes (``--fold-processes``): the same models and the same logged
+curves as one after another; errors and dead workers surface; a script without a ``__main__``
+guard is safe; auto picks one process for small work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalkit.config import RunConfig
+from evalkit.workflows.fold_pool import MIN_FOLD_WORK, FoldPool, resolve_fold_processes
+
+SMALL = dict(epochs=4, hidden=[32], folds=3, monitor="val_map", seed=3)
+
+
+def _run(tmp_path, name, **kw):
+    from evalkit.workflows.experiment import run_experiment
+
+    events = []
+    res = run_experiment(RunConfig(**SMALL, **kw, output=str(tmp_path / f"{name}.json")), track=False,
+                         on_event=events.append)
+    rep = json.loads((tmp_path / f"{name}.json").read_text())
+    return res, rep, events
+
+
+def test_two_processes_give_the_report_of_one(tmp_path):
+    _, one, _ = _run(tmp_path, "one", fold_processes=1)
+    res, two, events = _run(tmp_path, "two", fold_processes=2)
+    assert [e.data["text"] for e in events if e.kind == "note" and "processes train at once" in e.data["text"]] == \
+        ["folds 2-3: 2 processes train at once (this one and 1 worker process(es); --fold-processes)"]
+    assert sorted(e.data["k"] for e in events if e.kind == "fold") == [1, 2, 3]
+    for key in ("summary", "per_class", "threshold", "reference_at_0.5"):
+        assert one[key] == two[key], key  # bit for bit: same seeds, same rows, same thread count
+    t1, t2 = one["training"], two["training"]
+    assert t1["best_epoch_per_fold"] == t2["best_epoch_per_fold"]
+    assert t1["epochs_run_per_fold"] == t2["epochs_run_per_fold"]
+
+
+def test_two_processes_log_every_folds_curve(store, tmp_path):
+    import mlflow
+
+    from evalkit.workflows.experiment import run_experiment
+
+    res = run_experiment(RunConfig(**SMALL, fold_processes=2, model="mlp", log_model=False), track=True)
+    client = mlflow.MlflowClient(store)
+    for k in (1, 2, 3):
+        steps = [m.step for m in client.get_metric_history(res.run_id, f"fold{k}/train/loss")]
+        assert steps == [1, 2, 3, 4], (k, steps)
+        assert len(client.get_metric_history(res.run_id, f"fold{k}/val/map")) == 4
+    assert client.get_run(res.run_id).data.params["fold_processes"] == "2"
+
+
+def _fold_args():
+    from evalkit.data.core import Dataset
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    Y = (rng.random((60, 3)) < 0.4).astype(np.int8)
+    ds = Dataset("t", X, Y, [f"f{i}" for i in range(5)], ["a", "b", "c"], "test", {})
+    return ds.subset(np.arange(40)), ds.subset(np.arange(40, 60))
+
+
+def test_a_worker_error_is_raised_as_itself_after_the_others_end():
+    train, held = _fold_args()
+    good = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
+    bad = good.model_copy(update={"loss": "nope"})  # model_copy skips validation: the worker's build raises
+    from evalkit.errors import InputError
+
+    ran_here = []
+    with FoldPool(1, threads=1) as pool:
+        with pytest.raises(InputError, match="nope"):
+            pool.run([2, 3], local=lambda k: ran_here.append(k) or "here",
+                     remote_args=lambda k: (k, train, held, bad if k == 2 else good))
+    assert ran_here in ([], [3])  # this process took fold 3 at most; nothing was lost silently
+
+
+def test_a_dead_worker_is_reported_with_its_exit_code():
+    train, held = _fold_args()
+    cfg = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
+    with FoldPool(1, threads=1) as pool:
+        pool._workers[0].proc.kill()
+        with pytest.raises(RuntimeError, match=r"a fold worker process died \(exit code -9\)"):
+            pool._workers[0].call((2, train, held, cfg))
+
+
+def test_a_script_without_a_main_guard_runs_with_worker_processes(tmp_path):
+    """Workers are fresh interpreters running evalkit only: the caller's script is never re-run
+    (multiprocessing's spawn would re-import an unguarded script in every worker)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent("""
+        import evalkit
+        print("script body ran")
+        res = evalkit.run_experiment(evalkit.RunConfig(epochs=2, hidden=[16], folds=3, fold_processes=2), track=False)
+        print("micro-F2", round(res.report["summary"]["micro"]["f2"], 4))
+    """))
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("script body ran") == 1 and "micro-F2" in out.stdout
+
+
+@pytest.mark.parametrize("kw, n_fit, cores, expected", [
+    (dict(), 1200, 2, 2),  # yeast defaults on 2 cores: this process + 1 worker
+    (dict(), 1200, 8, 4),  # at most folds - 1
+    (dict(), 1200, 1, 1),
+    (dict(threads=2), 1200, 2, 1),  # the cores are taken by the threads
+    (dict(epochs=2, hidden=[16]), 1200, 2, 1),  # too little work to pay for a worker's start
+    (dict(folds=1), 1200, 2, 1),
+    (dict(device="cuda"), 1200, 2, 1),
+    (dict(fold_processes=3), 10, 1, 3),  # explicit: kept (capped at folds - 1)
+    (dict(fold_processes=9), 10, 1, 4),
+])
+def test_auto_fold_processes(monkeypatch, kw, n_fit, cores, expected):
+    import evalkit.workflows.fold_pool as fp
+
+    monkeypatch.setattr(fp, "available_cores", lambda: cores)
+    assert resolve_fold_processes(RunConfig(**kw), n_fit) == expected
+
+
+def test_min_fold_work_separates_yeast_from_a_two_epoch_smoke_run():
+    assert 1200 * 1024 * 150 >= MIN_FOLD_WORK > 1200 * 16 * 150
+
+
+def test_exit_now_keeps_what_a_normal_exit_does(tmp_path):
+    """The CLI ends with ``exit_now`` (no interpreter teardown): the exit code, flushed output,
+    atexit clean-ups (a TemporaryDirectory removed) and a thread pool's work all survive."""
+    code = textwrap.dedent("""
+        import concurrent.futures, sys, tempfile, time
+        from evalkit.cli.commands import exit_now
+        d = tempfile.TemporaryDirectory()
+        open(d.name + "/x", "w").write("x")
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        pool.submit(lambda: (time.sleep(0.5), open(sys.argv[1], "w").write("done")))
+        sys.stdout.write(d.name)  # no newline: only an explicit flush shows it
+        exit_now(int(sys.argv[2]) if sys.argv[2].isdigit() else sys.argv[2])
+    """)
+    for arg, expected in (("3", 3), ("0", 0), ("bye", 1)):
+        marker = tmp_path / f"m{arg}"
+        out = subprocess.run([sys.executable, "-c", code, str(marker), arg], capture_output=True, text=True, timeout=60)
+        assert out.returncode == expected, out.stderr
+        assert out.stdout.startswith("/") and not Path(out.stdout).exists()  # printed, then cleaned up
+        assert marker.read_text() == "done"  # the pool's task finished before the exit
+        assert ("bye" in out.stderr) == (arg == "bye")
