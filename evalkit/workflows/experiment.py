@@ -135,16 +135,23 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
         from evalkit.tracking import resolve_tracking_uri
 
         store = resolve_tracking_uri(config.tracking_uri)
-    splits, std_stats, raw = prepare_data(config, with_stats=True, with_raw=True)
-    emit("dataset", splits=splits)
-    for note in dict.fromkeys([*splits.train.meta.get("notes", []), *splits.test.meta.get("notes", [])]):
-        emit("note", text=note)  # what the readers did on their own (e.g. an ID-like attribute dropped)
-    _warn_empty_labels(splits, emit)
-    check_strategy(strategy, splits.train.n_labels)
     from evalkit.workflows import model_choice
+    from evalkit.workflows.fold_pool import start_early
 
-    config = model_choice.resolve_budget(config, splits)  # folds / epochs / batch size by data size
-    model_choice.check_architectures(config, splits)  # architecture errors before a run starts
+    early = start_early(config, device)  # fold workers import torch while the data is read
+    try:
+        splits, std_stats, raw = prepare_data(config, with_stats=True, with_raw=True)
+        emit("dataset", splits=splits)
+        for note in dict.fromkeys([*splits.train.meta.get("notes", []), *splits.test.meta.get("notes", [])]):
+            emit("note", text=note)  # what the readers did on their own (e.g. an ID-like attribute dropped)
+        _warn_empty_labels(splits, emit)
+        check_strategy(strategy, splits.train.n_labels)
+        config = model_choice.resolve_budget(config, splits)  # folds / epochs / batch size by data size
+        model_choice.check_architectures(config, splits)  # architecture errors before a run starts
+    except BaseException:
+        if early is not None:
+            early.__exit__(None, None, None)
+        raise
 
     from evalkit.tracking import RunLogger
 
@@ -156,7 +163,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
     try:
         if device == "cpu":
             torch.set_num_threads(config.threads)
-        with (logger if logger is not None else _no_run()) as run:
+        pool, plan = _start_fold_pool(config, splits, device, early)  # fold 1 trains in a worker during tracking set-up
+        with pool if pool is not None else _no_run(), (logger if logger is not None else _no_run()) as run:
             if run:
                 from evalkit.workflows.artifacts import log_dataset
 
@@ -165,7 +173,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                 log_dataset(run, raw, folds=config.folds)
             seed_everything(config.seed)
             torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
-            trained = model_choice.train(splits, config, device, emit, run)  # --model auto chooses here
+            trained = model_choice.train(splits, config, device, emit, run, plan, pool)  # --model auto chooses here
             config = config.model_copy(update={"model": trained.fold_info["model"]})
             if not evaluate_test:  # a search trial: validation only, the test split is never scored
                 validation = _validation_only(config, strategy, splits, trained, run)
@@ -302,6 +310,35 @@ def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str
     return report, thresholds, test_prob
 
 
+def _start_fold_pool(config: RunConfig, splits, device: str, early=None):
+    """``(pool, plan)``: for a cross-fitted CPU run that trains folds in several processes
+    (:func:`~evalkit.workflows.fold_pool.resolve_fold_processes`), the folds and a started
+    :class:`~evalkit.workflows.fold_pool.FoldPool` (``early``, the workers started before the data
+    was read, when given) whose workers already train fold 1's costly candidates
+    (:func:`~evalkit.workflows.model_choice.prefetch_candidates`); else ``(None, plan or None)`` and
+    ``early`` stopped. The caller enters the pool (leaving it stops the workers)."""
+    from evalkit.workflows import model_choice
+    from evalkit.workflows.fold_pool import FoldPool, resolve_fold_processes
+
+    plan, processes = None, 1
+    try:
+        if config.folds > 1 and device == "cpu":
+            plan = plan_folds(splits, config)
+            processes = resolve_fold_processes(config, len(plan.folds[0][0]))
+        if processes < 2:
+            if early is not None:
+                early.__exit__(None, None, None)
+            return None, plan
+        pool = early or FoldPool(processes - 1, config.threads)
+        pool.shrink(processes - 1)
+        model_choice.prefetch_candidates(pool, plan, config, splits)
+    except BaseException:
+        if early is not None:
+            early.__exit__(None, None, None)
+        raise
+    return pool, plan
+
+
 def _warn_empty_labels(splits, emit) -> None:
     for name in ("train", "val", "test"):
         ds = getattr(splits, name)
@@ -382,26 +419,53 @@ def _fold_logger(run, k: int):
     return log
 
 
-def _from_worker(k: int, out: dict, args: tuple, run, emit, config: RunConfig):
-    """A fold trained by a worker process (:func:`evalkit.workflows.fold_pool.train_fold`) as a
-    :class:`~evalkit.train.TrainResult`: its model rebuilt and loaded with the worker's weights, its
-    curve logged under ``fold<k>/`` and its events emitted, as for a fold trained here."""
-    from evalkit.train import TrainResult
+def worker_result(out: dict, cfg: RunConfig, train, log, emit):
+    """A model trained by a worker process (:func:`evalkit.workflows.fold_pool.train_fold` with
+    ``cfg`` on ``train``) as a :class:`~evalkit.train.TrainResult`: the model rebuilt and loaded with
+    the worker's weights, its curve logged through ``log`` (or None) and ``train_end`` emitted, as
+    for a model trained here."""
+    from evalkit.train import TrainResult, seed_everything
 
-    _, train, held, cfg = args
+    seed_everything(cfg.seed)
     model, _ = _build(cfg, train, train.Y)
     model.load_state_dict(out["state"])
     model.eval()
-    emit("fold", k=k, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
-    if run:
-        log = _fold_logger(run, k)
+    if log is not None:
         for row in out["history"]:
             log(epoch_metrics(row, cfg.monitor), step=row["epoch"])
     emit("train_end", best_epoch=out["best_epoch"], epochs_run=len(out["history"]), stopped_early=out["stopped_early"])
     return TrainResult(model, out["history"], out["best_epoch"], out["stopped_early"])
 
 
-def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None, fold_config=None) -> Trained:
+@dataclass
+class FoldPlan:
+    """The cross-fitting folds of a run: ``full`` (train + validation rows) and, per fold, the
+    ``(fit rows, out-of-fold rows)`` index arrays (multi-label stratified, seeded)."""
+    full: Any
+    folds: list
+
+    def data(self, k: int, config: RunConfig):
+        """``(seed, train, held)`` of fold ``k`` (1-based): its seed ``config.seed + k - 1`` and rows."""
+        a, b = self.folds[k - 1]
+        return config.seed + k - 1, self.full.subset(a), self.full.subset(b)
+
+
+def plan_folds(splits, config: RunConfig) -> FoldPlan:
+    """The ``config.folds`` folds of train + validation (``MultilabelStratifiedKFold``, ``config.seed``)."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    from evalkit.data.core import Dataset
+    from evalkit.data.sparse import vstack
+
+    tr, va = splits.train, splits.val
+    full = Dataset(tr.name, vstack([tr.X, va.X]), np.concatenate([tr.Y, va.Y]), tr.feature_names,
+                   tr.label_names, tr.source, dict(tr.meta))
+    kfold = MultilabelStratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
+    return FoldPlan(full, list(kfold.split(np.zeros((full.n_samples, 1)), full.Y)))
+
+
+def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None, fold_config=None,
+               plan: FoldPlan | None = None, pool=None) -> Trained:
     """Train ``config.folds`` models on stratified folds of train + validation.
 
     The scoring model is the fold models' probability average; the out-of-fold probabilities are the
@@ -410,31 +474,25 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
     log_metrics) -> TrainResult`` replaces build + fit (``--model auto``); ``fold_config(config)`` is
     then the config folds 2..K train with (the chosen candidate's). With ``fold_processes`` > 1,
     folds 2..K train in this process and worker processes at once (:mod:`evalkit.workflows.fold_pool`:
-    the same models).
+    the same models); ``pool`` is a :class:`~evalkit.workflows.fold_pool.FoldPool` already started
+    by the caller (else one is started here), ``plan`` the folds already computed.
     """
     from contextlib import nullcontext
 
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    from evalkit.data.core import Dataset
-    from evalkit.data.sparse import vstack
     from evalkit.models import probability_average
     from evalkit.scores import sigmoid
     from evalkit.train import TrainResult, predict_logits, seed_everything
     from evalkit.workflows.fold_pool import FoldPool, resolve_fold_processes
 
-    tr, va = splits.train, splits.val
-    full = Dataset(tr.name, vstack([tr.X, va.X]), np.concatenate([tr.Y, va.Y]), tr.feature_names,
-                   tr.label_names, tr.source, dict(tr.meta))
+    plan = plan or plan_folds(splits, config)
+    full, folds = plan.full, plan.folds
     oof = np.zeros(full.Y.shape, dtype=np.float64)
-    kfold = MultilabelStratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
-    folds = list(kfold.split(np.zeros((full.n_samples, 1)), full.Y))
-    processes = resolve_fold_processes(config, len(folds[0][0])) if device == "cpu" else 1
+    processes = (pool.workers + 1 if pool is not None else resolve_fold_processes(config, len(folds[0][0]))) \
+        if device == "cpu" else 1
     results: dict[int, TrainResult] = {}
 
     def fold_data(k: int):
-        a, b = folds[k - 1]
-        return config.seed + k - 1, full.subset(a), full.subset(b)
+        return plan.data(k, config)
 
     def local(k: int) -> TrainResult:
         seed, train, held = fold_data(k)
@@ -444,6 +502,9 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
         cfg = config.model_copy(update={"seed": seed})
         if fit_fold is not None:
             return fit_fold(k, train, held, cfg, log)
+        out = pool.take((1, cfg.model)) if pool is not None and k == 1 else None
+        if out is not None:  # trained by a worker while this process set up tracking
+            return worker_result(out, cfg, train, log, emit)
         model, loss_fn = _build(cfg, full, train.Y)
         return _fit(model, loss_fn, train, held, cfg, device, emit, log)
 
@@ -452,7 +513,8 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
         cfg = config.model_copy(update={"seed": seed})
         return seed, train, held, fold_config(cfg) if fold_config is not None else cfg
 
-    with FoldPool(processes - 1, config.threads) if processes > 1 else nullcontext() as pool:
+    owned = FoldPool(processes - 1, config.threads) if processes > 1 and pool is None else nullcontext(pool)
+    with owned as pool:
         results[1] = local(1)  # --model auto chooses here; the workers start meanwhile
         if pool is None:
             for k in range(2, config.folds + 1):
@@ -461,7 +523,12 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
             emit("note", text=f"folds 2-{config.folds}: {processes} processes train at once "
                               f"(this one and {processes - 1} worker process(es); --fold-processes)")
             for k, (where, out) in sorted(pool.run(range(2, config.folds + 1), local, remote_args).items()):
-                results[k] = out if where == "local" else _from_worker(k, out, remote_args(k), run, emit, config)
+                if where == "local":
+                    results[k] = out
+                    continue
+                _, train, held, cfg = remote_args(k)
+                emit("fold", k=k, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
+                results[k] = worker_result(out, cfg, train, _fold_logger(run, k) if run else None, emit)
     members = []
     for k in range(1, config.folds + 1):
         res = results[k]

@@ -60,6 +60,21 @@ def resolve_fold_processes(config, n_fit: int) -> int:
     return max(1, min(available_cores() // max(1, config.threads), folds_left))
 
 
+#: before the data is read, workers are started when a fold of this many rows would use them (the
+#: decision is made again on the real size; workers a small dataset does not need are stopped)
+EARLY_ROWS = 400
+
+
+def start_early(config, device: str) -> "FoldPool | None":
+    """Workers started before the data is read, so that their start-up (importing torch) overlaps
+    reading it: a :class:`FoldPool` when ``config`` would train folds in several processes on a
+    dataset of :data:`EARLY_ROWS` fit rows, else None."""
+    if device != "cpu":
+        return None
+    processes = resolve_fold_processes(config, EARLY_ROWS)
+    return FoldPool(processes - 1, config.threads) if processes > 1 else None
+
+
 def train_fold(seed: int, train, held, config) -> dict[str, Any]:
     """Train one fold as :func:`evalkit.workflows.experiment._cross_fit` does in its own process:
     seed everything with ``seed``, build ``config.model`` and fit it on ``train`` (early stopping on
@@ -161,7 +176,9 @@ class FoldPool:
     """
 
     def __init__(self, workers: int, threads: int) -> None:
-        self._workers = [_Worker(threads) for _ in range(workers)]  # they start now: imports overlap fold 1
+        self.workers = workers
+        self._workers = [_Worker(threads) for _ in range(workers)]  # they start now: imports overlap other work
+        self._prefetched: dict[Any, tuple[threading.Thread, list]] = {}
 
     def __enter__(self) -> "FoldPool":
         return self
@@ -169,6 +186,52 @@ class FoldPool:
     def __exit__(self, *exc) -> None:
         for w in self._workers:
             w.stop()
+
+    def shrink(self, workers: int) -> None:
+        """Keep ``workers`` workers (at least 1), stopping the others (before any job was given)."""
+        for w in self._workers[max(1, workers):]:
+            w.stop()
+        self._workers = self._workers[:max(1, workers)]
+        self.workers = len(self._workers)
+
+    def prefetch(self, key, args: tuple) -> bool:
+        """Start :func:`train_fold` ``(*args)`` on a free worker now (this process goes on with other
+        work: the run's tracking set-up); :meth:`take` ``(key)`` collects it. False when every worker
+        already has a prefetched job (then nothing was started)."""
+        if len(self._prefetched) >= len(self._workers):
+            return False
+        worker = self._workers[len(self._prefetched)]
+        box: list = []
+
+        def call() -> None:
+            try:
+                box.append(("ok", worker.call(args)))
+            except BaseException as e:
+                box.append(("error", e))
+
+        t = threading.Thread(target=call, daemon=True, name="evalkit-fold-prefetch")
+        t.start()
+        self._prefetched[key] = (t, box)
+        return True
+
+    def take(self, key):
+        """The result of the job :meth:`prefetch` started under ``key`` (waiting for it), or None when
+        there is none. Raises what the job raised."""
+        if key not in self._prefetched:
+            return None
+        t, box = self._prefetched[key]
+        while t.is_alive():
+            t.join(0.5)  # short waits: a signal handler still runs in this (main) thread
+        status, value = box[0]
+        if status == "error":
+            raise value
+        return value
+
+    def _settle(self) -> None:
+        """Wait for prefetched jobs nobody took (their workers are needed)."""
+        for t, _ in self._prefetched.values():
+            while t.is_alive():
+                t.join(0.5)
 
     def run(self, items: Iterable[int], local: Callable[[int], Any], remote_args: Callable[[int], tuple]) -> dict:
         """Work through ``items`` with this process and the workers at once, each taking the next item
@@ -179,6 +242,7 @@ class FoldPool:
         Raises:
             The first (by item) exception of ``local`` or a worker, once every started item ended.
         """
+        self._settle()
         todo = deque(items)
         done: dict[int, tuple[str, Any]] = {}
         errors: dict[int, BaseException] = {}

@@ -64,7 +64,7 @@ def validation_map(Y: np.ndarray, probabilities: np.ndarray) -> float:
     return mean_average_precision(Y, probabilities)
 
 
-def train(splits, config: RunConfig, device: str, emit, run):
+def train(splits, config: RunConfig, device: str, emit, run, plan=None, pool=None):
     """The training stage of :func:`evalkit.workflows.experiment.run_experiment`: cross-fitting (or
     one model) of ``config.model``, choosing among the candidates first when it is ``auto``.
     Returns :class:`~evalkit.workflows.experiment.Trained` whose ``fold_info`` holds ``model`` (the
@@ -72,12 +72,12 @@ def train(splits, config: RunConfig, device: str, emit, run):
     from evalkit.workflows import experiment as ex
 
     archs = candidates(config, splits)
-    chooser = None if len(archs) == 1 else _Chooser(archs, config, device, emit, run)
+    chooser = None if len(archs) == 1 else _Chooser(archs, config, device, emit, run, pool)
     cfg = config.model_copy(update={"model": archs[0]}) if chooser is None else config
     fit_fold = chooser.fit_fold if chooser is not None else None
     if config.folds > 1:
         trained = ex._cross_fit(splits, cfg, device, emit, run, fit_fold=fit_fold,
-                                fold_config=chooser.fold_config if chooser is not None else None)
+                                fold_config=chooser.fold_config if chooser is not None else None, plan=plan, pool=pool)
     else:
         trained = ex._train_once(splits, cfg, device, emit, run, fit_fold=fit_fold)
     info: dict[str, Any] = {"model": archs[0] if chooser is None else chooser.chosen}
@@ -116,12 +116,29 @@ def _refit_linear(splits, config: RunConfig, device: str, emit):
     return _fit(model, loss_fn, full, va, config, device, emit, None).model
 
 
+def prefetch_candidates(pool, plan, config: RunConfig, splits) -> list[str]:
+    """Start fold 1's costly candidates (all but the first, the cheap linear model; a named model:
+    fold 1 itself) on ``pool``'s workers, so that they train while this process sets up tracking; the chooser takes them
+    (:meth:`FoldPool.take`) with the same seed, rows and config it would train them with. Returns the
+    candidates started."""
+    if config.folds < 2:
+        return []
+    started = []
+    seed, train, held = plan.data(1, config)
+    archs = candidates(config, splits)
+    for arch in archs[1:] if len(archs) > 1 else archs:  # a named model: fold 1 itself
+        if pool.prefetch((1, arch), (seed, train, held, candidate_config(config.model_copy(update={"seed": seed}), arch))):
+            started.append(arch)
+    return started
+
+
 class _Chooser:
     """``fit_fold`` of the cross-fitting loop: on fold 1 it trains every candidate and keeps the best
     by held-out mAP; on later folds it trains the winner."""
 
-    def __init__(self, archs: list[str], config: RunConfig, device: str, emit, run):
+    def __init__(self, archs: list[str], config: RunConfig, device: str, emit, run, pool=None):
         self.archs, self.config, self.device, self.emit, self.run = archs, config, device, emit, run
+        self.pool = pool  # a FoldPool whose workers may hold fold 1's candidates (prefetch_candidates)
         self.chosen: str | None = None
         self.table: list[dict] = []
 
@@ -145,9 +162,15 @@ class _Chooser:
             c = candidate_config(config, arch)
             self.emit("note", text=f"--model auto: training candidate {arch} on {train.n_samples} rows, "
                                    f"scoring it on {held.n_samples} validation rows")
-            model, loss_fn = _build(c, train, train.Y)
             log = _prefixed(log_metrics, f"auto/{arch}/") if log_metrics is not None else None
-            res = _fit(model, loss_fn, train, held, c, self.device, self.emit, log)
+            out = self.pool.take((1, arch)) if self.pool is not None and k == 1 else None
+            if out is not None:  # trained by a worker while this process set up tracking
+                from evalkit.workflows.experiment import worker_result
+
+                res = worker_result(out, c, train, log, self.emit)
+            else:
+                model, loss_fn = _build(c, train, train.Y)
+                res = _fit(model, loss_fn, train, held, c, self.device, self.emit, log)
             score = validation_map(held.Y, _scores(res.model, held.X, self.device))
             results[arch] = res
             self.table.append({"model": arch, "val_map": round(score, 6), "best_epoch": res.best_epoch,
