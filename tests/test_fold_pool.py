@@ -146,3 +146,18 @@ def test_exit_now_keeps_what_a_normal_exit_does(tmp_path):
         assert out.stdout.startswith("/") and not Path(out.stdout).exists()  # printed, then cleaned up
         assert marker.read_text() == "done"  # the pool's task finished before the exit
         assert ("bye" in out.stderr) == (arg == "bye")
+
+
+def test_a_prefetched_fold_streams_its_epochs_to_take():
+    """Epochs reach ``take``'s callback as they end (those before the call at once), so a run killed
+    while a worker trains keeps the curve so far."""
+    train, held = _fold_args()
+    cfg = RunConfig(model="mlp", hidden=[8], epochs=6, monitor="none")
+    rows = []
+    with FoldPool(1, threads=1) as pool:
+        assert pool.prefetch((1, "mlp"), (5, train, held, cfg))
+        assert not pool.prefetch((1, "other"), (5, train, held, cfg))  # one job per worker
+        out = pool.take((1, "mlp"), rows.append)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows == out["history"] and out["best_epoch"] == 6
+    assert pool.take((1, "linear")) is None

@@ -88,6 +88,7 @@ class RunLogger:
         self.fail_fast = offline_reason is None if fail_fast is None else fail_fast
         self._old_handler = None
         self._buffer: list[tuple[str, float, int, int]] = []  # (key, value, timestamp ms, step)
+        self._lock = threading.Lock()
         self._flushed = time.monotonic()
 
     # -- lifecycle
@@ -210,14 +211,17 @@ class RunLogger:
         them. Without a ``step`` they are sent at once, after what is buffered.
         """
         now = int(time.time() * 1000)
-        self._buffer.extend((k, float(v), now, int(step or 0)) for k, v in metrics.items())
-        if step is None or len(self._buffer) >= 1000 or time.monotonic() - self._flushed >= FLUSH_SECONDS:
+        with self._lock:  # curves of folds trained in worker processes arrive from helper threads
+            self._buffer.extend((k, float(v), now, int(step or 0)) for k, v in metrics.items())
+            due = step is None or len(self._buffer) >= 1000 or time.monotonic() - self._flushed >= FLUSH_SECONDS
+        if due:
             self.flush()
 
     def flush(self) -> None:
-        """Send the buffered metrics now (1000 per ``log_batch``; offline: to the journal)."""
-        items, self._buffer = self._buffer, []
-        self._flushed = time.monotonic()
+        """Send the buffered metrics now (1000 per ``log_batch``; offline: to the journal). Thread-safe."""
+        with self._lock:
+            items, self._buffer = self._buffer, []
+            self._flushed = time.monotonic()
         for i in range(0, len(items), 1000):
             chunk = items[i : i + 1000]
             self.do(lambda: self._send(chunk), lambda: self._journal(chunk))

@@ -160,11 +160,12 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                        nested=nested) if track else None
     previous_threads = torch.get_num_threads()
     unwritten = None  # the report file could not be written (WriteError): raised once the run is logged
+    pool = None
     try:
         if device == "cpu":
             torch.set_num_threads(config.threads)
         pool, plan = _start_fold_pool(config, splits, device, early)  # fold 1 trains in a worker during tracking set-up
-        with pool if pool is not None else _no_run(), (logger if logger is not None else _no_run()) as run:
+        with (logger if logger is not None else _no_run()) as run, pool if pool is not None else _no_run():
             if run:
                 from evalkit.workflows.artifacts import log_dataset
 
@@ -205,6 +206,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
             e.report_json = report.to_json()
         raise
     finally:
+        if pool is not None:  # also when the run could not start: no worker outlives its run
+            pool.__exit__(None, None, None)
         torch.set_num_threads(previous_threads)
     emit("report", report=report, title="Test split", per_class=True)
     if run:
@@ -419,20 +422,25 @@ def _fold_logger(run, k: int):
     return log
 
 
-def worker_result(out: dict, cfg: RunConfig, train, log, emit):
+def row_logger(log, monitor: str):
+    """``log_metrics`` as a per-epoch callback: ``row`` -> :func:`epoch_metrics` at step ``row["epoch"]``
+    (None when ``log`` is None)."""
+    if log is None:
+        return None
+    return lambda row: log(epoch_metrics(row, monitor), step=row["epoch"])
+
+
+def worker_result(out: dict, cfg: RunConfig, train, emit):
     """A model trained by a worker process (:func:`evalkit.workflows.fold_pool.train_fold` with
-    ``cfg`` on ``train``) as a :class:`~evalkit.train.TrainResult`: the model rebuilt and loaded with
-    the worker's weights, its curve logged through ``log`` (or None) and ``train_end`` emitted, as
-    for a model trained here."""
+    ``cfg`` on ``train``; its curve was logged as it came, :func:`row_logger`) as a
+    :class:`~evalkit.train.TrainResult`: the model rebuilt and loaded with the worker's weights, and
+    ``train_end`` emitted, as for a model trained here."""
     from evalkit.train import TrainResult, seed_everything
 
     seed_everything(cfg.seed)
     model, _ = _build(cfg, train, train.Y)
     model.load_state_dict(out["state"])
     model.eval()
-    if log is not None:
-        for row in out["history"]:
-            log(epoch_metrics(row, cfg.monitor), step=row["epoch"])
     emit("train_end", best_epoch=out["best_epoch"], epochs_run=len(out["history"]), stopped_early=out["stopped_early"])
     return TrainResult(model, out["history"], out["best_epoch"], out["stopped_early"])
 
@@ -502,9 +510,9 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
         cfg = config.model_copy(update={"seed": seed})
         if fit_fold is not None:
             return fit_fold(k, train, held, cfg, log)
-        out = pool.take((1, cfg.model)) if pool is not None and k == 1 else None
+        out = pool.take((1, cfg.model), row_logger(log, cfg.monitor)) if pool is not None and k == 1 else None
         if out is not None:  # trained by a worker while this process set up tracking
-            return worker_result(out, cfg, train, log, emit)
+            return worker_result(out, cfg, train, emit)
         model, loss_fn = _build(cfg, full, train.Y)
         return _fit(model, loss_fn, train, held, cfg, device, emit, log)
 
@@ -522,13 +530,15 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
         else:
             emit("note", text=f"folds 2-{config.folds}: {processes} processes train at once "
                               f"(this one and {processes - 1} worker process(es); --fold-processes)")
-            for k, (where, out) in sorted(pool.run(range(2, config.folds + 1), local, remote_args).items()):
+            monitor = (fold_config(config) if fold_config is not None else config).monitor
+            logs = (lambda k: row_logger(_fold_logger(run, k), monitor)) if run else None
+            for k, (where, out) in sorted(pool.run(range(2, config.folds + 1), local, remote_args, logs).items()):
                 if where == "local":
                     results[k] = out
                     continue
                 _, train, held, cfg = remote_args(k)
                 emit("fold", k=k, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
-                results[k] = worker_result(out, cfg, train, _fold_logger(run, k) if run else None, emit)
+                results[k] = worker_result(out, cfg, train, emit)
     members = []
     for k in range(1, config.folds + 1):
         res = results[k]

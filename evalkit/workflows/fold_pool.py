@@ -75,25 +75,30 @@ def start_early(config, device: str) -> "FoldPool | None":
     return FoldPool(processes - 1, config.threads) if processes > 1 else None
 
 
-def train_fold(seed: int, train, held, config) -> dict[str, Any]:
+def train_fold(seed: int, train, held, config, on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train one fold as :func:`evalkit.workflows.experiment._cross_fit` does in its own process:
     seed everything with ``seed``, build ``config.model`` and fit it on ``train`` (early stopping on
-    ``held``). Returns the best weights (``state``) and the ``history``, ``best_epoch`` and
-    ``stopped_early`` of :class:`~evalkit.train.TrainResult` (picklable: no model object)."""
+    ``held``), calling ``on_epoch(row)`` with each epoch's history row. Returns the best weights
+    (``state``) and the ``history``, ``best_epoch`` and ``stopped_early`` of
+    :class:`~evalkit.train.TrainResult` (picklable: no model object)."""
     from evalkit.train import seed_everything
     from evalkit.workflows.experiment import _build, _fit
 
+    def emit(kind: str, **data) -> None:
+        if kind == "epoch" and on_epoch is not None:
+            on_epoch(data["row"])
+
     seed_everything(seed)
     model, loss_fn = _build(config, train, train.Y)
-    res = _fit(model, loss_fn, train, held, config, "cpu", lambda *a, **k: None, None)
+    res = _fit(model, loss_fn, train, held, config, "cpu", emit, None)
     return {"state": res.model.state_dict(), "history": res.history, "best_epoch": res.best_epoch,
             "stopped_early": res.stopped_early}
 
 
 class _Worker:
     """One worker process (``python -m evalkit.workflows.fold_pool THREADS``): pickled
-    ``train_fold`` arguments in on its stdin, ``("ok", result)`` or ``("error", exception)`` out on
-    its stdout. A fresh interpreter that imports only evalkit (never the caller's ``__main__``, so
+    ``train_fold`` arguments in on its stdin; out on its stdout, ``("epoch", row)`` as each epoch
+    ends, then ``("ok", result)`` or ``("error", exception)``. A fresh interpreter that imports only evalkit (never the caller's ``__main__``, so
     a script without an ``if __name__ == "__main__"`` guard is safe), ignores Ctrl-C (the parent
     stops it) and exits when its stdin closes (the parent died)."""
 
@@ -106,13 +111,19 @@ class _Worker:
         self.proc = subprocess.Popen([sys.executable, "-m", "evalkit.workflows.fold_pool", str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
 
-    def call(self, args: tuple) -> dict:
+    def call(self, args: tuple, on_row: Callable[[dict], None] | None = None) -> dict:
+        """``train_fold(*args)`` in the worker; ``on_row(row)`` (in this thread) for each epoch."""
         import pickle
 
         try:
             pickle.dump(args, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self.proc.stdin.flush()
-            status, value = pickle.load(self.proc.stdout)
+            while True:
+                status, value = pickle.load(self.proc.stdout)
+                if status != "epoch":
+                    break
+                if on_row is not None:
+                    on_row(value)
         except (EOFError, BrokenPipeError, OSError, pickle.UnpicklingError):
             self.proc.wait(timeout=5)
             self.log.seek(0)
@@ -155,17 +166,20 @@ def _serve(threads: int) -> None:
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     stdin = sys.stdin.buffer
+    def send(message) -> None:
+        pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
     while True:
         try:
             args = pickle.load(stdin)
         except EOFError:
             return
         try:
-            reply = ("ok", train_fold(*args))
+            reply = ("ok", train_fold(*args, on_epoch=lambda row: send(("epoch", row))))
         except Exception as e:  # an InputError (diverged) travels back as itself
             reply = ("error", e)
-        pickle.dump(reply, out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
+        send(reply)
 
 
 class FoldPool:
@@ -179,6 +193,9 @@ class FoldPool:
         self.workers = workers
         self._workers = [_Worker(threads) for _ in range(workers)]  # they start now: imports overlap other work
         self._prefetched: dict[Any, tuple[threading.Thread, list]] = {}
+        self._rows: dict[Any, list[dict]] = {}  # epochs of prefetched jobs so far
+        self._sinks: dict[Any, Callable[[dict], None]] = {}  # where further epochs go (take's on_row)
+        self._lock = threading.Lock()
 
     def __enter__(self) -> "FoldPool":
         return self
@@ -202,10 +219,18 @@ class FoldPool:
             return False
         worker = self._workers[len(self._prefetched)]
         box: list = []
+        self._rows[key] = []
+
+        def row(r: dict) -> None:
+            with self._lock:
+                self._rows[key].append(r)
+                sink = self._sinks.get(key)
+            if sink is not None:
+                sink(r)
 
         def call() -> None:
             try:
-                box.append(("ok", worker.call(args)))
+                box.append(("ok", worker.call(args, on_row=row)))
             except BaseException as e:
                 box.append(("error", e))
 
@@ -214,11 +239,18 @@ class FoldPool:
         self._prefetched[key] = (t, box)
         return True
 
-    def take(self, key):
+    def take(self, key, on_row: Callable[[dict], None] | None = None):
         """The result of the job :meth:`prefetch` started under ``key`` (waiting for it), or None when
-        there is none. Raises what the job raised."""
+        there is none; ``on_row(row)`` gets each epoch of it: those so far at once, the others as they
+        end (so a run killed meanwhile keeps them). Raises what the job raised."""
         if key not in self._prefetched:
             return None
+        if on_row is not None:
+            with self._lock:
+                done = list(self._rows[key])
+                self._sinks[key] = on_row
+            for r in done:
+                on_row(r)
         t, box = self._prefetched[key]
         while t.is_alive():
             t.join(0.5)  # short waits: a signal handler still runs in this (main) thread
@@ -233,9 +265,11 @@ class FoldPool:
             while t.is_alive():
                 t.join(0.5)
 
-    def run(self, items: Iterable[int], local: Callable[[int], Any], remote_args: Callable[[int], tuple]) -> dict:
+    def run(self, items: Iterable[int], local: Callable[[int], Any], remote_args: Callable[[int], tuple],
+            on_row: Callable[[int], Callable[[dict], None]] | None = None) -> dict:
         """Work through ``items`` with this process and the workers at once, each taking the next item
-        when free: ``local(item)`` runs here, :func:`train_fold` ``(*remote_args(item))`` in a worker.
+        when free: ``local(item)`` runs here, :func:`train_fold` ``(*remote_args(item))`` in a worker,
+        whose epochs go to ``on_row(item)(row)`` as they end (from a helper thread).
 
         Returns:
             ``{item: ("local", result) | ("remote", train_fold's dict)}``.
@@ -255,7 +289,7 @@ class FoldPool:
         def drive(worker: _Worker) -> None:
             while (item := take()) is not None:
                 try:
-                    result = ("remote", worker.call(remote_args(item)))
+                    result = ("remote", worker.call(remote_args(item), on_row=on_row(item) if on_row else None))
                 except BaseException as e:
                     with lock:
                         errors[item] = e

@@ -163,11 +163,11 @@ class _Chooser:
             self.emit("note", text=f"--model auto: training candidate {arch} on {train.n_samples} rows, "
                                    f"scoring it on {held.n_samples} validation rows")
             log = _prefixed(log_metrics, f"auto/{arch}/") if log_metrics is not None else None
-            out = self.pool.take((1, arch)) if self.pool is not None and k == 1 else None
-            if out is not None:  # trained by a worker while this process set up tracking
-                from evalkit.workflows.experiment import worker_result
+            from evalkit.workflows.experiment import row_logger, worker_result
 
-                res = worker_result(out, c, train, log, self.emit)
+            out = self.pool.take((1, arch), row_logger(log, c.monitor)) if self.pool is not None and k == 1 else None
+            if out is not None:  # trained by a worker while this process set up tracking
+                res = worker_result(out, c, train, self.emit)
             else:
                 model, loss_fn = _build(c, train, train.Y)
                 res = _fit(model, loss_fn, train, held, c, self.device, self.emit, log)
