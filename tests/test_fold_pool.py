@@ -161,3 +161,22 @@ def test_a_prefetched_fold_streams_its_epochs_to_take():
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert rows == out["history"] and out["best_epoch"] == 6
     assert pool.take((1, "linear")) is None
+
+
+def test_folds_of_a_dead_worker_train_in_this_process():
+    """A worker that dies (OOM killer, a crash) costs time, not the run: its folds come back here."""
+    train, held = _fold_args()
+    cfg = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
+    warnings, here = [], []
+    with FoldPool(1, threads=1, warn=warnings.append) as pool:
+        pool._workers[0].proc.kill()
+        pool._workers[0].proc.wait()
+        done = pool.run([2, 3, 4], local=lambda k: here.append(k) or f"fold{k}",
+                        remote_args=lambda k: (k, train, held, cfg))
+    assert sorted(done) == [2, 3, 4] and all(where == "local" for where, _ in done.values())
+    assert sorted(here) == [2, 3, 4]
+    assert len(warnings) == 1 and "a fold worker process died (exit code -9)" in warnings[0], warnings
+    with FoldPool(1, threads=1, warn=warnings.append) as pool:  # a prefetched job: take says None, the caller trains
+        pool.prefetch((1, "mlp"), (1, train, held, cfg))
+        pool._workers[0].proc.kill()
+        assert pool.take((1, "mlp")) is None

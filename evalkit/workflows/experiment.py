@@ -165,6 +165,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
         if device == "cpu":
             torch.set_num_threads(config.threads)
         pool, plan = _start_fold_pool(config, splits, device, early)  # fold 1 trains in a worker during tracking set-up
+        if pool is not None:
+            pool.warn = lambda text: emit("warning", text=text)
         with (logger if logger is not None else _no_run()) as run, pool if pool is not None else _no_run():
             if run:
                 from evalkit.workflows.artifacts import log_dataset

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -97,6 +98,11 @@ def train_fold(seed: int, train, held, config, on_epoch: Callable[[dict], None] 
             "stopped_early": res.stopped_early}
 
 
+class WorkerDied(RuntimeError):
+    """A worker process ended without an answer (killed, crashed, or could not start); its fold can
+    be trained in this process instead."""
+
+
 class _Worker:
     """One worker process (``python -m evalkit.workflows.fold_pool THREADS``): pickled
     ``train_fold`` arguments in on its stdin; out on its stdout, ``("epoch", row)`` as each epoch
@@ -110,8 +116,10 @@ class _Worker:
         import tempfile
 
         self.log = tempfile.TemporaryFile()  # its stderr: shown if it dies
+        root = str(Path(__file__).resolve().parents[2])  # evalkit importable as here (also from a source tree)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
         self.proc = subprocess.Popen([sys.executable, "-m", "evalkit.workflows.fold_pool", str(threads)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env)
 
     def call(self, args: tuple, on_row: Callable[[dict], None] | None = None) -> dict:
         """``train_fold(*args)`` in the worker; ``on_row(row)`` (in this thread) for each epoch."""
@@ -130,8 +138,8 @@ class _Worker:
             self.proc.wait(timeout=5)
             self.log.seek(0)
             tail = self.log.read().decode(errors="replace").strip().splitlines()[-5:]
-            raise RuntimeError(f"a fold worker process died (exit code {self.proc.returncode}): "
-                               + (" | ".join(tail) or "no output")) from None
+            raise WorkerDied(f"a fold worker process died (exit code {self.proc.returncode}): "
+                             + (" | ".join(tail) or "no output")) from None
         if status == "error":
             raise value
         return value
@@ -191,7 +199,8 @@ class FoldPool:
     workers, so no fold trains on after its run ended.
     """
 
-    def __init__(self, workers: int, threads: int) -> None:
+    def __init__(self, workers: int, threads: int, warn: Callable[[str], None] | None = None) -> None:
+        self.warn = warn or (lambda text: None)  # told when a worker dies (its folds train here)
         self.workers = workers
         self._workers = [_Worker(threads) for _ in range(workers)]  # they start now: imports overlap other work
         self._prefetched: dict[Any, tuple[threading.Thread, list]] = {}
@@ -257,6 +266,11 @@ class FoldPool:
         while t.is_alive():
             t.join(0.5)  # short waits: a signal handler still runs in this (main) thread
         status, value = box[0]
+        if status == "error" and isinstance(value, WorkerDied):
+            self.warn(f"{value}; training that model in this process instead")
+            with self._lock:
+                self._sinks.pop(key, None)
+            return None  # the caller trains it (its epochs so far were logged: the same steps again)
         if status == "error":
             raise value
         return value
@@ -292,6 +306,11 @@ class FoldPool:
             while (item := take()) is not None:
                 try:
                     result = ("remote", worker.call(remote_args(item), on_row=on_row(item) if on_row else None))
+                except WorkerDied as e:  # its fold goes back to the queue: this process trains it
+                    self.warn(f"{e}; its folds train in this process instead")
+                    with lock:
+                        todo.appendleft(item)
+                    return
                 except BaseException as e:
                     with lock:
                         errors[item] = e
@@ -303,22 +322,26 @@ class FoldPool:
                    for w in self._workers]
         for t in threads:
             t.start()
-        try:
+        def work_here() -> None:
             while (item := take()) is not None:
                 try:
                     result = ("local", local(item))
                 except Exception as e:
                     with lock:
                         errors[item] = e
-                    break
+                    return
                 with lock:
                     done[item] = result
+
+        try:
+            work_here()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.5)  # short waits: a signal handler still runs in this (main) thread
+            work_here()  # folds handed back by a worker that died
         except BaseException:  # Ctrl-C / SIGTERM here: kill the workers, then let it propagate
             self.__exit__()
             raise
-        for t in threads:
-            while t.is_alive():
-                t.join(0.5)  # short waits: a signal handler still runs in this (main) thread
         if errors:
             raise errors[min(errors)]
         return done
