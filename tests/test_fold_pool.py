@@ -180,3 +180,18 @@ def test_folds_of_a_dead_worker_train_in_this_process():
         pool.prefetch((1, "mlp"), (1, train, held, cfg))
         pool._workers[0].proc.kill()
         assert pool.take((1, "mlp")) is None
+
+
+def test_no_worker_can_start_then_the_folds_train_here(tmp_path, monkeypatch):
+    """A process limit (fork / exec failing) degrades to one process: the same report, no error."""
+    import evalkit.workflows.fold_pool as fp
+
+    _, one, _ = _run(tmp_path, "one", fold_processes=1)
+
+    def refuse(*a, **k):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(fp._Worker, "__init__", refuse)
+    _, two, events = _run(tmp_path, "two", fold_processes=2)
+    assert one["summary"] == two["summary"]
+    assert not [e for e in events if e.kind == "note" and "processes train at once" in e.data["text"]]

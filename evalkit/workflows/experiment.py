@@ -334,7 +334,10 @@ def _start_fold_pool(config: RunConfig, splits, device: str, early=None):
             if early is not None:
                 early.__exit__(None, None, None)
             return None, plan
-        pool = early or FoldPool(processes - 1, config.threads)
+        try:
+            pool = early or FoldPool(processes - 1, config.threads)
+        except OSError:  # no process could be started: the folds train one after another
+            return None, plan
         pool.shrink(processes - 1)
         model_choice.prefetch_candidates(pool, plan, config, splits)
     except BaseException:
@@ -523,7 +526,10 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
         cfg = config.model_copy(update={"seed": seed})
         return seed, train, held, fold_config(cfg) if fold_config is not None else cfg
 
-    owned = FoldPool(processes - 1, config.threads) if processes > 1 and pool is None else nullcontext(pool)
+    try:
+        owned = FoldPool(processes - 1, config.threads) if processes > 1 and pool is None else nullcontext(pool)
+    except OSError:  # no process could be started: the folds train one after another
+        owned = nullcontext(None)
     with owned as pool:
         results[1] = local(1)  # --model auto chooses here; the workers start meanwhile
         if pool is None:

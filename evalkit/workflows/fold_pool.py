@@ -75,7 +75,12 @@ def start_early(config, device: str) -> "FoldPool | None":
     if device != "cpu":
         return None
     processes = resolve_fold_processes(config, EARLY_ROWS)
-    return FoldPool(processes - 1, config.threads) if processes > 1 else None
+    if processes < 2:
+        return None
+    try:
+        return FoldPool(processes - 1, config.threads)
+    except OSError:  # no process could be started (a process limit): the folds train one after another
+        return None
 
 
 def train_fold(seed: int, train, held, config, on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
@@ -200,9 +205,17 @@ class FoldPool:
     """
 
     def __init__(self, workers: int, threads: int, warn: Callable[[str], None] | None = None) -> None:
+        """Start ``workers`` worker processes. Raises OSError when one cannot be started (those
+        started are stopped)."""
         self.warn = warn or (lambda text: None)  # told when a worker dies (its folds train here)
         self.workers = workers
-        self._workers = [_Worker(threads) for _ in range(workers)]  # they start now: imports overlap other work
+        self._workers: list[_Worker] = []
+        try:
+            for _ in range(workers):  # they start now: their imports overlap other work
+                self._workers.append(_Worker(threads))
+        except OSError:
+            self.__exit__(None, None, None)
+            raise
         self._prefetched: dict[Any, tuple[threading.Thread, list]] = {}
         self._rows: dict[Any, list[dict]] = {}  # epochs of prefetched jobs so far
         self._sinks: dict[Any, Callable[[dict], None]] = {}  # where further epochs go (take's on_row)
