@@ -111,9 +111,10 @@ class WorkerDied(RuntimeError):
 class _Worker:
     """One worker process (``python -m evalkit.workflows.fold_pool THREADS``): pickled
     ``train_fold`` arguments in on its stdin; out on its stdout, ``("epoch", row)`` as each epoch
-    ends, then ``("ok", result)`` or ``("error", exception)``. A fresh interpreter that imports only evalkit (never the caller's ``__main__``, so
-    a script without an ``if __name__ == "__main__"`` guard is safe), ignores Ctrl-C (the parent
-    stops it) and exits when its stdin closes (the parent died)."""
+    ends, then ``("ok", result)`` or ``("error", exception)``. A fresh interpreter that imports only
+    evalkit (never the caller's ``__main__``, so a script without an ``if __name__ == "__main__"``
+    guard is safe), ignores Ctrl-C (the parent stops it) and exits when its stdin closes (the parent
+    died)."""
 
     def __init__(self, threads: int) -> None:
         import subprocess
@@ -208,6 +209,7 @@ class FoldPool:
         """Start ``workers`` worker processes. Raises OSError when one cannot be started (those
         started are stopped)."""
         self.warn = warn or (lambda text: None)  # told when a worker dies (its folds train here)
+        self._stopping = False  # set when the pool is stopped: workers dying then are expected
         self.workers = workers
         self._workers: list[_Worker] = []
         try:
@@ -225,6 +227,7 @@ class FoldPool:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stopping = True
         for w in self._workers:
             w.stop()
 
@@ -280,7 +283,8 @@ class FoldPool:
             t.join(0.5)  # short waits: a signal handler still runs in this (main) thread
         status, value = box[0]
         if status == "error" and isinstance(value, WorkerDied):
-            self.warn(f"{value}; training that model in this process instead")
+            if not self._stopping:
+                self.warn(f"{value}; training that model in this process instead")
             with self._lock:
                 self._sinks.pop(key, None)
             return None  # the caller trains it (its epochs so far were logged: the same steps again)
@@ -320,7 +324,8 @@ class FoldPool:
                 try:
                     result = ("remote", worker.call(remote_args(item), on_row=on_row(item) if on_row else None))
                 except WorkerDied as e:  # its fold goes back to the queue: this process trains it
-                    self.warn(f"{e}; its folds train in this process instead")
+                    if not self._stopping:
+                        self.warn(f"{e}; its folds train in this process instead")
                     with lock:
                         todo.appendleft(item)
                     return
