@@ -149,8 +149,10 @@ def test_compare_of_a_complete_grid_has_no_notes(store, cli):
 @pytest.mark.slow
 def test_kill_9_leaves_the_run_running_and_reap_ends_it_killed(store, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.Popen([*EVALKIT, "run", "--epochs", "300", "--folds", "1", "--hidden", "16", "--batch-size", "16",
-                             "--monitor", "none", "--no-log-model", "--experiment", "k9"],
+    # a named model logs train/loss as it trains (--model auto logs it only once the choice is made,
+    # near the end of a short run: the run could finish before the kill); 3000 epochs outlast the kill
+    proc = subprocess.Popen([*EVALKIT, "run", "--model", "mlp", "--epochs", "3000", "--folds", "1", "--hidden", "16",
+                             "--batch-size", "16", "--monitor", "none", "--no-log-model", "--experiment", "k9"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     import mlflow
 
