@@ -521,10 +521,13 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
         model, loss_fn = _build(cfg, full, train.Y)
         return _fit(model, loss_fn, train, held, cfg, device, emit, log)
 
+    sent: dict[int, tuple] = {}  # what each worker fold was trained on (its model is rebuilt from it)
+
     def remote_args(k: int) -> tuple:
         seed, train, held = fold_data(k)
         cfg = config.model_copy(update={"seed": seed})
-        return seed, train, held, fold_config(cfg) if fold_config is not None else cfg
+        sent[k] = (seed, train, held, fold_config(cfg) if fold_config is not None else cfg)
+        return sent[k]
 
     try:
         owned = FoldPool(processes - 1, config.threads) if processes > 1 and pool is None else nullcontext(pool)
@@ -544,7 +547,7 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
                 if where == "local":
                     results[k] = out
                     continue
-                _, train, held, cfg = remote_args(k)
+                _, train, held, cfg = sent[k]
                 emit("fold", k=k, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
                 results[k] = worker_result(out, cfg, train, emit)
     members = []

@@ -319,37 +319,34 @@ class FoldPool:
             with lock:
                 return todo.popleft() if todo and not errors else None
 
-        def drive(worker: _Worker) -> None:
+        def consume(compute: Callable[[int], tuple[str, Any]], catch: type[BaseException]) -> None:
+            """Take items until none is left (or one failed), each ``compute(item)`` into ``done``."""
             while (item := take()) is not None:
                 try:
-                    result = ("remote", worker.call(remote_args(item), on_row=on_row(item) if on_row else None))
+                    result = compute(item)
                 except WorkerDied as e:  # its fold goes back to the queue: this process trains it
                     if not self._stopping:
                         self.warn(f"{e}; its folds train in this process instead")
                     with lock:
                         todo.appendleft(item)
                     return
-                except BaseException as e:
+                except catch as e:
                     with lock:
                         errors[item] = e
                     return
                 with lock:
                     done[item] = result
 
-        threads = [threading.Thread(target=drive, args=(w,), daemon=True, name="evalkit-fold-worker")
-                   for w in self._workers]
+        def remote(worker: _Worker) -> Callable[[int], tuple[str, Any]]:
+            return lambda item: ("remote", worker.call(remote_args(item), on_row=on_row(item) if on_row else None))
+
+        threads = [threading.Thread(target=consume, args=(remote(w), BaseException), daemon=True,
+                                    name="evalkit-fold-worker") for w in self._workers]
         for t in threads:
             t.start()
-        def work_here() -> None:
-            while (item := take()) is not None:
-                try:
-                    result = ("local", local(item))
-                except Exception as e:
-                    with lock:
-                        errors[item] = e
-                    return
-                with lock:
-                    done[item] = result
+
+        def work_here() -> None:  # Ctrl-C / SIGTERM propagate from here (only Exception is recorded)
+            consume(lambda item: ("local", local(item)), Exception)
 
         try:
             work_here()
