@@ -37,6 +37,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class preserved_rng:
+    """Context manager: the states of Python's ``random``, numpy's and torch's (CPU) global
+    generators are restored on leaving, whatever ran inside (e.g. a :func:`seed_everything`)."""
+
+    def __enter__(self) -> "preserved_rng":
+        import random
+
+        import torch
+
+        self._states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import random
+
+        import torch
+
+        py, npy, th = self._states
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(th)
+
+
 def predict_logits(model, X: np.ndarray, device: str = "cpu", batch_size: int = 4096) -> np.ndarray:
     """Logits ``(N, C)`` float32 for features ``X`` ``(N, F)``: :func:`evalkit.model_io.predict`, the one
     inference loop (batched under ``torch.inference_mode``). A CSR ``X`` is densified one batch at a time."""
@@ -50,12 +73,12 @@ def predict_logits(model, X: np.ndarray, device: str = "cpu", batch_size: int = 
 
 def _monitor_value(monitor: str, val_logits: np.ndarray, val_Y: np.ndarray, beta: float) -> float:
     """Validation metric to maximise (at a fixed 0.5 cut for F-beta; threshold-free for mAP)."""
-    from evalkit.metrics import compute_metrics
-
-    if monitor == "val_map":
+    if monitor == "val_map":  # (not the metric engine: a fold worker process never imports torchmetrics)
         from evalkit.metrics.threshold_free import mean_average_precision
 
         return mean_average_precision(val_Y, val_logits)
+    from evalkit.metrics import compute_metrics
+
     res = compute_metrics(val_Y, val_logits, scores_kind="logits", threshold=0.5, beta=beta, threshold_free="none")
     avg = monitor.removeprefix("val_").split("_")[0]  # val_micro_f2 / val_macro_f2: the F-beta of that average
     return float(getattr(res, avg).fbeta)

@@ -23,7 +23,7 @@ def _run(tmp_path, name, **kw):
     from evalkit.workflows.experiment import run_experiment
 
     events = []
-    res = run_experiment(RunConfig(**SMALL, **kw, output=str(tmp_path / f"{name}.json")), track=False,
+    res = run_experiment(RunConfig(**{**SMALL, **kw}, output=str(tmp_path / f"{name}.json")), track=False,
                          on_event=events.append)
     rep = json.loads((tmp_path / f"{name}.json").read_text())
     return res, rep, events
@@ -195,3 +195,70 @@ def test_no_worker_can_start_then_the_folds_train_here(tmp_path, monkeypatch):
     _, two, events = _run(tmp_path, "two", fold_processes=2)
     assert one["summary"] == two["summary"]
     assert not [e for e in events if e.kind == "note" and "processes train at once" in e.data["text"]]
+
+
+def _slow_first_fold(monkeypatch, pending_for: int):
+    """Fold 1's prefetched job counts as running for the first ``pending_for`` questions (a slow
+    worker: this process trains fold 2 meanwhile), then as ended (waiting for it). Records what
+    ``FoldPool.start`` queued for the workers."""
+    import evalkit.workflows.fold_pool as fp
+
+    asked, queued = [], []
+    real_pending, real_start = fp.FoldPool.pending, fp.FoldPool.start
+
+    def pending(self, key):
+        asked.append(key)
+        if len(asked) <= pending_for:
+            return True
+        self._prefetched[key][0].join()  # from here on, the job has ended
+        return real_pending(self, key)
+
+    def start(self, items, *a, **k):
+        items = list(items)
+        queued.append(items)
+        return real_start(self, items, *a, **k)
+
+    monkeypatch.setattr(fp.FoldPool, "pending", pending)
+    monkeypatch.setattr(fp.FoldPool, "start", start)
+    return asked, queued
+
+
+@pytest.mark.parametrize("model, pending_for", [
+    ("auto", 3),  # the choice is known after fold 2's 2nd epoch: the workers start on folds 3.. then
+    ("auto", 99),  # fold 2 ends before the choice is known
+    ("mlp", 3),  # a named model: nothing to choose, fold 2 is kept
+])
+def test_fold_2_trained_while_a_worker_trains_fold_1_is_the_same_model(tmp_path, monkeypatch, model, pending_for):
+    """While a worker trains fold 1 (of the MLP candidate), this process trains fold 2 of it, in case
+    it wins: the report is the one of a single process, bit for bit."""
+    import evalkit.workflows.model_choice as mc
+
+    monkeypatch.setattr(mc, "_winner", lambda table: "mlp")  # (on this small problem the linear model wins)
+    kw = dict(fold_processes=2, epochs=6) if model == "auto" else dict(fold_processes=2, epochs=6, model="mlp")
+    _, one, _ = _run(tmp_path, "one", **{**kw, "fold_processes": 1})
+    asked, queued = _slow_first_fold(monkeypatch, pending_for)
+    _, two, events = _run(tmp_path, "two", **kw)
+    assert queued == [[3]], (asked, [e.data.get("text") for e in events if e.kind == "note"])  # fold 2 trained here in advance, kept
+    if model == "auto":
+        assert [e.data["text"] for e in events if e.kind == "note" and "chose" in e.data["text"]][0].startswith(
+            "--model auto chose mlp")
+    assert sorted(e.data["k"] for e in events if e.kind == "fold") == [1, 2, 3]
+    for key in ("summary", "per_class", "threshold", "reference_at_0.5", "training"):
+        assert one[key] == two[key], key
+
+
+def test_fold_2_trained_in_advance_stops_when_its_model_loses(tmp_path, monkeypatch):
+    """If the linear candidate wins, the MLP fold 2 trained while waiting is dropped at once and
+    folds 2.. train the linear model: the report of a single process."""
+    import evalkit.workflows.model_choice as mc
+
+    monkeypatch.setattr(mc, "_winner", lambda table: "linear")
+    kw = dict(fold_processes=2, epochs=30, patience=30)
+    _, one, _ = _run(tmp_path, "one", **{**kw, "fold_processes": 1})
+    asked, queued = _slow_first_fold(monkeypatch, 3)
+    _, two, events = _run(tmp_path, "two", **kw)
+    assert queued == [[2, 3]]
+    assert len(asked) == 4  # the condition, then one question per epoch: answered at epoch 3, fold 2 stopped
+    assert "--model auto chose linear" in " ".join(e.data.get("text", "") for e in events if e.kind == "note")
+    for key in ("summary", "per_class", "threshold", "training"):
+        assert one[key] == two[key], key

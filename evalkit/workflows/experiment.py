@@ -120,26 +120,26 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
     Raises:
         InputError: bad options or data (exit 2). InfraError: tracking store unreachable (exit 3).
     """
-    import torch
-
-    from evalkit.models import resolve_device
-    from evalkit.thresholds import check_strategy
-    from evalkit.train import seed_everything
+    from evalkit.workflows.fold_pool import start_early
 
     emit = make_emitter(on_event, console)
     started = time.perf_counter()
     strategy = _check_options(config)
-    device = resolve_device(config.device)
-    store = None
-    if track:
-        from evalkit.tracking import resolve_tracking_uri
-
-        store = resolve_tracking_uri(config.tracking_uri)
-    from evalkit.workflows import model_choice
-    from evalkit.workflows.fold_pool import start_early
-
-    early = start_early(config, device)  # fold workers import torch while the data is read
+    early = start_early(config)  # fold workers import torch while this process does, and reads the data
     try:
+        import torch
+
+        from evalkit.models import resolve_device
+        from evalkit.thresholds import check_strategy
+        from evalkit.train import seed_everything
+        from evalkit.workflows import model_choice
+
+        device = resolve_device(config.device)
+        store = None
+        if track:
+            from evalkit.tracking import resolve_tracking_uri
+
+            store = resolve_tracking_uri(config.tracking_uri)
         splits, std_stats, raw = prepare_data(config, with_stats=True, with_raw=True)
         emit("dataset", splits=splits)
         for note in dict.fromkeys([*splits.train.meta.get("notes", []), *splits.test.meta.get("notes", [])]):
@@ -168,15 +168,23 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
         if pool is not None:
             pool.warn = lambda text: emit("warning", text=text)
         with (logger if logger is not None else _no_run()) as run, pool if pool is not None else _no_run():
+            chores = []  # fold-independent work: while workers train the last folds, when there is a pool
             if run:
-                from evalkit.workflows.artifacts import log_dataset
+                from evalkit.workflows.artifacts import log_dataset, prepare_result_logging
 
                 run.log_params(config.params() | {"device": device, "dataset.digest": splits.digest,
                                                   "dataset.name": splits.name, "threshold": strategy.label})
-                log_dataset(run, raw, folds=config.folds)
+                chores = [lambda: log_dataset(run, raw, folds=config.folds), prepare_result_logging]
+            if pool is not None:
+                pool.chores.extend(chores)
+            else:
+                for chore in chores:
+                    chore()
             seed_everything(config.seed)
             torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
             trained = model_choice.train(splits, config, device, emit, run, plan, pool)  # --model auto chooses here
+            if pool is not None:
+                pool.run_chores()  # those the folds left no time for
             config = config.model_copy(update={"model": trained.fold_info["model"]})
             if not evaluate_test:  # a search trial: validation only, the test split is never scored
                 validation = _validation_only(config, strategy, splits, trained, run)
@@ -450,6 +458,10 @@ def worker_result(out: dict, cfg: RunConfig, train, emit):
     return TrainResult(model, out["history"], out["best_epoch"], out["stopped_early"])
 
 
+class _Abandoned(Exception):
+    """A fold trained in advance (:func:`_cross_fit`'s ``speculate``) is not needed: its model lost."""
+
+
 @dataclass
 class FoldPlan:
     """The cross-fitting folds of a run: ``full`` (train + validation rows) and, per fold, the
@@ -488,13 +500,16 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
     then the config folds 2..K train with (the chosen candidate's). With ``fold_processes`` > 1,
     folds 2..K train in this process and worker processes at once (:mod:`evalkit.workflows.fold_pool`:
     the same models); ``pool`` is a :class:`~evalkit.workflows.fold_pool.FoldPool` already started
-    by the caller (else one is started here), ``plan`` the folds already computed.
+    by the caller (else one is started here), ``plan`` the folds already computed. While a worker
+    still trains fold 1 (of the costly candidate, or of a named model), this process trains fold 2
+    of it (``speculate``): kept when that model is the one folds 2..K train, dropped as soon as it
+    lost; the same seed, rows and config, so the same model either way.
     """
     from contextlib import nullcontext
 
     from evalkit.models import probability_average
     from evalkit.scores import sigmoid
-    from evalkit.train import TrainResult, predict_logits, seed_everything
+    from evalkit.train import TrainResult, predict_logits, preserved_rng, seed_everything
     from evalkit.workflows.fold_pool import FoldPool, resolve_fold_processes
 
     plan = plan or plan_folds(splits, config)
@@ -507,6 +522,9 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
     def fold_data(k: int):
         return plan.data(k, config)
 
+    fold_cfg = fold_config or (lambda cfg: cfg)  # the config folds 2..K train with (after the choice)
+    early: dict[str, Any] = {}  # fold 2, trained here while a worker trained fold 1 (speculate)
+
     def local(k: int) -> TrainResult:
         seed, train, held = fold_data(k)
         seed_everything(seed)
@@ -514,10 +532,13 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
         log = _fold_logger(run, k) if run else None
         cfg = config.model_copy(update={"seed": seed})
         if fit_fold is not None:
-            return fit_fold(k, train, held, cfg, log)
+            return fit_fold(k, train, held, cfg, log, **({"while_waiting": speculate} if k == 1 and pool else {}))
+        if pool is not None and k == 1 and pool.pending((1, cfg.model)):
+            speculate(lambda c: c, lambda: None if pool.pending((1, cfg.model)) else True)
         out = pool.take((1, cfg.model), row_logger(log, cfg.monitor)) if pool is not None and k == 1 else None
         if out is not None:  # trained by a worker while this process set up tracking
             return worker_result(out, cfg, train, emit)
+        seed_everything(seed)
         model, loss_fn = _build(cfg, full, train.Y)
         return _fit(model, loss_fn, train, held, cfg, device, emit, log)
 
@@ -526,8 +547,43 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
     def remote_args(k: int) -> tuple:
         seed, train, held = fold_data(k)
         cfg = config.model_copy(update={"seed": seed})
-        sent[k] = (seed, train, held, fold_config(cfg) if fold_config is not None else cfg)
+        sent[k] = (seed, train, held, fold_cfg(cfg))
         return sent[k]
+
+    def logs(k: int):
+        return row_logger(_fold_logger(run, k), fold_cfg(config).monitor) if run else None
+
+    def speculate(config_for, verdict) -> None:
+        """While a worker trains fold 1 (of the model folds 2..K will train with if it wins), train
+        fold 2 of it here (the same seed, rows and config as later: the same model), silently, its
+        epochs kept aside. ``verdict()`` (None: not known yet) is asked after each epoch until known:
+        once it says the model won, the workers start on folds 3..K; if it lost, fold 2 stops."""
+        if config.folds < 2:
+            return
+        seed, train, held = fold_data(2)
+        cfg = config_for(config.model_copy(update={"seed": seed}))
+        rows: list[tuple[dict, int]] = []
+
+        def epoch(metrics: dict, step: int) -> None:
+            nonlocal fold_cfg
+            rows.append((metrics, step))
+            if "won" not in early:
+                with preserved_rng():  # collecting fold 1 reseeds; this fold's dropout goes on unchanged
+                    won = verdict()
+                if won is False:
+                    raise _Abandoned
+                if won:
+                    early["won"] = True
+                    fold_cfg = config_for  # what folds 3..K train with (the choice is made)
+                    pool.start(range(3, config.folds + 1), remote_args, logs)
+
+        try:
+            seed_everything(seed)
+            model, loss_fn = _build(cfg, full, train.Y)
+            res = _fit(model, loss_fn, train, held, cfg, device, lambda kind, **data: None, epoch)
+        except Exception:  # it lost (or failed: trained again the usual way, which then reports it)
+            return
+        early["fold2"] = (cfg, res, rows)
 
     try:
         owned = FoldPool(processes - 1, config.threads) if processes > 1 and pool is None else nullcontext(pool)
@@ -541,9 +597,21 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
         else:
             emit("note", text=f"folds 2-{config.folds}: {processes} processes train at once "
                               f"(this one and {processes - 1} worker process(es); --fold-processes)")
-            monitor = (fold_config(config) if fold_config is not None else config).monitor
-            logs = (lambda k: row_logger(_fold_logger(run, k), monitor)) if run else None
-            for k, (where, out) in sorted(pool.run(range(2, config.folds + 1), local, remote_args, logs).items()):
+            first = 2
+            if "fold2" in early and early["fold2"][0].model == fold_cfg(config).model:  # trained while waiting
+                cfg, res, rows = early["fold2"]
+                seed, train, held = fold_data(2)
+                emit("fold", k=2, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
+                log = _fold_logger(run, 2) if run else None
+                for metrics, step in rows:
+                    if log is not None:
+                        log(metrics, step=step)
+                emit("train_end", best_epoch=res.best_epoch, epochs_run=len(res.history),
+                     stopped_early=res.stopped_early)
+                results[2], first = res, 3
+            if not pool.started:
+                pool.start(range(first, config.folds + 1), remote_args, logs)
+            for k, (where, out) in sorted(pool.finish(local).items()):
                 if where == "local":
                     results[k] = out
                     continue

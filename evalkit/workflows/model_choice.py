@@ -142,42 +142,67 @@ class _Chooser:
         self.chosen: str | None = None
         self.table: list[dict] = []
 
+    def _row(self, arch: str, res, train, held) -> dict:
+        """A candidate's row of the choice table: its mAP on ``held`` and its training."""
+        score = validation_map(held.Y, _scores(res.model, held.X, self.device))
+        return {"model": arch, "val_map": round(score, 6), "best_epoch": res.best_epoch,
+                "epochs_run": len(res.history), "n_train": train.n_samples, "n_validation": held.n_samples}
+
     def fold_config(self, config: RunConfig) -> RunConfig:
         """The config folds after the first train with: the chosen candidate's (after fold 1)."""
         return candidate_config(config, self.chosen)
 
-    def fit_fold(self, k: int, train, held, config: RunConfig, log_metrics):
-        """Train fold ``k`` on ``train``; ``held`` (validation rows) scores the candidates on fold 1."""
-        from evalkit.workflows.experiment import _build, _fit
+    def fit_fold(self, k: int, train, held, config: RunConfig, log_metrics, while_waiting=None):
+        """Train fold ``k`` on ``train``; ``held`` (validation rows) scores the candidates on fold 1.
+
+        ``while_waiting(config_for, verdict)``: called on fold 1 when the last candidate is still
+        training in a worker process (:func:`prefetch_candidates`), to train fold 2 meanwhile in case
+        it wins (``config_for(config)``: that candidate's config; ``verdict()``: None while unknown,
+        then whether it won)."""
+        from evalkit.train import seed_everything
+        from evalkit.workflows.experiment import _build, _fit, row_logger, worker_result
 
         if self.chosen is not None:
             c = self.fold_config(config)
             model, loss_fn = _build(c, train, train.Y)
             return _fit(model, loss_fn, train, held, c, self.device, self.emit, log_metrics)
         results = {}
-        for arch in self.archs:
-            from evalkit.train import seed_everything
-
+        for i, arch in enumerate(self.archs):
             seed_everything(config.seed)
             c = candidate_config(config, arch)
             self.emit("note", text=f"--model auto: training candidate {arch} on {train.n_samples} rows, "
                                    f"scoring it on {held.n_samples} validation rows")
             log = _prefixed(log_metrics, f"auto/{arch}/") if log_metrics is not None else None
-            from evalkit.workflows.experiment import row_logger, worker_result
+            key = (1, arch)
+            got: dict[str, Any] = {}
 
-            out = self.pool.take((1, arch), row_logger(log, c.monitor)) if self.pool is not None and k == 1 else None
-            if out is not None:  # trained by a worker while this process set up tracking
-                res = worker_result(out, c, train, self.emit)
-            else:
+            def collect(arch=arch, c=c, log=log, key=key, got=got) -> None:
+                """The worker's model of this candidate (None: its worker died), once."""
+                if "out" not in got:
+                    out = self.pool.take(key, row_logger(log, c.monitor))
+                    got["out"] = None if out is None else worker_result(out, c, train, self.emit)
+
+            def verdict(arch=arch, got=got, collect=collect, key=key) -> bool | None:
+                if "won" not in got:
+                    if self.pool.pending(key):
+                        return None
+                    collect()
+                    res = got["out"]
+                    got["won"] = res is not None and _winner(self.table + [self._row(arch, res, train, held)]) == arch
+                return got["won"]
+
+            if self.pool is not None and k == 1:
+                if while_waiting is not None and i == len(self.archs) - 1 and self.pool.pending(key):
+                    while_waiting(lambda cfg, arch=arch: candidate_config(cfg, arch), verdict)
+                collect()
+            res = got.get("out")
+            if res is None:  # trained here (no pool, or its worker died)
+                seed_everything(config.seed)
                 model, loss_fn = _build(c, train, train.Y)
                 res = _fit(model, loss_fn, train, held, c, self.device, self.emit, log)
-            score = validation_map(held.Y, _scores(res.model, held.X, self.device))
             results[arch] = res
-            self.table.append({"model": arch, "val_map": round(score, 6), "best_epoch": res.best_epoch,
-                               "epochs_run": len(res.history), "n_train": train.n_samples,
-                               "n_validation": held.n_samples})
-        best = max(self.table, key=lambda r: (r["val_map"] if r["val_map"] == r["val_map"] else -1.0))
-        self.chosen = best["model"]
+            self.table.append(self._row(arch, res, train, held))
+        self.chosen = _winner(self.table)
         for row in self.table:
             row["chosen"] = row["model"] == self.chosen
         res = results[self.chosen]
@@ -197,6 +222,12 @@ class _Chooser:
                                "chosen": self.chosen, "candidates": self.table}, "model_choice.json")
             _log_table(self.run, self.table)
         return res
+
+
+def _winner(table: list[dict]) -> str:
+    """The candidate with the best validation mAP (an undefined one counts as -1; a tie goes to the
+    earlier, simpler candidate)."""
+    return max(table, key=lambda r: (r["val_map"] if r["val_map"] == r["val_map"] else -1.0))["model"]
 
 
 def _scores(model, X, device: str) -> np.ndarray:
