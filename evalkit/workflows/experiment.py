@@ -182,7 +182,12 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
                     chore()
             seed_everything(config.seed)
             torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
-            trained = model_choice.train(splits, config, device, emit, run, plan, pool)  # --model auto chooses here
+            try:
+                trained = model_choice.train(splits, config, device, emit, run, plan, pool)  # --model auto chooses here
+            except Exception:  # (a FAILED run still shows its dataset)
+                if pool is not None:
+                    pool.run_chores()
+                raise
             if pool is not None:
                 pool.run_chores()  # those the folds left no time for
             config = config.model_copy(update={"model": trained.fold_info["model"]})
