@@ -92,18 +92,24 @@ def _cell_task(config: dict, tags: dict[str, str], track: bool) -> RunResult:
 
 
 def _warm_task(config: dict, tracking_uri: str | None) -> int:
-    """The Ray task that readies one worker before its first cell: the imports a cell needs (torch,
-    MLflow, scikit-learn, pandas: ~5 s in a fresh worker process), the dataset's reader and, when
+    """The Ray task that readies one worker before its first cell: the imports a cell needs (torch
+    with what torch.optim's first step loads, MLflow, scikit-learn, pandas, torchmetrics,
+    matplotlib: ~6 s in a fresh worker process), the dataset's reader and, when
     tracking, the connection to the store (:func:`~evalkit.tracking.ensure_store`, which waits under
     the store's lock while the driver creates a new one). Changes nothing anyone can see; any
     failure is left for the cell itself to report. Returns the worker's pid."""
     try:
         import mlflow  # noqa: F401
         import torch  # noqa: F401
+        import torch._dynamo  # noqa: F401  (torch.optim's first step imports it: ~1 s)
 
         from evalkit import losses, models, train  # noqa: F401
+        from evalkit.metrics import engine  # noqa: F401  (torchmetrics)
+        from evalkit.plots import _plt
         from evalkit.workflows import artifacts, model_choice  # noqa: F401
         from evalkit.workflows.experiment import prepare_data
+
+        _plt()  # matplotlib (Agg): the run's figures
 
         prepare_data(RunConfig(**config))  # the reader's imports (pandas, iterative-stratification) and caches
         if tracking_uri:
