@@ -262,3 +262,25 @@ def test_fold_2_trained_in_advance_stops_when_its_model_loses(tmp_path, monkeypa
     assert "--model auto chose linear" in " ".join(e.data.get("text", "") for e in events if e.kind == "note")
     for key in ("summary", "per_class", "threshold", "training"):
         assert one[key] == two[key], key
+
+
+@pytest.mark.parametrize("model", ["auto", "mlp"])
+def test_fold_2_trained_in_advance_logs_each_curve_once(store, monkeypatch, model):
+    """The curves of fold 1 (trained by the worker) and fold 2 (trained here meanwhile) are logged
+    once per epoch, under the keys a one-process run uses."""
+    import mlflow
+
+    import evalkit.workflows.model_choice as mc
+    from evalkit.workflows.experiment import run_experiment
+
+    monkeypatch.setattr(mc, "_winner", lambda table: "mlp")
+    _, queued = _slow_first_fold(monkeypatch, 3)
+    res = run_experiment(RunConfig(**{**SMALL, "epochs": 6}, model=model, fold_processes=2, log_model=False), track=True)
+    assert queued == [[3]]
+    client = mlflow.MlflowClient(store)
+    for k in (1, 2, 3):
+        steps = [m.step for m in client.get_metric_history(res.run_id, f"fold{k}/train/loss")]
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2, (k, steps)
+    if model == "auto":
+        steps = [m.step for m in client.get_metric_history(res.run_id, "fold1/auto/mlp/train/loss")]
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2, steps

@@ -538,9 +538,11 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
         cfg = config.model_copy(update={"seed": seed})
         if fit_fold is not None:
             return fit_fold(k, train, held, cfg, log, **({"while_waiting": speculate} if k == 1 and pool else {}))
-        if pool is not None and k == 1 and pool.pending((1, cfg.model)):
-            speculate(lambda c: c, lambda: None if pool.pending((1, cfg.model)) else True)
-        out = pool.take((1, cfg.model), row_logger(log, cfg.monitor)) if pool is not None and k == 1 else None
+        if pool is not None and k == 1:
+            pool.follow((1, cfg.model), row_logger(log, cfg.monitor))  # its curve, live
+            if pool.pending((1, cfg.model)):  # a named model: fold 2 is needed whatever fold 1 gives
+                speculate(lambda c: c, lambda: None if pool.pending((1, cfg.model)) else True, True)
+        out = pool.take((1, cfg.model)) if pool is not None and k == 1 else None
         if out is not None:  # trained by a worker while this process set up tracking
             return worker_result(out, cfg, train, emit)
         seed_everything(seed)
@@ -558,20 +560,27 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
     def logs(k: int):
         return row_logger(_fold_logger(run, k), fold_cfg(config).monitor) if run else None
 
-    def speculate(config_for, verdict) -> None:
+    def speculate(config_for, verdict, sure: bool) -> None:
         """While a worker trains fold 1 (of the model folds 2..K will train with if it wins), train
-        fold 2 of it here (the same seed, rows and config as later: the same model), silently, its
-        epochs kept aside. ``verdict()`` (None: not known yet) is asked after each epoch until known:
-        once it says the model won, the workers start on folds 3..K; if it lost, fold 2 stops."""
+        fold 2 of it here (the same seed, rows and config as later: the same model), without a
+        progress bar. ``verdict()`` (None: not known yet) is asked after each epoch until known: once
+        it says the model won, the workers start on folds 3..K; if it lost, fold 2 stops. Its curve
+        is logged live once the model won (``sure``: from the start); the epochs before wait."""
         if config.folds < 2:
             return
         seed, train, held = fold_data(2)
         cfg = config_for(config.model_copy(update={"seed": seed}))
-        rows: list[tuple[dict, int]] = []
+        log = _fold_logger(run, 2) if run else None
+        waiting: list[tuple[dict, int]] = []  # epochs not logged yet
+        live = sure
 
         def epoch(metrics: dict, step: int) -> None:
-            nonlocal fold_cfg
-            rows.append((metrics, step))
+            nonlocal fold_cfg, live
+            if live:
+                if log is not None:
+                    log(metrics, step=step)
+            else:
+                waiting.append((metrics, step))
             if "won" not in early:
                 with preserved_rng():  # collecting fold 1 reseeds; this fold's dropout goes on unchanged
                     won = verdict()
@@ -580,6 +589,12 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
                 if won:
                     early["won"] = True
                     fold_cfg = config_for  # what folds 3..K train with (the choice is made)
+                    if not live:
+                        live = True
+                        for m, s in waiting:
+                            if log is not None:
+                                log(m, step=s)
+                        waiting.clear()
                     pool.start(range(3, config.folds + 1), remote_args, logs)
 
         try:
@@ -588,7 +603,7 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
             res = _fit(model, loss_fn, train, held, cfg, device, lambda kind, **data: None, epoch)
         except Exception:  # it lost (or failed: trained again the usual way, which then reports it)
             return
-        early["fold2"] = (cfg, res, rows)
+        early["fold2"] = (cfg, res, waiting)
 
     try:
         owned = FoldPool(processes - 1, config.threads) if processes > 1 and pool is None else nullcontext(pool)

@@ -286,18 +286,25 @@ class FoldPool:
         job = self._prefetched.get(key)
         return job is not None and job[0].is_alive()
 
+    def follow(self, key, on_row: Callable[[dict], None] | None) -> None:
+        """Send the epochs of the job :meth:`prefetch` started under ``key`` to ``on_row(row)``: those
+        so far at once, the others as they end (from a helper thread), so that its curve is logged
+        live, and a run killed meanwhile keeps it. No-op without such a job or ``on_row``."""
+        if key not in self._prefetched or on_row is None:
+            return
+        with self._lock:
+            done = list(self._rows[key])
+            self._sinks[key] = on_row
+        for r in done:
+            on_row(r)
+
     def take(self, key, on_row: Callable[[dict], None] | None = None):
         """The result of the job :meth:`prefetch` started under ``key`` (waiting for it), or None when
-        there is none; ``on_row(row)`` gets each epoch of it: those so far at once, the others as they
-        end (so a run killed meanwhile keeps them). Raises what the job raised."""
+        there is none; ``on_row``: as :meth:`follow` (if not already followed). Raises what the job
+        raised."""
         if key not in self._prefetched:
             return None
-        if on_row is not None:
-            with self._lock:
-                done = list(self._rows[key])
-                self._sinks[key] = on_row
-            for r in done:
-                on_row(r)
+        self.follow(key, on_row)
         t, box = self._prefetched[key]
         while t.is_alive():
             t.join(0.5)  # short waits: a signal handler still runs in this (main) thread

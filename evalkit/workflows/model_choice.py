@@ -155,10 +155,10 @@ class _Chooser:
     def fit_fold(self, k: int, train, held, config: RunConfig, log_metrics, while_waiting=None):
         """Train fold ``k`` on ``train``; ``held`` (validation rows) scores the candidates on fold 1.
 
-        ``while_waiting(config_for, verdict)``: called on fold 1 when the last candidate is still
-        training in a worker process (:func:`prefetch_candidates`), to train fold 2 meanwhile in case
-        it wins (``config_for(config)``: that candidate's config; ``verdict()``: None while unknown,
-        then whether it won)."""
+        ``while_waiting(config_for, verdict, sure)``: called on fold 1 when the last candidate is
+        still training in a worker process (:func:`prefetch_candidates`), to train fold 2 meanwhile
+        in case it wins (``config_for(config)``: that candidate's config; ``verdict()``: None while
+        unknown, then whether it won; ``sure``: False, it may lose)."""
         from evalkit.train import seed_everything
         from evalkit.workflows.experiment import _build, _fit, row_logger, worker_result
 
@@ -176,10 +176,10 @@ class _Chooser:
             key = (1, arch)
             got: dict[str, Any] = {}
 
-            def collect(arch=arch, c=c, log=log, key=key, got=got) -> None:
+            def collect(c=c, key=key, got=got) -> None:
                 """The worker's model of this candidate (None: its worker died), once."""
                 if "out" not in got:
-                    out = self.pool.take(key, row_logger(log, c.monitor))
+                    out = self.pool.take(key)
                     got["out"] = None if out is None else worker_result(out, c, train, self.emit)
 
             def verdict(arch=arch, got=got, collect=collect, key=key) -> bool | None:
@@ -192,8 +192,9 @@ class _Chooser:
                 return got["won"]
 
             if self.pool is not None and k == 1:
+                self.pool.follow(key, row_logger(log, c.monitor))  # its curve, live
                 if while_waiting is not None and i == len(self.archs) - 1 and self.pool.pending(key):
-                    while_waiting(lambda cfg, arch=arch: candidate_config(cfg, arch), verdict)
+                    while_waiting(lambda cfg, arch=arch: candidate_config(cfg, arch), verdict, False)
                 collect()
             res = got.get("out")
             if res is None:  # trained here (no pool, or its worker died)
