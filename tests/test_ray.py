@@ -308,3 +308,22 @@ def test_cluster_artifact_locations_local_or_not(location, local):
     from evalkit.workflows.ray_session import _is_local_path
 
     assert _is_local_path(location) is local
+
+
+@pytest.mark.parametrize("exception, kind, code", [
+    (None, "InfraError", 3),  # a crashed worker, an exception in a cell: one line, exit 3
+    ("input", "InputError", 2),  # every cell had bad input: stays exit 2
+])
+def test_every_cell_failed_is_one_line_with_an_exit_code(exception, kind, code):
+    from evalkit.config import RunConfig
+    from evalkit.errors import EvalkitError, InputError
+    from evalkit.workflows.executors import Cell, CellOutcome
+    from evalkit.workflows.grid import _all_failed
+
+    cause = InputError("no/such/data.csv: file not found") if exception else RuntimeError("worker died")
+    cells = [Cell(i, 2, f"loss=bce seed={i}", {"seed": i}, RunConfig()) for i in (1, 2)]
+    outcomes = [CellOutcome(c, None, f"{type(cause).__name__}: {cause}", 1.0, cause) for c in cells]
+    with pytest.raises(EvalkitError) as e:
+        _all_failed(outcomes)
+    assert type(e.value).__name__ == kind and e.value.exit_code == code
+    assert str(e.value) == f"every grid cell failed; cell loss=bce seed=1: {type(cause).__name__}: {cause}"

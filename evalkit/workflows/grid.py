@@ -47,7 +47,8 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
         InputError: invalid spec (``file:line: field: problem``) or options (a Ray cluster with a local
             tracking store; Ray not installed), before anything runs.
         InfraError: tracking store unreachable; Ray cannot be started or joined.
-        EvalkitError / RuntimeError: every cell of a Ray grid failed (the first cell's error).
+        EvalkitError: every cell of a Ray grid failed (the first cell's error; InfraError when it was
+            not an evalkit error).
     """
     from evalkit.spec import Spec, load_spec
     from evalkit.workflows.executors import Cell, make_executor
@@ -170,13 +171,14 @@ def _run_cells(executor, cells, configs, grid, group_by: str, path: str, store: 
 
 
 def _all_failed(outcomes) -> None:
-    """Every cell failed: raise the first cell's error (an InputError stays one, exit 2)."""
-    from evalkit.errors import EvalkitError
+    """Every cell failed: raise the first cell's error as one line. An evalkit error keeps its kind
+    (an InputError: exit 2); anything else (a crashed or killed worker, an exception in a cell) is
+    an :class:`~evalkit.errors.InfraError` (exit 3), not a traceback."""
+    from evalkit.errors import EvalkitError, InfraError
 
     first = outcomes[0]
-    if isinstance(first.exception, EvalkitError):
-        raise type(first.exception)(f"every grid cell failed; cell {first.cell.label}: {first.error}")
-    raise RuntimeError(f"every grid cell failed; cell {first.cell.label}: {first.error}")
+    kind = type(first.exception) if isinstance(first.exception, EvalkitError) else InfraError
+    raise kind(f"every grid cell failed; cell {first.cell.label}: {first.error}")
 
 
 def _summarise(rows: list[dict], group_by: str, path: str, n: int, started: float, output: str | None, parent, emit):

@@ -155,7 +155,7 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
         InputError: bad spec / ``[search]`` table / options, a ``[grid]`` in the spec, Ray missing
             (names the extra), a Ray cluster with a local tracking store.
         InfraError: tracking store unreachable, Ray cannot be started or joined.
-        RuntimeError: no trial produced the objective.
+        InfraError: no trial produced the objective (every trial failed: exit 3, one line).
     """
     from evalkit.spec import load_spec
     from evalkit.workflows.executors import end_open_children
@@ -196,7 +196,9 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
         trials = _search(base, space, search, options, parent_id, track, store, emit, start_ray, end_open_children)
         done = [t for t in trials if t["objective"] == t["objective"] and t["objective"] is not None]
         if not done:
-            raise RuntimeError(f"evalkit tune: no trial reported {search.metric}; "
+            from evalkit.errors import InfraError
+
+            raise InfraError(f"evalkit tune: no trial reported {search.metric}; "
                                + "; ".join(f"{t['label']}: {t['error']}" for t in trials if t["error"])[:500])
         best = done[0]
         emit("note", text=f"best trial {best['label']}: {search.metric} {best['objective']:.4f} "
