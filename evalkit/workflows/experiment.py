@@ -501,7 +501,8 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
     The scoring model is the fold models' probability average; the out-of-fold probabilities are the
     validation scores thresholds are tuned on; the test split is never touched here. Per-epoch
     metrics of fold k go to ``fold<k>/...`` (``fold1/`` included). ``fit_fold(k, train, held, config,
-    log_metrics) -> TrainResult`` replaces build + fit (``--model auto``); ``fold_config(config)`` is
+    log_metrics) -> TrainResult`` replaces build + fit (``--model auto``; on fold 1 with a pool it also
+    gets ``while_waiting=speculate``, see below); ``fold_config(config)`` is
     then the config folds 2..K train with (the chosen candidate's). With ``fold_processes`` > 1,
     folds 2..K train in this process and worker processes at once (:mod:`evalkit.workflows.fold_pool`:
     the same models); ``pool`` is a :class:`~evalkit.workflows.fold_pool.FoldPool` already started
