@@ -561,6 +561,14 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
     def logs(k: int):
         return row_logger(_fold_logger(run, k), fold_cfg(config).monitor) if run else None
 
+    def log_rows(k: int, rows: list[tuple[dict, int]]) -> None:
+        """Log fold ``k``'s epochs held back so far (``(metrics, step)`` each), then forget them."""
+        if run:
+            log = _fold_logger(run, k)
+            for metrics, step in rows:
+                log(metrics, step=step)
+        rows.clear()
+
     def speculate(config_for, verdict, sure: bool) -> None:
         """While a worker trains fold 1 (of the model folds 2..K will train with if it wins), train
         fold 2 of it here (the same seed, rows and config as later: the same model), without a
@@ -592,10 +600,7 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
                     fold_cfg = config_for  # what folds 3..K train with (the choice is made)
                     if not live:
                         live = True
-                        for m, s in waiting:
-                            if log is not None:
-                                log(m, step=s)
-                        waiting.clear()
+                        log_rows(2, waiting)
                     pool.start(range(3, config.folds + 1), remote_args, logs)
 
         try:
@@ -623,10 +628,7 @@ def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None,
                 cfg, res, rows = early["fold2"]
                 seed, train, held = fold_data(2)
                 emit("fold", k=2, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
-                log = _fold_logger(run, 2) if run else None
-                for metrics, step in rows:
-                    if log is not None:
-                        log(metrics, step=step)
+                log_rows(2, rows)
                 emit("train_end", best_epoch=res.best_epoch, epochs_run=len(res.history),
                      stopped_early=res.stopped_early)
                 results[2], first = res, 3

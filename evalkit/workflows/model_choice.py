@@ -188,7 +188,9 @@ class _Chooser:
                         return None
                     collect()
                     res = got["out"]
-                    got["won"] = res is not None and _winner(self.table + [self._row(arch, res, train, held)]) == arch
+                    if res is not None:
+                        got["row"] = self._row(arch, res, train, held)
+                    got["won"] = res is not None and _winner(self.table + [got["row"]]) == arch
                 return got["won"]
 
             if self.pool is not None and k == 1:
@@ -202,7 +204,7 @@ class _Chooser:
                 model, loss_fn = _build(c, train, train.Y)
                 res = _fit(model, loss_fn, train, held, c, self.device, self.emit, log)
             results[arch] = res
-            self.table.append(self._row(arch, res, train, held))
+            self.table.append(got["row"] if "row" in got else self._row(arch, res, train, held))  # scored once
         self.chosen = _winner(self.table)
         for row in self.table:
             row["chosen"] = row["model"] == self.chosen
