@@ -48,13 +48,15 @@ def log_dataset(run, splits, *, folds: int = 1) -> None:
                        "dataset/cooccurrence.png")
 
 
-def prepare_result_logging() -> None:
-    """Import what :func:`log_run_results` needs and a run has not loaded yet: ``torch.export``'s
-    tracer (with ``networkx``: about 0.5 s, used to write the pt2 model), ``mlflow.pytorch`` and the
-    plots. Called while worker processes train the last folds (a fold pool's chore), so that the
-    logging after training starts at once; it changes nothing else."""
-    import mlflow.pytorch  # noqa: F401
-    import torch.export._trace  # noqa: F401
+def prepare_result_logging(log_model: bool = True) -> None:
+    """Import what :func:`log_run_results` needs and a run has not loaded yet: the plots and, when
+    the run logs its model (``log_model``), ``torch.export``'s tracer (with ``networkx``: about
+    0.7 s, used to write the pt2 model) and ``mlflow.pytorch``. Called while worker processes train
+    the last folds (a fold pool's chore), so that the logging after training starts at once; it
+    changes nothing else."""
+    if log_model:
+        import mlflow.pytorch  # noqa: F401
+        import torch.export._trace  # noqa: F401
 
     from evalkit.plots import _plt
 

@@ -301,9 +301,11 @@ class RayExecutor:
 
 
 def _summary_imports() -> None:
-    """What the driver needs after the grid: pandas, the comparison statistics and matplotlib (Agg,
-    as :mod:`evalkit.plots` sets it) for the grouped summary and its chart."""
+    """What the driver needs after the grid: pandas, the comparison statistics with the paired test's
+    ``scipy.stats`` (about 1 s: a Ray driver has not loaded scipy, unlike a process that ran cells)
+    and matplotlib (Agg, as :mod:`evalkit.plots` sets it) for the grouped summary and its chart."""
     import pandas  # noqa: F401
+    import scipy.stats  # noqa: F401  (evalkit.stats.paired_pvalue)
 
     import evalkit.compare  # noqa: F401
     from evalkit.plots import _plt

@@ -174,7 +174,8 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
 
                 run.log_params(config.params() | {"device": device, "dataset.digest": splits.digest,
                                                   "dataset.name": splits.name, "threshold": strategy.label})
-                chores = [lambda: log_dataset(run, raw, folds=config.folds), prepare_result_logging]
+                chores = [lambda: log_dataset(run, raw, folds=config.folds),
+                          lambda: prepare_result_logging(config.log_model)]
             if pool is not None:
                 pool.chores.extend(chores)
             else:
