@@ -185,6 +185,9 @@ def test_tune_logs_4_trials_and_evaluates_the_best_once_on_test(store, tmp_path,
     assert [g["rank"] for g in stats["groups"]] == [1, 2, 3, 4]
     means = [g["metrics"]["validation/map"]["mean"] for g in stats["groups"]]
     assert means == sorted(means, reverse=True)
+    r = cli("compare", "--experiment", "search", "--parent", res.parent_run_id)  # the table names the search
+    assert r.exit_code == 0, r.output
+    assert f"children of search run {res.parent_run_id[:8]}" in " ".join(r.output.split())
 
 
 @pytest.mark.slow

@@ -164,7 +164,8 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
             render_table(df, console, shown, title=f"Experiment '{experiment}': {len(df)} runs")
         return df
     parent_id = df["parent_run_id"].dropna().unique()
-    scope = f"children of grid run {parent_id[0][:8]}" if len(parent_id) == 1 else "all runs"
+    kind = "search" if stats["group_by"] == "trial" else "grid"  # trials of an `evalkit tune` parent
+    scope = f"children of {kind} run {parent_id[0][:8]}" if len(parent_id) == 1 else "all runs"
     if fmt == "csv":
         sys.stdout.write(groups_frame(stats).to_csv(index=False))
         for note in status_notes(stats):
