@@ -313,20 +313,19 @@ def sync_spool(
 ) -> None:
     """Upload runs spooled while the tracking store was unreachable; each is removed once uploaded.
 
-    Exit codes: 0 all uploaded (or nothing to do), 3 the store is unreachable or some runs were kept.
+    Each entry uploads once (a restored entry is skipped); a corrupt one is moved to corrupt/. Another
+    sync running on the same spool: waits up to 10 s, then leaves it to that one (exit 0).
+    Exit codes: 0 all uploaded (or nothing to do), 2 corrupt entries were moved aside, 3 the store is
+    unreachable or some runs were kept.
     """
     with user_errors():
-        from evalkit.errors import InfraError
+        from evalkit.cli.spool_render import show_sync
         from evalkit.tracking import resolve_tracking_uri
         from evalkit.tracking import sync_spool as upload
 
         if tracking_uri:
             resolve_tracking_uri(tracking_uri)  # malformed URI: exit 2
-        out = console()
-        done, left = upload(tracking_uri, spool_dir, out, timeout=tracking_timeout)
-        out.print(f"{done} spooled run(s) uploaded; {left} left")
-        if left:
-            raise InfraError(f"sync-spool: {left} spooled run(s) could not be uploaded; they are kept")
+        show_sync(upload(tracking_uri, spool_dir, timeout=tracking_timeout), console())
 
 
 def quiet_logging(verbose: bool = False) -> None:

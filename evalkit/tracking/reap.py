@@ -23,6 +23,7 @@ HOST_TAG = "evalkit.host"
 PID_TAG = "evalkit.pid"
 PID_START_TAG = "evalkit.pid_start"
 REAPED_TAG = "evalkit.reaped"
+SPOOLED_TAG = "evalkit.spooled"  # a run created by sync-spool (evalkit.tracking.spool_sync)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -93,9 +94,24 @@ class Stale:
                 f"(started {started}; {self.why})")
 
 
+def _owner(tags: dict) -> tuple[str | None, int | None, str | None]:
+    """The (host, PID, PID start) of the process that owns a run: for a run created by
+    ``sync-spool`` (tag ``evalkit.spooled``) the syncing process (``evalkit.spool_host`` / ``_pid`` /
+    ``_pid_start``), else the run's own process tags."""
+    keys = (HOST_TAG, PID_TAG, PID_START_TAG)
+    if SPOOLED_TAG in tags:
+        keys = tuple(k.replace("evalkit.", "evalkit.spool_") for k in keys)
+    try:
+        pid = int(tags[keys[1]]) if keys[1] in tags else None
+    except ValueError:
+        pid = None
+    return tags.get(keys[0]), pid, tags.get(keys[2])
+
+
 def stale_runs(tracking_uri: str, older_than: float, *, any_host: bool = False,
                experiments: list[str] | None = None, now: float | None = None) -> list[Stale]:
-    """The RUNNING evalkit runs (tag ``evalkit.version``) started more than ``older_than`` seconds
+    """The RUNNING evalkit runs (tag ``evalkit.version``, or ``evalkit.spooled``: created by
+    ``sync-spool``, owned by the syncing process) started more than ``older_than`` seconds
     ago whose process is gone (this host), or with ``any_host`` on any host.
 
     Raises:
@@ -135,17 +151,13 @@ def stale_runs(tracking_uri: str, older_than: float, *, any_host: bool = False,
     out = []
     for r in runs:
         tags = r.data.tags
-        if "evalkit.version" not in tags:  # not evalkit's: leave it alone
+        if "evalkit.version" not in tags and SPOOLED_TAG not in tags:  # not evalkit's: leave it alone
             continue
         if now - r.info.start_time / 1000 < older_than:
             continue
-        host = tags.get(HOST_TAG)
-        try:
-            pid = int(tags[PID_TAG]) if PID_TAG in tags else None
-        except ValueError:
-            pid = None
+        host, pid, start = _owner(tags)
         if host == here and pid is not None:
-            if pid_alive(pid, tags.get(PID_START_TAG)):
+            if pid_alive(pid, start):
                 continue
             why = f"process {pid} on {host} is gone"
         elif any_host:

@@ -11,14 +11,17 @@ writes what it could not log to ``mlruns/spool/<UTC timestamp>-<id>/`` (or ``$EV
     artifacts/      files, at their artifact paths
 
 A spool entry is written to a hidden temporary directory and renamed into place, so an entry is
-either complete or absent. ``evalkit sync-spool`` uploads each entry (resuming the original run when
-it exists, else creating one) and removes it once uploaded (:func:`sync_spool`, which imports mlflow
-lazily).
+either complete or absent. ``evalkit sync-spool`` validates each entry whole (:func:`load`; a corrupt
+one is moved to ``corrupt/`` with a ``.reason`` file), uploads it exactly once (resuming the original
+run when it exists, else creating one tagged ``evalkit.spool_id``) and removes it
+(:func:`evalkit.tracking.spool_sync.sync_spool`: locked, imports mlflow lazily).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import stat
 import os
 import shutil
 import time
@@ -160,15 +163,34 @@ class Journal:
         return final
 
 
+SPOOL_ID_TAG = "evalkit.spool_id"  # on every run a sync uploads to: the entry's folder name
+SYNCED_TAG = "evalkit.spool_synced"  # "true" once everything of the entry is in the run
+SPOOLED_TAG = "evalkit.spooled"  # on a run created by a sync
+QUARANTINE = "corrupt"  # corrupt entries are moved to <spool>/corrupt/ with a <name>.reason file
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+_FILES = ("run.json", "params.json", "tags.json", "metrics.json")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_SCALAR = (str, int, float, bool)
+
+
+class CorruptEntry(ValueError):
+    """A spool entry that cannot be uploaded as it is; ``str()`` is the one-line reason."""
+
+
 @dataclass
 class Entry:
-    """A spooled run read back from disk."""
+    """A spooled run read back from disk and validated whole (:func:`load`)."""
 
     path: Path
     run: dict
     params: dict
     tags: dict
     metrics: list[dict]
+
+    @property
+    def id(self) -> str:
+        """The entry's folder name (``<UTC timestamp>-<8 hex>``), written on its run as ``evalkit.spool_id``."""
+        return self.path.name
 
     @property
     def artifacts(self) -> Path:
@@ -180,25 +202,131 @@ def _dump(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def entry_dirs(base: Path) -> list[Path]:
+    """The entry folders of spool folder ``base``, oldest first: everything but hidden (half-written)
+    folders and the ``corrupt/`` quarantine; [] when ``base`` cannot be listed."""
+    try:
+        found = list(base.iterdir()) if base.is_dir() else []
+    except OSError:
+        return []
+    return sorted((d for d in found if not d.name.startswith(".") and d.name != QUARANTINE
+                   and not d.name.endswith(".reason")), key=lambda d: d.name)
+
+
+def _load_json(d: Path, name: str):
+    p = d / name
+    if p.is_symlink() or not p.is_file():
+        raise CorruptEntry(f"{name}: missing, or not a regular file")
+    try:
+        return json.loads(p.read_text())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CorruptEntry(f"{name}: not valid JSON ({'empty file' if not p.stat().st_size else e})") from None
+
+
+def _check_run(run) -> None:
+    if not isinstance(run, dict):
+        raise CorruptEntry("run.json: expected a JSON object")
+    if not isinstance(run.get("experiment"), str) or not run["experiment"]:
+        raise CorruptEntry("run.json: 'experiment' must be a non-empty string")
+    if run.get("status") not in TERMINAL:
+        raise CorruptEntry(f"run.json: 'status' must be one of {', '.join(TERMINAL)}, got {run.get('status')!r}")
+    for k in ("run_id", "run_name", "tracking_uri", "reason"):
+        if run.get(k) is not None and not isinstance(run[k], str):
+            raise CorruptEntry(f"run.json: {k!r} must be a string or null")
+    for k in ("start_time", "end_time"):
+        if run.get(k) is not None and (isinstance(run[k], bool) or not isinstance(run[k], int)):
+            raise CorruptEntry(f"run.json: {k!r} must be an integer (ms since the epoch) or null")
+
+
+def _check_map(data, name: str) -> None:
+    if not isinstance(data, dict):
+        raise CorruptEntry(f"{name}: expected a JSON object {{name: value}}")
+    bad = next((k for k, v in data.items() if not k or not isinstance(v, _SCALAR)), None)
+    if bad is not None:
+        raise CorruptEntry(f"{name}: {bad!r} must have a non-empty name and a string or number value")
+
+
+def _check_metrics(metrics) -> None:
+    if not isinstance(metrics, list):
+        raise CorruptEntry("metrics.json: expected a JSON list")
+    for i, m in enumerate(metrics):
+        ok = (isinstance(m, dict) and isinstance(m.get("key"), str) and m["key"]
+              and all(isinstance(m.get(k), int) and not isinstance(m[k], bool) for k in ("step", "timestamp"))
+              and isinstance(m.get("value"), (int, float)) and not isinstance(m["value"], bool))
+        if not ok:
+            raise CorruptEntry(f"metrics.json: item {i} must be {{key: string, value: number, step: int, "
+                               f"timestamp: int}}")
+
+
+def _check_artifacts(art: Path) -> None:
+    """Every artifact a regular file inside the entry (a symlink is refused: it could upload any
+    file of the machine)."""
+    if not os.path.lexists(art):
+        return
+    if art.is_symlink() or not art.is_dir():
+        raise CorruptEntry("artifacts: not a folder (a symlink or a file)")
+    for top, dirs, files in os.walk(art):
+        for name in dirs + files:
+            p = Path(top) / name
+            mode = os.lstat(p).st_mode
+            if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) if name in dirs else stat.S_ISREG(mode)):
+                kind = "a symlink" if stat.S_ISLNK(mode) else "not a regular file"
+                raise CorruptEntry(f"artifacts/{p.relative_to(art)}: {kind} (refused)")
+
+
+def load(d: Path) -> Entry:
+    """Read and validate the spool entry in folder ``d`` whole, before anything is uploaded: a folder
+    (not a symlink) named ``[A-Za-z0-9_.-]+``; ``run.json`` with an ``experiment`` and a terminal
+    ``status`` (FINISHED, FAILED, KILLED); ``params.json`` / ``tags.json`` JSON objects of scalars
+    (an empty file is corrupt); ``metrics.json`` a list of ``{key, value, step, timestamp}``;
+    ``artifacts/`` only regular files and folders.
+
+    Raises:
+        CorruptEntry: the first problem found (one line, naming the file).
+        FileNotFoundError: ``d`` vanished (another process removed it).
+    """
+    if not os.path.lexists(d):
+        raise FileNotFoundError(d)
+    if d.is_symlink() or not d.is_dir():
+        raise CorruptEntry("not a folder (a symlink or a file)")
+    if not _NAME.fullmatch(d.name):
+        raise CorruptEntry("folder name: expected letters, digits, '_', '.', '-'")
+    run, params, tags, metrics = (_load_json(d, f) for f in _FILES)
+    _check_run(run)
+    _check_map(params, "params.json")
+    _check_map(tags, "tags.json")
+    _check_metrics(metrics)
+    _check_artifacts(d / "artifacts")
+    return Entry(d, run, params, tags, metrics)
+
+
 def entries(root: str | os.PathLike | None = None) -> list[Entry]:
-    """Complete spool entries, oldest first (temporary, half-written directories are ignored); without
-    ``root``, those of the fallback folders too (:func:`spool_roots`)."""
-    found = []
-    for base in spool_roots(root):
-        try:
-            found += [d for d in base.iterdir()] if base.is_dir() else []
-        except OSError:
-            continue
+    """The valid entries of :func:`spool_roots` (``root``), oldest first; corrupt ones are left out
+    (:func:`sync_spool` moves them aside)."""
     out = []
-    for d in sorted(found, key=lambda d: d.name):
-        if not d.is_dir() or d.name.startswith("."):
-            continue
-        try:
-            out.append(Entry(d, *(json.loads((d / f).read_text())
-                                  for f in ("run.json", "params.json", "tags.json", "metrics.json"))))
-        except (OSError, ValueError):
-            continue  # not a spool entry
+    for base in spool_roots(root):
+        for d in entry_dirs(base):
+            try:
+                out.append(load(d))
+            except (CorruptEntry, OSError):
+                continue
     return out
+
+
+def quarantine(d: Path, reason: str) -> Path:
+    """Move entry folder ``d`` to ``<spool>/corrupt/`` and write the one-line ``reason`` beside it
+    (``corrupt/<name>.reason``); returns its new path.
+
+    Raises:
+        OSError: it cannot be moved.
+    """
+    dest = d.parent / QUARANTINE / d.name
+    dest.parent.mkdir(exist_ok=True)
+    if os.path.lexists(dest):
+        dest = dest.with_name(f"{d.name}.{uuid.uuid4().hex[:6]}")
+    os.replace(d, dest)
+    dest.with_name(dest.name + ".reason").write_text(reason + "\n")
+    return dest
 
 
 def remove(entry: Entry) -> None:
@@ -206,86 +334,9 @@ def remove(entry: Entry) -> None:
     shutil.rmtree(entry.path)
 
 
-# -- upload ------------------------------------------------------------------------------------------
+def sync_spool(tracking_uri: str | None = None, root: str | os.PathLike | None = None, *,
+               timeout: float | None = None, lock_wait: float = 10.0) -> list:
+    """Upload every spool entry exactly once (see :func:`evalkit.tracking.spool_sync.sync_spool`)."""
+    from evalkit.tracking.spool_sync import sync_spool as run
 
-
-def _target(explicit: str | None, recorded: str) -> str:
-    """Where an entry goes: ``explicit`` > the store it was meant for (unless that URI held
-    credentials, which are never written to disk) > the default local store."""
-    from evalkit.tracking.store import resolve_tracking_uri
-
-    return resolve_tracking_uri(explicit or (recorded if recorded and "***@" not in recorded else None))
-
-
-def _upload(client, target: str, entry: Entry) -> str:
-    """Upload one entry to ``target``; returns the run id."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    from evalkit.tracking.store import get_or_create_experiment
-
-    run_info = entry.run
-    run_id = run_info.get("run_id")
-    if run_id:
-        try:
-            client.get_run(run_id)
-        except Exception:
-            run_id = None
-    if not run_id:
-        exp_id = get_or_create_experiment(target, run_info["experiment"])
-        run_id = client.create_run(exp_id, start_time=run_info.get("start_time"), run_name=run_info.get("run_name"),
-                                   tags={"evalkit.spooled": "true"}).info.run_id
-    params = [Param(k, str(v)) for k, v in entry.params.items()]
-    tags = [RunTag(k, str(v)) for k, v in entry.tags.items()]
-    metrics = [Metric(m["key"], float(m["value"]), int(m["timestamp"]), int(m["step"])) for m in entry.metrics]
-    for i in range(0, max(len(params), len(tags), len(metrics)), 100):
-        client.log_batch(run_id, metrics=metrics[i : i + 100], params=params[i : i + 100], tags=tags[i : i + 100])
-    if entry.artifacts.is_dir() and any(entry.artifacts.iterdir()):
-        client.log_artifacts(run_id, str(entry.artifacts))
-    client.set_tag(run_id, "evalkit.spool_synced", "true")
-    client.set_terminated(run_id, run_info.get("status") or "FINISHED", end_time=run_info.get("end_time"))
-    return run_id
-
-
-def sync_spool(tracking_uri: str | None = None, root: str | os.PathLike | None = None, console=None, *,
-               timeout: float | None = None) -> tuple[int, int]:
-    """Upload every spool entry and remove it once uploaded. A run created before the store failed is
-    resumed (its missing params / metrics / tags / artifacts added and its final status set);
-    otherwise a new run is created with the original start and end times.
-
-    Args:
-        tracking_uri: upload everything here; default ``$MLFLOW_TRACKING_URI``, else the store each
-            entry was meant for (unless that URI held credentials, which are never written to disk),
-            else the default local store.
-        root: the spool folder (default :func:`spool_root`). console: a rich console for progress.
-        timeout: seconds to wait for an HTTP store (sets MLflow's HTTP limits); None: leave them.
-    Returns:
-        ``(uploaded, left)``.
-    Raises:
-        InputError (exit 2): a malformed ``tracking_uri``. A store that is unreachable does not raise:
-            its entries are kept and counted in ``left`` (the CLI then exits 3).
-    """
-    from evalkit.errors import InfraError
-    from evalkit.tracking.redact import redact_uri, store_reason
-    from evalkit.tracking.store import client_for, configure_http, ensure_store
-
-    if timeout is not None:
-        configure_http(timeout)
-    explicit = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    done = left = 0
-    for entry in entries(root):
-        target = _target(explicit, entry.run.get("tracking_uri") or "")
-        try:
-            ensure_store(target)  # InfraError: this entry's store is down; the others may be up
-            run_id = _upload(client_for(target), target, entry)
-        except Exception as e:
-            left += 1
-            if console is not None:
-                reason = str(e) if isinstance(e, InfraError) else store_reason(e)
-                console.print(f"[red]not uploaded[/] {entry.path.name}: {reason}", soft_wrap=True)
-            continue
-        remove(entry)
-        done += 1
-        if console is not None:
-            console.print(f"uploaded {entry.path.name} -> run {run_id} in experiment '{entry.run['experiment']}' "
-                          f"({redact_uri(target)})")
-    return done, left
+    return run(tracking_uri, root, timeout=timeout, lock_wait=lock_wait)
