@@ -180,3 +180,25 @@ def test_kill_9_leaves_the_run_running_and_reap_ends_it_killed(store, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"KILLED {run_id}" in out.stdout and f"process {proc.pid}" in out.stdout
     assert client.get_run(run_id).info.status == "KILLED"
+
+
+def test_runs_reap_ends_a_spooled_run_whose_sync_process_is_gone(store, cli):
+    """A run created by sync-spool is owned by the syncing process (evalkit.spool_pid), not by the
+    process that spooled it: reap ends it when that sync died midway and leaves a live sync's run."""
+    import mlflow
+
+    client = mlflow.MlflowClient(store)
+    exp = client.create_experiment("spooled")
+    here = socket.gethostname()
+    hour_ago = int((time.time() - 2 * 3600) * 1000)
+    spooled = {"evalkit.spooled": "true", "evalkit.spool_host": here}
+    died = client.create_run(exp, run_name="died", start_time=hour_ago,
+                             tags={**spooled, "evalkit.spool_pid": str(_dead_pid())}).info.run_id
+    syncing = client.create_run(exp, run_name="syncing", start_time=hour_ago,  # its spooled tags name a dead process
+                                tags={**spooled, "evalkit.spool_pid": str(os.getpid()), "evalkit.host": here,
+                                      "evalkit.pid": str(_dead_pid()), "evalkit.version": "test"}).info.run_id
+    res = cli("runs", "reap", "--older-than", "1h")
+    assert res.exit_code == 0, res.output
+    assert f"KILLED {died} 'died' in experiment 'spooled'" in res.output and "1 stale run(s) marked KILLED" in res.output
+    assert client.get_run(died).info.status == "KILLED"
+    assert client.get_run(syncing).info.status == "RUNNING"  # the sync uploading it is alive
