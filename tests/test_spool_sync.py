@@ -44,9 +44,8 @@ def test_sync_spool_uploads_the_entries_whose_store_is_up_and_keeps_the_others(s
     pred = write_predictions(tmp_path / "p.npz")
     assert cli("evaluate", "--predictions", pred, "--tracking-uri", "http://127.0.0.1:9", "--no-per-class",
                "--job", "down").exit_code == 3
-    from evalkit.tracking import RunLogger
-
     from evalkit.errors import InfraError
+    from evalkit.tracking import RunLogger
 
     try:
         with RunLogger(store, "evalkit", run_name="up", offline_reason="store down (test)") as run:
@@ -100,7 +99,7 @@ def test_two_concurrent_syncs_upload_each_entry_once(store, tmp_path):
              for _ in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    assert sum(len(re.findall(r"^uploaded \S+ -> run", o, re.M)) for o in outs) == 3, outs
+    assert sum(len(re.findall(r"^uploaded \S+ -> run", o, re.MULTILINE)) for o in outs) == 3, outs
     runs = _runs(store, "spooled")
     assert sorted(r.info.run_name for r in runs) == ["r0", "r1", "r2"]
     assert {r.data.tags["evalkit.spool_id"] for r in runs} == names

@@ -20,10 +20,10 @@ run when it exists, else creating one tagged ``evalkit.spool_id``) and removes i
 from __future__ import annotations
 
 import json
-import re
-import stat
 import os
+import re
 import shutil
+import stat
 import time
 import uuid
 from dataclasses import dataclass, field

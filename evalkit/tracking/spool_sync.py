@@ -18,12 +18,21 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalkit.tracking.spool import (SPOOL_ID_TAG, SPOOLED_TAG, SYNCED_TAG, CorruptEntry, Entry, entry_dirs, load,
-                                    quarantine, remove, spool_roots)
+from evalkit.tracking.spool import (
+    SPOOL_ID_TAG,
+    SPOOLED_TAG,
+    SYNCED_TAG,
+    CorruptEntry,
+    Entry,
+    entry_dirs,
+    load,
+    quarantine,
+    remove,
+    spool_roots,
+)
 
 UPLOADED, SKIPPED, CORRUPT, FAILED, LOCKED = "uploaded", "skipped", "corrupt", "failed", "locked"
 
@@ -66,13 +75,14 @@ def _find_run(client, target: str, entry: Entry):
     """The run ``entry`` goes to, if it exists: the original run (created before the store failed)
     or a run an earlier sync created for it (tag ``evalkit.spool_id``). Returns the mlflow Run or None."""
     from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
 
     from evalkit.tracking.store import get_or_create_experiment
 
     if entry.run.get("run_id"):
         try:
             return client.get_run(entry.run["run_id"])
-        except Exception:
+        except MlflowException:
             pass  # not in this store: a new run
     exp_id = get_or_create_experiment(target, entry.run["experiment"])
     found = client.search_runs([exp_id], filter_string=f"tags.`{SPOOL_ID_TAG}` = '{entry.id}'",
@@ -121,7 +131,7 @@ def _end_failed(client, run_id: str) -> None:
     """End a run a sync failed to complete as FAILED (best effort: the store may be down)."""
     try:
         client.set_terminated(run_id, "FAILED")
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 -- the store failing is why we are here; the next sync ends it
         pass
 
 
@@ -146,7 +156,7 @@ def _sync_one(entry: Entry, explicit: str | None) -> Outcome:
         ensure_store(target)  # InfraError: this entry's store is down; the others may be up
         client = client_for(target)
         run = _find_run(client, target, entry)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- any store fault: this entry is kept, the others go on
         return Outcome(entry.path, FAILED, _why(e), None, exp, store)
     run_id = run.info.run_id if run is not None else None
     if run is not None and run.data.tags.get(SPOOL_ID_TAG) == entry.id and run.data.tags.get(SYNCED_TAG) == "true":
@@ -156,7 +166,7 @@ def _sync_one(entry: Entry, explicit: str | None) -> Outcome:
     try:
         run_id = run_id or _create(client, target, entry)
         _upload(client, run_id, entry)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- any store fault: the run is ended FAILED, the entry kept
         if run_id:
             _end_failed(client, run_id)
         return Outcome(entry.path, FAILED, _why(e), run_id, exp, store)
