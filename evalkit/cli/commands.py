@@ -313,10 +313,11 @@ def sync_spool(
 ) -> None:
     """Upload runs spooled while the tracking store was unreachable; each is removed once uploaded.
 
-    Each entry uploads once (a restored entry is skipped); a corrupt one is moved to corrupt/. Another
-    sync running on the same spool: waits up to 10 s, then leaves it to that one (exit 0).
-    Exit codes: 0 all uploaded (or nothing to do), 2 corrupt entries were moved aside, 3 the store is
-    unreachable or some runs were kept.
+    Each entry uploads once (a restored entry is skipped); a corrupt one is moved to corrupt/.
+
+    Another sync running on the same spool: waits up to 10 s, then leaves it to that one (exit 0).
+
+    Exit codes: 0 all uploaded (or nothing to do), 2 corrupt entries moved aside, 3 some runs kept.
     """
     with user_errors():
         from evalkit.cli.spool_render import show_sync
