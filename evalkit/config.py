@@ -12,6 +12,7 @@ import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 #: largest hidden layer / batch accepted (a typo such as 2000000000 is refused before any allocation)
 MAX_WIDTH = 1 << 16
@@ -24,9 +25,35 @@ READER_OPTIONS = ("label_file", "meka_labels", "label_columns", "label_prefix", 
                   "label_sep", "drop_columns")
 
 
+def _not_bool(v: Any) -> Any:
+    """Before-validator of numeric fields: ``true`` / ``false`` are not numbers (pydantic would read 1 / 0)."""
+    if isinstance(v, bool):
+        raise PydanticCustomError("not_a_number", "expected a number, got a boolean")
+    return v
+
+
 def _finite(v: float) -> float:
     if not math.isfinite(v):
         raise ValueError("expected a finite number")
+    return v
+
+
+def _elementwise_not_bool(v: Any) -> Any:
+    """:func:`_not_bool` of a value, or of each item of a list / table (``hidden = [true]``)."""
+    for item in v if isinstance(v, list) else v.values() if isinstance(v, dict) else [v]:
+        _not_bool(item)
+    return v
+
+
+def _checked(check, v: str, prefix: str) -> str:
+    """``check(v)``; its :class:`~evalkit.errors.InputError` becomes a pydantic error (without the
+    ``--flag:`` ``prefix``, so that a spec names its key and the command line its flag)."""
+    from evalkit.errors import InputError
+
+    try:
+        check(v)
+    except InputError as e:
+        raise PydanticCustomError("invalid_value", "{reason}", {"reason": str(e).removeprefix(prefix)}) from None
     return v
 
 
@@ -114,6 +141,24 @@ class RunConfig(BaseModel):
     @classmethod
     def _is_finite(cls, v: float) -> float:
         return _finite(v)
+
+    _strict_numbers = field_validator("val_size", "test_size", "hidden", "dropout", "lr", "weight_decay", "epochs",
+                                      "batch_size", "patience", "input_noise", "folds", "seed", "threads",
+                                      "fold_processes", "beta", "loss_options", mode="before")(_elementwise_not_bool)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        from evalkit.losses import get_loss_spec
+
+        return _checked(get_loss_spec, v, "--loss: ")
+
+    @field_validator("threshold")
+    @classmethod
+    def _known_threshold(cls, v: str) -> str:
+        from evalkit.thresholds import parse_strategy
+
+        return _checked(parse_strategy, v, "--threshold: ")
 
     def with_budget(self, n_train: int, n_features: int, n_labels: int) -> "RunConfig":
         """This config with ``folds``, ``epochs`` and ``batch_size`` set by the training-budget rule
