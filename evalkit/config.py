@@ -28,7 +28,7 @@ READER_OPTIONS = ("label_file", "meka_labels", "label_columns", "label_prefix", 
 def _not_bool(v: Any) -> Any:
     """Before-validator of numeric fields: ``true`` / ``false`` are not numbers (pydantic would read 1 / 0)."""
     if isinstance(v, bool):
-        raise PydanticCustomError("not_a_number", "expected a number, got a boolean")
+        raise PydanticCustomError("not_a_number", "expected a number, not a boolean")
     return v
 
 

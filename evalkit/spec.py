@@ -150,11 +150,11 @@ class Spec:
             key = loc[0] if loc else ""
             if key in overrides:
                 raise InputError(f"--{key.replace('_', '-')}: {err['msg']}") from None
-            raise self._error(loc, _problem(err), cell, section) from None
+            raise self.located_error(loc, _problem(err), cell, section) from None
         self._check_loss_options(config, cell, overrides, section)
         return config
 
-    def _error(self, loc: tuple[str, ...], problem: str, cell: dict, section: str) -> InputError:
+    def located_error(self, loc: tuple[str, ...], problem: str, cell: dict, section: str) -> InputError:
         """``file:line: key: problem`` for the spec key named by pydantic's ``loc``: a value from the
         cell is ``section.key`` at its line there; a list item is its list's key."""
         in_cell = bool(loc) and loc[0] in cell
@@ -178,7 +178,7 @@ class Spec:
             loc = ("loss_options", bad[0]) if bad else ("loss_options",)
             if bad and "loss" in cell:  # the option is fine, the cell's loss does not take it
                 loc = ("loss",)
-            raise self._error(loc, str(e).split(": ", 1)[1], cell, section) from None
+            raise self.located_error(loc, str(e).split(": ", 1)[1], cell, section) from None
 
 
 SPACES = ("choice", "uniform", "loguniform", "randint")
@@ -208,7 +208,7 @@ def _cell_text(cell: dict) -> str:
 
 
 def _problem(err: dict) -> str:
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         return "unknown field (expected a RunConfig field, see `evalkit run --help`, or [grid])" \
             if len(err.get("loc", ())) <= 1 else "unknown field"
