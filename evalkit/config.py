@@ -9,9 +9,9 @@ types, help and shown defaults: :mod:`evalkit.cli.options`), TOML specs are vali
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 #: largest hidden layer / batch accepted (a typo such as 2000000000 is refused before any allocation)
@@ -39,8 +39,8 @@ def _finite(v: float) -> float:
 
 
 def _elementwise_not_bool(v: Any) -> Any:
-    """:func:`_not_bool` of a value, or of each item of a list / table (``hidden = [true]``)."""
-    for item in v if isinstance(v, list) else v.values() if isinstance(v, dict) else [v]:
+    """:func:`_not_bool` of a value or of each item of a list (``hidden = [true]``)."""
+    for item in v if isinstance(v, list) else [v]:
         _not_bool(item)
     return v
 
@@ -88,7 +88,7 @@ class RunConfig(BaseModel):
     batch_norm: bool = Field(False, description="Batch normalisation after each hidden layer.")
     # loss
     loss: str = Field("bce", description="bce, bce-pos-weight, soft-margin, margin, focal, asl (see `evalkit losses`).")
-    loss_options: dict[str, float] = Field(default_factory=dict, description="Loss option KEY=VALUE, repeatable (e.g. gamma=2).")
+    loss_options: dict[str, Annotated[float, BeforeValidator(_not_bool)]] = Field(default_factory=dict, description="Loss option KEY=VALUE, repeatable (e.g. gamma=2).")
     # training
     optimizer: Literal["adam", "adamw", "lbfgs"] = Field(
         "adamw", description="Optimizer: adam, adamw (mini-batch), or lbfgs (full batch, --model linear only: "
@@ -144,7 +144,7 @@ class RunConfig(BaseModel):
 
     _strict_numbers = field_validator("val_size", "test_size", "hidden", "dropout", "lr", "weight_decay", "epochs",
                                       "batch_size", "patience", "input_noise", "folds", "seed", "threads",
-                                      "fold_processes", "beta", "loss_options", mode="before")(_elementwise_not_bool)
+                                      "fold_processes", "beta", mode="before")(_elementwise_not_bool)
 
     @field_validator("loss")
     @classmethod

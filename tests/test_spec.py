@@ -185,7 +185,7 @@ def test_grid_at_the_cell_cap_is_expanded_lazily_and_whole(tmp_path):
     ("lr = true\n", r"s\.toml:1: lr: expected a number, not a boolean \(got True\)"),
     ("epochs = 3\n[grid]\nseed = [0, false]\n", r"s\.toml:3: grid\.seed: expected a number, not a boolean"),
     ("hidden = [true]\n", r"s\.toml:1: hidden: expected a number, not a boolean"),
-    ('loss = "focal"\n[loss_options]\ngamma = true\n', r"s\.toml:2: loss_options: expected a number, not a boolean"),
+    ('loss = "focal"\n[loss_options]\ngamma = true\n', r"s\.toml:3: loss_options\.gamma: expected a number, not a boolean"),
 ])
 def test_bool_is_not_a_learning_rate(tmp_path, body, expected):
     from pydantic import ValidationError
