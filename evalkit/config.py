@@ -57,6 +57,10 @@ def _checked(check, v: str, prefix: str) -> str:
     return v
 
 
+#: a float that is not a boolean (TOML ``true`` is not 1.0)
+_Number = Annotated[float, BeforeValidator(_not_bool)]
+
+
 class RunConfig(BaseModel):
     """Everything that defines one ``evalkit run`` (train, tune thresholds, evaluate, track).
 
@@ -65,7 +69,8 @@ class RunConfig(BaseModel):
     and a key of an experiment spec (``experiments/*.toml``).
 
     Raises:
-        pydantic.ValidationError: a value of the wrong type or out of range, or an unknown field.
+        pydantic.ValidationError: a value of the wrong type or out of range (a boolean for a number),
+            an unknown loss or threshold strategy, or an unknown field.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -88,7 +93,7 @@ class RunConfig(BaseModel):
     batch_norm: bool = Field(False, description="Batch normalisation after each hidden layer.")
     # loss
     loss: str = Field("bce", description="bce, bce-pos-weight, soft-margin, margin, focal, asl (see `evalkit losses`).")
-    loss_options: dict[str, Annotated[float, BeforeValidator(_not_bool)]] = Field(default_factory=dict, description="Loss option KEY=VALUE, repeatable (e.g. gamma=2).")
+    loss_options: dict[str, _Number] = Field(default_factory=dict, description="Loss option KEY=VALUE, repeatable (e.g. gamma=2).")
     # training
     optimizer: Literal["adam", "adamw", "lbfgs"] = Field(
         "adamw", description="Optimizer: adam, adamw (mini-batch), or lbfgs (full batch, --model linear only: "

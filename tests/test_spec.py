@@ -242,3 +242,12 @@ def test_tune_range_end_out_of_bounds_is_located(tmp_path):
     spec = load_spec(p)
     with pytest.raises(InputError, match=r"s\.toml:3: search\.dropout: Input should be less than 1"):
         _check_space(spec, spec.search_space()[1], None)
+
+
+def test_tune_top_k_choice_over_the_label_count_is_refused_before_ray_starts(tmp_path, store, cli, monkeypatch):
+    p = write(tmp_path, 'epochs = 1\n\n[search]\nthreshold = { choice = ["joint", "top-k:20"] }\n')
+    _no_ray(monkeypatch)
+    r = cli("tune", str(p))
+    assert r.exit_code == 2
+    assert "s.toml:4: search.threshold: top-k:20 asks for more labels than the data has (14)" in r.output
+    assert _runs_in(store) == 0

@@ -98,12 +98,13 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
         executor.close()
 
 
-def check_label_counts(spec, cells: list[dict], configs: list, overrides: dict) -> None:
+def check_label_counts(spec, cells: list[dict], configs: list, overrides: dict, section: str = "grid") -> None:
     """Refuse a ``top-k:K`` threshold with K above its cell's label count before any cell runs (each
     cell's data read once per distinct dataset, only for top-k cells).
 
     Raises:
-        InputError: ``file:line: grid.threshold: ...`` (``--threshold: ...`` for the flag); a data error.
+        InputError: ``file:line: grid.threshold: ...`` (``section.threshold``; ``--threshold: ...`` for
+            the flag); a data error.
     """
     from evalkit.data import load_dataset
     from evalkit.errors import InputError
@@ -122,7 +123,7 @@ def check_label_counts(spec, cells: list[dict], configs: list, overrides: dict) 
         except InputError as e:
             if "threshold" in overrides:
                 raise
-            raise spec.located_error(("threshold",), str(e).removeprefix("--threshold: "), cell, "grid") from None
+            raise spec.located_error(("threshold",), str(e).removeprefix("--threshold: "), cell, section) from None
 
 
 def _ready_store(store: str | None) -> None:

@@ -133,11 +133,14 @@ def _check_space(spec, space: dict, overrides: dict[str, Any] | None) -> None:
     are (:meth:`~evalkit.spec.Spec.config`), before Ray starts.
 
     Raises:
-        InputError: ``file:line: search.key: problem`` for the first invalid value.
+        InputError: ``file:line: search.key: problem`` for the first invalid value (a ``top-k:K``
+            choice is checked against the data's label count).
     """
-    for key, (kind, args) in space.items():
-        for v in args:
-            spec.config({key: v}, overrides, section="search")
+    from evalkit.workflows.grid import check_label_counts
+
+    cells = [{key: v} for key, (kind, args) in space.items() for v in args]
+    configs = [spec.config(cell, overrides, section="search") for cell in cells]
+    check_label_counts(spec, cells, configs, overrides or {}, section="search")
 
 
 def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool = True,
