@@ -9,9 +9,10 @@ types, help and shown defaults: :mod:`evalkit.cli.options`), TOML specs are vali
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 #: largest hidden layer / batch accepted (a typo such as 2000000000 is refused before any allocation)
 MAX_WIDTH = 1 << 16
@@ -24,10 +25,40 @@ READER_OPTIONS = ("label_file", "meka_labels", "label_columns", "label_prefix", 
                   "label_sep", "drop_columns")
 
 
+def _not_bool(v: Any) -> Any:
+    """Before-validator of numeric fields: ``true`` / ``false`` are not numbers (pydantic would read 1 / 0)."""
+    if isinstance(v, bool):
+        raise PydanticCustomError("not_a_number", "expected a number, not a boolean")
+    return v
+
+
 def _finite(v: float) -> float:
     if not math.isfinite(v):
         raise ValueError("expected a finite number")
     return v
+
+
+def _elementwise_not_bool(v: Any) -> Any:
+    """:func:`_not_bool` of a value or of each item of a list (``hidden = [true]``)."""
+    for item in v if isinstance(v, list) else [v]:
+        _not_bool(item)
+    return v
+
+
+def _checked(check, v: str, prefix: str) -> str:
+    """``check(v)``; its :class:`~evalkit.errors.InputError` becomes a pydantic error (without the
+    ``--flag:`` ``prefix``, so that a spec names its key and the command line its flag)."""
+    from evalkit.errors import InputError
+
+    try:
+        check(v)
+    except InputError as e:
+        raise PydanticCustomError("invalid_value", "{reason}", {"reason": str(e).removeprefix(prefix)}) from None
+    return v
+
+
+#: a float that is not a boolean (TOML ``true`` is not 1.0)
+_Number = Annotated[float, BeforeValidator(_not_bool)]
 
 
 class RunConfig(BaseModel):
@@ -38,7 +69,8 @@ class RunConfig(BaseModel):
     and a key of an experiment spec (``experiments/*.toml``).
 
     Raises:
-        pydantic.ValidationError: a value of the wrong type or out of range, or an unknown field.
+        pydantic.ValidationError: a value of the wrong type or out of range (a boolean for a number),
+            an unknown loss or threshold strategy, or an unknown field.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -61,7 +93,7 @@ class RunConfig(BaseModel):
     batch_norm: bool = Field(False, description="Batch normalisation after each hidden layer.")
     # loss
     loss: str = Field("bce", description="bce, bce-pos-weight, soft-margin, margin, focal, asl (see `evalkit losses`).")
-    loss_options: dict[str, float] = Field(default_factory=dict, description="Loss option KEY=VALUE, repeatable (e.g. gamma=2).")
+    loss_options: dict[str, _Number] = Field(default_factory=dict, description="Loss option KEY=VALUE, repeatable (e.g. gamma=2).")
     # training
     optimizer: Literal["adam", "adamw", "lbfgs"] = Field(
         "adamw", description="Optimizer: adam, adamw (mini-batch), or lbfgs (full batch, --model linear only: "
@@ -114,6 +146,24 @@ class RunConfig(BaseModel):
     @classmethod
     def _is_finite(cls, v: float) -> float:
         return _finite(v)
+
+    _strict_numbers = field_validator("val_size", "test_size", "hidden", "dropout", "lr", "weight_decay", "epochs",
+                                      "batch_size", "patience", "input_noise", "folds", "seed", "threads",
+                                      "fold_processes", "beta", mode="before")(_elementwise_not_bool)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        from evalkit.losses import get_loss_spec
+
+        return _checked(get_loss_spec, v, "--loss: ")
+
+    @field_validator("threshold")
+    @classmethod
+    def _known_threshold(cls, v: str) -> str:
+        from evalkit.thresholds import parse_strategy
+
+        return _checked(parse_strategy, v, "--threshold: ")
 
     def with_budget(self, n_train: int, n_features: int, n_labels: int) -> "RunConfig":
         """This config with ``folds``, ``epochs`` and ``batch_size`` set by the training-budget rule

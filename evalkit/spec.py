@@ -22,13 +22,16 @@ the line being that of the offending key in the TOML text.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from evalkit.errors import InputError
 
+#: most cells a grid may have (the product of its axes' lengths is checked before any cell is built)
+MAX_CELLS = 10_000
 #: grid axes that cannot vary inside one parent run (they define where the runs go)
 NOT_GRIDDABLE = ("experiment", "tracking_uri", "output", "run_name")
 
@@ -104,70 +107,78 @@ class Spec:
                              f"{_problem(err)}") from None
         return config, space
 
-    def cells(self) -> list[dict[str, Any]]:
-        """The grid cells (``{field: value}``, Cartesian product in file order); ``[{}]`` without a grid."""
-        if not self.grid:
-            return [{}]
+    def cells(self) -> Iterator[dict[str, Any]]:
+        """The grid cells (``{field: value}``, Cartesian product in file order), lazily; one ``{}``
+        without a grid."""
         keys = list(self.grid)
-        return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
+        return (dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys)))
 
     def configs(self, overrides: dict[str, Any] | None = None):
-        """One validated :class:`RunConfig` per cell. ``overrides`` (CLI flags) win over spec values
-        and replace grid axes they name.
+        """One validated :class:`RunConfig` per cell (every cell is built and checked, so that a bad
+        value of any cell is refused before anything runs). ``overrides`` (CLI flags) win over spec
+        values and replace grid axes they name.
 
         Raises:
-            InputError: ``file:line: field: problem`` for the first invalid value.
+            InputError: ``file:line: key: problem`` for the first invalid value (``--flag: problem``
+                when the value came from the command line).
+        """
+        overrides = dict(overrides or {})
+        grid = {k: v for k, v in self.grid.items() if k not in overrides}
+        return [self.config(cell, overrides) for cell in Spec(self.path, self.base, grid, self.text).cells()]
+
+    def config(self, cell: dict[str, Any], overrides: dict[str, Any] | None = None, section: str = "grid"):
+        """The :class:`RunConfig` of one cell: the spec's values, then ``cell`` (values of the
+        ``[section]`` table: grid axes, or a tune search's choices), then ``overrides``.
+
+        Raises:
+            InputError: ``file:line: key: problem`` (``section.key`` for a value from ``cell``).
         """
         from pydantic import ValidationError
 
         from evalkit.config import RunConfig
 
-        overrides = dict(overrides or {})
-        grid = {k: v for k, v in self.grid.items() if k not in overrides}
-        spec = Spec(self.path, self.base, grid, self.text)
-        out = []
-        for cell in spec.cells():
-            values = self.base | cell | overrides
-            for k in ("loss_options", "reader_options"):  # tables merge key by key
-                if k in self.base and k in overrides:
-                    values[k] = dict(self.base[k]) | dict(overrides[k])
-            try:
-                out.append(RunConfig(**values))
-            except ValidationError as e:
-                err = e.errors()[0]
-                loc = tuple(str(x) for x in err["loc"])
-                key = loc[0] if loc else ""
-                if key in overrides:
-                    raise InputError(f"--{key.replace('_', '-')}: {err['msg']}") from None
-                section = "grid" if key in cell else None
-                line = find_line(self.text, loc, section=section)
-                name = ".".join(loc) if section is None else f"grid.{'.'.join(loc)}"
-                where = f" (grid cell {_cell_text(cell)})" if cell and section is None else ""
-                raise InputError(f"{self.path}:{line}: {name}: {_problem(err)}{where}") from None
-            self._check_semantics(out[-1], cell, overrides)
-        return out
+        overrides = overrides or {}
+        values = self.base | cell | overrides
+        for k in ("loss_options", "reader_options"):  # tables merge key by key
+            if k in self.base and k in overrides:
+                values[k] = dict(self.base[k]) | dict(overrides[k])
+        try:
+            config = RunConfig(**values)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = tuple(str(x) for x in err["loc"])
+            key = loc[0] if loc else ""
+            if key in overrides:
+                raise InputError(f"--{key.replace('_', '-')}: {err['msg']}") from None
+            raise self.located_error(loc, _problem(err), cell, section) from None
+        self._check_loss_options(config, cell, overrides, section)
+        return config
 
-    def _check_semantics(self, config, cell: dict, overrides: dict) -> None:
-        """Checks beyond types (loss names and options, threshold strategy), located in the file."""
-        from evalkit.losses import loss_options
-        from evalkit.thresholds import parse_strategy
+    def located_error(self, loc: tuple[str, ...], problem: str, cell: dict, section: str) -> InputError:
+        """``file:line: key: problem`` for the spec key named by pydantic's ``loc``: a value from the
+        cell is ``section.key`` at its line there; a list item is its list's key."""
+        in_cell = bool(loc) and loc[0] in cell
+        if loc and loc[0] not in ("loss_options", "reader_options"):
+            loc = loc[:1]  # hidden.0 is the spec's `hidden`
+        line = find_line(self.text, loc, section=section if in_cell else None)
+        name = (f"{section}." if in_cell else "") + ".".join(loc)
+        where = f" (grid cell {_cell_text(cell)})" if cell and not in_cell and section == "grid" else ""
+        return InputError(f"{self.path}:{line}: {name}: {problem}{where}")
 
-        checks = [("loss", lambda: loss_options(config.loss, config.loss_options)),
-                  ("threshold", lambda: parse_strategy(config.threshold))]
-        for key, check in checks:
-            try:
-                check()
-            except InputError as e:
-                if key in overrides or (key == "loss" and "loss_options" in overrides):
-                    raise
-                msg = str(e).split(": ", 1)[1] if ": " in str(e) else str(e)
-                loc: tuple[str, ...] = (key,)
-                m = re.match(r"--loss-option (\w+):", str(e))
-                if m:  # an unknown / bad loss option: point at the option's own line
-                    loc = ("loss_options", m.group(1))
-                section = "grid" if key in cell else None
-                name = ("grid." if section else "") + ".".join(loc)
-                raise InputError(f"{self.path}:{find_line(self.text, loc, section=section)}: {name}: {msg}") from None
+    def _check_loss_options(self, config, cell: dict, overrides: dict, section: str) -> None:
+        """The ``[loss_options]`` table against the cell's loss (names and numbers), located in the file."""
+        from evalkit.losses import get_loss_spec, loss_options
+
+        try:
+            loss_options(config.loss, config.loss_options)
+        except InputError as e:
+            if "loss_options" in overrides or "loss" in overrides:
+                raise
+            bad = [k for k in config.loss_options if k not in get_loss_spec(config.loss).options]
+            loc = ("loss_options", bad[0]) if bad else ("loss_options",)
+            if bad and "loss" in cell:  # the option is fine, the cell's loss does not take it
+                loc = ("loss",)
+            raise self.located_error(loc, str(e).split(": ", 1)[1], cell, section) from None
 
 
 SPACES = ("choice", "uniform", "loguniform", "randint")
@@ -197,7 +208,7 @@ def _cell_text(cell: dict) -> str:
 
 
 def _problem(err: dict) -> str:
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         return "unknown field (expected a RunConfig field, see `evalkit run --help`, or [grid])" \
             if len(err.get("loc", ())) <= 1 else "unknown field"
@@ -247,9 +258,11 @@ def find_line(text: str, loc: tuple[str, ...], *, section: str | None = None) ->
         n = key_line(table, key)
         if n:
             return n
-    for t, i, _ in tables:  # a [head] table header
-        if t == f"header:{head}":
-            return i
+    headers = ([f"{section}.{head}"] if section else []) + [head]  # a [grid.head] or [head] table
+    for header in headers:
+        for t, i, _ in tables:
+            if t == f"header:{header}":
+                return i
     return 1
 
 
@@ -284,10 +297,20 @@ def load_spec(path: str | Path) -> Spec:
         if k in data:
             raise InputError(f"{path}:{line}: grid.{k}: also set at the top level (line "
                              f"{find_line(text, (k,))}); keep one")
+    _check_size(grid, text, str(path))
     _resolve_paths(data, grid, p.parent)
     spec = Spec(str(path), data, grid, text, executor, search)
     spec.configs()  # validate every cell now, before anything runs
     return spec
+
+
+def _check_size(grid: dict[str, list], text: str, path: str) -> None:
+    """Refuse a grid of more than :data:`MAX_CELLS` cells (from the axes' lengths, nothing expanded)."""
+    n = math.prod(len(v) for v in grid.values())
+    if n > MAX_CELLS:
+        axes = " x ".join(f"{k} ({len(v)})" for k, v in grid.items())
+        raise InputError(f"{path}:{find_line(text, ('grid',))}: grid: {axes} = {n:,} cells; expected at most "
+                         f"{MAX_CELLS:,} (split the experiment or shorten an axis)")
 
 
 def _check_executor(table: dict, text: str, path: str) -> None:
@@ -331,7 +354,7 @@ def _read_toml(path: str | Path, what: str, syntax: str = "TOML syntax") -> tupl
         kind = "a directory" if p.is_dir() else "no such spec file"
         raise InputError(f"{path}: {kind}; expected {what}")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of the TOML
     except UnicodeDecodeError as e:
         line = p.read_bytes()[: e.start].count(b"\n") + 1
         raise InputError(f"{path}:{line}: not UTF-8 text; expected {what} in UTF-8") from None
@@ -339,6 +362,8 @@ def _read_toml(path: str | Path, what: str, syntax: str = "TOML syntax") -> tupl
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
         return text, tomllib.loads(text)
+    except RecursionError:  # arrays / inline tables nested thousands deep
+        raise InputError(f"{path}:1: {syntax}: values nested too deeply; expected {what}") from None
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         line = m.group(1) if m else (len(text.splitlines()) or 1)

@@ -59,9 +59,11 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
     spec = load_spec(path)
     configs = spec.configs(overrides)
     options = spec.executor_config(executor)
+    grid = {k: v for k, v in spec.grid.items() if k not in (overrides or {})}
+    cell_values = list(Spec(spec.path, spec.base, grid, spec.text).cells())
+    check_label_counts(spec, cell_values, configs, overrides or {})
     if options.kind == "ray":
         import_ray()  # missing extra: exit 2 before anything runs
-    grid = {k: v for k, v in spec.grid.items() if k not in (overrides or {})}
     if not grid:
         res = run_experiment(configs[0], track=track, on_event=emit)
         return GridResult([res], None, None, time.perf_counter() - started)
@@ -79,7 +81,7 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
         check_cluster_store(options, None)
     cells = [Cell(i, len(configs), " ".join(f"{k}={v}" for k, v in values.items()), values,
                   cfg.model_copy(update={"output": None}))
-             for i, (values, cfg) in enumerate(zip(Spec(spec.path, spec.base, grid, spec.text).cells(), configs), 1)]
+             for i, (values, cfg) in enumerate(zip(cell_values, configs), 1)]
     executor = make_executor(options)
     try:
         if options.kind == "ray":
@@ -94,6 +96,34 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
         return _run_cells(executor, cells, configs, grid, group_by, path, store, options, started, emit)
     finally:
         executor.close()
+
+
+def check_label_counts(spec, cells: list[dict], configs: list, overrides: dict, section: str = "grid") -> None:
+    """Refuse a ``top-k:K`` threshold with K above its cell's label count before any cell runs (each
+    cell's data read once per distinct dataset, only for top-k cells).
+
+    Raises:
+        InputError: ``file:line: grid.threshold: ...`` (``section.threshold``; ``--threshold: ...`` for
+            the flag); a data error.
+    """
+    from evalkit.data import load_dataset
+    from evalkit.errors import InputError
+    from evalkit.thresholds import check_strategy, parse_strategy
+
+    labels: dict[str, int] = {}
+    for cell, cfg in zip(cells, configs):
+        strategy = parse_strategy(cfg.threshold)
+        if strategy.name != "top-k":
+            continue
+        key = json.dumps([cfg.dataset, cfg.test_dataset, cfg.reader_options], sort_keys=True, default=str)
+        if key not in labels:
+            labels[key] = load_dataset(cfg.dataset, cfg.test_dataset, **cfg.reader_options)[0].n_labels
+        try:
+            check_strategy(strategy, labels[key])
+        except InputError as e:
+            if "threshold" in overrides:
+                raise
+            raise spec.located_error(("threshold",), str(e).removeprefix("--threshold: "), cell, section) from None
 
 
 def _ready_store(store: str | None) -> None:

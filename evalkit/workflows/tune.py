@@ -128,16 +128,19 @@ def asha_max_t(base: RunConfig, space: dict) -> int:
     return epochs + 1
 
 
-def _check_space(base: dict, space: dict, path: str) -> None:
-    """Every choice and both ends of every range make a valid RunConfig (before anything runs)."""
-    from pydantic import ValidationError
+def _check_space(spec, space: dict, overrides: dict[str, Any] | None) -> None:
+    """Every choice and both ends of every range make a valid RunConfig, checked as a spec's cells
+    are (:meth:`~evalkit.spec.Spec.config`), before Ray starts.
 
-    for key, (kind, args) in space.items():
-        for v in args:
-            try:
-                RunConfig(**(base | {key: v}))
-            except ValidationError as e:
-                raise InputError(f"{path}: search.{key}: {v!r}: {e.errors()[0]['msg']}") from None
+    Raises:
+        InputError: ``file:line: search.key: problem`` for the first invalid value (a ``top-k:K``
+            choice is checked against the data's label count).
+    """
+    from evalkit.workflows.grid import check_label_counts
+
+    cells = [{key: v} for key, (kind, args) in space.items() for v in args]
+    configs = [spec.config(cell, overrides, section="search") for cell in cells]
+    check_label_counts(spec, cells, configs, overrides or {}, section="search")
 
 
 def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool = True,
@@ -171,7 +174,7 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
     if num_samples is not None:
         search = search.model_copy(update={"num_samples": num_samples})
     base = spec.configs(overrides)[0].model_copy(update={"output": None})
-    _check_space(base.model_dump(), space, path)
+    _check_space(spec, space, overrides)
     options = spec.executor_config(executor).model_copy(update={"kind": "ray"})
     import_ray()
     store = None
