@@ -33,13 +33,13 @@ For a model file the record comes from ``--preprocess FILE`` or a sidecar next t
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from evalkit.model_files import model_file_kind
 from evalkit.errors import InfraError, InputError
 from evalkit.tracking.redact import first_line as _first_line
 
@@ -186,7 +186,7 @@ def load_model(spec: str, *, tracking_uri: str | None = None, arch: str | None =
             if cand.is_file():
                 record, record_source = read_preprocess(cand), str(cand)
                 break
-    kind = _file_kind(path)
+    kind = model_file_kind(path)
     notes: list[str] = []
     if kind == "torchscript":
         module = _guard(spec, lambda: _torch().jit.load(str(path), map_location="cpu"))
@@ -218,22 +218,6 @@ def _guard(spec: str, fn):
         raise
     except Exception as e:
         raise InputError(f"--model {spec}: cannot load ({type(e).__name__}: {_first_line(e)})") from None
-
-
-def _file_kind(path: Path) -> str:
-    """``torchscript``, ``pt2`` or ``checkpoint`` (torch.save: state_dict or pickled model)."""
-    if not zipfile.is_zipfile(path):
-        return "checkpoint"  # legacy torch.save format (or not a model at all: torch.load says so)
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return "checkpoint"
-    if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
-        return "pt2"
-    if any(n.endswith("/constants.pkl") for n in names) or any("/code/" in n for n in names):
-        return "torchscript"
-    return "checkpoint"
 
 
 def _load_checkpoint(path: Path, spec: str, *, arch, hidden, record, n_features, input_shape, n_labels,

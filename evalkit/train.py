@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,6 +25,33 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # one dict per epoch: epoch, train_loss, val_loss[, val_metric]
     best_epoch: int = 0
     stopped_early: bool = False
+
+
+def apply_torch_settings(threads: int, device: str) -> tuple:
+    """Training's process-wide torch settings, set in this one place: ``threads`` intra-op threads on
+    the CPU and deterministic algorithms (warn only) on the CPU. Returns the previous settings, for
+    :func:`torch_settings` to restore."""
+    import torch
+
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    if device == "cpu":
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
+    return before
+
+
+@contextmanager
+def torch_settings(threads: int, device: str):
+    """:func:`apply_torch_settings` for the ``with`` block; the previous settings are restored on leaving."""
+    import torch
+
+    threads_before, deterministic, warn_only = apply_torch_settings(threads, device)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads_before)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def seed_everything(seed: int) -> None:

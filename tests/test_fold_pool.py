@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from evalkit.config import RunConfig
-from evalkit.workflows.fold_pool import MIN_FOLD_WORK, FoldPool, resolve_fold_processes
+from evalkit.workflows.fold_pool import FoldPool, WorkerDied
+from evalkit.workflows.training import MIN_FOLD_WORK, resolve_fold_processes
 
 SMALL = dict(epochs=4, hidden=[32], folds=3, monitor="val_map", seed=3)
 
@@ -66,27 +67,63 @@ def _fold_args():
     return ds.subset(np.arange(40)), ds.subset(np.arange(40, 60))
 
 
-def test_a_worker_error_is_raised_as_itself_after_the_others_end():
-    train, held = _fold_args()
+def _task(k, config, train=None, held=None):
+    from evalkit.workflows.training import FoldTask
+
+    if train is None:
+        train, held = _fold_args()
+    return FoldTask(k, 3, k, train, held, config.model_copy(update={"seed": k}))
+
+
+def _pool(workers=1, **kw):
+    from evalkit.workflows.warmups import fold_worker
+
+    return FoldPool(workers, initializer=fold_worker, initargs=(1,), **kw)
+
+
+def test_a_worker_error_is_raised_as_itself():
+    from evalkit.errors import InputError
+    from evalkit.workflows.training import train_in_worker
+
     good = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
     bad = good.model_copy(update={"loss": "nope"})  # model_copy skips validation: the worker's build raises
-    from evalkit.errors import InputError
-
-    ran_here = []
-    with FoldPool(1, threads=1) as pool:
+    with _pool() as pool:
+        failing = pool.submit(train_in_worker, _task(2, bad))
+        fine = pool.submit(train_in_worker, _task(3, good))
         with pytest.raises(InputError, match="nope"):
-            pool.run([2, 3], local=lambda k: ran_here.append(k) or "here",
-                     remote_args=lambda k: (k, train, held, bad if k == 2 else good))
-    assert ran_here in ([], [3])  # this process took fold 3 at most; nothing was lost silently
+            failing.result()
+        assert fine.result().best_epoch in (1, 2)  # the worker goes on after an error
 
 
 def test_a_dead_worker_is_reported_with_its_exit_code():
-    train, held = _fold_args()
+    from evalkit.workflows.training import train_in_worker
+
     cfg = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
-    with FoldPool(1, threads=1) as pool:
+    with _pool() as pool:
         pool._workers[0].proc.kill()
-        with pytest.raises(RuntimeError, match=r"a fold worker process died \(exit code -9\)"):
-            pool._workers[0].call((2, train, held, cfg))
+        with pytest.raises(WorkerDied, match=r"a fold worker process died \(exit code -9\)"):
+            pool.submit(train_in_worker, _task(2, cfg)).result()
+        with pytest.raises(WorkerDied, match="no fold worker process is left"):
+            pool.submit(train_in_worker, _task(3, cfg)).result()
+
+
+def test_a_worker_that_stops_answering_is_stopped(tmp_path):
+    """SIGSTOP (or a hung system call): no heartbeat, so the worker is killed and its call fails
+    with WorkerDied instead of hanging the run forever."""
+    import os
+    import signal
+
+    from evalkit.workflows.training import train_in_worker
+
+    cfg = RunConfig(model="mlp", hidden=[8], epochs=500, monitor="none")
+    with _pool(stall_seconds=3) as pool:
+        future = pool.submit(train_in_worker, _task(2, cfg))
+        while not future.running():
+            future.exception(timeout=0.1) if future.done() else None
+        os.kill(pool._workers[0].proc.pid, signal.SIGSTOP)
+        with pytest.raises(WorkerDied, match="stopped answering"):
+            future.result(timeout=120)
+        assert pool._workers[0].proc.poll() is not None  # killed, not left stopped
 
 
 def test_a_script_without_a_main_guard_runs_with_worker_processes(tmp_path):
@@ -116,9 +153,9 @@ def test_a_script_without_a_main_guard_runs_with_worker_processes(tmp_path):
     (dict(fold_processes=9), 10, 1, 4),
 ])
 def test_auto_fold_processes(monkeypatch, kw, n_fit, cores, expected):
-    import evalkit.workflows.fold_pool as fp
+    import evalkit.workflows.training as tr
 
-    monkeypatch.setattr(fp, "available_cores", lambda: cores)
+    monkeypatch.setattr(tr, "available_cores", lambda: cores)
     assert resolve_fold_processes(RunConfig(**kw), n_fit) == expected
 
 
@@ -148,38 +185,68 @@ def test_exit_now_keeps_what_a_normal_exit_does(tmp_path):
         assert ("bye" in out.stderr) == (arg == "bye")
 
 
-def test_a_prefetched_fold_streams_its_epochs_to_take():
-    """Epochs reach ``take``'s callback as they end (those before the call at once), so a run killed
-    while a worker trains keeps the curve so far."""
-    train, held = _fold_args()
+def test_a_worker_streams_every_event_as_it_happens():
+    """A call given ``on_event`` sends its events back as they happen (epochs included), so a run
+    killed while a worker trains keeps the curve so far; the result is the local path's type."""
+    from evalkit.train import TrainResult
+    from evalkit.workflows.training import train_in_worker
+
     cfg = RunConfig(model="mlp", hidden=[8], epochs=6, monitor="none")
-    rows = []
-    with FoldPool(1, threads=1) as pool:
-        assert pool.prefetch((1, "mlp"), (5, train, held, cfg))
-        assert not pool.prefetch((1, "other"), (5, train, held, cfg))  # one job per worker
-        out = pool.take((1, "mlp"), rows.append)
+    events = []
+    with _pool() as pool:
+        res = pool.submit(train_in_worker, _task(5, cfg), on_event=events.append).result()
+    assert isinstance(res, TrainResult)
+    rows = [e.data["row"] for e in events if e.kind == "epoch"]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert rows == out["history"] and out["best_epoch"] == 6
-    assert pool.take((1, "linear")) is None
+    assert rows == res.history and res.best_epoch == 6
+    assert [e.kind for e in events][:1] == ["train_start"] and events[-1].kind == "train_end"
+
+
+def test_a_worker_folds_training_warning_is_forwarded():
+    """Every training event of a worker's fold reaches the caller, warnings included (here: a label
+    without positives in the fold's training rows)."""
+    from evalkit.workflows.training import train_in_worker
+
+    train, held = _fold_args()
+    from evalkit.data.core import Dataset
+
+    Y = train.Y.copy()
+    Y[:, 1] = 0
+    train = Dataset("t", train.X, Y, train.feature_names, train.label_names, "test", {})
+    cfg = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="none")
+    events = []
+    with _pool() as pool:
+        pool.submit(train_in_worker, _task(2, cfg, train, held), on_event=events.append).result()
+    warnings = [e.data["text"] for e in events if e.kind == "warning"]
+    assert warnings == ["fold 2: 1 label(s) have no positives in its 40 training rows: b (its model cannot learn them)"]
+
+
+def _plan(config):
+    from evalkit.workflows.experiment import prepare_data
+    from evalkit.workflows.training import plan_folds
+
+    splits = prepare_data(config)
+    return splits, plan_folds(splits, config)
 
 
 def test_folds_of_a_dead_worker_train_in_this_process():
-    """A worker that dies (OOM killer, a crash) costs time, not the run: its folds come back here."""
-    train, held = _fold_args()
-    cfg = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
-    warnings, here = [], []
-    with FoldPool(1, threads=1, warn=warnings.append) as pool:
+    """A worker that dies (OOM killer, a crash) costs time, not the run: its folds come back here,
+    with one warning, and the models are those of a one-process run."""
+    from evalkit.workflows.training import NamedModel, cross_fit
+
+    cfg = RunConfig(model="mlp", hidden=[8], epochs=2, folds=4, seed=2)
+    splits, plan = _plan(cfg)
+    events = []
+    alone = cross_fit(plan, NamedModel("cpu"), None, config=cfg, emit=lambda kind, **d: None)
+    with _pool() as pool:
         pool._workers[0].proc.kill()
         pool._workers[0].proc.wait()
-        done = pool.run([2, 3, 4], local=lambda k: here.append(k) or f"fold{k}",
-                        remote_args=lambda k: (k, train, held, cfg))
-    assert sorted(done) == [2, 3, 4] and all(where == "local" for where, _ in done.values())
-    assert sorted(here) == [2, 3, 4]
-    assert len(warnings) == 1 and "a fold worker process died (exit code -9)" in warnings[0], warnings
-    with FoldPool(1, threads=1, warn=warnings.append) as pool:  # a prefetched job: take says None, the caller trains
-        pool.prefetch((1, "mlp"), (1, train, held, cfg))
-        pool._workers[0].proc.kill()
-        assert pool.take((1, "mlp")) is None
+        done = cross_fit(plan, NamedModel("cpu"), pool, config=cfg,
+                         emit=lambda kind, **d: events.append((kind, d)))
+    assert [r.history for r in done] == [r.history for r in alone]
+    warned = [d["text"] for kind, d in events if kind == "warning"]
+    assert len(warned) == 1 and "a fold worker process died (exit code -9)" in warned[0], warned
+    assert sorted(d["k"] for kind, d in events if kind == "fold") == [1, 2, 3, 4]
 
 
 def test_no_worker_can_start_then_the_folds_train_here(tmp_path, monkeypatch):
@@ -197,86 +264,47 @@ def test_no_worker_can_start_then_the_folds_train_here(tmp_path, monkeypatch):
     assert not [e for e in events if e.kind == "note" and "processes train at once" in e.data["text"]]
 
 
-def _slow_first_fold(monkeypatch, pending_for: int):
-    """Fold 1's prefetched job counts as running for the first ``pending_for`` questions (a slow
-    worker: this process trains fold 2 meanwhile), then as ended (waiting for it). Records what
-    ``FoldPool.start`` queued for the workers."""
+def test_no_thread_can_start_then_the_folds_train_here(tmp_path, monkeypatch):
+    """A thread limit (``can't start new thread``) degrades to one process the same way."""
+    import threading
+
     import evalkit.workflows.fold_pool as fp
 
-    asked, queued = [], []
-    real_pending, real_start = fp.FoldPool.pending, fp.FoldPool.start
+    _, one, _ = _run(tmp_path, "one", fold_processes=1)
+    real = threading.Thread.start
 
-    def pending(self, key):
-        asked.append(key)
-        if len(asked) <= pending_for:
-            return True
-        self._prefetched[key][0].join()  # from here on, the job has ended
-        return real_pending(self, key)
+    def refuse(self):
+        if self.name == "evalkit-fold-worker":
+            raise RuntimeError("can't start new thread")
+        return real(self)
 
-    def start(self, items, *a, **k):
-        items = list(items)
-        queued.append(items)
-        return real_start(self, items, *a, **k)
-
-    monkeypatch.setattr(fp.FoldPool, "pending", pending)
-    monkeypatch.setattr(fp.FoldPool, "start", start)
-    return asked, queued
+    monkeypatch.setattr(fp.threading.Thread, "start", refuse)
+    _, two, events = _run(tmp_path, "two", fold_processes=2)
+    assert one["summary"] == two["summary"]
 
 
-@pytest.mark.parametrize("model, pending_for", [
-    ("auto", 3),  # the choice is known after fold 2's 2nd epoch: the workers start on folds 3.. then
-    ("auto", 99),  # fold 2 ends before the choice is known
-    ("mlp", 3),  # a named model: nothing to choose, fold 2 is kept
-])
-def test_fold_2_trained_while_a_worker_trains_fold_1_is_the_same_model(tmp_path, monkeypatch, model, pending_for):
-    """While a worker trains fold 1 (of the MLP candidate), this process trains fold 2 of it, in case
-    it wins: the report is the one of a single process, bit for bit."""
-    import evalkit.workflows.model_choice as mc
-
-    monkeypatch.setattr(mc, "_winner", lambda table: "mlp")  # (on this small problem the linear model wins)
-    kw = dict(fold_processes=2, epochs=6) if model == "auto" else dict(fold_processes=2, epochs=6, model="mlp")
-    _, one, _ = _run(tmp_path, "one", **{**kw, "fold_processes": 1})
-    asked, queued = _slow_first_fold(monkeypatch, pending_for)
-    _, two, events = _run(tmp_path, "two", **kw)
-    assert queued == [[3]], (asked, [e.data.get("text") for e in events if e.kind == "note"])  # fold 2 trained here in advance, kept
-    if model == "auto":
-        assert [e.data["text"] for e in events if e.kind == "note" and "chose" in e.data["text"]][0].startswith(
-            "--model auto chose mlp")
+@pytest.mark.parametrize("model", ["auto", "mlp"])
+def test_named_and_chosen_models_give_one_process_reports(tmp_path, model):
+    """Folds taken by workers from the first and by this process from the last give the report of
+    a single process, bit for bit, for a named model (all folds at once) and for ``auto`` (fold 1
+    chooses, with the MLP candidate in a worker meanwhile)."""
+    kw = dict(epochs=6, model=model)
+    _, one, _ = _run(tmp_path, "one", **kw, fold_processes=1)
+    _, two, events = _run(tmp_path, "two", **kw, fold_processes=2)
     assert sorted(e.data["k"] for e in events if e.kind == "fold") == [1, 2, 3]
     for key in ("summary", "per_class", "threshold", "reference_at_0.5", "training"):
         assert one[key] == two[key], key
 
 
-def test_fold_2_trained_in_advance_stops_when_its_model_loses(tmp_path, monkeypatch):
-    """If the linear candidate wins, the MLP fold 2 trained while waiting is dropped at once and
-    folds 2.. train the linear model: the report of a single process."""
-    import evalkit.workflows.model_choice as mc
-
-    monkeypatch.setattr(mc, "_winner", lambda table: "linear")
-    kw = dict(fold_processes=2, epochs=30, patience=30)
-    _, one, _ = _run(tmp_path, "one", **{**kw, "fold_processes": 1})
-    asked, queued = _slow_first_fold(monkeypatch, 3)
-    _, two, events = _run(tmp_path, "two", **kw)
-    assert queued == [[2, 3]]
-    assert len(asked) == 4  # the condition, then one question per epoch: answered at epoch 3, fold 2 stopped
-    assert "--model auto chose linear" in " ".join(e.data.get("text", "") for e in events if e.kind == "note")
-    for key in ("summary", "per_class", "threshold", "training"):
-        assert one[key] == two[key], key
-
-
 @pytest.mark.parametrize("model", ["auto", "mlp"])
-def test_fold_2_trained_in_advance_logs_each_curve_once(store, monkeypatch, model):
-    """The curves of fold 1 (trained by the worker) and fold 2 (trained here meanwhile) are logged
-    once per epoch, under the keys a one-process run uses."""
+def test_worker_folds_log_each_curve_once(store, model):
+    """The curves of folds trained by workers are logged once per epoch, under the keys a
+    one-process run uses."""
     import mlflow
 
-    import evalkit.workflows.model_choice as mc
     from evalkit.workflows.experiment import run_experiment
 
-    monkeypatch.setattr(mc, "_winner", lambda table: "mlp")
-    _, queued = _slow_first_fold(monkeypatch, 3)
     res = run_experiment(RunConfig(**{**SMALL, "epochs": 6}, model=model, fold_processes=2, log_model=False), track=True)
-    assert queued == [[3]]
     client = mlflow.MlflowClient(store)
     for k in (1, 2, 3):
         steps = [m.step for m in client.get_metric_history(res.run_id, f"fold{k}/train/loss")]

@@ -121,7 +121,7 @@ def test_tracked_cross_fitted_run_on_sparse_data_logs_its_inputs(store, tmp_path
 def test_result_logging_imports_the_model_exporter_only_when_the_model_is_logged():
     """``log_model = false`` (every cell of ``yeast_losses.toml``) skips ``torch.export``'s tracer
     and ``mlflow.pytorch`` (≈ 0.7 s per process); a run that logs its model loads them ahead."""
-    code = ("import sys\nfrom evalkit.workflows.artifacts import prepare_result_logging as p\n"
+    code = ("import sys\nfrom evalkit.workflows.warmups import result_logging as p\n"
             "names = ('torch.export._trace', 'mlflow.pytorch', 'matplotlib.pyplot')\n"
             "p(False); print([n in sys.modules for n in names])\n"
             "p(True); print([n in sys.modules for n in names])")

@@ -59,7 +59,7 @@ def inspect_model_folder(folder: str | os.PathLike, spec: str) -> tuple[str, Pat
     """
     import yaml
 
-    from evalkit.model_io import _file_kind
+    from evalkit.model_files import model_file_kind
     from evalkit.tracking.mlflow_compat import PICKLE_FILE, PT2_FILE
 
     root = Path(folder).resolve()
@@ -76,7 +76,7 @@ def inspect_model_folder(folder: str | os.PathLike, spec: str) -> tuple[str, Pat
     if data.is_file():
         return "pickle", data
     if (data / PICKLE_FILE).is_file():
-        return ("torchscript" if _file_kind(data / PICKLE_FILE) == "torchscript" else "pickle"), data / PICKLE_FILE
+        return ("torchscript" if model_file_kind(data / PICKLE_FILE) == "torchscript" else "pickle"), data / PICKLE_FILE
     if (data / PT2_FILE).is_file():
         return "pt2", data / PT2_FILE
     raise InputError(f"--model {spec}: the MLflow model holds no model data ({PT2_FILE} or {PICKLE_FILE} "

@@ -14,6 +14,9 @@ import numpy as np
 from evalkit.config import RunConfig
 from evalkit.report import Report
 
+#: tracked-metric prefix of the reference metrics at a fixed 0.5 cut (``test_at_0.5/micro_f2``)
+REFERENCE_SPLIT = "test_at_0.5"
+
 #: the co-occurrence heatmap (dataset/cooccurrence.png) is drawn up to this many labels (the CSV always)
 MAX_HEATMAP_LABELS = 100
 
@@ -46,21 +49,6 @@ def log_dataset(run, splits, *, folds: int = 1) -> None:
     if splits.train.n_labels <= MAX_HEATMAP_LABELS:  # a 1000 x 1000 heatmap costs seconds and shows nothing
         run.log_figure(plot_cooccurrence(co, title=f"Label co-occurrence: {splits.name} (all splits)"),
                        "dataset/cooccurrence.png")
-
-
-def prepare_result_logging(log_model: bool = True) -> None:
-    """Import what :func:`log_run_results` needs and a run has not loaded yet: the plots and, when
-    the run logs its model (``log_model``), ``torch.export``'s tracer (with ``networkx``: about
-    0.7 s, used to write the pt2 model) and ``mlflow.pytorch``. Called while worker processes train
-    the last folds (a fold pool's chore), so that the logging after training starts at once; it
-    changes nothing else."""
-    if log_model:
-        import mlflow.pytorch  # noqa: F401
-        import torch.export._trace  # noqa: F401
-
-    from evalkit.plots import _plt
-
-    _plt()  # matplotlib.pyplot on the Agg backend
 
 
 def _inputs(splits, folds: int):
@@ -122,7 +110,6 @@ def log_run_results(run, report: Report, model, input_example: np.ndarray, *, co
     """
     from evalkit.model_io import PREPROCESS_FILE
     from evalkit.report import metric_keys
-    from evalkit.workflows.experiment import REFERENCE_SPLIT
 
     ref = report.get("reference_at_0.5")
     # "test@0.5/..." would be the natural name, but MLflow rejects "@" in metric names

@@ -4,19 +4,18 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 
 from evalkit.config import RunConfig
 from evalkit.data.sparse import dense_rows
 from evalkit.errors import InfraError, InputError
 from evalkit.report import Report
 from evalkit.workflows.events import EventCallback, make_emitter
+from evalkit.workflows.training import Trained
 
-#: tracked-metric prefix of the reference metrics at a fixed 0.5 cut (``test_at_0.5/micro_f2``)
-REFERENCE_SPLIT = "test_at_0.5"
 
 
 @dataclass(frozen=True)
@@ -44,21 +43,6 @@ class RunResult:
     seconds: float = 0.0
     registered_model: str | None = None
     validation: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Trained:
-    """The training stage's result: the scoring model, the validation scores thresholds are fitted
-    on (``(N_val, C)`` probabilities and targets), the training label cardinality and fold info."""
-
-    model: Any
-    val_probabilities: np.ndarray
-    val_targets: np.ndarray
-    train_cardinality: float
-    history: list[dict]
-    best_epoch: int
-    stopped_early: bool
-    fold_info: dict[str, Any] = field(default_factory=dict)
 
 
 def prepare_data(config: RunConfig, *, with_stats: bool = False, with_raw: bool = False):
@@ -98,13 +82,42 @@ def _check_options(config: RunConfig):
     return strategy
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What the run is set up with once its options and data were checked (nothing tracked yet):
+    the config with the training budget applied, the threshold strategy, the device, the tracking
+    store, the splits (standardised), their standardisation statistics and the splits as read."""
+
+    config: RunConfig
+    strategy: Any
+    device: str
+    store: str | None
+    splits: Any
+    std_stats: Any
+    raw: Any
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """A finished run's results: the report (None for a search trial), the run, the registered model,
+    the validation metrics, the first fold's history and the report file's write error, if any."""
+
+    report: Report | None
+    run: Any
+    registered: str | None
+    validation: dict[str, float]
+    history: list[dict]
+    unwritten: Exception | None = None
+
+
 def run_experiment(config: RunConfig, console=None, *, track: bool = True, nested: bool = False,
                    tags: dict[str, str] | None = None, on_event: EventCallback | None = None,
                    evaluate_test: bool = True) -> RunResult:
     """Train on ``config.dataset``, tune thresholds on validation, evaluate on test, log to MLflow.
 
     Everything that can be rejected (options, data) is checked before an MLflow run starts, so bad
-    input never leaves a run behind. Prints nothing unless given ``on_event`` or a rich ``console``.
+    input never leaves a run behind. The report file and the run are complete before the report is
+    emitted. Prints nothing unless given ``on_event`` or a rich ``console``.
 
     Args:
         config: the run's :class:`~evalkit.config.RunConfig`.
@@ -118,126 +131,157 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
     Returns:
         :class:`RunResult`.
     Raises:
-        InputError: bad options or data (exit 2). InfraError: tracking store unreachable (exit 3).
+        InputError: bad options or data (exit 2). InfraError: tracking store unreachable, or the report
+        file could not be written (exit 3; ``report_json`` holds the report).
     """
-    from evalkit.workflows.fold_pool import start_early
-
     emit = make_emitter(on_event, console)
     started = time.perf_counter()
     strategy = _check_options(config)
-    early = start_early(config)  # fold workers import torch while this process does, and reads the data
+    outcome = None
     try:
-        import torch
-
-        from evalkit.models import resolve_device
-        from evalkit.thresholds import check_strategy
-        from evalkit.train import seed_everything
-        from evalkit.workflows import model_choice
-
-        device = resolve_device(config.device)
-        store = None
-        if track:
-            from evalkit.tracking import resolve_tracking_uri
-
-            store = resolve_tracking_uri(config.tracking_uri)
-        splits, std_stats, raw = prepare_data(config, with_stats=True, with_raw=True)
-        emit("dataset", splits=splits)
-        for note in dict.fromkeys([*splits.train.meta.get("notes", []), *splits.test.meta.get("notes", [])]):
-            emit("note", text=note)  # what the readers did on their own (e.g. an ID-like attribute dropped)
-        _warn_empty_labels(splits, emit)
-        check_strategy(strategy, splits.train.n_labels)
-        config = model_choice.resolve_budget(config, splits)  # folds / epochs / batch size by data size
-        model_choice.check_architectures(config, splits)  # architecture errors before a run starts
-    except BaseException:
-        if early is not None:
-            early.__exit__(None, None, None)
-        raise
-
-    from evalkit.tracking import RunLogger
-
-    logger = RunLogger(store, config.experiment, run_name=config.run_name or run_name(splits.name, config, tags),
-                       tags={"evalkit.command": "run", "evalkit.loss": config.loss, **(tags or {})},
-                       nested=nested) if track else None
-    previous_threads = torch.get_num_threads()
-    unwritten = None  # the report file could not be written (WriteError): raised once the run is logged
-    pool = None
-    try:
-        if device == "cpu":
-            torch.set_num_threads(config.threads)
-        pool, plan = _start_fold_pool(config, splits, device, early)  # fold 1 trains in a worker during tracking set-up
-        if pool is not None:
-            pool.warn = lambda text: emit("warning", text=text)
-        with (logger if logger is not None else _no_run()) as run, pool if pool is not None else _no_run():
-            chores = []  # fold-independent work: while workers train the last folds, when there is a pool
-            if run:
-                from evalkit.workflows.artifacts import log_dataset, prepare_result_logging
-
-                run.log_params(config.params() | {"device": device, "dataset.digest": splits.digest,
-                                                  "dataset.name": splits.name, "threshold": strategy.label})
-                chores = [lambda: log_dataset(run, raw, folds=config.folds),
-                          lambda: prepare_result_logging(config.log_model)]
-            if pool is not None:
-                pool.chores.extend(chores)
-            else:
-                for chore in chores:
-                    chore()
-            seed_everything(config.seed)
-            torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
-            try:
-                trained = model_choice.train(splits, config, device, emit, run, plan, pool)  # --model auto chooses here
-            except Exception:  # (a FAILED run still shows its dataset)
-                if pool is not None:
-                    pool.run_chores()
-                raise
-            if pool is not None:
-                pool.run_chores()  # those the folds left no time for
-            config = config.model_copy(update={"model": trained.fold_info["model"]})
-            if not evaluate_test:  # a search trial: validation only, the test split is never scored
-                validation = _validation_only(config, strategy, splits, trained, run)
-                return RunResult(None, run.run_id if run else None, store, trained.history,
-                                 time.perf_counter() - started, None, validation)
-            report, thresholds, test_prob = _evaluate(config, strategy, splits, trained, device, started)
-            validation = validation_metrics(config, thresholds, trained, splits.label_names)
-            if config.output:
-                from evalkit.errors import WriteError
-
-                try:
-                    report.write_json(config.output)
-                    emit("written", path=config.output, what="Report")
-                except WriteError as e:  # disk full / read-only: the run is still logged, then exit 3
-                    unwritten = e
-            registered = None
-            if run:
-                from evalkit.workflows.artifacts import log_run_results, preprocess_for
-
-                registered = log_run_results(
-                    run, report, trained.model, dense_rows(splits.test.X, slice(0, 5)), config=config,
-                    preprocess=preprocess_for(config, splits, std_stats, thresholds),
-                    thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
-                    test=(test_prob, splits.test.Y))
-                run.log_metrics({f"validation/{k}": v for k, v in validation.items()})
+        with ExitStack() as stack:
+            outcome = _run_stages(stack, config, strategy, track=track, nested=nested, tags=tags, emit=emit,
+                                  evaluate_test=evaluate_test, started=started)
     except InfraError as e:  # the store failed too (results spooled): say the report was not written either
-        if unwritten is not None:
-            e.args = (f"{unwritten} (report printed to stdout instead); {e}",)
-            e.report_json = report.to_json()
+        if outcome is not None and outcome.unwritten is not None:
+            raise InfraError(f"{outcome.unwritten} (report printed to stdout instead); {e}",
+                             report_json=outcome.report.to_json()) from e
         raise
-    finally:
-        if pool is not None:  # also when the run could not start: no worker outlives its run
-            pool.__exit__(None, None, None)
-        torch.set_num_threads(previous_threads)
-    emit("report", report=report, title="Test split", per_class=True)
-    if run:
+    run_id = outcome.run.run_id if outcome.run else None
+    if outcome.report is not None:
+        emit("report", report=outcome.report, title="Test split", per_class=True)
+    if outcome.run:
         from evalkit.tracking import redact_uri
 
-        emit("tracked", run_id=run.run_id, experiment=config.experiment, tracking_uri=redact_uri(store),
-             registered_model=registered)
-    if unwritten is not None:
-        kept = f"; the run was tracked ({run.run_id})" if run else ""
-        unwritten.args = (f"{unwritten} (report printed to stdout instead{kept})",)
-        unwritten.report_json = report.to_json()  # the CLI prints it: the last resort
-        raise unwritten
-    return RunResult(report, run.run_id if run else None, store, trained.history,
-                     time.perf_counter() - started, registered, validation)
+        emit("tracked", run_id=run_id, experiment=config.experiment, tracking_uri=redact_uri(outcome.run.tracking_uri),
+             registered_model=outcome.registered)
+    if outcome.unwritten is not None:
+        kept = f"; the run was tracked ({run_id})" if run_id else ""
+        raise InfraError(f"{outcome.unwritten} (report printed to stdout instead{kept})",
+                         report_json=outcome.report.to_json())  # the CLI prints it: the last resort
+    store = outcome.run.tracking_uri if outcome.run else None
+    return RunResult(outcome.report, run_id, store, outcome.history, time.perf_counter() - started,
+                     outcome.registered, outcome.validation)
+
+
+def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, nested: bool, tags, emit,
+                evaluate_test: bool, started: float) -> _Outcome:
+    """The stages of :func:`run_experiment`; every lifetime (fold workers, the MLflow run, torch's
+    settings) is held by ``stack``."""
+    from evalkit.train import seed_everything, torch_settings
+    from evalkit.workflows.training import fold_workers, plan_folds, start_workers_early
+
+    early = start_workers_early(config)  # fold workers import torch while this process reads the data
+    if early is not None:
+        stack.callback(early.shutdown)
+    setup = _prepare(config, strategy, track, emit)
+    config = setup.config
+    plan = plan_folds(setup.splits, config) if config.folds > 1 else None
+    executor = fold_workers(config, plan, setup.device, early)
+    if executor is not None:
+        stack.callback(executor.shutdown)  # no worker outlives its run
+    run = stack.enter_context(_open_run(setup, tags, nested)) if track else None
+    stack.enter_context(torch_settings(config.threads, setup.device))
+    if run:
+        _log_setup(run, setup)
+    seed_everything(config.seed)
+    trained = _train(setup, plan, executor, run, emit)
+    if executor is not None:
+        executor.shutdown()  # its work is done: free the cores now
+    config = config.model_copy(update={"model": trained.fold_info["model"]})
+    if not evaluate_test:  # a search trial: validation only, the test split is never scored
+        return _Outcome(None, run, None, _validation_only(config, strategy, setup.splits, trained, run), trained.history)
+    report, thresholds, test_prob = _evaluate(config, strategy, setup.splits, trained, setup.device, started)
+    validation = validation_metrics(config, thresholds, trained, setup.splits.label_names)
+    unwritten = _write_report(report, config.output, emit)
+    registered = None
+    if run:
+        from evalkit.workflows.artifacts import log_run_results, preprocess_for
+
+        registered = log_run_results(
+            run, report, trained.model, dense_rows(setup.splits.test.X, slice(0, 5)), config=config,
+            preprocess=preprocess_for(config, setup.splits, setup.std_stats, thresholds),
+            thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
+            test=(test_prob, setup.splits.test.Y))
+        run.log_metrics({f"validation/{k}": v for k, v in validation.items()})
+    return _Outcome(report, run, registered, validation, trained.history, unwritten)
+
+
+def _prepare(config: RunConfig, strategy, track: bool, emit) -> _Setup:
+    """Device, tracking store, data (read, split, standardised) and the checks that need the data
+    (threshold strategy, architectures): everything that can fail before a run starts."""
+    from evalkit.models import resolve_device
+    from evalkit.thresholds import check_strategy
+    from evalkit.workflows import model_choice
+
+    device = resolve_device(config.device)
+    store = None
+    if track:
+        from evalkit.tracking import resolve_tracking_uri
+
+        store = resolve_tracking_uri(config.tracking_uri)
+    splits, std_stats, raw = prepare_data(config, with_stats=True, with_raw=True)
+    emit("dataset", splits=splits)
+    for note in dict.fromkeys([*splits.train.meta.get("notes", []), *splits.test.meta.get("notes", [])]):
+        emit("note", text=note)  # what the readers did on their own (e.g. an ID-like attribute dropped)
+    _warn_empty_labels(splits, emit)
+    check_strategy(strategy, splits.train.n_labels)
+    config = model_choice.resolve_budget(config, splits)  # folds / epochs / batch size by data size
+    model_choice.check_architectures(config, splits)  # architecture errors before a run starts
+    return _Setup(config, strategy, device, store, splits, std_stats, raw)
+
+
+def _open_run(setup: _Setup, tags, nested: bool):
+    """The run's :class:`~evalkit.tracking.RunLogger` (not started yet)."""
+    from evalkit.tracking import RunLogger
+
+    config = setup.config
+    return RunLogger(setup.store, config.experiment, run_name=config.run_name or run_name(setup.splits.name, config, tags),
+                     tags={"evalkit.command": "run", "evalkit.loss": config.loss, **(tags or {})}, nested=nested)
+
+
+def _log_setup(run, setup: _Setup) -> None:
+    """Params and the dataset, logged as the run starts; what logging the results will import is
+    imported meanwhile in the background (:func:`~evalkit.workflows.warmups.result_logging`)."""
+    from evalkit.workflows.artifacts import log_dataset
+    from evalkit.workflows.warmups import in_background, result_logging
+
+    config = setup.config
+    in_background(result_logging, config.log_model)
+    run.log_params(config.params() | {"device": setup.device, "dataset.digest": setup.splits.digest,
+                                      "dataset.name": setup.splits.name, "threshold": setup.strategy.label})
+    log_dataset(run, setup.raw, folds=config.folds)
+
+
+def _train(setup: _Setup, plan, executor, run, emit) -> Trained:
+    """The training stage: one model (``folds = 1``) or cross-fitting, with the model choice of
+    ``--model auto`` (:mod:`.model_choice`) as the fold strategy."""
+    from evalkit.workflows import model_choice
+    from evalkit.workflows.training import cross_fit, out_of_fold, train_once
+
+    splits, device = setup.splits, setup.device
+    fit_fold, config = model_choice.strategy(setup.config, splits, device=device, run=run, executor=executor)
+    if plan is None:
+        trained = train_once(splits, fit_fold, config, emit=emit, run=run, device=device)
+    else:
+        results = cross_fit(plan, fit_fold, executor, config=config, emit=emit, run=run, device=device)
+        trained = out_of_fold(plan, results, device)
+    return model_choice.scoring_model(trained, fit_fold, setup.config, splits, device=device, emit=emit)
+
+
+def _write_report(report: Report, path: str | None, emit) -> Exception | None:
+    """Write the report file (when ``path``); returns the WriteError (disk full, read-only) instead
+    of raising it, so that the run is still logged before the command fails (exit 3)."""
+    from evalkit.errors import WriteError
+
+    if not path:
+        return None
+    try:
+        report.write_json(path)
+    except WriteError as e:
+        return e
+    emit("written", path=path, what="Report")
+    return None
 
 
 def run_name(dataset: str, config: RunConfig, tags: dict[str, str] | None = None) -> str:
@@ -250,16 +294,6 @@ def run_name(dataset: str, config: RunConfig, tags: dict[str, str] | None = None
     cell = (tags or {}).get("evalkit.cell")
     base = f"{dataset}-{cell.replace(' ', ',')}" if cell else f"{dataset}-{config.loss}-s{config.seed}"
     return f"{base}-{secrets.token_hex(2)}"
-
-
-class _no_run:
-    """The ``with`` target when nothing is tracked."""
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc) -> bool:
-        return False
 
 
 def _fit_cuts(config: RunConfig, strategy, trained: Trained):
@@ -329,38 +363,6 @@ def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str
     return report, thresholds, test_prob
 
 
-def _start_fold_pool(config: RunConfig, splits, device: str, early=None):
-    """``(pool, plan)``: for a cross-fitted CPU run that trains folds in several processes
-    (:func:`~evalkit.workflows.fold_pool.resolve_fold_processes`), the folds and a started
-    :class:`~evalkit.workflows.fold_pool.FoldPool` (``early``, the workers started before the data
-    was read, when given) whose workers already train fold 1's costly candidates
-    (:func:`~evalkit.workflows.model_choice.prefetch_candidates`); else ``(None, plan or None)`` and
-    ``early`` stopped. The caller enters the pool (leaving it stops the workers)."""
-    from evalkit.workflows import model_choice
-    from evalkit.workflows.fold_pool import FoldPool, resolve_fold_processes
-
-    plan, processes = None, 1
-    try:
-        if config.folds > 1 and device == "cpu":
-            plan = plan_folds(splits, config)
-            processes = resolve_fold_processes(config, len(plan.folds[0][0]))
-        if processes < 2:
-            if early is not None:
-                early.__exit__(None, None, None)
-            return None, plan
-        try:
-            pool = early or FoldPool(processes - 1, config.threads)
-        except OSError:  # no process could be started: the folds train one after another
-            return None, plan
-        pool.shrink(processes - 1)
-        model_choice.prefetch_candidates(pool, plan, config, splits)
-    except BaseException:
-        if early is not None:
-            early.__exit__(None, None, None)
-        raise
-    return pool, plan
-
-
 def _warn_empty_labels(splits, emit) -> None:
     for name in ("train", "val", "test"):
         ds = getattr(splits, name)
@@ -369,289 +371,3 @@ def _warn_empty_labels(splits, emit) -> None:
             shown = ", ".join(empty[:8]) + (f" (+{len(empty) - 8} more)" if len(empty) > 8 else "")
             emit("warning", text=f"{len(empty)} label(s) have no positives in the {name} split: {shown} "
                                  "(their average precision / AUROC are undefined there)")
-
-
-# -- training ----------------------------------------------------------------------------------------
-
-
-def epoch_metrics(row: dict, monitor: str) -> dict[str, float]:
-    """The MLflow metrics of one epoch's history ``row``: ``train/loss``, ``val/loss`` and, when early
-    stopping watches a metric, ``val/<metric>`` (``val/map``)."""
-    m = {"train/loss": row["train_loss"], "val/loss": row["val_loss"]}
-    if "val_metric" in row:
-        m[f"val/{monitor.removeprefix('val_')}"] = row["val_metric"]
-    return m
-
-
-def _fit(model, loss_fn, train, val, config: RunConfig, device: str, emit, log_metrics):
-    """One training run with progress events and per-epoch metrics (``log_metrics(dict, step)``)."""
-    from evalkit.train import train_model
-
-    emit("train_start", epochs=config.epochs, monitor=config.monitor)
-
-    def on_epoch(row: dict) -> None:
-        emit("epoch", row=row, monitor=config.monitor)
-        if log_metrics is not None:
-            log_metrics(epoch_metrics(row, config.monitor), step=row["epoch"])
-
-    result = train_model(
-        model, loss_fn, train.X, train.Y, val.X, val.Y,
-        optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
-        batch_size=config.batch_size, patience=config.patience, monitor=config.monitor, beta=config.beta,
-        seed=config.seed, input_noise=config.input_noise, device=device, on_epoch=on_epoch,
-    )
-    emit("train_end", best_epoch=result.best_epoch, epochs_run=len(result.history), stopped_early=result.stopped_early)
-    return result
-
-
-def _build(config: RunConfig, data, train_Y):
-    from evalkit.losses import build_loss
-    from evalkit.models import build_model
-
-    model = build_model(config.model, data.n_features, data.n_labels, hidden=config.hidden, dropout=config.dropout,
-                        activation=config.activation, batch_norm=config.batch_norm, input_shape=data.X.shape[1:])
-    return model, build_loss(config.loss, train_Y, config.loss_options)
-
-
-def _train_once(splits, config: RunConfig, device: str, emit, run, fit_fold=None) -> Trained:
-    """``folds = 1``: one model; thresholds are tuned on the validation split. ``fit_fold(k, train,
-    held, config, log_metrics) -> TrainResult`` replaces build + fit (``--model auto``)."""
-    from evalkit.scores import sigmoid
-    from evalkit.train import predict_logits
-
-    log = run.log_metrics if run else None
-    if fit_fold is not None:
-        res = fit_fold(1, splits.train, splits.val, config, log)
-    else:
-        model, loss_fn = _build(config, splits.train, splits.train.Y)
-        res = _fit(model, loss_fn, splits.train, splits.val, config, device, emit, log)
-    val_prob = sigmoid(predict_logits(res.model, splits.val.X, device))
-    return Trained(res.model, val_prob, splits.val.Y, splits.train.label_cardinality, res.history, res.best_epoch,
-                   res.stopped_early)
-
-
-def _fold_logger(run, k: int):
-    """``log_metrics`` of fold ``k``: every fold logs under ``fold<k>/`` (``fold1/train/loss``), so
-    the run page lists the folds in order, none of them posing as the run's own curve."""
-    prefix = f"fold{k}/"
-
-    def log(metrics: dict, step: int | None = None) -> None:
-        run.log_metrics({prefix + key: v for key, v in metrics.items()}, step=step)
-
-    return log
-
-
-def row_logger(log, monitor: str):
-    """``log_metrics`` as a per-epoch callback: ``row`` -> :func:`epoch_metrics` at step ``row["epoch"]``
-    (None when ``log`` is None)."""
-    if log is None:
-        return None
-    return lambda row: log(epoch_metrics(row, monitor), step=row["epoch"])
-
-
-def worker_result(out: dict, cfg: RunConfig, train, emit):
-    """A model trained by a worker process (:func:`evalkit.workflows.fold_pool.train_fold` with
-    ``cfg`` on ``train``; its curve was logged as it came, :func:`row_logger`) as a
-    :class:`~evalkit.train.TrainResult`: the model rebuilt and loaded with the worker's weights, and
-    ``train_end`` emitted, as for a model trained here."""
-    from evalkit.train import TrainResult, seed_everything
-
-    seed_everything(cfg.seed)
-    model, _ = _build(cfg, train, train.Y)
-    model.load_state_dict(out["state"])
-    model.eval()
-    emit("train_end", best_epoch=out["best_epoch"], epochs_run=len(out["history"]), stopped_early=out["stopped_early"])
-    return TrainResult(model, out["history"], out["best_epoch"], out["stopped_early"])
-
-
-class _Abandoned(Exception):
-    """A fold trained in advance (:func:`_cross_fit`'s ``speculate``) is not needed: its model lost."""
-
-
-@dataclass
-class FoldPlan:
-    """The cross-fitting folds of a run: ``full`` (train + validation rows) and, per fold, the
-    ``(fit rows, out-of-fold rows)`` index arrays (multi-label stratified, seeded)."""
-    full: Any
-    folds: list
-
-    def data(self, k: int, config: RunConfig):
-        """``(seed, train, held)`` of fold ``k`` (1-based): its seed ``config.seed + k - 1`` and rows."""
-        a, b = self.folds[k - 1]
-        return config.seed + k - 1, self.full.subset(a), self.full.subset(b)
-
-
-def plan_folds(splits, config: RunConfig) -> FoldPlan:
-    """The ``config.folds`` folds of train + validation (``MultilabelStratifiedKFold``, ``config.seed``)."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    from evalkit.data.core import Dataset
-    from evalkit.data.sparse import vstack
-
-    tr, va = splits.train, splits.val
-    full = Dataset(tr.name, vstack([tr.X, va.X]), np.concatenate([tr.Y, va.Y]), tr.feature_names,
-                   tr.label_names, tr.source, dict(tr.meta))
-    kfold = MultilabelStratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
-    return FoldPlan(full, list(kfold.split(np.zeros((full.n_samples, 1)), full.Y)))
-
-
-def _cross_fit(splits, config: RunConfig, device: str, emit, run, fit_fold=None, fold_config=None,
-               plan: FoldPlan | None = None, pool=None) -> Trained:
-    """Train ``config.folds`` models on stratified folds of train + validation.
-
-    The scoring model is the fold models' probability average; the out-of-fold probabilities are the
-    validation scores thresholds are tuned on; the test split is never touched here. Per-epoch
-    metrics of fold k go to ``fold<k>/...`` (``fold1/`` included). ``fit_fold(k, train, held, config,
-    log_metrics) -> TrainResult`` replaces build + fit (``--model auto``; on fold 1 with a pool it also
-    gets ``while_waiting=speculate``, see below); ``fold_config(config)`` is
-    then the config folds 2..K train with (the chosen candidate's). With ``fold_processes`` > 1,
-    folds 2..K train in this process and worker processes at once (:mod:`evalkit.workflows.fold_pool`:
-    the same models); ``pool`` is a :class:`~evalkit.workflows.fold_pool.FoldPool` already started
-    by the caller (else one is started here), ``plan`` the folds already computed. While a worker
-    still trains fold 1 (of the costly candidate, or of a named model), this process trains fold 2
-    of it (``speculate``): kept when that model is the one folds 2..K train, dropped as soon as it
-    lost; the same seed, rows and config, so the same model either way.
-    """
-    from contextlib import nullcontext
-
-    from evalkit.models import probability_average
-    from evalkit.scores import sigmoid
-    from evalkit.train import TrainResult, predict_logits, preserved_rng, seed_everything
-    from evalkit.workflows.fold_pool import FoldPool, resolve_fold_processes
-
-    plan = plan or plan_folds(splits, config)
-    full, folds = plan.full, plan.folds
-    oof = np.zeros(full.Y.shape, dtype=np.float64)
-    processes = (pool.workers + 1 if pool is not None else resolve_fold_processes(config, len(folds[0][0]))) \
-        if device == "cpu" else 1
-    results: dict[int, TrainResult] = {}
-
-    def fold_data(k: int):
-        return plan.data(k, config)
-
-    fold_cfg = fold_config or (lambda cfg: cfg)  # the config folds 2..K train with (after the choice)
-    early: dict[str, Any] = {}  # fold 2, trained here while a worker trained fold 1 (speculate)
-
-    def local(k: int) -> TrainResult:
-        seed, train, held = fold_data(k)
-        seed_everything(seed)
-        emit("fold", k=k, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
-        log = _fold_logger(run, k) if run else None
-        cfg = config.model_copy(update={"seed": seed})
-        if fit_fold is not None:
-            return fit_fold(k, train, held, cfg, log, **({"while_waiting": speculate} if k == 1 and pool else {}))
-        if pool is not None and k == 1:
-            pool.follow((1, cfg.model), row_logger(log, cfg.monitor))  # its curve, live
-            if pool.pending((1, cfg.model)):  # a named model: fold 2 is needed whatever fold 1 gives
-                speculate(lambda c: c, lambda: None if pool.pending((1, cfg.model)) else True, True)
-        out = pool.take((1, cfg.model)) if pool is not None and k == 1 else None
-        if out is not None:  # trained by a worker while this process set up tracking
-            return worker_result(out, cfg, train, emit)
-        seed_everything(seed)
-        model, loss_fn = _build(cfg, full, train.Y)
-        return _fit(model, loss_fn, train, held, cfg, device, emit, log)
-
-    sent: dict[int, tuple] = {}  # what each worker fold was trained on (its model is rebuilt from it)
-
-    def remote_args(k: int) -> tuple:
-        seed, train, held = fold_data(k)
-        cfg = config.model_copy(update={"seed": seed})
-        sent[k] = (seed, train, held, fold_cfg(cfg))
-        return sent[k]
-
-    def logs(k: int):
-        return row_logger(_fold_logger(run, k), fold_cfg(config).monitor) if run else None
-
-    def log_rows(k: int, rows: list[tuple[dict, int]]) -> None:
-        """Log fold ``k``'s epochs held back so far (``(metrics, step)`` each), then forget them."""
-        if run:
-            log = _fold_logger(run, k)
-            for metrics, step in rows:
-                log(metrics, step=step)
-        rows.clear()
-
-    def speculate(config_for, verdict, sure: bool) -> None:
-        """While a worker trains fold 1 (of the model folds 2..K will train with if it wins), train
-        fold 2 of it here (the same seed, rows and config as later: the same model), without a
-        progress bar. ``verdict()`` (None: not known yet) is asked after each epoch until known: once
-        it says the model won, the workers start on folds 3..K; if it lost, fold 2 stops. Its curve
-        is logged live once the model won (``sure``: from the start); the epochs before wait."""
-        if config.folds < 2:
-            return
-        seed, train, held = fold_data(2)
-        cfg = config_for(config.model_copy(update={"seed": seed}))
-        log = _fold_logger(run, 2) if run else None
-        waiting: list[tuple[dict, int]] = []  # epochs not logged yet
-        live = sure
-
-        def epoch(metrics: dict, step: int) -> None:
-            nonlocal fold_cfg, live
-            if live:
-                if log is not None:
-                    log(metrics, step=step)
-            else:
-                waiting.append((metrics, step))
-            if "won" not in early:
-                with preserved_rng():  # collecting fold 1 reseeds; this fold's dropout goes on unchanged
-                    won = verdict()
-                if won is False:
-                    raise _Abandoned
-                if won:
-                    early["won"] = True
-                    fold_cfg = config_for  # what folds 3..K train with (the choice is made)
-                    if not live:
-                        live = True
-                        log_rows(2, waiting)
-                    pool.start(range(3, config.folds + 1), remote_args, logs)
-
-        try:
-            seed_everything(seed)
-            model, loss_fn = _build(cfg, full, train.Y)
-            res = _fit(model, loss_fn, train, held, cfg, device, lambda kind, **data: None, epoch)
-        except Exception:  # it lost (or failed: trained again the usual way, which then reports it)
-            return
-        early["fold2"] = (cfg, res, waiting)
-
-    try:
-        owned = FoldPool(processes - 1, config.threads) if processes > 1 and pool is None else nullcontext(pool)
-    except OSError:  # no process could be started: the folds train one after another
-        owned = nullcontext(None)
-    with owned as pool:
-        results[1] = local(1)  # --model auto chooses here; the workers start meanwhile
-        if pool is None:
-            for k in range(2, config.folds + 1):
-                results[k] = local(k)
-        else:
-            emit("note", text=f"folds 2-{config.folds}: {processes} processes train at once "
-                              f"(this one and {processes - 1} worker process(es); --fold-processes)")
-            first = 2
-            if "fold2" in early and early["fold2"][0].model == fold_cfg(config).model:  # trained while waiting
-                cfg, res, rows = early["fold2"]
-                seed, train, held = fold_data(2)
-                emit("fold", k=2, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
-                log_rows(2, rows)
-                emit("train_end", best_epoch=res.best_epoch, epochs_run=len(res.history),
-                     stopped_early=res.stopped_early)
-                results[2], first = res, 3
-            if not pool.started:
-                pool.start(range(first, config.folds + 1), remote_args, logs)
-            for k, (where, out) in sorted(pool.finish(local).items()):
-                if where == "local":
-                    results[k] = out
-                    continue
-                _, train, held, cfg = sent[k]
-                emit("fold", k=k, folds=config.folds, n_train=train.n_samples, n_out_of_fold=held.n_samples)
-                results[k] = worker_result(out, cfg, train, emit)
-    members = []
-    for k in range(1, config.folds + 1):
-        res = results[k]
-        held = full.subset(folds[k - 1][1])
-        oof[folds[k - 1][1]] = sigmoid(predict_logits(res.model, held.X, device))
-        members.append(res.model)
-    results = [results[k] for k in range(1, config.folds + 1)]
-    ensemble = probability_average(members).to(device).eval()
-    first = results[0]
-    info = {"best_epoch_per_fold": [r.best_epoch for r in results],
-            "epochs_run_per_fold": [len(r.history) for r in results]}
-    return Trained(ensemble, oof, full.Y, full.label_cardinality, first.history, first.best_epoch,
-                   first.stopped_early, info)

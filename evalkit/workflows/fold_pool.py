@@ -1,168 +1,143 @@
-"""Cross-fitting folds trained in several processes at once: the same models, sooner.
+"""Worker processes as a :class:`concurrent.futures.Executor`: fresh interpreters that run picklable calls.
 
-After fold 1 (where ``--model auto`` chooses the architecture), the folds are independent: fold k
-seeds Python, numpy and torch with ``seed + k - 1`` and trains on its own rows only. A fold trained
-in another process therefore has the same weights, bit for bit, as one trained here (CPU,
-deterministic algorithms, the same ``--threads``); ``tests/test_fold_pool.py`` checks the whole
-report against a one-process run.
+:class:`FoldPool` knows nothing about experiments. ``submit(fn, *args, **kwargs)`` returns a
+:class:`~concurrent.futures.Future`; a free worker process runs ``fn(*args, **kwargs)`` and sends the
+result (or the exception, raised as itself by ``Future.result()``) back. With ``on_event=callback``,
+``fn`` is also given ``emit``: an :class:`~evalkit.workflows.events.Emitter` whose events are sent
+back as they happen and passed to ``callback`` (from one of the pool's threads).
 
-``--fold-processes`` (``RunConfig.fold_processes``): ``1`` trains the folds one after another in
-this process; ``N > 1`` uses this process and ``N - 1`` worker processes (fresh interpreters,
-``python -m evalkit.workflows.fold_pool``: no state inherited, and a caller's script is never
-re-run), each taking the next fold when free; ``0`` (auto) is :func:`resolve_fold_processes`. The
-workers start first thing, before this process imports torch and reads the data
-(:func:`start_early`), so their start-up (importing torch, about 2 s) overlaps both. One of them
-trains fold 1's costly candidate while this process sets up the MLflow run (:meth:`FoldPool.prefetch`);
-if this process is ready first, it trains fold 2 of that candidate meanwhile, in case it wins
-(dropped at the first epoch after it lost). A worker's epochs come back as they end and are logged
-under the same keys and steps as a fold trained here; its progress bar is not shown. Work of this
-process that does not depend on the folds (logging the dataset, importing what logging the results
-needs) waits in :attr:`FoldPool.chores` and is done while the workers train the last folds.
+Why fresh interpreters (``python -P -m evalkit.workflows.fold_pool``) and not ``multiprocessing``: a
+worker imports evalkit only, never the caller's ``__main__``, so a user's script without an
+``if __name__ == "__main__"`` guard is never re-run; ``-P`` (and ``PYTHONSAFEPATH=1`` for anything it
+starts) keeps the working directory off ``sys.path``, so no ``evalkit/`` or ``typing_extensions.py``
+lying in the caller's folder is imported.
 
-Measured (``benchmarks/bench_run.py``: yeast defaults, tracked, 2 cores): 13.8 s instead of 20.7 s
-for the whole run, identical test metrics.
+Failure behaviour: a worker that dies (killed, out of memory) or stops answering (no heartbeat for
+:data:`STALL_SECONDS`: SIGSTOP, a hung system call) fails its future with :class:`WorkerDied` and is
+gone; when no worker is left, calls still queued fail the same way. The caller decides what to do
+(the training stage trains such a fold in its own process, with a warning). Leaving the ``with``
+block (or :meth:`FoldPool.shutdown`) kills the workers, so nothing trains on after its run ended.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import select
+import struct
+import sys
 import threading
-from pathlib import Path
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from pathlib import Path
 from typing import Any
 
-#: auto parallelism only when one fold's training is at least this much work (rows x hidden width
-#: x epochs, a proxy of multiply-adds): below it, starting a worker (about 2 s) costs more than it saves
-MIN_FOLD_WORK = 5e7
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. a container's or taskset's limit)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def resolve_fold_processes(config, n_fit: int) -> int:
-    """The number of processes that train folds 2..K at once for ``config`` (``fold_processes``).
-
-    An explicit value (>= 1) is kept, capped at ``folds - 1``. Auto (0): ``available_cores() //
-    threads`` processes, capped at ``folds - 1``, when the run is cross-fitted on the CPU and one
-    fold is at least :data:`MIN_FOLD_WORK` of work (``n_fit`` rows x hidden width x epochs); else 1.
-
-    Args:
-        config: a :class:`~evalkit.config.RunConfig` (budget already applied).
-        n_fit: training rows of one fold.
-    """
-    folds_left = max(1, config.folds - 1)
-    if config.fold_processes >= 1:
-        return min(config.fold_processes, folds_left)
-    if config.folds < 2 or config.device == "cuda":
-        return 1
-    width = 1 if config.model == "linear" else max(1, sum(config.hidden))
-    if n_fit * width * config.epochs < MIN_FOLD_WORK:
-        return 1
-    return max(1, min(available_cores() // max(1, config.threads), folds_left))
-
-
-#: before the data is read, workers are started when a fold of this many rows would use them (the
-#: decision is made again on the real size; workers a small dataset does not need are stopped)
-EARLY_ROWS = 400
-
-
-def _gpu_likely() -> bool:
-    """Whether this machine may have a CUDA device, judged without importing torch: an NVIDIA
-    driver's control device (Linux; ``/dev/dxg`` under WSL)."""
-    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/dxg"))
-
-
-def start_early(config) -> "FoldPool | None":
-    """Workers started first thing, before this process imports torch and reads the data, so that
-    their start-up (importing torch, about 2 s) overlaps both: a :class:`FoldPool` when ``config``
-    would train folds in several processes on a dataset of :data:`EARLY_ROWS` fit rows on the CPU
-    (``--device cpu``, or ``auto`` on a machine without an NVIDIA driver), else None. The caller
-    decides again on the real data and device, and stops workers it does not need."""
-    if config.device != "cpu" and not (config.device == "auto" and not _gpu_likely()):
-        return None
-    processes = resolve_fold_processes(config, EARLY_ROWS)
-    if processes < 2:
-        return None
-    try:
-        return FoldPool(processes - 1, config.threads)
-    except OSError:  # no process could be started (a process limit): the folds train one after another
-        return None
-
-
-def train_fold(seed: int, train, held, config, on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Train one fold as :func:`evalkit.workflows.experiment._cross_fit` does in its own process:
-    seed everything with ``seed``, build ``config.model`` and fit it on ``train`` (early stopping on
-    ``held``), calling ``on_epoch(row)`` with each epoch's history row. Returns the best weights
-    (``state``) and the ``history``, ``best_epoch`` and ``stopped_early`` of
-    :class:`~evalkit.train.TrainResult` (picklable: no model object)."""
-    from evalkit.train import seed_everything
-    from evalkit.workflows.experiment import _build, _fit
-
-    def emit(kind: str, **data) -> None:
-        if kind == "epoch" and on_epoch is not None:
-            on_epoch(data["row"])
-
-    seed_everything(seed)
-    model, loss_fn = _build(config, train, train.Y)
-    res = _fit(model, loss_fn, train, held, config, "cpu", emit, None)
-    return {"state": res.model.state_dict(), "history": res.history, "best_epoch": res.best_epoch,
-            "stopped_early": res.stopped_early}
+#: a busy worker says it is alive this often (seconds)
+HEARTBEAT_SECONDS = 1.0
+#: a worker silent this long (no heartbeat, no event, no result) is stopped as hung (seconds)
+STALL_SECONDS = 60.0
 
 
 class WorkerDied(RuntimeError):
-    """A worker process ended without an answer (killed, crashed, or could not start); its fold can
-    be trained in this process instead."""
+    """A worker process ended or stopped answering before its call returned (killed, crashed, hung,
+    or could not start); its call can be run in this process instead."""
+
+
+class NoWorkerLeft(WorkerDied):
+    """Every worker process of the pool died (each one's own :class:`WorkerDied` said why): a call
+    still queued, or submitted after, fails with this."""
+
+
+class PoolUnavailable(OSError):
+    """No worker process (or the thread that talks to it) could be started: a process or thread limit."""
+
+
+def _send(stream, lock: threading.Lock, message) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    with lock:
+        stream.write(struct.pack("<Q", len(data)) + data)
+        stream.flush()
+
+
+def _read_exact(fd: int, n: int, timeout: float | None) -> bytes:
+    """``n`` bytes from ``fd``, each wait at most ``timeout`` seconds (None: no limit). Raises
+    EOFError at the end of the stream, TimeoutError when the peer is silent."""
+    chunks, left = [], n
+    while left:
+        if timeout is not None and not select.select([fd], [], [], timeout)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, left)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _receive(fd: int, timeout: float | None):
+    (size,) = struct.unpack("<Q", _read_exact(fd, 8, timeout))
+    return pickle.loads(_read_exact(fd, size, timeout))
+
+
+def child_environment() -> dict[str, str]:
+    """The environment of a child interpreter: ``PYTHONSAFEPATH=1`` (what ``-P`` does, inherited by
+    anything it starts in turn) and evalkit importable as in this process (also from a source tree)."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, PYTHONSAFEPATH="1")
 
 
 class _Worker:
-    """One worker process (``python -m evalkit.workflows.fold_pool THREADS``): pickled
-    ``train_fold`` arguments in on its stdin; out on its stdout, ``("epoch", row)`` as each epoch
-    ends, then ``("ok", result)`` or ``("error", exception)``. A fresh interpreter that imports only
-    evalkit (never the caller's ``__main__``, so a script without an ``if __name__ == "__main__"``
-    guard is safe), ignores Ctrl-C (the parent stops it) and exits when its stdin closes (the parent
-    died)."""
+    """One worker process: length-prefixed pickles in on its stdin, ``("event", Event)``,
+    ``("alive", None)``, then ``("ok", result)`` or ``("error", exception)`` out on its stdout. It
+    ignores Ctrl-C (the parent stops it) and exits when its stdin closes (the parent died)."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, initializer: tuple) -> None:
         import subprocess
-        import sys
         import tempfile
 
         self.log = tempfile.TemporaryFile()  # its stderr: shown if it dies
-        root = str(Path(__file__).resolve().parents[2])  # evalkit importable as here (also from a source tree)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-        self.proc = subprocess.Popen([sys.executable, "-m", "evalkit.workflows.fold_pool", str(threads)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env)
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "evalkit.workflows.fold_pool"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     env=child_environment())
+        self._lock = threading.Lock()
+        _send(self.proc.stdin, self._lock, initializer)
+        self.retired = False  # set by FoldPool.shrink: its thread takes no call
+        self.gone = False  # stopped (or found dead): it takes no further call
 
-    def call(self, args: tuple, on_row: Callable[[dict], None] | None = None) -> dict:
-        """``train_fold(*args)`` in the worker; ``on_row(row)`` (in this thread) for each epoch."""
-        import pickle
-
+    def call(self, request: tuple, on_event: Callable | None, stall: float) -> Any:
+        """Run ``request`` (``(fn, args, kwargs, with_events)``) in the worker and return its result."""
         try:
-            pickle.dump(args, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self.proc.stdin.flush()
+            _send(self.proc.stdin, self._lock, request)
             while True:
-                status, value = pickle.load(self.proc.stdout)
-                if status != "epoch":
+                status, value = _receive(self.proc.stdout.fileno(), stall)
+                if status == "event" and on_event is not None:
+                    on_event(value)
+                elif status in ("ok", "error"):
                     break
-                if on_row is not None:
-                    on_row(value)
-        except (EOFError, BrokenPipeError, OSError, pickle.UnpicklingError):
-            self.proc.wait(timeout=5)
-            self.log.seek(0)
-            tail = self.log.read().decode(errors="replace").strip().splitlines()[-5:]
-            raise WorkerDied(f"a fold worker process died (exit code {self.proc.returncode}): "
-                             + (" | ".join(tail) or "no output")) from None
+        except TimeoutError:
+            self.stop()
+            raise WorkerDied(f"a fold worker process stopped answering (no sign of life for {stall:.0f} s); "
+                             "it was stopped") from None
+        except (EOFError, OSError, pickle.UnpicklingError, struct.error):
+            raise self._died() from None
         if status == "error":
             raise value
         return value
 
+    def _died(self) -> WorkerDied:
+        try:
+            self.proc.wait(timeout=5)
+        except Exception:  # still running (its pipe broke): it goes now
+            self.stop()
+        self.log.seek(0)
+        tail = self.log.read().decode(errors="replace").strip().splitlines()[-5:]
+        return WorkerDied(f"a fold worker process died (exit code {self.proc.returncode}): "
+                          + (" | ".join(tail) or "no output"))
+
     def stop(self) -> None:
+        self.gone = True
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
@@ -173,252 +148,146 @@ class _Worker:
                 pass
 
 
-def _serve(threads: int) -> None:
-    """The worker's loop (see :class:`_Worker`)."""
-    import pickle
-    import signal
-    import sys
+class FoldPool(Executor):
+    """``workers`` worker processes, each running the next submitted call when free (see the module).
 
+    Raises:
+        PoolUnavailable: a worker process or its thread could not be started (those started are stopped).
+    """
+
+    def __init__(self, workers: int, *, initializer: Callable | None = None, initargs: tuple = (),
+                 stall_seconds: float = STALL_SECONDS) -> None:
+        """Start ``workers`` worker processes; each runs ``initializer(*initargs)`` (picklable) first."""
+        self._queue: deque[tuple[Future, tuple, Callable | None]] = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._stall = stall_seconds
+        self._workers: list[_Worker] = []
+        try:
+            for _ in range(workers):  # they start now: their imports overlap the caller's work
+                self._workers.append(_Worker((initializer, initargs)))
+            self._threads = [threading.Thread(target=self._serve, args=(w,), daemon=True, name="evalkit-fold-worker")
+                             for w in self._workers]
+            for t in self._threads:
+                t.start()
+        except (OSError, RuntimeError) as e:  # fork / exec / "can't start new thread"
+            self.shutdown()
+            raise PoolUnavailable(f"no fold worker could be started: {e}") from e
+
+    @property
+    def workers(self) -> int:
+        """Worker processes that take calls (not stopped, not found dead)."""
+        return sum(not w.gone for w in self._workers)
+
+    def submit(self, fn, /, *args, on_event: Callable | None = None, **kwargs) -> Future:
+        """Queue ``fn(*args, **kwargs)`` (``fn`` picklable: a module-level function) for the next free
+        worker. With ``on_event``, ``fn`` also gets ``emit=`` and its events reach ``on_event``."""
+        future: Future = Future()
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("cannot submit to a pool that was shut down")
+            if not self.workers:
+                future.set_exception(NoWorkerLeft("no fold worker process is left"))
+                return future
+            self._queue.append((future, (fn, args, kwargs, on_event is not None), on_event))
+            self._cv.notify()
+        return future
+
+    def _serve(self, worker: _Worker) -> None:
+        """One thread per worker: take the next call (skipping cancelled ones), run it, set the future."""
+        while True:
+            with self._cv:
+                while not self._queue and not self._closed and not worker.retired:
+                    self._cv.wait()
+                if self._closed or worker.retired:
+                    return
+                future, request, on_event = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(worker.call(request, on_event, self._stall))
+            except WorkerDied as e:
+                future.set_exception(e)
+                worker.stop()
+                self._fail_queued_if_no_worker()
+                return
+            except BaseException as e:
+                future.set_exception(e)
+
+    def _fail_queued_if_no_worker(self) -> None:
+        with self._cv:
+            if self.workers:
+                return
+            queued, self._queue = list(self._queue), deque()
+        for future, _, _ in queued:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(NoWorkerLeft("no fold worker process is left"))
+
+    def shrink(self, workers: int) -> None:
+        """Keep at most ``workers`` (>= 1) worker processes, stopping the others (before any call)."""
+        with self._cv:
+            for w in self._workers[max(1, workers):]:
+                w.retired = True
+            self._cv.notify_all()
+        for w in self._workers[max(1, workers):]:
+            w.stop()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = True) -> None:
+        """Stop every worker now (a running call fails with :class:`WorkerDied`, queued calls are
+        cancelled); ``wait`` joins the pool's threads."""
+        with self._cv:
+            self._closed = True
+            queued, self._queue = list(self._queue), deque()
+            self._cv.notify_all()
+        for future, _, _ in queued:
+            future.cancel()
+        for w in self._workers:
+            w.stop()
+        if wait:
+            for t in getattr(self, "_threads", []):
+                if t.ident is not None:  # started
+                    t.join(5)
+
+
+def _heartbeat(out, lock: threading.Lock, busy: threading.Event) -> None:
+    """While the worker runs a call, ``("alive", None)`` every :data:`HEARTBEAT_SECONDS`."""
+    while True:
+        busy.wait()
+        threading.Event().wait(HEARTBEAT_SECONDS)
+        if busy.is_set():
+            _send(out, lock, ("alive", None))
+
+
+def _serve() -> None:
+    """The worker's loop (see :class:`_Worker`)."""
+    import signal
+
+    from evalkit.workflows.events import Emitter
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "wb")  # the protocol's channel; anything printed goes to stderr
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    import torch
-
-    import evalkit.losses  # noqa: F401  (everything a fold needs, loaded while the parent trains fold 1)
-    import evalkit.metrics.threshold_free  # noqa: F401
-    import evalkit.models  # noqa: F401
-    import evalkit.train  # noqa: F401
-    import evalkit.workflows.experiment  # noqa: F401
-    import torch._dynamo  # noqa: F401  (what torch.optim's first step imports: about 1.3 s, before the first job)
-
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    stdin = sys.stdin.buffer
-    def send(message) -> None:
-        pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
-
+    stdin = sys.stdin.buffer.fileno()
+    lock, busy = threading.Lock(), threading.Event()
+    threading.Thread(target=_heartbeat, args=(out, lock, busy), daemon=True).start()
+    initializer, initargs = _receive(stdin, None)
+    if initializer is not None:
+        initializer(*initargs)  # e.g. imports, while the parent does other work
     while True:
         try:
-            args = pickle.load(stdin)
+            fn, args, kwargs, with_events = _receive(stdin, None)
         except EOFError:
             return
+        if with_events:
+            kwargs = dict(kwargs, emit=Emitter(lambda event: _send(out, lock, ("event", event))))
+        busy.set()
         try:
-            reply = ("ok", train_fold(*args, on_epoch=lambda row: send(("epoch", row))))
+            reply = ("ok", fn(*args, **kwargs))
         except Exception as e:  # an InputError (diverged) travels back as itself
             reply = ("error", e)
-        send(reply)
+        busy.clear()
+        _send(out, lock, reply)
 
-
-class FoldPool:
-    """``workers`` worker processes that train folds beside this one (:meth:`run`).
-
-    Use as a context manager: leaving it (also by an exception, Ctrl-C or SIGTERM) kills the
-    workers, so no fold trains on after its run ended.
-    """
-
-    def __init__(self, workers: int, threads: int, warn: Callable[[str], None] | None = None) -> None:
-        """Start ``workers`` worker processes. Raises OSError when one cannot be started (those
-        started are stopped)."""
-        self.warn = warn or (lambda text: None)  # told when a worker dies (its folds train here)
-        self._stopping = False  # set when the pool is stopped: workers dying then are expected
-        self.workers = workers
-        self._workers: list[_Worker] = []
-        try:
-            for _ in range(workers):  # they start now: their imports overlap other work
-                self._workers.append(_Worker(threads))
-        except OSError:
-            self.__exit__(None, None, None)
-            raise
-        self._prefetched: dict[Any, tuple[threading.Thread, list]] = {}
-        self._rows: dict[Any, list[dict]] = {}  # epochs of prefetched jobs so far
-        self._sinks: dict[Any, Callable[[dict], None]] = {}  # where further epochs go (take's on_row)
-        self._lock = threading.Lock()
-        #: work this process does while it would otherwise wait for the workers (:meth:`run_chores`)
-        self.chores: deque[Callable[[], None]] = deque()
-
-    def __enter__(self) -> "FoldPool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stopping = True
-        for w in self._workers:
-            w.stop()
-
-    def shrink(self, workers: int) -> None:
-        """Keep ``workers`` workers (at least 1), stopping the others (before any job was given)."""
-        for w in self._workers[max(1, workers):]:
-            w.stop()
-        self._workers = self._workers[:max(1, workers)]
-        self.workers = len(self._workers)
-
-    def prefetch(self, key, args: tuple) -> bool:
-        """Start :func:`train_fold` ``(*args)`` on a free worker now (this process goes on with other
-        work: the run's tracking set-up); :meth:`take` ``(key)`` collects it. False when every worker
-        already has a prefetched job (then nothing was started)."""
-        if len(self._prefetched) >= len(self._workers):
-            return False
-        worker = self._workers[len(self._prefetched)]
-        box: list = []
-        self._rows[key] = []
-
-        def row(r: dict) -> None:
-            with self._lock:
-                self._rows[key].append(r)
-                sink = self._sinks.get(key)
-            if sink is not None:
-                sink(r)
-
-        def call() -> None:
-            try:
-                box.append(("ok", worker.call(args, on_row=row)))
-            except BaseException as e:
-                box.append(("error", e))
-
-        t = threading.Thread(target=call, daemon=True, name="evalkit-fold-prefetch")
-        t.start()
-        self._prefetched[key] = (t, box)
-        return True
-
-    def pending(self, key) -> bool:
-        """Whether the job :meth:`prefetch` started under ``key`` is still running."""
-        job = self._prefetched.get(key)
-        return job is not None and job[0].is_alive()
-
-    def follow(self, key, on_row: Callable[[dict], None] | None) -> None:
-        """Send the epochs of the job :meth:`prefetch` started under ``key`` to ``on_row(row)``: those
-        so far at once, the others as they end (from a helper thread), so that its curve is logged
-        live, and a run killed meanwhile keeps it. No-op without such a job or ``on_row``."""
-        if key not in self._prefetched or on_row is None:
-            return
-        with self._lock:
-            done = list(self._rows[key])
-            self._sinks[key] = on_row
-        for r in done:
-            on_row(r)
-
-    def take(self, key, on_row: Callable[[dict], None] | None = None):
-        """The result of the job :meth:`prefetch` started under ``key`` (waiting for it), or None when
-        there is none; ``on_row``: as :meth:`follow` (if not already followed). Raises what the job
-        raised."""
-        if key not in self._prefetched:
-            return None
-        self.follow(key, on_row)
-        t, box = self._prefetched[key]
-        while t.is_alive():
-            t.join(0.5)  # short waits: a signal handler still runs in this (main) thread
-        status, value = box[0]
-        if status == "error" and isinstance(value, WorkerDied):
-            if not self._stopping:
-                self.warn(f"{value}; training that model in this process instead")
-            with self._lock:
-                self._sinks.pop(key, None)
-            return None  # the caller trains it (its epochs so far were logged: the same steps again)
-        if status == "error":
-            raise value
-        return value
-
-    def run_chores(self, busy: Callable[[], bool] = lambda: True) -> None:
-        """Run the queued :attr:`chores` (callables, in order) while ``busy()`` holds; with the
-        default, all of them. They are work that must happen in this process at some point and does
-        not depend on the folds (logging the dataset, importing what logging the results needs):
-        done while the workers train the last folds, they no longer lengthen the run."""
-        while self.chores and busy():
-            self.chores.popleft()()
-
-    def _settle(self) -> None:
-        """Wait for prefetched jobs nobody took (their workers are needed)."""
-        for t, _ in self._prefetched.values():
-            while t.is_alive():
-                t.join(0.5)
-
-    def run(self, items: Iterable[int], local: Callable[[int], Any], remote_args: Callable[[int], tuple],
-            on_row: Callable[[int], Callable[[dict], None]] | None = None) -> dict:
-        """Work through ``items`` with this process and the workers at once, each taking the next item
-        when free: ``local(item)`` runs here, :func:`train_fold` ``(*remote_args(item))`` in a worker,
-        whose epochs go to ``on_row(item)(row)`` as they end (from a helper thread). Once no item is
-        left for this process, it runs :attr:`chores` while a worker still trains.
-
-        Returns:
-            ``{item: ("local", result) | ("remote", train_fold's dict)}``.
-        Raises:
-            The first (by item) exception of ``local`` or a worker, once every started item ended.
-        """
-        self.start(items, remote_args, on_row)
-        return self.finish(local)
-
-    def start(self, items: Iterable[int], remote_args: Callable[[int], tuple],
-              on_row: Callable[[int], Callable[[dict], None]] | None = None) -> None:
-        """The workers begin taking ``items`` (:meth:`run`'s first half): this process joins in with
-        :meth:`finish`, so it can end other work first (a fold it was already training)."""
-        self._settle()
-        self._todo = deque(items)
-        self._done: dict[int, tuple[str, Any]] = {}
-        self._errors: dict[int, BaseException] = {}
-        self._queue_lock = threading.Lock()
-
-        def remote(worker: _Worker) -> Callable[[int], tuple[str, Any]]:
-            return lambda item: ("remote", worker.call(remote_args(item), on_row=on_row(item) if on_row else None))
-
-        self._threads = [threading.Thread(target=self._consume, args=(remote(w), BaseException), daemon=True,
-                                          name="evalkit-fold-worker") for w in self._workers]
-        for t in self._threads:
-            t.start()
-
-    @property
-    def started(self) -> bool:
-        """Whether :meth:`start` gave the workers items (and :meth:`finish` has not collected them)."""
-        return bool(getattr(self, "_threads", None))
-
-    def _take_item(self) -> int | None:
-        with self._queue_lock:
-            return self._todo.popleft() if self._todo and not self._errors else None
-
-    def _consume(self, compute: Callable[[int], tuple[str, Any]], catch: type[BaseException]) -> None:
-        """Take items until none is left (or one failed), each ``compute(item)`` into the results."""
-        while (item := self._take_item()) is not None:
-            try:
-                result = compute(item)
-            except WorkerDied as e:  # its fold goes back to the queue: this process trains it
-                if not self._stopping:
-                    self.warn(f"{e}; its folds train in this process instead")
-                with self._queue_lock:
-                    self._todo.appendleft(item)
-                return
-            except catch as e:
-                with self._queue_lock:
-                    self._errors[item] = e
-                return
-            with self._queue_lock:
-                self._done[item] = result
-
-    def finish(self, local: Callable[[int], Any]) -> dict:
-        """This process takes the items :meth:`start` queued, ``local(item)`` each, alongside the
-        workers; then runs :attr:`chores` while a worker still trains, and waits for them. Returns
-        and raises as :meth:`run`."""
-        threads = self._threads
-
-        def work_here() -> None:  # Ctrl-C / SIGTERM propagate from here (only Exception is recorded)
-            self._consume(lambda item: ("local", local(item)), Exception)
-
-        try:
-            work_here()
-            self.run_chores(busy=lambda: any(t.is_alive() for t in threads))  # instead of waiting
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.5)  # short waits: a signal handler still runs in this (main) thread
-            work_here()  # folds handed back by a worker that died
-        except BaseException:  # Ctrl-C / SIGTERM here: kill the workers, then let it propagate
-            self.__exit__()
-            raise
-        finally:
-            self._threads = []
-        if self._errors:
-            raise self._errors[min(self._errors)]
-        return self._done
 
 if __name__ == "__main__":
-    import sys
-
-    _serve(int(sys.argv[1]))
+    _serve()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evalkit.workflows.events import EventCallback, make_emitter
-from evalkit.workflows.experiment import RunResult, _no_run, run_experiment
+from evalkit.workflows.experiment import RunResult, run_experiment
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def _run_cells(executor, cells, configs, grid, group_by: str, path: str, store: 
                            tags={"evalkit.command": "run", "evalkit.grid": "parent", "evalkit.spec": str(path)})
     results: list[RunResult] = []
     rows = []
-    with (logger if logger is not None else _no_run()) as parent:
+    with (logger if logger is not None else nullcontext()) as parent:
         if parent:
             parent.log_params({"spec": str(path), "grid": json.dumps(grid), "cells": len(configs),
                                "group_by": group_by, "executor": options.kind})

@@ -64,29 +64,31 @@ def validation_map(Y: np.ndarray, probabilities: np.ndarray) -> float:
     return mean_average_precision(Y, probabilities)
 
 
-def train(splits, config: RunConfig, device: str, emit, run, plan=None, pool=None):
-    """The training stage of :func:`evalkit.workflows.experiment.run_experiment`: cross-fitting (or
-    one model) of ``config.model``, choosing among the candidates first when it is ``auto``.
-    Returns :class:`~evalkit.workflows.experiment.Trained` whose ``fold_info`` holds ``model`` (the
-    architecture trained) and, for ``auto``, ``model_choice`` (each candidate's validation mAP)."""
-    from evalkit.workflows import experiment as ex
+def strategy(config: RunConfig, splits, *, device: str, run=None, executor=None):
+    """``(fit_fold, config)``: how a fold trains for ``config.model`` (a
+    :class:`~evalkit.workflows.training.FitFold`) and the config to train with: :class:`ModelChoice`
+    for ``auto`` with several candidates (``executor``: where the costly candidates train meanwhile),
+    else :class:`~evalkit.workflows.training.NamedModel` with ``model`` set to the architecture."""
+    from evalkit.workflows.training import NamedModel
 
     archs = candidates(config, splits)
-    chooser = None if len(archs) == 1 else _Chooser(archs, config, device, emit, run, pool)
-    cfg = config.model_copy(update={"model": archs[0]}) if chooser is None else config
-    fit_fold = chooser.fit_fold if chooser is not None else None
-    if config.folds > 1:
-        trained = ex._cross_fit(splits, cfg, device, emit, run, fit_fold=fit_fold,
-                                fold_config=chooser.fold_config if chooser is not None else None, plan=plan, pool=pool)
-    else:
-        trained = ex._train_once(splits, cfg, device, emit, run, fit_fold=fit_fold)
-    info: dict[str, Any] = {"model": archs[0] if chooser is None else chooser.chosen}
-    if chooser is not None:
-        info["model_choice"] = chooser.table
-    linear = candidate_config(config, "linear") if chooser is not None else cfg
-    if info["model"] == "linear" and config.folds > 1 and linear.monitor == "none":
-        from dataclasses import replace
+    if len(archs) == 1:
+        return NamedModel(device), config.model_copy(update={"model": archs[0]})
+    return ModelChoice(archs, device=device, run=run, executor=executor), config
 
+
+def scoring_model(trained, fit_fold, config: RunConfig, splits, *, device: str, emit):
+    """``trained`` with its ``fold_info`` (``model``; for ``auto``, ``model_choice``) and, for a
+    cross-fitted linear model trained without early stopping, the scoring model refitted on every
+    train + validation row (:func:`_refit_linear`)."""
+    from dataclasses import replace
+
+    chosen = getattr(fit_fold, "chosen", None)
+    info: dict[str, Any] = {"model": chosen or config.model}
+    if chosen is not None:
+        info["model_choice"] = fit_fold.table
+    linear = candidate_config(config, "linear") if chosen is not None else config
+    if info["model"] == "linear" and config.folds > 1 and linear.monitor == "none":
         trained = replace(trained, model=_refit_linear(splits, linear, device, emit))
         info["scoring_model"] = "linear refit on train + validation"
     trained.fold_info.update(info)
@@ -101,130 +103,73 @@ def _refit_linear(splits, config: RunConfig, device: str, emit):
     models fitted on (k-1)/k of them, as scikit-learn's ``LogisticRegression`` is fitted. The
     thresholds stay fitted on the folds' out-of-fold scores: the refit model never scores a row it
     will be thresholded on. Returns the model (eval mode)."""
-    from evalkit.data.core import Dataset
-    from evalkit.data.sparse import vstack
-    from evalkit.train import seed_everything
-    from evalkit.workflows.experiment import _build, _fit
+    from evalkit.workflows.training import FoldTask, train_and_val, train_task
 
-    tr, va = splits.train, splits.val
-    full = Dataset(tr.name, vstack([tr.X, va.X]), np.concatenate([tr.Y, va.Y]), tr.feature_names,
-                   tr.label_names, tr.source, dict(tr.meta))
+    full = train_and_val(splits)
     emit("note", text=f"linear model: refitting on all {full.n_samples} train + validation rows for the test "
                       "scores (thresholds stay fitted on the out-of-fold scores)")
-    seed_everything(config.seed)
-    model, loss_fn = _build(config, full, full.Y)
-    return _fit(model, loss_fn, full, va, config, device, emit, None).model
+    return train_task(FoldTask(1, 1, config.seed, full, splits.val, config), emit, None, device).model
 
 
-def prefetch_candidates(pool, plan, config: RunConfig, splits) -> list[str]:
-    """Start fold 1's costly candidates (all but the first, the cheap linear model; a named model:
-    fold 1 itself) on ``pool``'s workers, so that they train while this process sets up tracking; the chooser takes them
-    (:meth:`FoldPool.take`) with the same seed, rows and config it would train them with. Returns the
-    candidates started."""
-    if config.folds < 2:
-        return []
-    started = []
-    seed, train, held = plan.data(1, config)
-    archs = candidates(config, splits)
-    for arch in archs[1:] if len(archs) > 1 else archs:  # a named model: fold 1 itself
-        if pool.prefetch((1, arch), (seed, train, held, candidate_config(config.model_copy(update={"seed": seed}), arch))):
-            started.append(arch)
-    return started
+class ModelChoice:
+    """The ``--model auto`` :class:`~evalkit.workflows.training.FitFold`: on fold 1 it trains every
+    candidate (the costly ones on ``executor``'s workers meanwhile, when given) and keeps the best by
+    held-out mAP; the other folds then train the winner (:meth:`fold_config`)."""
 
+    chooses = True
 
-class _Chooser:
-    """``fit_fold`` of the cross-fitting loop: on fold 1 it trains every candidate and keeps the best
-    by held-out mAP; on later folds it trains the winner."""
-
-    def __init__(self, archs: list[str], config: RunConfig, device: str, emit, run, pool=None):
-        self.archs, self.config, self.device, self.emit, self.run = archs, config, device, emit, run
-        self.pool = pool  # a FoldPool whose workers may hold fold 1's candidates (prefetch_candidates)
+    def __init__(self, archs: list[str], *, device: str, run=None, executor=None):
+        self.archs, self.device, self.run, self.executor = archs, device, run, executor
         self.chosen: str | None = None
         self.table: list[dict] = []
 
-    def _row(self, arch: str, res, train, held) -> dict:
-        """A candidate's row of the choice table: its mAP on ``held`` and its training."""
-        score = validation_map(held.Y, _scores(res.model, held.X, self.device))
-        return {"model": arch, "val_map": round(score, 6), "best_epoch": res.best_epoch,
-                "epochs_run": len(res.history), "n_train": train.n_samples, "n_validation": held.n_samples}
-
     def fold_config(self, config: RunConfig) -> RunConfig:
-        """The config folds after the first train with: the chosen candidate's (after fold 1)."""
+        """The config folds after the first train with: the chosen candidate's."""
         return candidate_config(config, self.chosen)
 
-    def fit_fold(self, k: int, train, held, config: RunConfig, log_metrics, while_waiting=None):
-        """Train fold ``k`` on ``train``; ``held`` (validation rows) scores the candidates on fold 1.
+    def _row(self, arch: str, res, task) -> dict:
+        """A candidate's row of the choice table: its mAP on the held-out rows and its training."""
+        score = validation_map(task.held.Y, _scores(res.model, task.held.X, self.device))
+        return {"model": arch, "val_map": round(score, 6), "best_epoch": res.best_epoch,
+                "epochs_run": len(res.history), "n_train": task.train.n_samples, "n_validation": task.held.n_samples}
 
-        ``while_waiting(config_for, verdict, sure)``: called on fold 1 when the last candidate is
-        still training in a worker process (:func:`prefetch_candidates`), to train fold 2 meanwhile
-        in case it wins (``config_for(config)``: that candidate's config; ``verdict()``: None while
-        unknown, then whether it won; ``sure``: False, it may lose)."""
-        from evalkit.train import seed_everything
-        from evalkit.workflows.experiment import _build, _fit, row_logger, worker_result
+    def __call__(self, task, emit, log_metrics):
+        """Train every candidate on ``task``, choose, and return the winner's result."""
+        from evalkit.workflows.training import RemoteFold, train_task
 
-        if self.chosen is not None:
-            c = self.fold_config(config)
-            model, loss_fn = _build(c, train, train.Y)
-            return _fit(model, loss_fn, train, held, c, self.device, self.emit, log_metrics)
+        tasks = {arch: task.with_config(candidate_config(task.config, arch)) for arch in self.archs}
+        logs = {arch: _prefixed(log_metrics, f"auto/{arch}/") for arch in self.archs}
+        remote = {arch: RemoteFold(self.executor, tasks[arch], logs[arch])
+                  for arch in self.archs[1:]} if self.executor is not None else {}
         results = {}
-        for i, arch in enumerate(self.archs):
-            seed_everything(config.seed)
-            c = candidate_config(config, arch)
-            self.emit("note", text=f"--model auto: training candidate {arch} on {train.n_samples} rows, "
-                                   f"scoring it on {held.n_samples} validation rows")
-            log = _prefixed(log_metrics, f"auto/{arch}/") if log_metrics is not None else None
-            key = (1, arch)
-            got: dict[str, Any] = {}
-
-            def collect(c=c, key=key, got=got) -> None:
-                """The worker's model of this candidate (None: its worker died), once."""
-                if "out" not in got:
-                    out = self.pool.take(key)
-                    got["out"] = None if out is None else worker_result(out, c, train, self.emit)
-
-            def verdict(arch=arch, got=got, collect=collect, key=key) -> bool | None:
-                if "won" not in got:
-                    if self.pool.pending(key):
-                        return None
-                    collect()
-                    res = got["out"]
-                    if res is not None:
-                        got["row"] = self._row(arch, res, train, held)
-                    got["won"] = res is not None and _winner(self.table + [got["row"]]) == arch
-                return got["won"]
-
-            if self.pool is not None and k == 1:
-                self.pool.follow(key, row_logger(log, c.monitor))  # its curve, live
-                if while_waiting is not None and i == len(self.archs) - 1 and self.pool.pending(key):
-                    while_waiting(lambda cfg, arch=arch: candidate_config(cfg, arch), verdict, False)
-                collect()
-            res = got.get("out")
-            if res is None:  # trained here (no pool, or its worker died)
-                seed_everything(config.seed)
-                model, loss_fn = _build(c, train, train.Y)
-                res = _fit(model, loss_fn, train, held, c, self.device, self.emit, log)
-            results[arch] = res
-            self.table.append(got["row"] if "row" in got else self._row(arch, res, train, held))  # scored once
+        for arch in self.archs:
+            emit("note", text=f"--model auto: training candidate {arch} on {task.train.n_samples} rows, "
+                              f"scoring it on {task.held.n_samples} validation rows")
+            here = lambda arch=arch: train_task(tasks[arch], emit, logs[arch], self.device)  # noqa: E731
+            results[arch] = remote[arch].result(emit, here) if arch in remote else here()
+            self.table.append(self._row(arch, results[arch], task))
         self.chosen = _winner(self.table)
         for row in self.table:
             row["chosen"] = row["model"] == self.chosen
         res = results[self.chosen]
         if log_metrics is not None:  # the winner's curves under the standard names, as for a named model
+            from evalkit.workflows.training import epoch_metrics
+
             for row in res.history:
-                m = {"train/loss": row["train_loss"], "val/loss": row["val_loss"]}
-                if "val_metric" in row:
-                    m[f"val/{config.monitor.removeprefix('val_')}"] = row["val_metric"]
-                log_metrics(m, step=row["epoch"])
+                log_metrics(epoch_metrics(row, tasks[self.chosen].config.monitor), step=row["epoch"])
         shown = ", ".join(f"{r['model']} {r['val_map']:.4f}" for r in self.table)
-        self.emit("note", text=f"--model auto chose {self.chosen} (validation mAP: {shown}; the test split is not used)")
+        emit("note", text=f"--model auto chose {self.chosen} (validation mAP: {shown}; the test split is not used)")
         if self.run is not None:
-            self.run.log_params({"model.chosen": self.chosen,
-                                 "model.candidates": ",".join(f"{r['model']}={r['val_map']:.4f}" for r in self.table)})
-            self.run.log_dict({"protocol": "each candidate trained on the first fold (folds 1: the training split), "
-                               "scored by mAP on its held-out rows (folds 1: the validation split); test never used",
-                               "chosen": self.chosen, "candidates": self.table}, "model_choice.json")
-            _log_table(self.run, self.table)
+            self._log_choice()
         return res
+
+    def _log_choice(self) -> None:
+        self.run.log_params({"model.chosen": self.chosen,
+                             "model.candidates": ",".join(f"{r['model']}={r['val_map']:.4f}" for r in self.table)})
+        self.run.log_dict({"protocol": "each candidate trained on the first fold (folds 1: the training split), "
+                           "scored by mAP on its held-out rows (folds 1: the validation split); test never used",
+                           "chosen": self.chosen, "candidates": self.table}, "model_choice.json")
+        _log_table(self.run, self.table)
 
 
 def _winner(table: list[dict]) -> str:
@@ -258,7 +203,10 @@ def _log_table(run, table: list[dict]) -> None:
 
 
 def _prefixed(log_metrics, prefix: str):
-    """``log_metrics`` with every key under ``prefix`` (a candidate's curves: ``auto/<arch>/...``)."""
+    """``log_metrics`` with every key under ``prefix`` (a candidate's curves: ``auto/<arch>/...``);
+    None when ``log_metrics`` is None."""
+    if log_metrics is None:
+        return None
 
     def log(metrics: dict, step: int | None = None) -> None:
         log_metrics({prefix + key: v for key, v in metrics.items()}, step=step)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,7 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
     from evalkit.spec import load_spec
     from evalkit.workflows.executors import end_open_children
     from evalkit.workflows.ray_session import check_cluster_store, import_ray, start_ray
-    from evalkit.workflows.experiment import _no_run, run_experiment
+    from evalkit.workflows.experiment import run_experiment
 
     emit = make_emitter(on_event)
     started = time.perf_counter()
@@ -189,7 +190,7 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
     logger = RunLogger(store, base.experiment, run_name=base.run_name or f"{Path(path).stem}-tune",
                        tags={"evalkit.command": "tune", "evalkit.grid": "parent", "evalkit.tune": "parent",
                              "evalkit.search.metric": search.metric, "evalkit.spec": str(path)}) if track else None
-    with (logger if logger is not None else _no_run()) as parent:
+    with (logger if logger is not None else nullcontext()) as parent:
         parent_id = parent.run_id if parent else None
         if parent:
             parent.log_params({"spec": str(path), "search.space": _json(space), "search.num_samples": search.num_samples,
