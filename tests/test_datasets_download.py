@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from conftest import MULAN
 
 needs_mulan = pytest.mark.skipif(not MULAN.is_dir(), reason="../shared/datasets/mulan is absent (a user's fresh clone)")
@@ -72,7 +71,7 @@ class _Mirror(BaseHTTPRequestHandler):
     """Answers every GET per ``server.mode``: "big" (more than emotions.xml's 323 bytes, no Content-Length),
     "lying" (Content-Length 10 MB), "trickle" (1 byte every 2 s, never ending)."""
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         mode = self.server.mode
         self.send_response(200)
         self.send_header("Content-Length", str(10**7)) if mode == "lying" else None
@@ -145,7 +144,7 @@ def test_sigterm_mid_download_removes_the_part_file_and_exits_143(tmp_path, http
             time.sleep(0.1)
         assert list(dest.rglob("*.part")), proc.communicate(timeout=5)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 143, err

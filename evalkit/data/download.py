@@ -162,7 +162,7 @@ def _stream(url: str, f, name: str, size: int, deadline: float, progress: Progre
     import urllib.request
 
     h = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=_left(deadline)) as resp:  # noqa: S310 (http/file only)
+    with urllib.request.urlopen(url, timeout=_left(deadline)) as resp:  # http(s) or file:// only (checked above)
         declared = resp.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) != size:
             raise InfraError(f"{url}: the mirror declares {declared} bytes, expected {size}; "
