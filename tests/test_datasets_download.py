@@ -152,14 +152,14 @@ def test_sigterm_mid_download_removes_the_part_file_and_exits_143(tmp_path, http
     assert not list(dest.rglob("*.part"))
 
 
-@pytest.mark.parametrize("where", ["file", "folder"])
+@pytest.mark.parametrize("where", ["file", "folder", "dir"])
 def test_a_fifo_at_the_destination_is_refused_without_opening_it(cli, tmp_path, http_mirror, where):
     dest = tmp_path / "data"
-    fifo = dest / "emotions" / "emotions-train.arff" if where == "file" else dest / "emotions"
-    fifo.parent.mkdir(parents=True)
+    fifo = {"file": dest / "emotions" / "emotions-train.arff", "folder": dest / "emotions", "dir": dest}[where]
+    fifo.parent.mkdir(parents=True, exist_ok=True)
     os.mkfifo(fifo)
     res = cli("datasets", "download", "emotions", "--dir", dest, "--mirror", http_mirror("big"))
     assert res.exit_code == 2, res.output
     kind = "a regular file" if where == "file" else "a folder"
     assert f"{fifo}: exists and is not {kind}" in res.output and "Traceback" not in res.output
-    assert fifo.exists() and not list(dest.rglob("*.part"))
+    assert fifo.exists() and not list(tmp_path.rglob("*.part"))

@@ -95,6 +95,7 @@ def download(names: list[str], directory: str | os.PathLike = DEFAULT_DIR, *, mi
         raise InputError(f"--mirror: {mirror!r} is not a URL; expected https://... or file:///path")
     out: list[Path] = []
     deadline = time.monotonic() + timeout  # one deadline for the whole call, not per file or read
+    _refuse_non_regular(Path(directory), stat.S_ISDIR, "a folder")
     for name in dict.fromkeys(names):
         folder = Path(directory) / name
         _refuse_non_regular(folder, stat.S_ISDIR, "a folder")
