@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import InfraError
-from evalkit.tracking.redact import redact_text, redact_uri, store_reason
+from evalkit.tracking.redact import is_store_error, redact_text, redact_uri, store_failure
 from evalkit.tracking.store import (DEFAULT_TIMEOUT, absolute_uri, check_store, client_for,
                                     get_or_create_experiment, mlflow_for, retry_busy)
 
@@ -158,11 +158,10 @@ class RunLogger:
             raise InfraError(f"{self.offline}{where}")
 
     def go_offline(self, e: BaseException) -> None:
-        """Switch to journaling (first failure wins as the reason); ``e``: the store error."""
+        """Switch to journaling (first failure wins as the reason); ``e``: the store error. Only a
+        connection / timeout error reads "unreachable" (:func:`~evalkit.tracking.redact.store_failure`)."""
         if not self.offline:
-            reason = store_reason(e)
-            verb = ":" if reason in ("disk full", "read-only file system") else " unreachable:"  # it answered
-            self.offline = f"tracking store {redact_uri(self.tracking_uri)}{verb} {reason}"
+            self.offline = store_failure(f"tracking store {redact_uri(self.tracking_uri)}", e)
 
     def do(self, call, journal) -> bool:
         """Run ``call()`` against the store (SQLite busy: retried); on failure, or when offline, run
@@ -172,6 +171,8 @@ class RunLogger:
                 retry_busy(call)
                 return True
             except Exception as e:
+                if not is_store_error(e):  # a bug or bad data (e.g. a figure that cannot render): not the store
+                    raise
                 self.go_offline(e)
         journal()
         return False
