@@ -111,8 +111,12 @@ def _evaluate(cfg: EvaluateJobConfig, emit) -> Report:
 
     if cfg.model is not None:
         return evaluate_model_config(cfg, emit=emit)
-    return evaluate_predictions(cfg.predictions, threshold=cfg.threshold or "0.5", beta=cfg.beta,
-                                threshold_free=cfg.threshold_free, batch_size=cfg.batch_size)
+    report = evaluate_predictions(cfg.predictions, threshold=cfg.threshold or "0.5", beta=cfg.beta,
+                                  threshold_free=cfg.threshold_free, batch_size=cfg.batch_size,
+                                  label_map=cfg.label_map, map_reduce=cfg.map_reduce)
+    for note in report.get("notes") or []:
+        emit("note", text=note)
+    return report
 
 
 def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: str | None, emit,
