@@ -62,7 +62,7 @@ def test_label_map_with_predictions_of_logits_maps_probabilities(tmp_path):
 
     np.savez(tmp_path / "l.npz", targets=Y, logits=np.log(P / (1 - P)), labels=np.array(LABELS))
     (tmp_path / "m.json").write_text(json.dumps(MAP))
-    rep = evaluate_predictions(str(tmp_path / "l.npz"), label_map=str(tmp_path / "m.json"))
+    rep = evaluate_predictions(str(tmp_path / "l.npz"), label_map=str(tmp_path / "m.json"), batch_size=2)  # 3 batches
     assert rep["summary"]["macro"]["f2"] == pytest.approx(HAND["macro_f2"])
     assert rep["scores"] == "probabilities"
 
