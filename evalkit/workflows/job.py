@@ -70,7 +70,9 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
     ``tracked``, ``written``, ``note``, ``warning``).
 
     Raises:
-        InputError: bad options or input (exit 2), before any run starts.
+        InputError: bad options or input (exit 2), before any run starts; among them a baseline run
+            that is not FINISHED, lacks a gated metric (both checked before the evaluation), records
+            no test-data digest or was evaluated on other rows.
     """
     from evalkit.gates import check_baseline, check_metrics
     from evalkit.tracking import configure_http, resolve_tracking_uri, start_probe
