@@ -283,6 +283,9 @@ class EvaluateJobConfig(BaseModel):
         """Refuse options the chosen mode would ignore (InputError naming the flag and the mode)."""
         refuse_unused(self, "--predictions", "--model evaluation",
                       _MODEL_ONLY if self.predictions is not None and self.model is None else ())
+        if self.model is not None and self.model.startswith(("runs:/", "models:/")):
+            refuse_unused(self, "an MLflow model (--model runs:/... or models:/...)", "a state_dict model file",
+                          ("arch", "hidden"))
         if self.model is not None and self.dataset is not None and self.test_dataset is not None:
             _refuse("--dataset", "--model without --test-dataset", "--test-dataset (the test file is evaluated whole)")
         if self.map_reduce != "max" and self.label_map is None:

@@ -34,9 +34,12 @@ def test_evaluate_option_that_does_not_apply_to_predictions_is_refused(store, cl
     assert not (tmp_path / "r.json").exists() and _runs(store) == []
 
 
-def test_evaluate_dataset_beside_test_dataset_is_refused_in_the_python_api_too():
+def test_evaluate_model_options_that_do_not_apply_are_refused_in_the_python_api_too():
     with pytest.raises(InputError, match=r"^--dataset: applies to --model without --test-dataset, not to --test-dataset"):
         EvaluateJobConfig(model="m.pt", dataset="yeast", test_dataset="t.csv")
+    with pytest.raises(InputError, match=r"^--hidden: applies to a state_dict model file, not to an MLflow model"):
+        EvaluateJobConfig(model="models:/m@champion", hidden=[64])
+    EvaluateJobConfig(model="m.pt", arch="mlp", hidden=[64], test_dataset="t.csv")  # a file: --arch may apply
     EvaluateJobConfig(model="m.pt", test_dataset="t.csv")  # either alone is fine
     EvaluateJobConfig(predictions="p.npz", device="auto")  # a default value given explicitly is not an option set
 
