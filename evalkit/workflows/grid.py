@@ -59,6 +59,7 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
     spec = load_spec(path)
     configs = spec.configs(overrides)
     options = spec.executor_config(executor)
+    options.check_applies()  # Ray-only options with the sequential executor: refused, not ignored
     grid = {k: v for k, v in spec.grid.items() if k not in (overrides or {})}
     cell_values = list(Spec(spec.path, spec.base, grid, spec.text).cells())
     check_label_counts(spec, cell_values, configs, overrides or {})
