@@ -183,7 +183,7 @@ class MultilabelEngine(Metric):
             return
         keys = None
         if self.threshold_free == "exact":
-            keys = torch.empty(scores.shape, dtype=key_dtype(scores.dtype), device=scores.device)
+            keys = torch.empty(scores.shape, dtype=key_dtype(scores.dtype, self.scores_kind), device=scores.device)
         streaming = (self.hist, self.bin_min, self.bin_max) if self.threshold_free == "streaming" else None
         counts, rows, ranked = _multilabel_engine_update(
             scores, targets, self._cmp_thresholds(scores.dtype, scores.device), self.scores_kind,
