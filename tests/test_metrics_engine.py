@@ -637,3 +637,14 @@ def test_micro_in_value_buckets_equals_single_copy(monkeypatch):
     assert [c.pop("label") for c in got["per_class"]] == [c.pop("label") for c in want["per_class"]]
     assert_close(got, want, tol=1e-12)
     assert got["summary"]["micro_auroc"] == want["summary"]["micro_auroc"]
+
+
+@pytest.mark.parametrize("mode", ["exact", "streaming"])
+def test_column_major_batches_give_the_same_metrics_as_row_major(mode):
+    rng = np.random.default_rng(9)
+    P = rng.random((120, 5))
+    Y = (rng.random((120, 5)) < 0.3).astype(np.int64)
+    want = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", threshold_free=mode))
+    e = _engine(5, threshold_free=mode)
+    e.update(torch.from_numpy(np.asfortranarray(P)), torch.from_numpy(np.asfortranarray(Y)))  # as the CSV reader yields
+    assert metrics_block(e.compute()) == want

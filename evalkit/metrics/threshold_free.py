@@ -105,7 +105,7 @@ def add_to_histogram(p: torch.Tensor, t: torch.Tensor, hist: torch.Tensor, bin_m
         lock: held while the states are written (when several threads add chunks).
     """
     C, nb = bin_min.shape
-    idx = stream_bin_index(p, nb)
+    idx = stream_bin_index(p, nb).contiguous()  # p may be a column-major batch (CSV / Parquet readers)
     idx += torch.arange(C, device=p.device, dtype=idx.dtype) * nb
     flat = idx.view(-1)
     pf = p.reshape(-1).to(torch.float32)
