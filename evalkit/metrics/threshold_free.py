@@ -53,13 +53,15 @@ def make_logit_keys(x: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None =
         int64 keys in [0, 2**63), the shape of ``x``, monotone in ``x``.
     """
     bits = x.to(torch.float64).view(torch.int64)
-    code = (bits & 0x7FFF_FFFF_FFFF_FFFF).sub_(_LOGIT_BIAS).clamp_(0, _LOGIT_MAX)
-    code = torch.where(bits < 0, -code, code).add_(_LOGIT_ZERO)
-    code <<= 1
-    code |= t.to(torch.int64)
     if out is None:
-        return code
-    return out.copy_(code)
+        out = torch.empty(x.shape, dtype=torch.int64, device=x.device)
+    torch.bitwise_and(bits, 0x7FFF_FFFF_FFFF_FFFF, out=out)
+    out.sub_(_LOGIT_BIAS).clamp_(0, _LOGIT_MAX)
+    out.mul_((bits >> 63) | 1)  # sign: -1 for negative x, +1 otherwise
+    out.add_(_LOGIT_ZERO)
+    out <<= 1
+    out |= t.to(torch.int64)
+    return out
 
 
 def make_keys(p: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
