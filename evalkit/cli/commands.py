@@ -365,6 +365,9 @@ def main() -> None:
     verbose = "--verbose" in sys.argv[1:]
     sys.argv = [a for a in sys.argv if a != "--verbose"]
     quiet_logging(verbose)
+    from evalkit.cli.outputs import guard_stdout
+
+    guard_stdout()  # a closed or full stdout never fails the work nor changes the exit code
     try:
         app()
     except SystemExit as e:
@@ -390,6 +393,9 @@ def exit_now(code) -> None:
     if code is not None and not isinstance(code, int):  # SystemExit("message"): printed, exit 1
         print(code, file=sys.stderr)
         code = 1
+    from evalkit.cli.outputs import stdout_lost_note
+
+    stdout_lost_note()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
