@@ -134,6 +134,8 @@ def _ex(name: str) -> str:
 RUN_SPEC_HELP = ("Experiment spec (experiments/*.toml): RunConfig fields and an optional \\[grid] table of runs; "
                  "flags override it.")
 JOB_SPEC_HELP = "TOML job spec; its \\[evaluate] table sets these options (the command line wins)."
+FORCE_HELP = "Overwrite an existing output file (-o / --plot); an input of the command is never overwritten."
+Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
 
 
 def config_command(model, name: str | None = None):
@@ -156,6 +158,7 @@ def run(
     cpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("cpus_per_cell"))] = None,
     gpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("gpus_per_cell"))] = None,
     max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"))] = None,
+    force: Force = False,
     **options: Any,
 ) -> None:
     """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.
@@ -169,9 +172,13 @@ def run(
         renderer = ConsoleRenderer(console())
         placement = dict(kind=executor, address=ray_address, max_concurrent=max_concurrent,
                          cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, max_retries=max_retries)
+        from evalkit.cli.outputs import check_config_outputs
+
         if spec is not None:
+            from evalkit.spec import load_spec
             from evalkit.workflows.grid import run_spec
 
+            check_config_outputs(load_spec(spec).configs(overrides), force, spec)  # before any training
             run_spec(spec, overrides, track=track, on_event=renderer, executor=placement)
             return
         if any(v is not None for v in placement.values()):
@@ -179,7 +186,9 @@ def run(
                              "--max-retries: apply to the cells of a spec (evalkit run SPEC); give a spec file")
         from evalkit.workflows.experiment import run_experiment
 
-        run_experiment(RunConfig(**overrides), track=track, on_event=renderer)
+        config = RunConfig(**overrides)
+        check_config_outputs([config], force)  # before any training
+        run_experiment(config, track=track, on_event=renderer)
 
 
 # -- evaluate ------------------------------------------------------------------------------------------
@@ -190,6 +199,7 @@ def evaluate(
     ctx: typer.Context,
     no_per_class: Annotated[bool, typer.Option("--no-per-class", help="Same as --per-class none.")] = False,
     spec: Annotated[Optional[str], typer.Option(help=JOB_SPEC_HELP)] = None,
+    force: Force = False,
     **options: Any,
 ) -> None:
     """Evaluate existing predictions (or a model) with the same report as `evalkit run`, and gate on it.
@@ -214,6 +224,9 @@ def evaluate(
         if "reader_options" in given and "reader_options" in values:
             given["reader_options"] = values["reader_options"] | given["reader_options"]
         config = EvaluateJobConfig(**(values | given))
+        from evalkit.cli.outputs import check_config_outputs
+
+        check_config_outputs([config], force, spec)  # before any evaluation
         _terminate_on_sigterm()
         out = console()
         result = evaluate_job(config, on_event=_split_renderer(ConsoleRenderer(out), ConsoleRenderer(console(stderr=True))))
@@ -278,6 +291,7 @@ def compare(
     trigger: Annotated[Optional[str], typer.Option(help="History mode: the runs tagged evalkit.trigger=TRIGGER (scheduled, manual) over time, as a table and --plot.")] = None,
     job: Annotated[Optional[str], typer.Option(help="History mode: only the runs of this job (tag evalkit.job).")] = None,
     plot: Annotated[Optional[str], typer.Option(help="Save a PNG: the grouped bar chart (with error bars), or in history mode the metrics over time.")] = None,
+    force: Force = False,
 ) -> None:
     """Compare the runs of an experiment: grouped by loss (mean ± std over seeds, ranked, with a paired
     significance test of the best group's lead), or one row per run with --group-by none.
@@ -287,6 +301,10 @@ def compare(
     with user_errors():
         from evalkit.tracking import resolve_tracking_uri
 
+        from evalkit.cli.outputs import DEFAULT_STORE, check_outputs, check_plot_path
+
+        check_plot_path(plot)
+        check_outputs({"--plot": plot}, {"--tracking-uri": tracking_uri or DEFAULT_STORE}, force)
         uri = resolve_tracking_uri(tracking_uri)
         if trigger or job:
             from evalkit.cli.tables import show_history
