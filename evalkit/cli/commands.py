@@ -169,7 +169,7 @@ def run(
         from evalkit.cli.ui import ConsoleRenderer
 
         overrides = collect(RunConfig, dict(options), ctx)
-        renderer = ConsoleRenderer(console())
+        renderer = ConsoleRenderer(console(), defer=("written",))  # "Report written" after the results
         placement = dict(kind=executor, address=ray_address, max_concurrent=max_concurrent,
                          cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, max_retries=max_retries)
         from evalkit.cli.outputs import check_config_outputs
@@ -179,7 +179,8 @@ def run(
             from evalkit.workflows.grid import run_spec
 
             check_config_outputs(load_spec(spec).configs(overrides), force, spec)  # before any training
-            run_spec(spec, overrides, track=track, on_event=renderer, executor=placement)
+            with _flushed(renderer):
+                run_spec(spec, overrides, track=track, on_event=renderer, executor=placement)
             return
         if any(v is not None for v in placement.values()):
             raise InputError("--executor / --ray-address / --max-concurrent / --cpus-per-cell / --gpus-per-cell / "
@@ -188,7 +189,8 @@ def run(
 
         config = RunConfig(**overrides)
         check_config_outputs([config], force)  # before any training
-        run_experiment(config, track=track, on_event=renderer)
+        with _flushed(renderer):
+            run_experiment(config, track=track, on_event=renderer)
 
 
 # -- evaluate ------------------------------------------------------------------------------------------
@@ -229,7 +231,10 @@ def evaluate(
         check_config_outputs([config], force, spec)  # before any evaluation
         _terminate_on_sigterm()
         out = console()
-        result = evaluate_job(config, on_event=_split_renderer(ConsoleRenderer(out), ConsoleRenderer(console(stderr=True))))
+        # the results are printed once the report file and the run are saved
+        renderer = ConsoleRenderer(out, defer=("report", "gates", "tracked", "written"))
+        with _flushed(renderer):
+            result = evaluate_job(config, on_event=_split_renderer(renderer, ConsoleRenderer(console(stderr=True))))
         if result.error:
             if not getattr(result, "report_written", True):  # the report file could not be written
                 sys.stdout.write(result.report.to_json() + "\n")
@@ -237,6 +242,15 @@ def evaluate(
             _fail(result.error, result.exit_code)
         if result.exit_code:
             raise typer.Exit(result.exit_code)
+
+
+@contextmanager
+def _flushed(renderer):
+    """Print the renderer's held-back events when the work ends (also when it raised)."""
+    try:
+        yield renderer
+    finally:
+        renderer.flush()
 
 
 def _split_renderer(stdout_renderer, stderr_renderer):

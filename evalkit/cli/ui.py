@@ -13,15 +13,27 @@ from rich.markup import escape
 class ConsoleRenderer:
     """An ``on_event`` callback that renders workflow events on a rich console (as ``evalkit`` does)."""
 
-    def __init__(self, console):
+    def __init__(self, console, defer: tuple[str, ...] = ()):
+        """``defer``: event kinds held back until :meth:`flush` (results printed once they are saved)."""
         self.console = console
+        self.defer = defer
+        self._held: list = []
         self._progress = None
         self._task = None
 
     def __call__(self, event) -> None:
+        if event.kind in self.defer:
+            self._held.append(event)
+            return
         handler = getattr(self, f"_on_{event.kind}", None)
         if handler is not None:
             handler(**event.data)
+
+    def flush(self) -> None:
+        """Render the events held back (``defer``), in the order they came."""
+        held, self._held, self.defer = self._held, [], ()
+        for event in held:
+            self(event)
 
     def _on_dataset(self, splits) -> None:
         render_splits(splits, self.console)
