@@ -50,7 +50,9 @@ def _fail(message: str, code: int) -> None:
     """One line on stderr (never read as markup), the traceback too with ``--debug``, then exit ``code``."""
     err = console(stderr=True)
     err.print("[red]error:[/] ", end="")
-    err.print(message, markup=False, soft_wrap=True)
+    from evalkit.cli.ui import printable
+
+    err.print(printable(message), markup=False, soft_wrap=True)
     if DEBUG:
         import traceback
 
@@ -73,9 +75,15 @@ def user_errors():
         _fail(str(e), e.exit_code)
     except ValidationError as e:
         _fail(validation_message(e), EXIT_BAD_INPUT)
-    except OSError as e:  # disk full, read-only or unwritable paths not handled where they occurred: exit 3
-        from evalkit.errors import EXIT_INFRA, os_cause
+    except (MemoryError, ImportError, OSError) as e:
+        from evalkit.errors import EXIT_INFRA, os_cause, out_of_memory
 
+        if out_of_memory(e):  # also an ImportError of a library that could not be mapped: exit 3, no traceback
+            _fail(f"out of memory ({type(e).__name__}): raise the memory limit or lower --batch-size / --hidden / "
+                  "--fold-processes; a run that had started is ended FAILED (tag evalkit.error)", EXIT_INFRA)
+        if not isinstance(e, OSError):
+            raise
+        # disk full, read-only or unwritable paths not handled where they occurred: exit 3
         _fail(f"{e.filename or 'file system'}: {os_cause(e)}", EXIT_INFRA)
     except KeyboardInterrupt as e:
         from evalkit.tracking import Terminated
@@ -166,7 +174,7 @@ def run(
     Data files: see `evalkit datasets` for the formats and the --label-* options.
     """
     with user_errors():
-        from evalkit.cli.ui import ConsoleRenderer
+        from evalkit.cli.ui import ConsoleRenderer, flushed
 
         overrides = collect(RunConfig, dict(options), ctx)
         renderer = ConsoleRenderer(console(), defer=("written",))  # "Report written" after the results
@@ -179,7 +187,7 @@ def run(
             from evalkit.workflows.grid import run_spec
 
             check_config_outputs(load_spec(spec).configs(overrides), force, spec)  # before any training
-            with _flushed(renderer):
+            with flushed(renderer):
                 run_spec(spec, overrides, track=track, on_event=renderer, executor=placement)
             return
         if any(v is not None for v in placement.values()):
@@ -189,7 +197,7 @@ def run(
 
         config = RunConfig(**overrides)
         check_config_outputs([config], force)  # before any training
-        with _flushed(renderer):
+        with flushed(renderer):
             run_experiment(config, track=track, on_event=renderer)
 
 
@@ -210,7 +218,7 @@ def evaluate(
     (tracking store unreachable: the report is still written and the run spooled locally).
     """
     with user_errors():
-        from evalkit.cli.ui import ConsoleRenderer
+        from evalkit.cli.ui import ConsoleRenderer, flushed, split_renderer
         from evalkit.workflows.job import evaluate_job
 
         values: dict[str, Any] = {}
@@ -233,8 +241,8 @@ def evaluate(
         out = console()
         # the results are printed once the report file and the run are saved
         renderer = ConsoleRenderer(out, defer=("report", "gates", "tracked", "written"))
-        with _flushed(renderer):
-            result = evaluate_job(config, on_event=_split_renderer(renderer, ConsoleRenderer(console(stderr=True))))
+        with flushed(renderer):
+            result = evaluate_job(config, on_event=split_renderer(renderer, ConsoleRenderer(console(stderr=True))))
         if result.error:
             if not getattr(result, "report_written", True):  # the report file could not be written
                 sys.stdout.write(result.report.to_json() + "\n")
@@ -242,24 +250,6 @@ def evaluate(
             _fail(result.error, result.exit_code)
         if result.exit_code:
             raise typer.Exit(result.exit_code)
-
-
-@contextmanager
-def _flushed(renderer):
-    """Print the renderer's held-back events when the work ends (also when it raised)."""
-    try:
-        yield renderer
-    finally:
-        renderer.flush()
-
-
-def _split_renderer(stdout_renderer, stderr_renderer):
-    """Notes and warnings of ``evaluate`` go to stderr (stdout holds the report)."""
-
-    def on_event(event) -> None:
-        (stderr_renderer if event.kind in ("note", "warning") else stdout_renderer)(event)
-
-    return on_event
 
 
 # -- listing commands ----------------------------------------------------------------------------------
