@@ -191,7 +191,9 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
         fig = group_bars(stats, title=f"{experiment}: by {group_by}")
         try:
             if plot:
-                fig.savefig(plot, dpi=120)
+                from evalkit.plots import save_figure
+
+                save_figure(fig, plot)
                 console.print(f"Plot written to {escape(plot)}", highlight=False) if fmt == "table" else None
             if log_plot:
                 if len(parent_id) != 1:
