@@ -125,7 +125,7 @@ def test_evaluate_gates_pass_fail_exit_codes_report_and_tags(store, cli, tmp_pat
     f2 = rep["summary"]["macro"]["f2"]
     # a failing gate: exit 1, printed with value and bound
     res = cli("evaluate", "--predictions", pred, "--gate", "test/macro_f2>=0.999", "--trigger", "scheduled",
-              "--job", "nightly", "-o", out, "--no-per-class")
+              "--job", "nightly", "-o", out, "--force", "--no-per-class")
     assert res.exit_code == 1, res.output
     assert "FAIL" in res.output and f"test/macro_f2 = {f2:.4f}, bound >= 0.999" in res.output
     rep = json.loads(out.read_text())

@@ -230,8 +230,14 @@ def test_run_with_stdout_closed_or_full_keeps_report_and_finished_run(store, tmp
     res = (_closed_pipe if stdout == "closed" else _full_stdout)(["run", *FAST, "-o", "r.json"], tmp_path)
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
-    assert json.loads((tmp_path / "r.json").read_text())["run_id"]
+    f2 = json.loads((tmp_path / "r.json").read_text())["summary"]["micro"]["f2"]
     assert _statuses(tmp_path) == ["FINISHED"]
+    con = sqlite3.connect(tmp_path / "mlruns" / "mlflow.db")
+    try:
+        [(logged,)] = con.execute("select value from latest_metrics where key = 'test/micro_f2'").fetchall()
+    finally:
+        con.close()
+    assert logged == pytest.approx(f2)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["losses"]])
