@@ -195,6 +195,8 @@ def test_spec_file_sets_evaluate_options(store, cli, tmp_path):
     assert rep["job"] == {"name": "from-spec", "trigger": "scheduled", "experiment": "evalkit"}
     # the command line wins over the spec
     res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class")
+    assert res.exit_code == 2 and "r.json already exists; add --force" in res.output  # the spec's output is kept
+    res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class", "--force")
     assert res.exit_code == 0, res.output
 
 
