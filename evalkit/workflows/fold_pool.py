@@ -9,7 +9,7 @@ report against a one-process run.
 ``--fold-processes`` (``RunConfig.fold_processes``): ``1`` trains the folds one after another in
 this process; ``N > 1`` uses this process and ``N - 1`` worker processes (fresh interpreters,
 ``python -m evalkit.workflows.fold_pool``: no state inherited, and a caller's script is never
-re-run), each taking the next fold when free; ``0`` (auto) is :func:`resolve_fold_processes`. The
+re-run; started with ``-P``: nothing in the working folder is imported), each taking the next fold when free; ``0`` (auto) is :func:`resolve_fold_processes`. The
 workers start first thing, before this process imports torch and reads the data
 (:func:`start_early`), so their start-up (importing torch, about 2 s) overlaps both. One of them
 trains fold 1's costly candidate while this process sets up the MLflow run (:meth:`FoldPool.prefetch`);
@@ -135,8 +135,11 @@ class _Worker:
 
         self.log = tempfile.TemporaryFile()  # its stderr: shown if it dies
         root = str(Path(__file__).resolve().parents[2])  # evalkit importable as here (also from a source tree)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-        self.proc = subprocess.Popen([sys.executable, "-m", "evalkit.workflows.fold_pool", str(threads)],
+        # -P / PYTHONSAFEPATH: the working folder is not on its sys.path (nor its children's), so a stray
+        # evalkit/ or typing_extensions.py there is never imported
+        env = dict(os.environ, PYTHONSAFEPATH="1",
+                   PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "evalkit.workflows.fold_pool", str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env)
 
     def call(self, args: tuple, on_row: Callable[[dict], None] | None = None) -> dict:
