@@ -81,6 +81,8 @@ def start_ray(options: ExecutorConfig):
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
+    if not options.address:  # before Ray starts: a cell that can never be scheduled waits forever
+        check_cpus_per_cell(options, os.cpu_count() or 1)
     if not options.address:
         try:  # the variable is read when Ray is imported: also when it was imported before
             from ray._private import ray_constants
@@ -119,7 +121,26 @@ def start_ray(options: ExecutorConfig):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    if options.address:
+        try:
+            check_cpus_per_cell(options, ray.cluster_resources().get("CPU", 0))
+        except InputError:
+            ray.shutdown()
+            raise
     return ray, True
+
+
+def check_cpus_per_cell(options: ExecutorConfig, available: float) -> None:
+    """Refuse ``cpus_per_cell`` above the CPUs of the Ray instance / cluster (``available``): Ray would
+    wait forever for a worker that large.
+
+    Raises:
+        InputError (exit 2): one line naming the spec key / flag and the CPUs available.
+    """
+    if options.cpus_per_cell > available:
+        where = f"the Ray cluster {options.address}" if options.address else "this machine"
+        raise InputError(f"[executor] cpus_per_cell (--cpus-per-cell / --cpus-per-trial) = {options.cpus_per_cell:g}: "
+                         f"more than the {available:g} CPU(s) of {where}; no cell could ever start")
 
 
 def _signal_handlers() -> dict:
