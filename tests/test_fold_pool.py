@@ -284,3 +284,84 @@ def test_fold_2_trained_in_advance_logs_each_curve_once(store, monkeypatch, mode
     if model == "auto":
         steps = [m.step for m in client.get_metric_history(res.run_id, "fold1/auto/mlp/train/loss")]
         assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2, steps
+
+
+def test_a_stalled_worker_is_killed_and_its_folds_train_in_this_process(monkeypatch):
+    """A worker that stops answering (SIGSTOP, a hang) is found by its heartbeat, killed, and its
+    fold comes back here with a warning, instead of hanging the run."""
+    import os
+    import signal
+
+    import evalkit.workflows.fold_worker as fw
+
+    monkeypatch.setattr(fw, "STALL_SECONDS", 3.0)
+    train, held = _fold_args()
+    cfg = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
+    warnings, here = [], []
+    with FoldPool(1, threads=1, warn=warnings.append) as pool:
+        proc = pool._workers[0].proc
+        os.kill(proc.pid, signal.SIGSTOP)
+        done = pool.run([2, 3], local=lambda k: here.append(k) or f"fold{k}", remote_args=lambda k: (k, train, held, cfg))
+        assert proc.poll() == -signal.SIGKILL  # killed, not left stopped
+    assert done == {2: ("local", "fold2"), 3: ("local", "fold3")} and sorted(here) == [2, 3]
+    assert len(warnings) == 1 and "stalled (no sign of life for 3 s) and was killed" in warnings[0], warnings
+
+
+def test_a_worker_that_beats_while_importing_torch_is_not_taken_for_stalled(monkeypatch):
+    """Heartbeats (also during its start-up imports, seconds of silence otherwise) keep a worker
+    that is slower than the stall limit alive."""
+    import evalkit.workflows.fold_worker as fw
+
+    monkeypatch.setattr(fw, "STALL_SECONDS", 1.5)
+    train, held = _fold_args()
+    cfg = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
+    warnings = []
+    with FoldPool(1, threads=1, warn=warnings.append) as pool:
+        out = pool._workers[0].call((2, train, held, cfg))  # sent at once: the worker is still importing torch
+    assert len(out["history"]) == 2 and warnings == []
+
+
+def test_no_thread_can_start_then_the_folds_train_here_with_a_warning(monkeypatch):
+    """A pids limit that refuses new threads ("can't start new thread") degrades to training here."""
+    import threading
+
+    train, held = _fold_args()
+    cfg = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
+    warnings, here = [], []
+    with FoldPool(1, threads=1, warn=warnings.append) as pool:
+        def refuse(self):
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+        assert pool.prefetch((1, "mlp"), (1, train, held, cfg)) is False
+        assert pool.take((1, "mlp")) is None  # nothing was started: the caller trains it
+        done = pool.run([2, 3], local=lambda k: here.append(k) or f"fold{k}", remote_args=lambda k: (k, train, held, cfg))
+        monkeypatch.undo()
+    assert done == {2: ("local", "fold2"), 3: ("local", "fold3")}
+    assert warnings == ["cannot start a thread (can't start new thread); the folds train one after another in "
+                        "this process"]
+
+
+def test_sigterm_soon_after_start_says_so_and_leaves_no_worker(tmp_path):
+    """SIGTERM while the workers start: the usual one line, exit 143, and no worker outlives the CLI."""
+    import os
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "evalkit", "run", "--no-track", "--epochs", "50", "--hidden",
+                             "16", "--folds", "3", "--fold-processes", "2", "--device", "cpu"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # a bound on waiting, not a timing check
+    workers: list[int] = []
+    while not workers and time.monotonic() < deadline and proc.poll() is None:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        workers = [int(p) for p in children.read_text().split()] if children.exists() else []
+        time.sleep(0.05)
+    assert workers, "no fold worker was started"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == "interrupted (SIGTERM)"
+    assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+               for pid in workers)

@@ -8,8 +8,8 @@ report against a one-process run.
 
 ``--fold-processes`` (``RunConfig.fold_processes``): ``1`` trains the folds one after another in
 this process; ``N > 1`` uses this process and ``N - 1`` worker processes (fresh interpreters,
-``python -m evalkit.workflows.fold_pool``: no state inherited, and a caller's script is never
-re-run; started with ``-P``: nothing in the working folder is imported), each taking the next fold when free; ``0`` (auto) is :func:`resolve_fold_processes`. The
+``python -P -m evalkit.workflows.fold_worker``: no state inherited, a caller's script is never
+re-run, nothing in the working folder is imported; a stalled one is killed), each taking the next fold when free; ``0`` (auto) is :func:`resolve_fold_processes`. The
 workers start first thing, before this process imports torch and reads the data
 (:func:`start_early`), so their start-up (importing torch, about 2 s) overlaps both. One of them
 trains fold 1's costly candidate while this process sets up the MLflow run (:meth:`FoldPool.prefetch`);
@@ -31,6 +31,8 @@ from pathlib import Path
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from evalkit.workflows.fold_worker import WorkerDied, _Worker  # noqa: F401  (WorkerDied: part of this API)
 
 #: auto parallelism only when one fold's training is at least this much work (rows x hidden width
 #: x epochs, a proxy of multiply-adds): below it, starting a worker (about 2 s) costs more than it saves
@@ -115,105 +117,6 @@ def train_fold(seed: int, train, held, config, on_epoch: Callable[[dict], None] 
             "stopped_early": res.stopped_early}
 
 
-class WorkerDied(RuntimeError):
-    """A worker process ended without an answer (killed, crashed, or could not start); its fold can
-    be trained in this process instead."""
-
-
-class _Worker:
-    """One worker process (``python -m evalkit.workflows.fold_pool THREADS``): pickled
-    ``train_fold`` arguments in on its stdin; out on its stdout, ``("epoch", row)`` as each epoch
-    ends, then ``("ok", result)`` or ``("error", exception)``. A fresh interpreter that imports only
-    evalkit (never the caller's ``__main__``, so a script without an ``if __name__ == "__main__"``
-    guard is safe), ignores Ctrl-C (the parent stops it) and exits when its stdin closes (the parent
-    died)."""
-
-    def __init__(self, threads: int) -> None:
-        import subprocess
-        import sys
-        import tempfile
-
-        self.log = tempfile.TemporaryFile()  # its stderr: shown if it dies
-        root = str(Path(__file__).resolve().parents[2])  # evalkit importable as here (also from a source tree)
-        # -P / PYTHONSAFEPATH: the working folder is not on its sys.path (nor its children's), so a stray
-        # evalkit/ or typing_extensions.py there is never imported
-        env = dict(os.environ, PYTHONSAFEPATH="1",
-                   PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "evalkit.workflows.fold_pool", str(threads)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env)
-
-    def call(self, args: tuple, on_row: Callable[[dict], None] | None = None) -> dict:
-        """``train_fold(*args)`` in the worker; ``on_row(row)`` (in this thread) for each epoch."""
-        import pickle
-
-        try:
-            pickle.dump(args, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self.proc.stdin.flush()
-            while True:
-                status, value = pickle.load(self.proc.stdout)
-                if status != "epoch":
-                    break
-                if on_row is not None:
-                    on_row(value)
-        except (EOFError, BrokenPipeError, OSError, pickle.UnpicklingError):
-            self.proc.wait(timeout=5)
-            self.log.seek(0)
-            tail = self.log.read().decode(errors="replace").strip().splitlines()[-5:]
-            raise WorkerDied(f"a fold worker process died (exit code {self.proc.returncode}): "
-                             + (" | ".join(tail) or "no output")) from None
-        if status == "error":
-            raise value
-        return value
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout, self.log):
-            try:
-                f.close()
-            except OSError:
-                pass
-
-
-def _serve(threads: int) -> None:
-    """The worker's loop (see :class:`_Worker`)."""
-    import pickle
-    import signal
-    import sys
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    out = os.fdopen(os.dup(1), "wb")  # the protocol's channel; anything printed goes to stderr
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    import torch
-
-    import evalkit.losses  # noqa: F401  (everything a fold needs, loaded while the parent trains fold 1)
-    import evalkit.metrics.threshold_free  # noqa: F401
-    import evalkit.models  # noqa: F401
-    import evalkit.train  # noqa: F401
-    import evalkit.workflows.experiment  # noqa: F401
-    import torch._dynamo  # noqa: F401  (what torch.optim's first step imports: about 1.3 s, before the first job)
-
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    stdin = sys.stdin.buffer
-    def send(message) -> None:
-        pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
-
-    while True:
-        try:
-            args = pickle.load(stdin)
-        except EOFError:
-            return
-        try:
-            reply = ("ok", train_fold(*args, on_epoch=lambda row: send(("epoch", row))))
-        except Exception as e:  # an InputError (diverged) travels back as itself
-            reply = ("error", e)
-        send(reply)
-
-
 class FoldPool:
     """``workers`` worker processes that train folds beside this one (:meth:`run`).
 
@@ -223,11 +126,17 @@ class FoldPool:
 
     def __init__(self, workers: int, threads: int, warn: Callable[[str], None] | None = None) -> None:
         """Start ``workers`` worker processes. Raises OSError when one cannot be started (those
-        started are stopped)."""
+        started are stopped). Until the pool is left (or this process exits), SIGTERM raises
+        :class:`~evalkit.tracking.Terminated` in the main thread when it had no handler yet, so that
+        the workers are stopped and the CLI says ``interrupted (SIGTERM)``."""
+        import atexit
+
         self.warn = warn or (lambda text: None)  # told when a worker dies (its folds train here)
         self._stopping = False  # set when the pool is stopped: workers dying then are expected
         self.workers = workers
         self._workers: list[_Worker] = []
+        self._sigterm = _terminate_on_sigterm()
+        atexit.register(self.__exit__)  # an exit before the pool is entered (or left) stops them too
         try:
             for _ in range(workers):  # they start now: their imports overlap other work
                 self._workers.append(_Worker(threads))
@@ -245,9 +154,15 @@ class FoldPool:
         return self
 
     def __exit__(self, *exc) -> None:
+        import atexit
+
         self._stopping = True
         for w in self._workers:
             w.stop()
+        atexit.unregister(self.__exit__)
+        if self._sigterm is not None:
+            _restore_sigterm(*self._sigterm)
+            self._sigterm = None
 
     def shrink(self, workers: int) -> None:
         """Keep ``workers`` workers (at least 1), stopping the others (before any job was given)."""
@@ -280,7 +195,8 @@ class FoldPool:
                 box.append(("error", e))
 
         t = threading.Thread(target=call, daemon=True, name="evalkit-fold-prefetch")
-        t.start()
+        if not self._start_thread(t):
+            return False
         self._prefetched[key] = (t, box)
         return True
 
@@ -364,10 +280,21 @@ class FoldPool:
         def remote(worker: _Worker) -> Callable[[int], tuple[str, Any]]:
             return lambda item: ("remote", worker.call(remote_args(item), on_row=on_row(item) if on_row else None))
 
-        self._threads = [threading.Thread(target=self._consume, args=(remote(w), BaseException), daemon=True,
-                                          name="evalkit-fold-worker") for w in self._workers]
-        for t in self._threads:
+        threads = [threading.Thread(target=self._consume, args=(remote(w), BaseException), daemon=True,
+                                    name="evalkit-fold-worker") for w in self._workers]
+        self._threads = [t for t in threads if self._start_thread(t)]  # the others' folds: this process
+
+    def _start_thread(self, t: threading.Thread) -> bool:
+        """Start ``t``; False (with a warning, once) when no thread can be started (a process limit):
+        the work it would have handed to a worker is done in this process instead."""
+        try:
             t.start()
+            return True
+        except RuntimeError as e:
+            if not getattr(self, "_no_threads", False):
+                self._no_threads = True
+                self.warn(f"cannot start a thread ({e}); the folds train one after another in this process")
+            return False
 
     @property
     def started(self) -> bool:
@@ -421,7 +348,28 @@ class FoldPool:
             raise self._errors[min(self._errors)]
         return self._done
 
-if __name__ == "__main__":
-    import sys
 
-    _serve(int(sys.argv[1]))
+def _terminate_on_sigterm():
+    """In the main thread, when SIGTERM has no Python handler: one raising
+    :class:`~evalkit.tracking.Terminated`. Returns ``(previous, handler)`` to restore, else None."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+
+    def handler(signum, frame):
+        from evalkit.tracking import Terminated
+
+        raise Terminated("terminated by SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    return signal.SIG_DFL, handler
+
+
+def _restore_sigterm(previous, handler) -> None:
+    """Put ``previous`` back if ``handler`` (of :func:`_terminate_on_sigterm`) is still in place."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is handler:
+        signal.signal(signal.SIGTERM, previous)
