@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -78,16 +77,18 @@ def test_ui_server_imports_nothing_from_the_working_folder(trapped):
     proc = subprocess.Popen(_evalkit("ui", "--tracking-uri", f"sqlite:///{db}", "--port", str(port)), cwd=trapped,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 240  # a bound on a hang, not a timing check
-        while not healthy(f"http://127.0.0.1:{port}"):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=30)
-            time.sleep(0.5)
+        lines = []
+        for line in proc.stdout:  # until the link is printed: the server answered /health
+            lines.append(line)
+            if "Ctrl-C stops it" in line:
+                break
+        assert healthy(f"http://127.0.0.1:{port}"), "".join(lines) + proc.stderr.read()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err[-2000:]
-    assert f"127.0.0.1:{port}" in out
+    assert f"Runs of experiment 'evalkit': http://127.0.0.1:{port}/" in "".join(lines)
     assert not healthy(f"http://127.0.0.1:{port}")  # the server stopped with it
     assert _markers(trapped) == []

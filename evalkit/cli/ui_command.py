@@ -20,6 +20,8 @@ def ui(
                                                      "only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port the UI listens on.", min=1, max=65535)] = 5000,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the link in a web browser.")] = False,
+    tracking_timeout: Annotated[float, typer.Option(help="Seconds to wait for an http(s) tracking store.",
+                                                    min=0.1)] = 10.0,
 ) -> None:
     """Start the MLflow UI on the tracking store and print a link to the runs table (loss, seed,
     dataset, model and the headline test metrics, sorted by test/macro_f2). Ctrl-C stops it.
@@ -35,7 +37,7 @@ def ui(
         store = resolve_tracking_uri(tracking_uri)
         out = console()
         if is_http(store):
-            check_store(store)  # a server that is down: one line within the tracking timeout, exit 3
+            check_store(store, tracking_timeout)  # a server that is down: one line within the tracking timeout, exit 3
             link = experiment_link(store, store, experiment)
             out.print(f"MLflow UI of {store}: {link}", soft_wrap=True)
             if open_browser:

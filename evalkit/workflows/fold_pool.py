@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
