@@ -264,25 +264,6 @@ def test_no_worker_can_start_then_the_folds_train_here(tmp_path, monkeypatch):
     assert not [e for e in events if e.kind == "note" and "processes train at once" in e.data["text"]]
 
 
-def test_no_thread_can_start_then_the_folds_train_here(tmp_path, monkeypatch):
-    """A thread limit (``can't start new thread``) degrades to one process the same way."""
-    import threading
-
-    import evalkit.workflows.fold_pool as fp
-
-    _, one, _ = _run(tmp_path, "one", fold_processes=1)
-    real = threading.Thread.start
-
-    def refuse(self):
-        if self.name == "evalkit-fold-worker":
-            raise RuntimeError("can't start new thread")
-        return real(self)
-
-    monkeypatch.setattr(fp.threading.Thread, "start", refuse)
-    _, two, events = _run(tmp_path, "two", fold_processes=2)
-    assert one["summary"] == two["summary"]
-
-
 @pytest.mark.parametrize("model", ["auto", "mlp"])
 def test_named_and_chosen_models_give_one_process_reports(tmp_path, model):
     """Folds taken by workers from the first and by this process from the last give the report of
@@ -312,3 +293,61 @@ def test_worker_folds_log_each_curve_once(store, model):
     if model == "auto":
         steps = [m.step for m in client.get_metric_history(res.run_id, "fold1/auto/mlp/train/loss")]
         assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2, steps
+
+
+def test_a_worker_that_beats_while_importing_torch_is_not_taken_for_stalled():
+    """Heartbeats (also during its start-up imports, seconds of silence otherwise) keep a worker
+    that is slower than the stall limit alive."""
+    from evalkit.workflows.training import train_in_worker
+
+    cfg = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
+    with _pool(stall_seconds=1.5) as pool:
+        res = pool.submit(train_in_worker, _task(2, cfg)).result()  # sent at once: the worker still imports torch
+    assert len(res.history) == 2
+
+
+def test_no_thread_can_start_then_the_folds_train_here_with_a_warning(tmp_path, monkeypatch):
+    """A pids limit that refuses new threads ("can't start new thread") degrades to training here,
+    with one warning and the report of one process."""
+    import threading
+
+    import evalkit.workflows.fold_pool as fp
+
+    _, one, _ = _run(tmp_path, "one", fold_processes=1)
+    real = threading.Thread.start
+
+    def refuse(self):
+        if self.name == "evalkit-fold-worker":
+            raise RuntimeError("can't start new thread")
+        return real(self)
+
+    monkeypatch.setattr(fp.threading.Thread, "start", refuse)
+    _, two, events = _run(tmp_path, "two", fold_processes=2)
+    assert one["summary"] == two["summary"]
+    assert [e.data["text"] for e in events if e.kind == "warning"] == [
+        "no fold worker could be started: can't start new thread; the folds train one after another in this process"]
+
+
+def test_sigterm_soon_after_start_says_so_and_leaves_no_worker(tmp_path):
+    """SIGTERM while the workers start: the usual one line, exit 143, and no worker outlives the CLI."""
+    import os
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "evalkit", "run", "--no-track", "--epochs", "50", "--hidden",
+                             "16", "--folds", "3", "--fold-processes", "2", "--device", "cpu"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # a bound on waiting, not a timing check
+    workers: list[int] = []
+    while not workers and time.monotonic() < deadline and proc.poll() is None:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        workers = [int(p) for p in children.read_text().split()] if children.exists() else []
+        time.sleep(0.05)
+    assert workers, "no fold worker was started"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == "interrupted (SIGTERM)"
+    assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+               for pid in workers)

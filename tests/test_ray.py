@@ -330,3 +330,54 @@ def test_every_cell_failed_is_one_line_with_an_exit_code(exception, kind, code):
         _all_failed(outcomes)
     assert type(e.value).__name__ == kind and e.value.exit_code == code
     assert str(e.value) == f"every grid cell failed; cell loss=bce seed=1: {type(cause).__name__}: {cause}"
+
+
+def test_cpus_per_cell_above_the_machines_cpus_is_refused_before_any_work(store, tmp_path, cli):
+    spec = _spec(tmp_path, "big", '[executor]\nkind = "ray"\ncpus_per_cell = 1000\n[grid]\nseed = [0, 1]\n')
+    r = cli("run", str(spec))
+    assert r.exit_code == 2, r.output
+    line = r.output.strip()
+    assert "\n" not in line and "[executor] cpus_per_cell" in line and "= 1000" in line
+    assert f"the {os.cpu_count()} CPU(s) of this machine" in line
+    assert not ray.is_initialized()
+    exp = _client(store).get_experiment_by_name("big")
+    assert exp is None or not _client(store).search_runs([exp.experiment_id])  # no run, so none left RUNNING
+    r = cli("tune", str(_spec(tmp_path, "bigtune", '[search]\nlr = { uniform = [0.001, 0.01] }\n')),
+            "--cpus-per-trial", "1000", "--no-track")
+    assert r.exit_code == 2 and "[executor] cpus_per_cell" in r.output and "CPU(s) of this machine" in r.output
+
+
+@pytest.mark.slow
+def test_sigterm_during_tune_says_sigterm_and_exits_143(store, tmp_path):
+    spec = _spec(tmp_path, "tuneterm", """
+        [executor]
+        max_concurrent = 2
+        [search]
+        num_samples = 2
+        lr = { uniform = [0.001, 0.01] }
+    """, epochs=5000)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "evalkit", "tune", str(spec)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = _client(store)
+    deadline = time.monotonic() + 300  # a bound on waiting, not a timing assertion
+    try:
+        while time.monotonic() < deadline:
+            exp = client.get_experiment_by_name("tuneterm")
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            if any(x.data.tags.get("evalkit.grid") == "child" for x in runs):
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(1)
+        else:
+            pytest.fail("no trial started")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert "interrupted (SIGTERM)" in err and "Ctrl-C" not in err
+    runs = client.search_runs([client.get_experiment_by_name("tuneterm").experiment_id])
+    assert runs and "RUNNING" not in {x.info.status for x in runs}

@@ -174,6 +174,7 @@ def run(
     Data files: see `evalkit datasets` for the formats and the --label-* options.
     """
     with user_errors():
+        _terminate_on_sigterm()  # SIGTERM before the run's own handler: one line, exit 143, workers stopped
         from evalkit.cli.ui import ConsoleRenderer, flushed
 
         overrides = collect(RunConfig, dict(options), ctx)

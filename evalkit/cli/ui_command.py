@@ -5,6 +5,7 @@ Importing this module imports no mlflow (the CLI registers the command at start-
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -19,6 +20,8 @@ def ui(
                                                      "only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port the UI listens on.", min=1, max=65535)] = 5000,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the link in a web browser.")] = False,
+    tracking_timeout: Annotated[float, typer.Option(help="Seconds to wait for an http(s) tracking store.",
+                                                    min=0.1)] = 10.0,
 ) -> None:
     """Start the MLflow UI on the tracking store and print a link to the runs table (loss, seed,
     dataset, model and the headline test metrics, sorted by test/macro_f2). Ctrl-C stops it.
@@ -29,11 +32,12 @@ def ui(
 
     with user_errors():
         from evalkit.tracking import resolve_tracking_uri
-        from evalkit.tracking.store import is_http
+        from evalkit.tracking.store import check_store, is_http
 
         store = resolve_tracking_uri(tracking_uri)
         out = console()
         if is_http(store):
+            check_store(store, tracking_timeout)  # a server that is down: one line within the tracking timeout, exit 3
             link = experiment_link(store, store, experiment)
             out.print(f"MLflow UI of {store}: {link}", soft_wrap=True)
             if open_browser:
@@ -59,32 +63,22 @@ def experiment_link(store: str, base_url: str, experiment: str) -> str:
 
 def serve(store: str, experiment: str, host: str, port: int, open_browser: bool, out) -> None:
     """Run ``mlflow ui`` on ``store`` until it exits or Ctrl-C (then it is stopped)."""
-    import os
     import subprocess
-    import sys
 
     from evalkit.errors import InfraError
-    from evalkit.tracking.store import default_artifact_location
 
     _check_port(host, port)
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+    base = f"http://{f'[{shown}]' if ':' in shown and not shown.startswith('[') else shown}:{port}"
     link = experiment_link(store, base, experiment)  # creates / migrates the store before the server does
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", host, "--port", str(port),
-           "--workers", "1"]  # one local user: one worker starts fastest
-    artifacts = default_artifact_location(store)
-    if artifacts:
-        cmd += ["--default-artifact-root", artifacts]
-    env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    if env.get("MLFLOW_LOGGING_LEVEL", "").upper() in ("WARNING", "ERROR", "CRITICAL"):  # not --verbose
-        cmd += ["--uvicorn-opts", "--log-level warning"]
-        env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore:starlette.middleware.wsgi is deprecated")
+    cmd, env = _server_command(store, host, port)
     import signal
 
-    def stop(signum, frame):  # SIGTERM: stop the server too (then exit 143)
+    def stop(signum, frame):  # SIGTERM, SIGHUP (its terminal closed): stop the server too
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    stopping = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, stop) for sig in stopping}
     # its own process group: the server's workers are stopped with it, whatever stops evalkit ui
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
@@ -101,8 +95,35 @@ def serve(store: str, experiment: str, host: str, port: int, open_browser: bool,
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _stop(proc)
+
+
+def _server_command(store: str, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The ``mlflow ui`` command line and environment. Nothing in the working folder (a stray
+    ``uvicorn.py``, ``typing_extensions.py`` or ``evalkit/``) is imported by the server: ``-P``, and
+    PYTHONSAFEPATH=1 for the uvicorn process it starts; uvicorn's ``--app-dir`` (default: the working
+    folder, put first on its ``sys.path``) is the folder mlflow is installed in."""
+    import os
+    import shlex
+    import sys
+    from importlib.util import find_spec
+
+    from evalkit.tracking.store import default_artifact_location
+
+    cmd = [sys.executable, "-P", "-m", "mlflow", "ui", "--backend-store-uri", store, "--host", host, "--port", str(port),
+           "--workers", "1"]  # one local user: one worker starts fastest
+    artifacts = default_artifact_location(store)
+    if artifacts:
+        cmd += ["--default-artifact-root", artifacts]
+    env = dict(os.environ, PYTHONSAFEPATH="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    opts = f"--app-dir {shlex.quote(str(Path(find_spec('mlflow').origin).parents[1]))}"
+    if env.get("MLFLOW_LOGGING_LEVEL", "").upper() in ("WARNING", "ERROR", "CRITICAL"):  # not --verbose
+        opts += " --log-level warning"
+        env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore:starlette.middleware.wsgi is deprecated")
+    return cmd + ["--uvicorn-opts", opts], env
 
 
 def _stop(proc) -> None:
@@ -124,14 +145,21 @@ def _stop(proc) -> None:
 
 
 def _check_port(host: str, port: int) -> None:
+    """Refuse a ``port`` already taken on ``host`` (an IPv4 or IPv6 address or a host name, checked
+    with its own address family). Raises InputError (exit 2) naming --host / --port."""
     import socket
 
     from evalkit.errors import InputError
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                      flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise InputError(f"--host {host!r}: not an address of this machine ({e})") from None
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((host, port))
+            s.bind(address)
         except OSError as e:
             raise InputError(f"--port {port}: {host}:{port} is not free ({e.strerror}); pass another --port") from None
 

@@ -171,13 +171,16 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
     from evalkit.train import seed_everything, torch_settings
     from evalkit.workflows.training import fold_workers, plan_folds, start_workers_early
 
-    early = start_workers_early(config)  # fold workers import torch while this process reads the data
+    def warn(text: str) -> None:
+        emit("warning", text=text)
+
+    early = start_workers_early(config, warn)  # fold workers import torch while this process reads the data
     if early is not None:
         stack.callback(early.shutdown)
     setup = _prepare(config, strategy, track, emit)
     config = setup.config
     plan = plan_folds(setup.splits, config) if config.folds > 1 else None
-    executor = fold_workers(config, plan, setup.device, early)
+    executor = fold_workers(config, plan, setup.device, early, warn)
     if executor is not None:
         stack.callback(executor.shutdown)  # no worker outlives its run
     run = stack.enter_context(_open_run(setup, tags, nested)) if track else None

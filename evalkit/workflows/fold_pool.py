@@ -250,7 +250,7 @@ class FoldPool(Executor):
 
 
 def _heartbeat(out, lock: threading.Lock, busy: threading.Event) -> None:
-    """While the worker runs a call, ``("alive", None)`` every :data:`HEARTBEAT_SECONDS`."""
+    """While the worker runs its initializer or a call, ``("alive", None)`` every :data:`HEARTBEAT_SECONDS`."""
     while True:
         busy.wait()
         threading.Event().wait(HEARTBEAT_SECONDS)
@@ -272,7 +272,9 @@ def _serve() -> None:
     threading.Thread(target=_heartbeat, args=(out, lock, busy), daemon=True).start()
     initializer, initargs = _receive(stdin, None)
     if initializer is not None:
+        busy.set()  # its imports take seconds: a call sent meanwhile must not take the worker for hung
         initializer(*initargs)  # e.g. imports, while the parent does other work
+        busy.clear()
     while True:
         try:
             fn, args, kwargs, with_events = _receive(stdin, None)

@@ -81,6 +81,8 @@ def start_ray(options: ExecutorConfig):
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
+    if not options.address:  # before Ray starts: a cell that can never be scheduled waits forever
+        check_cpus_per_cell(options, os.cpu_count() or 1)
     if not options.address:
         try:  # the variable is read when Ray is imported: also when it was imported before
             from ray._private import ray_constants
@@ -94,10 +96,12 @@ def start_ray(options: ExecutorConfig):
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                                   configure_logging=False)
     handlers = _signal_handlers()
-    saved = os.environ.get("PYTHONPATH")
+    _keep_cwd_off_workers_path()
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTHONSAFEPATH")}
     try:
         if options.address:
-            ray.init(address=options.address, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
+            ray.init(address=options.address, runtime_env={"env_vars": {"PYTHONPATH": path, "PYTHONSAFEPATH": "1"}},
+                     **kwargs)
         else:
             # Ray runs task workers at nice 15 by default: the cells are the work here, so they keep the
             # driver's priority (otherwise any other busy process on the machine starves them)
@@ -105,17 +109,38 @@ def start_ray(options: ExecutorConfig):
             # a local instance's processes inherit this environment: workers then import evalkit from
             # here without a runtime_env, which would stop Ray from using its pre-started workers
             os.environ["PYTHONPATH"] = path
+            os.environ["PYTHONSAFEPATH"] = "1"  # its `python -m` processes: not the working folder either
             ray.init(num_cpus=os.cpu_count() or 1, _node_ip_address="127.0.0.1", **kwargs)
     except Exception as e:
         raise InfraError(f"--ray-address {options.address or '(local)'}: cannot start or join Ray: "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     finally:
         _restore_signal_handlers(handlers)
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if options.address:
+        try:
+            check_cpus_per_cell(options, ray.cluster_resources().get("CPU", 0))
+        except InputError:
+            ray.shutdown()
+            raise
     return ray, True
+
+
+def check_cpus_per_cell(options: ExecutorConfig, available: float) -> None:
+    """Refuse ``cpus_per_cell`` above the CPUs of the Ray instance / cluster (``available``): Ray would
+    wait forever for a worker that large.
+
+    Raises:
+        InputError (exit 2): one line naming the spec key / flag and the CPUs available.
+    """
+    if options.cpus_per_cell > available:
+        where = f"the Ray cluster {options.address}" if options.address else "this machine"
+        raise InputError(f"[executor] cpus_per_cell (--cpus-per-cell / --cpus-per-trial) = {options.cpus_per_cell:g}: "
+                         f"more than the {available:g} CPU(s) of {where}; no cell could ever start")
 
 
 def _signal_handlers() -> dict:
@@ -141,3 +166,30 @@ def _restore_signal_handlers(handlers: dict) -> None:
 def _package_root() -> str:
     """The folder holding the ``evalkit`` package (workers of a local instance import it from there)."""
     return str(Path(__file__).resolve().parents[2])
+
+
+def _keep_cwd_off_workers_path() -> None:
+    """Stop ``ray.init`` from putting this process's working folder first on every worker's
+    ``sys.path``: Ray 2.x adds ``os.path.abspath(os.path.curdir)`` to the job's ``py_driver_sys_path``
+    (``ray._private.worker.connect``), so a stray ``evalkit/`` or ``typing_extensions.py`` there
+    would be imported by the workers. The job config is built from the patched value only; the
+    folder the workers should import evalkit from (:func:`_package_root`, already on their
+    PYTHONPATH) is named instead, so nothing else changes. A no-op if Ray stops reading it."""
+    import ray._private.worker as ray_worker
+
+    class _SafeCurdir:
+        """``os.path`` as ray's ``connect`` sees it, with ``curdir`` = the package root."""
+
+        curdir = _package_root()
+
+        def __getattr__(self, name):
+            return getattr(os.path, name)
+
+    class _SafeOs:
+        path = _SafeCurdir()
+
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+    if getattr(ray_worker, "os", None) is os:
+        ray_worker.os = _SafeOs()

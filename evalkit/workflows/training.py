@@ -367,9 +367,10 @@ def _gpu_likely() -> bool:
     return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/dxg"))
 
 
-def _pool(processes: int, threads: int):
+def _pool(processes: int, threads: int, warn: Callable[[str], None] | None):
     """A :class:`~evalkit.workflows.fold_pool.FoldPool` of ``processes - 1`` workers, or None when
-    fewer than 2 processes are wanted or no worker can start (the folds then train one after another)."""
+    fewer than 2 processes are wanted or no worker can start (a process or thread limit: ``warn`` is
+    told, and the folds train one after another in this process)."""
     from evalkit.workflows.fold_pool import FoldPool, PoolUnavailable
     from evalkit.workflows.warmups import fold_worker
 
@@ -377,11 +378,13 @@ def _pool(processes: int, threads: int):
         return None
     try:
         return FoldPool(processes - 1, initializer=fold_worker, initargs=(threads,))
-    except PoolUnavailable:
+    except PoolUnavailable as e:
+        if warn is not None:
+            warn(f"{e}; the folds train one after another in this process")
         return None
 
 
-def start_workers_early(config: RunConfig):
+def start_workers_early(config: RunConfig, warn: Callable[[str], None] | None = None):
     """Fold workers started first thing, before this process imports torch and reads the data, so
     that their start-up (importing torch, about 2 s) overlaps both: a pool when ``config`` would
     train folds in several processes on a dataset of :data:`EARLY_ROWS` fit rows on the CPU
@@ -389,19 +392,21 @@ def start_workers_early(config: RunConfig):
     :func:`fold_workers` decides again on the real data and device."""
     if config.device != "cpu" and not (config.device == "auto" and not _gpu_likely()):
         return None
-    return _pool(resolve_fold_processes(config, EARLY_ROWS), config.threads)
+    return _pool(resolve_fold_processes(config, EARLY_ROWS), config.threads, warn)
 
 
-def fold_workers(config: RunConfig, plan: FoldPlan | None, device: str, early=None):
+def fold_workers(config: RunConfig, plan: FoldPlan | None, device: str, early=None,
+                 warn: Callable[[str], None] | None = None):
     """The executor that trains folds beside this process for a run with ``plan`` on ``device``
     (``early``'s workers kept, as many as needed), or None (``early`` shut down): one process when
-    not cross-fitted, not on the CPU, or too little work (:func:`resolve_fold_processes`)."""
+    not cross-fitted, not on the CPU, or too little work (:func:`resolve_fold_processes`). ``warn``:
+    told when no worker can start."""
     processes = resolve_fold_processes(config, len(plan.folds[0][0])) if plan is not None and device == "cpu" else 1
     if processes < 2:
         if early is not None:
             early.shutdown()
         return None
     if early is None:
-        return _pool(processes, config.threads)
+        return _pool(processes, config.threads, warn)
     early.shrink(processes - 1)
     return early

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,35 @@ def _log_best(parent, final, best: dict, best_config: RunConfig, metric: str, n_
                      "evalkit.cells_succeeded": str(n_done), "evalkit.cells_failed": str(n_trials - n_done)})
 
 
+@contextmanager
+def _sigterm_noticed():
+    """While in the block, SIGTERM (main thread only) is recorded in the yielded list, then handled as
+    before (a :class:`~evalkit.tracking.Terminated` when no Python handler was set): Ray Tune turns
+    the interrupt into a plain ``KeyboardInterrupt``, so the caller tells SIGTERM (exit 143) from Ctrl-C."""
+    import signal
+    import threading
+
+    seen: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):
+        seen.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+        from evalkit.tracking import Terminated
+
+        raise Terminated("terminated by SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _json(data) -> str:
     import json
 
@@ -257,6 +286,9 @@ def _search(base: RunConfig, space: dict, search, options, parent_id, track: boo
 
     import os
 
+    from evalkit.tracking import Terminated
+
+    terminated: list = []
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing (events do)
     ray, started_here = start_ray(options)
     try:
@@ -286,9 +318,12 @@ def _search(base: RunConfig, space: dict, search, options, parent_id, track: boo
             run_config=tune.RunConfig(name=f"evalkit-{parent_id or 'untracked'}", storage_path=str(where), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=options.max_retries)),
         )
-        grid = tuner.fit()
-    except KeyboardInterrupt:
+        with _sigterm_noticed() as terminated:
+            grid = tuner.fit()
+    except KeyboardInterrupt as e:
         end_open_children(store, parent_id, "KILLED")
+        if terminated and not isinstance(e, Terminated):  # Tune re-raises a plain KeyboardInterrupt
+            raise Terminated("terminated by SIGTERM") from None
         raise
     finally:
         if started_here and ray.is_initialized():
