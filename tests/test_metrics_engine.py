@@ -323,12 +323,14 @@ def test_fbeta_keys():
     Y = np.array([[1, 0], [0, 1]])
     P = np.array([[0.9, 0.1], [0.2, 0.7]], dtype=np.float32)
     r = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", beta=0.5))
+    confusion = {"jaccard", "specificity", "npv", "mcc"}
     for avg in AVERAGES:
-        assert set(r["summary"][avg]) == {"accuracy", "precision", "recall", "f1", "f0.5"}
+        assert set(r["summary"][avg]) == {"accuracy", "precision", "recall", "f1", "f0.5"} | (
+            {"jaccard"} if avg == "samples" else confusion)
     assert set(r["per_class"][0]) == {"label", "support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall",
-                                      "f1", "f0.5", "average_precision", "auroc", "threshold"}
+                                      "f1", "f0.5", "average_precision", "auroc", "threshold"} | confusion
     r1 = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", beta=1.0))
-    assert set(r1["summary"]["micro"]) == {"accuracy", "precision", "recall", "f1"}
+    assert set(r1["summary"]["micro"]) == {"accuracy", "precision", "recall", "f1"} | confusion
     r2 = metrics_block(compute_metrics(Y, P, scores_kind="probabilities"))
     assert "f2" in r2["summary"]["macro"] and "f2" in r2["per_class"][1]
 
@@ -522,8 +524,8 @@ def test_streaming_memory_is_independent_of_n():
         e.update(torch.rand(1000, 4), (torch.rand(1000, 4) < 0.5).int())
     sizes = [v.numel() for v in e.metric_state.values() if isinstance(v, torch.Tensor)]
     # histograms (2, C, bins) + per-bin min / max (C, bins) + tp/fp/fn/tn + 3 counters + sample sums
-    # + weighted tp/fp/fn/tn (4, C), weighted per-sample sums (2, 20 values for ks 1,3,5), 1 counter
-    assert sum(sizes) == 2 * 4 * 64 + 2 * 4 * 64 + 4 * 4 + 3 + 2 * 6 + 4 * 4 + 2 * 20 + 1
+    # + weighted tp/fp/fn/tn (4, C), weighted per-sample fixed-point sums (2, 2 limbs, 20 values for ks 1,3,5), 1 counter
+    assert sum(sizes) == 2 * 4 * 64 + 2 * 4 * 64 + 4 * 4 + 3 + 2 * 6 + 4 * 4 + 2 * 2 * 20 + 1
     assert not any(isinstance(v, list) for v in e.metric_state.values())
 
 

@@ -156,7 +156,7 @@ class MultilabelEngine(Metric):
                        dist_reduce_fx="sum")
         # weighted sums (evalkit.metrics.weighted): tp/fp/fn/tn, per-sample sums, rows given weights
         self.add_state("wcounts", default=torch.zeros((4, num_labels), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("wrows", default=torch.zeros((2, len(row_keys(self.ks))), dtype=torch.float64),
+        self.add_state("wrows", default=torch.zeros((2, 2, len(row_keys(self.ks))), dtype=torch.int64),
                        dist_reduce_fx="sum")
         self.add_state("n_weighted", default=torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
         if threshold_free == "exact":  # one dtype per state, so every rank gathers alike

@@ -126,12 +126,30 @@ def row_values(scores: np.ndarray, targets: np.ndarray, rows: np.ndarray, ranked
 
 
 def weighted_row_sums(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """``(2, K)`` float64: per value, the weighted sum over the rows where it is defined, and the
-    sum of those rows' weights (their ratio is the NaN-aware weighted mean, scikit-learn's
-    ``_nanaverage``)."""
+    """Exact fixed-point sums, int64 ``(2, 2, K)`` = (value sums, weight sums) x (hi, lo limbs) x K:
+    per value, the weighted sum over the rows where it is defined and the sum of those rows' weights
+    (their ratio, :func:`fixed_row_means`, is the NaN-aware weighted mean, scikit-learn's
+    ``_nanaverage``). Limb sums are integers (2^-62 resolution, :func:`evalkit.metrics._kernels.to_fixed`),
+    so totals do not depend on batching or process count. Values and weights must be >= 0 with
+    N x max(value x weight) < 4e9."""
     w = np.ones(values.shape[1]) if weights is None else np.asarray(weights, dtype=np.float64)
     ok = ~np.isnan(values)
-    return np.stack([np.where(ok, values, 0.0) @ w, ok.astype(np.float64) @ w])
+    out = np.empty((2, 2, values.shape[0]), dtype=np.int64)
+    for i, x in enumerate((np.where(ok, values, 0.0) * w, ok * w)):
+        hi = np.floor(x * _FX)
+        out[i, 0] = hi.astype(np.int64).sum(axis=1)
+        out[i, 1] = np.rint((x * _FX - hi) * _FX).astype(np.int64).sum(axis=1)
+    return out
+
+
+_FX = 2.0**31
+
+
+def fixed_row_means(fx: np.ndarray) -> np.ndarray:
+    """float64 ``(K,)`` means from summed :func:`weighted_row_sums` (NaN where no row is defined)."""
+    sums = fx[:, 0].astype(np.float64) / _FX + fx[:, 1].astype(np.float64) / (_FX * _FX)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sums[1] > 0, sums[0] / np.where(sums[1] > 0, sums[1], 1.0), math.nan)
 
 
 def nan_average(x: np.ndarray, weights: np.ndarray | None = None) -> float:

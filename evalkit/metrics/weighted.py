@@ -6,8 +6,9 @@ use weighted cumulative counts, exactly as scikit-learn's ``sample_weight`` does
 (``precision_recall_fscore_support``, ``average_precision_score``, ``roc_auc_score``,
 ``label_ranking_average_precision_score``, ``coverage_error``, ``label_ranking_loss``, ...).
 A 0/0 ratio with ``zero_division=nan`` is NaN and is left out of macro / weighted / samples means
-(scikit-learn's ``_nanaverage``). Weighted sums are float64 (not the fixed-point sums of the
-unweighted engine): results agree across batchings / processes to ~1e-15, not bit for bit.
+(scikit-learn's ``_nanaverage``). Per-sample sums are exact fixed-point sums (order-independent);
+weighted per-label counts are float64 sums of weights (exact for unit / integer weights, else
+results agree across batchings / processes to ~1e-15, not bit for bit).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evalkit.metrics.extra import extras_block, nan_average, prf
+from evalkit.metrics.extra import extras_block, fixed_row_means, nan_average, prf
 from evalkit.metrics.names import row_keys
 from evalkit.metrics.values import Averages, MetricValues, frozen
 
@@ -73,7 +74,7 @@ def weighted_values(wcounts: np.ndarray, wrows: np.ndarray, n_rows: int, ranked,
     """:class:`MetricValues` from weighted sums (definitions: module docstring).
 
     Args:
-        wcounts: float64 ``(4, C)`` weighted tp, fp, fn, tn; wrows: float64 ``(2, K)`` of
+        wcounts: float64 ``(4, C)`` weighted tp, fp, fn, tn; wrows: int64 ``(2, 2, K)`` of
             :func:`evalkit.metrics.extra.weighted_row_sums` (summed over batches); n_rows: N.
         ranked: ``(ap, auroc, micro_ap, micro_auroc)`` or ``None``.
     Returns:
@@ -83,7 +84,7 @@ def weighted_values(wcounts: np.ndarray, wrows: np.ndarray, n_rows: int, ranked,
     means = row_means(wrows, ks)
     tp, fp, fn, tn = wcounts
     C = tp.size
-    W = wrows[1, row_keys(ks).index("exact")]
+    W = float(tp[0] + fp[0] + fn[0] + tn[0])
     support, pred = tp + fn, tp + fp
     per = prf(tp, pred, support, beta, zero_division)
     per_acc = (tp + tn) / W
@@ -111,10 +112,9 @@ def weighted_values(wcounts: np.ndarray, wrows: np.ndarray, n_rows: int, ranked,
 
 
 def row_means(wrows: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
-    """Weighted NaN-aware per-sample means keyed by :func:`evalkit.metrics.names.row_keys`."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m = np.where(wrows[1] > 0, wrows[0] / np.where(wrows[1] > 0, wrows[1], 1.0), math.nan)
-    return {k: float(v) for k, v in zip(row_keys(ks), m)}
+    """Weighted NaN-aware per-sample means keyed by :func:`evalkit.metrics.names.row_keys`, from the
+    summed fixed-point ``(2, 2, K)`` sums of :func:`evalkit.metrics.extra.weighted_row_sums`."""
+    return {k: float(v) for k, v in zip(row_keys(ks), fixed_row_means(wrows))}
 
 
 def check_sample_weight(sample_weight, n: int) -> np.ndarray:
