@@ -15,8 +15,8 @@ contribution). Definitions and sources (N samples, C labels; ``w`` the sample we
   the top label is the first maximal score (row order), a sample without relevant label counts 1.
 * precision@k = #relevant labels among the k top-scored / k; nDCG@k = DCG@k / ideal DCG@k with
   gain 1 / log2(rank + 1) (LibMultiLabel ``P@k`` / ``nDCG@k``; scikit-learn ``ndcg_score(k=)``,
-  which gives 0 to a sample without relevant label). Ties inside the top k are broken by the
-  label index (as ``torch.topk``), not averaged as ``ndcg_score`` does: equal for untied scores.
+  which gives 0 to a sample without relevant label). Tied scores are ranked by label index, not
+  averaged as ``ndcg_score`` does: equal for untied scores.
 * samples-averaged AP (scikit-learn ``average_precision_score(average="samples")``: a sample
   without relevant label scores 0) and AUROC (``roc_auc_score(average="samples")``; a sample with
   one class only is undefined and left out of the mean, where scikit-learn raises).
@@ -68,15 +68,9 @@ def top_k_values(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int]) -> 
     B, C = scores.shape
     targets = np.asarray(targets) != 0
     kmax = min(max(ks), C)
-    if kmax < C:
-        part = np.argpartition(-scores, kmax - 1, axis=1)[:, :kmax]
-    else:
-        part = np.broadcast_to(np.arange(C), (B, C))
-    s = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -s), axis=1)
-    top = np.take_along_axis(part, order, axis=1)
+    top = _top_indices(scores, kmax)
     rel = np.take_along_axis(targets, top, axis=1).astype(np.float64)
-    first = np.argmax(scores, axis=1)
+    first = top[:, 0]
     one_error = 1.0 - np.take_along_axis(targets, first[:, None], axis=1)[:, 0].astype(np.float64)
     gains = 1.0 / np.log2(np.arange(2, kmax + 2))
     npos = targets.sum(axis=1)
@@ -88,6 +82,20 @@ def top_k_values(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int]) -> 
         idcg = ideal[np.clip(np.minimum(npos, kk), 1, None) - 1]
         nk.append(np.where(npos > 0, cum_dcg[:, kk - 1] / idcg, 0.0))
     return [one_error, *pk, *nk]
+
+
+def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """``(B, k)`` indices of the k largest scores per row, best first, ties by lower label index
+    (k argmax passes for small k - cheaper than a partition of every row - else a stable sort)."""
+    if k > 16:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    s = np.array(scores, dtype=scores.dtype, copy=True)
+    top = np.empty((s.shape[0], k), dtype=np.int64)
+    rows = np.arange(s.shape[0])
+    for r in range(k):
+        top[:, r] = np.argmax(s, axis=1)
+        s[rows, top[:, r]] = -np.inf
+    return top
 
 
 def row_values(scores: np.ndarray, targets: np.ndarray, rows: np.ndarray, ranked, *, beta: float,
