@@ -33,21 +33,41 @@ def ap_auroc_1d(v: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, flo
         ``(ap, auroc)``: AP 0 without positive weight, AUROC NaN without both classes.
     """
     o = np.argsort(v, kind="stable")[::-1]
-    v, y, w = v[o], y[o].astype(np.float64), w[o]
-    last = np.ones(v.size, dtype=bool)
-    last[:-1] = v[1:] != v[:-1]
-    tps = np.cumsum(w * y)[last]
-    fps = np.cumsum(w * (1.0 - y))[last]
-    if tps.size == 0 or tps[-1] <= 0:
+    last = group_ends(v[o])
+    y, w = y[o].astype(np.float64), w[o]
+    if v.size == 0:
         return 0.0, math.nan
-    P, Nn = tps[-1], fps[-1]
-    dtp = np.diff(tps, prepend=0.0)
+    ap, auc = ap_auroc_from_cums(np.cumsum(w * y)[last][None], np.cumsum(w * (1.0 - y))[last][None])
+    return float(ap[0]), float(auc[0])
+
+
+def group_ends(v_sorted: np.ndarray) -> np.ndarray:
+    """bool mask of the last element of each run of equal values (a tie group) of a sorted array."""
+    last = np.ones(v_sorted.size, dtype=bool)
+    last[:-1] = v_sorted[1:] != v_sorted[:-1]
+    return last
+
+
+def ap_auroc_from_cums(tps: np.ndarray, fps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AP and AUROC of R weightings of one ranking from their cumulative weights.
+
+    Args:
+        tps, fps: float64 ``(R, G)``: weight of the positives / negatives scoring >= each of the G
+            distinct scores, scores descending (cumulative sums at the tie groups' ends).
+    Returns:
+        ``(ap, auroc)`` each ``(R,)``: step-wise AP (scikit-learn ``average_precision_score``; 0
+        without positive weight) and the trapezoidal AUROC (ties 1/2; NaN without both classes).
+    """
+    P, Nn = tps[:, -1], fps[:, -1]
     den = tps + fps
-    ap = float(np.sum(dtp * np.divide(tps, den, out=np.zeros_like(den), where=den > 0)) / P)
-    if Nn <= 0:
-        return min(ap, 1.0), math.nan
-    auc = float(np.sum(np.diff(fps, prepend=0.0) * (tps + np.concatenate(([0.0], tps[:-1])))) / (2 * P * Nn))
-    return min(ap, 1.0), auc
+    prec = np.divide(tps, den, out=np.zeros_like(den), where=den > 0)
+    prev = np.concatenate([np.zeros((tps.shape[0], 1)), tps[:, :-1]], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = np.where(P > 0, ((tps - prev) * prec).sum(axis=1) / np.where(P > 0, P, 1.0), 0.0)
+        pairs = P * Nn
+        auc = np.where(pairs > 0, (np.diff(fps, axis=1, prepend=0.0) * (tps + prev)).sum(axis=1)
+                       / (2 * np.where(pairs > 0, pairs, 1.0)), math.nan)
+    return np.minimum(ap, 1.0), auc
 
 
 def weighted_ap_auroc(keys: np.ndarray, weights: np.ndarray):
