@@ -38,7 +38,7 @@ import numpy as np
 
 from evalkit.errors import InputError
 
-CHUNK = 50
+CHUNK = 100
 """Resamples evaluated together (weights ``CHUNK x N`` float64 in memory at a time)."""
 JACKKNIFE_GROUPS = 100
 MIN_POSITIVES = 10
@@ -92,7 +92,9 @@ def resample_weights(n: int, spec: BootstrapSpec, chunk: int) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, chunk]))
     if spec.scheme == "poisson":
         return rng.poisson(1.0, size=(r, n)).astype(np.float64)
-    draws = rng.integers(0, n, size=(r, n)) + (np.arange(r) * n)[:, None]
+    itype = np.int32 if r * n < 2**31 else np.int64
+    draws = rng.integers(0, n, size=(r, n), dtype=itype)
+    draws += (np.arange(r, dtype=itype) * n)[:, None]
     return np.bincount(draws.reshape(-1), minlength=r * n).reshape(r, n).astype(np.float64)
 
 
@@ -116,7 +118,7 @@ def ranking_mode(spec: BootstrapSpec, stats) -> str:
 
     if spec.ranking != "auto":
         return spec.ranking
-    C = stats.tp.shape[0]
+    C = stats.n_labels
     return "exact" if spec.resamples * stats.n_rows * C <= EXACT_BUDGET else "linear"
 
 
@@ -205,3 +207,32 @@ def add_intervals(summary: dict, intervals: dict[str, list | None], beta_key: st
             (out[block] if block else out)[f"{key}_ci"] = intervals[name]
     out["ci_unstable_labels"] = list(unstable)
     return out
+
+
+def report_intervals(targets, scores, *, scores_kind: str, thresholds, beta: float, zero_division: float,
+                     sample_weight, label_names: Sequence[str], summary: dict, spec: BootstrapSpec,
+                     ranking: bool = True) -> dict:
+    """The report ``summary`` with intervals added (:func:`add_intervals`) for in-memory scores.
+
+    Args:
+        targets, scores: ``(N, C)`` as given to :func:`evalkit.evaluate_scores`; summary: the
+            engine's report summary (observed values); ranking: intervals of mAP / macro AUROC too.
+    Raises:
+        InputError: as :func:`evalkit.stats.rowstats.row_stats`.
+    """
+    from evalkit.metrics.names import fbeta_key
+    from evalkit.stats.rowstats import row_stats
+
+    st = row_stats(targets, scores, scores_kind=scores_kind, thresholds=thresholds, beta=beta,
+                   zero_division=zero_division, sample_weight=sample_weight, ranking=ranking,
+                   exact_order=spec.ranking == "exact" or (spec.ranking == "auto" and spec.resamples * np.size(targets)
+                                                            <= _exact_budget()))
+    key = fbeta_key(beta)
+    ints = bootstrap_intervals(st, summary_points(summary, key), spec)
+    return add_intervals(summary, ints, key, unstable_labels(targets, label_names))
+
+
+def _exact_budget() -> float:
+    from evalkit.stats.rowstats import EXACT_BUDGET
+
+    return EXACT_BUDGET

@@ -51,19 +51,18 @@ class RowStats:
     """Per-row contributions of one evaluation (built by :func:`row_stats`).
 
     Attributes:
-        tp, pred, true: ``scipy.sparse.csc_matrix`` ``(C, N)`` float64 0/1 (transposed: ``M @ W.T``).
+        counts: uint8 ``(N, 3C)`` = [tp | predicted | true] 0/1 per row and label.
         values: float64 ``(K, N)`` per-sample values (NaN = undefined), ``keys`` their names.
         weights: float64 ``(N,)`` sample weights (ones without ``sample_weight``).
         ranking: ``None`` (no threshold-free metrics) or a dict: ``order`` int32 ``(C, N)`` rows by
-            descending score per label, ``ends`` list of C bool masks of tie-group ends, ``ap_inf``
-            / ``auc_inf`` float64 ``(N,)`` influence of each row on mAP / macro AUROC,
-            ``ap`` / ``auc`` the observed means.
+            descending score per label (``None`` unless kept for exact resampling), ``ends`` list of
+            bool masks of tie-group ends, ``y`` targets ``(C, N)``, ``ap_inf`` / ``auc_inf`` float64
+            ``(N,)`` influence of each row on mAP / macro AUROC, ``ap`` / ``auc`` the observed means.
         beta, zero_division: as the engine's.
+    Memory: N x (3C + 8K + 16) bytes plus, for exact ranking resampling, 5 bytes x N x C.
     """
 
-    tp: object
-    pred: object
-    true: object
+    counts: np.ndarray
     values: np.ndarray
     keys: tuple[str, ...]
     weights: np.ndarray
@@ -74,6 +73,10 @@ class RowStats:
     @property
     def n_rows(self) -> int:
         return self.values.shape[1]
+
+    @property
+    def n_labels(self) -> int:
+        return self.counts.shape[1] // 3
 
 
 def row_stats(targets, scores, *, scores_kind: str, thresholds, beta: float, zero_division: float = 0.0,
@@ -89,7 +92,6 @@ def row_stats(targets, scores, *, scores_kind: str, thresholds, beta: float, zer
     Raises:
         InputError: invalid inputs (as :func:`evalkit.metrics.compute_metrics`).
     """
-    import scipy.sparse as sp
     import torch
 
     from evalkit.metrics.extra import row_values
@@ -111,33 +113,34 @@ def row_stats(targets, scores, *, scores_kind: str, thresholds, beta: float, zer
     ks = (1,)
     vals = row_values(S, y, rows, ranked, beta=beta, zero_division=zero_division, ks=ks)
     keep = [row_keys(ks).index(k) for k in (*_SAMPLES, "exact", "hamming", "lrap")]
-    csc = [sp.csc_matrix(m.T.astype(np.float64)) for m in (y & pred, pred, y)]
-    rk = _ranking_stats(S.astype(np.float64), y, w, exact_order) if ranking else None
-    return RowStats(*csc, vals[keep], (*_SAMPLES, "exact", "hamming", "lrap"), w, rk, float(beta), float(zero_division))
+    counts = np.concatenate([y & pred, pred, y], axis=1).view(np.uint8)
+    rk = _ranking_stats(S, y, w, exact_order) if ranking else None
+    return RowStats(counts, vals[keep], (*_SAMPLES, "exact", "hamming", "lrap"), w, rk, float(beta), float(zero_division))
 
 
 def _ranking_stats(S: np.ndarray, y: np.ndarray, w: np.ndarray, exact_order: bool) -> dict:
     """Sort orders and influence vectors of AP / AUROC per label (see the module docstring)."""
     N, C = S.shape
+    St, yt = np.ascontiguousarray(S.T), np.ascontiguousarray(y.T)
     order = np.empty((C, N), dtype=np.int32) if exact_order else None
     ends, aps, aucs = [], [], []
     ap_inf, auc_inf = np.zeros(N), np.zeros(N)
     for j in range(C):
-        o = np.argsort(-S[:, j], kind="stable")
-        last = group_ends(S[o, j])
+        o = np.argsort(St[j])[::-1]  # descending; tied rows are grouped, their order is irrelevant
+        last = group_ends(St[j][o])
         if exact_order:
             order[j] = o
             ends.append(last)
-        ap, auc, g_ap, g_auc = _influence(last, y[o, j], w[o])
+        ap, auc, g_ap, g_auc = _influence(last, yt[j][o], w[o])
         aps.append(ap)
         aucs.append(auc)
-        if not math.isnan(ap):
+        if g_ap is not None:
             ap_inf[o] += g_ap
-        if not math.isnan(auc):
+        if g_auc is not None:
             auc_inf[o] += g_auc
     aps, aucs = np.array(aps), np.array(aucs)
     n_ap, n_auc = max(1, int((~np.isnan(aps)).sum())), max(1, int((~np.isnan(aucs)).sum()))
-    return {"order": order, "ends": ends, "y": y, "ap_inf": ap_inf / n_ap, "auc_inf": auc_inf / n_auc,
+    return {"order": order, "ends": ends, "y": yt, "ap_inf": ap_inf / n_ap, "auc_inf": auc_inf / n_auc,
             "ap": _mean_defined(aps), "auc": _mean_defined(aucs)}
 
 
@@ -185,7 +188,7 @@ def resampled_metrics(st: RowStats, W: np.ndarray, ranking: str = "linear") -> d
         (NaN where undefined in a resample, e.g. no positive weight left for any label).
     """
     Ww = np.asarray(W, dtype=np.float64) * st.weights
-    tp, pred, true = ((m @ Ww.T).T for m in (st.tp, st.pred, st.true))
+    tp, pred, true = np.split(_resampled_counts(st.counts, Ww), 3, axis=1)
     zd = st.zero_division
     out = {f"micro.{k}": v for k, v in zip(_SAMPLES, prf(tp.sum(1), pred.sum(1), true.sum(1), st.beta, zd))}
     per = prf(tp, pred, true, st.beta, zd)
@@ -203,6 +206,18 @@ def resampled_metrics(st: RowStats, W: np.ndarray, ranking: str = "linear") -> d
     if st.ranking is not None:
         out["mean_average_precision"], out["macro_auroc"] = (
             _ranking_exact(st, Ww) if ranking == "exact" else _ranking_linear(st, Ww))
+    return out
+
+
+def _resampled_counts(counts: np.ndarray, Ww: np.ndarray, block: int = 1 << 15) -> np.ndarray:
+    """``Ww @ counts`` ``(R, 3C)`` float64 by BLAS over row blocks (the 0/1 counts are cast a block
+    at a time: memory O(block x C)): float32 (exact) when every weight is a whole number and the
+    sums stay below 2^24, else float64."""
+    dt = np.float32 if Ww.sum(1).max() < 2**24 and np.array_equal(Ww, np.rint(Ww)) else np.float64
+    Wd = Ww.astype(dt)
+    out = np.zeros((Ww.shape[0], counts.shape[1]), dtype=np.float64)
+    for r0 in range(0, counts.shape[0], block):
+        out += Wd[:, r0:r0 + block] @ counts[r0:r0 + block].astype(dt)
     return out
 
 
@@ -230,7 +245,7 @@ def _ranking_exact(st: RowStats, Ww: np.ndarray) -> tuple[np.ndarray, np.ndarray
     ap, auc = np.full((R, C), np.nan), np.full((R, C), np.nan)
     for j in range(C):
         o, last = rk["order"][j], rk["ends"][j]
-        ys = rk["y"][o, j]
+        ys = rk["y"][j][o]
         if not ys.any():
             continue
         ws = Ww[:, o]
