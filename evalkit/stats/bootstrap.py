@@ -37,9 +37,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from evalkit.errors import InputError
+from evalkit.metrics._parallel import submit
 
 CHUNK = 100
-"""Resamples evaluated together (weights ``CHUNK x N`` float64 in memory at a time)."""
+"""Resamples evaluated together (weights ``CHUNK x N`` float32 per chunk; 2 chunks in flight)."""
 JACKKNIFE_GROUPS = 100
 MIN_POSITIVES = 10
 """A label with fewer positives is flagged in ``ci_unstable_labels``."""
@@ -84,18 +85,19 @@ class BootstrapSpec:
 
 
 def resample_weights(n: int, spec: BootstrapSpec, chunk: int) -> np.ndarray:
-    """The weights of resamples ``chunk*CHUNK ..`` (at most :data:`CHUNK` of them), float64 ``(r, n)``.
+    """The weights of resamples ``chunk*CHUNK ..`` (at most :data:`CHUNK` of them), float32 ``(r, n)``
+    (whole numbers: exact).
 
     Deterministic in ``(spec.seed, chunk)``: a chunk's weights do not depend on the other chunks.
     """
     r = min(CHUNK, spec.resamples - chunk * CHUNK)
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, chunk]))
     if spec.scheme == "poisson":
-        return rng.poisson(1.0, size=(r, n)).astype(np.float64)
+        return rng.poisson(1.0, size=(r, n)).astype(np.float32)
     itype = np.int32 if r * n < 2**31 else np.int64
     draws = rng.integers(0, n, size=(r, n), dtype=itype)
     draws += (np.arange(r, dtype=itype) * n)[:, None]
-    return np.bincount(draws.reshape(-1), minlength=r * n).reshape(r, n).astype(np.float64)
+    return np.bincount(draws.reshape(-1), minlength=r * n).reshape(r, n).astype(np.float32)
 
 
 def bootstrap_distribution(stats, spec: BootstrapSpec) -> dict[str, np.ndarray]:
@@ -107,9 +109,23 @@ def bootstrap_distribution(stats, spec: BootstrapSpec) -> dict[str, np.ndarray]:
     from evalkit.stats.rowstats import resampled_metrics
 
     ranking = ranking_mode(spec, stats)
-    parts = [resampled_metrics(stats, resample_weights(stats.n_rows, spec, c), ranking)
-             for c in range(-(-spec.resamples // CHUNK))]
+    with single_threaded_blas():
+        parts = [f.result() for f in [submit(lambda c: resampled_metrics(stats, resample_weights(stats.n_rows, spec, c),
+                                                                         ranking), c)
+                                      for c in range(-(-spec.resamples // CHUNK))]]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def single_threaded_blas():
+    """Context: BLAS runs one thread per caller while the chunks run on evalkit's 2-thread pool.
+
+    OpenBLAS' own threads spin at barriers and stall badly when other processes share the cores
+    (measured 14x slower than single-threaded on this 2-core machine under load); chunks of
+    resamples in parallel threads use the cores without barriers. Uses ``threadpoolctl`` (a
+    scikit-learn dependency); the limit is process-wide while the context lasts."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def ranking_mode(spec: BootstrapSpec, stats) -> str:
@@ -164,7 +180,8 @@ def jackknife_values(stats, spec: BootstrapSpec) -> dict[str, np.ndarray]:
     groups = np.random.default_rng(np.random.SeedSequence([spec.seed, 2**31])).permutation(n) % G
     W = np.ones((G, n))
     W[groups, np.arange(n)] = 0.0
-    return resampled_metrics(stats, W, ranking_mode(spec, stats))
+    with single_threaded_blas():
+        return resampled_metrics(stats, W, ranking_mode(spec, stats))
 
 
 def bootstrap_intervals(stats, points: dict[str, float], spec: BootstrapSpec) -> dict[str, list | None]:
