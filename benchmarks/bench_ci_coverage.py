@@ -34,7 +34,7 @@ def population(n: int, C: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 def coverage(pop_n: int = 1_000_000, n: int = 500, reps: int = 400, resamples: int = 1000, C: int = 10,
-             level: float = 0.95, seed: int = 0) -> dict[str, float]:
+             level: float = 0.95, seed: int = 0, method: str = "percentile") -> dict[str, float]:
     """Fraction of ``reps`` test sets of ``n`` rows whose interval covers the population value, per metric."""
     from evalkit.metrics import compute_metrics
     from evalkit.stats.bootstrap import BootstrapSpec, bootstrap_intervals
@@ -44,12 +44,14 @@ def coverage(pop_n: int = 1_000_000, n: int = 500, reps: int = 400, resamples: i
     pop = compute_metrics(Y, P, scores_kind="probabilities", beta=2.0, threshold_free="exact")
     truth = {"micro.f1": pop.micro.f1, "macro.fbeta": pop.macro.fbeta, "mean_average_precision": pop.mean_average_precision}
     rng = np.random.default_rng(seed + 1)
+    base = seed * reps
     hits = dict.fromkeys(METRICS, 0)
     for r in range(reps):
         idx = rng.choice(pop_n, size=n, replace=False)
         st = row_stats(Y[idx], P[idx], scores_kind="probabilities", thresholds=np.full(C, 0.5), beta=2.0)
         points = {k: float(v[0]) for k, v in resampled_metrics(st, np.ones((1, n)), "exact").items()}
-        ci = bootstrap_intervals(st, points, BootstrapSpec(level=level, resamples=resamples, seed=r))
+        ci = bootstrap_intervals(st, points, BootstrapSpec(level=level, resamples=resamples, seed=base + r,
+                                                               method=method))
         for k in METRICS:
             hits[k] += ci[k] is not None and ci[k][0] <= truth[k] <= ci[k][1]
     return {k: hits[k] / reps for k in METRICS}
@@ -61,12 +63,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--reps", type=int, default=400)
     ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--method", choices=("percentile", "bca"), default="percentile")
+    ap.add_argument("--seed", type=int, default=0, help="population and test-set draws")
     a = ap.parse_args()
     t = time.perf_counter()
-    cov = coverage(a.population, a.n, a.reps, a.resamples)
+    cov = coverage(a.population, a.n, a.reps, a.resamples, seed=a.seed, method=a.method)
     for k, v in cov.items():
         print(f"{k:24s} coverage {100 * v:5.1f}%  (goal 93-97%)")
-    print(f"{a.reps} repetitions x {a.resamples} resamples of {a.n} rows in {time.perf_counter() - t:.0f} s")
+    print(f"{a.method}, seed {a.seed}: {a.reps} repetitions x {a.resamples} resamples of {a.n} rows "
+          f"in {time.perf_counter() - t:.0f} s")
 
 
 if __name__ == "__main__":
