@@ -102,7 +102,15 @@ class MultilabelEngine(Metric):
     exact keys with ``cat``): int64 tp/fp/fn/tn ``(C,)``, sample count, exact-match count,
     fixed-point per-sample sums ``(2, 6)``, coverage sum; exact: lists of int32 keys ``keys32``
     (float32 scores) and int64 keys ``keys64`` (float64 scores), each ``(B, C)`` per batch;
-    streaming: histograms ``(2, C, bins)`` int64 and per-bin min / max ``(C, bins)`` float32.
+    streaming: histograms ``(2, C, bins)`` int64 and per-bin min / max ``(C, bins)`` float32;
+    always: weighted tp/fp/fn/tn ``wcounts`` ``(4, C)`` float64, fixed-point per-sample sums of
+    :func:`evalkit.metrics.extra.row_values` ``wrows`` ``(2, 2, K)`` int64 and ``n_weighted`` (rows
+    given with ``sample_weight``); exact: the rows' weights beside the keys (``weights32`` /
+    ``weights64``, 8 bytes per row). Without weights and with ``zero_division`` 0 / 1 the values
+    are those of the integer states (bit for bit as before); with weights or ``zero_division=nan``
+    they come from the weighted states (:mod:`evalkit.metrics.weighted`). ``MetricValues.extra``
+    holds the metrics of :mod:`evalkit.metrics.extra` (Jaccard, specificity, NPV, MCC, one-error,
+    P@k, nDCG@k, weighted / samples AP and AUROC).
     States live on the device of the inputs; the threshold-free computations run on CPU.
     :meth:`compute` returns :class:`~evalkit.metrics.values.MetricValues` (numpy arrays; JSON
     shaping: :func:`evalkit.report.metrics_block`), cached until the next ``update`` / ``reset``.
