@@ -71,12 +71,13 @@ def test_intervals_are_off_by_default_and_existing_keys_are_unchanged(data, repo
             report["summary"][k][m] == x for m, x in v.items())
 
 
-@pytest.mark.parametrize("weights", [False, True])
-def test_unit_resample_reproduces_the_engine_values(data, weights):
+@pytest.mark.parametrize("weights, kind", [(False, "probabilities"), (True, "probabilities"), (False, "logits")])
+def test_unit_resample_reproduces_the_engine_values(data, weights, kind):
     Y, P = data
     w = np.random.default_rng(1).random(N) * 2 if weights else None
-    r = evaluate_scores(Y, probabilities=P, sample_weight=w)
-    st = row_stats(Y, P, scores_kind="probabilities", thresholds=np.full(C, 0.5), beta=2.0, sample_weight=w)
+    S = (np.log(P + 1e-3) - np.log1p(1e-3 - P)).astype(np.float32) if kind == "logits" else P
+    r = evaluate_scores(Y, **{kind: S}, sample_weight=w)
+    st = row_stats(Y, S, scores_kind=kind, thresholds=np.full(C, 0.5), beta=2.0, sample_weight=w)
     pts = summary_points(r["summary"], "f2")
     for mode in ("exact", "linear"):
         got = resampled_metrics(st, np.ones((1, N)), mode)
