@@ -39,7 +39,7 @@ import numpy as np
 from evalkit.errors import InputError
 from evalkit.metrics._parallel import submit
 
-CHUNK = 100
+CHUNK = 50
 """Resamples evaluated together (weights ``CHUNK x N`` float32 per chunk; 2 chunks in flight)."""
 JACKKNIFE_GROUPS = 100
 MIN_POSITIVES = 10
