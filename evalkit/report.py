@@ -7,12 +7,18 @@ JSON schema (``--output``)::
      "scores": "logits" | "probabilities",
      "threshold": {"strategy": str, "values": [float, ...]},        # one per label
      "beta": float,
-     "summary": {"micro": {"accuracy", "precision", "recall", "f1", "f2"}, "macro": {...},
-                 "weighted": {...}, "samples": {...},
+     "summary": {"micro": {"accuracy", "precision", "recall", "f1", "f2", "jaccard", "specificity",
+                           "npv", "mcc", "<metric>_ci": [low, high] (with intervals)},
+                 "macro": {...}, "weighted": {...}, "samples": {... "jaccard"},
                  "subset_accuracy", "hamming_loss", "mean_average_precision", "macro_auroc",
-                 "mean_average_precision_all_labels", "labels_without_positives", ...},
+                 "mean_average_precision_all_labels", "labels_without_positives",
+                 "average_precision_weighted", "average_precision_samples", "auroc_weighted",
+                 "auroc_samples", "one_error", "precision_at_<k>", "ndcg_at_<k>",
+                 "<scalar>_ci": [low, high] (with intervals), "ci_unstable_labels": [label, ...], ...},
+     "confidence_interval": {"level", "method", "resamples", "seed", "scheme"}   (with intervals)
      "per_class": [{"label", "support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall",
-                    "f1", "f2", "average_precision", "auroc", "threshold"}, ...]}
+                    "f1", "f2", "average_precision", "auroc", "threshold", "jaccard", "specificity",
+                    "npv", "mcc"}, ...]}
 
 Metric values are floats in [0, 1] (coverage error: a label count); undefined values are ``null``.
 ``mean_average_precision`` (mAP, tracked as ``macro_map``) averages AP over the labels with at least
@@ -112,37 +118,52 @@ def metrics_block(values: MetricValues) -> dict:
     Returns:
         a fresh ``{"summary": {...}, "per_class": [...]}`` (float / int / None; NaN -> None)::
 
-            summary: micro / macro / weighted / samples -> {accuracy, precision, recall, f1, f<beta>},
+            summary: micro / macro / weighted / samples -> {accuracy, precision, recall, f1, f<beta>,
+                     jaccard, and (not samples) specificity, npv, mcc},
+                     average_precision_weighted / _samples, auroc_weighted / _samples, one_error,
+                     precision_at_<k>, ndcg_at_<k> (k in the engine's ks),
                      subset_accuracy, hamming_loss, mean_average_precision, macro_auroc,
                      micro_average_precision, micro_auroc, label_ranking_average_precision,
                      coverage_error, label_ranking_loss, mean_average_precision_all_labels,
                      labels_without_positives
             per_class: [{label, support, tp, fp, fn, tn, accuracy, precision, recall, f1, f<beta>,
-                         average_precision, auroc, threshold}, ...]   (C entries, column order)
+                         average_precision, auroc, threshold, jaccard, specificity, npv, mcc}, ...]
+                       (C entries, column order; counts are floats when sample weights were given)
 
         The F-beta key is :func:`evalkit.metrics.names.fbeta_key` (``f2``; for beta = 1 it is
         ``f1`` itself). Threshold-free entries are ``None`` when they were not computed.
     """
     fk = fbeta_key(values.beta)
+    extra = values.extra or {}
     summary: dict[str, Any] = {}
     for avg in AVERAGES:
         a = getattr(values, avg)
         summary[avg] = {"accuracy": a.accuracy, "precision": a.precision, "recall": a.recall, "f1": a.f1, fk: a.fbeta}
+        summary[avg] |= {k: _defined(v[avg]) for k, v in extra.get("averages", {}).items() if avg in v}
     summary["subset_accuracy"] = values.subset_accuracy
     summary["hamming_loss"] = values.hamming_loss
     summary |= {k: _defined(getattr(values, k)) for k in THRESHOLD_FREE}
+    summary |= {k: _defined(v) for k, v in extra.get("scalars", {}).items()}
     ap, auroc = values.average_precision, values.auroc
+    per_label = extra.get("per_label", {})
     per_class = []
     for j, label in enumerate(values.label_names):
         row = {"label": label}
-        row |= {k: int(getattr(values, k)[j]) for k in ("support", "tp", "fp", "fn", "tn")}
-        row |= {k: float(getattr(values, k)[j]) for k in ("accuracy", "precision", "recall", "f1")}
-        row[fk] = float(values.fbeta[j])
+        row |= {k: _count(getattr(values, k)[j]) for k in ("support", "tp", "fp", "fn", "tn")}
+        row |= {k: _defined(float(getattr(values, k)[j])) for k in ("accuracy", "precision", "recall", "f1")}
+        row[fk] = _defined(float(values.fbeta[j]))
         row["average_precision"] = None if ap is None else float(ap[j])
         row["auroc"] = None if auroc is None else _defined(float(auroc[j]))
         row["threshold"] = float(values.thresholds[j])
+        row |= {k: _defined(float(v[j])) for k, v in per_label.items()}
         per_class.append(row)
     return {"summary": summary, "per_class": per_class}
+
+
+def _count(x) -> int | float:
+    """A count as an int; a sum of sample weights that is not a whole number as a float."""
+    x = float(x)
+    return int(x) if x.is_integer() else x
 
 
 def _defined(v):
@@ -196,7 +217,8 @@ def metric_keys(report: dict, split: str = "test", per_class: bool = True,
     summary = report["summary"]
     for avg in AVERAGES:
         for name, value in summary.get(avg, {}).items():
-            _put(out, f"{split}/{avg}_{name}", value)
+            if not isinstance(value, (list, tuple)):  # confidence intervals are not tracked metrics
+                _put(out, f"{split}/{avg}_{name}", value)
     for name, suffix in SCALARS.items():
         _put(out, f"{split}/{suffix}", summary.get(name))
     if per_class:

@@ -38,7 +38,17 @@ SCENARIOS = [
     ("empty rank 0 (exact)", "exact", (0, N), False, False),
     ("empty rank 1 (streaming)", "streaming", (N, 0), False, False),
     ("uneven 90/13, float64 on rank 0", "exact", (90, 13), True, True),
+    ("weighted shard_range exact", "exact", None, True, False),
+    ("weighted empty rank 1 (exact)", "exact", (N, 0), False, False),
+    ("weighted shard_range none", "none", None, True, False),
 ]
+
+
+def _weights(name, a, b):
+    """Sample weights of rows a..b for the "weighted" scenarios (None otherwise)."""
+    if not name.startswith("weighted"):
+        return None
+    return np.random.default_rng(1).random(N)[a:b] * 3
 
 
 def _bounds(rows, rank):
@@ -49,13 +59,13 @@ def _bounds(rows, rank):
     return start, start + rows[rank]
 
 
-def _run(P, Y, mode, parts, f64_first=False):
+def _run(P, Y, mode, parts, f64_first=False, name=""):
     e = MultilabelEngine(C, scores="probabilities", threshold=0.4, threshold_free=mode)
     for i, (a, b) in enumerate(parts):
         p = torch.from_numpy(P[a:b])
         if f64_first and i == 0:
             p = p.double()
-        e.update(p, torch.from_numpy(Y[a:b]))
+        e.update(p, torch.from_numpy(Y[a:b]), _weights(name, a, b))
     return metrics_block(e.compute())
 
 
@@ -71,7 +81,7 @@ def _worker(rank, world, init_file, out_dir):
                 p = torch.from_numpy(P[a:b])
                 if f64 and rank == 0:
                     p = p.double()
-                e.update(p, torch.from_numpy(Y[a:b]))
+                e.update(p, torch.from_numpy(Y[a:b]), _weights(name, a, b))
             results[name] = metrics_block(e.compute())
         # shard_rows uses the initialised process group
         results["shard_rows"] = [len(x) for x in shard_rows(P, Y)]
@@ -89,7 +99,7 @@ def test_synced_result_equals_single_process():
         got = [pickle.load(open(os.path.join(tmp, f"rank{r}.pkl"), "rb")) for r in range(2)]
     for name, mode, rows, _, f64 in SCENARIOS:
         parts = [_bounds(rows, r) for r in range(2)]
-        want = _run(P, Y, mode, parts, f64_first=f64)
+        want = _run(P, Y, mode, parts, f64_first=f64, name=name)
         assert got[0][name] == want, name  # exactly equal, every float
         assert got[1][name] == want, name
     assert got[0]["shard_rows"] == [52, 52] and got[1]["shard_rows"] == [51, 51]

@@ -333,12 +333,14 @@ def test_fbeta_keys():
     Y = np.array([[1, 0], [0, 1]])
     P = np.array([[0.9, 0.1], [0.2, 0.7]], dtype=np.float32)
     r = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", beta=0.5))
+    confusion = {"jaccard", "specificity", "npv", "mcc"}
     for avg in AVERAGES:
-        assert set(r["summary"][avg]) == {"accuracy", "precision", "recall", "f1", "f0.5"}
+        assert set(r["summary"][avg]) == {"accuracy", "precision", "recall", "f1", "f0.5"} | (
+            {"jaccard"} if avg == "samples" else confusion)
     assert set(r["per_class"][0]) == {"label", "support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall",
-                                      "f1", "f0.5", "average_precision", "auroc", "threshold"}
+                                      "f1", "f0.5", "average_precision", "auroc", "threshold"} | confusion
     r1 = metrics_block(compute_metrics(Y, P, scores_kind="probabilities", beta=1.0))
-    assert set(r1["summary"]["micro"]) == {"accuracy", "precision", "recall", "f1"}
+    assert set(r1["summary"]["micro"]) == {"accuracy", "precision", "recall", "f1"} | confusion
     r2 = metrics_block(compute_metrics(Y, P, scores_kind="probabilities"))
     assert "f2" in r2["summary"]["macro"] and "f2" in r2["per_class"][1]
 
@@ -433,8 +435,10 @@ def test_constructor_errors():
     _err(lambda: MultilabelEngine(3, scores="logits", threshold=[0.5, 0.5]),
          r"^threshold: expected a scalar or 3 values \(one per label\), got 2$")
     _err(lambda: MultilabelEngine(3, scores="logits", threshold=float("nan")), r"^threshold: expected numbers, got NaN$")
-    _err(lambda: MultilabelEngine(3, scores="logits", zero_division=0.5), r"^zero_division: expected 0.0 or 1.0, got 0.5$")
-    _err(lambda: MultilabelEngine(3, scores="logits", beta=0), r"^beta: expected a positive finite number, got 0.0$")
+    _err(lambda: MultilabelEngine(3, scores="logits", zero_division=0.5), r"^zero_division: expected 0.0, 1.0 or nan, got 0.5$")
+    _err(lambda: MultilabelEngine(3, scores="logits", beta=-1),
+         r"^beta: expected a number >= 0 \(inf = recall, 0 = precision\), got -1.0$")
+    _err(lambda: MultilabelEngine(3, scores="logits", beta=float("nan")), r"^beta: expected a number >= 0")
     _err(lambda: MultilabelEngine(3, scores="logits", threshold_free="fast"),
          r"^threshold_free: expected 'exact', 'streaming' or 'none', got 'fast'$")
     _err(lambda: MultilabelEngine(3, scores="logits", bins=4), r"^bins: expected an integer >= 16, got 4$")
@@ -530,7 +534,8 @@ def test_streaming_memory_is_independent_of_n():
         e.update(torch.rand(1000, 4), (torch.rand(1000, 4) < 0.5).int())
     sizes = [v.numel() for v in e.metric_state.values() if isinstance(v, torch.Tensor)]
     # histograms (2, C, bins) + per-bin min / max (C, bins) + tp/fp/fn/tn + 3 counters + sample sums
-    assert sum(sizes) == 2 * 4 * 64 + 2 * 4 * 64 + 4 * 4 + 3 + 2 * 6
+    # + weighted tp/fp/fn/tn (4, C), weighted per-sample fixed-point sums (2, 2 limbs, 20 values for ks 1,3,5), 1 counter
+    assert sum(sizes) == 2 * 4 * 64 + 2 * 4 * 64 + 4 * 4 + 3 + 2 * 6 + 4 * 4 + 2 * 2 * 20 + 1
     assert not any(isinstance(v, list) for v in e.metric_state.values())
 
 

@@ -92,8 +92,8 @@ def test_ranked_rows_float64_equals_per_row_scan():
     for tied in (False, True):
         p, t = _data(rng, 300 * 7, np.float64, tied)
         keys = _keys(p, t).reshape(300, 7)
-        P, ap, gt, min_a = K.ranked_rows(keys, chunk_elems=100)
+        P, ap, gt, min_a, lt = K.ranked_rows(keys, chunk_elems=100)
         for i in range(300):
             ref = K.ranked_1d(np.sort(keys[i]))
-            assert (P[i], gt[i], min_a[i]) == (ref[0], ref[2], ref[4])
+            assert (P[i], gt[i], lt[i], min_a[i]) == (ref[0], ref[2], ref[3], ref[4])
             assert abs(ap[i] - ref[1]) < 1e-12

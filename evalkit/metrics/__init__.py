@@ -7,7 +7,9 @@ Public API::
     from evalkit.metrics.io import iter_prediction_batches       # .npz / .parquet / .csv batches
     from evalkit.metrics.names import fbeta_key                  # metric key conventions
 
-``compute_metrics`` / ``MultilabelEngine.compute()`` return :class:`MetricValues` (numpy arrays);
+``compute_metrics`` / ``MultilabelEngine.compute()`` return :class:`MetricValues` (numpy arrays;
+both take ``sample_weight``, :mod:`evalkit.metrics.weighted`; the metrics beyond P/R/F are in
+``MetricValues.extra``, :mod:`evalkit.metrics.extra`; bootstrap intervals: :mod:`evalkit.stats.bootstrap`);
 :func:`evalkit.report.metrics_block` shapes them into the report's JSON. The definitions and their
 sources are in :mod:`evalkit.metrics.functional`.
 

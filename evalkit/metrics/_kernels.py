@@ -239,9 +239,11 @@ def ranked_rows(keys: np.ndarray, chunk_elems: int = 1 << 21):
     Args:
         keys: ``(B, C)`` int32/int64 keys (not modified).
     Returns:
-        ``(P, ap_sum, gt, min_a)``, each ``(B,)`` (``min_a = C`` for rows without positives).
+        ``(P, ap_sum, gt, min_a, lt)``, each ``(B,)`` (``min_a = C`` for rows without positives;
+        ``lt`` = #(positive, negative) pairs of the row with s_pos < s_neg).
     """
     B, C = keys.shape
+    out_lt = np.empty(B, dtype=np.int64)
     out_P = np.empty(B, dtype=np.int64)
     out_ap = np.empty(B)
     out_gt = np.empty(B, dtype=np.int64)
@@ -256,11 +258,11 @@ def ranked_rows(keys: np.ndarray, chunk_elems: int = 1 << 21):
             dense = np.zeros(k.shape, dtype=np.int32)
             np.cumsum(v[:, 1:] != v[:, :-1], axis=1, out=dense[:, 1:])
             k = (dense << 1) | (k & 1).astype(np.int32)  # same order and ties, 32 bits
-        _ranked_rows_int32(k, out_P[sl], out_ap[sl], out_gt[sl], out_min[sl])
-    return out_P, out_ap, out_gt, out_min
+        _ranked_rows_int32(k, out_P[sl], out_ap[sl], out_gt[sl], out_min[sl], out_lt[sl])
+    return out_P, out_ap, out_gt, out_min, out_lt
 
 
-def _ranked_rows_int32(k: np.ndarray, out_P, out_ap, out_gt, out_min) -> None:
+def _ranked_rows_int32(k: np.ndarray, out_P, out_ap, out_gt, out_min, out_lt) -> None:
     """Vectorised :func:`ranked_1d` over rows: keys get the row index in their high 32 bits, so the
     whole block is one sorted int64 sequence and every group / search stays within its row."""
     R, C = k.shape
@@ -271,9 +273,12 @@ def _ranked_rows_int32(k: np.ndarray, out_P, out_ap, out_gt, out_min) -> None:
     row = pos // C
     Pr = np.bincount(row, minlength=R)
     first = np.cumsum(Pr) - Pr  # index in pos of each row's first positive
-    a, _, bp, _ = _groups_at(comp, pos, 0, pos.size)
+    a, e, bp, pe = _groups_at(comp, pos, 0, pos.size)
     bp -= first[row]
+    pe -= first[row]
     a -= row * C
+    e -= row * C
+    out_lt[:] = np.bincount(row, weights=(C - Pr[row]) - (e - pe), minlength=R).astype(np.int64)
     out_P[:] = Pr
     out_ap[:] = np.bincount(row, weights=(Pr[row] - bp) / (C - a).astype(np.float64), minlength=R)
     out_gt[:] = np.bincount(row, weights=a - bp, minlength=R).astype(np.int64)

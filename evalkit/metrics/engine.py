@@ -50,9 +50,12 @@ from evalkit.metrics.functional import (
     _multilabel_engine_update,
     _threshold_vector,
 )
-from evalkit.metrics.names import SAMPLE_SUMS
+from evalkit.metrics.extra import DEFAULT_KS, extras_block, row_values, weighted_row_sums
+from evalkit.metrics.names import SAMPLE_SUMS, row_keys
 from evalkit.metrics.threshold_free import exact_ap_auroc, key_dtype, streaming_ap_auroc
 from evalkit.metrics.values import MetricValues
+from evalkit.metrics.weighted import (check_sample_weight, row_means, weighted_ap_auroc, weighted_counts,
+                                      weighted_values)
 
 DEFAULT_BINS = 4096
 """Default number of streaming bins (see :class:`MultilabelEngine`)."""
@@ -72,7 +75,8 @@ class MultilabelEngine(Metric):
         threshold: scalar or ``(C,)``; a label is predicted iff probability >= threshold
             (:func:`~evalkit.metrics.functional.binarize`). Applies to probabilities also when ``scores="logits"``.
         beta: the F-beta reported besides F1, key ``f{beta:g}`` (``"f2"``, ``"f0.5"``).
-        zero_division: value of a 0/0 precision / recall / F (0.0 or 1.0, as scikit-learn).
+        zero_division: value of a 0/0 precision / recall / F (0.0, 1.0 or NaN, as scikit-learn; NaN
+            ratios are left out of the averages).
         threshold_free:
             ``"exact"``: keeps one int32 sort key per (sample, label) (int64 for float64
             probabilities and for logits), i.e. 4 (8) bytes x N x C, and computes AP / AUROC exactly at ``compute()``, matching
@@ -92,6 +96,7 @@ class MultilabelEngine(Metric):
             ``"none"``: threshold-free values are ``None``; nothing is kept but O(C) counters.
         bins: number of streaming bins (>= 16, default 4096).
         label_names: C names (``MetricValues.label_names``; default ``label_0 ..``).
+        ks: cut-offs of precision@k and nDCG@k (:mod:`evalkit.metrics.extra`; default 1, 3, 5).
         **kwargs: passed to ``torchmetrics.Metric`` (e.g. ``process_group``, ``sync_on_compute``,
             ``dist_sync_fn``).
 
@@ -99,7 +104,15 @@ class MultilabelEngine(Metric):
     exact keys with ``cat``): int64 tp/fp/fn/tn ``(C,)``, sample count, exact-match count,
     fixed-point per-sample sums ``(2, 6)``, coverage sum; exact: lists of int32 keys ``keys32``
     (float32 probabilities) and int64 keys ``keys64`` (float64 probabilities, logits), each ``(B, C)`` per batch;
-    streaming: histograms ``(2, C, bins)`` int64 and per-bin min / max ``(C, bins)`` float32.
+    streaming: histograms ``(2, C, bins)`` int64 and per-bin min / max ``(C, bins)`` float32;
+    always: weighted tp/fp/fn/tn ``wcounts`` ``(4, C)`` float64, fixed-point per-sample sums of
+    :func:`evalkit.metrics.extra.row_values` ``wrows`` ``(2, 2, K)`` int64 and ``n_weighted`` (rows
+    given with ``sample_weight``); exact: the rows' weights beside the keys (``weights32`` /
+    ``weights64``, 8 bytes per row). Without weights and with ``zero_division`` 0 / 1 the values
+    are those of the integer states (bit for bit as before); with weights or ``zero_division=nan``
+    they come from the weighted states (:mod:`evalkit.metrics.weighted`). ``MetricValues.extra``
+    holds the metrics of :mod:`evalkit.metrics.extra` (Jaccard, specificity, NPV, MCC, one-error,
+    P@k, nDCG@k, weighted / samples AP and AUROC).
     States live on the device of the inputs; the threshold-free computations run on CPU.
     :meth:`compute` returns :class:`~evalkit.metrics.values.MetricValues` (numpy arrays; JSON
     shaping: :func:`evalkit.report.metrics_block`), cached until the next ``update`` / ``reset``.
@@ -124,6 +137,7 @@ class MultilabelEngine(Metric):
         threshold_free: ThresholdFree = "exact",
         bins: int = DEFAULT_BINS,
         label_names: Sequence[str] | None = None,
+        ks: Sequence[int] = DEFAULT_KS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -137,6 +151,7 @@ class MultilabelEngine(Metric):
         self.threshold_free = threshold_free
         self.bins = int(bins)
         self.label_names = label_names
+        self.ks = _check_ks(ks)
         self._cmp_cache: dict = {}
         self._create_state(C, threshold_free, self.bins)
 
@@ -149,9 +164,16 @@ class MultilabelEngine(Metric):
         # fixed-point per-sample sums: rows = (hi, lo) limbs, columns = names.SAMPLE_SUMS
         self.add_state("sample_fx", default=torch.zeros((2, len(SAMPLE_SUMS)), dtype=torch.int64),
                        dist_reduce_fx="sum")
+        # weighted sums (evalkit.metrics.weighted): tp/fp/fn/tn, per-sample sums, rows given weights
+        self.add_state("wcounts", default=torch.zeros((4, num_labels), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("wrows", default=torch.zeros((2, 2, len(row_keys(self.ks))), dtype=torch.int64),
+                       dist_reduce_fx="sum")
+        self.add_state("n_weighted", default=torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
         if threshold_free == "exact":  # one dtype per state, so every rank gathers alike
             self.add_state("keys32", default=[], dist_reduce_fx="cat")
             self.add_state("keys64", default=[], dist_reduce_fx="cat")
+            self.add_state("weights32", default=[], dist_reduce_fx="cat")  # row weights beside the keys
+            self.add_state("weights64", default=[], dist_reduce_fx="cat")
         elif threshold_free == "streaming":
             self.add_state("hist", default=torch.zeros((2, num_labels, bins), dtype=torch.int64),
                            dist_reduce_fx="sum")
@@ -167,20 +189,25 @@ class MultilabelEngine(Metric):
         """The exact mode's key pieces: the int32 ones, then the int64 ones (each ``(B_i, C)``)."""
         return [k for name in ("keys32", "keys64") for k in _pieces(getattr(self, name, []))]
 
-    def update(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
+    def update(self, scores: torch.Tensor, targets: torch.Tensor, sample_weight=None) -> None:
         """Add a batch.
 
         Args:
             scores: ``(B, C)`` floating tensor (float16/bfloat16 are upcast to float32): logits
                 (any finite value) or probabilities in [0, 1], as declared at construction.
             targets: ``(B, C)`` tensor (bool, integer or float) with values in {0, 1}. B may be 0.
+            sample_weight: optional ``(B,)`` finite non-negative weights (array / tensor); a batch
+                without weights counts each row 1. Not with ``threshold_free="streaming"``.
         Raises:
             InputError: wrong type / shape / dtype, NaN or inf scores, probabilities outside
-                [0, 1], targets not in {0, 1}. The engine's state is unchanged on error.
+                [0, 1], targets not in {0, 1}, bad weights. The engine's state is unchanged on error.
         """
         _multilabel_engine_tensor_validation(scores, targets, self.num_labels, self.scores_kind)
         scores, targets = _multilabel_engine_format(scores, targets)
         B = scores.shape[0]
+        w = None if sample_weight is None else check_sample_weight(sample_weight, B)
+        if w is not None and self.threshold_free == "streaming":
+            raise InputError("sample_weight: not supported with threshold_free='streaming' (use 'exact' or 'none')")
         if B == 0:
             return
         keys = None
@@ -196,12 +223,31 @@ class MultilabelEngine(Metric):
         self.fn += true - tp
         self.tn += B - pred - true + tp
         self.n_samples += B
-        fx, exact, cov = _multilabel_engine_sample_sums(rows, ranked, self.num_labels, self.beta, self.zero_division)
+        zd = 0.0 if math.isnan(self.zero_division) else self.zero_division  # NaN: the weighted path's sums
+        fx, exact, cov = _multilabel_engine_sample_sums(rows, ranked, self.num_labels, self.beta, zd)
         self.sample_fx += torch.from_numpy(fx).to(scores.device)
         self.exact_match += exact
         self.coverage_sum += cov
+        self._update_weighted(scores, targets, counts, rows, ranked, w)
         if keys is not None:
-            (self.keys64 if keys.dtype == torch.int64 else self.keys32).append(keys)
+            wide = keys.dtype == torch.int64
+            (self.keys64 if wide else self.keys32).append(keys)
+            (self.weights64 if wide else self.weights32).append(
+                torch.ones(B, dtype=torch.float64, device=scores.device) if w is None else torch.from_numpy(w))
+
+    def _update_weighted(self, scores, targets, counts, rows, ranked, w) -> None:
+        """The weighted sums of a batch (``w`` None: unit weights, counts taken from ``counts``)."""
+        B = scores.shape[0]
+        if w is None:
+            tp, pred, true = counts.to(torch.float64)
+            self.wcounts += torch.stack([tp, pred - tp, true - tp, B - pred - true + tp])
+        else:
+            p = torch.sigmoid(scores) if self.scores_kind == "logits" else scores
+            self.wcounts += weighted_counts(p >= self._cmp_thresholds(scores.dtype, scores.device), targets != 0, w)
+            self.n_weighted += B
+        vals = row_values(scores.cpu().numpy(), targets.cpu().numpy(), rows, ranked, beta=self.beta,
+                          zero_division=self.zero_division, ks=self.ks)
+        self.wrows += torch.from_numpy(weighted_row_sums(vals, w)).to(scores.device)
 
     def _cmp_thresholds(self, dtype: torch.dtype, device) -> torch.Tensor:
         key = (dtype, str(device))
@@ -221,16 +267,31 @@ class MultilabelEngine(Metric):
         if N == 0:
             raise InputError("metrics: no samples were given (update() was never called with data)")
         tp, fp, fn, tn = (getattr(self, a).cpu().numpy().astype(np.int64) for a in ("tp", "fp", "fn", "tn"))
+        weighted = int(self.n_weighted) > 0
         ranked = None
-        if self.threshold_free == "exact":
+        if self.threshold_free == "exact" and weighted:
+            ranked = weighted_ap_auroc(np.concatenate(self._key_arrays()), self._weight_array())
+        elif self.threshold_free == "exact":
             ranked = exact_ap_auroc(self._key_arrays(), N, self.num_labels, tp + fn)
         elif self.threshold_free == "streaming":
             ranked = streaming_ap_auroc(self.hist.cpu().numpy(), self.bin_min.cpu().numpy(),
                                         self.bin_max.cpu().numpy())
-        return _multilabel_engine_compute(
+        wrows = self.wrows.cpu().numpy()
+        if weighted or math.isnan(self.zero_division):
+            return weighted_values(self.wcounts.cpu().numpy(), wrows, N, ranked, beta=self.beta,
+                                   zero_division=self.zero_division, thresholds=self.thresholds.numpy(),
+                                   label_names=self.label_names, ks=self.ks)
+        values = _multilabel_engine_compute(
             tp, fp, fn, tn, N, int(self.exact_match), int(self.coverage_sum), self.sample_fx.cpu().numpy(), ranked,
             beta=self.beta, zero_division=self.zero_division, thresholds=self.thresholds.numpy(),
             label_names=self.label_names)
+        return values._replace(extra=extras_block((tp, fp, fn, tn), row_means(wrows, self.ks), values.average_precision,
+                                                  values.auroc, zero_division=self.zero_division, ks=self.ks))
+
+    def _weight_array(self) -> np.ndarray:
+        """The row weights, aligned with :meth:`_key_arrays` (int32-key rows first)."""
+        pieces = [w.reshape(-1).cpu().numpy() for name in ("weights32", "weights64") for w in _pieces(getattr(self, name))]
+        return np.concatenate(pieces) if pieces else np.zeros(0)
 
     def _key_arrays(self) -> list[np.ndarray]:
         """Non-empty key pieces as ``(n_i, C)`` numpy arrays, int32 ones widened when any is int64."""
@@ -248,10 +309,22 @@ class MultilabelEngine(Metric):
         """
         available = distributed_available or self.distributed_available_fn
         if should_sync and self.threshold_free == "exact" and callable(available) and available():
-            for name, dtype in (("keys32", torch.int32), ("keys64", torch.int64)):
+            for name, dtype, shape in (("keys32", torch.int32, (0, self.num_labels)), ("weights32", torch.float64, (0,)),
+                                       ("keys64", torch.int64, (0, self.num_labels)), ("weights64", torch.float64, (0,))):
                 if isinstance(getattr(self, name), list) and not getattr(self, name):
-                    getattr(self, name).append(torch.zeros((0, self.num_labels), dtype=dtype, device=self.device))
+                    getattr(self, name).append(torch.zeros(shape, dtype=dtype, device=self.device))
         super().sync(dist_sync_fn, process_group, should_sync, distributed_available)
+
+
+def _check_ks(ks) -> tuple[int, ...]:
+    """The precision@k / nDCG@k cut-offs as a sorted tuple of distinct ints >= 1 (InputError otherwise)."""
+    try:
+        out = tuple(sorted({int(k) for k in ks}))
+    except (TypeError, ValueError):
+        raise InputError(f"ks: expected positive integers (e.g. 1,3,5), got {ks!r}") from None
+    if not out or out[0] < 1 or any(isinstance(k, bool) or float(k) != int(k) for k in ks):
+        raise InputError(f"ks: expected positive integers (e.g. 1,3,5), got {ks!r}")
+    return out
 
 
 def _pieces(state) -> list[torch.Tensor]:
@@ -269,6 +342,8 @@ def compute_metrics(
     label_names: Sequence[str] | None = None,
     threshold_free: ThresholdFree = "exact",
     batch_size: int | None = None,
+    sample_weight=None,
+    ks: Sequence[int] = DEFAULT_KS,
 ) -> MetricValues:
     """Compute every evalkit metric for ``(N, C)`` targets and scores in one call.
 
@@ -278,6 +353,8 @@ def compute_metrics(
         scores_kind: ``"logits"`` or ``"probabilities"`` (declared, never guessed).
         threshold, beta, zero_division, label_names, threshold_free: as :class:`MultilabelEngine`.
         batch_size: feed the engine in batches of this many rows (default: one update).
+        sample_weight: optional ``(N,)`` finite non-negative weights (scikit-learn's ``sample_weight``).
+        ks: cut-offs of precision@k / nDCG@k (default 1, 3, 5).
     Returns:
         :class:`~evalkit.metrics.values.MetricValues`; :func:`evalkit.report.metrics_block` turns it
         into the report's ``{"summary": {...}, "per_class": [...]}``.
@@ -294,9 +371,10 @@ def compute_metrics(
         raise InputError("targets: expected at least one sample (N >= 1), got N = 0")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    engine = MultilabelEngine(t.shape[1], scores=scores_kind, threshold=threshold, beta=beta,
+    engine = MultilabelEngine(t.shape[1], scores=scores_kind, threshold=threshold, beta=beta, ks=ks,
                               zero_division=zero_division, threshold_free=threshold_free, label_names=label_names)
+    w = None if sample_weight is None else check_sample_weight(sample_weight, t.shape[0])
     step = batch_size or t.shape[0]
     for i in range(0, t.shape[0], step):
-        engine.update(s[i:i + step], t[i:i + step])
+        engine.update(s[i:i + step], t[i:i + step], None if w is None else w[i:i + step])
     return engine.compute()

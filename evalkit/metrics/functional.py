@@ -50,6 +50,7 @@ import torch
 from evalkit.errors import InputError
 from evalkit.metrics import _kernels as K
 from evalkit.metrics._parallel import submit
+from evalkit.metrics.extra import prf
 from evalkit.metrics.names import SAMPLE_SUMS
 from evalkit.metrics.threshold_free import add_to_histogram, key_dtype, make_keys, make_logit_keys
 from evalkit.metrics.values import Averages, MetricValues, frozen
@@ -147,10 +148,10 @@ def _multilabel_engine_arg_validation(num_labels, scores, threshold_free, beta, 
         beta = float(beta)
     except (TypeError, ValueError):
         raise InputError(f"beta: expected a positive number, got {beta!r}") from None
-    if not (beta > 0 and math.isfinite(beta)):
-        raise InputError(f"beta: expected a positive finite number, got {beta!r}")
-    if zero_division not in (0, 1) or isinstance(zero_division, bool):
-        raise InputError(f"zero_division: expected 0.0 or 1.0, got {zero_division!r}")
+    if not beta >= 0:
+        raise InputError(f"beta: expected a number >= 0 (inf = recall, 0 = precision), got {beta!r}")
+    if isinstance(zero_division, bool) or not (zero_division in (0, 1) or _is_nan(zero_division)):
+        raise InputError(f"zero_division: expected 0.0, 1.0 or nan, got {zero_division!r}")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 16:
         raise InputError(f"bins: expected an integer >= 16, got {bins!r}")
     if label_names is not None:
@@ -337,20 +338,8 @@ def _chunk_stats(sc, tg, thr, scores_kind: ScoresKind, ranking: bool, keys_out, 
     return cols.to(torch.int64), rows.to(torch.int64).cpu().numpy(), ranked
 
 
-def _np_div(num, den, zd: float) -> np.ndarray:
-    """``num / den`` as float64, ``zd`` where ``den == 0`` (scikit-learn's ``zero_division``)."""
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    out = np.full(np.broadcast(num, den).shape, zd, dtype=np.float64)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
-
-
-def _prf(tp, pred, true, beta: float, zd: float) -> list[np.ndarray]:
-    """Precision, recall, F1, F-beta (float64, elementwise) from tp / predicted / true counts."""
-    b2 = beta**2
-    return [_np_div(tp, pred, zd), _np_div(tp, true, zd), _np_div(2.0 * tp, true + pred, zd),
-            _np_div((1 + b2) * tp, b2 * true + pred, zd)]
+def _is_nan(x) -> bool:
+    return isinstance(x, (float, np.floating)) and math.isnan(x)
 
 
 def _multilabel_engine_sample_sums(rows: np.ndarray, ranked, num_labels: int, beta: float, zero_division: float):
@@ -365,10 +354,10 @@ def _multilabel_engine_sample_sums(rows: np.ndarray, ranked, num_labels: int, be
     C = num_labels
     tpi, predi, truei = rows
     exact = int(((tpi == predi) & (tpi == truei)).sum())
-    vals = _prf(*(r.astype(np.float64) for r in rows), beta, zero_division)
+    vals = prf(*(r.astype(np.float64) for r in rows), beta, zero_division)
     cov = 0
     if ranked is not None:
-        Pr, ap, gt, min_a = ranked
+        Pr, ap, gt, min_a = ranked[:4]
         pairs = Pr * (C - Pr)
         informative = pairs > 0
         vals.append(np.where(informative, ap / np.maximum(Pr, 1), 1.0))  # LRAP
@@ -406,7 +395,7 @@ def _multilabel_engine_compute(tp, fp, fn, tn, n_samples: int, exact_match: int,
     zd = float(zero_division)
     support = tp + fn
     pred = tp + fp
-    per = _prf(tp, pred, support, beta, zd)
+    per = prf(tp, pred, support, beta, zd)
     per_acc = (tp + tn) / float(N)
     w = support.astype(np.float64)
 
@@ -414,7 +403,7 @@ def _multilabel_engine_compute(tp, fp, fn, tn, n_samples: int, exact_match: int,
         return float(np.average(x, weights=w)) if w.sum() > 0 else float(np.mean(x))
 
     micro_acc = float((tp.sum() + tn.sum()) / (N * C))
-    micro = Averages(micro_acc, *(float(v[0]) for v in _prf(tp.sum(keepdims=True), pred.sum(keepdims=True),
+    micro = Averages(micro_acc, *(float(v[0]) for v in prf(tp.sum(keepdims=True), pred.sum(keepdims=True),
                                                              support.sum(keepdims=True), beta, zd)))
     macro = Averages(float(np.mean(per_acc)), *(float(np.mean(v)) for v in per))
     weighted = Averages(avg(per_acc), *(avg(v) for v in per))

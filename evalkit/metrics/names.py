@@ -70,3 +70,14 @@ def label_key(label: str) -> str:
     if len(key) > LABEL_KEY_MAX:
         key = key[: LABEL_KEY_MAX - 18] + ":h" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return key
+
+
+ROW_VALUES = ("precision", "recall", "f1", "fbeta", "jaccard", "exact", "hamming", "lrap", "rloss", "coverage",
+              "ap", "auroc", "ranked", "one_error")
+"""Per-sample values of :func:`evalkit.metrics.extra.row_values`, before the top-k ones."""
+
+
+def row_keys(ks) -> tuple[str, ...]:
+    """Names of the per-sample values (rows of :func:`evalkit.metrics.extra.row_values`) for the
+    cut-offs ``ks``: :data:`ROW_VALUES`, then ``precision_at_<k>`` and ``ndcg_at_<k>`` per k."""
+    return (*ROW_VALUES, *(f"precision_at_{k}" for k in ks), *(f"ndcg_at_{k}" for k in ks))

@@ -87,6 +87,12 @@ class MetricValues(NamedTuple):
     label_ranking_loss: float | None
     mean_average_precision_all_labels: float | None = None
     labels_without_positives: int | None = None
+    extra: dict | None = None
+
+    # ``extra`` (:func:`evalkit.metrics.extra.extras_block`): ``per_label`` {jaccard, specificity,
+    # npv, mcc} float64 ``(C,)``; ``averages`` {metric: {micro, macro, weighted[, samples]}};
+    # ``scalars`` {average_precision_weighted / _samples, auroc_weighted / _samples, one_error,
+    # precision_at_<k>, ndcg_at_<k>}; ``ks``. With sample weights the counts are float64 weight sums.
 
     @property
     def num_labels(self) -> int:

@@ -1,4 +1,10 @@
-"""Paired significance tests for comparing groups of runs (e.g. losses) over matched seeds."""
+"""Statistics for comparing and qualifying results.
+
+Here: the paired t-test over matched seeds used by ``evalkit compare``. Submodules:
+:mod:`evalkit.stats.bootstrap` (bootstrap confidence intervals over test rows),
+:mod:`evalkit.stats.rowstats` (the per-row sufficient statistics they resample) and
+:mod:`evalkit.stats.paired` (paired bootstrap differences and McNemar's test of two score sets).
+"""
 
 from __future__ import annotations
 

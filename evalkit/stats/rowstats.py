@@ -1,0 +1,286 @@
+"""Per-row sufficient statistics of the headline metrics, for resampling rows in one vectorised pass.
+
+A bootstrap resample (or any re-weighting) of the N test rows is a weight vector ``W`` ``(N,)``;
+R of them form ``W`` ``(R, N)``. Every headline metric is a function of weighted sums of per-row
+contributions, so R resamples cost a few matrix products, not R evaluations:
+
+* per-label tp / predicted / true counts: sparse ``(N, C)`` 0/1 matrices M, resampled counts
+  ``W @ M`` ``(R, C)`` (cost R x nnz) -> micro / macro / weighted precision, recall, F1, F-beta;
+* per-sample values ``(K, N)`` (:func:`evalkit.metrics.extra.row_values`: samples-averaged
+  precision ... F-beta, exact match, Hamming, LRAP) -> ``W @ values`` (NaN-aware);
+* AP / AUROC per label (-> mAP, macro AUROC), two ways:
+  ``"exact"``: each label's rows sorted once (descending score, tie groups); a chunk of resamples
+  gathers its weights in that order and takes cumulative sums at the tie groups' ends
+  (:func:`evalkit.metrics.weighted.ap_auroc_from_cums`). Cost R x N x C, memory chunk x N.
+  ``"linear"``: the first-order (delta-method) expansion around the observed data,
+  ``AP(W) ~ AP + c W @ g`` with ``g`` the empirical influence of each row on the label's AP /
+  AUROC (derivatives of the weighted AP / Mann-Whitney statistic, computed from one sort per
+  label in O(N log N)); the label means give one ``(N,)`` influence vector for mAP and one for
+  macro AUROC, so R resamples cost one ``(R, N) @ (N,)`` product. Accurate to second order in
+  1/sqrt(N) (checked against ``"exact"`` in the tests); ``"auto"`` uses exact while
+  R x N x C <= :data:`EXACT_BUDGET`.
+
+All resampled values follow the engine's definitions (zero_division, NaN-aware averages), and
+:func:`resampled_metrics` with ``W = 1`` reproduces the engine's point estimates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from evalkit.metrics.extra import prf
+from evalkit.metrics.names import AVERAGES, row_keys
+from evalkit.metrics.weighted import ap_auroc_from_cums, group_ends
+
+EXACT_BUDGET = 3e8
+"""``ranking="auto"`` resamples AP / AUROC exactly while resamples x rows x labels stays below this."""
+
+HEADLINE_SCALARS = ("subset_accuracy", "hamming_loss", "mean_average_precision", "macro_auroc",
+                    "label_ranking_average_precision")
+"""Scalar headline metrics with intervals (besides ``<average>.<precision|recall|f1|fbeta>``)."""
+
+_ROW = {"subset_accuracy": "exact", "hamming_loss": "hamming", "label_ranking_average_precision": "lrap"}
+_SAMPLES = ("precision", "recall", "f1", "fbeta")
+
+
+@dataclass(frozen=True)
+class RowStats:
+    """Per-row contributions of one evaluation (built by :func:`row_stats`).
+
+    Attributes:
+        counts: uint8 ``(N, 3C)`` = [tp | predicted | true] 0/1 per row and label.
+        values: float64 ``(K, N)`` per-sample values (NaN = undefined), ``keys`` their names.
+        weights: float64 ``(N,)`` sample weights (ones without ``sample_weight``).
+        ranking: ``None`` (no threshold-free metrics) or a dict: ``order`` int32 ``(C, N)`` rows by
+            descending score per label (``None`` unless kept for exact resampling), ``ends`` list of
+            bool masks of tie-group ends, ``y`` targets ``(C, N)``, ``ap_inf`` / ``auc_inf`` float64
+            ``(N,)`` influence of each row on mAP / macro AUROC, ``ap`` / ``auc`` the observed means.
+        beta, zero_division: as the engine's.
+    Memory: N x (3C + 8K + 16) bytes plus, for exact ranking resampling, 5 bytes x N x C.
+    """
+
+    counts: np.ndarray
+    values: np.ndarray
+    keys: tuple[str, ...]
+    weights: np.ndarray
+    ranking: dict | None
+    beta: float
+    zero_division: float
+
+    @property
+    def n_rows(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def n_labels(self) -> int:
+        return self.counts.shape[1] // 3
+
+
+def row_stats(targets, scores, *, scores_kind: str, thresholds, beta: float, zero_division: float = 0.0,
+              sample_weight=None, ranking: bool = True, exact_order: bool = True) -> RowStats:
+    """The per-row statistics of ``(N, C)`` targets and scores (decisions exactly as the engine's).
+
+    Args:
+        targets: ``(N, C)`` in {0, 1}; scores: ``(N, C)`` logits or probabilities (``scores_kind``).
+        thresholds: ``(C,)`` decision thresholds (probability >= threshold).
+        sample_weight: optional ``(N,)`` non-negative weights.
+        ranking: also prepare mAP / macro AUROC; exact_order: keep the per-label sort orders
+            (4 bytes x N x C) for ``ranking="exact"`` resampling.
+    Raises:
+        InputError: invalid inputs (as :func:`evalkit.metrics.compute_metrics`).
+    """
+    import torch
+
+    from evalkit.metrics.extra import row_values
+    from evalkit.metrics.functional import (_as_tensor, _comparable_threshold, _multilabel_engine_format,
+                                            _multilabel_engine_tensor_validation, _multilabel_engine_update,
+                                            _threshold_vector)
+    from evalkit.metrics.weighted import check_sample_weight
+
+    t, s = _as_tensor(targets, "targets"), _as_tensor(scores, "scores")
+    C = t.shape[1] if t.ndim == 2 else 0
+    _multilabel_engine_tensor_validation(s, t, C, scores_kind)
+    s, t = _multilabel_engine_format(s, t)
+    thr = _comparable_threshold(_threshold_vector(thresholds, C), s.dtype, s.device)
+    _, rows, ranked = _multilabel_engine_update(s, t, thr, scores_kind, ranking=ranking)
+    y = (t != 0).numpy()
+    pred = ((torch.sigmoid(s) if scores_kind == "logits" else s) >= thr).numpy()
+    S = s.numpy()
+    w = np.ones(len(y)) if sample_weight is None else check_sample_weight(sample_weight, len(y))
+    ks = (1,)
+    vals = row_values(S, y, rows, ranked, beta=beta, zero_division=zero_division, ks=ks)
+    keep = [row_keys(ks).index(k) for k in (*_SAMPLES, "exact", "hamming", "lrap")]
+    counts = np.concatenate([y & pred, pred, y], axis=1).view(np.uint8)
+    rk = _ranking_stats(S, y, w, exact_order) if ranking else None
+    return RowStats(counts, vals[keep], (*_SAMPLES, "exact", "hamming", "lrap"), w, rk, float(beta), float(zero_division))
+
+
+def _ranking_stats(S: np.ndarray, y: np.ndarray, w: np.ndarray, exact_order: bool) -> dict:
+    """Sort orders and influence vectors of AP / AUROC per label (see the module docstring)."""
+    N, C = S.shape
+    St, yt = np.ascontiguousarray(S.T), np.ascontiguousarray(y.T)
+    order = np.empty((C, N), dtype=np.int32) if exact_order else None
+    ends, aps, aucs = [], [], []
+    ap_inf, auc_inf = np.zeros(N), np.zeros(N)
+    for j in range(C):
+        o = _descending(St[j])
+        last = group_ends(St[j][o])
+        if exact_order:
+            order[j] = o
+            ends.append(last)
+        ap, auc, g_ap, g_auc = _influence(last, yt[j][o], w[o])
+        aps.append(ap)
+        aucs.append(auc)
+        if g_ap is not None:
+            ap_inf[o] += g_ap
+        if g_auc is not None:
+            auc_inf[o] += g_auc
+    aps, aucs = np.array(aps), np.array(aucs)
+    n_ap, n_auc = max(1, int((~np.isnan(aps)).sum())), max(1, int((~np.isnan(aucs)).sum()))
+    return {"order": order, "ends": ends, "y": yt, "ap_inf": ap_inf / n_ap, "auc_inf": auc_inf / n_auc,
+            "ap": _mean_defined(aps), "auc": _mean_defined(aucs)}
+
+
+def _descending(col: np.ndarray) -> np.ndarray:
+    """Row order by descending score (tied rows adjacent, in any order): for float32 one SIMD sort
+    of int64 keys (monotone score bits << 32 | row), ~3.5x faster than ``argsort``."""
+    n = col.size
+    if col.dtype != np.float32 or n >= 2**31:
+        return np.argsort(col)[::-1]
+    bits = col.view(np.int32)
+    mono = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).astype(np.int64)  # IEEE order -> integer order
+    keys = (mono << 32) | np.arange(n, dtype=np.int64)
+    keys.sort()
+    return (keys[::-1] & 0xFFFFFFFF).astype(np.int32)
+
+
+def _mean_defined(x: np.ndarray) -> float:
+    return float(np.nanmean(x)) if not np.isnan(x).all() else math.nan
+
+
+def _influence(last: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """AP, AUROC and each row's influence (derivative w.r.t. its weight) for one label.
+
+    Args: rows sorted by descending score; ``last`` marks tie-group ends; y bool; w weights.
+    Returns: ``(ap, auroc, g_ap (N,), g_auc (N,))`` in the sorted order; AP NaN without positive
+    weight, AUROC NaN without both classes (their influences are then zeros).
+    """
+    gid = np.concatenate(([0], np.cumsum(last[:-1]))) if last.size else last.astype(np.int64)
+    yw = np.where(y, w, 0.0)
+    pg = np.bincount(gid, weights=yw)
+    ng = np.bincount(gid, weights=w - yw)
+    Pw, Nw = pg.sum(), ng.sum()
+    if Pw <= 0:
+        return math.nan, math.nan, None, None
+    allg = np.cumsum(pg + ng)
+    prec = np.divide(np.cumsum(pg), allg, out=np.zeros_like(allg), where=allg > 0)
+    ap = float((pg * prec).sum() / Pw)
+    q = np.divide(pg, allg, out=np.zeros_like(allg), where=allg > 0)
+    Q, Rr = np.cumsum(q[::-1])[::-1], np.cumsum((q * prec)[::-1])[::-1]
+    g_ap = (y * (prec[gid] + Q[gid] - ap) - Rr[gid]) / Pw
+    if Nw <= 0:
+        return ap, math.nan, g_ap, None
+    below = Nw - np.cumsum(ng) + 0.5 * ng
+    above = np.cumsum(pg) - pg + 0.5 * pg
+    auc = float((pg * below).sum() / (Pw * Nw))
+    g_auc = np.where(y, below[gid], above[gid]) / (Pw * Nw) - auc * np.where(y, 1.0 / Pw, 1.0 / Nw)
+    return ap, auc, g_ap, g_auc
+
+
+def resampled_metrics(st: RowStats, W: np.ndarray, ranking: str = "linear") -> dict[str, np.ndarray]:
+    """Every headline metric under R row weightings.
+
+    Args:
+        st: :func:`row_stats`; W: float ``(R, N)`` resample weights (counts of each row; ones =
+            the observed data); ranking: ``"exact"`` or ``"linear"`` (module docstring).
+    Returns:
+        ``{"<average>.<precision|recall|f1|fbeta>": (R,), <HEADLINE_SCALARS>: (R,)}`` float64
+        (NaN where undefined in a resample, e.g. no positive weight left for any label).
+    """
+    Ww = W if np.all(st.weights == 1.0) else np.asarray(W, dtype=np.float64) * st.weights
+    counts, vsum, wsum = _products(st, Ww)
+    tp, pred, true = np.split(counts, 3, axis=1)
+    zd = st.zero_division
+    out = {f"micro.{k}": v for k, v in zip(_SAMPLES, prf(tp.sum(1), pred.sum(1), true.sum(1), st.beta, zd))}
+    per = prf(tp, pred, true, st.beta, zd)
+    for k, v in zip(_SAMPLES, per):
+        out[f"macro.{k}"] = _nan_mean(v, None)
+        out[f"weighted.{k}"] = _nan_mean(v, true)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = vsum / wsum
+    for i, k in enumerate(st.keys):
+        if k in _SAMPLES:
+            out[f"samples.{k}"] = means[:, i]
+    for name, k in _ROW.items():
+        out[name] = means[:, st.keys.index(k)]
+    if st.ranking is not None:
+        out["mean_average_precision"], out["macro_auroc"] = (
+            _ranking_exact(st, Ww) if ranking == "exact" else _ranking_linear(st, Ww))
+    return out
+
+
+def _products(st: RowStats, Ww: np.ndarray, block: int = 1 << 14):
+    """``Ww @ counts`` ``(R, 3C)``, ``Ww @ values`` and ``Ww @ defined`` ``(R, K)`` (float64) by BLAS
+    over row blocks, casting a block at a time (memory O(R x block + block x C)). The 0/1 counts
+    use float32 when every weight is a whole number with sums below 2^24 (exact), else float64."""
+    dt = np.float32 if Ww.sum(1).max() < 2**24 and np.array_equal(Ww, np.rint(Ww)) else np.float64
+    R, K = Ww.shape[0], st.values.shape[0]
+    counts = np.zeros((R, st.counts.shape[1]))
+    vsum, wsum = np.zeros((R, K)), np.zeros((R, K))
+    for r0 in range(0, st.n_rows, block):
+        Wb = Ww[:, r0:r0 + block]
+        counts += Wb.astype(dt) @ st.counts[r0:r0 + block].astype(dt)
+        v = st.values[:, r0:r0 + block].T
+        ok = ~np.isnan(v)
+        Wb64 = Wb.astype(np.float64)
+        vsum += Wb64 @ np.where(ok, v, 0.0)
+        wsum += Wb64 @ ok.astype(np.float64)
+    return counts, vsum, wsum
+
+
+def _nan_mean(v: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Row-wise NaN-aware mean of ``(R, C)``, weighted when the weights' sum is positive."""
+    ok = ~np.isnan(v)
+    v0 = np.where(ok, v, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        plain = v0.sum(1) / ok.sum(1)
+        if weights is None:
+            return plain
+        ws = np.where(ok, weights, 0.0).sum(1)
+        return np.where(ws > 0, (v0 * weights).sum(1) / np.where(ws > 0, ws, 1.0), plain)
+
+
+def _ranking_linear(st: RowStats, Ww: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rk = st.ranking
+    c = st.weights.sum() / Ww.sum(1, dtype=np.float64)
+    lin = Ww @ np.stack([rk["ap_inf"], rk["auc_inf"]], axis=1)
+    return rk["ap"] + c * lin[:, 0], rk["auc"] + c * lin[:, 1]
+
+
+def _ranking_exact(st: RowStats, Ww: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rk = st.ranking
+    R, C = Ww.shape[0], len(rk["ends"])
+    ap, auc = np.full((R, C), np.nan), np.full((R, C), np.nan)
+    for j in range(C):
+        o, last = rk["order"][j], rk["ends"][j]
+        ys = rk["y"][j][o]
+        if not ys.any():
+            continue
+        ws = Ww[:, o]
+        cum_all = np.cumsum(ws, axis=1)[:, last]
+        ws[:, ~ys] = 0.0
+        tps = np.cumsum(ws, axis=1)[:, last]
+        a, u = ap_auroc_from_cums(tps, cum_all - tps)
+        ap[:, j] = np.where(tps[:, -1] > 0, a, np.nan)
+        auc[:, j] = u
+    return _nan_mean(ap, None), _nan_mean(auc, None)
+
+
+def headline_names(beta_key: str) -> dict[str, tuple[str, str]]:
+    """Resampled name -> (summary block or ``""`` for a scalar, report key), e.g.
+    ``"macro.fbeta" -> ("macro", "f2")``, ``"macro_auroc" -> ("", "macro_auroc")``."""
+    out = {f"{avg}.{k}": (avg, beta_key if k == "fbeta" else k) for avg in AVERAGES for k in _SAMPLES}
+    return out | {k: ("", k) for k in HEADLINE_SCALARS}
