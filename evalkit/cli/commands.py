@@ -199,21 +199,13 @@ def evaluate(
     """
     with user_errors():
         from evalkit.cli.ui import ConsoleRenderer
+        from evalkit.spec import load_evaluate_spec
         from evalkit.workflows.job import evaluate_job
 
-        values: dict[str, Any] = {}
-        if spec:
-            from evalkit.spec import load_evaluate_spec
-
-            values = load_evaluate_spec(spec)
-            if "gate" in values:
-                values["gates"] = values.pop("gate")
         given = collect(EvaluateJobConfig, dict(options), ctx)
         if no_per_class:
             given["per_class"] = "none"
-        if "reader_options" in given and "reader_options" in values:
-            given["reader_options"] = values["reader_options"] | given["reader_options"]
-        config = EvaluateJobConfig(**(values | given))
+        config = load_evaluate_spec(spec, given) if spec else EvaluateJobConfig(**given)
         _terminate_on_sigterm()
         out = console()
         result = evaluate_job(config, on_event=_split_renderer(ConsoleRenderer(out), ConsoleRenderer(console(stderr=True))))
