@@ -167,10 +167,10 @@ class Spec:
 
     def _check_loss_options(self, config, cell: dict, overrides: dict, section: str) -> None:
         """The ``[loss_options]`` table against the cell's loss (names and numbers), located in the file."""
-        from evalkit.losses import get_loss_spec, loss_options
+        from evalkit.losses import get_loss_spec
 
         try:
-            loss_options(config.loss, config.loss_options)
+            config.loss_settings  # noqa: B018 -- checks the options against the loss
         except InputError as e:
             if "loss_options" in overrides or "loss" in overrides:
                 raise
