@@ -108,7 +108,7 @@ class RunLogger:
         if not self.offline:
             try:
                 mlflow = mlflow_for(self.tracking_uri)
-                exp_id = get_or_create_experiment(self.tracking_uri, self.experiment)
+                exp_id = get_or_create_experiment(self.tracking_uri, self.experiment, self.timeout)
                 tag_experiment(self.tracking_uri, exp_id)
                 run = retry_busy(lambda: mlflow.start_run(experiment_id=exp_id, run_name=self.run_name,
                                                           tags=tags, nested=self.nested))

@@ -344,13 +344,14 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
-def get_or_create_experiment(tracking_uri: str, name: str) -> str:
-    """The id of experiment ``name``, created (artifacts beside a SQLite store) when missing.
+def get_or_create_experiment(tracking_uri: str, name: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """The id of experiment ``name``, created (artifacts beside a SQLite store) when missing; the
+    store is opened first within ``timeout`` seconds (:func:`ensure_store`).
 
     Raises:
         InfraError (exit 3): the store is unreachable or refuses the call.
     """
-    ensure_store(tracking_uri)
+    ensure_store(tracking_uri, timeout)
     from mlflow.exceptions import MlflowException
 
     client = client_for(tracking_uri)
