@@ -125,7 +125,7 @@ def test_evaluate_gates_pass_fail_exit_codes_report_and_tags(store, cli, tmp_pat
     f2 = rep["summary"]["macro"]["f2"]
     # a failing gate: exit 1, printed with value and bound
     res = cli("evaluate", "--predictions", pred, "--gate", "test/macro_f2>=0.999", "--trigger", "scheduled",
-              "--job", "nightly", "-o", out, "--no-per-class")
+              "--job", "nightly", "-o", out, "--force", "--no-per-class")
     assert res.exit_code == 1, res.output
     assert "FAIL" in res.output and f"test/macro_f2 = {f2:.4f}, bound >= 0.999" in res.output
     rep = json.loads(out.read_text())
@@ -195,6 +195,8 @@ def test_spec_file_sets_evaluate_options(store, cli, tmp_path):
     assert rep["job"] == {"name": "from-spec", "trigger": "scheduled", "experiment": "evalkit"}
     # the command line wins over the spec
     res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class")
+    assert res.exit_code == 2 and "r.json already exists; add --force" in res.output  # the spec's output is kept
+    res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class", "--force")
     assert res.exit_code == 0, res.output
 
 

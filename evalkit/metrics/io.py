@@ -185,6 +185,7 @@ def _iter_npz(p: Path, batch_size: int) -> Iterator[Batch]:
             s = scores.read(start, rows)
             if t.shape[0] != rows or s.shape[0] != rows:
                 raise InputError(f"{where}: archive is truncated (expected {N} rows)")
+            _check_targets_present(t, where, [f"'targets' column {j}" for j in range(C)], start)
             yield t, s, kind_name, labels
 
 
@@ -214,6 +215,16 @@ def _columns(names: list[str], where: str) -> tuple[list[str], list[str], list[s
         raise InputError(f"{where}: labels of target and {prefix[:-1]} columns differ "
                          f"(no score for {missing[:5]}, no target for {extra[:5]})")
     return labels, tcols, [prefix + x for x in labels], kind
+
+
+def _check_targets_present(t: np.ndarray, where: str, columns: list[str], first_row: int) -> None:
+    """Raise InputError naming the first empty (NaN) or infinite target cell of a batch ``(rows, C)``
+    whose first row is data row ``first_row`` (0-based); nothing to check for integer targets."""
+    if t.dtype.kind != "f" or np.isfinite(t).all():
+        return
+    r, c = np.argwhere(~np.isfinite(t))[0]
+    raise InputError(f"{where}: {columns[c]} is empty or not finite in data row {first_row + int(r) + 1}; "
+                     "expected 0 or 1")
 
 
 def _stack(columns: list[np.ndarray], where: str, what: str, floating: bool) -> np.ndarray:
@@ -324,6 +335,7 @@ def _iter_csv(p: Path, batch_size: int) -> Iterator[Batch]:
                 raise InputError(f"{where}: columns contain non-numeric values")
             if s.dtype.kind != "f":
                 s = s.astype(np.float64)
+            _check_targets_present(t, where, tcols, int(chunk.index[0]) if len(chunk) else 0)
             yield t, s, kind, labels
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise InputError(f"{where}: cannot parse CSV ({e})") from None

@@ -137,6 +137,8 @@ class RunLogger:
         if self.run_id is not None:
             import mlflow
 
+            if status == "FAILED" and exc is not None and not self.offline:
+                self._note_failure(exc)
             final = "FAILED" if self.offline else status  # offline: FAILED until sync-spool sets the real one
             try:
                 mlflow.end_run(status=final)  # pops the active run first, then sets the status
@@ -160,6 +162,15 @@ class RunLogger:
                 where = f"; the results could not be spooled either: {e}"
         if exc_type is None:
             raise InfraError(f"{self.offline}{where}")
+
+    def _note_failure(self, exc: BaseException) -> None:
+        """Tag the failed run with why (``evalkit.error``, e.g. out of memory); never raises."""
+        from evalkit.errors import failure_note
+
+        try:
+            client_for(self.tracking_uri).set_tag(self.run_id, "evalkit.error", failure_note(exc))
+        except Exception:  # a note must never mask the original error
+            pass
 
     def go_offline(self, e: BaseException) -> None:
         """Switch to journaling (first failure wins as the reason); ``e``: the store error. Only a
