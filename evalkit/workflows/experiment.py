@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from evalkit.config import RunConfig
@@ -15,6 +15,9 @@ from evalkit.errors import InfraError, InputError
 from evalkit.report import Report
 from evalkit.workflows.events import EventCallback, make_emitter
 from evalkit.workflows.training import Trained
+
+if TYPE_CHECKING:
+    from evalkit.tracking.settings import TrackingSettings
 
 
 
@@ -87,7 +90,7 @@ class _Setup:
     config: RunConfig
     strategy: Any
     device: str
-    store: Any  # TrackingSettings, or None when not tracked
+    store: TrackingSettings | None  # None when not tracked
     splits: Any
     std_stats: Any
     raw: Any

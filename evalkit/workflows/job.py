@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalkit.config import EvaluateJobConfig
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, InfraError, InputError
 from evalkit.report import Report
 from evalkit.workflows.events import EventCallback, make_emitter
+
+if TYPE_CHECKING:
+    from evalkit.tracking.settings import TrackingSettings
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
     return _finish(config, gates, report, store, emit, store_error, baseline)
 
 
-def _checked_baseline(cfg: EvaluateJobConfig, gates: list, store) -> tuple[str | None, dict]:
+def _checked_baseline(cfg: EvaluateJobConfig, gates: list, store: TrackingSettings) -> tuple[str | None, dict]:
     """``(store error or None, baseline)``: the store's answer and the baseline run, whose status and
     metrics are checked (:func:`evalkit.gates.check_baseline`)."""
     from evalkit.gates import check_baseline
@@ -121,7 +125,7 @@ def _evaluate(cfg: EvaluateJobConfig, emit) -> Report:
     return report
 
 
-def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store, emit,
+def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: TrackingSettings | None, emit,
             store_error: str | None, baseline: dict | None) -> JobResult:
     """Gates, output, tracking: the job's second half (``store``: the job's
     :class:`~evalkit.tracking.TrackingSettings`, None when nothing is tracked or read; ``baseline``:
@@ -189,7 +193,7 @@ def _baseline(cfg: EvaluateJobConfig, store: str, store_error: str | None) -> di
     return baseline_run(store, cfg.experiment, cfg.baseline, job=cfg.job_name, model_uri=cfg.model)
 
 
-def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, store,
+def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, store: TrackingSettings,
            store_error: str | None) -> str | None:
     """Log the job's run to ``store`` (:class:`~evalkit.tracking.TrackingSettings`); its run id (None
     when spooled)."""
