@@ -9,10 +9,13 @@ types, help and shown defaults: :mod:`evalkit.cli.options`), TOML specs are vali
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from evalkit.budget import EPOCH_WORK, budget_batch_size, budget_epochs, budget_folds, budget_update  # noqa: F401
 
 #: largest hidden layer / batch accepted (a typo such as 2000000000 is refused before any allocation)
 MAX_WIDTH = 1 << 16
@@ -23,6 +26,12 @@ DATASETS_DIR = "datasets/mulan"
 #: reader options a data file may take (``--label-file`` ...); see ``evalkit datasets``
 READER_OPTIONS = ("label_file", "meka_labels", "label_columns", "label_prefix", "label_list_column",
                   "label_sep", "drop_columns")
+#: seconds every command waits for the tracking store (``--tracking-timeout``): the one place this
+#: default is written (RunConfig, EvaluateJobConfig, ``runs reap``, ``sync-spool`` and
+#: :class:`evalkit.tracking.settings.TrackingSettings` read it from here)
+TRACKING_TIMEOUT = 10.0
+#: the longest ``--tracking-timeout`` accepted (seconds)
+MAX_TRACKING_TIMEOUT = 3600.0
 
 
 def _not_bool(v: Any) -> Any:
@@ -59,6 +68,25 @@ def _checked(check, v: str, prefix: str) -> str:
 
 #: a float that is not a boolean (TOML ``true`` is not 1.0)
 _Number = Annotated[float, BeforeValidator(_not_bool)]
+
+
+def _tracking_timeout_field():
+    """The ``tracking_timeout`` field of :class:`RunConfig` and :class:`EvaluateJobConfig` (one definition)."""
+    return Field(TRACKING_TIMEOUT, gt=0, le=MAX_TRACKING_TIMEOUT, description="Seconds to wait for the tracking store "
+                 "before failing with exit 3 (results are spooled to mlruns/spool; see sync-spool).")
+
+
+@lru_cache(maxsize=256)
+def threshold_strategy(text: str):
+    """The parsed :class:`~evalkit.thresholds.ThresholdStrategy` of a ``threshold`` value (cached: a
+    strategy is immutable, so the config's validator and every later use share one parse).
+
+    Raises:
+        InputError: ``--threshold: ...`` an unknown strategy, T outside (0, 1), K not a whole number >= 1.
+    """
+    from evalkit.thresholds import parse_strategy
+
+    return parse_strategy(text)
 
 
 class RunConfig(BaseModel):
@@ -129,6 +157,7 @@ class RunConfig(BaseModel):
     # tracking / output
     experiment: str = Field("evalkit", description="MLflow experiment name.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")
+    tracking_timeout: float = _tracking_timeout_field()
     run_name: str | None = Field(None, description="MLflow run name.")
     log_model: bool = Field(True, description="Log the model to MLflow.")
     register_model: str | None = Field(None, description="Register the logged model under NAME in the MLflow model registry.")
@@ -142,14 +171,14 @@ class RunConfig(BaseModel):
             raise ValueError(f"hidden layer sizes must lie in 1..{MAX_WIDTH}")
         return v
 
-    @field_validator("lr", "weight_decay", "beta", "input_noise", "dropout", "val_size", "test_size")
+    @field_validator("lr", "weight_decay", "beta", "input_noise", "dropout", "val_size", "test_size", "tracking_timeout")
     @classmethod
     def _is_finite(cls, v: float) -> float:
         return _finite(v)
 
     _strict_numbers = field_validator("val_size", "test_size", "hidden", "dropout", "lr", "weight_decay", "epochs",
                                       "batch_size", "patience", "input_noise", "folds", "seed", "threads",
-                                      "fold_processes", "beta", mode="before")(_elementwise_not_bool)
+                                      "fold_processes", "beta", "tracking_timeout", mode="before")(_elementwise_not_bool)
 
     @field_validator("loss")
     @classmethod
@@ -161,9 +190,7 @@ class RunConfig(BaseModel):
     @field_validator("threshold")
     @classmethod
     def _known_threshold(cls, v: str) -> str:
-        from evalkit.thresholds import parse_strategy
-
-        return _checked(parse_strategy, v, "--threshold: ")
+        return _checked(threshold_strategy, v, "--threshold: ")
 
     @model_validator(mode="after")
     def _options_apply(self) -> "RunConfig":
@@ -171,7 +198,7 @@ class RunConfig(BaseModel):
         fields = type(self).model_fields
         if self.monitor == "none" and self.patience != fields["patience"].default:
             _refuse("--patience", "early stopping (--monitor val_loss, val_map, ...)", "--monitor none")
-        tuned = self.threshold.strip() in ("joint", "global", "per-class")
+        tuned = self.threshold_strategy.name in ("joint", "global", "per-class")
         if not tuned and self.objective != fields["objective"].default:
             _refuse("--objective", "tuned thresholds (--threshold joint, global or per-class)",
                     f"--threshold {self.threshold}")
@@ -179,40 +206,38 @@ class RunConfig(BaseModel):
             _refuse("--fold-processes", "cross-fitting (--folds 2 or more)", "--folds 1")
         return self
 
+    @property
+    def threshold_strategy(self):
+        """``threshold`` parsed: the :class:`~evalkit.thresholds.ThresholdStrategy` every stage uses
+        (validated with the config; ``threshold`` stays the text that params, specs and MLflow record)."""
+        return threshold_strategy(self.threshold)
+
+    @property
+    def loss_settings(self) -> dict[str, float]:
+        """``loss_options`` checked against ``loss`` and completed with its documented defaults
+        (``{"alpha": 0.25, "gamma": 2.0}`` for focal): what the loss is built with and params record.
+
+        Raises:
+            InputError: ``--loss-option: ...`` an option the loss does not take, or a bad value.
+        """
+        from evalkit.losses import loss_options
+
+        return loss_options(self.loss, self.loss_options)
+
     def with_budget(self, n_train: int, n_features: int, n_labels: int) -> "RunConfig":
         """This config with ``folds``, ``epochs`` and ``batch_size`` set by the training-budget rule
-        (``budget = "auto"``; fields given explicitly are kept). ``n_train``: rows of train + validation.
-
-        The rule (README "Training budget"), with ``W = n_train x (F + C) x width`` the multiply-adds
-        of one epoch of the MLP (``width`` = the sum of the hidden sizes):
-
-        * ``folds``: 5 up to 3,000 rows, 3 up to 8,000, else 1 (one model and a validation split);
-        * ``batch_size``: 64, doubled (at most to 512) while an epoch has more than 100 steps;
-        * ``epochs``: 150, cut to ``EPOCH_WORK / (folds x W)`` (at least 20) on large problems.
-        """
-        if self.budget == "off":
-            return self
-        given = self.model_fields_set
-        update: dict[str, Any] = {}
-        folds = self.folds if "folds" in given else budget_folds(n_train)
-        if "folds" not in given:
-            update["folds"] = folds
-        per_fold = int(n_train * (1 - self.val_size)) if folds == 1 else n_train * (folds - 1) // folds
-        if "batch_size" not in given:
-            update["batch_size"] = budget_batch_size(per_fold)
-        if "epochs" not in given:
-            width = sum(self.hidden) if self.hidden else 1
-            update["epochs"] = budget_epochs(per_fold * (n_features + n_labels) * width, folds, self.epochs)
+        (:func:`evalkit.budget.budget_update`; ``budget = "auto"``; fields given explicitly are kept).
+        ``n_train``: rows of train + validation; ``n_features`` / ``n_labels``: F and C."""
+        update = budget_update(self, n_train, n_features, n_labels) if self.budget == "auto" else {}
         return self.model_copy(update=update) if update else self
 
     def params(self) -> dict[str, Any]:
         """Flat params for tracking: every field but paths of outputs, ``hidden`` as ``"512,256"``,
         loss options as ``loss.<name>`` (with their defaults) and reader options as ``data.<name>``."""
-        from evalkit.losses import loss_options
-
-        p = self.model_dump(exclude={"reader_options", "loss_options", "tracking_uri", "output", "experiment", "run_name"})
+        p = self.model_dump(exclude={"reader_options", "loss_options", "tracking_uri", "tracking_timeout", "output",
+                                     "experiment", "run_name"})
         p["hidden"] = ",".join(map(str, self.hidden))
-        for k, v in loss_options(self.loss, self.loss_options).items():
+        for k, v in self.loss_settings.items():
             p[f"loss.{k}"] = v
         for k, v in self.reader_options.items():
             p[f"data.{k}"] = v
@@ -227,31 +252,6 @@ class RunConfig(BaseModel):
 AUTO_CANDIDATES: dict[str, dict[str, Any]] = {"linear": {"optimizer": "lbfgs", "weight_decay": 1.0, "monitor": "none",
                                                          "epochs": 10},
                                               "mlp": {}}
-
-#: multiply-adds of MLP training (all folds) the budget rule allows before it cuts epochs: about
-#: 60 s of one CPU core at ~20 GFLOP/s (forward + backward ~ 3x the forward pass)
-EPOCH_WORK = 4e11
-
-
-def budget_folds(n_train: int) -> int:
-    """Cross-fitting folds of the budget rule: 5 up to 3,000 training rows, 3 up to 8,000, else 1."""
-    return 5 if n_train <= 3_000 else 3 if n_train <= 8_000 else 1
-
-
-def budget_batch_size(n_fit: int) -> int:
-    """Mini-batch of the budget rule: 64, doubled (up to 512) while an epoch would take > 100 steps."""
-    batch = 64
-    while batch < 512 and n_fit / batch > 100:
-        batch *= 2
-    return batch
-
-
-def budget_epochs(epoch_work: float, folds: int, epochs: int = 150) -> int:
-    """Maximum epochs of the budget rule: ``epochs``, cut so that ``folds x epochs x epoch_work``
-    stays within :data:`EPOCH_WORK` multiply-adds, but never below 20 (early stopping usually ends
-    training well before the cap)."""
-    cap = int(EPOCH_WORK / max(folds * epoch_work, 1.0))
-    return max(min(epochs, 20), min(epochs, cap))
 
 
 class EvaluateJobConfig(BaseModel):
@@ -313,8 +313,7 @@ class EvaluateJobConfig(BaseModel):
     experiment: str = Field("evalkit", description="MLflow experiment name.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")
     track: bool = Field(True, description="Log the evaluation as an MLflow run.")
-    tracking_timeout: float = Field(10.0, gt=0, le=3600, description="Seconds to wait for the tracking store before failing "
-                                    "with exit 3 (results are spooled to mlruns/spool; see sync-spool).")
+    tracking_timeout: float = _tracking_timeout_field()
 
     @field_validator("beta", "tracking_timeout")
     @classmethod

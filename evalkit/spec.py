@@ -33,7 +33,7 @@ from evalkit.errors import InputError
 #: most cells a grid may have (the product of its axes' lengths is checked before any cell is built)
 MAX_CELLS = 10_000
 #: grid axes that cannot vary inside one parent run (they define where the runs go)
-NOT_GRIDDABLE = ("experiment", "tracking_uri", "output", "run_name")
+NOT_GRIDDABLE = ("experiment", "tracking_uri", "tracking_timeout", "output", "run_name")
 
 
 @dataclass
@@ -167,10 +167,10 @@ class Spec:
 
     def _check_loss_options(self, config, cell: dict, overrides: dict, section: str) -> None:
         """The ``[loss_options]`` table against the cell's loss (names and numbers), located in the file."""
-        from evalkit.losses import get_loss_spec, loss_options
+        from evalkit.losses import get_loss_spec
 
         try:
-            loss_options(config.loss, config.loss_options)
+            config.loss_settings  # noqa: B018 -- checks the options against the loss
         except InputError as e:
             if "loss_options" in overrides or "loss" in overrides:
                 raise
@@ -370,13 +370,16 @@ def _read_toml(path: str | Path, what: str, syntax: str = "TOML syntax") -> tupl
         raise InputError(f"{path}:{line}: {syntax}: {str(e).split(' (at ')[0]}") from None
 
 
-def load_evaluate_spec(path: str) -> dict[str, Any]:
-    """Read the ``[evaluate]`` table of a TOML job spec (``evaluate --spec FILE``) as option values
-    (:class:`~evalkit.config.EvaluateJobConfig` fields; ``gates`` becomes the ``gate`` option).
+def load_evaluate_spec(path: str | Path, overrides: dict[str, Any] | None = None):
+    """The :class:`~evalkit.config.EvaluateJobConfig` of a TOML job spec (``evaluate --spec FILE``):
+    its ``[evaluate]`` table, then ``overrides`` (the flags given on the command line, as config
+    fields) on top; ``reader_options`` merge key by key. The one place spec and flags are merged.
 
     Raises:
         InputError: missing or unreadable file, TOML syntax error (``file:line: problem``), unknown or
-            ill-typed keys (``file:line: evaluate.key: problem``).
+            ill-typed keys of the table (``file:line: evaluate.key: problem``); an option the merged
+            job would ignore (``--flag: ...``).
+        pydantic.ValidationError: a bad override (the CLI names its flag).
     """
     from pydantic import ValidationError
 
@@ -393,7 +396,7 @@ def load_evaluate_spec(path: str) -> dict[str, Any]:
         loc = ("evaluate", *(str(x) for x in err["loc"]))
         line = find_line(text, loc[1:], section="evaluate")
         raise InputError(f"{path}:{line}: {'.'.join(loc)}: {_problem(err)}") from None
-    values = dict(section)
-    if "gates" in values:  # the option is --gate (repeatable)
-        values["gate"] = values.pop("gates")
-    return values
+    given = dict(overrides or {})
+    if "reader_options" in given and "reader_options" in section:
+        given["reader_options"] = dict(section["reader_options"]) | dict(given["reader_options"])
+    return EvaluateJobConfig(**(section | given))

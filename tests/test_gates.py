@@ -204,8 +204,8 @@ def test_nightly_spec_in_repo_is_valid():
     from pathlib import Path
 
     spec = Path(__file__).resolve().parents[1] / "experiments" / "nightly_yeast.toml"
-    values = load_evaluate_spec(str(spec))
-    assert values["trigger"] == "scheduled" and values["gate"] and values["baseline"]
+    config = load_evaluate_spec(str(spec))
+    assert config.trigger == "scheduled" and config.gates and config.baseline
 
 
 # ----------------------------------------------------------------------------- unusable baselines

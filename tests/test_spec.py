@@ -251,3 +251,35 @@ def test_tune_top_k_choice_over_the_label_count_is_refused_before_ray_starts(tmp
     assert r.exit_code == 2
     assert "s.toml:4: search.threshold: top-k:20 asks for more labels than the data has (14)" in r.output
     assert _runs_in(store) == 0
+
+
+def test_evaluate_spec_and_flags_merge_in_one_place_with_the_flags_winning(tmp_path):
+    from evalkit.config import EvaluateJobConfig
+    from evalkit.spec import load_evaluate_spec
+
+    spec = write(tmp_path, """
+        [evaluate]
+        model = "m.pt"
+        arch = "mlp"
+        beta = 2.0
+        gates = ["test/macro_f2>=0.5"]
+
+        [evaluate.reader_options]
+        label_columns = "a,b"
+        drop_columns = ["id"]
+        """, "job.toml")
+    config = load_evaluate_spec(spec, {"beta": 1.0, "reader_options": {"drop_columns": ["x"]}})
+    assert isinstance(config, EvaluateJobConfig)
+    assert (config.model, config.arch, config.beta, config.gates) == ("m.pt", "mlp", 1.0, ["test/macro_f2>=0.5"])
+    assert config.reader_options == {"label_columns": "a,b", "drop_columns": ["x"]}  # merged key by key
+    assert load_evaluate_spec(spec).beta == 2.0
+
+
+def test_bad_flag_over_an_evaluate_spec_names_the_flag(tmp_path, cli):
+    spec = write(tmp_path, """
+        [evaluate]
+        predictions = "p.npz"
+        """, "job.toml")
+    res = cli("evaluate", "--spec", spec, "--beta", "-1")
+    assert res.exit_code == 2, res.output
+    assert "--beta: Input should be greater than 0" in res.output and "Traceback" not in res.output

@@ -176,3 +176,50 @@ def test_cli_top_k_larger_than_labels_fails_before_any_run(store, cli):
     import mlflow
 
     assert mlflow.MlflowClient(store).search_experiments(filter_string="name = 'evalkit'") == []
+
+
+def test_run_config_parses_its_threshold_once_and_keeps_the_text():
+    from pydantic import ValidationError
+
+    from evalkit.config import RunConfig
+    from evalkit.thresholds import ThresholdStrategy
+
+    c = RunConfig(threshold="top-k:3")
+    assert c.threshold_strategy == ThresholdStrategy("top-k", 3.0) and c.threshold_strategy.per_sample
+    assert c.threshold == "top-k:3" and c.params()["threshold"] == "top-k:3"  # params / specs / MLflow: the text
+    assert RunConfig(threshold="0.25").threshold_strategy == ThresholdStrategy("fixed", 0.25)
+    with pytest.raises(ValidationError, match="expected top-k:K with a whole number K >= 1"):
+        RunConfig(threshold="top-k:0")
+
+
+def test_a_run_uses_the_strategy_its_config_parsed_without_parsing_again(monkeypatch):
+    import evalkit.thresholds as th
+    import evalkit.thresholds.value as tv
+    from evalkit.config import RunConfig
+    from evalkit.workflows.experiment import run_experiment
+
+    config = RunConfig(threshold="fixed:0.3", model="mlp", hidden=[8], epochs=2, folds=1, budget="off",
+                       log_model=False)
+
+    def reparsed(text):
+        raise AssertionError(f"--threshold {text!r} parsed again downstream")
+
+    monkeypatch.setattr(th, "parse_strategy", reparsed)
+    monkeypatch.setattr(tv, "parse_strategy", reparsed)
+    result = run_experiment(config, track=False)
+    block = result.report["threshold"]
+    assert block["strategy"] == "fixed:0.3" and set(block["values"]) == {0.3}
+
+
+def test_loss_options_the_loss_does_not_take_are_refused_before_any_data_is_read(monkeypatch):
+    from evalkit.config import RunConfig
+    from evalkit.workflows import experiment
+
+    def no_data(*a, **k):
+        raise AssertionError("data read before the options were checked")
+
+    monkeypatch.setattr(experiment, "prepare_data", no_data)
+    config = RunConfig(loss="bce", loss_options={"gamma": 2.0})
+    with pytest.raises(InputError, match="--loss-option"):
+        experiment.run_experiment(config, track=False)
+    assert RunConfig(loss="focal", loss_options={"gamma": 1.0}).loss_settings == {"alpha": 0.25, "gamma": 1.0}

@@ -220,21 +220,13 @@ def evaluate(
     """
     with user_errors():
         from evalkit.cli.ui import ConsoleRenderer, flushed, split_renderer
+        from evalkit.spec import load_evaluate_spec
         from evalkit.workflows.job import evaluate_job
 
-        values: dict[str, Any] = {}
-        if spec:
-            from evalkit.spec import load_evaluate_spec
-
-            values = load_evaluate_spec(spec)
-            if "gate" in values:
-                values["gates"] = values.pop("gate")
         given = collect(EvaluateJobConfig, dict(options), ctx)
         if no_per_class:
             given["per_class"] = "none"
-        if "reader_options" in given and "reader_options" in values:
-            given["reader_options"] = values["reader_options"] | given["reader_options"]
-        config = EvaluateJobConfig(**(values | given))
+        config = load_evaluate_spec(spec, given) if spec else EvaluateJobConfig(**given)
         from evalkit.cli.outputs import check_config_outputs
 
         check_config_outputs([config], force, spec)  # before any evaluation

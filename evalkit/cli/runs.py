@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from evalkit.config import TRACKING_TIMEOUT
+
 runs_app = typer.Typer(help="Manage evalkit's MLflow runs (reap runs left RUNNING by a dead process).",
                        no_args_is_help=True)
 
@@ -21,7 +23,7 @@ def reap(
                                            "by age alone: their process cannot be checked from here.")] = False,
     experiment: Annotated[Optional[list[str]], typer.Option(help="Only this experiment (repeatable; default: all).")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
-    tracking_timeout: Annotated[float, typer.Option(help="Seconds to wait for the tracking store.")] = 10.0,
+    tracking_timeout: Annotated[float, typer.Option(help="Seconds to wait for the tracking store.")] = TRACKING_TIMEOUT,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs, change nothing.")] = False,
 ) -> None:
     """Mark stale RUNNING evalkit runs as KILLED: those of this host whose process (PID and start

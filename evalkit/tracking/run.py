@@ -11,6 +11,7 @@ from typing import Any
 
 from evalkit.errors import InfraError
 from evalkit.tracking.redact import is_store_error, redact_text, redact_uri, store_failure
+from evalkit.tracking.settings import TrackingSettings
 from evalkit.tracking.store import (DEFAULT_TIMEOUT, absolute_uri, check_store, client_for,
                                     get_or_create_experiment, mlflow_for, retry_busy)
 
@@ -58,7 +59,8 @@ class RunLogger:
     directory; ``evalkit sync-spool`` uploads it later. Params and tags are redacted of credentials.
 
     Args:
-        tracking_uri: a resolved URI (:func:`evalkit.tracking.resolve_tracking_uri`).
+        tracking_uri: the store: :class:`~evalkit.tracking.settings.TrackingSettings` (its ``timeout``
+            then wins over ``timeout``), or a resolved URI (:func:`evalkit.tracking.resolve_tracking_uri`).
         experiment: experiment name (created when missing).
         run_name / tags: of the run. nested: a child of the active run (grid cells).
         offline_reason: the store is known to be down: spool everything, do not fail fast.
@@ -70,9 +72,11 @@ class RunLogger:
         InfraError (exit 3): on entry (fail fast), or on a clean exit after spooling.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, *, run_name: str | None = None,
+    def __init__(self, tracking_uri: str | TrackingSettings, experiment: str, *, run_name: str | None = None,
                  tags: dict[str, str] | None = None, nested: bool = False, offline_reason: str | None = None,
                  spool: bool = True, fail_fast: bool | None = None, timeout: float = DEFAULT_TIMEOUT):
+        if isinstance(tracking_uri, TrackingSettings):
+            tracking_uri, timeout = tracking_uri.uri, tracking_uri.timeout
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.run_name = run_name
@@ -104,7 +108,7 @@ class RunLogger:
         if not self.offline:
             try:
                 mlflow = mlflow_for(self.tracking_uri)
-                exp_id = get_or_create_experiment(self.tracking_uri, self.experiment)
+                exp_id = get_or_create_experiment(self.tracking_uri, self.experiment, self.timeout)
                 tag_experiment(self.tracking_uri, exp_id)
                 run = retry_busy(lambda: mlflow.start_run(experiment_id=exp_id, run_name=self.run_name,
                                                           tags=tags, nested=self.nested))

@@ -24,10 +24,10 @@ from evalkit.errors import InfraError, InputError
 from evalkit.tracking.health import check_driver, check_sqlite, repair_failed_creation
 from evalkit.tracking.health import sqlite_path as _sqlite_path
 from evalkit.tracking.redact import redact_uri, store_failure, store_reason
+from evalkit.tracking.settings import DEFAULT_TIMEOUT
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB = "mlflow.db"
-DEFAULT_TIMEOUT = 10.0  # seconds
 # per request once a server has answered: slowness is then load (a shared server, many jobs at
 # once), not absence; MLflow's own default is 120 s
 ANSWERED_TIMEOUT = 60.0  # seconds
@@ -107,8 +107,11 @@ def configure_http(timeout: float = DEFAULT_TIMEOUT, answered: bool = False) -> 
     spool a run the server was about to record. A server that vanishes mid-run still fails at once
     when connections are refused.
 
-    MLflow reads these settings only from the environment, so this is the one function that sets
-    them: ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (per request: ``timeout // 2`` s, at least 1; after an
+    MLflow's HTTP client reads these settings only from the environment, so this is the single
+    adapter from evalkit's explicit :class:`~evalkit.tracking.settings.TrackingSettings` to MLflow:
+    the only place evalkit sets them, called inside the tracking package (:func:`check_store`,
+    :func:`start_probe`, ``sync_spool``) with the timeout it was given; evalkit itself never reads
+    them back. It sets ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (per request: ``timeout // 2`` s, at least 1; after an
     answer ``max(timeout, ANSWERED_TIMEOUT)``), ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (1),
     ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` (1) and ``MLFLOW_HTTP_REQUEST_BACKOFF_JITTER`` (0).
 
@@ -261,15 +264,18 @@ def check_store(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     configure_http(timeout)
     reason = probe_store(tracking_uri, timeout)
     if reason:
-        raise InfraError(f"{reason} (nothing was run; check the server or pass --tracking-uri)")
+        waited = f"no answer within --tracking-timeout {timeout:g} s; " if "timed out" in reason else ""
+        raise InfraError(f"{reason} ({waited}nothing was run; check the server or pass --tracking-uri)")
 
 
 def start_probe(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Probe an HTTP(S) store in a background thread (``timeout`` seconds), so that waiting for an
     unreachable server overlaps the work done before tracking; :func:`probe_store` collects the
-    answer. No-op for other stores."""
+    answer. MLflow's HTTP calls are bounded by the same ``timeout`` (:func:`configure_http`). No-op
+    for other stores."""
     if not is_http(tracking_uri) or tracking_uri in _READY or tracking_uri in _PROBES:
         return
+    configure_http(timeout)
     box: list = []
     t = threading.Thread(target=lambda: box.append(_probe_http(tracking_uri, timeout)), daemon=True,
                          name="evalkit-store-probe")
@@ -338,13 +344,14 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
-def get_or_create_experiment(tracking_uri: str, name: str) -> str:
-    """The id of experiment ``name``, created (artifacts beside a SQLite store) when missing.
+def get_or_create_experiment(tracking_uri: str, name: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """The id of experiment ``name``, created (artifacts beside a SQLite store) when missing; the
+    store is opened first within ``timeout`` seconds (:func:`ensure_store`).
 
     Raises:
         InfraError (exit 3): the store is unreachable or refuses the call.
     """
-    ensure_store(tracking_uri)
+    ensure_store(tracking_uri, timeout)
     from mlflow.exceptions import MlflowException
 
     client = client_for(tracking_uri)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from evalkit.config import RunConfig
@@ -15,6 +15,9 @@ from evalkit.errors import InfraError, InputError
 from evalkit.report import Report
 from evalkit.workflows.events import EventCallback, make_emitter
 from evalkit.workflows.training import Trained
+
+if TYPE_CHECKING:
+    from evalkit.tracking.settings import TrackingSettings
 
 
 
@@ -68,18 +71,14 @@ def prepare_data(config: RunConfig, *, with_stats: bool = False, with_raw: bool 
 
 
 def _check_options(config: RunConfig):
-    """Everything that can be rejected from the options alone, before any data is read."""
-    from evalkit.losses import loss_options
-    from evalkit.thresholds import parse_objective, parse_strategy
-
-    strategy = parse_strategy(config.threshold)
-    parse_objective(config.objective)
-    loss_options(config.loss, config.loss_options)  # validates the loss name and options
+    """Everything that can be rejected from the options alone, before any data is read. Returns the
+    config's parsed threshold strategy (parsed once, by the config)."""
+    config.loss_settings  # noqa: B018 -- the loss options against the loss (InputError naming the option)
     if config.alias and not config.register_model:
         raise InputError(f"--alias {config.alias}: needs --register NAME (the registered model the alias points into)")
     if config.register_model and not config.log_model:
         raise InputError(f"--register {config.register_model}: needs the model to be logged; drop --no-log-model")
-    return strategy
+    return config.threshold_strategy
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ class _Setup:
     config: RunConfig
     strategy: Any
     device: str
-    store: str | None
+    store: TrackingSettings | None  # None when not tracked
     splits: Any
     std_stats: Any
     raw: Any
@@ -220,9 +219,9 @@ def _prepare(config: RunConfig, strategy, track: bool, emit) -> _Setup:
     device = resolve_device(config.device)
     store = None
     if track:
-        from evalkit.tracking import resolve_tracking_uri
+        from evalkit.tracking import TrackingSettings
 
-        store = resolve_tracking_uri(config.tracking_uri)
+        store = TrackingSettings.of(config)
     splits, std_stats, raw = prepare_data(config, with_stats=True, with_raw=True)
     emit("dataset", splits=splits)
     for note in dict.fromkeys([*splits.train.meta.get("notes", []), *splits.test.meta.get("notes", [])]):
@@ -235,7 +234,8 @@ def _prepare(config: RunConfig, strategy, track: bool, emit) -> _Setup:
 
 
 def _open_run(setup: _Setup, tags, nested: bool):
-    """The run's :class:`~evalkit.tracking.RunLogger` (not started yet)."""
+    """The run's :class:`~evalkit.tracking.RunLogger` (not started yet), given the run's
+    :class:`~evalkit.tracking.TrackingSettings` (store and ``tracking_timeout``)."""
     from evalkit.tracking import RunLogger
 
     config = setup.config

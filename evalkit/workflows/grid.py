@@ -76,7 +76,7 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
         if options.kind == "ray":
             # start Ray and warm its workers now, while this process readies the store in a thread (a
             # new SQLite store's migrations take seconds): the two waits overlap instead of adding up
-            with _in_background(_ready_store, store) as failed:
+            with _in_background(_ready_store, store, configs[0].tracking_timeout) as failed:
                 executor.start(cells[0].config, store)
             from evalkit.errors import EvalkitError
 
@@ -128,11 +128,11 @@ def check_label_counts(spec, cells: list[dict], configs: list, overrides: dict, 
     """
     from evalkit.data import load_dataset
     from evalkit.errors import InputError
-    from evalkit.thresholds import check_strategy, parse_strategy
+    from evalkit.thresholds import check_strategy
 
     labels: dict[str, int] = {}
     for cell, cfg in zip(cells, configs):
-        strategy = parse_strategy(cfg.threshold)
+        strategy = cfg.threshold_strategy
         if strategy.name != "top-k":
             continue
         key = json.dumps([cfg.dataset, cfg.test_dataset, cfg.reader_options], sort_keys=True, default=str)
@@ -146,12 +146,13 @@ def check_label_counts(spec, cells: list[dict], configs: list, overrides: dict, 
             raise spec.located_error(("threshold",), str(e).removeprefix("--threshold: "), cell, section) from None
 
 
-def _ready_store(store: str | None) -> None:
-    """Open (create, migrate) the tracking store ahead of the parent run; its errors surface there."""
+def _ready_store(store: str | None, timeout: float) -> None:
+    """Open (create, migrate) the tracking store ahead of the parent run, within ``timeout`` seconds
+    (``tracking_timeout``); its errors surface there."""
     if store:
         from evalkit.tracking import ensure_store
 
-        ensure_store(store)
+        ensure_store(store, timeout)
 
 
 @contextmanager
@@ -183,9 +184,9 @@ def _run_cells(executor, cells, configs, grid, group_by: str, path: str, store: 
     track = store is not None
     logger = None
     if track:
-        from evalkit.tracking import RunLogger
+        from evalkit.tracking import RunLogger, TrackingSettings
 
-        logger = RunLogger(store, first.experiment,
+        logger = RunLogger(TrackingSettings(store, first.tracking_timeout), first.experiment,
                            run_name=first.run_name or Path(path).stem,
                            tags={"evalkit.command": "run", "evalkit.grid": "parent", "evalkit.spec": str(path)})
     results: list[RunResult] = []

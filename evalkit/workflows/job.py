@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalkit.config import EvaluateJobConfig
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, InfraError, InputError
 from evalkit.report import Report
 from evalkit.workflows.events import EventCallback, make_emitter
+
+if TYPE_CHECKING:
+    from evalkit.tracking.settings import TrackingSettings
 
 
 @dataclass(frozen=True)
@@ -75,17 +79,17 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
             no test-data digest or was evaluated on other rows.
     """
     from evalkit.gates import check_baseline, check_metrics
-    from evalkit.tracking import configure_http, resolve_tracking_uri, start_probe
+    from evalkit.tracking import TrackingSettings, start_probe
 
     emit = make_emitter(on_event, console)
     gates = check_job(config)
     # resolved once for the whole job: model loading, the baseline and the run all use this store
-    config = config.model_copy(update={"tracking_uri": resolve_tracking_uri(config.tracking_uri)})
+    tracking = TrackingSettings.of(config)
+    config = config.model_copy(update={"tracking_uri": tracking.uri})
     store = None
     if config.track or config.baseline:  # a baseline is read from the store even with --no-track
-        configure_http(config.tracking_timeout)
-        store = config.tracking_uri
-        start_probe(store, config.tracking_timeout)  # answered below: the wait overlaps the evaluation
+        store = tracking
+        start_probe(store.uri, store.timeout)  # answered below: the wait overlaps the evaluation
     store_error, baseline = None, None
     if any(g.relative for g in gates):  # an unusable baseline is refused before the evaluation and any run
         store_error, baseline = _checked_baseline(config, gates, store)
@@ -96,14 +100,14 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
     return _finish(config, gates, report, store, emit, store_error, baseline)
 
 
-def _checked_baseline(cfg: EvaluateJobConfig, gates: list, store: str) -> tuple[str | None, dict]:
+def _checked_baseline(cfg: EvaluateJobConfig, gates: list, store: TrackingSettings) -> tuple[str | None, dict]:
     """``(store error or None, baseline)``: the store's answer and the baseline run, whose status and
     metrics are checked (:func:`evalkit.gates.check_baseline`)."""
     from evalkit.gates import check_baseline
     from evalkit.tracking import probe_store
 
-    store_error = probe_store(store, timeout=cfg.tracking_timeout)
-    baseline = _baseline(cfg, store, store_error)
+    store_error = probe_store(store.uri, timeout=store.timeout)
+    baseline = _baseline(cfg, store.uri, store_error)
     check_baseline(gates, baseline)
     return store_error, baseline
 
@@ -121,17 +125,18 @@ def _evaluate(cfg: EvaluateJobConfig, emit) -> Report:
     return report
 
 
-def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: str | None, emit,
+def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: TrackingSettings | None, emit,
             store_error: str | None, baseline: dict | None) -> JobResult:
-    """Gates, output, tracking: the job's second half (``baseline``: checked, or None without
-    relative gates; ``store_error``: the store's answer when already probed)."""
+    """Gates, output, tracking: the job's second half (``store``: the job's
+    :class:`~evalkit.tracking.TrackingSettings`, None when nothing is tracked or read; ``baseline``:
+    checked, or None without relative gates; ``store_error``: the store's answer when already probed)."""
     from evalkit.gates import apply_gates
     from evalkit.report import metric_keys
 
     if store and baseline is None:
         from evalkit.tracking import probe_store
 
-        store_error = probe_store(store, timeout=cfg.tracking_timeout)
+        store_error = probe_store(store.uri, timeout=store.timeout)
     values = metric_keys(report, "test", per_class=True)
     block = apply_gates(gates, values, baseline)
     report = report.extend(gates=block, job={"name": cfg.job_name, "trigger": cfg.trigger, "experiment": cfg.experiment})
@@ -155,7 +160,8 @@ def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: str | No
     if run_id:
         from evalkit.tracking import redact_uri
 
-        emit("tracked", run_id=run_id, experiment=cfg.experiment, tracking_uri=redact_uri(store), registered_model=None)
+        emit("tracked", run_id=run_id, experiment=cfg.experiment, tracking_uri=redact_uri(store.uri),
+             registered_model=None)
     if cfg.output and write_error is None:
         emit("written", path=cfg.output, what="Report")
     if error is not None:
@@ -187,8 +193,10 @@ def _baseline(cfg: EvaluateJobConfig, store: str, store_error: str | None) -> di
     return baseline_run(store, cfg.experiment, cfg.baseline, job=cfg.job_name, model_uri=cfg.model)
 
 
-def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, store: str,
+def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, store: TrackingSettings,
            store_error: str | None) -> str | None:
+    """Log the job's run to ``store`` (:class:`~evalkit.tracking.TrackingSettings`); its run id (None
+    when spooled)."""
     from evalkit.tracking import RunLogger
 
     tags = {"evalkit.command": "evaluate", "evalkit.trigger": cfg.trigger,
@@ -213,7 +221,7 @@ def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, sto
 
     with logger as run:
         run.log_params(params)
-        _log_inputs(run, cfg, report, store)
+        _log_inputs(run, cfg, report, store.uri)
         log_report(run, report)  # bounded per-class metrics, report.json, per_class.csv
     return logger.run_id
 

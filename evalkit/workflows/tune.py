@@ -173,9 +173,10 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
     store = resolve_cells_store(base, options, track)
     if store is not None:
         base = base.model_copy(update={"tracking_uri": store})
-    from evalkit.tracking import RunLogger
+    from evalkit.tracking import RunLogger, TrackingSettings
 
-    logger = RunLogger(store, base.experiment, run_name=base.run_name or f"{Path(path).stem}-tune",
+    logger = RunLogger(TrackingSettings(store, base.tracking_timeout), base.experiment,
+                       run_name=base.run_name or f"{Path(path).stem}-tune",
                        tags={"evalkit.command": "tune", "evalkit.grid": "parent", "evalkit.tune": "parent",
                              "evalkit.search.metric": search.metric, "evalkit.spec": str(path)}) if track else None
     with (logger if logger is not None else nullcontext()) as parent:
