@@ -37,7 +37,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.metrics.names import AVERAGES, THRESHOLD_FREE, fbeta_key, label_key
+from evalkit.metrics.names import (AVERAGES, HEADLINE_AVERAGED, HEADLINE_CI, HEADLINE_SCALARS, THRESHOLD_FREE,
+                                   TRACKED_CLASSES_MAX, fbeta_key, label_key)
 
 if TYPE_CHECKING:
     from evalkit.metrics.values import MetricValues
@@ -217,14 +218,70 @@ def tracked_classes(rows: list[dict], max_classes: int | None) -> list[dict]:
     return [rows[i] for i in sorted(keep)]
 
 
+#: the first columns of ``per_class.csv`` / the ``per_class.json`` table (``f<beta>`` for "fbeta"),
+#: what a reader needs first; ``key`` (the label's metric key) and every other column follow
+PER_CLASS_FIRST = ("label", "support", "precision", "recall", "fbeta", "average_precision", "auroc", "threshold")
+
+
 def per_class_table(report: dict):
-    """The per-class rows as a ``pandas.DataFrame`` with each label's metric ``key`` (the
-    ``per_class.csv`` artifact: every label's numbers, whatever was tracked as metrics)."""
+    """The per-class rows as a ``pandas.DataFrame``, one row per label (the ``per_class.csv``
+    artifact and the run's ``per_class.json`` table: every label, whatever was tracked as metrics).
+
+    Columns: :data:`PER_CLASS_FIRST` (``f2`` for "fbeta"; the cut is ``threshold``), then ``key``
+    (:func:`~evalkit.metrics.names.label_key`), then the remaining per-class fields in report order.
+    """
     import pandas as pd
 
     frame = pd.DataFrame(report["per_class"])
     frame.insert(1, "key", [label_key(r["label"]) for r in report["per_class"]])
-    return frame
+    fk = fbeta_key(report.get("beta", 2.0))
+    first = [fk if c == "fbeta" else c for c in PER_CLASS_FIRST]
+    first = [c for c in dict.fromkeys(first) if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def headline_metrics(report: dict, split: str = "test", scalars=HEADLINE_SCALARS) -> dict[str, float]:
+    """The headline tracked metrics of ``report`` (what a run page shows; undefined values left out).
+
+    Keys: ``<split>/<average>_<metric>`` for the four averages and
+    :data:`~evalkit.metrics.names.HEADLINE_AVERAGED` (``test/macro_f2``), ``<split>/<scalar>`` for
+    ``scalars`` (tracked names: ``test/macro_map``) and, when the report has intervals
+    (``summary[avg]["<metric>_ci"]`` / ``summary["<scalar>_ci"]`` = ``[low, high]``), the bounds of
+    :data:`~evalkit.metrics.names.HEADLINE_CI` as ``<key>_ci_low`` / ``<key>_ci_high``
+    (``test/macro_f2_ci_low``). At most 16 + ``len(scalars)`` + 6 keys, whatever the label count.
+    """
+    fk = fbeta_key(report.get("beta", 2.0))
+    summary, out = report["summary"], {}
+    scalar_of = {v: k for k, v in SCALARS.items()}
+    for avg in AVERAGES:
+        for name in (fk if m == "fbeta" else m for m in HEADLINE_AVERAGED):
+            _put(out, f"{split}/{avg}_{name}", (summary.get(avg) or {}).get(name))
+    for suffix in scalars:
+        _put(out, f"{split}/{suffix}", summary.get(scalar_of[suffix]))
+    for name in HEADLINE_CI:
+        avg, _, m = name.partition("_")
+        ci = (summary.get(avg) or {}).get(f"{fk}_ci") if m == "fbeta" else summary.get(f"{scalar_of[name]}_ci")
+        if isinstance(ci, (list, tuple)) and len(ci) == 2:
+            key = f"{split}/{name.replace('fbeta', fk)}"
+            _put(out, f"{key}_ci_low", ci[0])
+            _put(out, f"{key}_ci_high", ci[1])
+    return out
+
+
+def tracked_metrics(report: dict, split: str = "test", *, keys=(), class_metrics: bool = False) -> dict[str, float]:
+    """What a run logs as MLflow metrics: :func:`headline_metrics`, plus the ``keys`` named (e.g. by
+    gates: ``test/class/Class1/f2``, ``test/micro_accuracy``; keys the report lacks are left out)
+    and, with ``class_metrics`` (``--log-class-metrics``), the per-class keys of at most
+    :data:`~evalkit.metrics.names.TRACKED_CLASSES_MAX` labels (largest support)."""
+    out = headline_metrics(report, split)
+    if class_metrics:
+        head = f"{split}/class/"
+        out |= {k: v for k, v in metric_keys(report, split, max_classes=TRACKED_CLASSES_MAX).items()
+                if k.startswith(head)}
+    if keys:
+        every = metric_keys(report, split)
+        out |= {k: every[k] for k in keys if k in every}
+    return out
 
 
 def _put(out: dict, key: str, value) -> None:

@@ -174,6 +174,8 @@ def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, sto
             "evalkit.gate": {"fail": "fail", "unknown": "unknown"}.get(block["status"], "pass"),
             "evalkit.job": cfg.job_name}
     failed = sorted({r["metric"] for r in block["results"] if r["status"] == "fail"})
+    if gates:  # the runs table's pass / fail column (evalkit.tracking.view)
+        tags["evalkit.gates"] = tags["evalkit.gate"]
     if failed:  # exactly which metrics failed a gate (the history plot marks those points only)
         tags["evalkit.failed_gates"] = ",".join(failed)
     if block.get("baseline") and block["baseline"].get("run_id"):
@@ -193,8 +195,15 @@ def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, sto
     with logger as run:
         run.log_params(params)
         _log_inputs(run, cfg, report, store)
-        log_report(run, report)  # bounded per-class metrics, report.json, per_class.csv
+        # headline metrics + the keys gates name (relative gates read them from the baseline run)
+        log_report(run, report, gate_metrics(block), keys=[g.metric for g in gates], class_metrics=cfg.log_class_metrics)
     return logger.run_id
+
+
+def gate_metrics(block: dict) -> dict[str, float]:
+    """``{"gates/passed": 1.0 | 0.0}`` of a job's gate block (pass / fail); ``{}`` without gates or
+    when the outcome is unknown (a baseline that could not be read)."""
+    return {"gates/passed": float(block["status"] == "pass")} if block["status"] in ("pass", "fail") else {}
 
 
 def _log_inputs(run, cfg: EvaluateJobConfig, report: Report, store: str) -> None:

@@ -210,7 +210,9 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
         best_config = base.model_copy(update=best["values"])
         final = run_experiment(best_config, track=False, on_event=emit)
         if parent:
-            parent.log_metrics(final.report.metrics("test") | {f"validation/{k}": v for k, v in final.validation.items()}
+            from evalkit.report import tracked_metrics
+
+            parent.log_metrics(tracked_metrics(final.report, class_metrics=base.log_class_metrics) | {f"validation/{k}": v for k, v in final.validation.items()}
                                | {"search/best_objective": best["objective"], "search/trials": len(trials),
                                   "search/trials_ok": len(done)})
             parent.log_dict(dict(final.report), "report.json")
