@@ -143,7 +143,36 @@ def metrics_block(values: MetricValues) -> dict:
         row["auroc"] = None if auroc is None else _defined(float(auroc[j]))
         row["threshold"] = float(values.thresholds[j])
         per_class.append(row)
+    summary["degenerate_labels"] = degenerate_labels(per_class)
     return {"summary": summary, "per_class": per_class}
+
+
+def degenerate_labels(per_class: list[dict]) -> dict[str, list[str]]:
+    """The labels whose decisions do not depend on the row: ``{"all": [...], "none": [...]}``.
+
+    ``all``: predicted positive for every evaluated row (``fn == tn == 0``: F-beta is then
+    ``(1 + b²)p / (b²p + 1)`` for prevalence p, high for a frequent label whatever the model);
+    ``none``: predicted for no row (``tp == fp == 0``). Label order; empty lists when there are none.
+    """
+    rows = [r for r in per_class if r.get("tp", 0) + r.get("fp", 0) + r.get("fn", 0) + r.get("tn", 0) > 0]
+    return {"all": [r["label"] for r in rows if r["fn"] == 0 and r["tn"] == 0],
+            "none": [r["label"] for r in rows if r["tp"] == 0 and r["fp"] == 0]}
+
+
+def degenerate_note(report: dict) -> tuple[str, str]:
+    """``(event kind, text)`` telling the degenerate labels of ``report`` (:func:`degenerate_labels`):
+    a ``warning`` naming them (at most 10 of each kind shown), or a ``note`` that there are none."""
+    found = (report.get("summary") or {}).get("degenerate_labels") or {}
+    parts = []
+    for kind, what in (("all", "every"), ("none", "no")):
+        labels = [str(x) for x in found.get(kind) or []]
+        if labels:
+            more = f" (+{len(labels) - 10} more)" if len(labels) > 10 else ""
+            parts.append(f"{len(labels)} label(s) predicted for {what} test row: {', '.join(labels[:10])}{more}")
+    if not parts:
+        return "note", "no label is predicted for every (or no) test row"
+    return "warning", "; ".join(parts) + (" — their F-beta says nothing about the model (see their AUROC); "
+                                          "report summary.degenerate_labels")
 
 
 def _defined(v):
@@ -285,7 +314,7 @@ def tracked_metrics(report: dict, split: str = "test", *, keys=(), class_metrics
 
 
 def _put(out: dict, key: str, value) -> None:
-    if value is None:
+    if value is None or isinstance(value, (list, tuple, dict, str)):  # an interval, a label list: not a metric
         return
     value = float(value)
     if math.isfinite(value):

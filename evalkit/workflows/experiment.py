@@ -150,6 +150,10 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
     run_id = outcome.run.run_id if outcome.run else None
     if outcome.report is not None:
         emit("report", report=outcome.report, title="Test split", per_class=True)
+        from evalkit.report import degenerate_note
+
+        kind, text = degenerate_note(outcome.report)
+        emit(kind, text=text)
     if outcome.run:
         from evalkit.tracking import redact_uri
 

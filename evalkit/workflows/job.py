@@ -73,6 +73,7 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
         InputError: bad options or input (exit 2), before any run starts.
     """
     from evalkit.gates import check_metrics
+    from evalkit.report import degenerate_note
 
     from evalkit.tracking import configure_http, resolve_tracking_uri, start_probe
 
@@ -88,6 +89,8 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
     report = _evaluate(config, emit)
     check_metrics(gates, report)  # bad input: before any output or run
     emit("report", report=report, title="Model" if config.model else "Predictions", per_class=config.per_class)
+    kind, text = degenerate_note(report)
+    emit(kind, text=text)
     return _finish(config, gates, report, store, emit)
 
 
