@@ -1,5 +1,6 @@
-"""What the MLflow UI shows of evalkit runs: the experiment's view tags, run names, fold metric names,
-dataset inputs (contexts, real row counts, one digest per content) and evaluate runs' model links;
+"""What the MLflow UI shows of evalkit runs: the experiment's view tags (with the gate column), run
+names, at most 60 metric keys per run (headline metrics, the chosen model's curves; per-class results
+as a table), dataset inputs (contexts, real row counts, one digest per content) and evaluate runs' model links;
 `evalkit ui` starts the UI on the store and prints the runs-table link, without MLflow's INFO lines."""
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def test_register_then_evaluate_model_links_model_and_same_test_digest(store, cl
     assert _inputs(ev2)["evaluation"].digest == inputs["evaluation"].digest
 
 
-def test_cross_fit_logs_what_it_used_and_folds_under_their_prefix(store, cli):
+def test_cross_fit_logs_what_it_used_and_the_first_folds_curves(store, cli):
     for _ in range(2):
         r = cli("run", *FAST, "--folds", "2", "--no-log-model")
         assert r.exit_code == 0, r.output
@@ -135,10 +136,10 @@ def test_cross_fit_logs_what_it_used_and_folds_under_their_prefix(store, cli):
     assert json.loads(inputs["evaluation"].profile)["features_shape"] == [917, 103]
     assert inputs["training"].digest == _inputs(b)["training"].digest  # same content, same digest
     keys = set(a.data.metrics)
-    assert {"fold1/train/loss", "fold1/val/loss", "fold2/train/loss", "fold2/val/loss"} <= keys
-    assert not any(k.startswith(("train/", "val/")) for k in keys)  # no fold without its prefix
+    assert {"train/loss", "val/loss"} <= keys  # the chosen model's first fold (fold 2: in curves.csv)
+    assert not any(k.startswith("fold") for k in keys)
     client = _client(store)
-    assert [m.step for m in client.get_metric_history(a.info.run_id, "fold1/train/loss")] == [1]
+    assert [m.step for m in client.get_metric_history(a.info.run_id, "train/loss")] == [1]
 
 
 def test_evaluate_predictions_logs_the_file_as_evaluation_input(store, cli, tmp_path):
