@@ -23,12 +23,19 @@ DATASET = "dataset.name"
 GRID_TAG = "evalkit.grid"  # "parent" on the parent run of a spec grid
 
 
-def runs_frame(tracking_uri: str, experiment: str, metrics=HEADLINE, params=PARAM_COLUMNS, filter_string: str = ""):
-    """One row per run: run id, name, status, parent run id, grid role, the given params and metrics."""
+def runs_frame(tracking_uri: str, experiment: str, metrics=HEADLINE, params=PARAM_COLUMNS, filter_string: str = "",
+               asked: dict[str, str] | None = None):
+    """One row per run: run id, name, status, parent run id, grid role, the given params and metrics.
+
+    Raises:
+        InputError: a metric of ``asked`` (``{metric: flag}``, what the user named) that no run has.
+    """
     import pandas as pd
 
     df = search_runs(tracking_uri, experiment, filter_string=filter_string)
     params = tuple(dict.fromkeys(params))
+    if len(df) and asked:
+        check_known(asked, [c.removeprefix("metrics.") for c in df.columns if c.startswith("metrics.")])
     if len(df) == 0:
         return pd.DataFrame(columns=["run_id", "run_name", "status", "start_time", "parent_run_id", "grid",
                                      *params, *metrics])
@@ -49,6 +56,18 @@ def runs_frame(tracking_uri: str, experiment: str, metrics=HEADLINE, params=PARA
     for m in metrics:
         cols[m] = col(f"metrics.{m}", float("nan")).astype(float)
     return pd.DataFrame(cols).reset_index(drop=True)
+
+
+def check_known(asked: dict[str, str], known: list[str]) -> None:
+    """Raise InputError (one line naming the flag, with the closest known keys) for the first metric of
+    ``asked`` (``{metric: flag}``) not in ``known``."""
+    import difflib
+
+    for metric, flag in asked.items():
+        if metric not in known:
+            close = difflib.get_close_matches(metric, known, n=3, cutoff=0.5) or sorted(known)[:3]
+            raise InputError(f"{flag} {metric}: no run of the experiment has this metric; "
+                             f"closest: {', '.join(close) or '(no metrics logged)'}")
 
 
 def select_runs(df, parent: str | None = None):
@@ -178,11 +197,13 @@ def compare_runs(tracking_uri: str, experiment: str, *, group_by: str | None = "
     search = tune_parent(tracking_uri, experiment, parent)
     if search is not None:
         return rank_trials(tracking_uri, experiment, search, metrics=metrics, rank_by=rank_by)
+    asked_metrics = bool(metrics)
     metrics = tuple(metrics) if metrics else (GROUP_HEADLINE if grouped else HEADLINE)
     if rank_by and rank_by not in metrics:
         metrics = (rank_by, *metrics)
     params = PARAM_COLUMNS + ((group_by,) if grouped else ()) + ("cells",)
-    full = runs_frame(tracking_uri, experiment, metrics, params)
+    asked = {m: "--metric" for m in (metrics if asked_metrics else ())} | ({rank_by: "--rank-by"} if rank_by else {})
+    full = runs_frame(tracking_uri, experiment, metrics, params, asked=asked)
     df = select_runs(full, parent)
     if df.empty:
         raise InputError(f"--experiment {experiment}: no runs to compare")
@@ -298,9 +319,12 @@ def rank_trials(tracking_uri: str, experiment: str, search: dict, *, metrics=Non
         InputError: the parent has no trial runs.
     """
     metric = search["metric"]
+    asked_metrics = bool(metrics)
     metrics = tuple(metrics) if metrics else (metric, *(m for m in TRIAL_METRICS if m != metric))
     fields = tuple(search["fields"])
-    df = select_runs(runs_frame(tracking_uri, experiment, metrics, PARAM_COLUMNS + fields), search["run_id"])
+    asked = {m: "--metric" for m in (metrics if asked_metrics else ())} | ({rank_by: "--rank-by"} if rank_by else {})
+    df = select_runs(runs_frame(tracking_uri, experiment, metrics, PARAM_COLUMNS + fields, asked=asked),
+                     search["run_id"])
     df = df.copy()
     df["trial"] = [" ".join(f"{f}={_short(row[f])}" for f in fields) or str(row["run_id"])[:8]
                    for _, row in df.iterrows()]

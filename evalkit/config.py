@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 #: largest hidden layer / batch accepted (a typo such as 2000000000 is refused before any allocation)
@@ -167,6 +167,20 @@ class RunConfig(BaseModel):
 
         return _checked(parse_strategy, v, "--threshold: ")
 
+    @model_validator(mode="after")
+    def _options_apply(self) -> "RunConfig":
+        """Refuse options this run would ignore (InputError naming the flag and what it applies to)."""
+        fields = type(self).model_fields
+        if self.monitor == "none" and self.patience != fields["patience"].default:
+            _refuse("--patience", "early stopping (--monitor val_loss, val_map, ...)", "--monitor none")
+        tuned = self.threshold.strip() in ("joint", "global", "per-class")
+        if not tuned and self.objective != fields["objective"].default:
+            _refuse("--objective", "tuned thresholds (--threshold joint, global or per-class)",
+                    f"--threshold {self.threshold}")
+        if self.folds == 1 and self.fold_processes not in (0, 1):
+            _refuse("--fold-processes", "cross-fitting (--folds 2 or more)", "--folds 1")
+        return self
+
     def with_budget(self, n_train: int, n_features: int, n_labels: int) -> "RunConfig":
         """This config with ``folds``, ``epochs`` and ``batch_size`` set by the training-budget rule
         (``budget = "auto"``; fields given explicitly are kept). ``n_train``: rows of train + validation.
@@ -271,8 +285,8 @@ class EvaluateJobConfig(BaseModel):
                                                        "(the model ends with a sigmoid).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="With --model: auto picks CUDA when available.")
     amp: Literal["bf16", "fp16"] | None = Field(None, description="With --model on CUDA: bf16 or fp16 autocast (ignored on CPU).")
-    label_map: str | None = Field(None, description="With --model: CSV (source,target) or JSON {source: target} mapping "
-                                  "labels to a coarser set.")
+    label_map: str | None = Field(None, description="CSV (source,target) or JSON {source: target} mapping the labels "
+                                  "(of the model or the predictions file) to a coarser set.")
     map_reduce: Literal["max", "sum", "mean"] = Field("max", description="How --label-map combines source probabilities: "
                                                       "max, sum (clipped to 1) or mean.")
     # how
@@ -318,6 +332,22 @@ class EvaluateJobConfig(BaseModel):
             raise ValueError(f"hidden layer sizes must lie in 1..{MAX_WIDTH}")
         return v
 
+    @model_validator(mode="after")
+    def _options_apply(self) -> "EvaluateJobConfig":
+        """Refuse options the chosen mode would ignore (InputError naming the flag and the mode)."""
+        refuse_unused(self, "--predictions", "--model evaluation",
+                      _MODEL_ONLY if self.predictions is not None and self.model is None else ())
+        if self.model is not None and self.model.startswith(("runs:/", "models:/")):
+            refuse_unused(self, "an MLflow model (--model runs:/... or models:/...)", "a state_dict model file",
+                          ("arch", "hidden"))
+        if self.model is not None and self.dataset is not None and self.test_dataset is not None:
+            _refuse("--dataset", "--model without --test-dataset", "--test-dataset (the test file is evaluated whole)")
+        if self.map_reduce != "max" and self.label_map is None:
+            _refuse("--map-reduce", "--label-map", "an evaluation without a label map")
+        if self.trigger != "manual" and not self.track:
+            _refuse("--trigger", "a tracked run", "--no-track")
+        return self
+
     @property
     def job_name(self) -> str:
         """``job``, else the predictions file name, else the model spec."""
@@ -326,6 +356,36 @@ class EvaluateJobConfig(BaseModel):
         if self.job:
             return self.job
         return Path(self.predictions).name if self.predictions else str(self.model)
+
+
+#: EvaluateJobConfig fields that only ``--model`` evaluation reads (a predictions file holds scores)
+_MODEL_ONLY = ("dataset", "test_dataset", "reader_options", "arch", "hidden", "trust_pickle", "preprocess", "scores",
+               "device", "amp")
+
+
+def _flag(field: str) -> str:
+    return "--" + {"register_model": "register", "address": "ray-address"}.get(field, field).replace("_", "-")
+
+
+def _refuse(flag: str, applies_to: str, not_to: str) -> None:
+    from evalkit.errors import InputError
+
+    raise InputError(f"{flag}: applies to {applies_to}, not to {not_to}; drop it")
+
+
+def refuse_unused(config: BaseModel, mode: str, applies_to: str, fields) -> None:
+    """Raise InputError for the first of ``fields`` set to other than its default in ``config``: an
+    option ``mode`` would silently ignore (``--FIELD: applies to APPLIES_TO, not to MODE``; a reader
+    option is named by its own flag)."""
+    for field in fields:
+        value, default = getattr(config, field), type(config).model_fields[field].get_default(call_default_factory=True)
+        if value != default:
+            flag = _flag(next(iter(value))) if field == "reader_options" else _flag(field)
+            _refuse(flag, applies_to, mode)
+
+
+#: ExecutorConfig fields that only the Ray executor reads
+RAY_ONLY = ("address", "max_concurrent", "cpus_per_cell", "gpus_per_cell", "max_retries")
 
 
 class ExecutorConfig(BaseModel):
@@ -350,6 +410,13 @@ class ExecutorConfig(BaseModel):
     gpus_per_cell: float = Field(0.0, ge=0, le=64, description="GPUs reserved per cell (fractions share a GPU).")
     max_retries: int = Field(0, ge=0, le=100, description="Retries of a cell that raises or whose worker dies, "
                              "before it is marked FAILED.")
+
+    def check_applies(self) -> None:
+        """Refuse Ray-only options with the sequential executor (InputError naming the flag), which
+        would ignore them. Called where the cells are placed (``evalkit run SPEC``); ``tune`` always
+        uses Ray."""
+        if self.kind == "sequential":
+            refuse_unused(self, "the sequential executor (cells one after another here)", "--executor ray", RAY_ONLY)
 
 
 class SearchConfig(BaseModel):

@@ -78,3 +78,28 @@ class WriteError(InfraError):
 def write_error(path, e: BaseException, what: str = "cannot write") -> WriteError:
     """The :class:`WriteError` (exit 3) for an OSError raised while writing ``path``."""
     return WriteError(path, e, what)
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """True for a ``MemoryError``, or an ImportError / OSError caused by one (``ENOMEM``, "cannot
+    allocate memory" while loading a shared library under ``ulimit -v``), also in its causes."""
+    import errno
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MemoryError) or getattr(e, "errno", None) == errno.ENOMEM:
+            return True
+        if isinstance(e, (ImportError, OSError)) and any(
+                s in str(e).lower() for s in ("cannot allocate memory", "out of memory", "failed to map segment")):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def failure_note(e: BaseException) -> str:
+    """One line describing why a run failed (for the run's ``evalkit.error`` tag); never raises."""
+    if out_of_memory(e):
+        return "out of memory (MemoryError): raise the memory limit or lower --batch-size / --hidden / --fold-processes"
+    text = (str(e) or type(e).__name__).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:500]

@@ -115,6 +115,38 @@ def check_metrics(gates: list[Gate], report: dict) -> None:
             raise InputError(f"{option}: unknown metric {g.metric!r}; expected a tracked metric name such as {examples}")
 
 
+def check_baseline(gates: list[Gate], baseline: dict | None, digest: str | None = None) -> None:
+    """Refuse a baseline run relative gates cannot be compared with (before the evaluation run starts).
+
+    ``baseline`` is :func:`evalkit.tracking.baseline_run`'s dict (nothing is checked without a run).
+    Without ``digest`` only the run's status and metrics are checked; with it (the evaluated rows'
+    digest, 16 hex) the run's test-data digest must equal it.
+
+    Raises:
+        InputError: the run is not FINISHED, lacks a gated metric, records no test-data digest, or
+            was evaluated on other rows; the line names the run id and what is wrong.
+    """
+    if not baseline or baseline.get("run_id") is None:
+        return
+    where = f"--baseline {baseline.get('source')}: run {baseline['run_id']}"
+    hint = "; pick another --baseline"
+    if digest is None:
+        status = baseline.get("status") or "FINISHED"
+        if status != "FINISHED":
+            raise InputError(f"{where} is {status}, not FINISHED; expected a finished run{hint}")
+        missing = [g.metric for g in gates if g.relative and g.metric not in baseline.get("metrics", {})]
+        if missing:
+            raise InputError(f"{where} has no metric {', '.join(missing)}; expected a run that logged it{hint}")
+        return
+    theirs = baseline.get("digest")
+    if theirs is None:
+        raise InputError(f"{where} records no test-data digest (it predates digest tagging), so it cannot be "
+                         f"told to be on the same rows (digest {digest[:8]}){hint}")
+    if theirs != digest:
+        raise InputError(f"{where} was evaluated on other rows (test-data digest {theirs[:8]}, here {digest[:8]}); "
+                         f"expected a baseline on the same test data{hint}")
+
+
 from evalkit.direction import lower_is_better  # noqa: E402  (re-exported: gates.lower_is_better)
 
 

@@ -8,7 +8,6 @@ marked with a red cross).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from evalkit.errors import InputError
 
@@ -77,7 +76,7 @@ def plot_history(df, metrics=DEFAULT_METRICS, path: str | None = None, title: st
     fig.autofmt_xdate()
     fig.tight_layout()
     if path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=100)
+        from evalkit.plots import save_figure
+
+        save_figure(fig, path, dpi=100)  # atomic: temporary file + rename
     return fig

@@ -155,3 +155,14 @@ def group_bars(stats: dict, title: str = ""):
     ax.legend(fontsize=8, ncol=1, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig
+
+
+def save_figure(fig, path, dpi: int = 120):
+    """Save ``fig`` to ``path`` atomically (temporary file + rename), in the format of its extension
+    (png, pdf, svg, jpg). Raises WriteError (exit 3) when it cannot be written."""
+    from pathlib import Path
+
+    from evalkit.report import write_atomic
+
+    fmt = Path(path).suffix.lower().lstrip(".") or "png"
+    return write_atomic(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi), mode="wb")

@@ -353,8 +353,9 @@ def _open_temp_beside(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"{path.parent}: could not create a temporary file for {path.name}")
 
 
-def write_json_atomic(data: dict, path: str | os.PathLike) -> Path:
-    """Write JSON via a temporary file + rename, so a crash never leaves a half-written file.
+def write_atomic(path: str | os.PathLike, write, mode: str = "w") -> Path:
+    """Write ``path`` via a temporary file beside it + rename, so a crash never leaves a half-written
+    file: ``write(f)`` fills the open temporary file (``mode`` "w" text or "wb" bytes).
 
     The file gets the mode ``open(path, "w")`` would give a new file (0o666 minus the umask).
 
@@ -370,9 +371,8 @@ def write_json_atomic(data: dict, path: str | os.PathLike) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _open_temp_beside(path)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=_json_default)
-            f.write("\n")
+        with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as f:
+            write(f)
         os.replace(tmp, path)
     except BaseException as e:
         if tmp is not None:
@@ -384,6 +384,16 @@ def write_json_atomic(data: dict, path: str | os.PathLike) -> Path:
             raise write_error(path, e) from e
         raise
     return path
+
+
+def write_json_atomic(data: dict, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (:func:`write_atomic`; WriteError, exit 3, when it cannot be written)."""
+
+    def dump(f) -> None:
+        json.dump(data, f, indent=2, default=_json_default)
+        f.write("\n")
+
+    return write_atomic(path, dump)
 
 
 def write_csv_atomic(frame, path: str | os.PathLike) -> Path:

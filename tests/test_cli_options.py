@@ -75,7 +75,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
             "--model", "linear", "--hidden", "32,16", "--dropout", "0.1", "--activation", "gelu", "--batch-norm",
             "--loss", "focal", "--loss-option", "gamma=1", "--optimizer", "adam", "--lr", "0.01",
             "--weight-decay", "0", "--epochs", "3", "--batch-size", "8", "--patience", "2", "--monitor", "val_loss",
-            "--input-noise", "0", "--folds", "1", "--budget", "off", "--seed", "7", "--device", "cpu", "--threads", "2",
+            "--input-noise", "0", "--folds", "2", "--budget", "off", "--seed", "7", "--device", "cpu", "--threads", "2",
             "--fold-processes", "3",
             "--threshold", "global", "--objective", "micro-fbeta", "--beta", "1", "--experiment", "e",
             "--tracking-uri", "sqlite:///x.db", "--run-name", "r", "--log-model", "--register", "m",
@@ -88,7 +88,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
     assert (c.val_size, c.test_size, c.standardize, c.model, c.hidden) == (0.25, 0.4, False, "linear", [32, 16])
     assert (c.dropout, c.activation, c.batch_norm, c.loss, c.loss_options) == (0.1, "gelu", True, "focal", {"gamma": 1.0})
     assert (c.optimizer, c.lr, c.weight_decay, c.epochs, c.batch_size, c.patience) == ("adam", 0.01, 0.0, 3, 8, 2)
-    assert (c.monitor, c.input_noise, c.folds, c.seed, c.device, c.threads) == ("val_loss", 0.0, 1, 7, "cpu", 2)
+    assert (c.monitor, c.input_noise, c.folds, c.seed, c.device, c.threads) == ("val_loss", 0.0, 2, 7, "cpu", 2)
     assert c.fold_processes == 3
     assert (c.threshold, c.objective, c.beta, c.experiment) == ("global", "micro-fbeta", 1.0, "e")
     assert (c.tracking_uri, c.run_name, c.log_model, c.register_model, c.alias, c.output) == \

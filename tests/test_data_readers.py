@@ -384,3 +384,42 @@ def test_load_dataset_passes_reader_options(tmp_path):
     (tmp_path / "te.csv").write_text(CSV)
     train, test = load_dataset(str(tmp_path / "tr.csv"), str(tmp_path / "te.csv"), label_prefix="lab_")
     assert train.label_names == test.label_names == ["lab_a", "lab_b"]
+
+
+# --- repeated header names and header-only tables: data files and prediction CSVs ------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "message"),
+    [
+        ("a,a,y_1,y_2\n1,2,0,1\n3,4,1,0\n", {"label_prefix": "y_"}, "duplicate column names 'a'; expected distinct names"),
+        ("a,b,y_1,y_1\n1,2,0,1\n3,4,1,0\n", {"label_prefix": "y_"}, "duplicate label names 'y_1'; expected distinct names"),
+        ("a,b,y_1\n", {"label_prefix": "y_"}, "no data rows; expected a header row followed by samples"),
+    ],
+)
+def test_data_csv_with_a_repeated_header_name_or_no_rows_is_refused(tmp_path, text, kwargs, message):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        read(path, **kwargs)
+    assert str(err.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("target:a,target:a,prob:a,prob:a\n1,0,0.5,0.2\n",
+         "duplicate column names 'target:a', 'prob:a'; expected distinct names"),
+        ("target:a,target:b,prob:a,prob:b,prob:b\n1,0,0.5,0.2,0.3\n",
+         "duplicate column names 'prob:b'; expected distinct names"),
+        ("target:a,target:b,prob:a,prob:b\n", "no data rows; expected a header row followed by one row per sample"),
+    ],
+)
+def test_prediction_csv_with_a_repeated_header_name_or_no_rows_is_refused(cli, tmp_path, text, message):
+    path = tmp_path / "preds.csv"
+    path.write_text(text)
+    res = cli("evaluate", "--predictions", path)
+    assert res.exit_code == 2, res.output
+    assert f"preds.csv: {message}" in res.output
+    assert "a.1" not in res.output and "b.1" not in res.output and "non-numeric" not in res.output
+    assert "Traceback" not in res.output

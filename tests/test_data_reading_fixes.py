@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import zipfile
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -343,3 +344,42 @@ def test_train_test_label_mismatch_lists_the_differences():
                                "only in train: ['z'] (train has 3, test 3 labels)")
     with pytest.raises(InputError, match=r"same 3 names in another order"):
         make_splits(ds(["x", "y", "z"]), ds(["y", "x", "z"]))
+
+
+# --- a file name with undecodable bytes -------------------------------------------------------------------
+
+
+def _csv_named(tmp_path: Path, raw_name: bytes) -> Path:
+    """A small 3-label CSV whose file name holds ``raw_name`` as bytes (not valid UTF-8)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4))
+    Y = (rng.random((80, 3)) < 0.4).astype(int)
+    Y[:3] = np.eye(3, dtype=int)
+    lines = ["f1,f2,f3,f4,a,b,c"] + [",".join([*(f"{v:.4f}" for v in x), *map(str, y)]) for x, y in zip(X, Y)]
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/" + raw_name))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_file_name_with_undecodable_bytes_gives_a_printable_dataset_name(tmp_path):
+    path = _csv_named(tmp_path, b"bad\xffname.csv")
+    data = read(path, label_columns="a,b,c")
+    assert data.name == "bad\ufffdname" and data.source.endswith("bad\ufffdname.csv")
+    data.name.encode("utf-8")  # no surrogate left: MLflow, matplotlib and the console can take it
+    assert dataset_name(os.fsdecode(b"/x/raw\xff\n-train.csv")) == "raw\ufffd\ufffd"
+
+
+def test_a_run_on_a_file_named_with_undecodable_bytes_is_logged_not_spooled(store, cli, tmp_path):
+    import mlflow
+
+    path = _csv_named(tmp_path, b"bad\xffname.csv")
+    res = cli("run", "--dataset", path.name, "--label-columns", "a,b,c", "--test-size", "0.25", "--epochs", "1",
+              "--no-log-model", "-o", "r.json")
+    assert res.exit_code == 0, res.output
+    assert "unreachable" not in res.output and "spool" not in res.output
+    assert not (tmp_path / "mlruns" / "spool").exists()
+    [run] = mlflow.MlflowClient(store).search_runs(mlflow.MlflowClient(store).search_experiments()[0].experiment_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["dataset"] == "bad\ufffdname.csv"
+    assert "dataset/cooccurrence.png" in {a.path for a in mlflow.MlflowClient(store).list_artifacts(run.info.run_id,
+                                                                                                    "dataset")}

@@ -125,7 +125,7 @@ def test_evaluate_gates_pass_fail_exit_codes_report_and_tags(store, cli, tmp_pat
     f2 = rep["summary"]["macro"]["f2"]
     # a failing gate: exit 1, printed with value and bound
     res = cli("evaluate", "--predictions", pred, "--gate", "test/macro_f2>=0.999", "--trigger", "scheduled",
-              "--job", "nightly", "-o", out, "--no-per-class")
+              "--job", "nightly", "-o", out, "--force", "--no-per-class")
     assert res.exit_code == 1, res.output
     assert "FAIL" in res.output and f"test/macro_f2 = {f2:.4f}, bound >= 0.999" in res.output
     rep = json.loads(out.read_text())
@@ -195,6 +195,8 @@ def test_spec_file_sets_evaluate_options(store, cli, tmp_path):
     assert rep["job"] == {"name": "from-spec", "trigger": "scheduled", "experiment": "evalkit"}
     # the command line wins over the spec
     res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class")
+    assert res.exit_code == 2 and "r.json already exists; add --force" in res.output  # the spec's output is kept
+    res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class", "--force")
     assert res.exit_code == 0, res.output
 
 
@@ -204,3 +206,67 @@ def test_nightly_spec_in_repo_is_valid():
     spec = Path(__file__).resolve().parents[1] / "experiments" / "nightly_yeast.toml"
     values = load_evaluate_spec(str(spec))
     assert values["trigger"] == "scheduled" and values["gate"] and values["baseline"]
+
+
+# ----------------------------------------------------------------------------- unusable baselines
+
+def _baseline_refused(cli, store, pred, baseline, *extra):
+    """Evaluate ``pred`` against ``baseline``: exit 2 with one line, no new run, none left RUNNING."""
+    before = len(_runs(store))
+    res = cli("evaluate", "--predictions", pred, "--max-drop", "test/macro_f2=0.01", "--baseline", baseline,
+              "--no-per-class", *extra)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "PASS" not in res.output
+    runs = _runs(store)
+    assert len(runs) == before and not [r for r in runs if r.info.status == "RUNNING"]
+    return res.output
+
+
+def test_killed_baseline_run_is_refused(store, cli, tmp_path):
+    import mlflow
+
+    pred = write_predictions(tmp_path / "p.npz")
+    assert cli("evaluate", "--predictions", pred, "--no-per-class").exit_code == 0
+    run_id = _runs(store)[0].info.run_id
+    mlflow.MlflowClient(store).set_terminated(run_id, "KILLED")
+    out = _baseline_refused(cli, store, pred, run_id)
+    assert f"--baseline {run_id}: run {run_id} is KILLED, not FINISHED" in out
+
+
+def test_baseline_without_the_gated_metric_is_refused(store, cli, tmp_path):
+    import mlflow
+
+    client = mlflow.MlflowClient(store)
+    exp = client.create_experiment("evalkit")
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "test/micro_f2", 0.5)
+    client.set_terminated(run.info.run_id)
+    out = _baseline_refused(cli, store, write_predictions(tmp_path / "p.npz"), run.info.run_id)
+    assert f"run {run.info.run_id} has no metric test/macro_f2" in out
+
+
+def test_baseline_evaluated_on_other_rows_is_refused_showing_both_digests(store, cli, tmp_path):
+    other = write_predictions(tmp_path / "other.npz", n=90, c=5, seed=3)
+    pred = write_predictions(tmp_path / "p.npz")
+    assert cli("evaluate", "--predictions", other, "--no-per-class", "-o", tmp_path / "o.json").exit_code == 0
+    theirs = json.loads((tmp_path / "o.json").read_text())["dataset"]["digest"]
+    run_id = _runs(store)[0].info.run_id
+    assert cli("evaluate", "--predictions", pred, "--no-per-class", "--no-track", "-o", tmp_path / "p.json").exit_code == 0
+    ours = json.loads((tmp_path / "p.json").read_text())["dataset"]["digest"]
+    assert theirs != ours
+    out = _baseline_refused(cli, store, pred, run_id)
+    assert f"run {run_id} was evaluated on other rows (test-data digest {theirs[:8]}, here {ours[:8]})" in out
+    # --baseline last picks the job's last finished run: refused the same way
+    out = _baseline_refused(cli, store, pred, "last", "--job", "other.npz")
+    assert "was evaluated on other rows" in out
+
+
+def test_baseline_without_a_test_data_digest_is_refused(store, cli, tmp_path):
+    import mlflow
+
+    client = mlflow.MlflowClient(store)
+    run = client.create_run(client.create_experiment("evalkit"))
+    client.log_metric(run.info.run_id, "test/macro_f2", 0.5)
+    client.set_terminated(run.info.run_id)
+    out = _baseline_refused(cli, store, write_predictions(tmp_path / "p.npz"), run.info.run_id)
+    assert f"run {run.info.run_id} records no test-data digest (it predates digest tagging)" in out

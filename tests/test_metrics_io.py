@@ -175,3 +175,24 @@ def test_parquet_large_row_groups_are_sliced_and_nulls_rejected(tmp_path, monkey
     g = tmp_path / "null.parquet"
     pq.write_table(pa.Table.from_pandas(df.astype({"prob:dog": float}), preserve_index=False), g)
     _err(g, r"^null.parquet: column 'prob:dog' has missing values$")
+
+
+def test_an_empty_target_cell_is_refused_by_name_without_runtime_warnings(tmp_path, cli):
+    import warnings
+
+    df = _frame()
+    df["target:dog"] = df["target:dog"].astype(float)
+    df.loc[57, "target:dog"] = np.nan
+    df.to_csv(tmp_path / "p.csv", index=False)
+    yn = Y.astype(np.float64)
+    yn[12, 3] = np.nan
+    np.savez(tmp_path / "p.npz", targets=yn, probabilities=P)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _err(tmp_path / "p.csv", r"p\.csv: target:dog is empty or not finite in data row 58; expected 0 or 1", bs=25)
+        _err(tmp_path / "p.npz", r"p\.npz: 'targets' column 3 is empty or not finite in data row 13", bs=5)
+        for name in ("p.csv", "p.npz"):
+            result = cli("evaluate", "--predictions", tmp_path / name, "--no-track", "--output", tmp_path / "r.json")
+            assert result.exit_code == 2
+            assert "empty or not finite" in result.output and "Warning" not in result.output
+    assert not (tmp_path / "r.json").exists()

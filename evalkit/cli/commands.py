@@ -50,7 +50,9 @@ def _fail(message: str, code: int) -> None:
     """One line on stderr (never read as markup), the traceback too with ``--debug``, then exit ``code``."""
     err = console(stderr=True)
     err.print("[red]error:[/] ", end="")
-    err.print(message, markup=False, soft_wrap=True)
+    from evalkit.cli.ui import printable
+
+    err.print(printable(message), markup=False, soft_wrap=True)
     if DEBUG:
         import traceback
 
@@ -73,9 +75,15 @@ def user_errors():
         _fail(str(e), e.exit_code)
     except ValidationError as e:
         _fail(validation_message(e), EXIT_BAD_INPUT)
-    except OSError as e:  # disk full, read-only or unwritable paths not handled where they occurred: exit 3
-        from evalkit.errors import EXIT_INFRA, os_cause
+    except (MemoryError, ImportError, OSError) as e:
+        from evalkit.errors import EXIT_INFRA, os_cause, out_of_memory
 
+        if out_of_memory(e):  # also an ImportError of a library that could not be mapped: exit 3, no traceback
+            _fail(f"out of memory ({type(e).__name__}): raise the memory limit or lower --batch-size / --hidden / "
+                  "--fold-processes; a run that had started is ended FAILED (tag evalkit.error)", EXIT_INFRA)
+        if not isinstance(e, OSError):
+            raise
+        # disk full, read-only or unwritable paths not handled where they occurred: exit 3
         _fail(f"{e.filename or 'file system'}: {os_cause(e)}", EXIT_INFRA)
     except KeyboardInterrupt as e:
         from evalkit.tracking import Terminated
@@ -134,6 +142,8 @@ def _ex(name: str) -> str:
 RUN_SPEC_HELP = ("Experiment spec (experiments/*.toml): RunConfig fields and an optional \\[grid] table of runs; "
                  "flags override it.")
 JOB_SPEC_HELP = "TOML job spec; its \\[evaluate] table sets these options (the command line wins)."
+FORCE_HELP = "Overwrite an existing output file (-o / --plot); an input of the command is never overwritten."
+Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
 
 
 def config_command(model, name: str | None = None):
@@ -156,6 +166,7 @@ def run(
     cpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("cpus_per_cell"))] = None,
     gpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("gpus_per_cell"))] = None,
     max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"))] = None,
+    force: Force = False,
     **options: Any,
 ) -> None:
     """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.
@@ -163,23 +174,31 @@ def run(
     Data files: see `evalkit datasets` for the formats and the --label-* options.
     """
     with user_errors():
-        from evalkit.cli.ui import ConsoleRenderer
+        from evalkit.cli.ui import ConsoleRenderer, flushed
 
         overrides = collect(RunConfig, dict(options), ctx)
-        renderer = ConsoleRenderer(console())
+        renderer = ConsoleRenderer(console(), defer=("written",))  # "Report written" after the results
         placement = dict(kind=executor, address=ray_address, max_concurrent=max_concurrent,
                          cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, max_retries=max_retries)
+        from evalkit.cli.outputs import check_config_outputs
+
         if spec is not None:
+            from evalkit.spec import load_spec
             from evalkit.workflows.grid import run_spec
 
-            run_spec(spec, overrides, track=track, on_event=renderer, executor=placement)
+            check_config_outputs(load_spec(spec).configs(overrides), force, spec)  # before any training
+            with flushed(renderer):
+                run_spec(spec, overrides, track=track, on_event=renderer, executor=placement)
             return
         if any(v is not None for v in placement.values()):
             raise InputError("--executor / --ray-address / --max-concurrent / --cpus-per-cell / --gpus-per-cell / "
                              "--max-retries: apply to the cells of a spec (evalkit run SPEC); give a spec file")
         from evalkit.workflows.experiment import run_experiment
 
-        run_experiment(RunConfig(**overrides), track=track, on_event=renderer)
+        config = RunConfig(**overrides)
+        check_config_outputs([config], force)  # before any training
+        with flushed(renderer):
+            run_experiment(config, track=track, on_event=renderer)
 
 
 # -- evaluate ------------------------------------------------------------------------------------------
@@ -190,6 +209,7 @@ def evaluate(
     ctx: typer.Context,
     no_per_class: Annotated[bool, typer.Option("--no-per-class", help="Same as --per-class none.")] = False,
     spec: Annotated[Optional[str], typer.Option(help=JOB_SPEC_HELP)] = None,
+    force: Force = False,
     **options: Any,
 ) -> None:
     """Evaluate existing predictions (or a model) with the same report as `evalkit run`, and gate on it.
@@ -198,7 +218,7 @@ def evaluate(
     (tracking store unreachable: the report is still written and the run spooled locally).
     """
     with user_errors():
-        from evalkit.cli.ui import ConsoleRenderer
+        from evalkit.cli.ui import ConsoleRenderer, flushed, split_renderer
         from evalkit.workflows.job import evaluate_job
 
         values: dict[str, Any] = {}
@@ -214,9 +234,15 @@ def evaluate(
         if "reader_options" in given and "reader_options" in values:
             given["reader_options"] = values["reader_options"] | given["reader_options"]
         config = EvaluateJobConfig(**(values | given))
+        from evalkit.cli.outputs import check_config_outputs
+
+        check_config_outputs([config], force, spec)  # before any evaluation
         _terminate_on_sigterm()
         out = console()
-        result = evaluate_job(config, on_event=_split_renderer(ConsoleRenderer(out), ConsoleRenderer(console(stderr=True))))
+        # the results are printed once the report file and the run are saved
+        renderer = ConsoleRenderer(out, defer=("report", "gates", "tracked", "written"))
+        with flushed(renderer):
+            result = evaluate_job(config, on_event=split_renderer(renderer, ConsoleRenderer(console(stderr=True))))
         if result.error:
             if not getattr(result, "report_written", True):  # the report file could not be written
                 sys.stdout.write(result.report.to_json() + "\n")
@@ -224,15 +250,6 @@ def evaluate(
             _fail(result.error, result.exit_code)
         if result.exit_code:
             raise typer.Exit(result.exit_code)
-
-
-def _split_renderer(stdout_renderer, stderr_renderer):
-    """Notes and warnings of ``evaluate`` go to stderr (stdout holds the report)."""
-
-    def on_event(event) -> None:
-        (stderr_renderer if event.kind in ("note", "warning") else stdout_renderer)(event)
-
-    return on_event
 
 
 # -- listing commands ----------------------------------------------------------------------------------
@@ -278,6 +295,7 @@ def compare(
     trigger: Annotated[Optional[str], typer.Option(help="History mode: the runs tagged evalkit.trigger=TRIGGER (scheduled, manual) over time, as a table and --plot.")] = None,
     job: Annotated[Optional[str], typer.Option(help="History mode: only the runs of this job (tag evalkit.job).")] = None,
     plot: Annotated[Optional[str], typer.Option(help="Save a PNG: the grouped bar chart (with error bars), or in history mode the metrics over time.")] = None,
+    force: Force = False,
 ) -> None:
     """Compare the runs of an experiment: grouped by loss (mean ± std over seeds, ranked, with a paired
     significance test of the best group's lead), or one row per run with --group-by none.
@@ -287,6 +305,10 @@ def compare(
     with user_errors():
         from evalkit.tracking import resolve_tracking_uri
 
+        from evalkit.cli.outputs import DEFAULT_STORE, check_outputs, check_plot_path
+
+        check_plot_path(plot)
+        check_outputs({"--plot": plot}, {"--tracking-uri": tracking_uri or DEFAULT_STORE}, force)
         uri = resolve_tracking_uri(tracking_uri)
         if trigger or job:
             from evalkit.cli.tables import show_history
@@ -365,6 +387,9 @@ def main() -> None:
     verbose = "--verbose" in sys.argv[1:]
     sys.argv = [a for a in sys.argv if a != "--verbose"]
     quiet_logging(verbose)
+    from evalkit.cli.outputs import guard_stdout
+
+    guard_stdout()  # a closed or full stdout never fails the work nor changes the exit code
     try:
         app()
     except SystemExit as e:
@@ -390,6 +415,9 @@ def exit_now(code) -> None:
     if code is not None and not isinstance(code, int):  # SystemExit("message"): printed, exit 1
         print(code, file=sys.stderr)
         code = 1
+    from evalkit.cli.outputs import stdout_lost_note
+
+    stdout_lost_note()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

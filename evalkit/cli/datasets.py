@@ -56,13 +56,15 @@ def download(
     dir: Annotated[str, typer.Option("--dir", help="Destination folder (one sub-folder per dataset).")] = DATASETS_DIR,
     mirror: Annotated[str, typer.Option(help="Base URL laid out as <mirror>/<name>/<file>; file:// for a local copy.")]
     = MULAN_MIRROR,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each connection and read.")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed for the whole download (not per read).")] = 60.0,
 ) -> None:
     """Download MULAN datasets (train / test ARFF and the label XML), each file checked against its
-    SHA-256; a verified copy already there is kept. Exit 3 when the mirror fails or a checksum differs."""
-    from evalkit.cli.commands import console, user_errors
+    SHA-256; a verified copy already there is kept. Exit 3 when the mirror fails, a file's size or checksum differs
+    or --timeout passes; exit 2 when a destination is a FIFO, device or other special file."""
+    from evalkit.cli.commands import _terminate_on_sigterm, console, user_errors
 
     with user_errors():
+        _terminate_on_sigterm()  # SIGTERM raises in the main thread, so the .part file is removed (exit 143)
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
         from evalkit.data.download import download as fetch

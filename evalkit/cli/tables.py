@@ -8,6 +8,7 @@ import sys
 
 from evalkit.compare import (HEADLINE, PARAM_COLUMNS, best_index, compare_runs, groups_frame,
                              status_notes, unfinished_note)
+from evalkit.cli.ui import escape
 from evalkit.errors import InputError
 from evalkit.history import DEFAULT_METRICS, history_frame, plot_history
 
@@ -35,14 +36,14 @@ def render_groups(stats: dict, console, title: str = "") -> None:
     """The grouped table (rank, group, runs, mean ± std per metric; best bold, significance marks) and its legend."""
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left")
+    t = Table(title=escape(title), title_justify="left")
     t.add_column("rank", justify="right")
-    t.add_column(stats["group_by"])
+    t.add_column(escape(stats["group_by"]))
     t.add_column("runs", justify="right")
     for m in stats["metrics"]:
-        t.add_column(m.removeprefix("test/"), justify="right")
+        t.add_column(escape(m.removeprefix("test/")), justify="right")
     for r in stats["groups"]:
-        cells = [str(r["rank"]), r["group"], str(r["n"])]
+        cells = [str(r["rank"]), escape(r["group"]), str(r["n"])]
         for m in stats["metrics"]:
             c = r["metrics"][m]
             text = _cell_text(c)
@@ -83,21 +84,21 @@ def render_table(df, console, metrics=HEADLINE, title: str = "") -> None:
     """One row per run (id and name, params, metrics); the best value per column in bold green."""
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left")
+    t = Table(title=escape(title), title_justify="left")
     t.add_column("run")
     t.add_column("status")
     shown_params = [p for p in PARAM_COLUMNS if p in df.columns and df[p].notna().any()]
     for p in shown_params:
         t.add_column(p)
     for m in metrics:
-        t.add_column(m.removeprefix("test/"), justify="right")
+        t.add_column(escape(m.removeprefix("test/")), justify="right")
     done = df["status"] == "FINISHED" if "status" in df.columns else None
     best = {m: best_index(df[m] if done is None else df[m].where(done)) for m in metrics}
     for i, row in df.iterrows():
-        name = f"{row['run_id'][:8]} {row['run_name'] or ''}".strip()
+        name = escape(f"{row['run_id'][:8]} {row['run_name'] or ''}".strip())
         status = str(row.get("status", "") or "")
-        cells = [name, status if status == "FINISHED" else f"[yellow]{status}[/]"]
-        cells += [str(row[p]) if row[p] is not None else "—" for p in shown_params]
+        cells = [name, status if status == "FINISHED" else f"[yellow]{escape(status)}[/]"]
+        cells += [escape(row[p]) if row[p] is not None else "—" for p in shown_params]
         for m in metrics:
             v = row[m]
             text = "—" if v != v else f"{v:.4f}"
@@ -107,23 +108,23 @@ def render_table(df, console, metrics=HEADLINE, title: str = "") -> None:
     console.print("[dim]Best value per column (of the FINISHED runs) in bold green (lowest for Hamming loss).[/]")
     note = unfinished_note(df) if "status" in df.columns else ""
     if note:
-        console.print(f"[yellow]{note}: not results (still running, failed or killed)[/]")
+        console.print(f"[yellow]{escape(note)}: not results (still running, failed or killed)[/]")
 
 
 def render_history(df, console, metrics=DEFAULT_METRICS, title: str = "") -> None:
     """A job's history table, oldest first, with each metric's change against the previous run."""
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left")
+    t = Table(title=escape(title), title_justify="left")
     for c in ("time (UTC)", "run", "job", "gate", "status"):
         t.add_column(c)
     for m in metrics:
-        t.add_column(m, justify="right")
+        t.add_column(escape(m), justify="right")
     prev: dict = {}
     for _, row in df.iterrows():
-        cells = [row["start_time"].strftime("%Y-%m-%d %H:%M"), row["run_id"][:8], str(row["job"] or "—"),
-                 {"fail": "[red]fail[/]", "pass": "[green]pass[/]"}.get(row["gate"], str(row["gate"] or "—")),
-                 str(row["status"])]
+        cells = [row["start_time"].strftime("%Y-%m-%d %H:%M"), row["run_id"][:8], escape(row["job"] or "—"),
+                 {"fail": "[red]fail[/]", "pass": "[green]pass[/]"}.get(row["gate"], escape(row["gate"] or "—")),
+                 escape(row["status"])]
         for m in metrics:
             v = row[m]
             text = "—" if v != v else f"{v:.4f}"
@@ -180,7 +181,7 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
         n_stats = int((df["status"] == "FINISHED").sum())
         render_groups(stats, console, title=f"Experiment '{experiment}' ({scope}): {n_stats} finished runs by {stats['group_by']}")
         for note in status_notes(stats):
-            console.print(f"[yellow]{note}[/]", soft_wrap=True)
+            console.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
         if len(df) <= MAX_RUN_ROWS:  # the runs themselves, side by side (run, loss, seed, metrics)
             shown = tuple(metrics) if metrics else tuple(stats["metrics"])
             render_table(df, console, shown, title=f"Runs ({scope}), newest first")
@@ -190,8 +191,10 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
         fig = group_bars(stats, title=f"{experiment}: by {group_by}")
         try:
             if plot:
-                fig.savefig(plot, dpi=120)
-                console.print(f"Plot written to {plot}", highlight=False) if fmt == "table" else None
+                from evalkit.plots import save_figure
+
+                save_figure(fig, plot)
+                console.print(f"Plot written to {escape(plot)}", highlight=False) if fmt == "table" else None
             if log_plot:
                 if len(parent_id) != 1:
                     raise InputError("--log-plot: the runs compared have no single grid parent run; use --parent RUN_ID")
@@ -223,5 +226,5 @@ def show_history(tracking_uri: str, experiment: str, console, metrics=DEFAULT_ME
 
         plt.close(plot_history(df, metrics, plot, title))
         if fmt == "table":
-            console.print(f"Plot written to {plot}")
+            console.print(f"Plot written to {escape(plot)}")
     return df

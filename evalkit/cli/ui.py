@@ -2,26 +2,55 @@
 progress, notes and warnings, gates, grid summaries. The CLI is the only caller; workflows emit
 events (:mod:`evalkit.workflows.events`) and :class:`ConsoleRenderer` turns them into output.
 
-Text that comes from data or the user (label names, paths, messages) is never read as markup.
+Text that comes from data or the user (label names, paths, messages) goes through :func:`escape`:
+never read as markup, and its control characters are shown (``\\x1b``), never sent to the terminal.
 """
 
 from __future__ import annotations
 
-from rich.markup import escape
+import re
+from contextlib import contextmanager
+
+from rich.markup import escape as _markup_escape
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text) -> str:
+    """``str(text)`` with its control characters (ANSI escapes, NUL, ...; not tab and newline) written
+    as ``\\x1b``, ``\\x00``: the one place data-derived text is made safe for the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def escape(text) -> str:
+    """:func:`printable` ``text`` with rich markup escaped (shown as is, never read as markup)."""
+    return _markup_escape(printable(text))
 
 
 class ConsoleRenderer:
     """An ``on_event`` callback that renders workflow events on a rich console (as ``evalkit`` does)."""
 
-    def __init__(self, console):
+    def __init__(self, console, defer: tuple[str, ...] = ()):
+        """``defer``: event kinds held back until :meth:`flush` (results printed once they are saved)."""
         self.console = console
+        self.defer = defer
+        self._held: list = []
         self._progress = None
         self._task = None
 
     def __call__(self, event) -> None:
+        if event.kind in self.defer:
+            self._held.append(event)
+            return
         handler = getattr(self, f"_on_{event.kind}", None)
         if handler is not None:
             handler(**event.data)
+
+    def flush(self) -> None:
+        """Render the events held back (``defer``), in the order they came."""
+        held, self._held, self.defer = self._held, [], ()
+        for event in held:
+            self(event)
 
     def _on_dataset(self, splits) -> None:
         render_splits(splits, self.console)
@@ -83,6 +112,24 @@ class ConsoleRenderer:
 
     def _on_gates(self, block: dict) -> None:
         render_gates(block, self.console)
+
+
+@contextmanager
+def flushed(renderer):
+    """Print the renderer's held-back events when the work ends (also when it raised)."""
+    try:
+        yield renderer
+    finally:
+        renderer.flush()
+
+
+def split_renderer(stdout_renderer, stderr_renderer):
+    """Notes and warnings of ``evaluate`` go to stderr (stdout holds the report)."""
+
+    def on_event(event) -> None:
+        (stderr_renderer if event.kind in ("note", "warning") else stdout_renderer)(event)
+
+    return on_event
 
 
 def render_splits(splits, console) -> None:

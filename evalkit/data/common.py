@@ -90,12 +90,15 @@ def dataset_name(path: str | Path) -> str:
     """Short dataset name: the stem without a split suffix.
 
     ``emotions-train.arff`` -> ``emotions``, ``bibtex-test-sparse.arff`` -> ``bibtex``; a file with an
-    unknown extension keeps its plain stem (``data.txt`` -> ``data``).
+    unknown extension keeps its plain stem (``data.txt`` -> ``data``). Undecodable bytes of the file
+    name (``b"\\xff"``) and control characters become U+FFFD (:func:`~evalkit.data.core.safe_text`).
     """
+    from evalkit.data.core import safe_text
+
     p = Path(path)
     ext = _known_extension(p)
     stem = p.name[: len(p.name) - len(ext)] if ext else p.stem
-    return SPLIT_SUFFIX.sub("", stem) or stem
+    return safe_text(SPLIT_SUFFIX.sub("", stem) or stem)
 
 
 def _known_extension(path: str | Path) -> str | None:

@@ -42,6 +42,8 @@ class Dataset:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "name", safe_text(self.name))  # logged, plotted, printed: never raw bytes
+        object.__setattr__(self, "source", safe_text(self.source))
         X, Y = self.X, self.Y
         where = self.source or self.name
         if Y.ndim != 2:
@@ -112,6 +114,16 @@ class Dataset:
     def with_features(self, X: np.ndarray) -> "Dataset":
         """The same dataset with features ``X`` (same ``N``; e.g. standardised), stored as float32."""
         return Dataset(self.name, X, self.Y, self.feature_names, self.label_names, self.source, dict(self.meta))
+
+
+def safe_text(text: str | bytes) -> str:
+    """``text`` as printable, encodable text: a file name's undecodable bytes (``b"\\xff"``, which Python
+    holds as the surrogate ``"\\udcff"``) and control characters become U+FFFD; other text is unchanged.
+    Dataset names and sources pass through here, so MLflow, matplotlib and the console get valid UTF-8."""
+    from evalkit.tracking.redact import encodable  # light: imports neither mlflow nor numpy
+
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else encodable(text)
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
 
 
 def content_digest(*parts) -> str:

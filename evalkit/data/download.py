@@ -3,15 +3,19 @@
 The files come from the public MULAN repository (Tsoumakas et al., "MULAN: A Java Library for
 Multi-Label Learning", JMLR 12, 2011), laid out as ``<mirror>/<name>/<file>``. ``--mirror`` takes any
 URL with that layout, ``file://`` included (a local copy, or a machine without internet access).
-Every file is checked against the SHA-256 recorded here before it is kept, written atomically (a
-temporary file renamed into place), and skipped when a verified copy is already there.
+Every file is checked against the size and SHA-256 recorded here before it is kept (a download that
+grows past the recorded size is stopped there), written atomically (a temporary ``.part`` file
+renamed into place, removed on every way out), and skipped when a verified copy is already there.
+``timeout`` bounds the whole download, not each read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,28 +27,29 @@ from evalkit.errors import InfraError, InputError
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a dataset: its name and SHA-256 (hex)."""
+    """One file of a dataset: its name, SHA-256 (hex) and size in bytes."""
 
     name: str
     sha256: str
+    size: int
 
 
 #: name -> files (train / test split, label XML, and the union file where MULAN ships one)
 CATALOG: dict[str, tuple[RemoteFile, ...]] = {
     "emotions": (
-        RemoteFile("emotions-train.arff", "bbe704106c79bb8fb99c1d1d2e9bde081d6a2daeb01f100862f11fd91a3c1f98"),
-        RemoteFile("emotions-test.arff", "f13d4b746b7b5c8eb484bd751d6ac463d4560dff998a93516a5c1fe35daf6c8f"),
-        RemoteFile("emotions.xml", "dbce8e6ccbbb2fcbfd9e9edbb230d7ed12692c6e13f59fdbc0161fa9b6cf2dc0"),
+        RemoteFile("emotions-train.arff", "bbe704106c79bb8fb99c1d1d2e9bde081d6a2daeb01f100862f11fd91a3c1f98", 252080),
+        RemoteFile("emotions-test.arff", "f13d4b746b7b5c8eb484bd751d6ac463d4560dff998a93516a5c1fe35daf6c8f", 132007),
+        RemoteFile("emotions.xml", "dbce8e6ccbbb2fcbfd9e9edbb230d7ed12692c6e13f59fdbc0161fa9b6cf2dc0", 323),
     ),
     "scene": (
-        RemoteFile("scene-train.arff", "b53ba93bdf412de922e3960389bcee24744fa3e872ce610511fc1d750888b64d"),
-        RemoteFile("scene-test.arff", "ea38d20296b3ff7e220f477a3b802a9bcb2d768881fe6ee163efbc97ea527a42"),
-        RemoteFile("scene.xml", "55d8b247b949ad5c52e5a73d8c6775ec6e5469ce9682465b45b333b68ee4bcc5"),
+        RemoteFile("scene-train.arff", "b53ba93bdf412de922e3960389bcee24744fa3e872ce610511fc1d750888b64d", 3127968),
+        RemoteFile("scene-test.arff", "ea38d20296b3ff7e220f477a3b802a9bcb2d768881fe6ee163efbc97ea527a42", 3090742),
+        RemoteFile("scene.xml", "55d8b247b949ad5c52e5a73d8c6775ec6e5469ce9682465b45b333b68ee4bcc5", 285),
     ),
     "medical": (
-        RemoteFile("medical-train.arff", "c764f45756ab1c553b8b4eaaf5605a5610a43bbbcf37492d0f1a12bf9c9e2244"),
-        RemoteFile("medical-test.arff", "6be472e75a6c0b0916187f343a398011b1b26f8f0ddc682c575312ad3532f6c4"),
-        RemoteFile("medical.xml", "51fa9d5c09e48caff3f0a0c75db1c9aa85944f8e35451f3ad8bd56fc422286ce"),
+        RemoteFile("medical-train.arff", "c764f45756ab1c553b8b4eaaf5605a5610a43bbbcf37492d0f1a12bf9c9e2244", 69680),
+        RemoteFile("medical-test.arff", "6be472e75a6c0b0916187f343a398011b1b26f8f0ddc682c575312ad3532f6c4", 99124),
+        RemoteFile("medical.xml", "51fa9d5c09e48caff3f0a0c75db1c9aa85944f8e35451f3ad8bd56fc422286ce", 1818),
     ),
 }
 
@@ -69,14 +74,18 @@ def download(names: list[str], directory: str | os.PathLike = DEFAULT_DIR, *, mi
     Args:
         names: dataset names of :data:`CATALOG`.
         directory: the destination folder (created). mirror: base URL (``https://...`` or ``file://...``).
-        timeout: seconds to wait for each connection and read.
+        timeout: seconds for the whole call (every connection and read), not per read.
         progress: called as bytes arrive (the CLI draws a progress bar from it).
     Returns:
         The paths of the verified files (already present ones included).
     Raises:
         InputError: an unknown dataset name or a malformed mirror URL (exit 2).
         InfraError: the mirror cannot be reached, a file is missing there, a checksum does not match
-            (the bad download is deleted), or the destination is not writable (exit 3).
+            (the bad download is deleted), a file grows past or is declared other than its recorded size,
+            the files do not all arrive within ``timeout``, or the destination is not writable (exit 3).
+        InputError: also when the destination file or folder exists but is a FIFO, device or other
+            special file (refused without opening it, exit 2).
+    A ``.part`` file never outlives the call (error, Ctrl-C or SIGTERM raised as an exception).
     """
     unknown = [n for n in names if n not in CATALOG]
     if unknown or not names:
@@ -85,52 +94,110 @@ def download(names: list[str], directory: str | os.PathLike = DEFAULT_DIR, *, mi
     if not mirror.startswith(("https://", "http://", "file://")):
         raise InputError(f"--mirror: {mirror!r} is not a URL; expected https://... or file:///path")
     out: list[Path] = []
+    deadline = time.monotonic() + timeout  # one deadline for the whole call, not per file or read
+    _refuse_non_regular(Path(directory), stat.S_ISDIR, "a folder")
     for name in dict.fromkeys(names):
         folder = Path(directory) / name
+        _refuse_non_regular(folder, stat.S_ISDIR, "a folder")
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InfraError(f"{folder}: cannot create the folder ({e.strerror or e})") from None
         for remote in CATALOG[name]:
-            out.append(_fetch(f"{mirror.rstrip('/')}/{name}/{remote.name}", folder / remote.name, remote.sha256,
-                              timeout, progress))
+            out.append(_fetch(f"{mirror.rstrip('/')}/{name}/{remote.name}", folder / remote.name, remote,
+                              (deadline, timeout), progress))
     return out
 
 
-def _fetch(url: str, target: Path, sha256: str, timeout: float, progress: Progress | None) -> Path:
-    """One file: skip a verified copy, else download to a temporary file, verify, rename."""
-    import urllib.error
-    import urllib.request
-
-    if target.is_file() and sha256_of(target) == sha256:
-        if progress:
-            size = target.stat().st_size
-            progress(target.name, size, size)
-        return target
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+def _refuse_non_regular(path: Path, is_kind: Callable[[int], bool], kind: str) -> None:
+    """InputError (exit 2) when ``path`` exists but is not ``kind`` (a FIFO, a device...); never opens it."""
     try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http/file only)
-            total = resp.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else None
-            done = 0
-            for block in iter(lambda: resp.read(_CHUNK), b""):
-                f.write(block)
-                h.update(block)
-                done += len(block)
-                if progress:
-                    progress(target.name, done, total)
-        if h.hexdigest() != sha256:
-            raise InfraError(f"{url}: SHA-256 mismatch (got {h.hexdigest()[:16]}..., expected {sha256[:16]}...); "
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise InfraError(f"{path}: cannot inspect ({e.strerror or e})") from None
+    if not is_kind(mode):
+        raise InputError(f"{path}: exists and is not {kind} (a FIFO, device or other special file?); "
+                         "remove it or choose another --dir")
+
+
+def _fetch(url: str, target: Path, remote: RemoteFile, limit: tuple[float, float], progress: Progress | None) -> Path:
+    """One file: skip a verified copy, else download to a temporary file, verify, rename.
+    ``limit`` is (the ``time.monotonic()`` deadline, the --timeout it came from)."""
+    import urllib.error
+
+    _refuse_non_regular(target, stat.S_ISREG, "a regular file")
+    if target.is_file() and sha256_of(target) == remote.sha256:
+        if progress:
+            progress(target.name, remote.size, remote.size)
+        return target
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        with os.fdopen(fd, "wb") as f:
+            digest = _stream(url, f, target.name, remote.size, limit[0], progress)
+        if digest != remote.sha256:
+            raise InfraError(f"{url}: SHA-256 mismatch (got {digest[:16]}..., expected {remote.sha256[:16]}...); "
                              "the download was discarded")
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
         return target
     except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+        reason = e if isinstance(e, TimeoutError) else getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+        if isinstance(reason, TimeoutError):
+            raise InfraError(f"{url}: not complete within --timeout {limit[1]:g} s; the download was discarded") from None
         raise InfraError(f"{url}: cannot download ({reason})") from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _stream(url: str, f, name: str, size: int, deadline: float, progress: Progress | None) -> str:
+    """Copy ``url`` into ``f``; the SHA-256 (hex) of what arrived.
+
+    Raises:
+        InfraError: the mirror declares (Content-Length) or sends more or other than ``size`` bytes.
+        TimeoutError: ``deadline`` (``time.monotonic()``) passed before the last byte.
+    """
+    import urllib.request
+
+    h = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=_left(deadline)) as resp:  # http(s) or file:// only (checked above)
+        declared = resp.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) != size:
+            raise InfraError(f"{url}: the mirror declares {declared} bytes, expected {size}; "
+                             "the download was discarded")
+        sock = _socket_of(resp)
+        done = 0
+        while True:
+            if sock is not None:
+                sock.settimeout(_left(deadline))
+            block = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
+            if not block:
+                return h.hexdigest()
+            done += len(block)
+            if done > size:
+                raise InfraError(f"{url}: more than the expected {size} bytes arrived; the download was discarded")
+            f.write(block)
+            h.update(block)
+            if progress:
+                progress(name, done, size)
+            _left(deadline)
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline`` (> 0); TimeoutError once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    return left
+
+
+def _socket_of(resp):
+    """The socket under an HTTP response (None for file://), so each read waits only until the deadline."""
+    raw = getattr(getattr(resp, "fp", None), "raw", None)
+    return getattr(raw, "_sock", None)
 
 
 def _umask() -> int:

@@ -8,7 +8,9 @@ float64 -> int64). For non-negative floats the bit pattern is monotone in the va
 the keys sorts by probability (ties broken by the target, which is irrelevant because tied scores
 are always grouped). One in-place ``np.sort`` of integer keys (SIMD sort in numpy >= 2) replaces an
 argsort + gather, and the sorted array is a pure function of the *multiset* of (score, target)
-pairs: results do not depend on row order, batching or the number of processes.
+pairs: results do not depend on row order, batching or the number of processes. Logits get
+int64 keys of the logit itself (:func:`evalkit.metrics.threshold_free.make_logit_keys`), also
+non-negative and monotone, so no sigmoid saturation ties them.
 
 Ranked statistics
 -----------------

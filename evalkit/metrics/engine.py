@@ -64,16 +64,18 @@ class MultilabelEngine(Metric):
     Args:
         num_labels: C >= 1 (C = 1 is accepted; ranking metrics are then trivial: LRAP 1,
             ranking loss 0, coverage = 1 for a positive sample else 0).
-        scores: ``"logits"`` (raw outputs; the engine applies ``torch.sigmoid`` in the input dtype,
-            so passing ``torch.sigmoid(logits)`` as probabilities gives identical results) or
+        scores: ``"logits"`` (raw outputs: the threshold rule applies ``torch.sigmoid`` in the
+            input dtype, so decisions equal those of ``torch.sigmoid(logits)`` passed as
+            probabilities; exact threshold-free metrics rank the logits themselves, so scaling the
+            logits or float32 sigmoid saturation above ~17 never ties scores) or
             ``"probabilities"`` (must lie in [0, 1]). Declared by the caller, never guessed.
         threshold: scalar or ``(C,)``; a label is predicted iff probability >= threshold
             (:func:`~evalkit.metrics.functional.binarize`). Applies to probabilities also when ``scores="logits"``.
         beta: the F-beta reported besides F1, key ``f{beta:g}`` (``"f2"``, ``"f0.5"``).
         zero_division: value of a 0/0 precision / recall / F (0.0 or 1.0, as scikit-learn).
         threshold_free:
-            ``"exact"``: keeps one int32 sort key per (sample, label) (int64 for float64 scores), i.e.
-            4 bytes x N x C, and computes AP / AUROC exactly at ``compute()``, matching
+            ``"exact"``: keeps one int32 sort key per (sample, label) (int64 for float64
+            probabilities and for logits), i.e. 4 (8) bytes x N x C, and computes AP / AUROC exactly at ``compute()``, matching
             scikit-learn to ~1e-12.
             ``"streaming"``: memory O(C x bins), independent of N: per label and bin, the counts
             of positive and negative probabilities and the smallest / largest probability seen
@@ -96,7 +98,7 @@ class MultilabelEngine(Metric):
     States (:meth:`_create_state`; synced by torchmetrics with ``sum`` / ``min`` / ``max``, the
     exact keys with ``cat``): int64 tp/fp/fn/tn ``(C,)``, sample count, exact-match count,
     fixed-point per-sample sums ``(2, 6)``, coverage sum; exact: lists of int32 keys ``keys32``
-    (float32 scores) and int64 keys ``keys64`` (float64 scores), each ``(B, C)`` per batch;
+    (float32 probabilities) and int64 keys ``keys64`` (float64 probabilities, logits), each ``(B, C)`` per batch;
     streaming: histograms ``(2, C, bins)`` int64 and per-bin min / max ``(C, bins)`` float32.
     States live on the device of the inputs; the threshold-free computations run on CPU.
     :meth:`compute` returns :class:`~evalkit.metrics.values.MetricValues` (numpy arrays; JSON
@@ -183,7 +185,7 @@ class MultilabelEngine(Metric):
             return
         keys = None
         if self.threshold_free == "exact":
-            keys = torch.empty(scores.shape, dtype=key_dtype(scores.dtype), device=scores.device)
+            keys = torch.empty(scores.shape, dtype=key_dtype(scores.dtype, self.scores_kind), device=scores.device)
         streaming = (self.hist, self.bin_min, self.bin_max) if self.threshold_free == "streaming" else None
         counts, rows, ranked = _multilabel_engine_update(
             scores, targets, self._cmp_thresholds(scores.dtype, scores.device), self.scores_kind,

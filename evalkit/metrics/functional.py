@@ -51,7 +51,7 @@ from evalkit.errors import InputError
 from evalkit.metrics import _kernels as K
 from evalkit.metrics._parallel import submit
 from evalkit.metrics.names import SAMPLE_SUMS
-from evalkit.metrics.threshold_free import add_to_histogram, key_dtype, make_keys
+from evalkit.metrics.threshold_free import add_to_histogram, key_dtype, make_keys, make_logit_keys
 from evalkit.metrics.values import Averages, MetricValues, frozen
 
 ScoresKind = Literal["logits", "probabilities"]
@@ -265,7 +265,8 @@ def _multilabel_engine_format(scores: torch.Tensor, targets: torch.Tensor) -> tu
     """Detach both (no autograd graph is kept) and upcast float16 / bfloat16 scores to float32.
 
     The sigmoid of logits is applied chunk by chunk in :func:`_multilabel_engine_update`, in the
-    scores' dtype (so ``torch.sigmoid(logits)`` passed as probabilities gives identical results).
+    scores' dtype, for the threshold rule (and streaming bins) only; exact threshold-free metrics rank
+    the logits themselves (:func:`~evalkit.metrics.threshold_free.make_logit_keys`).
     """
     scores, targets = scores.detach(), targets.detach()
     if scores.dtype not in (torch.float32, torch.float64):
@@ -313,7 +314,8 @@ def _chunk_stats(sc, tg, thr, scores_kind: ScoresKind, ranking: bool, keys_out, 
     b, C = sc.shape
     keys = None
     if ranking:
-        keys = keys_out if keys_out is not None else torch.empty(sc.shape, dtype=key_dtype(sc.dtype), device=sc.device)
+        keys = keys_out if keys_out is not None else torch.empty(sc.shape, dtype=key_dtype(sc.dtype, scores_kind),
+                                                                   device=sc.device)
     r = max(1, _OP_ELEMS // (3 * C))
     x = torch.empty((3, min(r, b), C), dtype=torch.float32, device=sc.device)
     cols = torch.zeros((3, C), dtype=torch.float32, device=sc.device)
@@ -326,8 +328,9 @@ def _chunk_stats(sc, tg, thr, scores_kind: ScoresKind, ranking: bool, keys_out, 
         torch.mul(xx[1], xx[2], out=xx[0])  # tp
         cols += xx.sum(dim=1)
         torch.sum(xx, dim=2, out=rows[:, s:s + r])
-        if ranking:
-            make_keys(p, xx[2], keys[s:s + r])
+        if ranking:  # logits are ranked as logits (no sigmoid saturation ties)
+            (make_logit_keys(sc[s:s + r], xx[2], keys[s:s + r]) if scores_kind == "logits"
+             else make_keys(p, xx[2], keys[s:s + r]))
         if streaming is not None:
             add_to_histogram(p, xx[2], *streaming, lock=lock)
     ranked = K.ranked_rows(keys.cpu().numpy()) if ranking else None

@@ -45,10 +45,11 @@ def iter_prediction_batches(path: str | Path, batch_size: int = 65536) -> Iterat
     Yields:
         ``targets`` ``(b, C)`` numpy array (dtype as stored), ``scores`` ``(b, C)`` floating numpy
         array, ``scores_kind`` ``"logits"`` or ``"probabilities"``, ``labels`` list of C str (the
-        same list object in every batch). A file with zero rows yields nothing.
+        same list object in every batch). An NPZ / Parquet file with zero rows yields nothing.
     Raises:
         InputError: missing / unreadable file, unknown extension, missing or duplicated arrays or
-            columns, mismatched shapes or labels, non-numeric columns.
+            columns (a CSV header is checked as written, so a repeated name is never renamed ``a.1``),
+            a CSV with a header but no data rows, mismatched shapes or labels, non-numeric columns.
     """
     p = Path(path)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -184,6 +185,7 @@ def _iter_npz(p: Path, batch_size: int) -> Iterator[Batch]:
             s = scores.read(start, rows)
             if t.shape[0] != rows or s.shape[0] != rows:
                 raise InputError(f"{where}: archive is truncated (expected {N} rows)")
+            _check_targets_present(t, where, [f"'targets' column {j}" for j in range(C)], start)
             yield t, s, kind_name, labels
 
 
@@ -213,6 +215,16 @@ def _columns(names: list[str], where: str) -> tuple[list[str], list[str], list[s
         raise InputError(f"{where}: labels of target and {prefix[:-1]} columns differ "
                          f"(no score for {missing[:5]}, no target for {extra[:5]})")
     return labels, tcols, [prefix + x for x in labels], kind
+
+
+def _check_targets_present(t: np.ndarray, where: str, columns: list[str], first_row: int) -> None:
+    """Raise InputError naming the first empty (NaN) or infinite target cell of a batch ``(rows, C)``
+    whose first row is data row ``first_row`` (0-based); nothing to check for integer targets."""
+    if t.dtype.kind != "f" or np.isfinite(t).all():
+        return
+    r, c = np.argwhere(~np.isfinite(t))[0]
+    raise InputError(f"{where}: {columns[c]} is empty or not finite in data row {first_row + int(r) + 1}; "
+                     "expected 0 or 1")
 
 
 def _stack(columns: list[np.ndarray], where: str, what: str, floating: bool) -> np.ndarray:
@@ -301,21 +313,31 @@ def _iter_parquet(p: Path, batch_size: int) -> Iterator[Batch]:
 def _iter_csv(p: Path, batch_size: int) -> Iterator[Batch]:
     import pandas as pd
 
+    from evalkit.data.common import check_unique
+
     where = p.name
-    try:
-        header = list(pd.read_csv(p, nrows=0).columns)
+    try:  # the names as written: pandas would rename a repeated 'a' to 'a.1', inventing a label
+        header = pd.read_csv(p, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
         raise InputError(f"{where}: not a readable CSV file ({e})") from None
+    check_unique(where, [str(c) for c in header], "column")
     labels, tcols, scols, kind = _columns([str(c) for c in header], where)
     try:
         reader = pd.read_csv(p, usecols=tcols + scols, chunksize=batch_size)
+        rows = 0
         for chunk in reader:
+            if not len(chunk):
+                continue
+            rows += len(chunk)
             t = chunk[tcols].to_numpy()
             s = chunk[scols].to_numpy()
             if t.dtype == object or s.dtype == object:
                 raise InputError(f"{where}: columns contain non-numeric values")
             if s.dtype.kind != "f":
                 s = s.astype(np.float64)
+            _check_targets_present(t, where, tcols, int(chunk.index[0]) if len(chunk) else 0)
             yield t, s, kind, labels
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise InputError(f"{where}: cannot parse CSV ({e})") from None
+    if not rows:
+        raise InputError(f"{where}: no data rows; expected a header row followed by one row per sample")

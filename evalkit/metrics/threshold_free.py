@@ -25,9 +25,43 @@ _SORT_ELEMS = 1 << 21  # elements per block of the exact threshold-free computat
 _MICRO_COPY = 1 << 26  # micro AP / AUROC: up to this many keys, sort one full copy (else buckets)
 
 
-def key_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Sort-key dtype for probabilities of ``dtype``: int64 for float64, int32 for float32."""
-    return torch.int64 if dtype == torch.float64 else torch.int32
+_LOGIT_BIAS = 767 << 52  # float64 bits of 2**-256: smaller magnitudes rank as 0
+_LOGIT_MAX = (512 << 52) - 1  # largest magnitude code: |x| >= 2**256 ranks as 2**256
+_LOGIT_ZERO = 1 << 61  # the code of a logit 0 (codes are offset to be non-negative)
+
+
+def key_dtype(dtype: torch.dtype, scores_kind: str = "probabilities") -> torch.dtype:
+    """Sort-key dtype: int64 for logits (any dtype, :func:`make_logit_keys`) and float64
+    probabilities, int32 for float32 probabilities."""
+    return torch.int64 if dtype == torch.float64 or scores_kind == "logits" else torch.int32
+
+
+def make_logit_keys(x: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """int64 sort keys ``code(x) << 1 | t`` of ``(B, C)`` logits, ranked as the logits themselves.
+
+    The sigmoid is monotone, so ranking on the logits gives the ranking of the exact probabilities,
+    without float32 / float64 sigmoids saturating at 1.0 (above ~17 / ~37) into false ties.
+    ``code`` is the float64 bit pattern of ``|x|`` restricted to magnitudes in [2**-256, 2**256)
+    (61 bits), negated for negative ``x`` and offset by 2**61: non-negative and strictly
+    monotone there, so every float32 logit and every float64 logit with 1e-77 < |x| < 1e77 keeps its
+    exact rank (smaller magnitudes tie with 0, larger ones with each other; ``-0.0`` ties ``+0.0``).
+
+    Args:
+        x: float32 / float64 finite logits; t: bool or integer targets in {0, 1}, the shape of ``x``.
+        out: optional preallocated int64 result.
+    Returns:
+        int64 keys in [0, 2**63), the shape of ``x``, monotone in ``x``.
+    """
+    bits = x.to(torch.float64).view(torch.int64)
+    if out is None:
+        out = torch.empty(x.shape, dtype=torch.int64, device=x.device)
+    torch.bitwise_and(bits, 0x7FFF_FFFF_FFFF_FFFF, out=out)
+    out.sub_(_LOGIT_BIAS).clamp_(0, _LOGIT_MAX)
+    out.mul_((bits >> 63) | 1)  # sign: -1 for negative x, +1 otherwise
+    out.add_(_LOGIT_ZERO)
+    out <<= 1
+    out |= t.to(torch.int64)
+    return out
 
 
 def make_keys(p: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -73,7 +107,7 @@ def add_to_histogram(p: torch.Tensor, t: torch.Tensor, hist: torch.Tensor, bin_m
         lock: held while the states are written (when several threads add chunks).
     """
     C, nb = bin_min.shape
-    idx = stream_bin_index(p, nb)
+    idx = stream_bin_index(p, nb).contiguous()  # p may be a column-major batch (CSV / Parquet readers)
     idx += torch.arange(C, device=p.device, dtype=idx.dtype) * nb
     flat = idx.view(-1)
     pf = p.reshape(-1).to(torch.float32)

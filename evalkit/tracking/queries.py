@@ -95,7 +95,9 @@ def _last_finished_run(client, experiment: str, job: str | None):
 
 def baseline_run(tracking_uri: str, experiment: str, spec: str, *, job: str | None = None,
                  model_uri: str | None = None) -> dict:
-    """The baseline of relative gates: ``{"run_id", "source", "metrics", "reason"}``.
+    """The baseline of relative gates: ``{"run_id", "source", "metrics", "reason", "status", "digest"}``
+    (``status``: the run's MLflow status, e.g. FINISHED or KILLED; ``digest``: its test data's digest,
+    :func:`test_data_digest`).
 
     Reads run metrics only: no model is downloaded or loaded.
 
@@ -133,4 +135,17 @@ def baseline_run(tracking_uri: str, experiment: str, spec: str, *, job: str | No
                                                                                "INVALID_PARAMETER_VALUE"):
             raise InputError(f"--baseline {spec}: no such run in {redact_uri(tracking_uri)} ({store_reason(e)})") from None
         raise InfraError(f"--baseline {spec}: tracking store {redact_uri(tracking_uri)}: {store_reason(e)}") from None
-    return {"run_id": run.info.run_id, "source": source, "metrics": dict(run.data.metrics), "reason": ""}
+    return {"run_id": run.info.run_id, "source": source, "metrics": dict(run.data.metrics), "reason": "",
+            "status": run.info.status, "digest": test_data_digest(run)}
+
+
+def test_data_digest(run) -> str | None:
+    """The digest of the rows a run was evaluated on: its ``evaluation`` dataset input (``evaluate``
+    and ``run`` log one, :meth:`evalkit.tracking.RunLogger.log_file_input` / ``log_dataset``), else
+    the tag ``evalkit.input.evaluation`` (``NAME digest=HEX``) of a run synced from the spool; None
+    for a run that predates digest tagging."""
+    for inp in getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []:
+        if any(t.key == "mlflow.data.context" and t.value == "evaluation" for t in inp.tags or []):
+            return inp.dataset.digest
+    tag = run.data.tags.get("evalkit.input.evaluation") or ""
+    return tag.rsplit("digest=", 1)[1].strip() if "digest=" in tag else None

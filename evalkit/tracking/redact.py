@@ -36,14 +36,24 @@ def redact_uri(uri: str) -> str:
     return uri
 
 
+def encodable(text: str) -> str:
+    """``text`` with file-name surrogates (undecodable bytes, ``"\\udcff"``) and lone surrogates as U+FFFD:
+    valid UTF-8 for a store, a plot or a console. Never raises."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte explains
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
 def redact_text(text: str) -> str:
     """Credentials removed from any text: ``scheme://user:pass@`` -> ``scheme://***@`` and the values
     of credential environment variables (:data:`SECRET_ENV`, at least 4 characters) -> ``***``.
 
     Args:
-        text: any text (converted with ``str``). Never raises.
+        text: any text (converted with ``str``). Never raises. A file name's undecodable bytes
+            (surrogates such as ``"\\udcff"``) become U+FFFD, so the store can encode the result.
     """
-    text = _CRED_IN_URI.sub(r"\g<scheme>***@", str(text))
+    text = _CRED_IN_URI.sub(r"\g<scheme>***@", encodable(str(text)))
     for name in SECRET_ENV:
         secret = os.environ.get(name)
         if secret and len(secret) >= 4:
@@ -66,3 +76,42 @@ def store_reason(e: BaseException) -> str:
         if any(n in low for n in needles):
             return reason
     return first_line(e, 300)
+
+
+#: modules whose exceptions come from talking to a tracking store (anything else is a bug or bad data
+#: in the caller, e.g. matplotlib's TypeError while rendering a figure, and must not be spooled)
+_STORE_MODULES = ("mlflow", "sqlalchemy", "sqlite3", "requests", "urllib3", "http.client", "socket", "alembic")
+_CONNECTION_REASONS = ("connection refused", "unknown host", "timed out", "connection lost")
+
+
+def _chain(e: BaseException):
+    """``e`` and the exceptions it was raised from or while handling (at most 20)."""
+    seen: list[BaseException] = []
+    while e is not None and len(seen) < 20 and all(e is not s for s in seen):
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    return seen
+
+
+def is_store_error(e: BaseException) -> bool:
+    """True when ``e`` (or what it was raised from) comes from the store layer: an ``OSError``
+    (connections, sockets, files) or an exception of MLflow, SQLAlchemy, sqlite3, requests, urllib3."""
+    return any(isinstance(x, OSError) or type(x).__module__.split(".")[0] in _STORE_MODULES
+               or type(x).__module__ == "http.client" for x in _chain(e))
+
+
+def is_unreachable(e: BaseException) -> bool:
+    """True only for a real connection or timeout failure: a ``ConnectionError`` / ``TimeoutError`` /
+    ``socket.gaierror`` in the chain, or a store-layer error whose reason (:func:`store_reason`) is
+    ``connection refused``, ``unknown host``, ``timed out`` or ``connection lost``."""
+    import socket
+
+    if any(isinstance(x, (ConnectionError, TimeoutError, socket.gaierror)) for x in _chain(e)):
+        return True
+    return is_store_error(e) and store_reason(e) in _CONNECTION_REASONS
+
+
+def store_failure(where: str, e: BaseException) -> str:
+    """``"<where> unreachable: <reason>"`` for a connection / timeout failure, else ``"<where>: <reason>"``
+    (the store answered, e.g. disk full, or failed otherwise): only real connection errors say unreachable."""
+    return f"{where}{' unreachable:' if is_unreachable(e) else ':'} {store_reason(e)}"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import InfraError
-from evalkit.tracking.redact import redact_text, redact_uri, store_reason
+from evalkit.tracking.redact import is_store_error, redact_text, redact_uri, store_failure
 from evalkit.tracking.store import (DEFAULT_TIMEOUT, absolute_uri, check_store, client_for,
                                     get_or_create_experiment, mlflow_for, retry_busy)
 
@@ -133,6 +133,8 @@ class RunLogger:
         if self.run_id is not None:
             import mlflow
 
+            if status == "FAILED" and exc is not None and not self.offline:
+                self._note_failure(exc)
             final = "FAILED" if self.offline else status  # offline: FAILED until sync-spool sets the real one
             try:
                 mlflow.end_run(status=final)  # pops the active run first, then sets the status
@@ -157,12 +159,20 @@ class RunLogger:
         if exc_type is None:
             raise InfraError(f"{self.offline}{where}")
 
+    def _note_failure(self, exc: BaseException) -> None:
+        """Tag the failed run with why (``evalkit.error``, e.g. out of memory); never raises."""
+        from evalkit.errors import failure_note
+
+        try:
+            client_for(self.tracking_uri).set_tag(self.run_id, "evalkit.error", failure_note(exc))
+        except Exception:  # a note must never mask the original error
+            pass
+
     def go_offline(self, e: BaseException) -> None:
-        """Switch to journaling (first failure wins as the reason); ``e``: the store error."""
+        """Switch to journaling (first failure wins as the reason); ``e``: the store error. Only a
+        connection / timeout error reads "unreachable" (:func:`~evalkit.tracking.redact.store_failure`)."""
         if not self.offline:
-            reason = store_reason(e)
-            verb = ":" if reason in ("disk full", "read-only file system") else " unreachable:"  # it answered
-            self.offline = f"tracking store {redact_uri(self.tracking_uri)}{verb} {reason}"
+            self.offline = store_failure(f"tracking store {redact_uri(self.tracking_uri)}", e)
 
     def do(self, call, journal) -> bool:
         """Run ``call()`` against the store (SQLite busy: retried); on failure, or when offline, run
@@ -172,6 +182,8 @@ class RunLogger:
                 retry_busy(call)
                 return True
             except Exception as e:
+                if not is_store_error(e):  # a bug or bad data (e.g. a figure that cannot render): not the store
+                    raise
                 self.go_offline(e)
         journal()
         return False

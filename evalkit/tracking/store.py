@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from evalkit.errors import InfraError, InputError
 from evalkit.tracking.health import check_driver, check_sqlite, repair_failed_creation
 from evalkit.tracking.health import sqlite_path as _sqlite_path
-from evalkit.tracking.redact import redact_uri, store_reason
+from evalkit.tracking.redact import redact_uri, store_failure, store_reason
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB = "mlflow.db"
@@ -238,10 +238,8 @@ def ensure_store(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     except OSError as e:
         failed = getattr(e, "filename", None) or (Path(path).expanduser() if path else "")
         raise InfraError(f"{where} unreachable: {failed}: {os_cause(e)}") from None
-    except Exception as e:
-        reason = store_reason(e)
-        local = reason in ("disk full", "read-only file system")  # the store answered: it cannot write
-        raise InfraError(f"{where}{':' if local else ' unreachable:'} {reason}") from None
+    except Exception as e:  # "unreachable" only for a connection / timeout error; disk full etc.: it answered
+        raise InfraError(store_failure(where, e)) from None
     _READY.add(tracking_uri)
     if is_http(tracking_uri):
         _answered()

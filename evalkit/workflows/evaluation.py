@@ -79,6 +79,8 @@ def evaluate_predictions(
     threshold_free: str = "exact",
     batch_size: int = 65536,
     zero_division: float = 0.0,
+    label_map: str | None = None,
+    map_reduce: str = "max",
 ) -> Report:
     """Evaluate a predictions file (``.npz``, ``.parquet`` or ``.csv``; see :mod:`evalkit.metrics.io`)
     in batches, so a file larger than memory still evaluates (use ``threshold_free="streaming"``
@@ -86,9 +88,14 @@ def evaluate_predictions(
 
     Args:
         path: the predictions file (targets ``(N, C)`` plus logits or probabilities ``(N, C)``).
-        threshold: ``evaluate --threshold`` text (:func:`evalkit.thresholds.read_thresholds`).
+        threshold: ``evaluate --threshold`` text (:func:`evalkit.thresholds.read_thresholds`), for
+            the mapped labels when ``label_map`` is given.
+        label_map: a label map file (:mod:`evalkit.labelmap`): the file's labels are mapped onto its
+            targets (scores as probabilities, combined with ``map_reduce``: max, sum or mean), as
+            ``evaluate --model --label-map`` does; the digest stays that of the file's targets.
     Raises:
-        InputError: missing file, malformed content, thresholds that do not fit the labels.
+        InputError: missing file, malformed content, thresholds that do not fit the labels, a bad
+            label map.
     """
     import hashlib
 
@@ -98,10 +105,15 @@ def evaluate_predictions(
     from evalkit.metrics.io import iter_prediction_batches
     from evalkit.thresholds import read_thresholds
 
+    mapping = _PredictionsMap(label_map, map_reduce) if label_map else None
     engine, thresholds, kind, names = None, None, "probabilities", []
     h = hashlib.sha256()
     n = 0
     for targets, scores, kind, labels in iter_prediction_batches(path, batch_size):
+        t = np.ascontiguousarray(targets)
+        h.update(memoryview(np.ascontiguousarray(t, dtype=np.uint8)).cast("B"))
+        if mapping is not None:
+            t, scores, kind, labels = mapping(t, scores, kind, labels)
         if engine is None:
             names = [str(x) for x in labels]
             thresholds = read_thresholds(threshold, names)
@@ -110,14 +122,47 @@ def evaluate_predictions(
                                  "evaluate_scores in Python")
             engine = MultilabelEngine(len(names), scores=kind, threshold=thresholds.array(), beta=beta,
                                       zero_division=zero_division, threshold_free=threshold_free, label_names=names)
-        t = np.ascontiguousarray(targets)
-        h.update(memoryview(np.ascontiguousarray(t, dtype=np.uint8)).cast("B"))
         engine.update(torch.as_tensor(np.asarray(scores)), torch.as_tensor(t))
         n += t.shape[0]
     if engine is None or n == 0:
         raise InputError(f"{path}: no samples")
     dataset = {"name": Path(path).stem, "n_samples": n, "n_labels": len(names), "digest": h.hexdigest()[:16]}
-    return build_report(metrics_block(engine.compute()), dataset=dataset, scores=kind, thresholds=thresholds, beta=beta)
+    extra = mapping.report_blocks() if mapping is not None else {}
+    return build_report(metrics_block(engine.compute()), dataset=dataset, scores=kind, thresholds=thresholds, beta=beta,
+                        **extra)
+
+
+class _PredictionsMap:
+    """A label map applied to batches of a predictions file: ``(targets, scores, kind, labels)`` ->
+    mapped targets ``(N, C_t)`` uint8, probabilities ``(N, C_t)``, ``"probabilities"``, target names."""
+
+    def __init__(self, path: str, reduce: str):
+        from evalkit.labelmap import read_label_map
+
+        self.path, self.reduce, self.map, self.unmapped = path, reduce, read_label_map(path), []
+
+    def __call__(self, targets, scores, kind: str, labels):
+        from evalkit.labelmap import apply_label_map
+        from evalkit.scores import sigmoid
+
+        probabilities = sigmoid(np.asarray(scores)) if kind == "logits" else np.asarray(scores)
+        Y, P, names, self.unmapped = apply_label_map(self.map, [str(x) for x in labels], targets, probabilities,
+                                                     self.reduce)
+        return Y, P.astype(np.float32), "probabilities", names
+
+    def report_blocks(self) -> dict:
+        """The report's ``label_map`` block and, when labels are left out, its ``notes``."""
+        out: dict = {"label_map": {"file": str(self.path), "reduce": self.reduce, "targets": list(self.map.targets),
+                                   "unmapped": self.unmapped}}
+        if self.unmapped:
+            out["notes"] = [unmapped_note(self.unmapped)]
+        return out
+
+
+def unmapped_note(unmapped: list[str]) -> str:
+    """The note listing the labels a label map leaves out (at most 8 named)."""
+    return (f"{len(unmapped)} label(s) not in the label map are left out: " + ", ".join(unmapped[:8])
+            + (" ..." if len(unmapped) > 8 else ""))
 
 
 # -- a trained model --------------------------------------------------------------------------------
@@ -204,8 +249,7 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
 
         Y, probabilities, names, unmapped = apply_label_map(labelmap, names, Y, probabilities, cfg.map_reduce)
         if unmapped:
-            notes.append(f"{len(unmapped)} label(s) not in the label map are left out: "
-                         + ", ".join(unmapped[:8]) + (" ..." if len(unmapped) > 8 else ""))
+            notes.append(unmapped_note(unmapped))
         extra["label_map"] = {"file": str(cfg.label_map), "reduce": cfg.map_reduce, "targets": names,
                               "unmapped": unmapped}
     thresholds = _thresholds(cfg, record if labelmap is None else None, loaded, names)

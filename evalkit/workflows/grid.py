@@ -51,14 +51,15 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
             not an evalkit error).
     """
     from evalkit.spec import Spec, load_spec
-    from evalkit.workflows.executors import Cell, make_executor
-    from evalkit.workflows.ray_session import check_cluster_store, import_ray
+    from evalkit.workflows.executors import make_executor
+    from evalkit.workflows.ray_session import import_ray
 
     emit = make_emitter(on_event, console)
     started = time.perf_counter()
     spec = load_spec(path)
     configs = spec.configs(overrides)
     options = spec.executor_config(executor)
+    options.check_applies()  # Ray-only options with the sequential executor: refused, not ignored
     grid = {k: v for k, v in spec.grid.items() if k not in (overrides or {})}
     cell_values = list(Spec(spec.path, spec.base, grid, spec.text).cells())
     check_label_counts(spec, cell_values, configs, overrides or {})
@@ -67,21 +68,9 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
     if not grid:
         res = run_experiment(configs[0], track=track, on_event=emit)
         return GridResult([res], None, None, time.perf_counter() - started)
-    first = configs[0]
     axes = list(grid)
     group_by = next((a for a in axes if a != "seed"), axes[0])
-    store = None
-    if track:
-        from evalkit.tracking import resolve_tracking_uri
-
-        store = resolve_tracking_uri(first.tracking_uri)  # once for the grid: the children log there too
-        check_cluster_store(options, store, first.experiment)
-        configs = [c.model_copy(update={"tracking_uri": store}) for c in configs]
-    elif options.address:
-        check_cluster_store(options, None)
-    cells = [Cell(i, len(configs), " ".join(f"{k}={v}" for k, v in values.items()), values,
-                  cfg.model_copy(update={"output": None}))
-             for i, (values, cfg) in enumerate(zip(cell_values, configs), 1)]
+    cells, configs, store = _cells(configs, cell_values, options, track)
     executor = make_executor(options)
     try:
         if options.kind == "ray":
@@ -96,6 +85,37 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
         return _run_cells(executor, cells, configs, grid, group_by, path, store, options, started, emit)
     finally:
         executor.close()
+
+
+def resolve_cells_store(config, options, track: bool) -> str | None:
+    """The tracking store of a grid's or a search's cells, resolved once (None when not tracked);
+    refuses a Ray cluster (``options.address``) whose workers could not reach it (InputError)."""
+    from evalkit.workflows.ray_session import check_cluster_store
+
+    if not track:
+        if options.address:
+            check_cluster_store(options, None)
+        return None
+    from evalkit.tracking import resolve_tracking_uri
+
+    store = resolve_tracking_uri(config.tracking_uri)
+    check_cluster_store(options, store, config.experiment)
+    return store
+
+
+def _cells(configs: list, cell_values: list[dict], options, track: bool):
+    """``(cells, configs, store)``: the grid's :class:`~evalkit.workflows.executors.Cell` list, the
+    cells' configs (tracking to the one ``store`` resolved for the grid) and that store (None when
+    not tracked). Raises InputError for a Ray cluster with a store its workers cannot reach."""
+    from evalkit.workflows.executors import Cell
+
+    store = resolve_cells_store(configs[0], options, track)
+    if store is not None:  # the children log there too
+        configs = [c.model_copy(update={"tracking_uri": store}) for c in configs]
+    cells = [Cell(i, len(configs), " ".join(f"{k}={v}" for k, v in values.items()), values,
+                  cfg.model_copy(update={"output": None}))
+             for i, (values, cfg) in enumerate(zip(cell_values, configs), 1)]
+    return cells, configs, store
 
 
 def check_label_counts(spec, cells: list[dict], configs: list, overrides: dict, section: str = "grid") -> None:

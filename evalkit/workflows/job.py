@@ -70,11 +70,12 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
     ``tracked``, ``written``, ``note``, ``warning``).
 
     Raises:
-        InputError: bad options or input (exit 2), before any run starts.
+        InputError: bad options or input (exit 2), before any run starts; among them a baseline run
+            that is not FINISHED, lacks a gated metric (both checked before the evaluation), records
+            no test-data digest or was evaluated on other rows.
     """
-    from evalkit.gates import check_metrics
+    from evalkit.gates import check_baseline, check_metrics
     from evalkit.report import degenerate_note
-
     from evalkit.tracking import configure_http, resolve_tracking_uri, start_probe
 
     emit = make_emitter(on_event, console)
@@ -86,12 +87,28 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
         configure_http(config.tracking_timeout)
         store = config.tracking_uri
         start_probe(store, config.tracking_timeout)  # answered below: the wait overlaps the evaluation
+    store_error, baseline = None, None
+    if any(g.relative for g in gates):  # an unusable baseline is refused before the evaluation and any run
+        store_error, baseline = _checked_baseline(config, gates, store)
     report = _evaluate(config, emit)
     check_metrics(gates, report)  # bad input: before any output or run
+    check_baseline(gates, baseline, report["dataset"]["digest"])  # same rows as the baseline's?
     emit("report", report=report, title="Model" if config.model else "Predictions", per_class=config.per_class)
     kind, text = degenerate_note(report)
     emit(kind, text=text)
-    return _finish(config, gates, report, store, emit)
+    return _finish(config, gates, report, store, emit, store_error, baseline)
+
+
+def _checked_baseline(cfg: EvaluateJobConfig, gates: list, store: str) -> tuple[str | None, dict]:
+    """``(store error or None, baseline)``: the store's answer and the baseline run, whose status and
+    metrics are checked (:func:`evalkit.gates.check_baseline`)."""
+    from evalkit.gates import check_baseline
+    from evalkit.tracking import probe_store
+
+    store_error = probe_store(store, timeout=cfg.tracking_timeout)
+    baseline = _baseline(cfg, store, store_error)
+    check_baseline(gates, baseline)
+    return store_error, baseline
 
 
 def _evaluate(cfg: EvaluateJobConfig, emit) -> Report:
@@ -99,21 +116,25 @@ def _evaluate(cfg: EvaluateJobConfig, emit) -> Report:
 
     if cfg.model is not None:
         return evaluate_model_config(cfg, emit=emit)
-    return evaluate_predictions(cfg.predictions, threshold=cfg.threshold or "0.5", beta=cfg.beta,
-                                threshold_free=cfg.threshold_free, batch_size=cfg.batch_size)
+    report = evaluate_predictions(cfg.predictions, threshold=cfg.threshold or "0.5", beta=cfg.beta,
+                                  threshold_free=cfg.threshold_free, batch_size=cfg.batch_size,
+                                  label_map=cfg.label_map, map_reduce=cfg.map_reduce)
+    for note in report.get("notes") or []:
+        emit("note", text=note)
+    return report
 
 
-def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: str | None, emit) -> JobResult:
-    """Baseline, gates, output, tracking: the job's second half."""
+def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: str | None, emit,
+            store_error: str | None, baseline: dict | None) -> JobResult:
+    """Gates, output, tracking: the job's second half (``baseline``: checked, or None without
+    relative gates; ``store_error``: the store's answer when already probed)."""
     from evalkit.gates import apply_gates
     from evalkit.report import metric_keys
 
-    store_error = None
-    if store:
+    if store and baseline is None:
         from evalkit.tracking import probe_store
 
         store_error = probe_store(store, timeout=cfg.tracking_timeout)
-    baseline = _baseline(cfg, store, store_error) if any(g.relative for g in gates) else None
     values = metric_keys(report, "test", per_class=True)
     block = apply_gates(gates, values, baseline)
     report = report.extend(gates=block, job={"name": cfg.job_name, "trigger": cfg.trigger, "experiment": cfg.experiment})

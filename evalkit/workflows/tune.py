@@ -161,42 +161,27 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
         InfraError: tracking store unreachable, Ray cannot be started or joined.
         InfraError: no trial produced the objective (every trial failed: exit 3, one line).
     """
-    from evalkit.spec import load_spec
     from evalkit.workflows.executors import end_open_children
-    from evalkit.workflows.ray_session import check_cluster_store, import_ray, start_ray
     from evalkit.workflows.experiment import run_experiment
+    from evalkit.workflows.grid import resolve_cells_store
+    from evalkit.workflows.ray_session import import_ray, start_ray
 
     emit = make_emitter(on_event)
     started = time.perf_counter()
-    spec = load_spec(path)
-    if spec.grid:
-        raise InputError(f"{path}: [grid]: `evalkit tune` searches the [search] table; run grids with `evalkit run`")
-    search, space = spec.search_space()
-    if num_samples is not None:
-        search = search.model_copy(update={"num_samples": num_samples})
-    base = spec.configs(overrides)[0].model_copy(update={"output": None})
-    _check_space(spec, space, overrides)
-    options = spec.executor_config(executor).model_copy(update={"kind": "ray"})
+    spec, search, space, base, options = _load_search(path, overrides, executor, num_samples)
     import_ray()
-    store = None
-    if track:
-        from evalkit.tracking import RunLogger, resolve_tracking_uri
-
-        store = resolve_tracking_uri(base.tracking_uri)
-        check_cluster_store(options, store, base.experiment)
+    store = resolve_cells_store(base, options, track)
+    if store is not None:
         base = base.model_copy(update={"tracking_uri": store})
-    elif options.address:
-        check_cluster_store(options, None)
+    from evalkit.tracking import RunLogger
+
     logger = RunLogger(store, base.experiment, run_name=base.run_name or f"{Path(path).stem}-tune",
                        tags={"evalkit.command": "tune", "evalkit.grid": "parent", "evalkit.tune": "parent",
                              "evalkit.search.metric": search.metric, "evalkit.spec": str(path)}) if track else None
     with (logger if logger is not None else nullcontext()) as parent:
         parent_id = parent.run_id if parent else None
         if parent:
-            parent.log_params({"spec": str(path), "search.space": _json(space), "search.num_samples": search.num_samples,
-                               "search.metric": search.metric, "search.scheduler": search.scheduler,
-                               "search.seed": search.seed, "executor": "ray"})
-            parent.log_artifact(path)
+            _log_search(parent, path, space, search)
         trials = _search(base, space, search, options, parent_id, track, store, emit, start_ray, end_open_children)
         done = [t for t in trials if t["objective"] == t["objective"] and t["objective"] is not None]
         if not done:
@@ -210,18 +195,7 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
         best_config = base.model_copy(update=best["values"])
         final = run_experiment(best_config, track=False, on_event=emit)
         if parent:
-            from evalkit.report import tracked_metrics
-
-            parent.log_metrics(tracked_metrics(final.report, class_metrics=base.log_class_metrics) | {f"validation/{k}": v for k, v in final.validation.items()}
-                               | {"search/best_objective": best["objective"], "search/trials": len(trials),
-                                  "search/trials_ok": len(done)})
-            parent.log_dict(dict(final.report), "report.json")
-            parent.log_dict({"values": best["values"], "trial_run_id": best["run_id"], "metric": search.metric,
-                             "objective": best["objective"], "config": best_config.model_dump()}, "best_config.json")
-            parent.log_params({f"best.{k}": _fmt(v) for k, v in best["values"].items()})
-            parent.set_tags({"evalkit.best_trial_run": str(best["run_id"]), "evalkit.test_evaluations": "1",
-                             "evalkit.cells_succeeded": str(len(done)),
-                             "evalkit.cells_failed": str(len(trials) - len(done))})
+            _log_best(parent, final, best, best_config, search.metric, len(trials), len(done))
     if parent:
         from evalkit.tracking import redact_uri
 
@@ -229,6 +203,48 @@ def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool 
              registered_model=None)
         emit("note", text=f"rank the trials with: evalkit compare --experiment {base.experiment} --parent {parent_id}")
     return TuneResult(parent_id, search.metric, best, trials, final, time.perf_counter() - started, best_config)
+
+
+def _load_search(path: str, overrides: dict[str, Any] | None, executor: dict[str, Any] | None,
+                 num_samples: int | None):
+    """``(spec, search settings, space, base config, executor options)`` of the spec at ``path``,
+    every choice of the space checked (InputError with file:line) before anything runs."""
+    from evalkit.spec import load_spec
+
+    spec = load_spec(path)
+    if spec.grid:
+        raise InputError(f"{path}: [grid]: `evalkit tune` searches the [search] table; run grids with `evalkit run`")
+    search, space = spec.search_space()
+    if num_samples is not None:
+        search = search.model_copy(update={"num_samples": num_samples})
+    base = spec.configs(overrides)[0].model_copy(update={"output": None})
+    _check_space(spec, space, overrides)
+    return spec, search, space, base, spec.executor_config(executor).model_copy(update={"kind": "ray"})
+
+
+def _log_search(parent, path: str, space: dict, search) -> None:
+    """The search parent's params (the spec, the space, the search settings) and the spec file."""
+    parent.log_params({"spec": str(path), "search.space": _json(space), "search.num_samples": search.num_samples,
+                       "search.metric": search.metric, "search.scheduler": search.scheduler,
+                       "search.seed": search.seed, "executor": "ray"})
+    parent.log_artifact(path)
+
+
+def _log_best(parent, final, best: dict, best_config: RunConfig, metric: str, n_trials: int, n_done: int) -> None:
+    """The search parent's results: the best configuration's test metrics (its one test evaluation),
+    ``report.json``, ``best_config.json``, ``best.*`` params and the trial counts."""
+    from evalkit.report import tracked_metrics
+
+    test = tracked_metrics(final.report, class_metrics=best_config.log_class_metrics)
+    parent.log_metrics(test | {f"validation/{k}": v for k, v in final.validation.items()}
+                       | {"search/best_objective": best["objective"], "search/trials": n_trials,
+                          "search/trials_ok": n_done})
+    parent.log_dict(dict(final.report), "report.json")
+    parent.log_dict({"values": best["values"], "trial_run_id": best["run_id"], "metric": metric,
+                     "objective": best["objective"], "config": best_config.model_dump()}, "best_config.json")
+    parent.log_params({f"best.{k}": _fmt(v) for k, v in best["values"].items()})
+    parent.set_tags({"evalkit.best_trial_run": str(best["run_id"]), "evalkit.test_evaluations": "1",
+                     "evalkit.cells_succeeded": str(n_done), "evalkit.cells_failed": str(n_trials - n_done)})
 
 
 def _json(data) -> str:
@@ -281,10 +297,16 @@ def _search(base: RunConfig, space: dict, search, options, parent_id, track: boo
         if started_here and ray.is_initialized():
             ray.shutdown()
         end_open_children(store, parent_id, "KILLED")  # trials stopped early by ASHA (their actor ended)
+    return _trials(grid, space, choices, search.metric, emit)
+
+
+def _trials(grid, space: dict, choices: dict, metric: str, emit) -> list[dict]:
+    """The Tuner's results as trial dicts (values, label, run id, objective, status, error), best
+    first, each told in a note (a failed one in a warning)."""
     trials = []
     for r in grid:
         m = r.metrics or {}
-        obj = m.get(search.metric)
+        obj = m.get(metric)
         values = _values({k: (r.config or {}).get(k) for k in space}, choices)
         trials.append({"trial_id": m.get("trial_id"), "values": values, "label": trial_label(values),
                        "run_id": m.get("run_id") or None, "objective": None if obj is None else float(obj),
@@ -295,6 +317,5 @@ def _search(base: RunConfig, space: dict, search, options, parent_id, track: boo
     for i, t in enumerate(trials, 1):
         obj = "—" if t["objective"] is None else f"{t['objective']:.4f}"
         emit("note" if not t["error"] else "warning",
-             text=f"trial {i}: {t['label']}: {search.metric} {obj} ({t['status']})"
-                  + (f": {t['error']}" if t["error"] else ""))
+             text=f"trial {i}: {t['label']}: {metric} {obj} ({t['status']})" + (f": {t['error']}" if t["error"] else ""))
     return trials
