@@ -10,7 +10,8 @@ JSON schema (``--output``)::
      "summary": {"micro": {"accuracy", "precision", "recall", "f1", "f2"}, "macro": {...},
                  "weighted": {...}, "samples": {...},
                  "subset_accuracy", "hamming_loss", "mean_average_precision", "macro_auroc",
-                 "mean_average_precision_all_labels", "labels_without_positives", ...},
+                 "mean_average_precision_all_labels", "labels_without_positives", ...,
+                 "degenerate_labels": {"all": [label, ...], "none": [label, ...]}},   # predicted for every / no row
      "per_class": [{"label", "support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall",
                     "f1", "f2", "average_precision", "auroc", "threshold"}, ...]}
 
@@ -25,8 +26,10 @@ Tracked metric names (one convention, used by ``run``, ``evaluate``, gates and `
 ``<split>/<average>_<metric>`` (``test/macro_f2``), ``<split>/subset_accuracy``,
 ``<split>/hamming_loss``, ``<split>/macro_map``, ``<split>/macro_auroc``,
 ``<split>/class/<label key>/<metric>`` (:func:`evalkit.metrics.names.label_key`: injective and valid for
-MLflow; tracked for at most :data:`~evalkit.metrics.names.TRACKED_CLASSES_MAX` labels, every label in
-``per_class.csv``).
+MLflow). Gates read every name (:func:`metric_keys`); a run logs :func:`tracked_metrics` (at most
+:data:`~evalkit.metrics.names.MAX_RUN_METRICS` keys with the rest of the run: the headline ones, the
+keys its gates name, per-class keys only with ``--log-class-metrics``), every label in the
+``per_class.json`` table and ``per_class.csv``.
 """
 
 from __future__ import annotations
