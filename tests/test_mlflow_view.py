@@ -314,11 +314,11 @@ def test_log_class_metrics_adds_per_class_keys(store, cli, tmp_path):
     y = (rng.random((60, 3)) < 0.4).astype(np.uint8)
     y[0], y[1] = 1, 0
     np.savez(pred, targets=y, probabilities=rng.random((60, 3)), labels=np.array(["a", "b", "c"]))
-    for extra in ((), ("--log-class-metrics",)):
-        r = cli("evaluate", "--predictions", pred, "--no-per-class", "-o", "r.json", *extra)
+    for i, extra in enumerate(((), ("--log-class-metrics",))):
+        r = cli("evaluate", "--predictions", pred, "--no-per-class", "-o", f"r{i}.json", *extra)
         assert r.exit_code == 0, r.output
     plain, with_classes = _runs(store)
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = json.loads((tmp_path / "r1.json").read_text())
     assert not any("/class/" in k for k in plain.data.metrics)
     for row in report["per_class"]:
         assert with_classes.data.metrics[f"test/class/{row['label']}/f1"] == pytest.approx(row["f1"])
@@ -331,10 +331,10 @@ def test_gated_job_logs_gate_outcome_and_only_the_class_keys_its_gates_name(stor
     for bound in ("0.0", "0.999"):
         r = cli("evaluate", "--predictions", pred, "--gate", f"test/class/L1/f2>={bound}", "--gate",
                 "test/micro_accuracy>=0", "--max-drop", "test/class/L2/recall=0.5", "--baseline", "last",
-                "--job", "nightly", "--no-per-class", "-o", "r.json")
+                "--job", "nightly", "--no-per-class", "-o", f"r{bound}.json")
         assert r.exit_code == (0 if bound == "0.0" else 1), r.output
     ok, failed = _runs(store)
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = json.loads((tmp_path / "r0.999.json").read_text())
     assert [run.data.tags["evalkit.gates"] for run in (ok, failed)] == ["pass", "fail"]
     assert [run.data.metrics["gates/passed"] for run in (ok, failed)] == [1.0, 0.0]
     l1 = next(row for row in report["per_class"] if row["label"] == "L1")
