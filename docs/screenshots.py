@@ -114,7 +114,7 @@ def main() -> None:
     try:
         shoot(run_url(base, run_exp, run_id), args.out / "run_page.png", "1600,2000")
         artifact = f"{base}/#/experiments/{run_exp}/runs/{run_id}/artifacts/per_class.json"
-        shoot(artifact, args.out / "per_class_table.png")
+        shoot(artifact, args.out / "per_class_table.png", "2200,1100")
         shoot(runs_view_url(base, nightly), args.out / "nightly_runs.png")
     finally:
         ui.terminate()
