@@ -52,7 +52,8 @@ class CurveRun:
             self._run.log_metrics(shown, step=step)
 
     def log_csv(self) -> None:
-        """Log every curve kept as the ``curves.csv`` artifact (nothing when no curve was kept)."""
+        """Log every curve kept as the ``curves.csv`` artifact (nothing when no curve was kept; a
+        local write error is ignored: it may run while another error unwinds the training)."""
         import pandas as pd
 
         from evalkit.report import write_csv_atomic
@@ -62,5 +63,8 @@ class CurveRun:
         if not rows:
             return
         frame = pd.DataFrame(rows, columns=["fold", "candidate", "metric", "step", "value"])
-        with tempfile.TemporaryDirectory() as tmp:
-            self._run.log_artifact(write_csv_atomic(frame, Path(tmp) / "curves.csv"))
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                self._run.log_artifact(write_csv_atomic(frame, Path(tmp) / "curves.csv"))
+        except OSError:  # no room for a temporary file: the run's own logging tells the fault
+            pass

@@ -268,13 +268,15 @@ def _train(setup: _Setup, plan, executor, run, emit) -> Trained:
     splits, device = setup.splits, setup.device
     run = CurveRun(run) if run is not None else None  # the chosen model's curves as metrics, all in curves.csv
     fit_fold, config = model_choice.strategy(setup.config, splits, device=device, run=run, executor=executor)
-    if plan is None:
-        trained = train_once(splits, fit_fold, config, emit=emit, run=run, device=device)
-    else:
-        results = cross_fit(plan, fit_fold, executor, config=config, emit=emit, run=run, device=device)
-        trained = out_of_fold(plan, results, device)
-    if run is not None:
-        run.log_csv()
+    try:
+        if plan is None:
+            trained = train_once(splits, fit_fold, config, emit=emit, run=run, device=device)
+        else:
+            results = cross_fit(plan, fit_fold, executor, config=config, emit=emit, run=run, device=device)
+            trained = out_of_fold(plan, results, device)
+    finally:  # interrupted too (Ctrl-C, SIGTERM): the curves so far
+        if run is not None:
+            run.log_csv()
     return model_choice.scoring_model(trained, fit_fold, setup.config, splits, device=device, emit=emit)
 
 
