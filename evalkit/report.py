@@ -11,7 +11,7 @@ JSON schema (``--output``)::
                  "weighted": {...}, "samples": {...},
                  "subset_accuracy", "hamming_loss", "mean_average_precision", "macro_auroc",
                  "mean_average_precision_all_labels", "labels_without_positives", ...,
-                 "degenerate_labels": {"all": [label, ...], "none": [label, ...]}},   # predicted for every / no row
+                 "degenerate_labels": {"all", "none", "nearly_all", "nearly_none": [label, ...]}},
      "per_class": [{"label", "support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall",
                     "f1", "f2", "average_precision", "auroc", "threshold"}, ...]}
 
@@ -150,16 +150,32 @@ def metrics_block(values: MetricValues) -> dict:
     return {"summary": summary, "per_class": per_class}
 
 
-def degenerate_labels(per_class: list[dict]) -> dict[str, list[str]]:
-    """The labels whose decisions do not depend on the row: ``{"all": [...], "none": [...]}``.
+#: a label whose decisions differ from "every row" (or "no row") on at most this share of the rows
+#: (and at least one row) is named as ``nearly_all`` (``nearly_none``)
+NEARLY_SHARE = 0.01
 
-    ``all``: predicted positive for every evaluated row (``fn == tn == 0``: F-beta is then
-    ``(1 + b²)p / (b²p + 1)`` for prevalence p, high for a frequent label whatever the model);
-    ``none``: predicted for no row (``tp == fp == 0``). Label order; empty lists when there are none.
+
+def degenerate_labels(per_class: list[dict]) -> dict[str, list[str]]:
+    """The labels whose decisions (barely) depend on the row, in label order (empty lists when none):
+
+    * ``all``: predicted positive for every evaluated row (``fn == tn == 0``: F-beta is then
+      ``(1 + b²)p / (b²p + 1)`` for prevalence p, high for a frequent label whatever the model);
+    * ``none``: predicted for no row (``tp == fp == 0``);
+    * ``nearly_all`` / ``nearly_none``: not so, but at most ``max(1, NEARLY_SHARE x rows)`` rows
+      decided otherwise (a cut just above the lowest validation score, e.g. after the threshold
+      fit's tie rule, leaves out a row or two: the label still reads as its prevalence).
     """
-    rows = [r for r in per_class if r.get("tp", 0) + r.get("fp", 0) + r.get("fn", 0) + r.get("tn", 0) > 0]
-    return {"all": [r["label"] for r in rows if r["fn"] == 0 and r["tn"] == 0],
-            "none": [r["label"] for r in rows if r["tp"] == 0 and r["fp"] == 0]}
+    out: dict[str, list[str]] = {"all": [], "none": [], "nearly_all": [], "nearly_none": []}
+    for r in per_class:
+        n = r.get("tp", 0) + r.get("fp", 0) + r.get("fn", 0) + r.get("tn", 0)
+        predicted, slack = r.get("tp", 0) + r.get("fp", 0), max(1.0, NEARLY_SHARE * n)
+        if n <= 0:
+            continue
+        kind = ("all" if predicted == n else "none" if predicted == 0 else
+                "nearly_all" if n - predicted <= slack else "nearly_none" if predicted <= slack else None)
+        if kind:
+            out[kind].append(r["label"])
+    return out
 
 
 def degenerate_note(report: dict) -> tuple[str, str]:
@@ -167,11 +183,12 @@ def degenerate_note(report: dict) -> tuple[str, str]:
     a ``warning`` naming them (at most 10 of each kind shown), or a ``note`` that there are none."""
     found = (report.get("summary") or {}).get("degenerate_labels") or {}
     parts = []
-    for kind, what in (("all", "every"), ("none", "no")):
+    for kind, what in (("all", "every test row"), ("none", "no test row"),
+                       ("nearly_all", "all but at most 1% of the test rows"), ("nearly_none", "at most 1% of the test rows")):
         labels = [str(x) for x in found.get(kind) or []]
         if labels:
             more = f" (+{len(labels) - 10} more)" if len(labels) > 10 else ""
-            parts.append(f"{len(labels)} label(s) predicted for {what} test row: {', '.join(labels[:10])}{more}")
+            parts.append(f"{len(labels)} label(s) predicted for {what}: {', '.join(labels[:10])}{more}")
     if not parts:
         return "note", "no label is predicted for every (or no) test row"
     return "warning", "; ".join(parts) + (" — their F-beta says nothing about the model (see their AUROC); "

@@ -57,12 +57,17 @@ def test_report_names_labels_predicted_for_every_and_no_row():
     from evalkit.report import degenerate_labels, degenerate_note
 
     rows = [{"label": "all", "tp": 5, "fp": 3, "fn": 0, "tn": 0}, {"label": "none", "tp": 0, "fp": 0, "fn": 2, "tn": 6},
-            {"label": "fine", "tp": 2, "fp": 1, "fn": 1, "tn": 4}]
+            {"label": "fine", "tp": 2, "fp": 1, "fn": 1, "tn": 4},
+            {"label": "one-left", "tp": 150, "fp": 48, "fn": 0, "tn": 2},  # 2 of 200 rows left out: 1%
+            {"label": "three-left", "tp": 150, "fp": 47, "fn": 0, "tn": 3},  # 1.5%: a real decision
+            {"label": "one-in", "tp": 1, "fp": 0, "fn": 49, "tn": 150}]
     found = degenerate_labels(rows)
-    assert found == {"all": ["all"], "none": ["none"]}
+    assert found == {"all": ["all"], "none": ["none"], "nearly_all": ["one-left"], "nearly_none": ["one-in"]}
     kind, text = degenerate_note({"summary": {"degenerate_labels": found}})
     assert kind == "warning"
     assert "1 label(s) predicted for every test row: all" in text and "1 label(s) predicted for no test row: none" in text
+    assert "1 label(s) predicted for all but at most 1% of the test rows: one-left" in text
+    assert "1 label(s) predicted for at most 1% of the test rows: one-in" in text
     assert degenerate_note({"summary": {"degenerate_labels": {"all": [], "none": []}}}) == (
         "note", "no label is predicted for every (or no) test row")
 
@@ -82,7 +87,7 @@ def test_evaluate_names_degenerate_labels_in_terminal_report_and_run(store, cli,
     text = " ".join(res.output.split())
     assert "1 label(s) predicted for every test row: L0" in text and "1 label(s) predicted for no test row: L1" in text
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["summary"]["degenerate_labels"] == {"all": ["L0"], "none": ["L1"]}
+    assert report["summary"]["degenerate_labels"] == {"all": ["L0"], "none": ["L1"], "nearly_all": [], "nearly_none": []}
     row = {r["label"]: r for r in report["per_class"]}
     assert row["L0"]["tp"] + row["L0"]["fp"] == 80 and row["L1"]["tp"] + row["L1"]["fp"] == 0
     assert row["L0"]["f2"] == pytest.approx(fbeta_score(y[:, 0], np.ones(80), beta=2.0))

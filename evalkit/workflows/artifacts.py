@@ -109,11 +109,11 @@ def log_report(run, report: Report, extra_metrics: dict[str, float] | None = Non
 
 
 def degenerate_tags(report: Report) -> dict[str, str]:
-    """The run tags ``evalkit.degenerate_labels.all`` / ``.none`` (comma-separated labels, at most
-    5000 characters) of ``report["summary"]["degenerate_labels"]``; ``{}`` when there are none."""
+    """The run tags ``evalkit.degenerate_labels.all`` / ``.none`` / ``.nearly_all`` / ``.nearly_none``
+    (comma-separated labels, at most 5000 characters) of ``report["summary"]["degenerate_labels"]``; ``{}`` when there are none."""
     found = (report.get("summary") or {}).get("degenerate_labels") or {}
     return {f"evalkit.degenerate_labels.{kind}": ",".join(map(str, found[kind]))[:5000]
-            for kind in ("all", "none") if found.get(kind)}
+            for kind in ("all", "none", "nearly_all", "nearly_none") if found.get(kind)}
 
 
 def log_run_results(run, report: Report, model, input_example: np.ndarray, *, config: RunConfig, preprocess: dict,
