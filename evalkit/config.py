@@ -160,6 +160,8 @@ class RunConfig(BaseModel):
     tracking_timeout: float = _tracking_timeout_field()
     run_name: str | None = Field(None, description="MLflow run name.")
     log_model: bool = Field(True, description="Log the model to MLflow.")
+    log_class_metrics: bool = Field(False, description="Also log per-class metrics (test/class/<label>/<metric>) as MLflow "
+                                    "metrics, for at most 100 labels; every label is always in the run's per_class table.")
     register_model: str | None = Field(None, description="Register the logged model under NAME in the MLflow model registry.")
     alias: str | None = Field(None, description="Point this alias (e.g. champion) of --register NAME at the new version.")
     output: str | None = Field(None, description="Write the report JSON here.")
@@ -312,6 +314,8 @@ class EvaluateJobConfig(BaseModel):
                             "predictions file name or the model.")
     experiment: str = Field("evalkit", description="MLflow experiment name.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")
+    log_class_metrics: bool = Field(False, description="Also log per-class metrics (test/class/<label>/<metric>) as MLflow "
+                                    "metrics, for at most 100 labels; every label is always in the run's per_class table.")
     track: bool = Field(True, description="Log the evaluation as an MLflow run.")
     tracking_timeout: float = _tracking_timeout_field()
 

@@ -14,7 +14,8 @@ JSON schema (``--output``)::
                  "mean_average_precision_all_labels", "labels_without_positives",
                  "average_precision_weighted", "average_precision_samples", "auroc_weighted",
                  "auroc_samples", "one_error", "precision_at_<k>", "ndcg_at_<k>",
-                 "<scalar>_ci": [low, high] (with intervals), "ci_unstable_labels": [label, ...], ...},
+                 "<scalar>_ci": [low, high] (with intervals), "ci_unstable_labels": [label, ...], ...,
+                 "degenerate_labels": {"all", "none", "nearly_all", "nearly_none": [label, ...]}},
      "confidence_interval": {"level", "method", "resamples", "seed", "scheme"}   (with intervals)
      "per_class": [{"label", "support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall",
                     "f1", "f2", "average_precision", "auroc", "threshold", "jaccard", "specificity",
@@ -31,8 +32,10 @@ Tracked metric names (one convention, used by ``run``, ``evaluate``, gates and `
 ``<split>/<average>_<metric>`` (``test/macro_f2``), ``<split>/subset_accuracy``,
 ``<split>/hamming_loss``, ``<split>/macro_map``, ``<split>/macro_auroc``,
 ``<split>/class/<label key>/<metric>`` (:func:`evalkit.metrics.names.label_key`: injective and valid for
-MLflow; tracked for at most :data:`~evalkit.metrics.names.TRACKED_CLASSES_MAX` labels, every label in
-``per_class.csv``).
+MLflow). Gates read every name (:func:`metric_keys`); a run logs :func:`tracked_metrics` (at most
+:data:`~evalkit.metrics.names.MAX_RUN_METRICS` keys with the rest of the run: the headline ones, the
+keys its gates name, per-class keys only with ``--log-class-metrics``), every label in the
+``per_class.json`` table and ``per_class.csv``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.metrics.names import AVERAGES, THRESHOLD_FREE, fbeta_key, label_key
+from evalkit.metrics.names import (AVERAGES, HEADLINE_AVERAGED, HEADLINE_CI, HEADLINE_SCALARS, THRESHOLD_FREE,
+                                   TRACKED_CLASSES_MAX, fbeta_key, label_key)
 
 if TYPE_CHECKING:
     from evalkit.metrics.values import MetricValues
@@ -157,7 +161,53 @@ def metrics_block(values: MetricValues) -> dict:
         row["threshold"] = float(values.thresholds[j])
         row |= {k: _defined(float(v[j])) for k, v in per_label.items()}
         per_class.append(row)
+    summary["degenerate_labels"] = degenerate_labels(per_class)
     return {"summary": summary, "per_class": per_class}
+
+
+#: a label whose decisions differ from "every row" (or "no row") on at most this share of the rows
+#: (and at least one row) is named as ``nearly_all`` (``nearly_none``)
+NEARLY_SHARE = 0.01
+
+
+def degenerate_labels(per_class: list[dict]) -> dict[str, list[str]]:
+    """The labels whose decisions (barely) depend on the row, in label order (empty lists when none):
+
+    * ``all``: predicted positive for every evaluated row (``fn == tn == 0``: F-beta is then
+      ``(1 + b²)p / (b²p + 1)`` for prevalence p, high for a frequent label whatever the model);
+    * ``none``: predicted for no row (``tp == fp == 0``);
+    * ``nearly_all`` / ``nearly_none``: not so, but at most ``max(1, NEARLY_SHARE x rows)`` rows
+      decided otherwise (a cut just above the lowest validation score, e.g. after the threshold
+      fit's tie rule, leaves out a row or two: the label still reads as its prevalence).
+    """
+    out: dict[str, list[str]] = {"all": [], "none": [], "nearly_all": [], "nearly_none": []}
+    for r in per_class:
+        n = r.get("tp", 0) + r.get("fp", 0) + r.get("fn", 0) + r.get("tn", 0)
+        predicted, slack = r.get("tp", 0) + r.get("fp", 0), max(1.0, NEARLY_SHARE * n)
+        if n <= 0:
+            continue
+        kind = ("all" if predicted == n else "none" if predicted == 0 else
+                "nearly_all" if n - predicted <= slack else "nearly_none" if predicted <= slack else None)
+        if kind:
+            out[kind].append(r["label"])
+    return out
+
+
+def degenerate_note(report: dict) -> tuple[str, str]:
+    """``(event kind, text)`` telling the degenerate labels of ``report`` (:func:`degenerate_labels`):
+    a ``warning`` naming them (at most 10 of each kind shown), or a ``note`` that there are none."""
+    found = (report.get("summary") or {}).get("degenerate_labels") or {}
+    parts = []
+    for kind, what in (("all", "every test row"), ("none", "no test row"),
+                       ("nearly_all", "all but at most 1% of the test rows"), ("nearly_none", "at most 1% of the test rows")):
+        labels = [str(x) for x in found.get(kind) or []]
+        if labels:
+            more = f" (+{len(labels) - 10} more)" if len(labels) > 10 else ""
+            parts.append(f"{len(labels)} label(s) predicted for {what}: {', '.join(labels[:10])}{more}")
+    if not parts:
+        return "note", "no label is predicted for every (or no) test row"
+    return "warning", "; ".join(parts) + (" — their F-beta says nothing about the model (see their AUROC); "
+                                          "report summary.degenerate_labels")
 
 
 def _count(x) -> int | float:
@@ -239,18 +289,74 @@ def tracked_classes(rows: list[dict], max_classes: int | None) -> list[dict]:
     return [rows[i] for i in sorted(keep)]
 
 
+#: the first columns of ``per_class.csv`` / the ``per_class.json`` table (``f<beta>`` for "fbeta"),
+#: what a reader needs first; ``key`` (the label's metric key) and every other column follow
+PER_CLASS_FIRST = ("label", "support", "precision", "recall", "fbeta", "average_precision", "auroc", "threshold")
+
+
 def per_class_table(report: dict):
-    """The per-class rows as a ``pandas.DataFrame`` with each label's metric ``key`` (the
-    ``per_class.csv`` artifact: every label's numbers, whatever was tracked as metrics)."""
+    """The per-class rows as a ``pandas.DataFrame``, one row per label (the ``per_class.csv``
+    artifact and the run's ``per_class.json`` table: every label, whatever was tracked as metrics).
+
+    Columns: :data:`PER_CLASS_FIRST` (``f2`` for "fbeta"; the cut is ``threshold``), then ``key``
+    (:func:`~evalkit.metrics.names.label_key`), then the remaining per-class fields in report order.
+    """
     import pandas as pd
 
     frame = pd.DataFrame(report["per_class"])
     frame.insert(1, "key", [label_key(r["label"]) for r in report["per_class"]])
-    return frame
+    fk = fbeta_key(report.get("beta", 2.0))
+    first = [fk if c == "fbeta" else c for c in PER_CLASS_FIRST]
+    first = [c for c in dict.fromkeys(first) if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def headline_metrics(report: dict, split: str = "test", scalars=HEADLINE_SCALARS) -> dict[str, float]:
+    """The headline tracked metrics of ``report`` (what a run page shows; undefined values left out).
+
+    Keys: ``<split>/<average>_<metric>`` for the four averages and
+    :data:`~evalkit.metrics.names.HEADLINE_AVERAGED` (``test/macro_f2``), ``<split>/<scalar>`` for
+    ``scalars`` (tracked names: ``test/macro_map``) and, when the report has intervals
+    (``summary[avg]["<metric>_ci"]`` / ``summary["<scalar>_ci"]`` = ``[low, high]``), the bounds of
+    :data:`~evalkit.metrics.names.HEADLINE_CI` as ``<key>_ci_low`` / ``<key>_ci_high``
+    (``test/macro_f2_ci_low``). At most 16 + ``len(scalars)`` + 6 keys, whatever the label count.
+    """
+    fk = fbeta_key(report.get("beta", 2.0))
+    summary, out = report["summary"], {}
+    scalar_of = {v: k for k, v in SCALARS.items()}
+    for avg in AVERAGES:
+        for name in (fk if m == "fbeta" else m for m in HEADLINE_AVERAGED):
+            _put(out, f"{split}/{avg}_{name}", (summary.get(avg) or {}).get(name))
+    for suffix in scalars:
+        _put(out, f"{split}/{suffix}", summary.get(scalar_of[suffix]))
+    for name in HEADLINE_CI:
+        avg, _, m = name.partition("_")
+        ci = (summary.get(avg) or {}).get(f"{fk}_ci") if m == "fbeta" else summary.get(f"{scalar_of[name]}_ci")
+        if isinstance(ci, (list, tuple)) and len(ci) == 2:
+            key = f"{split}/{name.replace('fbeta', fk)}"
+            _put(out, f"{key}_ci_low", ci[0])
+            _put(out, f"{key}_ci_high", ci[1])
+    return out
+
+
+def tracked_metrics(report: dict, split: str = "test", *, keys=(), class_metrics: bool = False) -> dict[str, float]:
+    """What a run logs as MLflow metrics: :func:`headline_metrics`, plus the ``keys`` named (e.g. by
+    gates: ``test/class/Class1/f2``, ``test/micro_accuracy``; keys the report lacks are left out)
+    and, with ``class_metrics`` (``--log-class-metrics``), the per-class keys of at most
+    :data:`~evalkit.metrics.names.TRACKED_CLASSES_MAX` labels (largest support)."""
+    out = headline_metrics(report, split)
+    if class_metrics:
+        head = f"{split}/class/"
+        out |= {k: v for k, v in metric_keys(report, split, max_classes=TRACKED_CLASSES_MAX).items()
+                if k.startswith(head)}
+    if keys:
+        every = metric_keys(report, split)
+        out |= {k: every[k] for k in keys if k in every}
+    return out
 
 
 def _put(out: dict, key: str, value) -> None:
-    if value is None:
+    if value is None or isinstance(value, (list, tuple, dict, str)):  # an interval, a label list: not a metric
         return
     value = float(value)
     if math.isfinite(value):

@@ -176,12 +176,12 @@ def test_sigterm_during_training_ends_run_killed_with_metrics_so_far(store, tmp_
         run_id = None
         while time.monotonic() < deadline and proc.poll() is None:
             rows = _db_rows(db, "select r.run_uuid, count(m.step) from runs r join metrics m on m.run_uuid = r.run_uuid "
-                                "where r.status = 'RUNNING' and m.key = 'fold1/train/loss' group by r.run_uuid")
+                                "where r.status = 'RUNNING' and m.key = 'train/loss' group by r.run_uuid")
             if rows and rows[0][1] >= 2:  # the first batch of the buffered curve (after FLUSH_SECONDS)
                 run_id, seen = rows[0]
                 break
             time.sleep(0.3)
-        assert run_id, f"no RUNNING run with fold1/train/loss steps seen; output:\n{proc.stdout.read() if proc.poll() is not None else ''}"
+        assert run_id, f"no RUNNING run with train/loss steps seen; output:\n{proc.stdout.read() if proc.poll() is not None else ''}"
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -192,7 +192,7 @@ def test_sigterm_during_training_ends_run_killed_with_metrics_so_far(store, tmp_
     assert "SIGTERM" in out and "Traceback" not in out
     [(status,)] = _db_rows(db, "select status from runs where run_uuid = ?", (run_id,))
     assert status == "KILLED"
-    steps = _db_rows(db, "select step from metrics where run_uuid = ? and key = 'fold1/train/loss'", (run_id,))
+    steps = _db_rows(db, "select step from metrics where run_uuid = ? and key = 'train/loss'", (run_id,))
     assert seen <= len(steps) < 3000  # what was still buffered at SIGTERM was sent as the run ended
 
 

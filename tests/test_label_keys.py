@@ -1,5 +1,5 @@
 """Per-class results are never overwritten or refused: label keys are injective and valid for MLflow,
-at most TRACKED_CLASSES_MAX labels become metrics, and every label's numbers are in per_class.csv."""
+with --log-class-metrics at most TRACKED_CLASSES_MAX labels become metrics, and every label's numbers are in per_class.csv."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_hostile_label_names_all_reach_the_run(store, cli, tmp_path):
 
     names = HOSTILE[:13]
     pred = _predictions(tmp_path / "p.npz", names)
-    res = cli("evaluate", "--predictions", pred, "--no-per-class", "-o", tmp_path / "r.json")
+    res = cli("evaluate", "--predictions", pred, "--no-per-class", "--log-class-metrics", "-o", tmp_path / "r.json")
     assert res.exit_code == 0, res.output
     run_id = json.loads((tmp_path / "r.json").read_text())["run_id"]
     client = mlflow.MlflowClient(store)
@@ -63,7 +63,7 @@ def test_many_labels_track_a_bounded_number_of_metrics(store, cli, tmp_path):
 
     names = [f"L{i}" for i in range(TRACKED_CLASSES_MAX + 50)]
     pred = _predictions(tmp_path / "p.npz", names)
-    res = cli("evaluate", "--predictions", pred, "-o", tmp_path / "r.json")
+    res = cli("evaluate", "--predictions", pred, "--log-class-metrics", "-o", tmp_path / "r.json")
     assert res.exit_code == 0, res.output
     assert "more labels are not shown: --per-class all prints every label" in res.output
     run_id = json.loads((tmp_path / "r.json").read_text())["run_id"]

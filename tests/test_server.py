@@ -46,7 +46,7 @@ def test_run_then_scheduled_evaluate_of_the_champion_against_the_server(server, 
     run_id = client.get_model_version_by_alias("yeast-mlp", "champion").run_id
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "test/macro_f2" in run.data.metrics
-    assert [m.step for m in client.get_metric_history(run_id, "fold1/train/loss")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [1, 2]
 
     out = tmp_path / "nightly.json"
     res = cli("evaluate", "--model", "models:/yeast-mlp@champion", "--dataset", "yeast", "--tracking-uri", uri,

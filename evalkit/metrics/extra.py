@@ -32,7 +32,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evalkit.metrics.names import row_keys
 
 DEFAULT_KS = (1, 3, 5)
 """Default cut-offs of precision@k and nDCG@k."""

@@ -81,3 +81,18 @@ def row_keys(ks) -> tuple[str, ...]:
     """Names of the per-sample values (rows of :func:`evalkit.metrics.extra.row_values`) for the
     cut-offs ``ks``: :data:`ROW_VALUES`, then ``precision_at_<k>`` and ``ndcg_at_<k>`` per k."""
     return (*ROW_VALUES, *(f"precision_at_{k}" for k in ks), *(f"ndcg_at_{k}" for k in ks))
+
+#: the per-average metrics a run logs as MLflow metrics (``test/macro_f2``; ``"fbeta"``: the
+#: reported F-beta's key); the rest of the report (accuracy per average, per-class rows) is in
+#: ``report.json`` / ``per_class.csv`` / the ``per_class.json`` table
+HEADLINE_AVERAGED = ("precision", "recall", "f1", "fbeta")
+#: the summary scalars a run logs (tracked names, :data:`evalkit.report.SCALARS` values)
+HEADLINE_SCALARS = ("subset_accuracy", "hamming_loss", "macro_map", "macro_auroc", "micro_map", "micro_auroc",
+                    "lrap", "label_ranking_loss", "coverage_error", "labels_without_positives")
+#: the scalars of the reference metrics at the 0.5 cut (the threshold-free ones equal the test split's)
+REFERENCE_SCALARS = ("subset_accuracy", "hamming_loss")
+#: metrics whose confidence interval (``summary[avg]["<metric>_ci"]`` / ``summary["<scalar>_ci"]``
+#: ``= [low, high]``) is logged as ``<key>_ci_low`` / ``<key>_ci_high``, when the report has it
+HEADLINE_CI = ("micro_fbeta", "macro_fbeta", "macro_map")
+#: the budget: a run logs at most this many metric keys without ``--log-class-metrics``
+MAX_RUN_METRICS = 60

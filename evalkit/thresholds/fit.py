@@ -73,7 +73,39 @@ def _midpoint(cuts: np.ndarray, i: int) -> float:
 
 def _best_cut(probabilities: np.ndarray, targets: np.ndarray, beta: float) -> float:
     cuts, f = fbeta_curve(probabilities, targets, beta)
-    return _midpoint(cuts, int(np.argmax(f)))  # first maximum = highest cut among ties
+    everyone = np.zeros(cuts.size, dtype=bool)
+    everyone[-1] = True  # the lowest distinct score: every validation row predicted positive
+    best = away_from_all_positive(int(np.argmax(f)), f, f, everyone, float(np.sum(targets)))
+    return _midpoint(cuts, best)  # first maximum = highest cut among ties
+
+
+def away_from_all_positive(best: int, values: np.ndarray, label_fbeta: np.ndarray, all_positive: np.ndarray,
+                           positives: float) -> int:
+    """The tie rule of the threshold fit: do not predict a label for every row on a gain the
+    validation set cannot resolve.
+
+    When the chosen candidate ``best`` predicts the label positive for every validation row
+    (``all_positive[best]``), the candidate ``alt`` with the highest ``values`` (the objective)
+    among those predicting at least one validation row negative is taken instead if the label's
+    own F-beta gain of the all-positive cut is below the resolution of the validation set:
+    ``label_fbeta[best] - label_fbeta[alt] < 1 / positives``, where ``positives`` is the label's
+    number of validation positives (one positive found or missed moves its recall by ``1 / positives``).
+    Otherwise (or without such a candidate, or without positives) ``best`` is kept.
+
+    Args:
+        best: index of the objective's maximum. values, label_fbeta: ``(K,)`` float, the objective
+            and the label's F-beta in [0, 1] at each of the K candidates. all_positive: ``(K,)`` bool.
+        positives: the label's validation positives (>= 0).
+    Returns:
+        the index of the candidate to use.
+    """
+    if not all_positive[best] or positives <= 0:
+        return best
+    partial = np.flatnonzero(~all_positive)
+    if partial.size == 0:
+        return best
+    alt = int(partial[np.argmax(values[partial])])  # first maximum: the highest such cut
+    return alt if label_fbeta[best] - label_fbeta[alt] < 1.0 / positives else best
 
 
 def _candidates(probabilities: np.ndarray) -> np.ndarray:
@@ -154,8 +186,11 @@ def _joint_cuts(P: np.ndarray, Y: np.ndarray, beta: float, objective: str) -> np
             PR = np.repeat(pred[:, None], K, axis=1)
             TP[c], PR[c] = tp_c[c], pred_c[c]
             values = _objective(TP, PR - TP, npos[:, None] - TP, beta, objective)
-            best = int(np.argmax(values))
-            if values[best] > values[choice[c]] + 1e-12:
+            everyone = pred_c[c] >= N
+            best = away_from_all_positive(int(np.argmax(values)), values, _fbeta(tp_c[c], pred_c[c] - tp_c[c],
+                                                                                 npos[c] - tp_c[c], beta),
+                                          everyone, npos[c])
+            if best != choice[c] and (values[best] > values[choice[c]] + 1e-12 or everyone[choice[c]] > everyone[best]):
                 choice[c], tp[c], pred[c], changed = best, tp_c[c][best], pred_c[c][best], True
         if not changed:
             break
@@ -195,6 +230,10 @@ def fit_thresholds(
         train_cardinality: mean labels per training sample (needed by ``pcut``).
     Returns:
         ``(C,)`` thresholds; all NaN for ``top-k`` (no per-label threshold: use :func:`decision_thresholds`).
+
+    ``per-class`` and ``joint`` apply the tie rule :func:`away_from_all_positive`: a label is not cut
+    below all its validation scores (predicted for every row) when that gains less F-beta than one
+    validation positive's worth (``1 / positives``) over its best cut that leaves a row out.
     """
     P = np.asarray(val_probabilities, dtype=np.float64)
     Y = np.asarray(val_targets)

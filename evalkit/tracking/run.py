@@ -267,6 +267,15 @@ class RunLogger:
         self.do(lambda: mlflow.log_dict(data, artifact_file),
                 lambda: self.journal.add_text(artifact_file, json.dumps(data, indent=2, default=str)))
 
+    def log_table(self, frame, artifact_file: str) -> None:
+        """Log a ``pandas.DataFrame`` as an MLflow table (``mlflow.log_table``: the JSON artifact
+        ``artifact_file``, e.g. ``per_class.json``, that the UI's artifact view renders as a table).
+        Offline: the same ``{"columns", "data"}`` JSON goes to the spool."""
+        import mlflow
+
+        self.do(lambda: mlflow.log_table(frame, artifact_file),
+                lambda: self.journal.add_text(artifact_file, frame.to_json(orient="split", index=False)))
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         """Log a local file (copied at once when offline: it may be temporary)."""
         import mlflow

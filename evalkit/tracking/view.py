@@ -37,13 +37,16 @@ SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARE_KEY}"
 SORT_METRIC = "test/macro_f2"
 #: columns shown without clicks, left to right after the run name and date (``columnOrder``; without
 #: it the UI groups metrics before params, each alphabetically): what fits a 1600 px window first
-COLUMNS = (("params", "loss"), ("params", "seed"), ("metrics", "test/macro_f2"), ("metrics", "test/micro_f2"),
+#: (``tags.`evalkit.gates```: pass / fail of a gated ``evaluate`` job, empty for training runs)
+COLUMNS = (("params", "loss"), ("params", "seed"), ("metrics", "test/macro_f2"), ("tags", "evalkit.gates"),
+           ("metrics", "test/micro_f2"),
            ("metrics", "test/macro_map"), ("attributes", "Dataset"), ("attributes", "Models"),
            ("metrics", "test/macro_f1"), ("metrics", "test/subset_accuracy"), ("params", "folds"))
 
 
 def column(kind: str, key: str) -> str:
-    """MLflow's canonical column key: ``params.`loss```, ``metrics.`test/macro_f2```."""
+    """MLflow's canonical column key: ``params.`loss```, ``metrics.`test/macro_f2```,
+    ``tags.`evalkit.gates``` (the UI's column types: attributes, params, metrics, tags)."""
     return f"{kind}.`{key}`"
 
 

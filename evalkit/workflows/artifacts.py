@@ -87,17 +87,33 @@ def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:
     )
 
 
-def log_report(run, report: Report, extra_metrics: dict[str, float] | None = None) -> None:
-    """The report's tracked metrics (one batch; per-class metrics for at most
-    :data:`~evalkit.metrics.names.TRACKED_CLASSES_MAX` labels), ``report.json`` and ``per_class.csv``
-    (every label, with its metric key)."""
-    from evalkit.metrics.names import TRACKED_CLASSES_MAX
-    from evalkit.report import write_csv_atomic
+def log_report(run, report: Report, extra_metrics: dict[str, float] | None = None, *, keys=(),
+               class_metrics: bool = False) -> None:
+    """The report's tracked metrics in one batch (:func:`evalkit.report.tracked_metrics`: the
+    headline metrics, the ``keys`` gates name, per-class keys only with ``class_metrics``), tags of
+    the degenerate labels, ``report.json``, and every label's row as the MLflow table
+    ``per_class.json`` (rendered by the UI's artifact view) and as ``per_class.csv``
+    (:func:`evalkit.report.per_class_table`: label, support, precision, recall, F-beta, AP, AUROC,
+    threshold first)."""
+    from evalkit.report import tracked_metrics, write_csv_atomic
 
-    run.log_metrics(report.metrics("test", max_classes=TRACKED_CLASSES_MAX) | dict(extra_metrics or {}))
+    run.log_metrics(tracked_metrics(report, "test", keys=keys, class_metrics=class_metrics) | dict(extra_metrics or {}))
+    tags = degenerate_tags(report)
+    if tags:
+        run.set_tags(tags)
     run.log_dict(dict(report), "report.json")
+    frame = report.per_class_frame()
+    run.log_table(frame, "per_class.json")
     with tempfile.TemporaryDirectory() as tmp:
-        run.log_artifact(write_csv_atomic(report.per_class_frame(), Path(tmp) / "per_class.csv"))
+        run.log_artifact(write_csv_atomic(frame, Path(tmp) / "per_class.csv"))
+
+
+def degenerate_tags(report: Report) -> dict[str, str]:
+    """The run tags ``evalkit.degenerate_labels.all`` / ``.none`` / ``.nearly_all`` / ``.nearly_none``
+    (comma-separated labels, at most 5000 characters) of ``report["summary"]["degenerate_labels"]``; ``{}`` when there are none."""
+    found = (report.get("summary") or {}).get("degenerate_labels") or {}
+    return {f"evalkit.degenerate_labels.{kind}": ",".join(map(str, found[kind]))[:5000]
+            for kind in ("all", "none", "nearly_all", "nearly_none") if found.get(kind)}
 
 
 def log_run_results(run, report: Report, model, input_example: np.ndarray, *, config: RunConfig, preprocess: dict,
@@ -108,13 +124,15 @@ def log_run_results(run, report: Report, model, input_example: np.ndarray, *, co
     Args:
         val / test: ``(probabilities (N, C), targets (N, C))`` of the validation (out-of-fold) and test splits.
     """
+    from evalkit.metrics.names import REFERENCE_SCALARS
     from evalkit.model_io import PREPROCESS_FILE
-    from evalkit.report import metric_keys
+    from evalkit.report import headline_metrics
 
     ref = report.get("reference_at_0.5")
     # "test@0.5/..." would be the natural name, but MLflow rejects "@" in metric names
-    extra = metric_keys({"summary": ref["summary"], "per_class": []}, REFERENCE_SPLIT, per_class=False) if ref else {}
-    log_report(run, report, extra)
+    extra = headline_metrics({"summary": ref["summary"], "beta": report["beta"]}, REFERENCE_SPLIT,
+                             scalars=REFERENCE_SCALARS) if ref else {}
+    log_report(run, report, extra, class_metrics=config.log_class_metrics)
     run.log_dict(preprocess, PREPROCESS_FILE)
     registered = None
     if config.log_model:

@@ -149,6 +149,10 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
     run_id = outcome.run.run_id if outcome.run else None
     if outcome.report is not None:
         emit("report", report=outcome.report, title="Test split", per_class=True)
+        from evalkit.report import degenerate_note
+
+        kind, text = degenerate_note(outcome.report)
+        emit(kind, text=text)
     if outcome.run:
         from evalkit.tracking import redact_uri
 
@@ -262,13 +266,20 @@ def _train(setup: _Setup, plan, executor, run, emit) -> Trained:
     from evalkit.workflows import model_choice
     from evalkit.workflows.training import cross_fit, out_of_fold, train_once
 
+    from evalkit.workflows.curves import CurveRun
+
     splits, device = setup.splits, setup.device
+    run = CurveRun(run) if run is not None else None  # the chosen model's curves as metrics, all in curves.csv
     fit_fold, config = model_choice.strategy(setup.config, splits, device=device, run=run, executor=executor)
-    if plan is None:
-        trained = train_once(splits, fit_fold, config, emit=emit, run=run, device=device)
-    else:
-        results = cross_fit(plan, fit_fold, executor, config=config, emit=emit, run=run, device=device)
-        trained = out_of_fold(plan, results, device)
+    try:
+        if plan is None:
+            trained = train_once(splits, fit_fold, config, emit=emit, run=run, device=device)
+        else:
+            results = cross_fit(plan, fit_fold, executor, config=config, emit=emit, run=run, device=device)
+            trained = out_of_fold(plan, results, device)
+    finally:  # interrupted too (Ctrl-C, SIGTERM): the curves so far
+        if run is not None:
+            run.log_csv()
     return model_choice.scoring_model(trained, fit_fold, setup.config, splits, device=device, emit=emit)
 
 

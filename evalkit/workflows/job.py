@@ -79,6 +79,7 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
             no test-data digest or was evaluated on other rows.
     """
     from evalkit.gates import check_baseline, check_metrics
+    from evalkit.report import degenerate_note
     from evalkit.tracking import TrackingSettings, start_probe
 
     emit = make_emitter(on_event, console)
@@ -97,6 +98,8 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
     check_metrics(gates, report)  # bad input: before any output or run
     check_baseline(gates, baseline, report["dataset"]["digest"])  # same rows as the baseline's?
     emit("report", report=report, title="Model" if config.model else "Predictions", per_class=config.per_class)
+    kind, text = degenerate_note(report)
+    emit(kind, text=text)
     return _finish(config, gates, report, store, emit, store_error, baseline)
 
 
@@ -203,6 +206,8 @@ def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, sto
             "evalkit.gate": {"fail": "fail", "unknown": "unknown"}.get(block["status"], "pass"),
             "evalkit.job": cfg.job_name}
     failed = sorted({r["metric"] for r in block["results"] if r["status"] == "fail"})
+    if gates:  # the runs table's pass / fail column (evalkit.tracking.view)
+        tags["evalkit.gates"] = tags["evalkit.gate"]
     if failed:  # exactly which metrics failed a gate (the history plot marks those points only)
         tags["evalkit.failed_gates"] = ",".join(failed)
     if block.get("baseline") and block["baseline"].get("run_id"):
@@ -222,8 +227,15 @@ def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, sto
     with logger as run:
         run.log_params(params)
         _log_inputs(run, cfg, report, store.uri)
-        log_report(run, report)  # bounded per-class metrics, report.json, per_class.csv
+        # headline metrics + the keys gates name (relative gates read them from the baseline run)
+        log_report(run, report, gate_metrics(block), keys=[g.metric for g in gates], class_metrics=cfg.log_class_metrics)
     return logger.run_id
+
+
+def gate_metrics(block: dict) -> dict[str, float]:
+    """``{"gates/passed": 1.0 | 0.0}`` of a job's gate block (pass / fail); ``{}`` without gates or
+    when the outcome is unknown (a baseline that could not be read)."""
+    return {"gates/passed": float(block["status"] == "pass")} if block["status"] in ("pass", "fail") else {}
 
 
 def _log_inputs(run, cfg: EvaluateJobConfig, report: Report, store: str) -> None:

@@ -234,7 +234,10 @@ def _log_search(parent, path: str, space: dict, search) -> None:
 def _log_best(parent, final, best: dict, best_config: RunConfig, metric: str, n_trials: int, n_done: int) -> None:
     """The search parent's results: the best configuration's test metrics (its one test evaluation),
     ``report.json``, ``best_config.json``, ``best.*`` params and the trial counts."""
-    parent.log_metrics(final.report.metrics("test") | {f"validation/{k}": v for k, v in final.validation.items()}
+    from evalkit.report import tracked_metrics
+
+    test = tracked_metrics(final.report, class_metrics=best_config.log_class_metrics)
+    parent.log_metrics(test | {f"validation/{k}": v for k, v in final.validation.items()}
                        | {"search/best_objective": best["objective"], "search/trials": n_trials,
                           "search/trials_ok": n_done})
     parent.log_dict(dict(final.report), "report.json")
