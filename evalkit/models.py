@@ -13,11 +13,11 @@ from evalkit.errors import InputError
 ARCHITECTURES: dict[str, str] = {
     "linear": "one linear layer: logits = X W + b",
     "mlp": "multi-layer perceptron: [Linear -> BatchNorm? -> activation -> Dropout] x len(hidden) -> Linear",
-    "cnn": "small CNN for images (N, 3, H, W): [Conv3x3 -> BatchNorm -> activation -> MaxPool2] x 2 "
-    "(16, 32 channels) -> global average pool -> Dropout -> Linear",
+    "cnn": "small CNN for images (N, C, H, W): [Conv3x3 -> BatchNorm -> activation -> MaxPool2] x 3 "
+    "(32, 64, 128 channels) -> global average pool -> Dropout -> Linear",
 }
 
-CNN_CHANNELS = (16, 32)
+CNN_CHANNELS = (32, 64, 128)
 
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu")
 
@@ -60,18 +60,16 @@ def build_model(
     shape = tuple(int(d) for d in input_shape) if input_shape is not None else (n_features,)
     if arch == "cnn":
         if len(shape) != 3:
-            raise InputError(f"--model cnn: expects images (N, 3, H, W) (e.g. from an .npz file), "
+            raise InputError(f"--model cnn: expects images (N, C, H, W) (e.g. from an .npz file or digits-grid), "
                              f"but the features have shape (N, {', '.join(map(str, shape))})")
         if activation not in ACTIVATIONS:
             raise InputError(f"--activation: unknown activation {activation!r}; expected one of: {', '.join(ACTIVATIONS)}")
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"--dropout: expected a probability in [0, 1), got {dropout}")
         return _cnn(shape[0], n_labels, dropout=dropout, activation=activation)
-    if len(shape) != 1:
-        raise InputError(f"--model {arch}: expects flat features (N, F), but the features are images "
-                         f"(N, {', '.join(map(str, shape))}); use --model cnn")
+    flat = [nn.Flatten()] if len(shape) != 1 else []  # images (N, C, H, W): pixels as C*H*W features
     if arch == "linear":
-        return nn.Linear(n_features, n_labels)
+        return nn.Sequential(*flat, nn.Linear(n_features, n_labels)) if flat else nn.Linear(n_features, n_labels)
     if activation not in ACTIVATIONS:
         raise InputError(f"--activation: unknown activation {activation!r}; expected one of: {', '.join(ACTIVATIONS)}")
     if not 0.0 <= dropout < 1.0:
@@ -79,7 +77,7 @@ def build_model(
     if not hidden or any(int(h) < 1 for h in hidden):
         raise InputError(f"--hidden: expected positive layer sizes such as 256 or 512,256, got {list(hidden)}")
     act = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}[activation]
-    layers: list = []
+    layers: list = list(flat)
     width = n_features
     for h in hidden:
         layers.append(nn.Linear(width, int(h)))
