@@ -32,6 +32,7 @@ def build_model(
     activation: str = "relu",
     batch_norm: bool = False,
     input_shape: Sequence[int] | None = None,
+    image: dict | None = None,
 ):
     """Build an untrained model returning logits.
 
@@ -44,6 +45,8 @@ def build_model(
         batch_norm: add BatchNorm1d after each hidden Linear.
         input_shape: shape of one sample, ``(F,)`` or ``(3, H, W)`` for images; ``cnn`` needs
             ``(channels, H, W)``, ``linear`` / ``mlp`` need flat features.
+        image: a torchvision backbone's options (``image_size``, ``pretrained``, ``weights``):
+            :func:`evalkit.images.backbones.build_backbone`.
 
     Returns:
         ``torch.nn.Module`` mapping float32 ``(N, F)`` (``cnn``: ``(N, 3, H, W)``) to logits ``(N, C)``.
@@ -53,8 +56,12 @@ def build_model(
     """
     import torch.nn as nn
 
+    from evalkit.images.backbones import BACKBONES, build_backbone
+
+    if arch in BACKBONES:
+        return build_backbone(arch, tuple(input_shape or (n_features,)), n_labels, **(image or {}))
     if arch not in ARCHITECTURES:
-        raise InputError(f"--model: unknown architecture {arch!r}; expected one of: {', '.join(ARCHITECTURES)}")
+        raise InputError(f"--model: unknown architecture {arch!r}; expected one of: {', '.join([*ARCHITECTURES, *BACKBONES])}")
     if n_labels < 1 or n_features < 1:
         raise InputError(f"--model: need at least one feature and one label (got F={n_features}, C={n_labels})")
     shape = tuple(int(d) for d in input_shape) if input_shape is not None else (n_features,)

@@ -220,6 +220,7 @@ def _prepare(config: RunConfig, strategy, track: bool, emit) -> _Setup:
         from evalkit.tracking import resolve_tracking_uri
 
         store = resolve_tracking_uri(config.tracking_uri)
+    config = model_choice.data_defaults(config)  # ImageNet weights: pixels in [0, 1]
     splits, std_stats, raw = prepare_data(config, with_stats=True, with_raw=True)
     emit("dataset", splits=splits)
     for note in dict.fromkeys([*splits.train.meta.get("notes", []), *splits.test.meta.get("notes", [])]):

@@ -22,13 +22,34 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.config import AUTO_CANDIDATES, RunConfig
+from evalkit.config import ARCH_DEFAULTS, AUTO_CANDIDATES, BACKBONE_DEFAULTS, RunConfig
 
 
 def resolve_budget(config: RunConfig, splits) -> RunConfig:
-    """``config`` with the training budget applied (:meth:`RunConfig.with_budget`) for ``splits``."""
+    """``config`` with the training budget applied (:meth:`RunConfig.with_budget`) for ``splits``
+    and a named architecture's own defaults (:func:`arch_defaults`) for the fields not given."""
     n_train = splits.train.n_samples + splits.val.n_samples
-    return config.with_budget(n_train, splits.train.n_features, splits.train.n_labels)
+    config = config.with_budget(n_train, splits.train.n_features, splits.train.n_labels)
+    return config if config.model == "auto" else config.model_copy(update=arch_defaults(config, config.model))
+
+
+def data_defaults(config: RunConfig) -> RunConfig:
+    """``config`` as the data is read: a backbone starting from ImageNet weights (``--pretrained``,
+    ``--weights``) takes pixels in [0, 1] and normalises them inside the model, so the features are
+    not standardised unless ``--standardize`` was given."""
+    from evalkit.images.backbones import BACKBONES
+
+    imagenet = config.model in BACKBONES and (config.pretrained or config.weights)
+    return config.model_copy(update={"standardize": False}) if imagenet and "standardize" not in config.model_fields_set else config
+
+
+def arch_defaults(config: RunConfig, arch: str) -> dict:
+    """The settings of :data:`~evalkit.config.ARCH_DEFAULTS` (a torchvision backbone:
+    :data:`~evalkit.config.BACKBONE_DEFAULTS`) for ``arch`` that ``config`` was not given explicitly."""
+    from evalkit.images.backbones import BACKBONES
+
+    own = BACKBONE_DEFAULTS if arch in BACKBONES else ARCH_DEFAULTS.get(arch, {})
+    return {k: v for k, v in own.items() if k not in config.model_fields_set}
 
 
 def candidates(config: RunConfig, splits) -> list[str]:
@@ -41,7 +62,7 @@ def candidates(config: RunConfig, splits) -> list[str]:
 
 def candidate_config(config: RunConfig, arch: str) -> RunConfig:
     """The config a candidate trains with: ``model = arch`` plus its settings in :data:`AUTO_CANDIDATES`."""
-    update = {"model": arch, **AUTO_CANDIDATES.get(arch, {})}
+    update = {"model": arch, **arch_defaults(config, arch), **AUTO_CANDIDATES.get(arch, {})}
     if "epochs" in update and "epochs" in config.model_fields_set:  # an explicit --epochs caps a candidate's
         update["epochs"] = min(update["epochs"], config.epochs)
     return config.model_copy(update=update)
@@ -50,11 +71,13 @@ def candidate_config(config: RunConfig, arch: str) -> RunConfig:
 def check_architectures(config: RunConfig, splits) -> None:
     """Build every candidate once (architecture errors before a run starts)."""
     from evalkit.models import build_model
+    from evalkit.workflows.training import image_options
 
     for arch in candidates(config, splits):
         c = candidate_config(config, arch)
         build_model(arch, splits.train.n_features, splits.train.n_labels, hidden=c.hidden, dropout=c.dropout,
-                    activation=c.activation, batch_norm=c.batch_norm, input_shape=splits.train.X.shape[1:])
+                    activation=c.activation, batch_norm=c.batch_norm, input_shape=splits.train.X.shape[1:],
+                    image=image_options(c))
 
 
 def validation_map(Y: np.ndarray, probabilities: np.ndarray) -> float:
