@@ -47,12 +47,14 @@ def declare_torchvision_ops() -> None:
         return
     import torch
 
+    if hasattr(torch.ops.torchvision, "nms"):  # loaded or declared already (e.g. by an import hook)
+        return
     try:
         for path in glob.glob(os.path.join(os.path.dirname(spec.origin), "_C.*")):
             torch.ops.load_library(path)
             return
     except (OSError, RuntimeError):
         pass
-    _torchvision_ops = torch.library.Library("torchvision", "DEF")
+    _torchvision_ops = torch.library.Library("torchvision", "FRAGMENT")
     for op in ("nms", "qnms"):
         _torchvision_ops.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
