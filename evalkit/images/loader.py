@@ -64,9 +64,12 @@ def image_transform(size: int, train: bool, augment: str = "standard"):
     resized crop to ``size`` (scale :data:`CROP_SCALE`) and a horizontal flip with probability 0.5;
     otherwise (evaluation, ``augment = "none"``): resize the shorter side to ``size`` and centre-crop
     ``size`` x ``size``."""
+    import importlib
+
     from evalkit.images.backbones import import_torchvision
 
-    v2 = import_torchvision().transforms.v2
+    import_torchvision()
+    v2 = importlib.import_module("torchvision.transforms.v2")
     if train and augment != "none":
         return v2.Compose([v2.RandomResizedCrop(size, scale=CROP_SCALE, antialias=True), v2.RandomHorizontalFlip()])
     return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
