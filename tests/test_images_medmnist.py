@@ -78,3 +78,22 @@ def test_chestmnist_format_trains_and_evaluates_end_to_end(store, cli, tmp_path)
     for avg in ("micro", "macro"):
         assert again["summary"][avg]["f2"] == pytest.approx(report["summary"][avg]["f2"], abs=1e-6)
     assert again["summary"]["mean_average_precision"] == pytest.approx(report["summary"]["mean_average_precision"], abs=1e-6)
+
+
+def test_auto_takes_the_small_cnn_for_small_images_with_its_own_defaults_and_says_why(tmp_path, cli, monkeypatch):
+    import evalkit.workflows.training as training
+    from evalkit.workflows.model_choice import image_choice
+
+    assert image_choice((3000, 1, 16, 16))[0] == "cnn"
+    arch, why = image_choice((50_000, 1, 28, 28))
+    assert arch == "resnet18" and "50000 images of 28 px" in why
+    assert image_choice((100, 3, 64, 64))[0] == "resnet18"
+    path = tmp_path / "chestmnist.npz"
+    _chestmnist(path)
+    seen = []
+    real_build = training.build
+    monkeypatch.setattr(training, "build", lambda config, *a: (seen.append(config), real_build(config, *a))[1])
+    res = cli("run", "--no-track", "--dataset", str(path), "--model", "auto", "--epochs", "1", "--folds", "1")
+    assert res.exit_code == 0, res.output
+    assert "--model auto: cnn (60 images of 8 px" in " ".join((res.stdout + res.stderr).split())
+    assert [(c.model, c.lr, c.input_noise) for c in seen] == [("cnn", 3e-3, 0.0)]

@@ -228,6 +228,8 @@ def _prepare(config: RunConfig, strategy, track: bool, emit) -> _Setup:
     _warn_empty_labels(splits, emit)
     check_strategy(strategy, splits.train.n_labels)
     config = model_choice.resolve_budget(config, splits)  # folds / epochs / batch size by data size
+    if note := model_choice.auto_note(config, splits):
+        emit("note", text=note)
     model_choice.check_architectures(config, splits)  # architecture errors before a run starts
     return _Setup(config, strategy, device, store, splits, std_stats, raw)
 

@@ -57,7 +57,33 @@ def candidates(config: RunConfig, splits) -> list[str]:
     ``["cnn"]``); a named architecture -> itself."""
     if config.model != "auto":
         return [config.model]
-    return ["cnn"] if len(splits.train.X.shape) == 4 else list(AUTO_CANDIDATES)
+    return [image_choice(splits.train.X.shape)[0]] if len(splits.train.X.shape) == 4 else list(AUTO_CANDIDATES)
+
+
+#: ``--model auto`` on images: the small CNN up to this side (px) and this many training images;
+#: beyond either, resnet18 (the smallest standard ImageNet backbone: 11 M parameters)
+AUTO_CNN_SIDE, AUTO_CNN_IMAGES = 32, 20_000
+
+
+def image_choice(shape) -> tuple[str, str]:
+    """``(architecture, why)`` of ``--model auto`` for images of ``shape`` ``(N, c, H, W)``."""
+    import importlib.util
+
+    n, side = int(shape[0]), int(max(shape[2:]))
+    small = side <= AUTO_CNN_SIDE and n <= AUTO_CNN_IMAGES
+    if small or importlib.util.find_spec("torchvision") is None:
+        why = (f"{n} images of {side} px: the small CNN (3 conv blocks, 0.1 M parameters) is enough and fast"
+               if small else "torchvision is not installed (pip install 'evalkit[images]' for resnet18)")
+        return "cnn", f"--model auto: cnn ({why})"
+    return "resnet18", (f"--model auto: resnet18 ({n} images of {side} px: more than a "
+                        f"{AUTO_CNN_SIDE} px / {AUTO_CNN_IMAGES:,}-image set calls for a deeper network; "
+                        f"the smallest standard backbone, 11 M parameters)")
+
+
+def auto_note(config: RunConfig, splits) -> str | None:
+    """The one line that says which architecture ``--model auto`` takes for images, and why."""
+    shape = splits.train.X.shape
+    return image_choice(shape)[1] if config.model == "auto" and len(shape) == 4 else None
 
 
 def candidate_config(config: RunConfig, arch: str) -> RunConfig:
@@ -96,7 +122,8 @@ def strategy(config: RunConfig, splits, *, device: str, run=None, executor=None)
 
     archs = candidates(config, splits)
     if len(archs) == 1:
-        return NamedModel(device), config.model_copy(update={"model": archs[0]})
+        own = arch_defaults(config, archs[0]) if config.model == "auto" else {}
+        return NamedModel(device), config.model_copy(update={"model": archs[0], **own})
     return ModelChoice(archs, device=device, run=run, executor=executor), config
 
 
