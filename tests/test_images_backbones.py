@@ -130,3 +130,31 @@ def test_freeze_backbone_trains_the_head_only():
 def test_unfreeze_after_trains_the_whole_network_from_the_next_epoch():
     before, after = _fit({"freeze_backbone": True, "unfreeze_after": 1}, epochs=2)
     assert not torch.equal(before["1.conv1.weight"], after["1.conv1.weight"])
+
+
+def test_a_resnet18_run_from_a_weights_file_is_logged_and_evaluate_model_repeats_its_metrics(store, cli, tmp_path):
+    import json
+
+    import mlflow
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 48), ("val", 16), ("test", 24)):
+        Y = (rng.random((n, 3)) < 0.4).astype(np.uint8)
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 12, 12), dtype=np.uint8)
+        arrays[f"{split}_labels"] = Y
+    np.savez(tmp_path / "tiny.npz", **arrays)
+    torch.manual_seed(0)
+    torch.save(import_torchvision().models.resnet18(weights=None).state_dict(), tmp_path / "imagenet.pt")
+    res = cli("run", "--dataset", "tiny.npz", "--model", "resnet18", "--weights", "imagenet.pt", "--image-size", "16",
+              "--epochs", "1", "--folds", "1", "--batch-size", "16", "-o", "r.json")
+    assert res.exit_code == 0, res.output
+    run = mlflow.MlflowClient(store).search_runs(["1"])[0]
+    assert run.info.status == "FINISHED"
+    assert (run.data.params["model"], run.data.params["standardize"], run.data.params["image_size"]) == ("resnet18", "False", "16")
+    res = cli("evaluate", "--model", f"runs:/{run.info.run_id}/model", "--dataset", "tiny.npz", "-o", "e.json")
+    assert res.exit_code == 0, res.output
+    first, again = (json.loads((tmp_path / f).read_text())["summary"] for f in ("r.json", "e.json"))
+    for key in ("micro", "macro"):
+        assert again[key]["f2"] == pytest.approx(first[key]["f2"], abs=1e-6)
+    assert again["mean_average_precision"] == pytest.approx(first["mean_average_precision"], abs=1e-6)
