@@ -5,8 +5,8 @@ Protocol (README "Model choice"): with ``--model auto`` and flat features, every
 first fold of cross-fitting (``--folds 1``: on the training split) and scored by the mAP of its
 held-out part (the first fold's out-of-fold rows; ``--folds 1``: the validation split). The test
 split is never seen. The best mAP wins (a tie goes to the earlier, simpler candidate); its first-fold
-model is kept, and the remaining folds train the winner only. Image tensors (N, 3, H, W) go to
-``cnn`` without a choice.
+model is kept, and the remaining folds train the winner only. Image tensors (N, c, H, W) go to
+``cnn`` or ``resnet18`` by their size, without a contest (:func:`image_choice`).
 
 When ``linear`` is trained with folds > 1 and without early stopping (the auto candidate), the
 test split is scored by one linear model refitted on all train + validation rows
