@@ -48,3 +48,31 @@ def test_cnn_beats_the_mlp_on_digits_grid_with_default_settings():
     assert summary["cnn"]["micro"]["f2"] > summary["mlp"]["micro"]["f2"] + 0.05, summary
     assert summary["cnn"]["mean_average_precision"] > summary["mlp"]["mean_average_precision"] + 0.05, summary
     assert summary["cnn"]["micro"]["f2"] > 0.9 and summary["cnn"]["mean_average_precision"] > 0.95
+
+
+def test_tiles_mark_hits_misses_and_false_alarms():
+    from evalkit.images.grid import predicted, tile_labels
+    from evalkit.thresholds import parse_strategy
+    from evalkit.thresholds.value import Thresholds
+
+    names = ["cat", "dog", "owl"]
+    rows = tile_labels(np.array([1, 1, 0], bool), np.array([1, 0, 1], bool), names)
+    assert rows == [("cat", "black"), ("-dog", "tab:red"), ("+owl", "tab:orange")]
+    p = np.array([[0.9, 0.2, 0.6], [0.1, 0.8, 0.3]])
+    cut = Thresholds(parse_strategy("fixed:0.5"), (0.5, 0.5, 0.5))
+    np.testing.assert_array_equal(predicted(p, cut), [[1, 0, 1], [0, 1, 0]])
+    top1 = Thresholds(parse_strategy("top-k:1"), None, n_labels=3)
+    np.testing.assert_array_equal(predicted(p, top1), [[1, 0, 0], [0, 1, 0]])
+
+
+def test_a_run_on_images_logs_a_grid_of_labelled_test_samples(store, tmp_path):
+    import mlflow
+    from PIL import Image
+
+    from evalkit import run_experiment
+    from evalkit.config import RunConfig
+
+    res = run_experiment(RunConfig(dataset="digits-grid", model="linear", epochs=1, folds=1, log_model=False))
+    path = mlflow.MlflowClient(store).download_artifacts(res.run_id, "plots/test_samples.png", str(tmp_path))
+    with Image.open(path) as img:
+        assert img.size[0] > 400 and img.size[1] > 400

@@ -204,6 +204,9 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
             thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
             test=(test_prob, setup.splits.test.Y))
         run.log_metrics({f"validation/{k}": v for k, v in validation.items()})
+        from evalkit.images.grid import log_sample_grid
+
+        log_sample_grid(run, setup.raw.test, test_prob, thresholds)  # image data: sample test images, labelled
     return _Outcome(report, run, registered, validation, trained.history, unwritten)
 
 
