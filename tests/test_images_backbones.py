@@ -158,3 +158,19 @@ def test_a_resnet18_run_from_a_weights_file_is_logged_and_evaluate_model_repeats
     for key in ("micro", "macro"):
         assert again[key]["f2"] == pytest.approx(first[key]["f2"], abs=1e-6)
     assert again["mean_average_precision"] == pytest.approx(first["mean_average_precision"], abs=1e-6)
+
+
+def test_pretrained_weights_come_from_torchvisions_cache_without_a_download(tmp_path, monkeypatch):
+    import os
+
+    tv = import_torchvision()
+    url = tv.models.get_model_weights("resnet18").DEFAULT.url
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(3)
+    cached = tv.models.resnet18(weights=None)
+    torch.save(cached.state_dict(), tmp_path / "hub" / "checkpoints" / os.path.basename(url))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("downloaded"))
+    model = build_backbone("resnet18", (1, 28, 28), 14, pretrained=True)
+    assert torch.equal(model[1].layer1[0].conv1.weight, cached.layer1[0].conv1.weight)
+    assert model[0].imagenet and model[1].fc.out_features == 14
