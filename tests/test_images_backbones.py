@@ -174,3 +174,18 @@ def test_pretrained_weights_come_from_torchvisions_cache_without_a_download(tmp_
     model = build_backbone("resnet18", (1, 28, 28), 14, pretrained=True)
     assert torch.equal(model[1].layer1[0].conv1.weight, cached.layer1[0].conv1.weight)
     assert model[0].imagenet and model[1].fc.out_features == 14
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--model", "mlp", "--pretrained"), "--pretrained: only for torchvision backbones (--model resnet18"),
+    (("--model", "cnn", "--weights", "w.pt"), "--weights: only for torchvision backbones"),
+    (("--model", "resnet18", "--unfreeze-after", "2"), "--unfreeze-after 2: needs --freeze-backbone"),
+])
+def test_backbone_options_elsewhere_are_refused_before_a_run_starts(store, cli, args, message):
+    import mlflow
+
+    res = cli("run", "--dataset", "digits-grid", "--epochs", "1", *args)
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in res.output
+    assert mlflow.MlflowClient(store).search_runs(["0", "1"], "") == []

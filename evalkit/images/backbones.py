@@ -165,6 +165,24 @@ def _pretrained_state(tv, name: str) -> dict:
                          f"state_dict with --weights FILE") from None
 
 
+def check_backbone_options(arch: str, config) -> None:
+    """Refuse the backbone options of ``config`` (a RunConfig) for an ``arch`` that is not a backbone,
+    and ``--unfreeze-after`` without ``--freeze-backbone``.
+
+    Raises:
+        InputError: (exit 2) naming the option.
+    """
+    if arch not in BACKBONES:
+        given = [flag for flag, v in (("--pretrained", config.pretrained), ("--weights", config.weights),
+                                      ("--freeze-backbone", config.freeze_backbone), ("--image-size", config.image_size),
+                                      ("--unfreeze-after", config.unfreeze_after)) if v]
+        if given:
+            raise InputError(f"{given[0]}: only for torchvision backbones (--model {' / '.join(BACKBONES)}), "
+                             f"not --model {arch}")
+    if config.unfreeze_after and not config.freeze_backbone:
+        raise InputError(f"--unfreeze-after {config.unfreeze_after}: needs --freeze-backbone (nothing is frozen)")
+
+
 def set_backbone_trainable(model, trainable: bool) -> None:
     """Freeze (``trainable=False``) or unfreeze every parameter of a backbone model but its head."""
     net = model[1]
