@@ -94,6 +94,9 @@ class RunConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
     # one thread: evalkit's MLPs are small, and several threads are much slower on shared cores
     # (measured 5 s vs 150 s for 30 yeast epochs under load)
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="CUDA only: mixed-precision training under "
+                                                 "autocast (fp16 with a gradient scaler), images channels_last; "
+                                                 "on the CPU training stays exact float32.")
     threads: int = Field(1, ge=1, le=1024, description="CPU threads for torch (1 is fastest for small MLPs, above all on shared cores).")
     # folds 2..K are independent: with spare cores, processes train them at once, same models
     # (measured on yeast, 2 cores: benchmarks/bench_cli.py --folds)

@@ -174,6 +174,7 @@ def train_model(
     input_noise: float = 0.0,
     device: str = "cpu",
     on_epoch: Callable[[dict], None] | None = None,
+    amp: str = "off",
 ) -> TrainResult:
     """Train ``model`` (logits out) with mini-batch Adam/AdamW; keep the weights of the best epoch.
 
@@ -182,7 +183,9 @@ def train_model(
     (``val_loss``: lowest validation loss; ``val_map`` / ``val_micro_f2`` / ``val_macro_f2``: highest
     validation metric; ``none``: train all epochs) with ``patience`` epochs. ``input_noise`` adds
     N(0, input_noise^2) noise to each training batch's (standardised) features. Shuffling uses a seeded
-    ``torch.Generator``, so a CPU run is reproducible for a given ``seed``.
+    ``torch.Generator``, so a CPU run is reproducible for a given ``seed``. ``amp`` (``bf16`` /
+    ``fp16``, CUDA only: :class:`_Precision`) trains under autocast, images channels_last; on the CPU
+    it is ignored and training stays exact float32.
 
     Raises:
         InputError: the loss becomes NaN/inf (e.g. learning rate too high).
@@ -204,6 +207,8 @@ def train_model(
     Yv = torch.from_numpy(Y_val.astype(np.float32)).to(device)
     n = X_train.shape[0]
     stop = _EarlyStopping(model, monitor, patience, Y_val, beta, on_epoch)
+    prec = _Precision(amp, device, images=len(X_train.shape) == 4)
+    model = prec.prepare(model)
     for epoch in range(1, epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
@@ -218,22 +223,62 @@ def train_model(
                 idx = torch.sort(idx).values  # the rows of xb, in order
             if input_noise > 0:  # Gaussian input noise (Bishop 1995: equivalent to Tikhonov regularisation)
                 xb = xb + input_noise * torch.randn(xb.shape, generator=gen).to(device)
-            loss = loss_fn(model(xb), Yt[idx])
-            loss.backward()
-            opt.step()
+            with prec.autocast():
+                loss = loss_fn(model(prec.batch(xb)), Yt[idx])
+            prec.step(loss, opt)
             total += loss.item() * idx.numel()
             seen += idx.numel()
         train_loss = total / max(seen, 1)
         if not math.isfinite(train_loss):
             raise InputError(f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr (now {lr})")
         model.eval()
-        with torch.inference_mode():
-            val_logits = torch.cat([model(torch.from_numpy(dense_rows(X_val, slice(i, i + VAL_BATCH))).to(device))
-                                    for i in range(0, X_val.shape[0], VAL_BATCH)])
+        with torch.inference_mode(), prec.autocast():
+            val_logits = torch.cat([model(prec.batch(torch.from_numpy(dense_rows(X_val, slice(i, i + VAL_BATCH))).to(device)))
+                                    for i in range(0, X_val.shape[0], VAL_BATCH)]).float()
             val_loss = float(loss_fn(val_logits, Yv))
         if stop.after_epoch(epoch, train_loss, val_loss, val_logits):
             break
     return stop.result()
+
+
+class _Precision:
+    """Mixed precision of a training loop on CUDA: ``amp`` ``bf16`` / ``fp16`` autocasts forward
+    passes (fp16 with a gradient scaler), image batches and the model go channels_last. ``off``, or
+    any CPU device: plain float32, nothing changed."""
+
+    def __init__(self, amp: str, device: str, images: bool):
+        import torch
+
+        self.cuda = str(device).startswith("cuda")
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if self.cuda else None
+        self.channels_last = self.cuda and images
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+
+    def prepare(self, model):
+        import torch
+
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def batch(self, xb):
+        import torch
+
+        return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
+
+    def autocast(self):
+        import contextlib
+
+        import torch
+
+        return torch.autocast("cuda", dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
+
+    def step(self, loss, opt) -> None:
+        if self.scaler is None:
+            loss.backward()
+            opt.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
 
 
 #: L-BFGS iterations per reported "epoch" of :func:`_train_lbfgs`

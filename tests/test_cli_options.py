@@ -77,7 +77,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
             "--weight-decay", "0", "--epochs", "3", "--batch-size", "8", "--patience", "2", "--monitor", "val_loss",
             "--input-noise", "0", "--folds", "1", "--budget", "off", "--seed", "7", "--device", "cpu", "--threads", "2",
             "--fold-processes", "3", "--image-size", "64", "--pretrained", "--weights", "w.pt", "--freeze-backbone",
-            "--unfreeze-after", "2",
+            "--unfreeze-after", "2", "--amp", "bf16",
             "--threshold", "global", "--objective", "micro-fbeta", "--beta", "1", "--experiment", "e",
             "--tracking-uri", "sqlite:///x.db", "--run-name", "r", "--log-model", "--register", "m",
             "--alias", "champion", "-o", "out.json"]
@@ -92,6 +92,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
     assert (c.monitor, c.input_noise, c.folds, c.seed, c.device, c.threads) == ("val_loss", 0.0, 1, 7, "cpu", 2)
     assert c.fold_processes == 3
     assert (c.image_size, c.pretrained, c.weights, c.freeze_backbone, c.unfreeze_after) == (64, True, "w.pt", True, 2)
+    assert c.amp == "bf16"
     assert (c.threshold, c.objective, c.beta, c.experiment) == ("global", "micro-fbeta", 1.0, "e")
     assert (c.tracking_uri, c.run_name, c.log_model, c.register_model, c.alias, c.output) == \
         ("sqlite:///x.db", "r", True, "m", "champion", "out.json")

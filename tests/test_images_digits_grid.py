@@ -76,3 +76,16 @@ def test_a_run_on_images_logs_a_grid_of_labelled_test_samples(store, tmp_path):
     path = mlflow.MlflowClient(store).download_artifacts(res.run_id, "plots/test_samples.png", str(tmp_path))
     with Image.open(path) as img:
         assert img.size[0] > 400 and img.size[1] > 400
+
+
+def test_amp_on_the_cpu_is_a_note_and_training_stays_exact_float32(tmp_path, cli):
+    import json
+
+    common = ("run", "--no-track", "--dataset", "digits-grid", "--model", "cnn", "--epochs", "1", "--folds", "1",
+              "--batch-size", "256")
+    plain = cli(*common, "-o", str(tmp_path / "off.json"))
+    mixed = cli(*common, "--amp", "bf16", "-o", str(tmp_path / "bf16.json"))
+    assert plain.exit_code == 0 and mixed.exit_code == 0, mixed.output
+    assert "--amp bf16: CUDA only; training on cpu stays exact float32" in " ".join((mixed.stdout + mixed.stderr).split())
+    off, bf16 = (json.loads((tmp_path / f).read_text()) for f in ("off.json", "bf16.json"))
+    assert off["summary"] == bf16["summary"] and off["per_class"] == bf16["per_class"]

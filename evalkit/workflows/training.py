@@ -149,6 +149,8 @@ def fit(model, loss_fn, train, val, config: RunConfig, device: str, emit, log_me
     from evalkit.train import train_model
 
     emit("train_start", epochs=config.epochs, monitor=config.monitor)
+    if config.amp != "off" and not str(device).startswith("cuda"):
+        emit("note", text=f"--amp {config.amp}: CUDA only; training on {device} stays exact float32")
 
     def on_epoch(row: dict) -> None:
         if config.freeze_backbone and row["epoch"] == config.unfreeze_after:
@@ -166,7 +168,7 @@ def fit(model, loss_fn, train, val, config: RunConfig, device: str, emit, log_me
             model, loss_fn, train.X, train.Y, val.X, val.Y,
             optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
             batch_size=config.batch_size, patience=config.patience, monitor=config.monitor, beta=config.beta,
-            seed=config.seed, input_noise=config.input_noise, device=device, on_epoch=on_epoch,
+            seed=config.seed, input_noise=config.input_noise, device=device, on_epoch=on_epoch, amp=config.amp,
         )
     for w in caught:
         emit("warning", text=f"training: {w.category.__name__}: {w.message}")
