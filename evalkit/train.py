@@ -175,6 +175,7 @@ def train_model(
     device: str = "cpu",
     on_epoch: Callable[[dict], None] | None = None,
     amp: str = "off",
+    checkpoint: str | None = None,
 ) -> TrainResult:
     """Train ``model`` (logits out) with mini-batch Adam/AdamW; keep the weights of the best epoch.
 
@@ -185,7 +186,10 @@ def train_model(
     N(0, input_noise^2) noise to each training batch's (standardised) features. Shuffling uses a seeded
     ``torch.Generator``, so a CPU run is reproducible for a given ``seed``. ``amp`` (``bf16`` /
     ``fp16``, CUDA only: :class:`_Precision`) trains under autocast, images channels_last; on the CPU
-    it is ignored and training stays exact float32.
+    it is ignored and training stays exact float32. ``checkpoint``: a file written (atomically) after
+    every epoch with everything the loop needs to go on (weights, optimizer, generators, early
+    stopping); when it exists at the start, training continues after its epoch, and a seeded CPU run
+    killed at any point ends with the same model and history as an uninterrupted one.
 
     Raises:
         InputError: the loss becomes NaN/inf (e.g. learning rate too high).
@@ -209,7 +213,8 @@ def train_model(
     stop = _EarlyStopping(model, monitor, patience, Y_val, beta, on_epoch)
     prec = _Precision(amp, device, images=len(X_train.shape) == 4)
     model = prec.prepare(model)
-    for epoch in range(1, epochs + 1):
+    done = _resume(checkpoint, model, opt, gen, stop) if checkpoint else 0
+    for epoch in range(done + 1, epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
         total, seen = 0.0, 0
@@ -236,9 +241,48 @@ def train_model(
             val_logits = torch.cat([model(prec.batch(torch.from_numpy(dense_rows(X_val, slice(i, i + VAL_BATCH))).to(device)))
                                     for i in range(0, X_val.shape[0], VAL_BATCH)]).float()
             val_loss = float(loss_fn(val_logits, Yv))
-        if stop.after_epoch(epoch, train_loss, val_loss, val_logits):
+        ended = stop.after_epoch(epoch, train_loss, val_loss, val_logits)
+        if checkpoint:
+            _save_checkpoint(checkpoint, epoch if not ended else epochs, model, opt, gen, stop)
+        if ended:
             break
     return stop.result()
+
+
+def _save_checkpoint(path: str, epoch: int, model, opt, gen, stop: _EarlyStopping) -> None:
+    """The loop's state after ``epoch`` (``epochs`` once early stopping ended it) in ``path``: written
+    to a temporary file, then renamed over it (a kill never leaves half a checkpoint)."""
+    import os
+
+    import torch
+
+    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+             "torch_rng": torch.get_rng_state(), "best": stop.best, "bad": stop.bad, "best_state": stop.best_state,
+             "history": stop.out.history, "best_epoch": stop.out.best_epoch, "stopped_early": stop.out.stopped_early}
+    torch.save(state, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
+
+
+def _resume(path: str, model, opt, gen, stop: _EarlyStopping) -> int:
+    """Restore the loop from the checkpoint ``path`` if there is one; the epochs it had done (0: none)."""
+    import os
+
+    import torch
+
+    if not os.path.exists(path):
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a file that is not a checkpoint
+        raise InputError(f"{path}: not a readable training checkpoint ({type(e).__name__})") from None
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    stop.best, stop.bad, stop.best_state = state["best"], state["bad"], state["best_state"]
+    stop.out.history, stop.out.best_epoch = state["history"], state["best_epoch"]
+    stop.out.stopped_early = state["stopped_early"]
+    return int(state["epoch"])
 
 
 class _Precision:
