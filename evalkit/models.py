@@ -37,7 +37,8 @@ def build_model(
     """Build an untrained model returning logits.
 
     Args:
-        arch: ``"linear"``, ``"mlp"`` or ``"cnn"``.
+        arch: ``"linear"``, ``"mlp"``, ``"cnn"`` or a torchvision backbone of
+            :data:`evalkit.images.backbones.BACKBONES` (``"resnet18"`` ...).
         n_features: F, input width (images: ``3 * H * W``). n_labels: C, output width.
         hidden: hidden layer sizes of the MLP (ignored for ``linear``).
         dropout: dropout probability in [0, 1) after each hidden activation.
