@@ -122,5 +122,5 @@ def image_loader(table, *, size: int, channels: int, train: bool, batch_size: in
     workers = default_workers() if workers is None else workers
     return torch.utils.data.DataLoader(
         rows, batch_size=batch_size, shuffle=train, generator=torch.Generator().manual_seed(seed), num_workers=workers,
-        collate_fn=collate, persistent_workers=False, pin_memory=torch.cuda.is_available(),
+        collate_fn=collate, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
         worker_init_fn=None, multiprocessing_context="spawn" if workers else None)
