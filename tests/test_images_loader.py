@@ -110,3 +110,21 @@ def test_worker_processes_decode_the_same_batches(tmp_path):
     inline = [X for X, _, _ in image_loader(table, size=12, channels=1, train=False, batch_size=3, workers=0)]
     workers = [X for X, _, _ in image_loader(table, size=12, channels=1, train=False, batch_size=3, workers=1)]
     assert all(torch.equal(a, b) for a, b in zip(inline, workers)) and len(workers) == 2
+
+
+def test_streamed_scores_equal_the_in_memory_path(tmp_path):
+    from evalkit.images.backbones import build_backbone
+    from evalkit.metrics import compute_metrics
+    from evalkit.train import predict_logits
+
+    table = _table(tmp_path, 10)
+    torch.manual_seed(0)
+    model = build_backbone("resnet18", (1, 12, 12), 2).eval()
+    with torch.inference_mode():
+        streamed = torch.cat([model(X) for X, _, _ in image_loader(table, size=12, channels=1, train=False,
+                                                                    batch_size=4, workers=0)]).numpy()
+    in_memory = predict_logits(model, np.stack([read_image(p, 1, 1) for p in table.paths]))
+    np.testing.assert_allclose(streamed, in_memory, rtol=1e-5, atol=1e-6)
+    a = compute_metrics(table.Y, streamed, scores_kind="logits", threshold=0.5, beta=2.0)
+    b = compute_metrics(table.Y, in_memory, scores_kind="logits", threshold=0.5, beta=2.0)
+    assert a.micro.fbeta == pytest.approx(b.micro.fbeta, abs=1e-12)
