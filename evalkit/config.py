@@ -114,11 +114,22 @@ class RunConfig(BaseModel):
     # layer with strong dropout and Gaussian input noise, early-stopped on validation mAP
     # auto: the linear one-vs-rest model wins on sparse bag-of-words data (medical), the MLP elsewhere
     model: str = Field("auto", description="Architecture: auto (linear or mlp, whichever has the higher validation mAP on "
-                       "the first fold; cnn for images), mlp, linear, or cnn (images (N, 3, H, W) from .npz).")
+                       "the first fold; cnn for images), mlp, linear, cnn (images (N, c, H, W)), or a torchvision "
+                       "backbone for images: resnet18, resnet50, densenet121, efficientnet_b0, convnext_tiny.")
     hidden: list[int] = Field(default_factory=lambda: [1024], description="MLP hidden sizes, e.g. 256 or 512,256.")
     dropout: float = Field(0.5, ge=0, lt=1, description="Dropout after each hidden layer, in [0, 1).")
     activation: Literal["relu", "gelu", "tanh", "silu"] = Field("relu", description="Hidden-layer activation.")
     batch_norm: bool = Field(False, description="Batch normalisation after each hidden layer.")
+    # image backbones (--model resnet18 ...: evalkit.images.backbones)
+    image_size: int | None = Field(None, ge=8, le=4096, description="Backbones: side images are resized to "
+                                   "(default: the image side, at least 32).")
+    pretrained: bool = Field(False, description="Backbones: start from torchvision's ImageNet weights (its cache, "
+                             "or downloaded); offline, use --weights FILE.")
+    weights: str | None = Field(None, description="Backbones: a local state_dict file to start from (ImageNet "
+                                "weights, or a backbone of the same labels).")
+    freeze_backbone: bool = Field(False, description="Backbones: train the head only (see --unfreeze-after).")
+    unfreeze_after: int | None = Field(None, ge=1, description="Backbones with --freeze-backbone: train the whole "
+                                       "network after N epochs of the head alone.")
     # loss
     loss: str = Field("bce", description="bce, bce-pos-weight, soft-margin, margin, focal, asl (see `evalkit losses`).")
     loss_options: dict[str, _Number] = Field(default_factory=dict, description="Loss option KEY=VALUE, repeatable (e.g. gamma=2).")
@@ -143,6 +154,9 @@ class RunConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
     # one thread: evalkit's MLPs are small, and several threads are much slower on shared cores
     # (measured 5 s vs 150 s for 30 yeast epochs under load)
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="CUDA only: mixed-precision training under "
+                                                 "autocast (fp16 with a gradient scaler), images channels_last; "
+                                                 "on the CPU training stays exact float32.")
     threads: int = Field(1, ge=1, le=1024, description="CPU threads for torch (1 is fastest for small MLPs, above all on shared cores).")
     # folds 2..K are independent: with spare cores, processes train them at once, same models
     # (measured on yeast, 2 cores: benchmarks/bench_cli.py --folds)
@@ -254,6 +268,8 @@ class RunConfig(BaseModel):
 AUTO_CANDIDATES: dict[str, dict[str, Any]] = {"linear": {"optimizer": "lbfgs", "weight_decay": 1.0, "monitor": "none",
                                                          "epochs": 10},
                                               "mlp": {}}
+
+
 
 
 class EvaluateJobConfig(BaseModel):
@@ -383,64 +399,7 @@ def refuse_unused(config: BaseModel, mode: str, applies_to: str, fields) -> None
             _refuse(flag, applies_to, mode)
 
 
-#: ExecutorConfig fields that only the Ray executor reads
-RAY_ONLY = ("address", "max_concurrent", "cpus_per_cell", "gpus_per_cell", "max_retries")
-
-
-class ExecutorConfig(BaseModel):
-    """Where the cells of a spec grid (and the trials of ``evalkit tune``) run: the ``[executor]``
-    table of a spec and the ``run`` / ``tune`` options ``--executor``, ``--ray-address``,
-    ``--max-concurrent``, ``--cpus-per-cell``, ``--gpus-per-cell``, ``--max-retries``.
-
-    Raises:
-        pydantic.ValidationError: a value of the wrong type or out of range, or an unknown field.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    kind: Literal["sequential", "ray"] = Field("sequential", description="sequential (one cell after another, in this "
-                                               "process) or ray (cells as Ray tasks; needs evalkit[ray]).")
-    address: str | None = Field(None, description="Ray cluster to join (auto or ray://HOST:PORT); default: start a "
-                                "local Ray instance. A cluster needs an MLflow server as the tracking store.")
-    max_concurrent: int | None = Field(None, ge=1, le=100_000, description="Cells running at once (default: as many as "
-                                       "the CPUs / GPUs allow).")
-    cpus_per_cell: float = Field(1.0, gt=0, le=1024, description="CPUs reserved per cell (also its torch threads, "
-                                 "rounded down, at least 1).")
-    gpus_per_cell: float = Field(0.0, ge=0, le=64, description="GPUs reserved per cell (fractions share a GPU).")
-    max_retries: int = Field(0, ge=0, le=100, description="Retries of a cell that raises or whose worker dies, "
-                             "before it is marked FAILED.")
-
-    def check_applies(self) -> None:
-        """Refuse Ray-only options with the sequential executor (InputError naming the flag), which
-        would ignore them. Called where the cells are placed (``evalkit run SPEC``); ``tune`` always
-        uses Ray."""
-        if self.kind == "sequential":
-            refuse_unused(self, "the sequential executor (cells one after another here)", "--executor ray", RAY_ONLY)
-
-
-class SearchConfig(BaseModel):
-    """The settings of ``evalkit tune`` besides the search space: the ``[search]`` table of a spec
-    (its other keys are :class:`RunConfig` fields mapped to spaces, see :mod:`evalkit.workflows.tune`).
-
-    Raises:
-        pydantic.ValidationError: a value of the wrong type or out of range, or an unknown field.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    num_samples: int = Field(8, ge=1, le=100_000, description="Trials sampled from the space.")
-    # mAP is threshold-free, so the out-of-fold value is unbiased; F2 at cuts fitted on the same
-    # out-of-fold scores is optimistic (still never a test number)
-    metric: Literal["validation/map", "validation/mean_f2", "validation/micro_f2", "validation/macro_f2"] = Field(
-        "validation/map", description="What the search maximises: a validation (cross-fitted, out-of-fold) metric, "
-        "never a test-split number.")
-    scheduler: Literal["none", "asha"] = Field("none", description="Early stopping of weak trials: none or asha (ASHA, "
-                                               "on the per-epoch validation metric of the first fold).")
-    grace_period: int = Field(5, ge=1, description="ASHA: epochs every trial runs before it may be stopped.")
-    reduction_factor: float = Field(3.0, gt=1, description="ASHA: keep 1 / reduction_factor of the trials per rung.")
-    seed: int = Field(0, description="Seed of the search's sampling (trial configs are reproducible).")
-
-
-#: the defaults other modules' function signatures use, read from the models above (one source)
 DEFAULT_BETA: float = RunConfig.model_fields["beta"].default
 DEFAULT_THRESHOLD_FREE: str = EvaluateJobConfig.model_fields["threshold_free"].default
+
+from evalkit.config_executor import RAY_ONLY, ExecutorConfig, SearchConfig  # noqa: E402,F401  (re-exported)

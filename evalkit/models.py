@@ -13,11 +13,11 @@ from evalkit.errors import InputError
 ARCHITECTURES: dict[str, str] = {
     "linear": "one linear layer: logits = X W + b",
     "mlp": "multi-layer perceptron: [Linear -> BatchNorm? -> activation -> Dropout] x len(hidden) -> Linear",
-    "cnn": "small CNN for images (N, 3, H, W): [Conv3x3 -> BatchNorm -> activation -> MaxPool2] x 2 "
-    "(16, 32 channels) -> global average pool -> Dropout -> Linear",
+    "cnn": "small CNN for images (N, C, H, W): [Conv3x3 -> BatchNorm -> activation -> MaxPool2] x 3 "
+    "(32, 64, 128 channels) -> global average pool -> Dropout -> Linear",
 }
 
-CNN_CHANNELS = (16, 32)
+CNN_CHANNELS = (32, 64, 128)
 
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu")
 
@@ -32,11 +32,13 @@ def build_model(
     activation: str = "relu",
     batch_norm: bool = False,
     input_shape: Sequence[int] | None = None,
+    image: dict | None = None,
 ):
     """Build an untrained model returning logits.
 
     Args:
-        arch: ``"linear"``, ``"mlp"`` or ``"cnn"``.
+        arch: ``"linear"``, ``"mlp"``, ``"cnn"`` or a torchvision backbone of
+            :data:`evalkit.images.backbones.BACKBONES` (``"resnet18"`` ...).
         n_features: F, input width (images: ``3 * H * W``). n_labels: C, output width.
         hidden: hidden layer sizes of the MLP (ignored for ``linear``).
         dropout: dropout probability in [0, 1) after each hidden activation.
@@ -44,6 +46,8 @@ def build_model(
         batch_norm: add BatchNorm1d after each hidden Linear.
         input_shape: shape of one sample, ``(F,)`` or ``(3, H, W)`` for images; ``cnn`` needs
             ``(channels, H, W)``, ``linear`` / ``mlp`` need flat features.
+        image: a torchvision backbone's options (``image_size``, ``pretrained``, ``weights``):
+            :func:`evalkit.images.backbones.build_backbone`.
 
     Returns:
         ``torch.nn.Module`` mapping float32 ``(N, F)`` (``cnn``: ``(N, 3, H, W)``) to logits ``(N, C)``.
@@ -53,25 +57,27 @@ def build_model(
     """
     import torch.nn as nn
 
+    from evalkit.images.backbones import BACKBONES, build_backbone
+
+    if arch in BACKBONES:
+        return build_backbone(arch, tuple(input_shape or (n_features,)), n_labels, **(image or {}))
     if arch not in ARCHITECTURES:
-        raise InputError(f"--model: unknown architecture {arch!r}; expected one of: {', '.join(ARCHITECTURES)}")
+        raise InputError(f"--model: unknown architecture {arch!r}; expected one of: {', '.join([*ARCHITECTURES, *BACKBONES])}")
     if n_labels < 1 or n_features < 1:
         raise InputError(f"--model: need at least one feature and one label (got F={n_features}, C={n_labels})")
     shape = tuple(int(d) for d in input_shape) if input_shape is not None else (n_features,)
     if arch == "cnn":
         if len(shape) != 3:
-            raise InputError(f"--model cnn: expects images (N, 3, H, W) (e.g. from an .npz file), "
+            raise InputError(f"--model cnn: expects images (N, C, H, W) (e.g. from an .npz file or digits-grid), "
                              f"but the features have shape (N, {', '.join(map(str, shape))})")
         if activation not in ACTIVATIONS:
             raise InputError(f"--activation: unknown activation {activation!r}; expected one of: {', '.join(ACTIVATIONS)}")
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"--dropout: expected a probability in [0, 1), got {dropout}")
         return _cnn(shape[0], n_labels, dropout=dropout, activation=activation)
-    if len(shape) != 1:
-        raise InputError(f"--model {arch}: expects flat features (N, F), but the features are images "
-                         f"(N, {', '.join(map(str, shape))}); use --model cnn")
+    flat = [nn.Flatten()] if len(shape) != 1 else []  # images (N, C, H, W): pixels as C*H*W features
     if arch == "linear":
-        return nn.Linear(n_features, n_labels)
+        return nn.Sequential(*flat, nn.Linear(n_features, n_labels)) if flat else nn.Linear(n_features, n_labels)
     if activation not in ACTIVATIONS:
         raise InputError(f"--activation: unknown activation {activation!r}; expected one of: {', '.join(ACTIVATIONS)}")
     if not 0.0 <= dropout < 1.0:
@@ -79,7 +85,7 @@ def build_model(
     if not hidden or any(int(h) < 1 for h in hidden):
         raise InputError(f"--hidden: expected positive layer sizes such as 256 or 512,256, got {list(hidden)}")
     act = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}[activation]
-    layers: list = []
+    layers: list = list(flat)
     width = n_features
     for h in hidden:
         layers.append(nn.Linear(width, int(h)))

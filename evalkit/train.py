@@ -174,6 +174,8 @@ def train_model(
     input_noise: float = 0.0,
     device: str = "cpu",
     on_epoch: Callable[[dict], None] | None = None,
+    amp: str = "off",
+    checkpoint: str | None = None,
 ) -> TrainResult:
     """Train ``model`` (logits out) with mini-batch Adam/AdamW; keep the weights of the best epoch.
 
@@ -182,7 +184,12 @@ def train_model(
     (``val_loss``: lowest validation loss; ``val_map`` / ``val_micro_f2`` / ``val_macro_f2``: highest
     validation metric; ``none``: train all epochs) with ``patience`` epochs. ``input_noise`` adds
     N(0, input_noise^2) noise to each training batch's (standardised) features. Shuffling uses a seeded
-    ``torch.Generator``, so a CPU run is reproducible for a given ``seed``.
+    ``torch.Generator``, so a CPU run is reproducible for a given ``seed``. ``amp`` (``bf16`` /
+    ``fp16``, CUDA only: :class:`_Precision`) trains under autocast, images channels_last; on the CPU
+    it is ignored and training stays exact float32. ``checkpoint``: a file written (atomically) after
+    every epoch with everything the loop needs to go on (weights, optimizer, generators, early
+    stopping); when it exists at the start, training continues after its epoch, and a seeded CPU run
+    killed at any point ends with the same model and history as an uninterrupted one.
 
     Raises:
         InputError: the loss becomes NaN/inf (e.g. learning rate too high).
@@ -204,7 +211,10 @@ def train_model(
     Yv = torch.from_numpy(Y_val.astype(np.float32)).to(device)
     n = X_train.shape[0]
     stop = _EarlyStopping(model, monitor, patience, Y_val, beta, on_epoch)
-    for epoch in range(1, epochs + 1):
+    prec = _Precision(amp, device, images=len(X_train.shape) == 4)
+    model = prec.prepare(model)
+    done = _resume(checkpoint, model, opt, gen, stop) if checkpoint else 0
+    for epoch in range(done + 1, epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
         total, seen = 0.0, 0
@@ -218,22 +228,101 @@ def train_model(
                 idx = torch.sort(idx).values  # the rows of xb, in order
             if input_noise > 0:  # Gaussian input noise (Bishop 1995: equivalent to Tikhonov regularisation)
                 xb = xb + input_noise * torch.randn(xb.shape, generator=gen).to(device)
-            loss = loss_fn(model(xb), Yt[idx])
-            loss.backward()
-            opt.step()
+            with prec.autocast():
+                loss = loss_fn(model(prec.batch(xb)), Yt[idx])
+            prec.step(loss, opt)
             total += loss.item() * idx.numel()
             seen += idx.numel()
         train_loss = total / max(seen, 1)
         if not math.isfinite(train_loss):
             raise InputError(f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr (now {lr})")
         model.eval()
-        with torch.inference_mode():
-            val_logits = torch.cat([model(torch.from_numpy(dense_rows(X_val, slice(i, i + VAL_BATCH))).to(device))
-                                    for i in range(0, X_val.shape[0], VAL_BATCH)])
+        with torch.inference_mode(), prec.autocast():
+            val_logits = torch.cat([model(prec.batch(torch.from_numpy(dense_rows(X_val, slice(i, i + VAL_BATCH))).to(device)))
+                                    for i in range(0, X_val.shape[0], VAL_BATCH)]).float()
             val_loss = float(loss_fn(val_logits, Yv))
-        if stop.after_epoch(epoch, train_loss, val_loss, val_logits):
+        ended = stop.after_epoch(epoch, train_loss, val_loss, val_logits)
+        if checkpoint:
+            _save_checkpoint(checkpoint, epoch if not ended else epochs, model, opt, gen, stop)
+        if ended:
             break
     return stop.result()
+
+
+def _save_checkpoint(path: str, epoch: int, model, opt, gen, stop: _EarlyStopping) -> None:
+    """The loop's state after ``epoch`` (``epochs`` once early stopping ended it) in ``path``: written
+    to a temporary file, then renamed over it (a kill never leaves half a checkpoint)."""
+    import os
+
+    import torch
+
+    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+             "torch_rng": torch.get_rng_state(), "best": stop.best, "bad": stop.bad, "best_state": stop.best_state,
+             "history": stop.out.history, "best_epoch": stop.out.best_epoch, "stopped_early": stop.out.stopped_early}
+    torch.save(state, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
+
+
+def _resume(path: str, model, opt, gen, stop: _EarlyStopping) -> int:
+    """Restore the loop from the checkpoint ``path`` if there is one; the epochs it had done (0: none)."""
+    import os
+
+    import torch
+
+    if not os.path.exists(path):
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a file that is not a checkpoint
+        raise InputError(f"{path}: not a readable training checkpoint ({type(e).__name__})") from None
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    stop.best, stop.bad, stop.best_state = state["best"], state["bad"], state["best_state"]
+    stop.out.history, stop.out.best_epoch = state["history"], state["best_epoch"]
+    stop.out.stopped_early = state["stopped_early"]
+    return int(state["epoch"])
+
+
+class _Precision:
+    """Mixed precision of a training loop on CUDA: ``amp`` ``bf16`` / ``fp16`` autocasts forward
+    passes (fp16 with a gradient scaler), image batches and the model go channels_last. ``off``, or
+    any CPU device: plain float32, nothing changed."""
+
+    def __init__(self, amp: str, device: str, images: bool):
+        import torch
+
+        self.cuda = str(device).startswith("cuda")
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if self.cuda else None
+        self.channels_last = self.cuda and images
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+
+    def prepare(self, model):
+        import torch
+
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def batch(self, xb):
+        import torch
+
+        return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
+
+    def autocast(self):
+        import contextlib
+
+        import torch
+
+        return torch.autocast("cuda", dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
+
+    def step(self, loss, opt) -> None:
+        if self.scaler is None:
+            loss.backward()
+            opt.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
 
 
 #: L-BFGS iterations per reported "epoch" of :func:`_train_lbfgs`

@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.torch_compat import declare_torchvision_ops
+
+# tests import torchmetrics directly (comparisons); with a CUDA-built torchvision beside CPU torch its
+# import fails unless torchvision's ops are declared first (what evalkit's engine does too)
+declare_torchvision_ops()
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MULAN = SHARED / "datasets" / "mulan"
 

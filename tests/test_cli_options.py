@@ -76,7 +76,8 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
             "--loss", "focal", "--loss-option", "gamma=1", "--optimizer", "adam", "--lr", "0.01",
             "--weight-decay", "0", "--epochs", "3", "--batch-size", "8", "--patience", "2", "--monitor", "val_loss",
             "--input-noise", "0", "--folds", "2", "--budget", "off", "--seed", "7", "--device", "cpu", "--threads", "2",
-            "--fold-processes", "3",
+            "--fold-processes", "3", "--image-size", "64", "--pretrained", "--weights", "w.pt", "--freeze-backbone",
+            "--unfreeze-after", "2", "--amp", "bf16",
             "--threshold", "global", "--objective", "micro-fbeta", "--beta", "1", "--experiment", "e",
             "--tracking-uri", "sqlite:///x.db", "--tracking-timeout", "3", "--run-name", "r", "--log-model",
             "--register", "m", "--alias", "champion", "-o", "out.json"]
@@ -90,6 +91,8 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
     assert (c.optimizer, c.lr, c.weight_decay, c.epochs, c.batch_size, c.patience) == ("adam", 0.01, 0.0, 3, 8, 2)
     assert (c.monitor, c.input_noise, c.folds, c.seed, c.device, c.threads) == ("val_loss", 0.0, 2, 7, "cpu", 2)
     assert c.fold_processes == 3
+    assert (c.image_size, c.pretrained, c.weights, c.freeze_backbone, c.unfreeze_after) == (64, True, "w.pt", True, 2)
+    assert c.amp == "bf16"
     assert (c.threshold, c.objective, c.beta, c.experiment) == ("global", "micro-fbeta", 1.0, "e")
     assert (c.tracking_uri, c.run_name, c.log_model, c.register_model, c.alias, c.output) == \
         ("sqlite:///x.db", "r", True, "m", "champion", "out.json")

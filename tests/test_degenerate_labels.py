@@ -54,7 +54,7 @@ def test_all_positive_cut_that_gains_more_than_one_positive_is_kept(strategy):
 
 
 def test_report_names_labels_predicted_for_every_and_no_row():
-    from evalkit.report import degenerate_labels, degenerate_note
+    from evalkit.metrics.degenerate import degenerate_labels, degenerate_note
 
     rows = [{"label": "all", "tp": 5, "fp": 3, "fn": 0, "tn": 0}, {"label": "none", "tp": 0, "fp": 0, "fn": 2, "tn": 6},
             {"label": "fine", "tp": 2, "fp": 1, "fn": 1, "tn": 4},

@@ -168,7 +168,7 @@ def test_exit_now_keeps_what_a_normal_exit_does(tmp_path):
     atexit clean-ups (a TemporaryDirectory removed) and a thread pool's work all survive."""
     code = textwrap.dedent("""
         import concurrent.futures, sys, tempfile, time
-        from evalkit.cli.commands import exit_now
+        from evalkit.cli.exit_compat import exit_now
         d = tempfile.TemporaryDirectory()
         open(d.name + "/x", "w").write("x")
         pool = concurrent.futures.ThreadPoolExecutor(1)

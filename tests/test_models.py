@@ -68,8 +68,10 @@ def test_cnn_on_images_and_shape_errors():
     assert m(torch.zeros(2, 3, 9, 7)).shape == (2, 4)
     with pytest.raises(InputError, match="cnn: expects images"):
         build_model("cnn", 10, 4, input_shape=(10,))
-    with pytest.raises(InputError, match="use --model cnn"):
-        build_model("mlp", 3 * 9 * 7, 4, input_shape=(3, 9, 7))
+    # linear / mlp take images as their flattened pixels (the baseline a CNN is compared with)
+    flat = build_model("mlp", 3 * 9 * 7, 4, input_shape=(3, 9, 7), hidden=[8]).eval()
+    assert flat(torch.zeros(2, 3, 9, 7)).shape == (2, 4)
+    assert build_model("linear", 3 * 9 * 7, 4, input_shape=(3, 9, 7))(torch.zeros(2, 3, 9, 7)).shape == (2, 4)
 
 
 def test_cnn_trains_on_npz_images(tmp_path):

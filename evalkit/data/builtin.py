@@ -18,6 +18,8 @@ from evalkit.errors import InputError
 BUILTINS: dict[str, str] = {
     "yeast": "MULAN yeast (Elisseeff & Weston 2001): 2417 genes, 103 features, 14 labels; "
     "standard split 1500 train / 917 test; shipped with evalkit",
+    "digits-grid": "demo image set: 2x2 grids of scikit-learn's handwritten digits, 16x16 grayscale, "
+    "10 labels (which digits appear); 3000 train / 1000 test; offline; not a benchmark of record",
 }
 
 YEAST_FILE = "yeast.csv.gz"
@@ -29,12 +31,18 @@ def load_builtin(name: str) -> tuple[Dataset, Dataset]:
 
     ``"yeast"``: train ``X`` float32 ``(1500, 103)``, ``Y`` uint8 ``(1500, 14)``; test ``(917, 103)`` /
     ``(917, 14)``; ``train.meta["full_digest"]`` is the digest of all 2417 rows.
+    ``"digits-grid"``: images ``(3000, 1, 16, 16)`` / ``(1000, 1, 16, 16)`` float32, ``Y`` ``(N, 10)``
+    (:mod:`evalkit.images.digits_grid`).
 
     Raises:
         InputError: unknown name (exit code 2).
     """
     if name == "yeast":
         return _yeast()
+    if name == "digits-grid":
+        from evalkit.images.digits_grid import digits_grid
+
+        return digits_grid()
     raise InputError(f"unknown built-in dataset {name!r}; expected one of: {', '.join(BUILTINS)}")
 
 

@@ -32,6 +32,12 @@ def load_dataset(spec: str, test_spec: str | None = None, **reader_options) -> t
         if test_spec is not None:
             test = read_file(test_spec, **reader_options)
         return train, test
+    if spec.endswith(".npz") and Path(spec).is_file():
+        from evalkit.images.medmnist import is_medmnist, read_medmnist
+
+        if is_medmnist(spec):  # given train / val / test splits
+            train, test = read_medmnist(spec)
+            return train, (read_file(test_spec, **reader_options) if test_spec else test)
     train = read_file(spec, **reader_options)
     test = read_file(test_spec, **reader_options) if test_spec else None
     return train, test

@@ -62,7 +62,11 @@ def make_splits(
         train, test = train.subset(keep), train.subset(held)
     else:
         full_digest = full_digest or content_digest(train.X, train.Y, test.X, test.Y, train.label_names)
-    keep, held = stratified_split(train.Y, val_size, seed)
+    if "val_rows" in train.meta:  # a given validation split (MedMNIST)
+        held = np.asarray(train.meta["val_rows"])
+        keep = np.setdiff1d(np.arange(train.n_samples), held)
+    else:
+        keep, held = stratified_split(train.Y, val_size, seed)
     return Splits(
         train=train.subset(keep),
         val=train.subset(held),

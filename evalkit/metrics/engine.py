@@ -32,7 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics import Metric
+
+from evalkit.torch_compat import declare_torchvision_ops
+
+declare_torchvision_ops()  # torchmetrics imports torchvision when installed (a CUDA build fails beside CPU torch)
+from torchmetrics import Metric  # noqa: E402
 
 from evalkit.config import DEFAULT_BETA
 from evalkit.errors import InputError

@@ -61,10 +61,23 @@ def evaluate_scores(
             bad weights or interval settings.
     """
     from evalkit.data.core import content_digest
-    from evalkit.metrics import compute_metrics
-    from evalkit.stats.bootstrap import BootstrapSpec, report_intervals
     from evalkit.thresholds import Thresholds, ThresholdStrategy
 
+    Y, scores, kind, names, thr = _scores_input(targets, logits, probabilities, label_names, threshold)
+    scalar, C = np.ndim(threshold) == 0, Y.shape[1]
+    metrics, extra = _scores_metrics(Y, scores, kind, thr, names, beta=beta, zero_division=zero_division,
+                                     threshold_free=threshold_free, sample_weight=sample_weight, ks=ks,
+                                     ci=dict(level=ci, resamples=ci_resamples, method=ci_method, seed=seed) if ci else None)
+    dataset = {"name": dataset_name, "n_samples": int(Y.shape[0]), "n_labels": int(C),
+               "digest": content_digest(np.ascontiguousarray(Y, dtype=np.uint8), names)}
+    label = strategy or (f"fixed:{float(thr[0]):g}" if scalar else "per-class (given)")
+    given = Thresholds(ThresholdStrategy("given"), tuple(float(t) for t in thr), source=label)
+    return build_report(metrics, dataset=dataset, scores=kind, thresholds=given, beta=beta, **extra)
+
+
+def _scores_input(targets, logits, probabilities, label_names, threshold):
+    """``(Y, scores, kind, names, thresholds (C,))`` of :func:`evaluate_scores`'s arguments (InputError
+    when both or neither of logits / probabilities are given, or targets are not ``(N, C)``)."""
     if (logits is None) == (probabilities is None):
         raise InputError("scores: pass exactly one of logits or probabilities")
     kind = "logits" if logits is not None else "probabilities"
@@ -74,24 +87,28 @@ def evaluate_scores(
         raise InputError(f"targets: expected shape (N, C), got {Y.shape}")
     C = Y.shape[1]
     names = [str(n) for n in label_names] if label_names is not None else [f"label_{i}" for i in range(C)]
-    scalar = np.ndim(threshold) == 0
-    thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (C,)) if scalar else np.asarray(threshold, dtype=np.float64)
-    spec = BootstrapSpec(level=ci, resamples=ci_resamples, method=ci_method, seed=seed) if ci else None
+    thr = np.asarray(threshold, dtype=np.float64)
+    return Y, scores, kind, names, np.broadcast_to(thr, (C,)) if thr.ndim == 0 else thr
+
+
+def _scores_metrics(Y, scores, kind: str, thr, names, *, beta, zero_division, threshold_free, sample_weight, ks,
+                    ci: dict | None) -> tuple[dict, dict]:
+    """``(metrics block, extra report keys)`` of :func:`evaluate_scores`: the engine's metrics and,
+    with ``ci`` (:class:`~evalkit.stats.bootstrap.BootstrapSpec` fields), their bootstrap intervals."""
+    from evalkit.metrics import compute_metrics
+    from evalkit.stats.bootstrap import BootstrapSpec, report_intervals
+
     metrics = metrics_block(compute_metrics(Y, scores, scores_kind=kind, threshold=thr, beta=beta,
                                             zero_division=zero_division, label_names=names,
                                             threshold_free=threshold_free, sample_weight=sample_weight, ks=ks))
-    extra = {}
-    if spec is not None:
-        metrics["summary"] = report_intervals(Y, scores, scores_kind=kind, thresholds=thr, beta=beta,
-                                              zero_division=zero_division, sample_weight=sample_weight,
-                                              label_names=names, summary=metrics["summary"], spec=spec,
-                                              ranking=threshold_free != "none")
-        extra["confidence_interval"] = spec.to_dict()
-    dataset = {"name": dataset_name, "n_samples": int(Y.shape[0]), "n_labels": int(C),
-               "digest": content_digest(np.ascontiguousarray(Y, dtype=np.uint8), names)}
-    label = strategy or (f"fixed:{float(thr[0]):g}" if scalar else "per-class (given)")
-    given = Thresholds(ThresholdStrategy("given"), tuple(float(t) for t in thr), source=label)
-    return build_report(metrics, dataset=dataset, scores=kind, thresholds=given, beta=beta, **extra)
+    if ci is None:
+        return metrics, {}
+    spec = BootstrapSpec(**ci)
+    metrics["summary"] = report_intervals(Y, scores, scores_kind=kind, thresholds=thr, beta=beta,
+                                          zero_division=zero_division, sample_weight=sample_weight,
+                                          label_names=names, summary=metrics["summary"], spec=spec,
+                                          ranking=threshold_free != "none")
+    return metrics, {"confidence_interval": spec.to_dict()}
 
 
 def evaluate_predictions(

@@ -98,26 +98,9 @@ def _warm_task(config: dict, tracking_uri: str | None) -> int:
     tracking, the connection to the store (:func:`~evalkit.tracking.ensure_store`, which waits under
     the store's lock while the driver creates a new one). Changes nothing anyone can see; any
     failure is left for the cell itself to report. Returns the worker's pid."""
-    try:
-        import mlflow  # noqa: F401
-        import torch  # noqa: F401
-        import torch._dynamo  # noqa: F401  (torch.optim's first step imports it: ~1 s)
+    from evalkit.workflows.warmups import ray_cell
 
-        from evalkit import losses, models, train  # noqa: F401
-        from evalkit.metrics import engine  # noqa: F401  (torchmetrics)
-        from evalkit.plots import _plt
-        from evalkit.workflows import artifacts, model_choice  # noqa: F401
-        from evalkit.workflows.experiment import prepare_data
-
-        _plt()  # matplotlib (Agg): the run's figures
-
-        prepare_data(RunConfig(**config))  # the reader's imports (pandas, iterative-stratification) and caches
-        if tracking_uri:
-            from evalkit.tracking import ensure_store
-
-            ensure_store(tracking_uri)
-    except Exception:  # pragma: no cover - the cell reports it with context
-        pass
+    ray_cell(config, tracking_uri)
     return os.getpid()
 
 

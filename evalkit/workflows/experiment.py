@@ -149,7 +149,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
     run_id = outcome.run.run_id if outcome.run else None
     if outcome.report is not None:
         emit("report", report=outcome.report, title="Test split", per_class=True)
-        from evalkit.report import degenerate_note
+        from evalkit.metrics.degenerate import degenerate_note
 
         kind, text = degenerate_note(outcome.report)
         emit(kind, text=text)
@@ -210,6 +210,9 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
             thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
             test=(test_prob, setup.splits.test.Y))
         run.log_metrics({f"validation/{k}": v for k, v in validation.items()})
+        from evalkit.images.grid import log_sample_grid
+
+        log_sample_grid(run, setup.raw.test, test_prob, thresholds)  # image data: sample test images, labelled
     return _Outcome(report, run, registered, validation, trained.history, unwritten)
 
 
@@ -226,6 +229,7 @@ def _prepare(config: RunConfig, strategy, track: bool, emit) -> _Setup:
         from evalkit.tracking import TrackingSettings
 
         store = TrackingSettings.of(config)
+    config = model_choice.data_defaults(config)  # ImageNet weights: pixels in [0, 1]
     splits, std_stats, raw = prepare_data(config, with_stats=True, with_raw=True)
     emit("dataset", splits=splits)
     for note in dict.fromkeys([*splits.train.meta.get("notes", []), *splits.test.meta.get("notes", [])]):
@@ -233,6 +237,8 @@ def _prepare(config: RunConfig, strategy, track: bool, emit) -> _Setup:
     _warn_empty_labels(splits, emit)
     check_strategy(strategy, splits.train.n_labels)
     config = model_choice.resolve_budget(config, splits)  # folds / epochs / batch size by data size
+    if note := model_choice.auto_note(config, splits):
+        emit("note", text=note)
     model_choice.check_architectures(config, splits)  # architecture errors before a run starts
     return _Setup(config, strategy, device, store, splits, std_stats, raw)
 

@@ -79,7 +79,7 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
             no test-data digest or was evaluated on other rows.
     """
     from evalkit.gates import check_baseline, check_metrics
-    from evalkit.report import degenerate_note
+    from evalkit.metrics.degenerate import degenerate_note
     from evalkit.tracking import TrackingSettings, start_probe
 
     emit = make_emitter(on_event, console)

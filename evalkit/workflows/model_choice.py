@@ -5,8 +5,8 @@ Protocol (README "Model choice"): with ``--model auto`` and flat features, every
 first fold of cross-fitting (``--folds 1``: on the training split) and scored by the mAP of its
 held-out part (the first fold's out-of-fold rows; ``--folds 1``: the validation split). The test
 split is never seen. The best mAP wins (a tie goes to the earlier, simpler candidate); its first-fold
-model is kept, and the remaining folds train the winner only. Image tensors (N, 3, H, W) go to
-``cnn`` without a choice.
+model is kept, and the remaining folds train the winner only. Image tensors (N, c, H, W) go to
+``cnn`` or ``resnet18`` by their size, without a contest (:func:`image_choice`).
 
 When ``linear`` is trained with folds > 1 and without early stopping (the auto candidate), the
 test split is scored by one linear model refitted on all train + validation rows
@@ -22,13 +22,35 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.budget import ARCH_DEFAULTS, BACKBONE_DEFAULTS
 from evalkit.config import AUTO_CANDIDATES, RunConfig
 
 
 def resolve_budget(config: RunConfig, splits) -> RunConfig:
-    """``config`` with the training budget applied (:meth:`RunConfig.with_budget`) for ``splits``."""
+    """``config`` with the training budget applied (:meth:`RunConfig.with_budget`) for ``splits``
+    and a named architecture's own defaults (:func:`arch_defaults`) for the fields not given."""
     n_train = splits.train.n_samples + splits.val.n_samples
-    return config.with_budget(n_train, splits.train.n_features, splits.train.n_labels)
+    config = config.with_budget(n_train, splits.train.n_features, splits.train.n_labels)
+    return config if config.model == "auto" else config.model_copy(update=arch_defaults(config, config.model))
+
+
+def data_defaults(config: RunConfig) -> RunConfig:
+    """``config`` as the data is read: a backbone starting from ImageNet weights (``--pretrained``,
+    ``--weights``) takes pixels in [0, 1] and normalises them inside the model, so the features are
+    not standardised unless ``--standardize`` was given."""
+    from evalkit.images.backbones import BACKBONES
+
+    imagenet = config.model in BACKBONES and (config.pretrained or config.weights)
+    return config.model_copy(update={"standardize": False}) if imagenet and "standardize" not in config.model_fields_set else config
+
+
+def arch_defaults(config: RunConfig, arch: str) -> dict:
+    """The settings of :data:`~evalkit.budget.ARCH_DEFAULTS` (a torchvision backbone:
+    :data:`~evalkit.budget.BACKBONE_DEFAULTS`) for ``arch`` that ``config`` was not given explicitly."""
+    from evalkit.images.backbones import BACKBONES
+
+    own = BACKBONE_DEFAULTS if arch in BACKBONES else ARCH_DEFAULTS.get(arch, {})
+    return {k: v for k, v in own.items() if k not in config.model_fields_set}
 
 
 def candidates(config: RunConfig, splits) -> list[str]:
@@ -36,12 +58,38 @@ def candidates(config: RunConfig, splits) -> list[str]:
     ``["cnn"]``); a named architecture -> itself."""
     if config.model != "auto":
         return [config.model]
-    return ["cnn"] if len(splits.train.X.shape) == 4 else list(AUTO_CANDIDATES)
+    return [image_choice(splits.train.X.shape)[0]] if len(splits.train.X.shape) == 4 else list(AUTO_CANDIDATES)
+
+
+#: ``--model auto`` on images: the small CNN up to this side (px) and this many training images;
+#: beyond either, resnet18 (the smallest standard ImageNet backbone: 11 M parameters)
+AUTO_CNN_SIDE, AUTO_CNN_IMAGES = 32, 20_000
+
+
+def image_choice(shape) -> tuple[str, str]:
+    """``(architecture, why)`` of ``--model auto`` for images of ``shape`` ``(N, c, H, W)``."""
+    import importlib.util
+
+    n, side = int(shape[0]), int(max(shape[2:]))
+    small = side <= AUTO_CNN_SIDE and n <= AUTO_CNN_IMAGES
+    if small or importlib.util.find_spec("torchvision") is None:
+        why = (f"{n} images of {side} px: the small CNN (3 conv blocks, 0.1 M parameters) is enough and fast"
+               if small else "torchvision is not installed (pip install 'evalkit[images]' for resnet18)")
+        return "cnn", f"--model auto: cnn ({why})"
+    return "resnet18", (f"--model auto: resnet18 ({n} images of {side} px: more than a "
+                        f"{AUTO_CNN_SIDE} px / {AUTO_CNN_IMAGES:,}-image set calls for a deeper network; "
+                        f"the smallest standard backbone, 11 M parameters)")
+
+
+def auto_note(config: RunConfig, splits) -> str | None:
+    """The one line that says which architecture ``--model auto`` takes for images, and why."""
+    shape = splits.train.X.shape
+    return image_choice(shape)[1] if config.model == "auto" and len(shape) == 4 else None
 
 
 def candidate_config(config: RunConfig, arch: str) -> RunConfig:
     """The config a candidate trains with: ``model = arch`` plus its settings in :data:`AUTO_CANDIDATES`."""
-    update = {"model": arch, **AUTO_CANDIDATES.get(arch, {})}
+    update = {"model": arch, **arch_defaults(config, arch), **AUTO_CANDIDATES.get(arch, {})}
     if "epochs" in update and "epochs" in config.model_fields_set:  # an explicit --epochs caps a candidate's
         update["epochs"] = min(update["epochs"], config.epochs)
     return config.model_copy(update=update)
@@ -50,11 +98,16 @@ def candidate_config(config: RunConfig, arch: str) -> RunConfig:
 def check_architectures(config: RunConfig, splits) -> None:
     """Build every candidate once (architecture errors before a run starts)."""
     from evalkit.models import build_model
+    from evalkit.workflows.training import image_options
+
+    from evalkit.images.backbones import check_backbone_options
 
     for arch in candidates(config, splits):
         c = candidate_config(config, arch)
+        check_backbone_options(arch, c)
         build_model(arch, splits.train.n_features, splits.train.n_labels, hidden=c.hidden, dropout=c.dropout,
-                    activation=c.activation, batch_norm=c.batch_norm, input_shape=splits.train.X.shape[1:])
+                    activation=c.activation, batch_norm=c.batch_norm, input_shape=splits.train.X.shape[1:],
+                    image=image_options(c))
 
 
 def validation_map(Y: np.ndarray, probabilities: np.ndarray) -> float:
@@ -73,7 +126,8 @@ def strategy(config: RunConfig, splits, *, device: str, run=None, executor=None)
 
     archs = candidates(config, splits)
     if len(archs) == 1:
-        return NamedModel(device), config.model_copy(update={"model": archs[0]})
+        own = arch_defaults(config, archs[0]) if config.model == "auto" else {}
+        return NamedModel(device), config.model_copy(update={"model": archs[0], **own})
     return ModelChoice(archs, device=device, run=run, executor=executor), config
 
 

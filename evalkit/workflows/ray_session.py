@@ -73,6 +73,7 @@ def start_ray(options: ExecutorConfig):
         InfraError: the cluster cannot be joined.
     """
     from evalkit.errors import InfraError
+    from evalkit.ray_compat import keep_cwd_off_workers_path, set_cluster_mode
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
     if not options.address:
@@ -83,20 +84,14 @@ def start_ray(options: ExecutorConfig):
         return ray, False
     if not options.address:  # before Ray starts: a cell that can never be scheduled waits forever
         check_cpus_per_cell(options, os.cpu_count() or 1)
-    if not options.address:
-        try:  # the variable is read when Ray is imported: also when it was imported before
-            from ray._private import ray_constants
-
-            ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
-        except Exception:  # pragma: no cover - private API moved
-            pass
+        set_cluster_mode(os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false"))
     import logging
 
     path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), _package_root()) if p)
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                                   configure_logging=False)
     handlers = _signal_handlers()
-    _keep_cwd_off_workers_path()
+    keep_cwd_off_workers_path(_package_root())
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTHONSAFEPATH")}
     try:
         if options.address:
@@ -168,28 +163,3 @@ def _package_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def _keep_cwd_off_workers_path() -> None:
-    """Stop ``ray.init`` from putting this process's working folder first on every worker's
-    ``sys.path``: Ray 2.x adds ``os.path.abspath(os.path.curdir)`` to the job's ``py_driver_sys_path``
-    (``ray._private.worker.connect``), so a stray ``evalkit/`` or ``typing_extensions.py`` there
-    would be imported by the workers. The job config is built from the patched value only; the
-    folder the workers should import evalkit from (:func:`_package_root`, already on their
-    PYTHONPATH) is named instead, so nothing else changes. A no-op if Ray stops reading it."""
-    import ray._private.worker as ray_worker
-
-    class _SafeCurdir:
-        """``os.path`` as ray's ``connect`` sees it, with ``curdir`` = the package root."""
-
-        curdir = _package_root()
-
-        def __getattr__(self, name):
-            return getattr(os.path, name)
-
-    class _SafeOs:
-        path = _SafeCurdir()
-
-        def __getattr__(self, name):
-            return getattr(os, name)
-
-    if getattr(ray_worker, "os", None) is os:
-        ray_worker.os = _SafeOs()

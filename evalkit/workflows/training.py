@@ -115,8 +115,18 @@ def build(config: RunConfig, data, train_Y: np.ndarray):
     from evalkit.models import build_model
 
     model = build_model(config.model, data.n_features, data.n_labels, hidden=config.hidden, dropout=config.dropout,
-                        activation=config.activation, batch_norm=config.batch_norm, input_shape=data.X.shape[1:])
+                        activation=config.activation, batch_norm=config.batch_norm, input_shape=data.X.shape[1:],
+                        image=image_options(config))
+    if config.freeze_backbone:
+        from evalkit.images.backbones import set_backbone_trainable
+
+        set_backbone_trainable(model, False)
     return model, build_loss(config.loss, train_Y, config.loss_options)
+
+
+def image_options(config: RunConfig) -> dict:
+    """The options of a torchvision backbone (``--image-size``, ``--pretrained``, ``--weights``)."""
+    return {"image_size": config.image_size, "pretrained": config.pretrained, "weights": config.weights}
 
 
 def epoch_metrics(row: dict, monitor: str) -> dict[str, float]:
@@ -139,8 +149,15 @@ def fit(model, loss_fn, train, val, config: RunConfig, device: str, emit, log_me
     from evalkit.train import train_model
 
     emit("train_start", epochs=config.epochs, monitor=config.monitor)
+    if config.amp != "off" and not str(device).startswith("cuda"):
+        emit("note", text=f"--amp {config.amp}: CUDA only; training on {device} stays exact float32")
 
     def on_epoch(row: dict) -> None:
+        if config.freeze_backbone and row["epoch"] == config.unfreeze_after:
+            from evalkit.images.backbones import set_backbone_trainable
+
+            set_backbone_trainable(model, True)
+            emit("note", text=f"epoch {row['epoch']}: backbone unfrozen (--unfreeze-after {config.unfreeze_after})")
         emit("epoch", row=row, monitor=config.monitor)
         if log_metrics is not None:
             log_metrics(epoch_metrics(row, config.monitor), step=row["epoch"])
@@ -151,7 +168,7 @@ def fit(model, loss_fn, train, val, config: RunConfig, device: str, emit, log_me
             model, loss_fn, train.X, train.Y, val.X, val.Y,
             optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
             batch_size=config.batch_size, patience=config.patience, monitor=config.monitor, beta=config.beta,
-            seed=config.seed, input_noise=config.input_noise, device=device, on_epoch=on_epoch,
+            seed=config.seed, input_noise=config.input_noise, device=device, on_epoch=on_epoch, amp=config.amp,
         )
     for w in caught:
         emit("warning", text=f"training: {w.category.__name__}: {w.message}")

@@ -45,6 +45,35 @@ def result_logging(log_model: bool = True) -> None:
     _plt()  # matplotlib.pyplot on the Agg backend
 
 
+def ray_cell(config: dict, tracking_uri: str | None) -> None:
+    """A Ray worker before its first grid cell: the imports a cell needs (torch with what
+    torch.optim's first step loads, MLflow, scikit-learn, pandas, torchmetrics, matplotlib: ~6 s in a
+    fresh worker process), the dataset's reader and, when tracking, the connection to the store
+    (:func:`~evalkit.tracking.ensure_store`, which waits under the store's lock while the driver
+    creates a new one). Any failure is left for the cell itself to report (with its context)."""
+    try:
+        import mlflow  # noqa: F401
+
+        from evalkit import losses, models, train  # noqa: F401
+        from evalkit.config import RunConfig
+        from evalkit.metrics import engine  # noqa: F401  (torchmetrics)
+        from evalkit.plots import _plt
+        from evalkit.torch_compat import import_optimizer_step_modules
+        from evalkit.data import load_dataset
+
+        import_optimizer_step_modules()
+        _plt()  # matplotlib (Agg): the run's figures
+        cfg = RunConfig(**config)
+        load_dataset(cfg.dataset, cfg.test_dataset, **cfg.reader_options)  # the reader's imports and caches
+        import iterstrat.ml_stratifiers  # noqa: F401  (the folds)
+        if tracking_uri:
+            from evalkit.tracking import ensure_store
+
+            ensure_store(tracking_uri)
+    except Exception:  # the cell reports it, with its context
+        return
+
+
 def in_background(fn: Callable[..., None], *args) -> threading.Thread | None:
     """Run the warm-up ``fn(*args)`` in a daemon thread; a failure there is ignored (the step that
     needs the import imports it again and reports any error itself). None when no thread can start."""

@@ -1,0 +1,1 @@
+"""Images: built-in image sets, image tables and backbones (torchvision imported lazily)."""

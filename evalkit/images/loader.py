@@ -1,0 +1,126 @@
+"""Images decoded batch by batch: a torch ``Dataset`` over an :class:`~evalkit.images.tables.ImageTable`
+and the ``DataLoader`` that streams it (imports torch: import this module lazily).
+
+Each image is opened with Pillow when its batch is assembled (in a DataLoader worker when
+``workers > 0``) and dropped with the batch: memory holds the batches in flight, never the table's
+images. 8- and 16-bit grayscale and RGB (PNG, JPEG, BMP, TIFF) become float32 pixels in [0, 1].
+Training batches are augmented (torchvision.transforms.v2: random resized crop, horizontal flip);
+evaluation batches are resized and centre-cropped, deterministically.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from evalkit.errors import InputError
+
+#: Pillow modes read as 8-bit (divided by 255) / 16-bit (divided by 65535) pixels
+MODES_8BIT = ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr")
+MODES_16BIT = ("I;16", "I;16L", "I;16B", "I")
+#: the scale range of the training crop (fraction of the image area), as torchvision's default starts at 0.08
+CROP_SCALE = (0.6, 1.0)
+
+
+class BadImage(InputError):
+    """An image that is missing, unreadable or of a mode evalkit does not read (exit 2): one line
+    naming the file and the table row."""
+
+
+def read_image(path: str, row: int, channels: int) -> np.ndarray:
+    """The image at ``path`` (table row ``row``) as float32 ``(channels, H, W)`` in [0, 1]: RGB
+    converted to grayscale for ``channels = 1``, grayscale repeated for ``channels = 3``.
+
+    Raises:
+        BadImage: missing file, a file Pillow cannot decode, an unsupported mode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = _pixels(img, channels)
+    except FileNotFoundError:
+        raise BadImage(f"{path}: row {row}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise BadImage(f"{path}: row {row}: unreadable image ({str(e).splitlines()[0] or type(e).__name__})") from None
+    return arr
+
+
+def _pixels(img, channels: int) -> np.ndarray:
+    if img.mode in MODES_16BIT:
+        gray = np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0)[None]
+        return np.repeat(gray, 3, axis=0) if channels == 3 else gray
+    if img.mode not in MODES_8BIT:
+        raise ValueError(f"unsupported image mode {img.mode!r}; expected 8- or 16-bit grayscale or RGB")
+    arr = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+    return arr[None] if channels == 1 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def image_transform(size: int, train: bool, augment: str = "standard"):
+    """The transform of a ``(c, H, W)`` float tensor: training with ``augment = "standard"``: random
+    resized crop to ``size`` (scale :data:`CROP_SCALE`) and a horizontal flip with probability 0.5;
+    otherwise (evaluation, ``augment = "none"``): resize the shorter side to ``size`` and centre-crop
+    ``size`` x ``size``."""
+    import importlib
+
+    from evalkit.images.backbones import import_torchvision
+
+    import_torchvision()
+    v2 = importlib.import_module("torchvision.transforms.v2")
+    if train and augment != "none":
+        return v2.Compose([v2.RandomResizedCrop(size, scale=CROP_SCALE, antialias=True), v2.RandomHorizontalFlip()])
+    return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+
+
+class ImageRows(torch.utils.data.Dataset):
+    """Row ``i`` of ``table`` -> ``(image (channels, size, size) float32, labels (C,) float32, ok)``;
+    with ``skip_bad`` a bad image gives ``ok = False`` (and zeros) instead of raising."""
+
+    def __init__(self, table, channels: int, transform, skip_bad: bool = False):
+        self.table, self.channels, self.transform, self.skip_bad = table, channels, transform, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.table.paths)
+
+    def __getitem__(self, i: int):
+        y = torch.from_numpy(self.table.Y[i].astype(np.float32))
+        try:
+            x = torch.from_numpy(read_image(self.table.paths[i], int(self.table.rows[i]), self.channels))
+        except BadImage:
+            if not self.skip_bad:
+                raise
+            return None, y, False
+        return self.transform(x), y, True
+
+
+def collate(batch):
+    """``(X (n, c, s, s), Y (n, C), kept (n_batch,) bool)``: the readable rows of ``batch`` stacked;
+    ``kept`` marks which rows of the batch they are."""
+    kept = torch.tensor([ok for _, _, ok in batch], dtype=torch.bool)
+    X = [x for x, _, ok in batch if ok]
+    Y = [y for _, y, ok in batch if ok]
+    c = batch[0][1].shape[0]
+    return (torch.stack(X) if X else torch.empty(0), torch.stack(Y) if Y else torch.empty(0, c), kept)
+
+
+def default_workers() -> int:
+    """DataLoader worker processes when ``--workers`` is not given: the available cores less one
+    (the training process), at most 8; 0 (decode in the training process) on one core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cores - 1))
+
+
+def image_loader(table, *, size: int, channels: int, train: bool, batch_size: int, seed: int = 0,
+                 workers: int | None = None, augment: str = "standard", skip_bad: bool = False):
+    """A ``DataLoader`` of ``(X, Y, kept)`` batches (:func:`collate`) over ``table``: shuffled with a
+    ``seed``-ed generator when ``train``, in table order otherwise; ``workers`` processes decode
+    (default :func:`default_workers`), each seeded from ``seed`` (augmentation is reproducible)."""
+    rows = ImageRows(table, channels, image_transform(size, train, augment), skip_bad)
+    workers = default_workers() if workers is None else workers
+    return torch.utils.data.DataLoader(
+        rows, batch_size=batch_size, shuffle=train, generator=torch.Generator().manual_seed(seed), num_workers=workers,
+        collate_fn=collate, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+        worker_init_fn=None, multiprocessing_context="spawn" if workers else None)
