@@ -1,4 +1,4 @@
-"""The training loop: seeded, device-aware, early stopping, rich progress. Returns the best model."""
+"""The training loop: seeded, device-aware, early stopping, progress through a callback. Returns the best model."""
 
 from __future__ import annotations
 

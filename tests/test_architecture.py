@@ -95,3 +95,30 @@ def test_no_import_circle_among_the_workflows():
 ])
 def test_import_circles_finds_cycles(imports, expected):
     assert import_circles(imports) == expected
+
+
+def test_workflows_take_no_console_and_only_the_cli_prints():
+    """Workflows report through events: no ``console`` parameter, and nothing under evalkit/ outside
+    evalkit/cli imports rich or calls print()."""
+    offenders = []
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and name.startswith("evalkit.workflows"):
+                if any(a.arg == "console" for a in node.args.args + node.args.kwonlyargs):
+                    offenders.append(f"{name}.{node.name}(console=)")
+            if name.startswith("evalkit.cli"):
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                offenders += [f"{name} imports {m}" for m in mods if m == "rich" or m.startswith("rich.")]
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                offenders.append(f"{name}:{node.lineno} print()")
+    assert offenders == []
+
+
+def test_private_names_of_dependencies_only_in_compat_and_warmup_modules():
+    allowed = {"torch_compat.py", "ray_compat.py", "mlflow_compat.py", "warmups.py", "exit_compat.py"}
+    hits = [str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py") if p.name not in allowed
+            for needle in ("_dynamo", "export._trace", "ray._private", "threading._shutdown") if needle in p.read_text()]
+    assert hits == []

@@ -71,6 +71,7 @@ def test_empty_labels_are_warned(tmp_path):
     from rich.console import Console
 
     from evalkit import run_experiment
+    from evalkit.cli.ui import ConsoleRenderer
     from evalkit.config import RunConfig
 
     rng = np.random.default_rng(1)
@@ -78,6 +79,6 @@ def test_empty_labels_are_warned(tmp_path):
     Y[:, 2] = 0
     np.savez(tmp_path / "d.npz", X=rng.normal(size=(40, 4)).astype(np.float32), Y=Y)
     console = Console(record=True, width=200)
-    run_experiment(RunConfig(dataset=str(tmp_path / "d.npz"), epochs=1), console, track=False)
+    run_experiment(RunConfig(dataset=str(tmp_path / "d.npz"), epochs=1), track=False, on_event=ConsoleRenderer(console))
     text = console.export_text()
     assert "warning: 1 label(s) have no positives in the train split: label_2" in text

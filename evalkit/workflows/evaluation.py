@@ -209,7 +209,7 @@ def unmapped_note(unmapped: list[str]) -> str:
 
 
 def evaluate_model(model: str, dataset: str | None = None, test_dataset: str | None = None, *,
-                   console=None, on_event: EventCallback | None = None, **options: Any) -> Report:
+                   on_event: EventCallback | None = None, **options: Any) -> Report:
     """Evaluate a trained model on a dataset's test split, preprocessed exactly as in training.
 
     Args:
@@ -223,7 +223,8 @@ def evaluate_model(model: str, dataset: str | None = None, test_dataset: str | N
             (``reader_options``, ``arch``, ``hidden``, ``trust_pickle``, ``preprocess``, ``threshold``,
             ``beta``, ``scores``, ``device``, ``amp``, ``batch_size``, ``label_map``, ``map_reduce``,
             ``threshold_free``, ``tracking_uri``), plus ``test_size`` / ``seed`` (override the run's).
-        console / on_event: where notes and warnings go (nothing is printed without them).
+        on_event: where notes and warnings go (nothing is printed without it; the CLI's rendering:
+            ``on_event=evalkit.cli.ui.ConsoleRenderer(Console())``).
     Returns:
         :class:`Report`, with ``model`` (spec, kind, run, preprocessing source), ``warnings`` and ``notes``.
     Raises:
@@ -244,7 +245,7 @@ def evaluate_model(model: str, dataset: str | None = None, test_dataset: str | N
             err = e.errors()[0]
             raise InputError(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}") from None
         raise
-    return evaluate_model_config(cfg, reader_options_given="reader_options" in options, emit=make_emitter(on_event, console),
+    return evaluate_model_config(cfg, reader_options_given="reader_options" in options, emit=make_emitter(on_event),
                                  **split)
 
 

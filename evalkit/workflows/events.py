@@ -52,11 +52,7 @@ class Emitter:
             self.on_event(Event(kind, data))
 
 
-def make_emitter(on_event: EventCallback | None = None, console=None) -> Emitter:
-    """An :class:`Emitter` for ``on_event``; given a rich ``console`` instead, events are rendered on it
-    the way the CLI renders them (:class:`evalkit.cli.ui.ConsoleRenderer`)."""
-    if on_event is None and console is not None:
-        from evalkit.cli.ui import ConsoleRenderer
-
-        on_event = ConsoleRenderer(console)
+def make_emitter(on_event: EventCallback | None = None) -> Emitter:
+    """An :class:`Emitter` for ``on_event`` (silent without one). Workflows only emit events; to
+    render them as the CLI does, pass ``on_event=evalkit.cli.ui.ConsoleRenderer(Console())``."""
     return on_event if isinstance(on_event, Emitter) else Emitter(on_event)

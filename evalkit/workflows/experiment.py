@@ -109,18 +109,18 @@ class _Outcome:
     unwritten: Exception | None = None
 
 
-def run_experiment(config: RunConfig, console=None, *, track: bool = True, nested: bool = False,
+def run_experiment(config: RunConfig, *, track: bool = True, nested: bool = False,
                    tags: dict[str, str] | None = None, on_event: EventCallback | None = None,
                    evaluate_test: bool = True) -> RunResult:
     """Train on ``config.dataset``, tune thresholds on validation, evaluate on test, log to MLflow.
 
     Everything that can be rejected (options, data) is checked before an MLflow run starts, so bad
     input never leaves a run behind. The report file and the run are complete before the report is
-    emitted. Prints nothing unless given ``on_event`` or a rich ``console``.
+    emitted. Prints nothing: progress goes to ``on_event`` (the CLI's rendering:
+    ``on_event=evalkit.cli.ui.ConsoleRenderer(Console())``).
 
     Args:
         config: the run's :class:`~evalkit.config.RunConfig`.
-        console: a ``rich.console.Console`` to render progress and the report on (as the CLI does).
         track: log an MLflow run (default); ``False`` touches no tracking store.
         nested: start the run as a child of the active run (a spec grid's parent).
         tags: extra MLflow run tags.
@@ -133,7 +133,7 @@ def run_experiment(config: RunConfig, console=None, *, track: bool = True, neste
         InputError: bad options or data (exit 2). InfraError: tracking store unreachable, or the report
         file could not be written (exit 3; ``report_json`` holds the report).
     """
-    emit = make_emitter(on_event, console)
+    emit = make_emitter(on_event)
     started = time.perf_counter()
     strategy = _check_options(config)
     outcome = None

@@ -27,7 +27,7 @@ class GridResult:
     failed: list[dict] = field(default_factory=list)
 
 
-def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *, track: bool = True,
+def run_spec(path: str, overrides: dict[str, Any] | None = None, *, track: bool = True,
              on_event: EventCallback | None = None, executor: dict[str, Any] | None = None) -> GridResult:
     """Run an experiment spec (``experiments/*.toml``, see :mod:`evalkit.spec`).
 
@@ -54,7 +54,7 @@ def run_spec(path: str, overrides: dict[str, Any] | None = None, console=None, *
     from evalkit.workflows.executors import make_executor
     from evalkit.workflows.ray_session import import_ray
 
-    emit = make_emitter(on_event, console)
+    emit = make_emitter(on_event)
     started = time.perf_counter()
     spec = load_spec(path)
     configs = spec.configs(overrides)

@@ -67,10 +67,10 @@ def check_job(cfg: EvaluateJobConfig) -> list:
     return parsed
 
 
-def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCallback | None = None) -> JobResult:
+def evaluate_job(config: EvaluateJobConfig, *, on_event: EventCallback | None = None) -> JobResult:
     """Run one evaluation job (``evalkit evaluate``) and return its outcome and exit code.
 
-    Prints nothing unless given ``on_event`` or a rich ``console`` (events: ``report``, ``gates``,
+    Prints nothing: events go to ``on_event`` (events: ``report``, ``gates``,
     ``tracked``, ``written``, ``note``, ``warning``).
 
     Raises:
@@ -82,7 +82,7 @@ def evaluate_job(config: EvaluateJobConfig, *, console=None, on_event: EventCall
     from evalkit.metrics.degenerate import degenerate_note
     from evalkit.tracking import TrackingSettings, start_probe
 
-    emit = make_emitter(on_event, console)
+    emit = make_emitter(on_event)
     gates = check_job(config)
     # resolved once for the whole job: model loading, the baseline and the run all use this store
     tracking = TrackingSettings.of(config)
