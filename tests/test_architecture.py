@@ -122,3 +122,13 @@ def test_private_names_of_dependencies_only_in_compat_and_warmup_modules():
     hits = [str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py") if p.name not in allowed
             for needle in ("_dynamo", "export._trace", "ray._private", "threading._shutdown") if needle in p.read_text()]
     assert hits == []
+
+
+def test_cli_command_modules_do_not_import_each_other():
+    """Command modules share evalkit.cli.app (the app, console, errors); only evalkit/cli/__init__.py
+    registers them."""
+    commands = {"evalkit.cli.commands", "evalkit.cli.datasets", "evalkit.cli.runs", "evalkit.cli.tune_command",
+                "evalkit.cli.ui_command"}
+    graph = import_graph(_modules(PACKAGE / "cli") | {"evalkit.cli.__init__": PACKAGE / "cli" / "__init__.py"})
+    crossing = sorted(f"{m} -> {d}" for m in commands for d in graph.get(m, ()) if d in commands)
+    assert crossing == []

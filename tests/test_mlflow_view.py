@@ -202,7 +202,7 @@ def test_ui_refuses_a_busy_port(store, cli):
 def test_quiet_logging_unless_verbose(monkeypatch, verbose):
     import logging
 
-    from evalkit.cli.commands import quiet_logging
+    from evalkit.cli.app import quiet_logging
 
     monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
     for name in ("mlflow", "alembic", "sqlalchemy"):

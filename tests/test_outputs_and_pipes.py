@@ -60,12 +60,12 @@ def test_output_path_that_is_an_input_is_refused_even_with_force(store, cli, tmp
 
 
 def test_run_output_that_is_its_test_dataset_is_refused_before_training(store, cli, tmp_path, monkeypatch):
-    from evalkit.workflows import model_choice
+    from evalkit.workflows import training
 
     shutil.copy(TINY / "tiny.arff", tmp_path / "t.arff")
     shutil.copy(TINY / "tiny.xml", tmp_path / "t.xml")
     before = (tmp_path / "t.arff").read_bytes()
-    monkeypatch.setattr(model_choice, "train", lambda *a, **k: pytest.fail("trained before the output check"))
+    monkeypatch.setattr(training, "train_task", lambda *a, **k: pytest.fail("trained before the output check"))
     res = cli("run", "--dataset", "t.arff", "--test-dataset", "t.arff", "-o", "t.arff", *FAST)
     assert res.exit_code == 2
     assert "-o/--output t.arff: is the input of --dataset" in res.output

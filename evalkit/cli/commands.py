@@ -8,135 +8,17 @@ usage, 3 infrastructure fault (tracking store unreachable, model not loadable), 
 
 from __future__ import annotations
 
-import os
 import sys
-from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
-from evalkit.cli.options import collect, parameters, validation_message, with_parameters
-from evalkit.config import EvaluateJobConfig, ExecutorConfig, RunConfig
-from evalkit.errors import EXIT_BAD_INPUT, EvalkitError, InputError
+from evalkit.cli.options import collect, parameters, with_parameters
+from evalkit.config import EvaluateJobConfig, RunConfig
+from evalkit.errors import InputError
 
-app = typer.Typer(
-    name="evalkit",
-    help="Multi-label classification experiments: train with a chosen loss, evaluate exactly, track in MLflow.\n\n"
-    "Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, 3 infrastructure fault "
-    "(tracking store unreachable, model not loadable), 130/143 interrupted. "
-    "Add --debug anywhere on the command line to show the traceback of an error (the exit code stays the same); "
-    "--verbose shows MLflow's own log lines.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-DEBUG = False
-
-
-def console(stderr: bool = False):
-    """A rich console for stdout (or stderr); 160 columns when not a terminal (cron logs, CI)."""
-    import os
-
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() or "COLUMNS" in os.environ else 160
-    return Console(stderr=stderr, highlight=False, width=width)
-
-
-def _fail(message: str, code: int) -> None:
-    """One line on stderr (never read as markup), the traceback too with ``--debug``, then exit ``code``."""
-    err = console(stderr=True)
-    err.print("[red]error:[/] ", end="")
-    from evalkit.cli.ui import printable
-
-    err.print(printable(message), markup=False, soft_wrap=True)
-    if DEBUG:
-        import traceback
-
-        traceback.print_exc()
-    raise typer.Exit(code)
-
-
-@contextmanager
-def user_errors():
-    """Turn evalkit / validation errors into one line on stderr and the documented exit code
-    (with ``--debug`` the traceback is printed too; the exit code does not change)."""
-    from pydantic import ValidationError
-
-    try:
-        yield
-    except EvalkitError as e:
-        if getattr(e, "report_json", None):  # the report file could not be written: stdout, the last resort
-            sys.stdout.write(e.report_json + "\n")
-            sys.stdout.flush()
-        _fail(str(e), e.exit_code)
-    except ValidationError as e:
-        _fail(validation_message(e), EXIT_BAD_INPUT)
-    except (MemoryError, ImportError, OSError) as e:
-        from evalkit.errors import EXIT_INFRA, os_cause, out_of_memory
-
-        if out_of_memory(e):  # also an ImportError of a library that could not be mapped: exit 3, no traceback
-            _fail(f"out of memory ({type(e).__name__}): raise the memory limit or lower --batch-size / --hidden / "
-                  "--fold-processes; a run that had started is ended FAILED (tag evalkit.error)", EXIT_INFRA)
-        if not isinstance(e, OSError):
-            raise
-        # disk full, read-only or unwritable paths not handled where they occurred: exit 3
-        _fail(f"{e.filename or 'file system'}: {os_cause(e)}", EXIT_INFRA)
-    except KeyboardInterrupt as e:
-        from evalkit.tracking import Terminated
-
-        code = 143 if isinstance(e, Terminated) else 130
-        # RunLogger marks the interrupt when it ended a run KILLED; before any run there is nothing to claim
-        tail = "; MLflow run ended as KILLED" if getattr(e, "run_killed", False) else ""
-        console(stderr=True).print(f"interrupted ({'SIGTERM' if code == 143 else 'Ctrl-C'}){tail}", markup=False)
-        raise typer.Exit(code) from None
-
-
-def _terminate_on_sigterm() -> None:
-    """SIGTERM before a run starts ends the command like Ctrl-C (one line, exit 143); inside a run
-    the run's own handler takes over and ends it KILLED."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        from evalkit.tracking import Terminated
-
-        def handler(signum, frame):
-            raise Terminated("terminated by SIGTERM")
-
-        signal.signal(signal.SIGTERM, handler)
-
-
-def _version(value: bool) -> None:
-    if value:
-        from evalkit import __version__
-
-        typer.echo(f"evalkit {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", callback=_version,
-                                          is_eager=True)] = False,
-) -> None:
-    """Multi-label classification experiments: train with a chosen loss, evaluate exactly, track in MLflow."""
-
-
-# -- run -----------------------------------------------------------------------------------------------
-
-
-def _ex(name: str) -> str:
-    """Help of an executor option, from :class:`~evalkit.config.ExecutorConfig` (default shown)."""
-    f = ExecutorConfig.model_fields[name]
-    return f"{f.description} [spec: \\[executor] {name}; default: {f.default}]"
-
-
+from evalkit.cli.app import _ex, _fail, _terminate_on_sigterm, app, console, user_errors  # noqa: F401
 
 
 RUN_SPEC_HELP = ("Experiment spec (experiments/*.toml): RunConfig fields and an optional \\[grid] table of runs; "
@@ -344,56 +226,4 @@ def sync_spool(
         show_sync(upload(tracking_uri, spool_dir, timeout=tracking_timeout), console())
 
 
-def quiet_logging(verbose: bool = False) -> None:
-    """MLflow's, alembic's and SQLAlchemy's INFO lines ("Creating initial MLflow database tables")
-    stay off the terminal unless ``verbose``: their loggers at WARNING, and ``MLFLOW_LOGGING_LEVEL``
-    (read when mlflow is imported, also by an ``mlflow ui`` child process) unless the user set it."""
-    import logging
-    import os
-
-    if verbose:
-        return
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    for name in ("mlflow", "alembic", "sqlalchemy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-# -- sub-commands in their own modules (each light at import: no mlflow, torch or pandas) -------------
-
-from evalkit.cli.datasets import datasets_app  # noqa: E402
-from evalkit.cli.runs import runs_app  # noqa: E402
-from evalkit.cli.tune_command import tune  # noqa: E402
-from evalkit.cli.ui_command import ui  # noqa: E402
-
-app.add_typer(datasets_app, name="datasets")
-app.add_typer(runs_app, name="runs")
-app.command("tune")(tune)
-app.command("ui")(ui)
-
-
-def main() -> None:
-    """Console-script entry point (handles ``--debug`` and ``--verbose`` anywhere on the line)."""
-    global DEBUG
-    if "--debug" in sys.argv[1:]:
-        DEBUG = True
-        sys.argv = [a for a in sys.argv if a != "--debug"]
-    verbose = "--verbose" in sys.argv[1:]
-    sys.argv = [a for a in sys.argv if a != "--verbose"]
-    quiet_logging(verbose)
-    from evalkit.cli.outputs import guard_stdout
-
-    guard_stdout()  # a closed or full stdout never fails the work nor changes the exit code
-    from evalkit.cli.exit_compat import exit_now
-
-    fast = os.environ.get("EVALKIT_NO_FAST_EXIT", "") in ("", "0")  # EVALKIT_NO_FAST_EXIT=1: a normal exit
-    try:
-        app()
-    except SystemExit as e:
-        if not fast:
-            raise
-        exit_now(e.code)
-    if fast:
-        exit_now(0)
-
-
-__all__ = ["app", "main", "InputError"]
+__all__ = ["app", "InputError"]

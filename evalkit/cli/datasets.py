@@ -17,7 +17,7 @@ def datasets(ctx: typer.Context) -> None:
     """List the built-in datasets, the data file formats `--dataset FILE` accepts and the reader options."""
     if ctx.invoked_subcommand is not None:
         return
-    from evalkit.cli.commands import console
+    from evalkit.cli.app import console
 
     from rich.table import Table
 
@@ -61,7 +61,7 @@ def download(
     """Download MULAN datasets (train / test ARFF and the label XML), each file checked against its
     SHA-256; a verified copy already there is kept. Exit 3 when the mirror fails, a file's size or checksum differs
     or --timeout passes; exit 2 when a destination is a FIFO, device or other special file."""
-    from evalkit.cli.commands import _terminate_on_sigterm, console, user_errors
+    from evalkit.cli.app import _terminate_on_sigterm, console, user_errors
 
     with user_errors():
         _terminate_on_sigterm()  # SIGTERM raises in the main thread, so the .part file is removed (exit 143)

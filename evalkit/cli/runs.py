@@ -30,7 +30,7 @@ def reap(
     time, tagged evalkit.host / evalkit.pid at run start) is gone, started more than --older-than ago.
     Prints one line per run. Exit codes: 0 done (also when there was nothing to reap), 2 bad option,
     3 the store is unreachable."""
-    from evalkit.cli.commands import console, user_errors
+    from evalkit.cli.app import console, user_errors
 
     with user_errors():
         from evalkit.tracking import check_store, resolve_tracking_uri

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from evalkit.cli.commands import _ex, console, user_errors
+from evalkit.cli.app import _ex, console, user_errors
 from evalkit.errors import InputError
 
 

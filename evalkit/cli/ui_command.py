@@ -28,7 +28,7 @@ def ui(
 
     An http(s) tracking server is not started again: the link points at it.
     """
-    from evalkit.cli.commands import console, user_errors
+    from evalkit.cli.app import console, user_errors
 
     with user_errors():
         from evalkit.tracking import resolve_tracking_uri

@@ -223,7 +223,7 @@ class RayExecutor:
         pending: dict[Any, tuple[Cell, float]] = {}
         outcomes: dict[int, CellOutcome] = {}
         limit = opts.max_concurrent or len(cells)
-        terminated, restore = _watch_sigterm()
+        terminated, restore = watch_sigterm()
         try:
             while queue or pending:
                 while queue and len(pending) < limit:
@@ -311,7 +311,7 @@ def _in_background(fn) -> None:
     threading.Thread(target=call, name=f"evalkit-{fn.__name__}", daemon=True).start()
 
 
-def _watch_sigterm():
+def watch_sigterm():
     """Note SIGTERM (``flags`` becomes non-empty) and raise :class:`~evalkit.tracking.Terminated` as
     the run's handler does; Ray may turn that into a plain KeyboardInterrupt inside ``ray.wait``, so
     the flag tells SIGTERM (exit 143) from Ctrl-C (130). Returns ``(flags, restore)``."""

@@ -253,28 +253,13 @@ def _sigterm_noticed():
     """While in the block, SIGTERM (main thread only) is recorded in the yielded list, then handled as
     before (a :class:`~evalkit.tracking.Terminated` when no Python handler was set): Ray Tune turns
     the interrupt into a plain ``KeyboardInterrupt``, so the caller tells SIGTERM (exit 143) from Ctrl-C."""
-    import signal
-    import threading
+    from evalkit.workflows.executors import watch_sigterm
 
-    seen: list = []
-    if threading.current_thread() is not threading.main_thread():
-        yield seen
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def handler(signum, frame):
-        seen.append(signum)
-        if callable(previous):
-            previous(signum, frame)
-        from evalkit.tracking import Terminated
-
-        raise Terminated("terminated by SIGTERM")
-
-    signal.signal(signal.SIGTERM, handler)
+    flags, restore = watch_sigterm()
     try:
-        yield seen
+        yield flags
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore()
 
 
 def _json(data) -> str:

@@ -1,0 +1,149 @@
+"""The Typer app of the ``evalkit`` command line and what every command shares: the console
+factory, one-line errors with their exit codes (:func:`user_errors`), SIGTERM handling and logging
+quieting. Command modules (:mod:`.commands`, :mod:`.datasets`, :mod:`.runs`, :mod:`.tune_command`,
+:mod:`.ui_command`) import from here and never from each other; :mod:`evalkit.cli` registers them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from evalkit.cli.options import validation_message
+from evalkit.config import ExecutorConfig
+from evalkit.errors import EXIT_BAD_INPUT, EvalkitError
+
+app = typer.Typer(
+    name="evalkit",
+    help="Multi-label classification experiments: train with a chosen loss, evaluate exactly, track in MLflow.\n\n"
+    "Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, 3 infrastructure fault "
+    "(tracking store unreachable, model not loadable), 130/143 interrupted. "
+    "Add --debug anywhere on the command line to show the traceback of an error (the exit code stays the same); "
+    "--verbose shows MLflow's own log lines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEBUG = False
+
+
+def console(stderr: bool = False):
+    """A rich console for stdout (or stderr); 160 columns when not a terminal (cron logs, CI)."""
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 160
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+def _fail(message: str, code: int) -> None:
+    """One line on stderr (never read as markup), the traceback too with ``--debug``, then exit ``code``."""
+    err = console(stderr=True)
+    err.print("[red]error:[/] ", end="")
+    from evalkit.cli.ui import printable
+
+    err.print(printable(message), markup=False, soft_wrap=True)
+    if DEBUG:
+        import traceback
+
+        traceback.print_exc()
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors():
+    """Turn evalkit / validation errors into one line on stderr and the documented exit code
+    (with ``--debug`` the traceback is printed too; the exit code does not change)."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except EvalkitError as e:
+        if getattr(e, "report_json", None):  # the report file could not be written: stdout, the last resort
+            sys.stdout.write(e.report_json + "\n")
+            sys.stdout.flush()
+        _fail(str(e), e.exit_code)
+    except ValidationError as e:
+        _fail(validation_message(e), EXIT_BAD_INPUT)
+    except (MemoryError, ImportError, OSError) as e:
+        from evalkit.errors import EXIT_INFRA, os_cause, out_of_memory
+
+        if out_of_memory(e):  # also an ImportError of a library that could not be mapped: exit 3, no traceback
+            _fail(f"out of memory ({type(e).__name__}): raise the memory limit or lower --batch-size / --hidden / "
+                  "--fold-processes; a run that had started is ended FAILED (tag evalkit.error)", EXIT_INFRA)
+        if not isinstance(e, OSError):
+            raise
+        # disk full, read-only or unwritable paths not handled where they occurred: exit 3
+        _fail(f"{e.filename or 'file system'}: {os_cause(e)}", EXIT_INFRA)
+    except KeyboardInterrupt as e:
+        from evalkit.tracking import Terminated
+
+        code = 143 if isinstance(e, Terminated) else 130
+        # RunLogger marks the interrupt when it ended a run KILLED; before any run there is nothing to claim
+        tail = "; MLflow run ended as KILLED" if getattr(e, "run_killed", False) else ""
+        console(stderr=True).print(f"interrupted ({'SIGTERM' if code == 143 else 'Ctrl-C'}){tail}", markup=False)
+        raise typer.Exit(code) from None
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM before a run starts ends the command like Ctrl-C (one line, exit 143); inside a run
+    the run's own handler takes over and ends it KILLED."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        from evalkit.tracking import Terminated
+
+        def handler(signum, frame):
+            raise Terminated("terminated by SIGTERM")
+
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from evalkit import __version__
+
+        typer.echo(f"evalkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", callback=_version,
+                                          is_eager=True)] = False,
+) -> None:
+    """Multi-label classification experiments: train with a chosen loss, evaluate exactly, track in MLflow."""
+
+
+# -- run -----------------------------------------------------------------------------------------------
+
+
+def _ex(name: str) -> str:
+    """Help of an executor option, from :class:`~evalkit.config.ExecutorConfig` (default shown)."""
+    f = ExecutorConfig.model_fields[name]
+    return f"{f.description} [spec: \\[executor] {name}; default: {f.default}]"
+
+
+
+
+def quiet_logging(verbose: bool = False) -> None:
+    """MLflow's, alembic's and SQLAlchemy's INFO lines ("Creating initial MLflow database tables")
+    stay off the terminal unless ``verbose``: their loggers at WARNING, and ``MLFLOW_LOGGING_LEVEL``
+    (read when mlflow is imported, also by an ``mlflow ui`` child process) unless the user set it."""
+    import logging
+
+    if verbose:
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
