@@ -21,6 +21,11 @@ class EvalkitError(Exception):
 
     exit_code: int = EXIT_BAD_INPUT
 
+    def __init__(self, *args, report_json: str | None = None):
+        """``report_json``: the report, printed to stdout by the CLI when its file could not be written."""
+        super().__init__(*args)
+        self.report_json = report_json
+
 
 class InputError(EvalkitError):
     """Bad input or usage: a file, field or option does not hold what was expected (exit 2).

@@ -76,7 +76,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
             "--loss", "focal", "--loss-option", "gamma=1", "--optimizer", "adam", "--lr", "0.01",
             "--weight-decay", "0", "--epochs", "3", "--batch-size", "8", "--patience", "2", "--monitor", "val_loss",
             "--input-noise", "0", "--folds", "2", "--budget", "off", "--seed", "7", "--device", "cpu", "--threads", "2",
-            "--fold-processes", "3", "--image-size", "64", "--pretrained", "--weights", "w.pt", "--freeze-backbone",
+            "--fold-processes", "3", "--log-class-metrics", "--image-size", "64", "--pretrained", "--weights", "w.pt", "--freeze-backbone",
             "--unfreeze-after", "2", "--amp", "bf16",
             "--threshold", "global", "--objective", "micro-fbeta", "--beta", "1", "--experiment", "e",
             "--tracking-uri", "sqlite:///x.db", "--tracking-timeout", "3", "--run-name", "r", "--log-model",

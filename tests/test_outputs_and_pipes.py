@@ -156,12 +156,12 @@ def test_out_of_memory_during_a_run_is_one_line_exit_3_and_the_run_failed_with_a
                                                                                        monkeypatch):
     import mlflow
 
-    from evalkit.workflows import model_choice
+    from evalkit.workflows import training
 
     def no_memory(*a, **k):
         raise MemoryError()
 
-    monkeypatch.setattr(model_choice, "train", no_memory)
+    monkeypatch.setattr(training, "train_task", no_memory)
     res = cli("run", *FAST, "--experiment", "oom")
     assert res.exit_code == 3
     assert "error: out of memory (MemoryError)" in res.output and "Traceback" not in res.output

@@ -128,6 +128,6 @@ def test_mlflow_server_on_postgresql_with_8_evaluate_jobs_and_2_runs_at_once(ser
 
 
 def _metric_keys(report: dict) -> set[str]:
-    from evalkit.report import metric_keys
+    from evalkit.report import tracked_metrics
 
-    return set(metric_keys(report, "test", per_class=True))
+    return set(tracked_metrics(report, "test"))

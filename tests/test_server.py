@@ -52,7 +52,7 @@ def test_run_then_scheduled_evaluate_of_the_champion_against_the_server(server, 
     res = cli("evaluate", "--model", "models:/yeast-mlp@champion", "--dataset", "yeast", "--tracking-uri", uri,
               "--experiment", "nightly", "--trigger", "scheduled", "--job", "nightly-yeast",
               "--gate", "test/macro_f2>=0.0", "--baseline", "champion", "--max-drop", "test/macro_f2=0.01",
-              "--no-per-class", "-o", out)
+              "--no-per-class", "-o", out, "--force")
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert rep["gates"]["status"] == "pass"
@@ -65,7 +65,7 @@ def test_run_then_scheduled_evaluate_of_the_champion_against_the_server(server, 
     # a gate the champion cannot meet: exit 1, the run is still recorded, tagged fail
     res = cli("evaluate", "--model", "models:/yeast-mlp@champion", "--dataset", "yeast", "--tracking-uri", uri,
               "--experiment", "nightly", "--trigger", "scheduled", "--job", "nightly-yeast",
-              "--gate", "test/subset_accuracy>=0.99", "--no-per-class", "-o", out)
+              "--gate", "test/subset_accuracy>=0.99", "--no-per-class", "-o", out, "--force")
     assert res.exit_code == 1, res.output
     assert json.loads(out.read_text())["gates"]["results"][0]["status"] == "fail"
     # the history of the job

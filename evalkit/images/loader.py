@@ -17,6 +17,11 @@ import torch
 
 from evalkit.errors import InputError
 
+from evalkit.torch_compat import declare_torchvision_ops  # noqa: E402
+
+# a spawned DataLoader worker unpickles torchvision transforms right after importing this module
+declare_torchvision_ops()
+
 #: Pillow modes read as 8-bit (divided by 255) / 16-bit (divided by 65535) pixels
 MODES_8BIT = ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr")
 MODES_16BIT = ("I;16", "I;16L", "I;16B", "I")

@@ -31,9 +31,9 @@ def degenerate_labels(per_class: list[dict]) -> dict[str, list[str]]:
     return out
 
 
-def degenerate_note(report: dict) -> tuple[str, str]:
+def degenerate_note(report: dict) -> tuple[str, str] | None:
     """``(event kind, text)`` telling the degenerate labels of ``report`` (:func:`degenerate_labels`):
-    a ``warning`` naming them (at most 10 of each kind shown), or a ``note`` that there are none."""
+    a ``warning`` naming them (at most 10 of each kind shown); None when there are none (nothing to say)."""
     found = (report.get("summary") or {}).get("degenerate_labels") or {}
     parts = []
     for kind, what in (("all", "every test row"), ("none", "no test row"),
@@ -43,6 +43,6 @@ def degenerate_note(report: dict) -> tuple[str, str]:
             more = f" (+{len(labels) - 10} more)" if len(labels) > 10 else ""
             parts.append(f"{len(labels)} label(s) predicted for {what}: {', '.join(labels[:10])}{more}")
     if not parts:
-        return "note", "no label is predicted for every (or no) test row"
+        return None
     return "warning", "; ".join(parts) + (" — their F-beta says nothing about the model (see their AUROC); "
                                           "report summary.degenerate_labels")

@@ -151,8 +151,8 @@ def run_experiment(config: RunConfig, *, track: bool = True, nested: bool = Fals
         emit("report", report=outcome.report, title="Test split", per_class=True)
         from evalkit.metrics.degenerate import degenerate_note
 
-        kind, text = degenerate_note(outcome.report)
-        emit(kind, text=text)
+        if note := degenerate_note(outcome.report):
+            emit(note[0], text=note[1])
     if outcome.run:
         from evalkit.tracking import redact_uri
 
@@ -174,8 +174,12 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
     from evalkit.train import seed_everything, torch_settings
     from evalkit.workflows.training import fold_workers, plan_folds, start_workers_early
 
-    def warn(text: str) -> None:
-        emit("warning", text=text)
+    said: set[str] = set()
+
+    def warn(text: str) -> None:  # a pool that cannot start is told once (early start, then the real size)
+        if text not in said:
+            said.add(text)
+            emit("warning", text=text)
 
     early = start_workers_early(config, warn)  # fold workers import torch while this process reads the data
     if early is not None:

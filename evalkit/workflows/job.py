@@ -98,8 +98,8 @@ def evaluate_job(config: EvaluateJobConfig, *, on_event: EventCallback | None = 
     check_metrics(gates, report)  # bad input: before any output or run
     check_baseline(gates, baseline, report["dataset"]["digest"])  # same rows as the baseline's?
     emit("report", report=report, title="Model" if config.model else "Predictions", per_class=config.per_class)
-    kind, text = degenerate_note(report)
-    emit(kind, text=text)
+    if note := degenerate_note(report):
+        emit(note[0], text=note[1])
     return _finish(config, gates, report, store, emit, store_error, baseline)
 
 
