@@ -172,6 +172,7 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
     """The stages of :func:`run_experiment`; every lifetime (fold workers, the MLflow run, torch's
     settings) is held by ``stack``."""
     from evalkit.train import seed_everything, torch_settings
+    from evalkit.workflows import model_choice
     from evalkit.workflows.training import fold_workers, plan_folds, start_workers_early
 
     said: set[str] = set()
@@ -190,12 +191,13 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
     executor = fold_workers(config, plan, setup.device, early, warn)
     if executor is not None:
         stack.callback(executor.shutdown)  # no worker outlives its run
-    run = stack.enter_context(_open_run(setup, tags, nested)) if track else None
+    fitting = model_choice.strategy(config, setup.splits, device=setup.device, executor=executor, plan=plan)
+    run = stack.enter_context(_open_run(setup, tags, nested)) if track else None  # fold 1's candidates train meanwhile
     stack.enter_context(torch_settings(config.threads, setup.device))
     if run:
         _log_setup(run, setup)
     seed_everything(config.seed)
-    trained = _train(setup, plan, executor, run, emit)
+    trained = _train(setup, plan, fitting, executor, run, emit)
     if executor is not None:
         executor.shutdown()  # its work is done: free the cores now
     config = config.model_copy(update={"model": trained.fold_info["model"]})
@@ -270,9 +272,10 @@ def _log_setup(run, setup: _Setup) -> None:
     log_dataset(run, setup.raw, folds=config.folds)
 
 
-def _train(setup: _Setup, plan, executor, run, emit) -> Trained:
+def _train(setup: _Setup, plan, fitting, executor, run, emit) -> Trained:
     """The training stage: one model (``folds = 1``) or cross-fitting, with the model choice of
-    ``--model auto`` (:mod:`.model_choice`) as the fold strategy."""
+    ``--model auto`` (:mod:`.model_choice`) as the fold strategy (``fitting``: ``(fit_fold, config)``
+    of :func:`~evalkit.workflows.model_choice.strategy`)."""
     from evalkit.workflows import model_choice
     from evalkit.workflows.training import cross_fit, out_of_fold, train_once
 
@@ -280,7 +283,8 @@ def _train(setup: _Setup, plan, executor, run, emit) -> Trained:
 
     splits, device = setup.splits, setup.device
     run = CurveRun(run) if run is not None else None  # the chosen model's curves as metrics, all in curves.csv
-    fit_fold, config = model_choice.strategy(setup.config, splits, device=device, run=run, executor=executor)
+    fit_fold, config = fitting
+    fit_fold.run = run  # where the choice is logged: the run exists now
     try:
         if plan is None:
             trained = train_once(splits, fit_fold, config, emit=emit, run=run, device=device)
