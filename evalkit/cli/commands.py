@@ -24,6 +24,8 @@ from evalkit.cli.app import _ex, _fail, _terminate_on_sigterm, app, console, use
 RUN_SPEC_HELP = ("Experiment spec (experiments/*.toml): RunConfig fields and an optional \\[grid] table of runs; "
                  "flags override it.")
 JOB_SPEC_HELP = "TOML job spec; its \\[evaluate] table sets these options (the command line wins)."
+VERBOSE_HELP = ("A spec's \\[grid]: print each cell's dataset, training and report tables as a single run does "
+                "(default: one line per cell as it ends, then the grouped summary).")
 FORCE_HELP = "Overwrite an existing output file (-o / --plot); an input of the command is never overwritten."
 Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
 
@@ -49,6 +51,7 @@ def run(
     gpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("gpus_per_cell"))] = None,
     max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"))] = None,
     force: Force = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
     **options: Any,
 ) -> None:
     """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.
@@ -60,7 +63,8 @@ def run(
         from evalkit.cli.ui import ConsoleRenderer, flushed
 
         overrides = collect(RunConfig, dict(options), ctx)
-        renderer = ConsoleRenderer(console(), defer=("written",))  # "Report written" after the results
+        # "Report written" after the results; a grid prints one line per cell unless --verbose
+        renderer = ConsoleRenderer(console(), defer=("written",), quiet_cells=not verbose)
         placement = dict(kind=executor, address=ray_address, max_concurrent=max_concurrent,
                          cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, max_retries=max_retries)
         from evalkit.cli.outputs import check_config_outputs
