@@ -33,8 +33,8 @@ def test_malformed_gate_is_bad_input(text):
 
 
 def test_gate_on_a_non_test_metric_is_unknown():
-    with pytest.raises(InputError, match=r"--gate: unknown metric 'macro_f2'"):
-        parse_gate("macro_f2>=0.5")
+    with pytest.raises(InputError, match=r"--gate: unknown metric 'val/macro_f2'"):
+        parse_gate("val/macro_f2>=0.5")
 
 
 def test_parse_max_drop():
