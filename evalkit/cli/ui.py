@@ -125,7 +125,7 @@ class ConsoleRenderer:
         self.console.rule(f"grid cell {i}/{n}: {escape(label)}")
 
     def _on_grid_cell_done(self, i: int, n: int, label: str, values: dict, seconds: float, run_id, report) -> None:
-        self.console.print(cell_line(i, n, label, report, seconds, run_id))
+        self.console.print(cell_line(i, n, label, report, seconds), soft_wrap=True)
 
     def _on_grid_summary(self, stats: dict, title: str) -> None:
         from evalkit.cli.tables import render_groups
@@ -158,9 +158,9 @@ def split_renderer(stdout_renderer, stderr_renderer):
     return on_event
 
 
-def cell_line(i: int, n: int, label: str, report, seconds: float, run_id: str | None = None) -> str:
+def cell_line(i: int, n: int, label: str, report, seconds: float) -> str:
     """One grid cell as one line: ``cell 3/18 loss=focal seed=2: micro-F2 0.7012  macro-F2 0.5981
-    mAP 0.4977  subset acc 0.0349  (12.3 s, run 1f2e...)`` (the reported F-beta, test split)."""
+    mAP 0.4977  subset acc 0.0349  (12.3 s)`` (the reported F-beta, test split)."""
     from evalkit.report import fbeta_key
 
     parts = []
@@ -168,8 +168,7 @@ def cell_line(i: int, n: int, label: str, report, seconds: float, run_id: str | 
         s, fk = report["summary"], fbeta_key(report.get("beta", 2.0))
         parts = [f"micro-{fk.upper()} {_fmt(s['micro'].get(fk))}", f"macro-{fk.upper()} {_fmt(s['macro'].get(fk))}",
                  f"mAP {_fmt(s.get('mean_average_precision'))}", f"subset acc {_fmt(s.get('subset_accuracy'))}"]
-    where = f"{seconds:.1f} s" + (f", run {run_id}" if run_id else "")
-    return f"cell {i}/{n} {escape(label)}: " + "  ".join(parts) + f"  ({where})"
+    return f"cell {i}/{n} {escape(label)}: " + "  ".join(parts) + f"  ({seconds:.1f} s)"
 
 
 def render_splits(splits, console) -> None:
