@@ -193,10 +193,14 @@ def test_spec_file_sets_evaluate_options(store, cli, tmp_path):
     assert res.exit_code == 1, res.output
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["job"] == {"name": "from-spec", "trigger": "scheduled", "experiment": "evalkit"}
-    # the command line wins over the spec
+    # --gate adds to the spec's gates (its failing gate still counts); --replace-gates drops them
     res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class")
     assert res.exit_code == 2 and "r.json already exists; add --force" in res.output  # the spec's output is kept
     res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class", "--force")
+    assert res.exit_code == 1, res.output
+    assert [g["gate"] for g in json.loads((tmp_path / "r.json").read_text())["gates"]["results"]] == [
+        "test/macro_f2>=0.999", "test/macro_f2>=0.0"]
+    res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--replace-gates", "--no-per-class", "--force")
     assert res.exit_code == 0, res.output
 
 
