@@ -318,7 +318,8 @@ class EvaluateJobConfig(BaseModel):
                            "50 rows), all, none, or a row count N.")
     # gates
     gates: list[str] = Field(default_factory=list, description='Gate METRIC OP NUMBER (OP: >=, >, <=, <), repeatable, '
-                             'e.g. "test/macro_f2>=0.55"; exit 1 when one fails.')
+                             'e.g. "test/macro_f2>=0.55" or "ranking_loss<0.2" (aliases: lrap, map, exact_match, '
+                             'hamming, ...); exit 1 when one fails.')
     baseline: str | None = Field(None, description="Baseline of --max-drop: last (last finished run of this --job), champion "
                                  "(run behind models:/NAME@champion), models:/NAME@ALIAS, or a run id.")
     max_drop: list[str] = Field(default_factory=list, description="Relative gate METRIC=AMOUNT: at most AMOUNT worse than the "

@@ -57,8 +57,8 @@ def parse_gate(text: str) -> Gate:
     if not m:
         raise InputError(f"--gate: malformed gate {text!r}; expected {GATE_FORM}")
     bound = float(m["bound"])
-    _check_name(m["metric"], "--gate")
-    return Gate(m["metric"], m["op"], bound, f"{m['metric']}{m['op']}{m['bound']}")
+    metric = _check_name(m["metric"], "--gate")
+    return Gate(metric, m["op"], bound, f"{metric}{m['op']}{m['bound']}")
 
 
 def parse_max_drop(text: str) -> Gate:
@@ -69,23 +69,55 @@ def parse_max_drop(text: str) -> Gate:
     bound = float(m["bound"])
     if bound < 0 or not math.isfinite(bound):
         raise InputError(f"--max-drop: the allowed drop of {m['metric']} must be a number >= 0, got {m['bound']}")
-    _check_name(m["metric"], "--max-drop")
-    return Gate(m["metric"], "max-drop", bound, f"{m['metric']} max-drop {m['bound']}")
+    metric = _check_name(m["metric"], "--max-drop")
+    return Gate(metric, "max-drop", bound, f"{metric} max-drop {m['bound']}")
 
 
 _CLASS_RE = re.compile(r"^test/class/[^/]+/[a-z_0-9.]+$")
 _AVG_RE = re.compile(r"^test/(micro|macro|weighted|samples)_(accuracy|precision|recall|f\d+(\.\d+)?)$")
 
 
-def _check_name(metric: str, option: str) -> None:
-    """Static check (before any work) that ``metric`` can be a tracked test metric; the exact check
-    against the report (labels, beta) is :func:`check_metrics`."""
+#: common names of tracked metrics (with or without ``test/``): ``--gate "ranking_loss<0.2"`` gates
+#: ``test/label_ranking_loss``; a bare tracked name (``macro_f2``) means ``test/macro_f2``
+ALIASES = {"ranking_loss": "label_ranking_loss", "label_ranking_average_precision": "lrap", "map": "macro_map",
+           "mean_average_precision": "macro_map", "exact_match": "subset_accuracy", "hamming": "hamming_loss",
+           "auroc": "macro_auroc", "coverage": "coverage_error"}
+
+
+def resolve_metric(metric: str) -> str:
+    """The tracked key a gate names: ``test/`` added when missing, :data:`ALIASES` (any case) resolved;
+    ``lrap`` -> ``test/lrap``, ``test/ranking_loss`` -> ``test/label_ranking_loss``."""
+    bare = metric.removeprefix("test/")
+    return "test/" + ALIASES.get(bare.lower(), bare.lower() if f"test/{bare.lower()}" in _static_keys() else bare)
+
+
+def _static_keys() -> list[str]:
+    """The test metric keys every report has (averaged F1 / F2 / precision / recall / accuracy, scalars)."""
     from evalkit.report import SCALARS
 
-    if _AVG_RE.match(metric) or _CLASS_RE.match(metric) or metric in {f"test/{v}" for v in SCALARS.values()}:
-        return
-    raise InputError(f"{option}: unknown metric {metric!r}; expected a tracked test metric such as test/macro_f2, "
-                     "test/micro_f2, test/subset_accuracy, test/hamming_loss, test/macro_map or test/class/<label>/f2")
+    averaged = [f"test/{a}_{m}" for a in ("micro", "macro", "weighted", "samples")
+                for m in ("accuracy", "precision", "recall", "f1", "f2")]
+    return averaged + [f"test/{v}" for v in SCALARS.values()]
+
+
+def did_you_mean(metric: str, known) -> str:
+    """``"; did you mean test/a or test/b?"`` for the keys of ``known`` closest to ``metric`` (difflib), or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(metric, sorted(known), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def _check_name(metric: str, option: str) -> str:
+    """Static check (before any work) that ``metric`` (an alias resolved: :func:`resolve_metric`) can be
+    a tracked test metric; returns the key. The exact check against the report (labels, beta) is
+    :func:`check_metrics`."""
+    key = resolve_metric(metric)
+    if _AVG_RE.match(key) or _CLASS_RE.match(key) or key in _static_keys():
+        return key
+    raise InputError(f"{option}: unknown metric {metric!r}{did_you_mean(key, _static_keys())} (tracked test metrics "
+                     "are e.g. test/macro_f2, test/subset_accuracy, test/hamming_loss, test/macro_map, test/lrap, "
+                     "test/label_ranking_loss, test/class/<label>/f2)")
 
 
 def known_metrics(report: dict, split: str = "test") -> set[str]:
@@ -112,7 +144,8 @@ def check_metrics(gates: list[Gate], report: dict) -> None:
             option = "--max-drop" if g.relative else "--gate"
             examples = ", ".join(k for k in ("test/macro_f2", "test/micro_f2", "test/subset_accuracy",
                                              "test/hamming_loss", "test/macro_map") if k in known)
-            raise InputError(f"{option}: unknown metric {g.metric!r}; expected a tracked metric name such as {examples}")
+            raise InputError(f"{option}: unknown metric {g.metric!r}{did_you_mean(g.metric, known)} (tracked metric "
+                             f"names are e.g. {examples})")
 
 
 def check_baseline(gates: list[Gate], baseline: dict | None, digest: str | None = None) -> None:

@@ -23,7 +23,12 @@ from evalkit.cli.app import _ex, _fail, _terminate_on_sigterm, app, console, use
 
 RUN_SPEC_HELP = ("Experiment spec (experiments/*.toml): RunConfig fields and an optional \\[grid] table of runs; "
                  "flags override it.")
-JOB_SPEC_HELP = "TOML job spec; its \\[evaluate] table sets these options (the command line wins)."
+JOB_SPEC_HELP = ("TOML job spec; its \\[evaluate] table sets these options (the command line wins; --gate / "
+                 "--max-drop add to the spec's, see --replace-gates).")
+VERBOSE_HELP = ("A spec's \\[grid]: print each cell's dataset, training and report tables as a single run does "
+                "(default: one line per cell as it ends, then the grouped summary).")
+REPLACE_GATES_HELP = ("With --spec: --gate / --max-drop replace the spec's gates and max_drop (and its baseline "
+                      "unless --max-drop is given) instead of adding to them.")
 FORCE_HELP = "Overwrite an existing output file (-o / --plot); an input of the command is never overwritten."
 Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
 
@@ -49,6 +54,7 @@ def run(
     gpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("gpus_per_cell"))] = None,
     max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"))] = None,
     force: Force = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
     **options: Any,
 ) -> None:
     """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.
@@ -60,7 +66,8 @@ def run(
         from evalkit.cli.ui import ConsoleRenderer, flushed
 
         overrides = collect(RunConfig, dict(options), ctx)
-        renderer = ConsoleRenderer(console(), defer=("written",))  # "Report written" after the results
+        # "Report written" after the results; a grid prints one line per cell unless --verbose
+        renderer = ConsoleRenderer(console(), defer=("written",), quiet_cells=not verbose)
         placement = dict(kind=executor, address=ray_address, max_concurrent=max_concurrent,
                          cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, max_retries=max_retries)
         from evalkit.cli.outputs import check_config_outputs
@@ -92,6 +99,7 @@ def evaluate(
     ctx: typer.Context,
     no_per_class: Annotated[bool, typer.Option("--no-per-class", help="Same as --per-class none.")] = False,
     spec: Annotated[Optional[str], typer.Option(help=JOB_SPEC_HELP)] = None,
+    replace_gates: Annotated[bool, typer.Option("--replace-gates", help=REPLACE_GATES_HELP)] = False,
     force: Force = False,
     **options: Any,
 ) -> None:
@@ -108,7 +116,9 @@ def evaluate(
         given = collect(EvaluateJobConfig, dict(options), ctx)
         if no_per_class:
             given["per_class"] = "none"
-        config = load_evaluate_spec(spec, given) if spec else EvaluateJobConfig(**given)
+        if replace_gates and not spec:
+            raise InputError("--replace-gates: applies to evaluate --spec FILE (whose gates it replaces); drop it")
+        config = load_evaluate_spec(spec, given, replace_gates=replace_gates) if spec else EvaluateJobConfig(**given)
         from evalkit.cli.outputs import check_config_outputs
 
         check_config_outputs([config], force, spec)  # before any evaluation

@@ -34,8 +34,20 @@ def model_store_error(uri: str, tracking_uri: str, e: Exception) -> Exception:
     msg = first_line(e)
     code = getattr(e, "error_code", "") if isinstance(e, MlflowException) else ""
     if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in msg.lower() or "does not exist" in msg.lower():
-        return InputError(f"--model {uri}: not found in {redact_uri(tracking_uri)} ({msg})")
+        return InputError(f"--model {uri}: not found in {redact_uri(tracking_uri)} ({msg}){registry_hint(uri)}")
     return InfraError(f"--model {uri}: cannot load the model from {redact_uri(tracking_uri)}: {msg}")
+
+
+def registry_hint(uri: str) -> str:
+    """How to create the registered model ``uri`` names (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``):
+    ``"; create it with: evalkit run --register NAME --alias ALIAS ..."``; ``""`` for other URIs."""
+    ref = uri.removeprefix("models:/").strip("/") if uri.startswith("models:/") else ""
+    name, alias = ref.split("@", 1) if "@" in ref else (ref.rsplit("/", 1)[0] if "/" in ref else "", None)
+    if not name:
+        return ""
+    command = f"evalkit run --register {name}" + (f" --alias {alias}" if alias else "")
+    return (f"; create it by training and registering a model with: {command} (that trains on the default "
+            "dataset, yeast: add --dataset and the run's options for other data)")
 
 
 def model_source_run(tracking_uri: str, uri: str) -> str | None:

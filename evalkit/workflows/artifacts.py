@@ -79,7 +79,8 @@ def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:
     return preprocess_record(
         dataset={"spec": where(config.dataset), "test_dataset": where(config.test_dataset),
                  "reader_options": dict(config.reader_options), "name": splits.name, "digest": splits.digest,
-                 "test_size": config.test_size, "val_size": config.val_size, "seed": config.seed},
+                 "test_size": config.test_size, "val_size": config.val_size, "seed": config.seed}
+        | ({"one_hot": splits.train.meta["one_hot"]} if "one_hot" in splits.train.meta else {}),
         input_shape=splits.train.X.shape[1:], label_names=splits.label_names, standardize=std_stats is not None,
         mean=mean, std=std, threshold=thresholds.to_dict(),
         model={"arch": config.model, "hidden": list(config.hidden), "dropout": config.dropout,

@@ -341,8 +341,9 @@ def _test_data(cfg: EvaluateJobConfig, record: dict | None, reader_options_given
                              "(no dataset is recorded with this model)")
     if cfg.test_dataset is not None:
         test = read_file(cfg.test_dataset, **options)
-        return test, test.name
+        return _as_trained(test, recorded), test.name
     train, test = load_dataset(dataset, None, **options)
+    train = _as_trained(train, recorded)
     if test is None:
         defaults = RunConfig.model_fields
         ts = test_size if test_size is not None else recorded.get("test_size", defaults["test_size"].default)
@@ -350,6 +351,16 @@ def _test_data(cfg: EvaluateJobConfig, record: dict | None, reader_options_given
         vs = recorded.get("val_size", defaults["val_size"].default)
         test = make_splits(train, None, val_size=vs, test_size=ts, seed=sd).test
     return test, train.name
+
+
+def _as_trained(data, recorded: dict):
+    """``data`` with its one-hot text columns laid out as in training (the record's ``one_hot``,
+    :func:`evalkit.data.tabular.align_one_hot`); as it is without a record or text columns."""
+    if not recorded or ("one_hot" not in recorded and "one_hot" not in data.meta):
+        return data
+    from evalkit.data.tabular import align_one_hot
+
+    return align_one_hot(data, recorded.get("one_hot") or {}, "the model's training data")
 
 
 def _score(cfg: EvaluateJobConfig, loaded, X, test, device: str, notes: list[str]):
