@@ -121,6 +121,7 @@ def evaluate_predictions(
     zero_division: float = 0.0,
     label_map: str | None = None,
     map_reduce: str = "max",
+    scores_sink=None,
 ) -> Report:
     """Evaluate a predictions file (``.npz``, ``.parquet`` or ``.csv``; see :mod:`evalkit.metrics.io`)
     in batches, so a file larger than memory still evaluates (use ``threshold_free="streaming"``
@@ -133,6 +134,8 @@ def evaluate_predictions(
         label_map: a label map file (:mod:`evalkit.labelmap`): the file's labels are mapped onto its
             targets (scores as probabilities, combined with ``map_reduce``: max, sum or mean), as
             ``evaluate --model --label-map`` does; the digest stays that of the file's targets.
+        scores_sink: e.g. a :class:`~evalkit.scores_file.ScoresWriter`: its ``add(targets,
+            probabilities, labels, thresholds)`` gets every batch as evaluated (logits as probabilities).
     Raises:
         InputError: missing file, malformed content, thresholds that do not fit the labels, a bad
             label map.
@@ -163,6 +166,10 @@ def evaluate_predictions(
             engine = MultilabelEngine(len(names), scores=kind, threshold=thresholds.array(), beta=beta,
                                       zero_division=zero_division, threshold_free=threshold_free, label_names=names)
         engine.update(torch.as_tensor(np.asarray(scores)), torch.as_tensor(t))
+        if scores_sink is not None:
+            from evalkit.scores import sigmoid
+
+            scores_sink.add(t, sigmoid(scores) if kind == "logits" else scores, names, thresholds)
         n += t.shape[0]
     if engine is None or n == 0:
         raise InputError(f"{path}: no samples")
@@ -250,8 +257,9 @@ def evaluate_model(model: str, dataset: str | None = None, test_dataset: str | N
 
 
 def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool = True, emit=None,
-                          test_size: float | None = None, seed: int | None = None) -> Report:
-    """:func:`evaluate_model` for an :class:`~evalkit.config.EvaluateJobConfig` (``cfg.model`` set)."""
+                          test_size: float | None = None, seed: int | None = None, scores_sink=None) -> Report:
+    """:func:`evaluate_model` for an :class:`~evalkit.config.EvaluateJobConfig` (``cfg.model`` set);
+    ``scores_sink.add(targets, probabilities, labels, thresholds)`` gets the evaluated scores."""
     from evalkit.model_io import apply_preprocess, load_model
     from evalkit.models import resolve_device
     from evalkit.tracking import redact_uri
@@ -295,6 +303,8 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
                               "unmapped": unmapped}
     thresholds = _thresholds(cfg, record if labelmap is None else None, loaded, names)
     metrics = thresholds.evaluate(Y, probabilities, beta=cfg.beta, label_names=names, threshold_free=cfg.threshold_free)
+    if scores_sink is not None:
+        scores_sink.add(Y, probabilities, names, thresholds)
     extra["model"] = {"spec": redact_uri(cfg.model), "kind": loaded.kind, "run_id": loaded.source_run,
                       "preprocess": loaded.preprocess_source or preprocess, "device": device}
     if warnings:
