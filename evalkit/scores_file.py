@@ -58,28 +58,27 @@ class ScoreSet:
 class ScoresWriter:
     """Writes ``scores.parquet`` batch by batch (a predictions file larger than memory is never held).
 
-    ``add(targets, probabilities, labels, thresholds)`` appends rows (``thresholds``: the
-    :class:`~evalkit.thresholds.Thresholds`); ``close(digest)`` writes the metadata and closes.
+    ``add(targets, scores, labels, kind)`` appends rows (logits become probabilities here, by
+    :func:`evalkit.scores.sigmoid`); ``close(digest, threshold)`` writes the metadata and closes.
     """
 
     def __init__(self, path: str | Path):
-        self.path, self.rows, self._writer, self._meta = Path(path), 0, None, {}
+        self.path, self.rows, self._writer, self._labels = Path(path), 0, None, []
 
-    def add(self, targets, probabilities, labels, thresholds) -> None:
+    def add(self, targets, scores, labels, kind: str = "probabilities") -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        Y, P = np.asarray(targets), np.asarray(probabilities)
+        from evalkit.scores import sigmoid
+
+        Y, P = np.asarray(targets), sigmoid(scores) if kind == "logits" else np.asarray(scores)
         if self._writer is None:
-            names = [str(x) for x in labels]
+            self._labels = [str(x) for x in labels]
             fields = [pa.field("row_id", pa.int64())]
-            fields += [pa.field(f"{PREFIX_TARGET}{n}", pa.uint8()) for n in names]
-            fields += [pa.field(f"{PREFIX_PROB}{n}", pa.from_numpy_dtype(P.dtype)) for n in names]
+            fields += [pa.field(f"{PREFIX_TARGET}{n}", pa.uint8()) for n in self._labels]
+            fields += [pa.field(f"{PREFIX_PROB}{n}", pa.from_numpy_dtype(P.dtype)) for n in self._labels]
             self._schema = pa.schema(fields)
             self._writer = pq.ParquetWriter(self.path, self._schema, compression="zstd")
-            cuts = thresholds.values
-            self._meta = {"version": VERSION, "labels": names, "threshold": thresholds.label,
-                          "thresholds": None if cuts is None else [float(v) for v in cuts], "k": thresholds.k}
         cols = [pa.array(np.arange(self.rows, self.rows + len(Y), dtype=np.int64))]
         cols += [pa.array(np.ascontiguousarray(Y[:, j], dtype=np.uint8)) for j in range(Y.shape[1])]
         cols += [pa.array(np.ascontiguousarray(P[:, j]), type=self._schema.field(1 + Y.shape[1] + j).type)
@@ -87,21 +86,31 @@ class ScoresWriter:
         self._writer.write_table(pa.Table.from_arrays(cols, schema=self._schema))
         self.rows += len(Y)
 
-    def close(self, digest: str | None) -> Path | None:
-        """Write the metadata and close; the file's path, or ``None`` when no row was added."""
+    def close(self, digest: str | None, threshold: dict | None = None) -> Path | None:
+        """Write the metadata and close; the file's path, or ``None`` when no row was added.
+
+        Args:
+            threshold: the report's ``threshold`` block (``strategy``, ``values``: one per label or
+                nulls for top-k, ``k``; :meth:`evalkit.thresholds.Thresholds.to_dict`).
+        """
         if self._writer is None:
             return None
-        self._writer.add_key_value_metadata({META_KEY: json.dumps(self._meta | {"digest": digest,
-                                                                                 "n_rows": self.rows})})
+        block = threshold or {}
+        values = block.get("values")
+        cuts = None if not values or any(v is None for v in values) else [float(v) for v in values]
+        meta = {"version": VERSION, "labels": self._labels, "threshold": str(block.get("strategy", "")),
+                "thresholds": cuts, "k": block.get("k"), "digest": digest, "n_rows": self.rows}
+        self._writer.add_key_value_metadata({META_KEY: json.dumps(meta)})
         self._writer.close()
         return self.path
 
 
 def write_scores(path: str | Path, targets, probabilities, labels, thresholds, digest: str | None) -> Path:
-    """Write a whole ``(N, C)`` score set at once (:class:`ScoresWriter`)."""
+    """Write a whole ``(N, C)`` score set at once (:class:`ScoresWriter`; ``thresholds``: a
+    :class:`~evalkit.thresholds.Thresholds`)."""
     w = ScoresWriter(path)
-    w.add(targets, probabilities, labels, thresholds)
-    return w.close(digest)
+    w.add(targets, probabilities, labels)
+    return w.close(digest, thresholds.to_dict())
 
 
 def read_scores(path: str | Path, where: str) -> ScoreSet:

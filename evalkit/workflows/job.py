@@ -103,7 +103,7 @@ def evaluate_job(config: EvaluateJobConfig, *, on_event: EventCallback | None = 
         report = _evaluate(config, emit, kept.writer)
         check_metrics(gates, report)  # bad input: before any output or run
         check_baseline(gates, baseline, report["dataset"]["digest"])  # same rows as the baseline's?
-        kept.finish(report["dataset"]["digest"])
+        kept.finish(report)
         paired = kept.paired(baseline)
         emit("report", report=report, title="Model" if config.model else "Predictions", per_class=config.per_class)
         if note := degenerate_note(report):

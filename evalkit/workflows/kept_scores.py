@@ -43,10 +43,10 @@ class KeptScores:
         _, self.baseline_path = run_scores(store_uri, baseline["run_id"], str(self.tmp / "baseline"),
                                            flag=f"--baseline {baseline.get('source')}: run")
 
-    def finish(self, digest: str) -> None:
-        """Close the job's scores file (``digest``: the evaluated rows', the report's)."""
+    def finish(self, report) -> None:
+        """Close the job's scores file with the report's digest (the evaluated rows') and thresholds."""
         if self.writer is not None:
-            self.path = self.writer.close(digest)
+            self.path = self.writer.close(report["dataset"]["digest"], report["threshold"])
 
     def paired(self, baseline: dict | None) -> dict[str, dict]:
         """``{metric: paired row}`` of the significant gates (this run minus the baseline run), with
