@@ -12,7 +12,7 @@ The file's key-value metadata ``evalkit.scores`` (JSON) holds ``version`` (1), `
 (the strategy text), ``digest`` (the evaluated rows' digest: the run's ``evaluation`` input and
 report ``dataset.digest`` of ``evaluate``) and ``n_rows``.
 
-Size: about N x C x (1 + 8) bytes before compression (yeast's 917 x 14 test rows: ~40 kB on disk).
+Size: about N x C x (1 + 8) bytes before compression (measured: 126 kB for yeast's 917 x 14 test rows, float64).
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ class Format(str, Enum):
 
 @app.command()
 def compare(
-    runs: Annotated[Optional[list[str]], typer.Argument(help="RUN_A RUN_B: compare two runs on the same test rows, row by row (paired bootstrap of B - A; needs their scores.parquet).", show_default=False)] = None,
+    runs: Annotated[Optional[list[str]], typer.Argument(help="RUN_A RUN_B: compare two runs on the same test rows, row by row (paired bootstrap of B - A; needs their scores.parquet).", show_default=False, metavar="RUN_A RUN_B")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = RunConfig.model_fields["experiment"].default,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
     format: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")] = Format.table,
