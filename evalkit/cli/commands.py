@@ -169,11 +169,12 @@ class Format(str, Enum):
 
 @app.command()
 def compare(
+    runs: Annotated[Optional[list[str]], typer.Argument(help="RUN_A RUN_B: compare two runs on the same test rows, row by row (paired bootstrap of B - A; needs their scores.parquet).", show_default=False, metavar="RUN_A RUN_B")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = RunConfig.model_fields["experiment"].default,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
     format: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")] = Format.table,
     metric: Annotated[Optional[list[str]], typer.Option(help="Metric column, repeatable (default: headline test metrics).")] = None,
-    group_by: Annotated[str, typer.Option(help="Group runs by this param (mean ± std, ranking, paired test over seeds); 'none' lists every run.")] = "loss",
+    group_by: Annotated[str, typer.Option("--group-by", "--by", help="Group runs by this param (mean ± std, ranking, paired test over seeds); 'none' lists every run.")] = "loss",
     parent: Annotated[Optional[str], typer.Option(help="Compare the child runs of this grid parent run (default: the latest grid's, if any).")] = None,
     rank_by: Annotated[Optional[str], typer.Option(help="Metric that ranks the groups (default: the first metric).")] = None,
     log_plot: Annotated[bool, typer.Option("--log-plot", help="Log the grouped bar chart to the grid's parent run.")] = False,
@@ -183,11 +184,22 @@ def compare(
     force: Force = False,
 ) -> None:
     """Compare the runs of an experiment: grouped by loss (mean ± std over seeds, ranked, with a paired
-    significance test of the best group's lead), or one row per run with --group-by none.
+    significance test of the best group's lead, Holm-adjusted), or one row per run with --group-by none.
+
+    With RUN_A RUN_B: the two runs' metrics recomputed from their kept test scores, with the paired
+    difference B - A, its bootstrap interval and p-value (McNemar's exact test for subset accuracy);
+    refused (exit 2) when the runs were evaluated on different test rows.
 
     With --trigger / --job: the history of a scheduled job (oldest first) and its trend (--plot FILE).
     """
     with user_errors():
+        if runs:
+            from evalkit.cli.paired_table import show_paired
+
+            show_paired(runs, tracking_uri, console(), metrics=metric, fmt=format.value,
+                        others={"--parent": parent, "--rank-by": rank_by, "--trigger": trigger, "--job": job,
+                                "--plot": plot, "--log-plot": log_plot or None})
+            return
         from evalkit.tracking import resolve_tracking_uri
 
         from evalkit.cli.outputs import DEFAULT_STORE, check_outputs, check_plot_path

@@ -118,12 +118,13 @@ def degenerate_tags(report: Report) -> dict[str, str]:
 
 
 def log_run_results(run, report: Report, model, input_example: np.ndarray, *, config: RunConfig, preprocess: dict,
-                    thresholds, val, test) -> str | None:
+                    thresholds, val, test, test_digest: str | None = None) -> str | None:
     """Everything a training run logs after evaluation. Returns the registered model
     (``models:/NAME/VERSION``, with the alias when set) or ``None``.
 
     Args:
         val / test: ``(probabilities (N, C), targets (N, C))`` of the validation (out-of-fold) and test splits.
+        test_digest: the test rows' digest (the ``evaluation`` input's), kept in ``scores.parquet``.
     """
     from evalkit.metrics.names import REFERENCE_SCALARS
     from evalkit.model_io import PREPROCESS_FILE
@@ -141,7 +142,18 @@ def log_run_results(run, report: Report, model, input_example: np.ndarray, *, co
     if config.log_model and config.register_model:
         registered = run.registered_model(config.register_model, config.alias)
     log_thresholds(run, report, thresholds, config, val, test)
+    if config.log_scores:
+        log_scores(run, test[1], test[0], [r["label"] for r in report["per_class"]], thresholds, test_digest)
     return registered
+
+
+def log_scores(run, targets, probabilities, labels, thresholds, digest: str | None) -> None:
+    """``scores.parquet`` (:mod:`evalkit.scores_file`): row ids, targets and probabilities ``(N, C)``
+    of the test rows, the thresholds and the rows' ``digest``, for ``evalkit compare RUN_A RUN_B``."""
+    from evalkit.scores_file import SCORES_FILE, write_scores
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run.log_artifact(write_scores(Path(tmp) / SCORES_FILE, targets, probabilities, labels, thresholds, digest))
 
 
 def log_thresholds(run, report: Report, thresholds, config: RunConfig, val, test) -> None:

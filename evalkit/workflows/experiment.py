@@ -214,7 +214,7 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
             run, report, trained.model, dense_rows(setup.splits.test.X, slice(0, 5)), config=config,
             preprocess=preprocess_for(config, setup.splits, setup.std_stats, thresholds),
             thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
-            test=(test_prob, setup.splits.test.Y))
+            test=(test_prob, setup.splits.test.Y), test_digest=setup.raw.test.digest)
         run.log_metrics({f"validation/{k}": v for k, v in validation.items()})
         from evalkit.images.grid import log_sample_grid
 
