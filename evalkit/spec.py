@@ -330,10 +330,10 @@ def _check_executor(table: dict, text: str, path: str) -> None:
 
 def _resolve_paths(data: dict, grid: dict, base: Path) -> None:
     """Relative data paths in a spec are relative to the spec file (built-in names stay names)."""
-    from evalkit.data.builtin import BUILTINS
+    from evalkit.inputs import BUILTIN_DATASETS
 
     def fix(v):
-        if isinstance(v, str) and v not in BUILTINS and not Path(v).is_absolute() and (base / v).exists():
+        if isinstance(v, str) and v not in BUILTIN_DATASETS and not Path(v).is_absolute() and (base / v).exists():
             return str((base / v).resolve())
         return v
 

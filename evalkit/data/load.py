@@ -50,11 +50,10 @@ def read_file(path: str, **reader_options) -> Dataset:
         InputError: (exit code 2) no such file (the message lists the built-in names, in case a
             built-in was meant), or anything :func:`~evalkit.data.readers.read` refuses.
     """
-    p = Path(path)
-    if not p.exists():
-        from evalkit.data.builtin import BUILTINS
+    from evalkit.inputs import require_dataset_file
 
-        raise InputError(f"{path}: no such file (and not a built-in dataset: {', '.join(BUILTINS)})")
+    require_dataset_file(path)
+    p = Path(path)
     from evalkit.data import readers
 
     return readers.read(p, **reader_options)
