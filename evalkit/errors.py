@@ -20,12 +20,17 @@ EXIT_INFRA = 3
 _FIELD = "\x1f"
 
 
-def field_name(name: str) -> str:
+def field_name(name: str, switch: bool | None = None) -> str:
     """``name`` (a field of :class:`~evalkit.config.RunConfig`, ``EvaluateJobConfig``, a reader option
     or an executor setting) marked inside an error message, so that each entry point names it its own
     way: ``str(error)`` writes the field (Python API), the CLI its flag (``--label-columns``) or, for a
-    value that came from a spec file, its spec key (:meth:`EvalkitError.named`)."""
-    return f"{_FIELD}{name}{_FIELD}"
+    value that came from a spec file, its spec key (:meth:`EvalkitError.named`). ``switch``: a boolean
+    field set to that value (``track=False``: ``--no-track`` on the command line, ``track = false`` in a spec)."""
+    return f"{_FIELD}{name}{'' if switch is None else '=' + str(bool(switch)).lower()}{_FIELD}"
+
+
+def _python_name(field: str, switch: bool | None = None) -> str:
+    return field if switch is None else f"{field}={switch}"
 
 
 class EvalkitError(Exception):
@@ -46,16 +51,21 @@ class EvalkitError(Exception):
         """The fields the message names (:func:`field_name`), in order."""
         import re
 
-        return tuple(re.findall(f"{_FIELD}([^{_FIELD}]*){_FIELD}", super().__str__()))
+        return tuple(m.partition("=")[0] for m in re.findall(f"{_FIELD}([^{_FIELD}]*){_FIELD}", super().__str__()))
 
     def named(self, name) -> str:
-        """The message with each marked field written as ``name(field)`` (``name``: str -> str)."""
+        """The message with each marked field written as ``name(field)`` (``name(field, switch)`` for a
+        boolean set to ``switch``)."""
         import re
 
-        return re.sub(f"{_FIELD}([^{_FIELD}]*){_FIELD}", lambda m: name(m[1]), super().__str__())
+        def one(m) -> str:
+            field, _, switch = m[1].partition("=")
+            return name(field, switch == "true") if switch else name(field)
+
+        return re.sub(f"{_FIELD}([^{_FIELD}]*){_FIELD}", one, super().__str__())
 
     def __str__(self) -> str:
-        return self.named(str)
+        return self.named(_python_name)
 
 
 class InputError(EvalkitError):

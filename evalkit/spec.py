@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 #: most cells a grid may have (the product of its axes' lengths is checked before any cell is built)
 MAX_CELLS = 10_000
@@ -66,8 +66,7 @@ class Spec:
         except ValidationError as e:
             err = e.errors()[0]
             key = str(err["loc"][0]) if err["loc"] else ""
-            flag = {"kind": "executor", "address": "ray-address"}.get(key, key.replace("_", "-"))
-            raise InputError(f"--{flag}: {_problem(err)}") from None
+            raise InputError(f"{field_name(key)}: {_problem(err)}") from None
 
     def search_space(self) -> tuple[Any, dict[str, tuple[str, list]]]:
         """The ``[search]`` table as ``(SearchConfig, space)``; ``space`` maps a RunConfig field to
@@ -149,7 +148,7 @@ class Spec:
             loc = tuple(str(x) for x in err["loc"])
             key = loc[0] if loc else ""
             if key in overrides:
-                raise InputError(f"--{key.replace('_', '-')}: {err['msg']}") from None
+                raise InputError(f"{field_name(key)}: {err['msg']}") from None
             raise self.located_error(loc, _problem(err), cell, section) from None
         self._check_loss_options(config, cell, overrides, section)
         return config

@@ -76,11 +76,9 @@ def console(stderr: bool = False):
 
 def _fail(message: str, code: int) -> None:
     """One line on stderr (never read as markup), the traceback too with ``--debug``, then exit ``code``."""
-    err = console(stderr=True)
-    err.print("[red]error:[/] ", end="")
-    from evalkit.cli.ui import printable
+    from evalkit.cli.outputs import error_line
 
-    err.print(printable(message), markup=False, soft_wrap=True)
+    error_line(message)
     if DEBUG:
         import traceback
 

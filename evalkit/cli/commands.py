@@ -72,7 +72,7 @@ def run(
         if spec is not None:
             from evalkit.spec import load_spec
 
-            names.from_spec(overrides)
+            names.from_spec(overrides | {k: v for k, v in placement.items() if v is not None})
         configs = load_spec(spec).configs(overrides) if spec is not None else [RunConfig(**overrides)]
         from evalkit.cli.outputs import check_config_outputs
         from evalkit.inputs import check_run_inputs

@@ -280,10 +280,12 @@ class FieldNames:
 
     def __init__(self, command=None):
         self.flags: dict[str, str] = {}
+        self.negative: dict[str, str] = {}  # --no-track
         for param in getattr(command, "params", ()):
             longs = [o for o in param.opts if o.startswith("--")]
             if longs and param.name:
                 self.flags[param.name] = longs[0]
+                self.negative[param.name] = next((o for o in param.secondary_opts if o.startswith("--")), "")
         self.given: set[str] | None = None
         self.table = ""
 
@@ -294,13 +296,18 @@ class FieldNames:
         self.table = table
 
     def spec_key(self, field: str) -> str:
-        key = f"reader_options.{field}" if field in READER_FLAGS else field
-        return f"{self.table}.{key}" if self.table else key
+        """``field``'s key in a spec: ``reader_options.label_file``, ``executor.address``, ``evaluate.job``."""
+        key = f"reader_options.{field}" if field in READER_FLAGS else f"executor.{field}" if field in RAY_OPTIONS \
+            else field
+        return f"{self.table}.{key}" if self.table and field not in RAY_OPTIONS else key
 
-    def __call__(self, field: str) -> str:
+    def __call__(self, field: str, switch: bool | None = None) -> str:
         if self.given is not None and field not in self.given:
-            return self.spec_key(field)
-        return self.flags.get(field) or FLAGS.get(field, (_flag(field),))[0]
+            return self.spec_key(field) + ("" if switch is None else f" = {str(switch).lower()}")
+        flag = self.flags.get(field) or FLAGS.get(field, (_flag(field),))[0]
+        if switch is None:
+            return flag
+        return flag if switch else self.negative.get(field) or f"--no-{flag[2:]}"
 
 
 def validation_message(err, names: FieldNames | None = None) -> str:

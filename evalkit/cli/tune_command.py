@@ -44,11 +44,11 @@ def tune(
             raise InputError(f"--num-samples: expected at least 1, got {num_samples}")
         from evalkit.spec import load_spec
 
-        names.from_spec({})
+        placement = dict(address=address, max_concurrent=max_concurrent, cpus_per_cell=cpus_per_cell,
+                         gpus_per_cell=gpus_per_cell, max_retries=max_retries)
+        names.from_spec({k: v for k, v in placement.items() if v is not None})
         load_spec(spec).search_space()  # an unreadable spec or a bad [search] table: before Ray and torch load
         from evalkit.cli.ui import ConsoleRenderer
         from evalkit.workflows.tune import run_tune
 
-        placement = dict(address=address, max_concurrent=max_concurrent, cpus_per_cell=cpus_per_cell,
-                         gpus_per_cell=gpus_per_cell, max_retries=max_retries)
         run_tune(spec, track=track, executor=placement, num_samples=num_samples, on_event=ConsoleRenderer(console()))

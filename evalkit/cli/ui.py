@@ -8,18 +8,11 @@ never read as markup, and its control characters are shown (``\\x1b``), never se
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 
 from rich.markup import escape as _markup_escape
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def printable(text) -> str:
-    """``str(text)`` with its control characters (ANSI escapes, NUL, ...; not tab and newline) written
-    as ``\\x1b``, ``\\x00``: the one place data-derived text is made safe for the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+from evalkit.cli.outputs import printable  # noqa: F401  (re-exported: the one place text is made safe)
 
 
 def escape(text) -> str:
