@@ -369,6 +369,17 @@ def _read_toml(path: str | Path, what: str, syntax: str = "TOML syntax") -> tupl
         raise InputError(f"{path}:{line}: {syntax}: {str(e).split(' (at ')[0]}") from None
 
 
+def spec_table(path: str | Path, table: str | None = None) -> dict[str, Any]:
+    """The keys and values of a spec file (of its ``[table]`` when given; ``{}`` when it cannot be
+    read: :func:`load_spec` / :func:`load_evaluate_spec` report that). What the CLI names by spec key."""
+    try:
+        data = _read_toml(path, "a TOML spec")[1]
+    except InputError:
+        return {}
+    data = data.get(table, {}) if table else data
+    return data if isinstance(data, dict) else {}
+
+
 def load_evaluate_spec(path: str | Path, overrides: dict[str, Any] | None = None):
     """The :class:`~evalkit.config.EvaluateJobConfig` of a TOML job spec (``evaluate --spec FILE``):
     its ``[evaluate]`` table, then ``overrides`` (the flags given on the command line, as config

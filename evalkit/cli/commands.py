@@ -70,9 +70,9 @@ def run(
             raise InputError(f"{' / '.join(map(field_name, RAY_OPTIONS))}: apply to the cells of a spec "
                              "(evalkit run SPEC); give a spec file")
         if spec is not None:
-            from evalkit.spec import load_spec
+            from evalkit.spec import load_spec, spec_table
 
-            names.from_spec(overrides | {k: v for k, v in placement.items() if v is not None})
+            names.from_spec(spec_table(spec), overrides | {k: v for k, v in placement.items() if v is not None})
         configs = load_spec(spec).configs(overrides) if spec is not None else [RunConfig(**overrides)]
         from evalkit.cli.outputs import check_config_outputs
         from evalkit.inputs import check_run_inputs
@@ -118,9 +118,9 @@ def evaluate(
         if no_per_class:
             given["per_class"] = "none"
         if spec:
-            from evalkit.spec import load_evaluate_spec
+            from evalkit.spec import load_evaluate_spec, spec_table
 
-            names.from_spec(given, "evaluate")
+            names.from_spec(spec_table(spec, "evaluate"), given, "evaluate")
         config = load_evaluate_spec(spec, given) if spec else EvaluateJobConfig(**given)
         from evalkit.cli.outputs import check_config_outputs
         from evalkit.inputs import check_evaluate_inputs

@@ -286,12 +286,16 @@ class FieldNames:
             if longs and param.name:
                 self.flags[param.name] = longs[0]
                 self.negative[param.name] = next((o for o in param.secondary_opts if o.startswith("--")), "")
-        self.given: set[str] | None = None
+        self.given: set[str] = set()
+        self.from_spec_keys: set[str] = set()
         self.table = ""
 
-    def from_spec(self, overrides: dict[str, Any], table: str = "") -> None:
-        """The command reads a spec: a field not in ``overrides`` (the config values of the flags given)
-        is named by its key in the spec, inside ``[table]`` when given (``evaluate``)."""
+    def from_spec(self, keys: dict[str, Any], overrides: dict[str, Any], table: str = "") -> None:
+        """The command reads a spec whose table (``[table]``, or the top level) holds ``keys``: a field
+        set there and not overridden by a flag (``overrides``: the config values of the flags given)
+        is named by its spec key."""
+        self.from_spec_keys = set(keys) | set(keys.get("reader_options") or {}) | set(keys.get("grid") or {}) \
+            | set(keys.get("executor") or {})
         self.given = set(overrides) | set(overrides.get("reader_options") or {})
         self.table = table
 
@@ -302,7 +306,7 @@ class FieldNames:
         return f"{self.table}.{key}" if self.table and field not in RAY_OPTIONS else key
 
     def __call__(self, field: str, switch: bool | None = None) -> str:
-        if self.given is not None and field not in self.given:
+        if field in self.from_spec_keys and field not in self.given:
             return self.spec_key(field) + ("" if switch is None else f" = {str(switch).lower()}")
         flag = self.flags.get(field) or FLAGS.get(field, (_flag(field),))[0]
         if switch is None:

@@ -42,11 +42,11 @@ def tune(
     with user_errors(ctx) as names:
         if num_samples is not None and num_samples < 1:
             raise InputError(f"--num-samples: expected at least 1, got {num_samples}")
-        from evalkit.spec import load_spec
+        from evalkit.spec import load_spec, spec_table
 
         placement = dict(address=address, max_concurrent=max_concurrent, cpus_per_cell=cpus_per_cell,
                          gpus_per_cell=gpus_per_cell, max_retries=max_retries)
-        names.from_spec({k: v for k, v in placement.items() if v is not None})
+        names.from_spec(spec_table(spec), {k: v for k, v in placement.items() if v is not None})
         load_spec(spec).search_space()  # an unreadable spec or a bad [search] table: before Ray and torch load
         from evalkit.cli.ui import ConsoleRenderer
         from evalkit.workflows.tune import run_tune
