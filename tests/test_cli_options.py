@@ -56,8 +56,11 @@ def test_run_help_shows_the_threshold_defaults_and_the_grid_table(cli, monkeypat
     assert "--no-track" in text
 
 
-def test_every_run_flag_reaches_the_config(monkeypatch):
+def test_every_run_flag_reaches_the_config(monkeypatch, tmp_path):
     """Each RunConfig field given on the command line arrives in the RunConfig the run receives."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("d.csv", "t.csv", "w.pt"):  # the input files are checked before the run starts
+        (tmp_path / name).write_text("")
     import evalkit.workflows.experiment as exp
     from typer.testing import CliRunner
 
