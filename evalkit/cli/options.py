@@ -66,7 +66,7 @@ PANELS: dict[str, dict[str, tuple[str, ...]]] = {
         GATES: ("gates", "baseline", "max_drop"),
         TRACKING: ("track", "trigger", "job", "experiment", "tracking_uri", "tracking_timeout", "log_class_metrics"),
     },
-    "tune": {SEARCH: ("num_samples",), TRACKING: ("track",), "Ray": RAY_OPTIONS},
+    "tune": {SEARCH: ("num_samples",), TRACKING: ("track",), "Ray": RAY_OPTIONS[1:]},  # tune always runs on Ray
 }
 #: metavar of an option (``--lr FLOAT``) by name, ``"command.name"`` for one command's own; else by type:
 #: int N, float FLOAT, list LIST, str TEXT, a short Literal its choices (``auto|cpu|cuda``), a flag none
