@@ -183,3 +183,13 @@ def test_every_name_in_the_panels_is_an_option_of_its_command(command):
     cmd = typer.main.get_command(app).commands[command]
     names = {p.name for p in cmd.params}
     assert {n for panel in PANELS[command].values() for n in panel} - names == set()
+
+
+@pytest.mark.parametrize("command", [(), ("compare",), ("losses",), ("sync-spool",), ("ui",), ("datasets",),
+                                     ("datasets", "download"), ("runs", "reap")])
+def test_no_command_shows_python_types_as_metavars(cli, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "200")
+    res = cli(*command, "--help")
+    assert res.exit_code == 0, res.output
+    assert re.findall(r"<(?:bool|str|int|float|list\[str\])>", res.output) == []
+    assert re.search(r"--help +Show this message", res.output)

@@ -23,8 +23,15 @@ def _no_type(ctx) -> str:
     return ""
 
 
+#: metavars of options declared without one, by Typer's type label (``<int>`` -> ``N``)
+_METAVARS = {"str": "TEXT", "int": "N", "float": "FLOAT", "list[str]": "TEXT", "bool": ""}
+
+
 class _PlainHelp:
-    """``--help`` without ``<bool>`` (a flag takes no value) or ``<str>`` after an argument's metavar."""
+    """``--help`` without Python types: no ``<bool>`` (a flag takes no value), no ``<str>`` after an
+    argument's metavar, and an option declared without a metavar gets ``TEXT`` / ``N`` / ``FLOAT`` /
+    its choices (``table|csv``) instead of ``<str>`` / ``<int>`` ... (options derived from the configs
+    have theirs: :func:`evalkit.cli.options.layout`)."""
 
     def get_help_option(self, ctx):
         option = super().get_help_option(ctx)
@@ -37,6 +44,9 @@ class _PlainHelp:
         for param in params:
             if isinstance(param, TyperArgument) and param.metavar:  # SPEC says what it is
                 param.display_type_rich = _no_type
+            elif not isinstance(param, TyperArgument) and param.metavar is None:
+                label = param.display_type(ctx).strip("<>")
+                param.metavar = "" if getattr(param, "is_flag", False) else _METAVARS.get(label, label)
         return params
 
 

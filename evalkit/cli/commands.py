@@ -25,7 +25,7 @@ RUN_SPEC_HELP = ("Experiment spec (experiments/*.toml): RunConfig fields and an 
                  "flags override it.")
 JOB_SPEC_HELP = "TOML job spec; its \\[evaluate] table sets these options (the command line wins)."
 FORCE_HELP = "Overwrite an existing output file (-o / --plot); an input of the command is never overwritten."
-Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP, **layout("run", "force", bool))]
+Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
 Executor = Optional[Literal["sequential", "ray"]]
 
 
@@ -55,7 +55,7 @@ def run(
     gpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("gpus_per_cell"),
                                                            **layout("run", "gpus_per_cell", float))] = None,
     max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"), **layout("run", "max_retries", int))] = None,
-    force: Force = False,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP, **layout("run", "force", bool))] = False,
     **options: Any,
 ) -> None:
     """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.

@@ -49,7 +49,7 @@ RAY_OPTIONS = ("kind", "address", "max_concurrent", "cpus_per_cell", "gpus_per_c
 #: option, add its name to a tuple here.
 PANELS: dict[str, dict[str, tuple[str, ...]]] = {
     "run": {
-        DATA: ("spec", "dataset", "test_dataset", *READER_FLAGS, "val_size", "test_size", "standardize"),
+        DATA: ("dataset", "test_dataset", *READER_FLAGS, "val_size", "test_size", "standardize"),
         MODEL: ("model", "hidden", "dropout", "activation", "batch_norm", "image_size", "pretrained", "weights",
                 "freeze_backbone", "unfreeze_after"),
         TRAINING: ("loss", "loss_options", "optimizer", "lr", "weight_decay", "epochs", "batch_size", "patience",
@@ -274,9 +274,9 @@ class FieldNames:
     """How the command line names a configuration field in an error message (the ``name`` of
     :meth:`evalkit.errors.EvalkitError.named`): the flag of the option whose parameter is that field on
     ``command`` (derived from the command's own options: ``output`` -> ``--output``, ``cpus_per_cell``
-    -> ``--cpus-per-trial`` on ``tune``), else ``--field-name``. After :meth:`from_spec`, a field that was
-    not given on the command line is named by its spec key (``reader_options.label_columns``,
-    ``evaluate.trigger``) instead: that is where its value came from."""
+    -> ``--cpus-per-trial`` on ``tune``), else ``--field-name``. After :meth:`from_spec`, a field whose
+    value came from the spec file (set there, no flag given) is named by its spec key instead
+    (``reader_options.label_columns``, ``evaluate.trigger``)."""
 
     def __init__(self, command=None):
         self.flags: dict[str, str] = {}
