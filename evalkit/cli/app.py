@@ -28,8 +28,8 @@ _METAVARS = {"str": "TEXT", "int": "N", "float": "FLOAT", "list[str]": "TEXT", "
 
 
 class _PlainHelp:
-    """``--help`` without Python types: no ``<bool>`` (a flag takes no value), no ``<str>`` after an
-    argument's metavar, and an option declared without a metavar gets ``TEXT`` / ``N`` / ``FLOAT`` /
+    """``--help`` without Python types: no ``<bool>`` (a flag takes no value), no type after an
+    argument's name, and an option declared without a metavar gets ``TEXT`` / ``N`` / ``FLOAT`` /
     its choices (``table|csv``) instead of ``<str>`` / ``<int>`` ... (options derived from the configs
     have theirs: :func:`evalkit.cli.options.layout`)."""
 
@@ -42,9 +42,9 @@ class _PlainHelp:
     def get_params(self, ctx):
         params = super().get_params(ctx)
         for param in params:
-            if isinstance(param, TyperArgument) and param.metavar:  # SPEC says what it is
+            if isinstance(param, TyperArgument):  # its name (SPEC, names...) says what it is
                 param.display_type_rich = _no_type
-            elif not isinstance(param, TyperArgument) and param.metavar is None:
+            elif param.metavar is None:
                 label = param.display_type(ctx).strip("<>")
                 param.metavar = "" if getattr(param, "is_flag", False) else _METAVARS.get(label, label)
         return params
