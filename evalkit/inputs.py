@@ -51,6 +51,13 @@ def require_predictions_file(path, field: str | None = None) -> None:
         raise InputError(f"{_where(field, p)}: file not found")
 
 
+def require_model_file(spec: str) -> None:
+    """``spec`` (a ``model`` that is not an MLflow URI) exists. Raises InputError naming the forms accepted."""
+    if not Path(spec).exists():
+        raise InputError(f"{field_name('model')} {spec}: no such file; expected an MLflow URI (runs:/<id>/<name>, "
+                         "models:/<name>/<version>, models:/<name>@<alias>), a TorchScript, .pt2 or state_dict file")
+
+
 def _require_file(path, field: str, expected: str) -> None:
     p = Path(path)
     if p.is_dir():
@@ -87,9 +94,8 @@ def check_evaluate_inputs(config) -> None:
     """
     if config.predictions is not None:
         require_predictions_file(config.predictions, "predictions")
-    if config.model is not None and not config.model.startswith(MLFLOW_SCHEMES) and not Path(config.model).exists():
-        raise InputError(f"{field_name('model')} {config.model}: no such file; expected an MLflow URI (runs:/<id>/<name>, "
-                         "models:/<name>/<version>, models:/<name>@<alias>), a TorchScript, .pt2 or state_dict file")
+    if config.model is not None and not config.model.startswith(MLFLOW_SCHEMES):
+        require_model_file(config.model)
     if config.dataset is not None and config.dataset not in BUILTIN_DATASETS:
         require_dataset_file(config.dataset, "dataset")
     if config.test_dataset is not None:
