@@ -141,3 +141,19 @@ def test_tune_names_its_own_flag_for_an_executor_setting(cli, tmp_path):
     res = cli("tune", spec, "--cpus-per-trial", "0", "--no-track")
     assert res.exit_code == 2
     assert res.output.strip().startswith("error: --cpus-per-trial: "), res.output
+
+
+def test_a_grid_cell_naming_a_missing_file_is_refused_before_any_cell_runs(cli, store, tmp_path):
+    spec = tmp_path / "g.toml"
+    spec.write_text('epochs = 1\n[grid]\ndataset = ["yeast", "no/such/data.csv"]\n')
+    res = cli("run", spec)
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: dataset no/such/data.csv: no such file (and not a built-in dataset: yeast, " \
+                                 "digits-grid)", res.output
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "mlruns" / "mlflow.db")
+    try:
+        assert con.execute("select count(*) from runs").fetchone()[0] == 0  # no parent run, no cell
+    finally:
+        con.close()
