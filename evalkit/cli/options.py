@@ -288,21 +288,24 @@ class FieldNames:
                 self.negative[param.name] = next((o for o in param.secondary_opts if o.startswith("--")), "")
         self.given: set[str] = set()
         self.from_spec_keys: set[str] = set()
+        self.grid: set[str] = set()
         self.table = ""
 
     def from_spec(self, keys: dict[str, Any], overrides: dict[str, Any], table: str = "") -> None:
         """The command reads a spec whose table (``[table]``, or the top level) holds ``keys``: a field
         set there and not overridden by a flag (``overrides``: the config values of the flags given)
         is named by its spec key."""
-        self.from_spec_keys = set(keys) | set(keys.get("reader_options") or {}) | set(keys.get("grid") or {}) \
-            | set(keys.get("executor") or {})
+        self.grid = set(keys.get("grid") or {})
+        self.from_spec_keys = (set(keys) | set(keys.get("reader_options") or {}) | self.grid
+                               | set(keys.get("executor") or {}))
         self.given = set(overrides) | set(overrides.get("reader_options") or {})
         self.table = table
 
     def spec_key(self, field: str) -> str:
-        """``field``'s key in a spec: ``reader_options.label_file``, ``executor.address``, ``evaluate.job``."""
+        """``field``'s key in a spec: ``reader_options.label_file``, ``executor.address``, ``grid.seed``,
+        ``evaluate.job``."""
         key = f"reader_options.{field}" if field in READER_FLAGS else f"executor.{field}" if field in RAY_OPTIONS \
-            else field
+            else f"grid.{field}" if field in self.grid else field
         return f"{self.table}.{key}" if self.table and field not in RAY_OPTIONS else key
 
     def __call__(self, field: str, switch: bool | None = None) -> str:
