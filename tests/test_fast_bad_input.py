@@ -148,7 +148,7 @@ def test_a_grid_cell_naming_a_missing_file_is_refused_before_any_cell_runs(cli, 
     spec.write_text('epochs = 1\n[grid]\ndataset = ["yeast", "no/such/data.csv"]\n')
     res = cli("run", spec)
     assert res.exit_code == 2
-    assert res.output.strip() == "error: dataset no/such/data.csv: no such file (and not a built-in dataset: yeast, " \
+    assert res.output.strip() == "error: grid.dataset no/such/data.csv: no such file (and not a built-in dataset: yeast, " \
                                  "digits-grid)", res.output
     import sqlite3
 
