@@ -68,7 +68,8 @@ def _require_file(path, field: str, expected: str) -> None:
 
 def check_run_inputs(config) -> None:
     """The files a :class:`~evalkit.config.RunConfig` reads exist: ``dataset`` (unless a built-in
-    name), ``test_dataset``, ``reader_options.label_file`` and ``weights``.
+    name), ``test_dataset`` and ``reader_options.label_file`` (``weights`` is checked with the
+    backbone options, which say first whether it applies at all).
 
     Raises:
         InputError: the first missing file, naming its field.
@@ -80,8 +81,6 @@ def check_run_inputs(config) -> None:
     label_file = (config.reader_options or {}).get("label_file")
     if label_file is not None:
         _require_file(label_file, "label_file", "a MULAN label XML file")
-    if config.weights is not None:
-        _require_file(config.weights, "weights", "a state_dict file")
 
 
 def check_evaluate_inputs(config) -> None:
