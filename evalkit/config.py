@@ -215,13 +215,13 @@ class RunConfig(BaseModel):
         """Refuse options this run would ignore (InputError naming the flag and what it applies to)."""
         fields = type(self).model_fields
         if self.monitor == "none" and self.patience != fields["patience"].default:
-            _refuse("--patience", "early stopping (--monitor val_loss, val_map, ...)", "--monitor none")
+            _refuse("patience", f"early stopping ({_f('monitor')} val_loss, val_map, ...)", f"{_f('monitor')} none")
         tuned = self.threshold_strategy.name in ("joint", "global", "per-class")
         if not tuned and self.objective != fields["objective"].default:
-            _refuse("--objective", "tuned thresholds (--threshold joint, global or per-class)",
-                    f"--threshold {self.threshold}")
+            _refuse("objective", f"tuned thresholds ({_f('threshold')} joint, global or per-class)",
+                    f"{_f('threshold')} {self.threshold}")
         if self.folds == 1 and self.fold_processes not in (0, 1):
-            _refuse("--fold-processes", "cross-fitting (--folds 2 or more)", "--folds 1")
+            _refuse("fold_processes", f"cross-fitting ({_f('folds')} 2 or more)", f"{_f('folds')} 1")
         return self
 
     @property
@@ -356,17 +356,18 @@ class EvaluateJobConfig(BaseModel):
     @model_validator(mode="after")
     def _options_apply(self) -> "EvaluateJobConfig":
         """Refuse options the chosen mode would ignore (InputError naming the flag and the mode)."""
-        refuse_unused(self, "--predictions", "--model evaluation",
+        refuse_unused(self, _f("predictions"), f"{_f('model')} evaluation",
                       _MODEL_ONLY if self.predictions is not None and self.model is None else ())
         if self.model is not None and self.model.startswith(("runs:/", "models:/")):
-            refuse_unused(self, "an MLflow model (--model runs:/... or models:/...)", "a state_dict model file",
+            refuse_unused(self, f"an MLflow model ({_f('model')} runs:/... or models:/...)", "a state_dict model file",
                           ("arch", "hidden"))
         if self.model is not None and self.dataset is not None and self.test_dataset is not None:
-            _refuse("--dataset", "--model without --test-dataset", "--test-dataset (the test file is evaluated whole)")
+            _refuse("dataset", f"{_f('model')} without {_f('test_dataset')}",
+                    f"{_f('test_dataset')} (the test file is evaluated whole)")
         if self.map_reduce != "max" and self.label_map is None:
-            _refuse("--map-reduce", "--label-map", "an evaluation without a label map")
+            _refuse("map_reduce", _f("label_map"), "an evaluation without a label map")
         if self.trigger != "manual" and not self.track:
-            _refuse("--trigger", "a tracked run", "--no-track")
+            _refuse("trigger", "a tracked run", _f("track", False))
         return self
 
     @property
@@ -384,25 +385,27 @@ _MODEL_ONLY = ("dataset", "test_dataset", "reader_options", "arch", "hidden", "t
                "device", "amp")
 
 
-def _flag(field: str) -> str:
-    return "--" + {"register_model": "register", "address": "ray-address"}.get(field, field).replace("_", "-")
+def _f(field: str, switch: bool | None = None) -> str:
+    """``field`` marked in a message: the CLI names it by its flag, a spec by its key (:func:`evalkit.errors.field_name`)."""
+    from evalkit.errors import field_name
+
+    return field_name(field, switch)
 
 
-def _refuse(flag: str, applies_to: str, not_to: str) -> None:
+def _refuse(field: str, applies_to: str, not_to: str) -> None:
     from evalkit.errors import InputError
 
-    raise InputError(f"{flag}: applies to {applies_to}, not to {not_to}; drop it")
+    raise InputError(f"{_f(field)}: applies to {applies_to}, not to {not_to}; drop it")
 
 
 def refuse_unused(config: BaseModel, mode: str, applies_to: str, fields) -> None:
     """Raise InputError for the first of ``fields`` set to other than its default in ``config``: an
-    option ``mode`` would silently ignore (``--FIELD: applies to APPLIES_TO, not to MODE``; a reader
-    option is named by its own flag)."""
+    option ``mode`` would silently ignore (``FIELD: applies to APPLIES_TO, not to MODE``, the field
+    marked for naming; a reader option is named as itself)."""
     for field in fields:
         value, default = getattr(config, field), type(config).model_fields[field].get_default(call_default_factory=True)
         if value != default:
-            flag = _flag(next(iter(value))) if field == "reader_options" else _flag(field)
-            _refuse(flag, applies_to, mode)
+            _refuse(next(iter(value)) if field == "reader_options" else field, applies_to, mode)
 
 
 DEFAULT_BETA: float = RunConfig.model_fields["beta"].default

@@ -8,18 +8,19 @@ never read as markup, and its control characters are shown (``\\x1b``), never se
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 
 from rich.markup import escape as _markup_escape
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from evalkit.cli.outputs import printable  # noqa: F401  (re-exported: the one place text is made safe)
 
 
-def printable(text) -> str:
-    """``str(text)`` with its control characters (ANSI escapes, NUL, ...; not tab and newline) written
-    as ``\\x1b``, ``\\x00``: the one place data-derived text is made safe for the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+def title_text(text):
+    """A table title that is never wrapped to the table's width (a narrow table would break
+    ``(threshold joint)`` over two lines): one line, data-derived text made :func:`printable`."""
+    from rich.text import Text
+
+    return Text(printable(text), no_wrap=True, overflow="ignore")
 
 
 def escape(text) -> str:
@@ -175,7 +176,7 @@ def render_splits(splits, console) -> None:
     """The dataset summary table: samples, features, labels, cardinality, density per split."""
     from rich.table import Table
 
-    t = Table(title=escape(f"Dataset {splits.name} (digest {splits.digest})"), title_justify="left")
+    t = Table(title=title_text(f"Dataset {splits.name} (digest {splits.digest})"), title_justify="left")
     for col in ("split", "samples", "features", "labels", "cardinality", "density", "labels with no positives"):
         t.add_column(col, justify="left" if col in ("split", "labels with no positives") else "right")
     for name in ("train", "val", "test"):
@@ -244,7 +245,7 @@ def render_report(report: dict, console, *, per_class: bool | str = "top", title
     fk = fbeta_key(report.get("beta", 2.0))
     cols = ["accuracy", "precision", "recall", "f1"] + ([fk] if fk != "f1" else [])
     ds = report["dataset"]
-    t = Table(title=escape(f"{title}: {ds['name']} — {ds['n_samples']} samples × {ds['n_labels']} labels "
+    t = Table(title=title_text(f"{title}: {ds['name']} — {ds['n_samples']} samples × {ds['n_labels']} labels "
                     f"(threshold {report['threshold']['strategy']})"), title_justify="left")
     t.add_column("average")
     for c in cols:
@@ -273,7 +274,7 @@ def render_report(report: dict, console, *, per_class: bool | str = "top", title
     ref = report.get("reference_at_0.5")
     shown, left_out = per_class_rows(report["per_class"], per_class)
     if shown:
-        pt = Table(title="Per class" + (f" (the {len(shown)} labels with the largest support)" if left_out else ""),
+        pt = Table(title=title_text("Per class" + (f" (the {len(shown)} labels with the largest support)" if left_out else "")),
                    title_justify="left")
         names = ["label", "support", "tp", "fp", "fn", "tn", "precision", "recall", "f1"]
         names += ([fk] if fk != "f1" else []) + ["accuracy", "average_precision", "auroc", "threshold"]
