@@ -62,7 +62,7 @@ class BootstrapSpec:
     resamples: int = 1000
     method: str = "percentile"
     seed: int = 0
-    scheme: str = "multinomial"
+    scheme: str = "poisson"
     ranking: str = "auto"
 
     def __post_init__(self) -> None:
@@ -89,15 +89,31 @@ def resample_weights(n: int, spec: BootstrapSpec, chunk: int) -> np.ndarray:
     (whole numbers: exact).
 
     Deterministic in ``(spec.seed, chunk)``: a chunk's weights do not depend on the other chunks.
+    ``"poisson"`` draws each weight by looking a uniform 16-bit integer up in the Poisson(1)
+    quantile table :func:`poisson_table` (each probability within 2^-16 of Poisson(1)'s; ~5x faster
+    than ``rng.poisson`` or a multinomial draw, which is what keeps 1000 resamples of 200,000 rows cheap).
     """
     r = min(CHUNK, spec.resamples - chunk * CHUNK)
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, chunk]))
     if spec.scheme == "poisson":
-        return rng.poisson(1.0, size=(r, n)).astype(np.float32)
+        return poisson_table()[rng.integers(0, 1 << 16, size=(r, n), dtype=np.uint16)]
     itype = np.int32 if r * n < 2**31 else np.int64
     draws = rng.integers(0, n, size=(r, n), dtype=itype)
     draws += (np.arange(r, dtype=itype) * n)[:, None]
     return np.bincount(draws.reshape(-1), minlength=r * n).reshape(r, n).astype(np.float32)
+
+
+_POISSON: list[np.ndarray] = []
+
+
+def poisson_table() -> np.ndarray:
+    """float32 ``(65536,)``: entry ``u`` is the Poisson(1) quantile of ``(u + 0.5) / 65536`` (so a
+    uniform 16-bit ``u`` gives a weight k with probability within 2^-16 of ``e^-1 / k!``)."""
+    if not _POISSON:
+        cdf = np.cumsum(np.exp(-1.0) / np.cumprod(np.r_[1.0, np.arange(1.0, 20.0)]))  # P(X <= k), k = 0..19
+        u = (np.arange(1 << 16) + 0.5) / (1 << 16)
+        _POISSON.append(np.searchsorted(cdf, u).astype(np.float32))
+    return _POISSON[0]
 
 
 def bootstrap_distribution(stats, spec: BootstrapSpec) -> dict[str, np.ndarray]:
@@ -109,6 +125,10 @@ def bootstrap_distribution(stats, spec: BootstrapSpec) -> dict[str, np.ndarray]:
     from evalkit.stats.rowstats import resampled_metrics
 
     ranking = ranking_mode(spec, stats)
+    if ranking == "linear" and spec.scheme == "poisson":
+        from evalkit.stats.blocked import blocked_distribution
+
+        return blocked_distribution(stats, spec.resamples, spec.seed)
     with single_threaded_blas():
         parts = [f.result() for f in [submit(lambda c: resampled_metrics(stats, resample_weights(stats.n_rows, spec, c),
                                                                          ranking), c)
