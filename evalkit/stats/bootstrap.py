@@ -273,3 +273,28 @@ def _exact_budget() -> float:
     from evalkit.stats.rowstats import EXACT_BUDGET
 
     return EXACT_BUDGET
+
+
+def spec_or_none(level: float, resamples: int, method: str, seed: int) -> BootstrapSpec | None:
+    """The :class:`BootstrapSpec` of a run's / job's ``ci`` settings, ``None`` when ``level`` is 0 (off)."""
+    return BootstrapSpec(level=float(level), resamples=int(resamples), method=method, seed=int(seed)) if level else None
+
+
+def with_intervals(metrics: dict, targets, probabilities, thresholds, *, beta: float, label_names,
+                   spec: BootstrapSpec | None, threshold_free: str = "exact") -> dict:
+    """Add the bootstrap intervals of ``spec`` to a metrics block (``metrics["summary"]`` replaced
+    by :func:`add_intervals`'s copy) and return the report blocks to add: ``{"confidence_interval":
+    spec}``, or ``{}`` when ``spec`` is ``None`` or the thresholds are per-sample (``top-k``: no
+    per-label cut to resample; no intervals).
+
+    Args:
+        metrics: the engine's block (``summary`` / ``per_class``) for ``targets`` ``(N, C)`` and
+            ``probabilities`` ``(N, C)`` under ``thresholds`` (:class:`evalkit.thresholds.Thresholds`).
+    """
+    if spec is None or thresholds.strategy.per_sample:
+        return {}
+    metrics["summary"] = report_intervals(targets, probabilities, scores_kind="probabilities",
+                                          thresholds=thresholds.array(), beta=beta, zero_division=0.0,
+                                          sample_weight=None, label_names=label_names, summary=metrics["summary"],
+                                          spec=spec, ranking=threshold_free != "none")
+    return {"confidence_interval": spec.to_dict()}

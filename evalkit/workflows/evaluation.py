@@ -254,6 +254,7 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
     """:func:`evaluate_model` for an :class:`~evalkit.config.EvaluateJobConfig` (``cfg.model`` set)."""
     from evalkit.model_io import apply_preprocess, load_model
     from evalkit.models import resolve_device
+    from evalkit.stats.bootstrap import spec_or_none, with_intervals
     from evalkit.tracking import redact_uri
 
     emit = emit or make_emitter()
@@ -295,6 +296,8 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
                               "unmapped": unmapped}
     thresholds = _thresholds(cfg, record if labelmap is None else None, loaded, names)
     metrics = thresholds.evaluate(Y, probabilities, beta=cfg.beta, label_names=names, threshold_free=cfg.threshold_free)
+    extra |= with_intervals(metrics, Y, probabilities, thresholds, beta=cfg.beta, label_names=names,
+                            spec=spec_or_none(cfg.ci, cfg.ci_resamples, cfg.ci_method, 0), threshold_free=cfg.threshold_free)
     extra["model"] = {"spec": redact_uri(cfg.model), "kind": loaded.kind, "run_id": loaded.source_run,
                       "preprocess": loaded.preprocess_source or preprocess, "device": device}
     if warnings:
