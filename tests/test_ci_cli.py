@@ -118,3 +118,30 @@ def test_spec_keys_set_the_intervals(tmp_path):
     (tmp_path / "s.toml").write_text('ci = 0.8\nci_resamples = 300\nci_method = "bca"\n[grid]\nseed = [0, 1]\n')
     configs = load_spec(str(tmp_path / "s.toml")).configs({})
     assert [(c.ci, c.ci_resamples, c.ci_method, c.seed) for c in configs] == [(0.8, 300, "bca", 0), (0.8, 300, "bca", 1)]
+
+
+def test_streaming_intervals_do_not_depend_on_the_batching_and_match_in_memory_ones(tmp_path):
+    import numpy as np
+
+    from evalkit import evaluate_scores
+    from evalkit.workflows.evaluation import STREAMING_CI_NOTE, evaluate_predictions
+
+    rng = np.random.default_rng(5)
+    Y = (rng.random((3000, 6)) < np.linspace(0.05, 0.4, 6)).astype(np.uint8)
+    P = np.clip(0.4 * Y + 0.6 * rng.random(Y.shape), 0, 1).astype(np.float32)
+    np.savez(tmp_path / "p.npz", targets=Y, probabilities=P)
+    kw = dict(ci=0.95, ci_resamples=400, ci_method="bca")
+    a = evaluate_predictions(str(tmp_path / "p.npz"), batch_size=1000, **kw)
+    b = evaluate_predictions(str(tmp_path / "p.npz"), batch_size=777, **kw)
+    ia, ib = _all_intervals(a["summary"]), _all_intervals(b["summary"])  # each row's weights follow its index:
+    assert ia.keys() == ib.keys() and all(ia[k] == pytest.approx(ib[k], abs=1e-6) for k in ia)  # float32 sums
+    assert STREAMING_CI_NOTE in a["notes"] and a["confidence_interval"]["method"] == "bca"
+    mem = evaluate_scores(Y, probabilities=P, **kw)
+    sa, sm = _all_intervals(a["summary"]), _all_intervals(mem["summary"])
+    assert set(sm) - set(sa) == {"mean_average_precision_ci", "macro_auroc_ci"}
+    for k, (lo, hi) in sa.items():
+        block, _, name = k.rpartition(".")
+        point = (a["summary"][block] if block else a["summary"])[name[:-3]]
+        assert lo <= point <= hi, k
+        mlo, mhi = sm[k]
+        assert abs((hi - lo) - (mhi - mlo)) <= 0.25 * (mhi - mlo) + 1e-3, (k, (lo, hi), (mlo, mhi))

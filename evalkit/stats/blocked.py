@@ -135,3 +135,74 @@ def metrics_from_blocks(st, S: np.ndarray, plan: dict) -> dict[str, np.ndarray]:
     o_tp, o_pred, o_true = (x[lin] for x in np.split(plan["observed"], 3))
     points = dict(zip(("precision", "recall", "f1", "fbeta"), prf(o_tp, o_pred, o_true, st.beta, st.zero_division)))
     return out | combine(exact, rest[:, 3:], rest[:, 2], points, totals[:, 2], float(st.weights.sum()))
+
+
+class StreamingIntervals:
+    """Bootstrap intervals of a streaming evaluation (``evaluate --predictions``): each batch's rows
+    add their Poisson-weighted statistics to :class:`BlockSums` (every label exact) and to the sums
+    of :data:`~evalkit.stats.bootstrap.JACKKNIFE_GROUPS` row groups (global row index modulo the
+    group count; BCa's jackknife is the total minus one group), and are dropped.
+
+    Memory: ``(R + groups) x (3C + 2K + 3)`` float64 sums (2.6 MB at R = 1000, C = 100) plus one
+    block's weights (``R x BLOCK`` float32, 32 MB) and statistics while it is added; never the rows.
+    mAP / macro AUROC get no interval here (they need every row's score at once).
+
+    Args:
+        spec: :class:`~evalkit.stats.bootstrap.BootstrapSpec`; thresholds ``(C,)``; scores_kind,
+            beta, zero_division: as the engine's; ranking: whether LRAP is computed (threshold-free on).
+    """
+
+    def __init__(self, spec, thresholds, *, scores_kind: str, beta: float, zero_division: float = 0.0,
+                 ranking: bool = True) -> None:
+        from evalkit.stats.bootstrap import JACKKNIFE_GROUPS
+
+        self.spec, self.thresholds, self.kind = spec, np.asarray(thresholds, dtype=np.float64), scores_kind
+        self.beta, self.zd, self.ranking = float(beta), float(zero_division), ranking
+        self.sums, self.groups, self.n, self.G = BlockSums(spec.resamples, spec.seed), None, 0, JACKKNIFE_GROUPS
+        self.positives, self.plan = None, None
+
+    def update(self, targets, scores) -> None:
+        """Add a batch: ``targets`` / ``scores`` ``(B, C)`` (rows ``n .. n + B`` of the evaluation)."""
+        from evalkit.stats.rowstats import row_stats
+
+        for lo in range(0, len(targets), BLOCK):
+            t, s = targets[lo:lo + BLOCK], scores[lo:lo + BLOCK]
+            st = row_stats(t, s, scores_kind=self.kind, thresholds=self.thresholds, beta=self.beta,
+                           zero_division=self.zd, ranking=self.ranking, per_label=False)
+            self.plan = self.plan if self.n else _exact_plan(st)
+            F = row_matrix(st, 0, st.n_rows, self.plan)
+            self.sums.add(F, self.n)
+            g = (self.n + np.arange(st.n_rows)) % self.G
+            part = np.zeros((self.G, F.shape[1]))
+            np.add.at(part, g, F.astype(np.float64))
+            self.groups = part if self.groups is None else self.groups + part
+            pos = (np.asarray(t) != 0).sum(0)
+            self.positives = pos if self.positives is None else self.positives + pos
+            self.n += st.n_rows
+
+    def add_to(self, summary: dict, beta_key: str, label_names) -> dict:
+        """The report ``summary`` with the intervals and ``ci_unstable_labels`` added
+        (:func:`evalkit.stats.bootstrap.add_intervals`)."""
+        from evalkit.stats.bootstrap import MIN_POSITIVES, add_intervals, interval, summary_points
+
+        st = self._empty_stats()
+        dist = metrics_from_blocks(st, self.sums.sums, self.plan)
+        jack = metrics_from_blocks(st, self.groups.sum(0) - self.groups, self.plan) if self.spec.method == "bca" else {}
+        points = summary_points(summary, beta_key)
+        ints = {k: interval(v, points.get(k), self.spec, jack.get(k)) for k, v in dist.items()}
+        unstable = [str(label_names[j]) for j in np.flatnonzero(self.positives < MIN_POSITIVES)]
+        return add_intervals(summary, ints, beta_key, unstable)
+
+    def _empty_stats(self):
+        from evalkit.stats.rowstats import RowStats
+
+        K = len(self.plan["keys"])
+        return RowStats(np.zeros((0, 3 * self.plan["linear"].size), dtype=np.uint8), np.zeros((K, 0)),
+                        self.plan["keys"], np.zeros(0), None, self.beta, self.zd)
+
+
+def _exact_plan(st) -> dict:
+    """:func:`column_plan` with every label exact (a streaming evaluation does not know the counts yet)."""
+    C = st.n_labels
+    return {"linear": np.zeros(C, dtype=bool), "exact_cols": np.arange(3 * C), "gradients": np.zeros((3 * C, 8)),
+            "observed": np.zeros(3 * C), "keys": st.keys}

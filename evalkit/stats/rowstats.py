@@ -80,15 +80,16 @@ class RowStats:
 
 
 def row_stats(targets, scores, *, scores_kind: str, thresholds, beta: float, zero_division: float = 0.0,
-              sample_weight=None, ranking: bool = True, exact_order: bool = True) -> RowStats:
+              sample_weight=None, ranking: bool = True, exact_order: bool = True, per_label: bool = True) -> RowStats:
     """The per-row statistics of ``(N, C)`` targets and scores (decisions exactly as the engine's).
 
     Args:
         targets: ``(N, C)`` in {0, 1}; scores: ``(N, C)`` logits or probabilities (``scores_kind``).
         thresholds: ``(C,)`` decision thresholds (probability >= threshold).
         sample_weight: optional ``(N,)`` non-negative weights.
-        ranking: also prepare mAP / macro AUROC; exact_order: keep the per-label sort orders
-            (4 bytes x N x C) for ``ranking="exact"`` resampling.
+        ranking: also prepare LRAP and mAP / macro AUROC; exact_order: keep the per-label sort orders
+            (4 bytes x N x C) for ``ranking="exact"`` resampling; per_label: ``False`` leaves mAP /
+            macro AUROC out (they need every row's score; a streaming batch has only its own).
     Raises:
         InputError: invalid inputs (as :func:`evalkit.metrics.compute_metrics`).
     """
@@ -114,7 +115,7 @@ def row_stats(targets, scores, *, scores_kind: str, thresholds, beta: float, zer
     vals = row_values(S, y, rows, ranked, beta=beta, zero_division=zero_division, ks=ks)
     keep = [row_keys(ks).index(k) for k in (*_SAMPLES, "exact", "hamming", "lrap")]
     counts = np.concatenate([y & pred, pred, y], axis=1).view(np.uint8)
-    rk = _ranking_stats(S, y, w, exact_order) if ranking else None
+    rk = _ranking_stats(S, y, w, exact_order) if ranking and per_label else None
     return RowStats(counts, vals[keep], (*_SAMPLES, "exact", "hamming", "lrap"), w, rk, float(beta), float(zero_division))
 
 

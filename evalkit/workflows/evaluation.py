@@ -121,6 +121,10 @@ def evaluate_predictions(
     zero_division: float = 0.0,
     label_map: str | None = None,
     map_reduce: str = "max",
+    ci: float | None = None,
+    ci_resamples: int = 1000,
+    ci_method: str = "percentile",
+    seed: int = 0,
 ) -> Report:
     """Evaluate a predictions file (``.npz``, ``.parquet`` or ``.csv``; see :mod:`evalkit.metrics.io`)
     in batches, so a file larger than memory still evaluates (use ``threshold_free="streaming"``
@@ -133,6 +137,9 @@ def evaluate_predictions(
         label_map: a label map file (:mod:`evalkit.labelmap`): the file's labels are mapped onto its
             targets (scores as probabilities, combined with ``map_reduce``: max, sum or mean), as
             ``evaluate --model --label-map`` does; the digest stays that of the file's targets.
+        ci, ci_resamples, ci_method, seed: bootstrap intervals as :func:`evaluate_scores`'s, computed
+            in the same pass in bounded memory (:class:`evalkit.stats.blocked.StreamingIntervals`:
+            every label resampled exactly; mAP / macro AUROC without an interval).
     Raises:
         InputError: missing file, malformed content, thresholds that do not fit the labels, a bad
             label map.
@@ -145,8 +152,11 @@ def evaluate_predictions(
     from evalkit.metrics.io import iter_prediction_batches
     from evalkit.thresholds import read_thresholds
 
+    from evalkit.stats.bootstrap import spec_or_none
+
     mapping = _PredictionsMap(label_map, map_reduce) if label_map else None
-    engine, thresholds, kind, names = None, None, "probabilities", []
+    spec = spec_or_none(ci or 0, ci_resamples, ci_method, seed)
+    engine, thresholds, kind, names, intervals = None, None, "probabilities", [], None
     h = hashlib.sha256()
     n = 0
     for targets, scores, kind, labels in iter_prediction_batches(path, batch_size):
@@ -162,14 +172,37 @@ def evaluate_predictions(
                                  "evaluate_scores in Python")
             engine = MultilabelEngine(len(names), scores=kind, threshold=thresholds.array(), beta=beta,
                                       zero_division=zero_division, threshold_free=threshold_free, label_names=names)
+            intervals = _streaming_intervals(spec, thresholds, kind, beta, zero_division, threshold_free)
         engine.update(torch.as_tensor(np.asarray(scores)), torch.as_tensor(t))
+        if intervals is not None:
+            intervals.update(t, np.asarray(scores))
         n += t.shape[0]
     if engine is None or n == 0:
         raise InputError(f"{path}: no samples")
     dataset = {"name": Path(path).stem, "n_samples": n, "n_labels": len(names), "digest": h.hexdigest()[:16]}
     extra = mapping.report_blocks() if mapping is not None else {}
-    return build_report(metrics_block(engine.compute()), dataset=dataset, scores=kind, thresholds=thresholds, beta=beta,
-                        **extra)
+    metrics = metrics_block(engine.compute())
+    if intervals is not None:
+        from evalkit.metrics.names import fbeta_key
+
+        metrics["summary"] = intervals.add_to(metrics["summary"], fbeta_key(beta), names)
+        extra["confidence_interval"] = spec.to_dict()
+        extra["notes"] = extra.get("notes", []) + [STREAMING_CI_NOTE]
+    return build_report(metrics, dataset=dataset, scores=kind, thresholds=thresholds, beta=beta, **extra)
+
+
+STREAMING_CI_NOTE = ("mAP and macro AUROC have no confidence interval in a streaming evaluation of a predictions file "
+                     "(they need every score at once; evaluate_scores in Python gives them)")
+
+
+def _streaming_intervals(spec, thresholds, kind: str, beta: float, zero_division: float, threshold_free: str):
+    """The :class:`~evalkit.stats.blocked.StreamingIntervals` of ``spec`` (``None``: intervals off)."""
+    if spec is None:
+        return None
+    from evalkit.stats.blocked import StreamingIntervals
+
+    return StreamingIntervals(spec, thresholds.array(), scores_kind=kind, beta=beta, zero_division=zero_division,
+                              ranking=threshold_free != "none")
 
 
 class _PredictionsMap:
