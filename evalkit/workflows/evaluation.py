@@ -144,51 +144,71 @@ def evaluate_predictions(
         InputError: missing file, malformed content, thresholds that do not fit the labels, a bad
             label map.
     """
-    import hashlib
-
-    import torch
-
-    from evalkit.metrics import MultilabelEngine
     from evalkit.metrics.io import iter_prediction_batches
-    from evalkit.thresholds import read_thresholds
-
     from evalkit.stats.bootstrap import spec_or_none
 
     mapping = _PredictionsMap(label_map, map_reduce) if label_map else None
-    spec = spec_or_none(ci or 0, ci_resamples, ci_method, seed)
-    engine, thresholds, kind, names, intervals = None, None, "probabilities", [], None
-    h = hashlib.sha256()
-    n = 0
+    stream = _PredictionsPass(threshold, beta, zero_division, threshold_free,
+                              spec_or_none(ci or 0, ci_resamples, ci_method, seed))
     for targets, scores, kind, labels in iter_prediction_batches(path, batch_size):
         t = np.ascontiguousarray(targets)
-        h.update(memoryview(np.ascontiguousarray(t, dtype=np.uint8)).cast("B"))
-        if mapping is not None:
-            t, scores, kind, labels = mapping(t, scores, kind, labels)
-        if engine is None:
-            names = [str(x) for x in labels]
-            thresholds = read_thresholds(threshold, names)
-            if thresholds.strategy.per_sample:
+        stream.digest.update(memoryview(np.ascontiguousarray(t, dtype=np.uint8)).cast("B"))
+        stream.add(*(mapping(t, scores, kind, labels) if mapping is not None else (t, scores, kind, labels)))
+    if stream.engine is None or stream.n == 0:
+        raise InputError(f"{path}: no samples")
+    dataset = {"name": Path(path).stem, "n_samples": stream.n, "n_labels": len(stream.names),
+               "digest": stream.digest.hexdigest()[:16]}
+    extra = mapping.report_blocks() if mapping is not None else {}
+    metrics = stream.metrics(extra)
+    return build_report(metrics, dataset=dataset, scores=stream.kind, thresholds=stream.thresholds, beta=beta, **extra)
+
+
+class _PredictionsPass:
+    """The one pass over a predictions file's batches: the metric engine and, with a bootstrap
+    ``spec``, the streaming intervals (:class:`~evalkit.stats.blocked.StreamingIntervals`)."""
+
+    def __init__(self, threshold: str, beta: float, zero_division: float, threshold_free: str, spec) -> None:
+        import hashlib
+
+        self.threshold, self.beta, self.zd, self.threshold_free, self.spec = threshold, beta, zero_division, \
+            threshold_free, spec
+        self.engine = self.thresholds = self.intervals = None
+        self.kind, self.names, self.n, self.digest = "probabilities", [], 0, hashlib.sha256()
+
+    def add(self, t, scores, kind: str, labels) -> None:
+        """One batch: targets ``t`` ``(B, C)``, ``scores`` of ``kind``, the label names."""
+        import torch
+
+        from evalkit.metrics import MultilabelEngine
+        from evalkit.thresholds import read_thresholds
+
+        self.kind = kind
+        if self.engine is None:
+            self.names = [str(x) for x in labels]
+            self.thresholds = read_thresholds(self.threshold, self.names)
+            if self.thresholds.strategy.per_sample:
                 raise InputError("--threshold: top-k:K needs every sample's scores at once; use --model, or "
                                  "evaluate_scores in Python")
-            engine = MultilabelEngine(len(names), scores=kind, threshold=thresholds.array(), beta=beta,
-                                      zero_division=zero_division, threshold_free=threshold_free, label_names=names)
-            intervals = _streaming_intervals(spec, thresholds, kind, beta, zero_division, threshold_free)
-        engine.update(torch.as_tensor(np.asarray(scores)), torch.as_tensor(t))
-        if intervals is not None:
-            intervals.update(t, np.asarray(scores))
-        n += t.shape[0]
-    if engine is None or n == 0:
-        raise InputError(f"{path}: no samples")
-    dataset = {"name": Path(path).stem, "n_samples": n, "n_labels": len(names), "digest": h.hexdigest()[:16]}
-    extra = mapping.report_blocks() if mapping is not None else {}
-    metrics = metrics_block(engine.compute())
-    if intervals is not None:
+            self.engine = MultilabelEngine(len(self.names), scores=kind, threshold=self.thresholds.array(),
+                                           beta=self.beta, zero_division=self.zd, threshold_free=self.threshold_free,
+                                           label_names=self.names)
+            self.intervals = _streaming_intervals(self.spec, self.thresholds, kind, self.beta, self.zd,
+                                                  self.threshold_free)
+        self.engine.update(torch.as_tensor(np.asarray(scores)), torch.as_tensor(t))
+        if self.intervals is not None:
+            self.intervals.update(t, np.asarray(scores))
+        self.n += t.shape[0]
+
+    def metrics(self, extra: dict) -> dict:
+        """The engine's metrics block, with the intervals (and their report blocks added to ``extra``)."""
         from evalkit.metrics.names import fbeta_key
 
-        metrics["summary"] = intervals.add_to(metrics["summary"], fbeta_key(beta), names)
-        extra["confidence_interval"] = spec.to_dict()
-        extra["notes"] = extra.get("notes", []) + [STREAMING_CI_NOTE]
-    return build_report(metrics, dataset=dataset, scores=kind, thresholds=thresholds, beta=beta, **extra)
+        metrics = metrics_block(self.engine.compute())
+        if self.intervals is not None:
+            metrics["summary"] = self.intervals.add_to(metrics["summary"], fbeta_key(self.beta), self.names)
+            extra["confidence_interval"] = self.spec.to_dict()
+            extra["notes"] = extra.get("notes", []) + [STREAMING_CI_NOTE]
+        return metrics
 
 
 STREAMING_CI_NOTE = ("mAP and macro AUROC have no confidence interval in a streaming evaluation of a predictions file "
@@ -292,11 +312,7 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
 
     emit = emit or make_emitter()
     device = resolve_device(cfg.device)
-    labelmap = None
-    if cfg.label_map:
-        from evalkit.labelmap import read_label_map
-
-        labelmap = read_label_map(cfg.label_map)
+    labelmap = _read_label_map(cfg.label_map) if cfg.label_map else None
     # the preprocessing record first (it may name the dataset), then the data, then the model
     loaded, record, preprocess = _record(cfg)
     test, name = _test_data(cfg, record, reader_options_given, test_size, seed)
@@ -337,12 +353,16 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
         extra["warnings"] = warnings
     if notes:
         extra["notes"] = notes
-    for w in warnings:
-        emit("warning", text=w)
-    for n in notes:
-        emit("note", text=n)
+    for kind, text in [("warning", w) for w in warnings] + [("note", n) for n in notes]:
+        emit(kind, text=text)
     ds_info = {"name": name, "n_samples": int(Y.shape[0]), "n_labels": int(Y.shape[1]), "digest": test.digest}
     return build_report(metrics, dataset=ds_info, scores=cfg.scores, thresholds=thresholds, beta=cfg.beta, **extra)
+
+
+def _read_label_map(path: str):
+    from evalkit.labelmap import read_label_map
+
+    return read_label_map(path)
 
 
 def _record(cfg: EvaluateJobConfig):
