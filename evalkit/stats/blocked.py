@@ -58,8 +58,11 @@ def column_plan(st, resamples: int) -> dict:
     "gradients": float64 (3C, 8), "observed": float64 (3C,)}``."""
     from evalkit.stats.linearized import gradients, linear_labels
 
-    observed = st.weights @ st.counts.astype(np.float64) if st.n_rows <= BLOCK else sum(
-        st.weights[i:i + BLOCK] @ st.counts[i:i + BLOCK].astype(np.float64) for i in range(0, st.n_rows, BLOCK))
+    if np.all(st.weights == 1.0):
+        observed = st.counts.sum(0, dtype=np.int64).astype(np.float64)
+    else:
+        observed = sum(st.weights[i:i + BLOCK] @ st.counts[i:i + BLOCK].astype(np.float64)
+                       for i in range(0, st.n_rows, BLOCK))
     linear = linear_labels(observed, resamples, st.n_rows)
     exact_cols = np.flatnonzero(np.tile(~linear, 3))
     return {"linear": linear, "exact_cols": exact_cols, "gradients": gradients(observed, st.beta, linear),
@@ -117,6 +120,7 @@ def metrics_from_blocks(st, S: np.ndarray, plan: dict) -> dict[str, np.ndarray]:
     """Every headline metric ``{name: (R,)}`` from the block sums ``S`` ``(R, D)`` laid out as
     :func:`row_matrix` under ``plan``."""
     from evalkit.metrics.extra import prf
+    from evalkit.stats.bootstrap import drop_empty
     from evalkit.stats.linearized import combine
     from evalkit.stats.rowstats import linear_ranking, metrics_from_sums
 
@@ -126,7 +130,7 @@ def metrics_from_blocks(st, S: np.ndarray, plan: dict) -> dict[str, np.ndarray]:
     rest = S[:, E3 + 3 + 2 * K:]
     rank = linear_ranking(st, rest[:, 0:2], rest[:, 2]) if st.ranking is not None else None
     if not plan["linear"].any():
-        return metrics_from_sums(st, ex, vsum, wsum, rank)
+        return drop_empty(metrics_from_sums(st, ex, vsum, wsum, rank), rest[:, 2])
     out = metrics_from_sums(st, totals, vsum, wsum, rank)  # micro from the totals; macro / weighted below
     tp, pred, true = np.split(ex, 3, axis=1)
     exact = dict(zip(("precision", "recall", "f1", "fbeta"), prf(tp, pred, true, st.beta, st.zero_division)))
@@ -134,7 +138,8 @@ def metrics_from_blocks(st, S: np.ndarray, plan: dict) -> dict[str, np.ndarray]:
     lin = plan["linear"]
     o_tp, o_pred, o_true = (x[lin] for x in np.split(plan["observed"], 3))
     points = dict(zip(("precision", "recall", "f1", "fbeta"), prf(o_tp, o_pred, o_true, st.beta, st.zero_division)))
-    return out | combine(exact, rest[:, 3:], rest[:, 2], points, totals[:, 2], float(st.weights.sum()))
+    return drop_empty(out | combine(exact, rest[:, 3:], rest[:, 2], points, totals[:, 2], float(st.weights.sum())),
+                      rest[:, 2])
 
 
 class StreamingIntervals:

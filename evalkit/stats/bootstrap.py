@@ -8,14 +8,17 @@ products, in chunks of :data:`CHUNK` resamples (memory O(CHUNK x N) besides the 
 by re-running the evaluation R times.
 
 Resample weights (``scheme``):
-  ``"multinomial"`` (default; Efron's bootstrap): N draws of rows, the weights sum to N.
-  ``"poisson"``: independent Poisson(1) weight per row and resample (Hanley & MacGibbon 2006;
-  Chamandy et al. 2012): the same rows get the same weights whatever the batching, which is what a
-  streaming evaluation needs (each batch adds its rows' contributions to each resample's
-  sufficient statistics, no row kept: memory O(R x C) for the count metrics). Not wired into the
-  streaming engine yet: the intervals are computed in memory by :func:`bootstrap_intervals`, and
-  AP / AUROC need the scores of every row (as the exact engine keeps them: 4-8 bytes x N x C).
-Both are seeded (``numpy.random.SeedSequence([seed, chunk])``): same inputs and seed, same interval.
+  ``"poisson"`` (default): an independent Poisson(1) weight per row and resample (Hanley & MacGibbon
+  2006; Chamandy et al. 2012), drawn from a 16-bit quantile table (:func:`poisson_table`). A row's
+  weights depend only on the seed and its index, never on how rows are batched, which is what a
+  streaming evaluation needs (:class:`evalkit.stats.blocked.StreamingIntervals`: each batch adds its
+  rows' contributions to each resample's sums, no row kept). A resample that draws no row at all
+  (probability e^-N) is left out (:func:`drop_empty`).
+  ``"multinomial"`` (Efron's bootstrap): N draws of rows, the weights sum to N.
+Large evaluations (``ranking="linear"``, Poisson) go through :mod:`evalkit.stats.blocked`: one pass
+over row blocks, well-populated labels linearised (:mod:`evalkit.stats.linearized`); smaller ones
+resample in chunks of :data:`CHUNK` resamples with every AP / AUROC exact. Both are seeded: same
+inputs and seed, same interval.
 
 Interval ``method``: ``"percentile"`` (default) or ``"bca"`` (bias-corrected and accelerated,
 Efron 1987; the acceleration from a grouped jackknife over :data:`JACKKNIFE_GROUPS` random row
@@ -122,18 +125,29 @@ def bootstrap_distribution(stats, spec: BootstrapSpec) -> dict[str, np.ndarray]:
     Returns:
         ``{name: float64 (R,)}`` with NaN where a metric is undefined in a resample.
     """
-    from evalkit.stats.rowstats import resampled_metrics
-
     ranking = ranking_mode(spec, stats)
     if ranking == "linear" and spec.scheme == "poisson":
         from evalkit.stats.blocked import blocked_distribution
 
         return blocked_distribution(stats, spec.resamples, spec.seed)
     with single_threaded_blas():
-        parts = [f.result() for f in [submit(lambda c: resampled_metrics(stats, resample_weights(stats.n_rows, spec, c),
-                                                                         ranking), c)
+        parts = [f.result() for f in [submit(_chunk_metrics, stats, spec, c, ranking)
                                       for c in range(-(-spec.resamples // CHUNK))]]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _chunk_metrics(stats, spec: BootstrapSpec, chunk: int, ranking: str) -> dict[str, np.ndarray]:
+    from evalkit.stats.rowstats import resampled_metrics
+
+    W = resample_weights(stats.n_rows, spec, chunk)
+    return drop_empty(resampled_metrics(stats, W, ranking), W.sum(1))
+
+
+def drop_empty(dist: dict[str, np.ndarray], total: np.ndarray) -> dict[str, np.ndarray]:
+    """``dist`` with NaN for the resamples of no weight at all (Poisson weights can leave out every
+    row: probability e^-N; such an empty test set defines no metric, so it is left out)."""
+    empty = np.asarray(total) <= 0
+    return dist if not empty.any() else {k: np.where(empty, np.nan, v) for k, v in dist.items()}
 
 
 def single_threaded_blas():
