@@ -49,7 +49,8 @@ def evaluate_scores(
         dataset_name: the report's ``dataset.name``. strategy: the report's threshold label.
         sample_weight: optional ``(N,)`` non-negative weights (scikit-learn's ``sample_weight``).
         ci: confidence level of bootstrap intervals over the rows, e.g. 0.95 (default ``None`` /
-            ``0``: none - measured 5-8x the report's time at 200,000 x 100 with R = 1000, so opt-in here): ``summary.<average>.<metric>_ci`` / ``summary.<scalar>_ci`` = ``[low, high]``,
+            ``0``: none here; ``evalkit run`` / ``evaluate`` and their configs default to 0.95;
+            benchmarks/bench_ci_cost.py measures the cost): ``summary.<average>.<metric>_ci`` / ``summary.<scalar>_ci`` = ``[low, high]``,
             ``summary.ci_unstable_labels`` and a top-level ``confidence_interval`` block
             (:mod:`evalkit.stats.bootstrap`). ci_resamples: R (default 1000); ci_method:
             ``percentile`` or ``bca``; seed: the resampling seed (same seed, same intervals).
