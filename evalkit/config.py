@@ -80,7 +80,7 @@ def _ci_fields(seeded_by: str) -> tuple:
     """``ci``, ``ci_resamples`` and ``ci_method`` of :class:`RunConfig` and :class:`EvaluateJobConfig`
     (bootstrap intervals over the test rows: :mod:`evalkit.stats.bootstrap`; seeded by ``seeded_by``)."""
     return (Field(0.95, ge=0, lt=1, description="Confidence level of bootstrap intervals over the test rows on every "
-                  f"headline metric, e.g. 0.95 (0 = off); resampling seeded by {seeded_by}."),
+                  f"headline metric, e.g. 0.95 (0 = off); the resampling seed is {seeded_by}."),
             Field(1000, ge=10, le=100_000, description="Bootstrap resamples of --ci."),
             Field("percentile", description="Interval of --ci: percentile or bca (bias-corrected and accelerated)."))
 
