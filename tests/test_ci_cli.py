@@ -135,7 +135,9 @@ def test_streaming_intervals_do_not_depend_on_the_batching_and_match_in_memory_o
     b = evaluate_predictions(str(tmp_path / "p.npz"), batch_size=777, **kw)
     ia, ib = _all_intervals(a["summary"]), _all_intervals(b["summary"])  # each row's weights follow its index:
     assert ia.keys() == ib.keys() and all(ia[k] == pytest.approx(ib[k], abs=1e-6) for k in ia)  # float32 sums
-    assert STREAMING_CI_NOTE in a["notes"] and a["confidence_interval"]["method"] == "bca"
+    assert a["confidence_interval"]["why"] == STREAMING_CI_NOTE and a["confidence_interval"]["method"] == "bca"
+    assert a["confidence_interval"]["without_interval"] == ["mean_average_precision", "macro_auroc"]
+    assert "notes" not in a  # nothing on stderr: the terminal says it under the summary
     mem = evaluate_scores(Y, probabilities=P, **kw)
     sa, sm = _all_intervals(a["summary"]), _all_intervals(mem["summary"])
     assert set(sm) - set(sa) == {"mean_average_precision_ci", "macro_auroc_ci"}
@@ -145,3 +147,18 @@ def test_streaming_intervals_do_not_depend_on_the_batching_and_match_in_memory_o
         assert lo <= point <= hi, k
         mlo, mhi = sm[k]
         assert abs((hi - lo) - (mhi - mlo)) <= 0.25 * (mhi - mlo) + 1e-3, (k, (lo, hi), (mlo, mhi))
+
+
+def test_evaluate_predictions_shows_intervals_and_why_map_has_none(cli, tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    Y = (rng.random((400, 4)) < 0.3).astype(np.uint8)
+    np.savez("p.npz", targets=Y, probabilities=np.clip(0.4 * Y + 0.6 * rng.random(Y.shape), 0, 1))
+    r = cli("evaluate", "--predictions", "p.npz", "--no-track", "-o", "e.json")
+    assert r.exit_code == 0, r.output
+    flat = " ".join(r.output.split())
+    assert INTERVAL.search(r.output) and "mAP and macro AUROC have no confidence interval in a streaming" in flat
+    s = json.loads((tmp_path / "e.json").read_text())["summary"]
+    assert "mean_average_precision_ci" not in s and s["macro"]["f2_ci"][0] <= s["macro"]["f2"] <= s["macro"]["f2_ci"][1]

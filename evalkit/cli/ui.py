@@ -193,6 +193,8 @@ def interval_lines(report: dict) -> list[str]:
 
     lines = [f"[dim]\\[low, high]: {100 * ci['level']:g}% bootstrap intervals ({ci['method']}, {ci['resamples']} "
              f"resamples of the {report['dataset']['n_samples']} test rows, seed {ci['seed']}); --ci 0 turns them off.[/]"]
+    if ci.get("why"):
+        lines.append(f"[dim]{escape(ci['why'])}.[/]")
     unstable = report["summary"].get("ci_unstable_labels") or []
     if unstable:
         shown = ", ".join(escape(u) for u in unstable[:8]) + (f" (+{len(unstable) - 8} more)" if len(unstable) > 8 else "")

@@ -207,13 +207,15 @@ class _PredictionsPass:
         metrics = metrics_block(self.engine.compute())
         if self.intervals is not None:
             metrics["summary"] = self.intervals.add_to(metrics["summary"], fbeta_key(self.beta), self.names)
-            extra["confidence_interval"] = self.spec.to_dict()
-            extra["notes"] = extra.get("notes", []) + [STREAMING_CI_NOTE]
+            extra["confidence_interval"] = self.spec.to_dict() | {"without_interval": STREAMING_WITHOUT_CI,
+                                                                  "why": STREAMING_CI_NOTE}
         return metrics
 
 
 STREAMING_CI_NOTE = ("mAP and macro AUROC have no confidence interval in a streaming evaluation of a predictions file "
                      "(they need every score at once; evaluate_scores in Python gives them)")
+#: the report's ``confidence_interval.without_interval`` of a predictions file (summary keys)
+STREAMING_WITHOUT_CI = ["mean_average_precision", "macro_auroc"]
 
 
 def _streaming_intervals(spec, thresholds, kind: str, beta: float, zero_division: float, threshold_free: str):
