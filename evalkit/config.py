@@ -76,6 +76,15 @@ def _tracking_timeout_field():
                  "before failing with exit 3 (results are spooled to mlruns/spool; see sync-spool).")
 
 
+def _ci_fields(seeded_by: str) -> tuple:
+    """``ci``, ``ci_resamples`` and ``ci_method`` of :class:`RunConfig` and :class:`EvaluateJobConfig`
+    (bootstrap intervals over the test rows: :mod:`evalkit.stats.bootstrap`; seeded by ``seeded_by``)."""
+    return (Field(0.95, ge=0, lt=1, description="Confidence level of bootstrap intervals over the test rows on every "
+                  f"headline metric, e.g. 0.95 (0 = off); the resampling seed is {seeded_by}."),
+            Field(1000, ge=10, le=100_000, description="Bootstrap resamples of --ci."),
+            Field("percentile", description="Interval of --ci: percentile or bca (bias-corrected and accelerated)."))
+
+
 @lru_cache(maxsize=256)
 def threshold_strategy(text: str):
     """The parsed :class:`~evalkit.thresholds.ThresholdStrategy` of a ``threshold`` value (cached: a
@@ -168,6 +177,9 @@ class RunConfig(BaseModel):
     objective: Literal["micro-fbeta", "macro-fbeta", "mean-fbeta"] = Field(
         "mean-fbeta", description="What threshold tuning maximises: micro-fbeta, macro-fbeta or mean-fbeta (their mean), with --beta.")
     beta: float = Field(2.0, gt=0, description="Beta of the reported and tuned F-beta (2 = recall weighs 4x).")
+    ci: float = _ci_fields("--seed")[0]
+    ci_resamples: int = _ci_fields("--seed")[1]
+    ci_method: Literal["percentile", "bca"] = _ci_fields("--seed")[2]
     # tracking / output
     experiment: str = Field("evalkit", description="MLflow experiment name.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")
@@ -196,7 +208,8 @@ class RunConfig(BaseModel):
 
     _strict_numbers = field_validator("val_size", "test_size", "hidden", "dropout", "lr", "weight_decay", "epochs",
                                       "batch_size", "patience", "input_noise", "folds", "seed", "threads",
-                                      "fold_processes", "beta", "tracking_timeout", mode="before")(_elementwise_not_bool)
+                                      "fold_processes", "beta", "tracking_timeout", "ci", "ci_resamples",
+                                      mode="before")(_elementwise_not_bool)
 
     @field_validator("loss")
     @classmethod
@@ -313,6 +326,9 @@ class EvaluateJobConfig(BaseModel):
     beta: float = Field(2.0, gt=0, description="Beta of the reported F-beta.")
     threshold_free: Literal["exact", "streaming", "none"] = Field(
         "exact", description="exact (matches scikit-learn), streaming (O(C x bins) memory) or none.")
+    ci: float = _ci_fields("0")[0]
+    ci_resamples: int = _ci_fields("0")[1]
+    ci_method: Literal["percentile", "bca"] = _ci_fields("0")[2]
     batch_size: int = Field(65536, ge=1, le=1 << 24, description="Rows read (or scored) per batch.")
     output: str | None = Field(None, description="Write the report JSON here.")
     per_class: str = Field("top", pattern=r"^(top|all|none|[1-9][0-9]*)$",

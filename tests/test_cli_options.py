@@ -82,6 +82,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch, tmp_path):
             "--fold-processes", "3", "--log-class-metrics", "--image-size", "64", "--pretrained", "--weights", "w.pt", "--freeze-backbone",
             "--unfreeze-after", "2", "--amp", "bf16",
             "--threshold", "global", "--objective", "micro-fbeta", "--beta", "1", "--experiment", "e",
+            "--ci", "0.9", "--ci-resamples", "500", "--ci-method", "bca",
             "--tracking-uri", "sqlite:///x.db", "--tracking-timeout", "3", "--run-name", "r", "--log-model",
             "--register", "m", "--alias", "champion", "-o", "out.json", "--no-log-scores"]
     res = CliRunner().invoke(app, args)
@@ -100,6 +101,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch, tmp_path):
     assert (c.tracking_uri, c.run_name, c.log_model, c.register_model, c.alias, c.output) == \
         ("sqlite:///x.db", "r", True, "m", "champion", "out.json")
     assert c.tracking_timeout == 3.0 and c.log_scores is False
+    assert (c.ci, c.ci_resamples, c.ci_method) == (0.9, 500, "bca")
     given = set(RunConfig.model_fields) - {"dataset", "test_dataset", "reader_options", "log_model"}
     assert {k for k in given if getattr(c, k) != RunConfig.model_fields[k].get_default(call_default_factory=True)} \
         == given, "every field was set away from its default above"
