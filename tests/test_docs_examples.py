@@ -1,0 +1,210 @@
+"""The manual's examples run: a stale command or output in docs/ fails the suite.
+
+Which blocks run (documented in docs/development.md, "Runnable examples"):
+
+* a ```` ```console ```` block: each ``$ COMMAND`` line (a trailing ``\\`` continues it) runs in bash, in
+  the page's working folder, and what it prints (stdout and stderr, as a terminal shows them) must
+  match the lines that follow it, up to the next ``$``. The command must exit 0: an example of a
+  failure ends with ``; echo "exit $?"`` and shows that line;
+* a ```` ```pycon ```` block: ``>>>`` examples run by :mod:`doctest` (ELLIPSIS, NORMALIZE_WHITESPACE);
+* ```` ```bash ````, ```` ```python ```` and other blocks are shown only (they need a server, a cluster, a
+  GPU or an hour).
+
+Volatile parts are elided in the expected output: a line that is only ``...`` stands for any number of
+lines (none included), and ``...`` inside a line for any text on that line (timings, run ids, paths).
+Trailing spaces are ignored.
+
+Each page runs in its own temporary folder, blocks in page order (a later block sees the files and
+runs of an earlier one), with an already-migrated MLflow store (``mlruns/mlflow.db``, the conftest's
+copy), a copy of ``experiments/``, ``evalkit`` and ``python`` meaning this checkout's (``python -P``),
+``COLUMNS=100`` and no ``MLFLOW_TRACKING_URI``.
+
+    python -P tests/test_docs_examples.py docs/reference/cli/run.md   # print what the page's commands print now
+"""
+
+from __future__ import annotations
+
+import difflib
+import doctest
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+FENCE = re.compile(r"^```(console|pycon)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
+
+
+@dataclass
+class Step:
+    """One command of a console block (or one pycon block) and what it must print."""
+
+    kind: str  # "console" or "pycon"
+    source: str  # the command (console) or the whole block (pycon)
+    expected: str
+    line: int  # line of the page where it starts
+
+
+def pages() -> list[Path]:
+    """The pages of the manual that hold runnable blocks (docs/drafts/ is not part of the manual)."""
+    drafts = DOCS / "drafts"
+    return sorted(p for p in DOCS.rglob("*.md") if drafts not in p.parents and FENCE.search(p.read_text()))
+
+
+def steps(page: Path) -> list[Step]:
+    """The runnable steps of ``page`` in order."""
+    text = page.read_text()
+    out: list[Step] = []
+    for m in FENCE.finditer(text):
+        first = text.count("\n", 0, m.start(2)) + 1
+        if m[1] == "pycon":
+            out.append(Step("pycon", m[2], "", first))
+            continue
+        lines = m[2].splitlines()
+        i = 0
+        while i < len(lines):
+            if not lines[i].startswith("$ "):
+                raise ValueError(f"{page.relative_to(ROOT)}:{first + i}: a console block line must start with '$ '")
+            start, command = i, lines[i][2:]
+            while command.endswith("\\") and i + 1 < len(lines):
+                i += 1
+                command = command[:-1] + "\n" + lines[i]
+            i += 1
+            expected = []
+            while i < len(lines) and not lines[i].startswith("$ "):
+                expected.append(lines[i])
+                i += 1
+            out.append(Step("console", command, "\n".join(expected), first + start))
+    return out
+
+
+def pattern(expected: str) -> re.Pattern:
+    """The regular expression of an expected output: ``...`` lines and ``...`` within lines elide."""
+    parts = []
+    for line in expected.splitlines():
+        line = line.rstrip()
+        if line == "...":
+            parts.append(r"(?:[^\n]*\n)*?")
+        else:
+            parts.append("[^\n]*?".join(map(re.escape, line.split("..."))) + r"\n")
+    return re.compile("".join(parts))
+
+
+def normalised(output: str) -> str:
+    return "".join(line.rstrip() + "\n" for line in output.splitlines())
+
+
+def environment(folder: Path) -> dict[str, str]:
+    """PATH with ``evalkit`` and ``python`` shims for this checkout; no inherited tracking store."""
+    shims = folder / ".shims"
+    shims.mkdir(exist_ok=True)
+    for name, command in (("evalkit", f'"{sys.executable}" -P -m evalkit "$@"'), ("python", f'"{sys.executable}" -P "$@"')):
+        (shims / name).write_text(f"#!/bin/sh\nexec {command}\n")
+        (shims / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTEST_", "COLUMNS", "LINES"))}
+    env.update(PATH=f"{shims}{os.pathsep}{env.get('PATH', '')}", COLUMNS="100",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return env
+
+
+def run_console(step: Step, folder: Path, env: dict[str, str]) -> str:
+    res = subprocess.run(["bash", "-c", step.source], cwd=folder, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=900)
+    out = normalised(res.stdout)
+    if res.returncode != 0:
+        raise AssertionError(f"exited {res.returncode} (an example of a failure ends with "
+                             f"'; echo \"exit $?\"'):\n{out[-3000:]}")
+    return out
+
+
+def run_pycon(step: Step, page: Path, globs: dict) -> None:
+    test = doctest.DocTestParser().get_doctest(step.source, globs, page.name, str(page), step.line - 1)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report: list[str] = []
+    runner.run(test, out=report.append, clear_globs=False)
+    if runner.failures:
+        raise AssertionError("".join(report))
+
+
+def prepare(folder: Path, store: Path | None) -> None:
+    if store is not None:
+        (folder / "mlruns").mkdir(exist_ok=True)
+        shutil.copy(store, folder / "mlruns" / "mlflow.db")
+    shutil.copytree(ROOT / "experiments", folder / "experiments", dirs_exist_ok=True)
+
+
+def where(page: Path, step: Step) -> str:
+    return f"{page.relative_to(ROOT)}:{step.line}"
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_page_examples_run_as_shown(page, tmp_path, _migrated_store, monkeypatch):
+    prepare(tmp_path, _migrated_store)
+    monkeypatch.chdir(tmp_path)  # pycon blocks run in-process, in the page's folder
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    env = environment(tmp_path)
+    globs: dict = {}
+    for step in steps(page):
+        if step.kind == "pycon":
+            try:
+                run_pycon(step, page, globs)
+            except AssertionError as e:
+                raise AssertionError(f"{where(page, step)}: pycon block failed\n{e}") from None
+            continue
+        try:
+            out = run_console(step, tmp_path, env)
+        except AssertionError as e:
+            raise AssertionError(f"{where(page, step)}: $ {step.source}\n{e}") from None
+        if not pattern(step.expected).fullmatch(out):
+            diff = "\n".join(difflib.unified_diff(step.expected.splitlines(), out.splitlines(), "documented",
+                                                  "printed now", lineterm="", n=1))
+            raise AssertionError(f"{where(page, step)}: $ {step.source}\nprints something else:\n{diff}")
+
+
+def test_quick_start_api_and_every_cli_page_have_a_runnable_example():
+    runnable = {p.relative_to(DOCS).as_posix() for p in pages()}
+    cli_pages = {p.relative_to(DOCS).as_posix() for p in (DOCS / "reference" / "cli").glob("*.md")}
+    assert "getting-started/quick-start.md" in runnable
+    assert "reference/api.md" in runnable and "```pycon" in (DOCS / "reference" / "api.md").read_text()
+    assert cli_pages and cli_pages <= runnable, sorted(cli_pages - runnable)
+
+
+@pytest.mark.parametrize("expected, output, ok", [
+    ("a\n...\nd", "a\nb\nc\nd\n", True),
+    ("a\n...\nd", "a\nd\n", True),
+    ("run ... done", "run 12.3 s done\n", True),
+    ("a\nb", "a\nc\n", False),
+    ("a", "a\nextra\n", False),
+    ("x 1...", "x 12   \n", True),
+])
+def test_elision_rules(expected, output, ok):
+    assert bool(pattern(expected).fullmatch(normalised(output))) is ok
+
+
+def test_console_blocks_split_into_commands_and_outputs(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("text\n\n```console\n$ echo a \\\n  b\na b\n$ true\n```\n\n```bash\n$ not run\n```\n")
+    assert [(s.source, s.expected, s.line) for s in steps(page)] == [("echo a \n  b", "a b", 4), ("true", "", 7)]
+
+
+if __name__ == "__main__":  # print what each command of a page prints now (to update a page by hand)
+    import tempfile
+
+    for arg in sys.argv[1:]:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            prepare(folder, None)
+            env = environment(folder)
+            for step in steps(Path(arg).resolve()):
+                if step.kind == "console":
+                    res = subprocess.run(["bash", "-c", step.source], cwd=folder, env=env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True)
+                    print(f"$ {step.source}\n{normalised(res.stdout)}", end="")
+                    if res.returncode:
+                        print(f"[exit {res.returncode}]")
