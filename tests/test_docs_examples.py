@@ -2,7 +2,8 @@
 
 Which blocks run (documented in docs/development.md, "Runnable examples"):
 
-* a ```` ```console ```` block: each ``$ COMMAND`` line (a trailing ``\\`` continues it) runs in bash, in
+* a ```` ```console ```` block: each ``$ COMMAND`` line (continued by a trailing ``\\`` or by lines that
+  start with the shell's secondary prompt ``> ``, e.g. inside a quoted ``python -c``) runs in bash, in
   the page's working folder, and what it prints (stdout and stderr, as a terminal shows them) must
   match the lines that follow it, up to the next ``$``. The command must exit 0: an example of a
   failure ends with ``; echo "exit $?"`` and shows that line;
@@ -17,7 +18,7 @@ Trailing spaces are ignored.
 Each page runs in its own temporary folder, blocks in page order (a later block sees the files and
 runs of an earlier one), with an already-migrated MLflow store (``mlruns/mlflow.db``, the conftest's
 copy), a copy of ``experiments/``, ``evalkit`` and ``python`` meaning this checkout's (``python -P``),
-``COLUMNS=100`` and no ``MLFLOW_TRACKING_URI``.
+``COLUMNS=120`` and no ``MLFLOW_TRACKING_URI``.
 
     python -P tests/test_docs_examples.py docs/reference/cli/run.md   # print what the page's commands print now
 """
@@ -72,9 +73,9 @@ def steps(page: Path) -> list[Step]:
             if not lines[i].startswith("$ "):
                 raise ValueError(f"{page.relative_to(ROOT)}:{first + i}: a console block line must start with '$ '")
             start, command = i, lines[i][2:]
-            while command.endswith("\\") and i + 1 < len(lines):
+            while i + 1 < len(lines) and (command.endswith("\\") or lines[i + 1].startswith("> ")):
                 i += 1
-                command = command[:-1] + "\n" + lines[i]
+                command = (command[:-1] if command.endswith("\\") else command) + "\n" + lines[i].removeprefix("> ")
             i += 1
             expected = []
             while i < len(lines) and not lines[i].startswith("$ "):
@@ -108,7 +109,7 @@ def environment(folder: Path) -> dict[str, str]:
         (shims / name).write_text(f"#!/bin/sh\nexec {command}\n")
         (shims / name).chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTEST_", "COLUMNS", "LINES"))}
-    env.update(PATH=f"{shims}{os.pathsep}{env.get('PATH', '')}", COLUMNS="100",
+    env.update(PATH=f"{shims}{os.pathsep}{env.get('PATH', '')}", COLUMNS="120",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     return env
 
@@ -189,8 +190,9 @@ def test_elision_rules(expected, output, ok):
 
 def test_console_blocks_split_into_commands_and_outputs(tmp_path):
     page = tmp_path / "p.md"
-    page.write_text("text\n\n```console\n$ echo a \\\n  b\na b\n$ true\n```\n\n```bash\n$ not run\n```\n")
-    assert [(s.source, s.expected, s.line) for s in steps(page)] == [("echo a \n  b", "a b", 4), ("true", "", 7)]
+    page.write_text("text\n\n```console\n$ echo a \\\n  b\na b\n$ true\n$ echo 'x\n> y'\nx\ny\n```\n\n```bash\n$ not run\n```\n")
+    assert [(s.source, s.expected, s.line) for s in steps(page)] == [
+        ("echo a \n  b", "a b", 4), ("true", "", 7), ("echo 'x\ny'", "x\ny", 8)]
 
 
 if __name__ == "__main__":  # print what each command of a page prints now (to update a page by hand)
