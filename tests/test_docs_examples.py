@@ -73,9 +73,12 @@ def steps(page: Path) -> list[Step]:
             if not lines[i].startswith("$ "):
                 raise ValueError(f"{page.relative_to(ROOT)}:{first + i}: a console block line must start with '$ '")
             start, command = i, lines[i][2:]
-            while i + 1 < len(lines) and (command.endswith("\\") or lines[i + 1].startswith("> ")):
+            while i + 1 < len(lines) and (command.endswith("\\") or lines[i + 1][:2] in ("> ", ">")):
                 i += 1
-                command = (command[:-1] if command.endswith("\\") else command) + "\n" + lines[i].removeprefix("> ")
+                if command.endswith("\\"):
+                    command = command[:-1] + "\n" + lines[i]
+                else:  # the secondary prompt "> " (or ">" on an empty line) is not part of the command
+                    command += "\n" + lines[i][2:]
             i += 1
             expected = []
             while i < len(lines) and not lines[i].startswith("$ "):
