@@ -179,6 +179,18 @@ def test_quick_start_api_and_every_cli_page_have_a_runnable_example():
     assert cli_pages and cli_pages <= runnable, sorted(cli_pages - runnable)
 
 
+def test_readme_excerpt_is_the_tested_quick_start_output():
+    """README.md shows an excerpt of the quick start's output: each of its lines is one the quick start
+    page's (run) console block expects, so the README cannot keep numbers the tests no longer see."""
+    readme = (ROOT / "README.md").read_text()
+    excerpt = re.search(r"^```\n(Test split: yeast.*?)^```", readme, re.M | re.S)
+    assert excerpt, "README.md lost its quick-start excerpt"
+    page = (DOCS / "getting-started" / "quick-start.md").read_text()
+    tested = {line.rstrip() for step in steps(DOCS / "getting-started" / "quick-start.md") for line in step.expected.splitlines()}
+    missing = [line for line in excerpt[1].splitlines() if line.rstrip() and line.rstrip() not in tested]
+    assert not missing and "evalkit run" in page, missing
+
+
 @pytest.mark.parametrize("expected, output, ok", [
     ("a\n...\nd", "a\nb\nc\nd\n", True),
     ("a\n...\nd", "a\nd\n", True),
