@@ -157,7 +157,7 @@ def markdown(path: str) -> str:
         lines += [f"**{panel}**", "", "| name | type | default | description |", "|---|---|---|---|"]
         for o in opts:
             default = f"`{o.default}`" if o.default else ("required" if o.required else "—")
-            flags = " / ".join(f"`{f.strip()}`" for f in o.flags.split(" / "))
+            flags = "<br>".join(f"`{f.strip()}`" for f in o.flags.split(" / "))
             lines.append(f"| {flags} | {_cell(o.type)} | {default} | {_cell(o.help)} |")
         lines.append("")
     if is_group(cmd):
