@@ -5,7 +5,8 @@
 In a fresh working folder (a temporary one unless --workdir) it runs what a user runs: a default yeast
 run registered as ``yeast-mlp@champion`` (``--epochs N`` shortens it), the nightly job of
 ``experiments/nightly_yeast.toml`` twice (as shipped, then with a gate it fails), a small loss grid
-(2 losses x 2 seeds, the linear model) whose parent run holds the grouped comparison, then starts
+(``experiments/yeast_losses.toml`` on the linear model, 3 epochs) whose parent run holds the grouped
+comparison, then starts
 ``evalkit ui`` there and saves four PNGs:
 
 * ``run_page.png``: the run's page (overview: headline metrics without searching),
@@ -50,28 +51,15 @@ def evalkit(cwd: Path, *args: str, ok=(0,)) -> subprocess.CompletedProcess:
 
 
 def make_runs(work: Path, epochs: int | None) -> None:
-    """The training run (registered champion) and two nightly jobs (pass, then a failing gate)."""
+    """The training run (registered champion), two nightly jobs (pass, then a failing gate) and a loss grid."""
     extra = ["--epochs", str(epochs)] if epochs else []
     evalkit(work, "run", "--register", "yeast-mlp", "--alias", "champion", "-o", "run.json", *extra)
     spec = str(ROOT / "experiments" / "nightly_yeast.toml")
     evalkit(work, "evaluate", "--spec", spec, ok=(0, 1))
     evalkit(work, "evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.99", ok=(1,))
-    (work / "losses.toml").write_text(GRID)
-    evalkit(work, "run", "losses.toml")
-
-
-#: the small loss grid of the compare screenshot (seconds per cell)
-GRID = """experiment = "losses-demo"
-dataset = "yeast"
-model = "linear"
-epochs = 3
-folds = 1
-log_model = false
-
-[grid]
-loss = ["bce", "asl"]
-seed = [0, 1]
-"""
+    # the shipped loss grid on the linear model, 3 epochs: seconds per cell, a parent run with the comparison
+    evalkit(work, "run", str(ROOT / "experiments" / "yeast_losses.toml"), "--model", "linear", "--epochs", "3",
+            "--experiment", "losses-demo")
 
 
 def free_port() -> int:
