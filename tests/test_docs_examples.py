@@ -95,9 +95,20 @@ def pattern(expected: str) -> re.Pattern:
         line = line.rstrip()
         if line == "...":
             parts.append(r"(?:[^\n]*\n)*?")
-        else:
-            parts.append("[^\n]*?".join(map(re.escape, line.split("..."))) + r"\n")
+        else:  # "..." in a line also takes the spaces beside it (a cropped progress line ends without them)
+            pieces = [re.escape(p.strip(" ")) if 0 < i < line.count("...") else
+                      re.escape(p.rstrip(" ") if i == 0 else p.lstrip(" ")) for i, p in enumerate(line.split("..."))]
+            parts.append(" *[^\n]*? *".join(pieces) + r"\n")
     return re.compile("".join(parts))
+
+
+def first_mismatch(expected: str, output: str) -> str:
+    """The first documented line the output does not bear out (with the lines before it matched)."""
+    lines = expected.splitlines()
+    for k in range(1, len(lines) + 1):
+        if not pattern("\n".join(lines[:k])).match(output):
+            return f"documented line {k} is not printed: {lines[k - 1]!r}"
+    return "the output goes on after the last documented line (end the block with a '...' line to elide it)"
 
 
 def normalised(output: str) -> str:
@@ -132,6 +143,7 @@ def run_pycon(step: Step, page: Path, globs: dict) -> None:
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     report: list[str] = []
     runner.run(test, out=report.append, clear_globs=False)
+    globs.update(test.globs)  # the page's later blocks see what this one defined (doctest ran on a copy)
     if runner.failures:
         raise AssertionError("".join(report))
 
@@ -168,7 +180,8 @@ def test_page_examples_run_as_shown(page, tmp_path, _migrated_store, monkeypatch
         if not pattern(step.expected).fullmatch(out):
             diff = "\n".join(difflib.unified_diff(step.expected.splitlines(), out.splitlines(), "documented",
                                                   "printed now", lineterm="", n=1))
-            raise AssertionError(f"{where(page, step)}: $ {step.source}\nprints something else:\n{diff}")
+            raise AssertionError(f"{where(page, step)}: $ {step.source}\nprints something else: "
+                                 f"{first_mismatch(step.expected, out)}\n{diff}")
 
 
 def test_quick_start_api_and_every_cli_page_have_a_runnable_example():
@@ -198,6 +211,8 @@ def test_readme_excerpt_is_the_tested_quick_start_output():
     ("a\nb", "a\nc\n", False),
     ("a", "a\nextra\n", False),
     ("x 1...", "x 12   \n", True),
+    ("train ... 2/2 val_map ...", "train ━━━ 2/2 val_map\n", True),
+    ("a ... b", "a  x  b\n", True),
 ])
 def test_elision_rules(expected, output, ok):
     assert bool(pattern(expected).fullmatch(normalised(output))) is ok
