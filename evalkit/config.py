@@ -21,7 +21,7 @@ from evalkit.budget import EPOCH_WORK, budget_batch_size, budget_epochs, budget_
 MAX_WIDTH = 1 << 16
 #: ``evalkit datasets download``: the MULAN repository's multi-label datasets (one folder per dataset)
 MULAN_MIRROR = "https://raw.githubusercontent.com/tsoumakas/mulan/master/data/multi-label"
-#: ... and where they go (what the README's examples use)
+#: ... and where they go (what the manual's examples use)
 DATASETS_DIR = "datasets/mulan"
 #: reader options a data file may take (``--label-file`` ...); see ``evalkit datasets``
 READER_OPTIONS = ("label_file", "meka_labels", "label_columns", "label_prefix", "label_list_column",
@@ -119,7 +119,7 @@ class RunConfig(BaseModel):
     val_size: float = Field(0.2, gt=0, lt=1, description="Validation fraction of the training data (used with --folds 1).")
     test_size: float = Field(0.3, gt=0, lt=1, description="Test fraction of a stratified split when there is no test file.")
     standardize: bool = Field(True, description="Standardise features with the training split's mean and std.")
-    # model: defaults chosen on yeast / emotions / scene (README "evalkit run"): one wide hidden
+    # model: defaults chosen on yeast / emotions / scene (docs/concepts/training.md): one wide hidden
     # layer with strong dropout and Gaussian input noise, early-stopped on validation mAP
     # auto: the linear one-vs-rest model wins on sparse bag-of-words data (medical), the MLP elsewhere
     model: str = Field("auto", description="Architecture: auto (linear or mlp, whichever has the higher validation mAP on "
@@ -157,8 +157,8 @@ class RunConfig(BaseModel):
     folds: int = Field(5, ge=1, le=20, description="Cross-fitting: K models on K folds of train + validation, thresholds tuned "
                        "on out-of-fold scores; 1 = one model and a validation split.")
     budget: Literal["auto", "off"] = Field(
-        "auto", description="auto: --folds, --epochs and --batch-size, when not given, follow the data size (README "
-        "'Training budget'); off: their defaults as they are.")
+        "auto", description="auto: --folds, --epochs and --batch-size, when not given, follow the data size (manual: "
+        "Training defaults); off: their defaults as they are.")
     seed: int = Field(0, description="Random seed (splits, init, shuffling).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
     # one thread: evalkit's MLPs are small, and several threads are much slower on shared cores

@@ -1,6 +1,6 @@
 """User-facing errors. The CLI turns each into one line on stderr and an exit code.
 
-Exit codes (documented in README and ``evalkit --help``):
+Exit codes (documented in docs/reference/exit-codes.md and ``evalkit --help``):
 
 * 0 - success, all gates pass
 * 1 - a quality gate failed

@@ -1,4 +1,4 @@
-"""Reading details (issues 9, 10, 11): ARFF name quoting, label-file discovery, messages, ID-like and
+"""Data reading edge cases: ARFF name quoting, label-file discovery, messages, ID-like and
 dropped columns, declared sizes checked before allocation, duplicate label names, the built-in yeast."""
 
 from __future__ import annotations
