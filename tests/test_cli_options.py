@@ -148,7 +148,7 @@ def test_per_class_table_is_capped_by_support_unless_all():
 
 
 PANEL_ORDER = {
-    "run": ["Arguments", "Options", "Data", "Model", "Training", "Thresholds", "Tracking and output",
+    "run": ["Arguments", "Options", "Data", "Model", "Training", "Thresholds and report", "Tracking and output",
             "Ray (the cells of a spec's grid)"],
     "evaluate": ["Options", "Input", "Model file (--model)", "Thresholds and report", "Gates", "Tracking and output"],
     "tune": ["Arguments", "Options", "Search", "Tracking and output", "Ray"],

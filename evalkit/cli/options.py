@@ -39,7 +39,7 @@ READER_FLAGS: dict[str, tuple[type, str]] = {
 
 # -- help layout: panels and metavars (the one place a new option declares them) ------------------------
 
-DATA, MODEL, TRAINING, THRESHOLDS, TRACKING, RAY = ("Data", "Model", "Training", "Thresholds", "Tracking and output",
+DATA, MODEL, TRAINING, TRACKING, RAY = ("Data", "Model", "Training", "Tracking and output",
                                                     "Ray (the cells of a spec's grid)")
 INPUT, MODEL_FILE, REPORT, GATES, SEARCH = "Input", "Model file (--model)", "Thresholds and report", "Gates", "Search"
 #: ExecutorConfig fields: the Ray options of ``run`` and ``tune``
@@ -54,7 +54,7 @@ PANELS: dict[str, dict[str, tuple[str, ...]]] = {
                 "freeze_backbone", "unfreeze_after"),
         TRAINING: ("loss", "loss_options", "optimizer", "lr", "weight_decay", "epochs", "batch_size", "patience",
                    "monitor", "input_noise", "folds", "budget", "seed", "device", "amp", "threads", "fold_processes"),
-        THRESHOLDS: ("threshold", "objective", "beta"),
+        REPORT: ("threshold", "objective", "beta", "ci", "ci_resamples", "ci_method"),
         TRACKING: ("track", "experiment", "tracking_uri", "tracking_timeout", "run_name", "log_model",
                    "log_class_metrics", "log_scores", "register_model", "alias", "output", "force", "verbose"),
         RAY: RAY_OPTIONS,
@@ -62,7 +62,8 @@ PANELS: dict[str, dict[str, tuple[str, ...]]] = {
     "evaluate": {
         INPUT: ("spec", "predictions", "model", "dataset", "test_dataset", *READER_FLAGS, "label_map", "map_reduce"),
         MODEL_FILE: ("arch", "hidden", "trust_pickle", "preprocess", "scores", "device", "amp"),
-        REPORT: ("threshold", "beta", "threshold_free", "batch_size", "per_class", "no_per_class", "output", "force"),
+        REPORT: ("threshold", "beta", "threshold_free", "ci", "ci_resamples", "ci_method", "batch_size", "per_class",
+                 "no_per_class", "output", "force"),
         GATES: ("gates", "baseline", "max_drop", "gate_alpha", "replace_gates"),
         TRACKING: ("track", "trigger", "job", "experiment", "tracking_uri", "tracking_timeout", "log_class_metrics",
                    "log_scores"),
