@@ -34,6 +34,10 @@ READER_FLAGS: dict[str, tuple[type, str]] = {
     "label_list_column": (str, "CSV/Parquet: one column holding each row's label names."),
     "label_sep": (str, 'Separator of --label-list-column (default ";").'),
     "drop_columns": (str, "Feature columns / attributes to leave out, e.g. id,name."),
+    "image_column": (str, "Image tables: the column of image paths (default: path)."),
+    "image_root": (str, "Image tables: the folder image paths are relative to (default: the table's folder); "
+                        "paths leaving it are refused."),
+    "empty_label": (str, 'Image tables: the --label-list-column entry meaning no label, e.g. "No Finding".'),
 }
 
 

@@ -55,6 +55,10 @@ def read_file(path: str, **reader_options) -> Dataset:
         from evalkit.data.builtin import BUILTINS
 
         raise InputError(f"{path}: no such file (and not a built-in dataset: {', '.join(BUILTINS)})")
+    from evalkit.images.lazy import is_image_table, read_image_dataset
+
+    if is_image_table(p, reader_options):  # image paths + labels: the images stay on disk
+        return read_image_dataset(p, **reader_options)
     from evalkit.data import readers
 
     return readers.read(p, **reader_options)
