@@ -260,7 +260,7 @@ class RunConfig(BaseModel):
         """Flat params for tracking: every field but paths of outputs, ``hidden`` as ``"512,256"``,
         loss options as ``loss.<name>`` (with their defaults) and reader options as ``data.<name>``."""
         p = self.model_dump(exclude={"reader_options", "loss_options", "tracking_uri", "tracking_timeout", "output",
-                                     "experiment", "run_name"})
+                                     "experiment", "run_name", "resume", "workers"})  # (--resume may change these)
         p["hidden"] = ",".join(map(str, self.hidden))
         for k, v in self.loss_settings.items():
             p[f"loss.{k}"] = v

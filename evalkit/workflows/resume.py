@@ -26,7 +26,7 @@ from evalkit.errors import InputError
 CHECKPOINT_ENV = "EVALKIT_CHECKPOINT_DIR"
 DEFAULT_DIR = "mlruns/checkpoints"
 #: options ``--resume`` takes besides the run id (the saved configuration decides the rest)
-RESUME_OPTIONS = ("resume", "tracking_uri", "tracking_timeout", "workers")
+RESUME_OPTIONS = ("resume", "tracking_uri", "tracking_timeout", "workers", "output")
 
 
 def run_folder(run_id: str) -> Path:
