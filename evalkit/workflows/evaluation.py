@@ -266,10 +266,8 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
     # the preprocessing record first (it may name the dataset), then the data, then the model
     loaded, record, preprocess = _record(cfg)
     test, name = _test_data(cfg, record, reader_options_given, test_size, seed)
-    from evalkit.images.lazy import is_lazy, record_images
-
-    test = record_images([test], record, workers=cfg.workers, skip_bad=cfg.skip_bad_images)[0]  # as trained
-    if not isinstance(test.X, np.ndarray) and not is_lazy(test.X):  # sparse (CSR): the evaluated split is densified
+    test = _as_trained(test, cfg, record)  # an image table: streamed at the model's size and channels
+    if not isinstance(test.X, np.ndarray) and test.X.ndim == 2:  # sparse (CSR): the evaluated split is densified
         test = test.with_features(test.X.toarray())
     names = list(test.label_names)
     if record and record.get("label_names") and list(record["label_names"]) != names:
@@ -310,6 +308,14 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
         emit("note", text=n)
     ds_info = {"name": name, "n_samples": int(Y.shape[0]), "n_labels": int(Y.shape[1]), "digest": test.digest}
     return build_report(metrics, dataset=ds_info, scores=cfg.scores, thresholds=thresholds, beta=cfg.beta, **extra)
+
+
+def _as_trained(test, cfg: EvaluateJobConfig, record: dict | None):
+    """``test`` (an image table's: :mod:`evalkit.images.lazy`) streamed as the model was trained:
+    the record's image side and channels, ``--workers``, ``--skip-bad-images``; other data as it is."""
+    from evalkit.images.lazy import record_images
+
+    return record_images([test], record, workers=cfg.workers, skip_bad=cfg.skip_bad_images)[0]
 
 
 def _record(cfg: EvaluateJobConfig):

@@ -140,11 +140,8 @@ def run_experiment(config: RunConfig, *, track: bool = True, nested: bool = Fals
     """
     emit = make_emitter(on_event)
     started = time.perf_counter()
-    if config.resume:  # the killed run's own options (evalkit.workflows.resume)
-        from evalkit.workflows.resume import resumed_config
-
-        config = resumed_config(config)
-        track = True
+    if config.resume:  # the killed run's own options, tracked (evalkit.workflows.resume)
+        config, track = _resumed(config), True
     strategy = _check_options(config)
     outcome = None
     try:
@@ -175,6 +172,12 @@ def run_experiment(config: RunConfig, *, track: bool = True, nested: bool = Fals
     store = outcome.run.tracking_uri if outcome.run else None
     return RunResult(outcome.report, run_id, store, outcome.history, time.perf_counter() - started,
                      outcome.registered, outcome.validation)
+
+
+def _resumed(config: RunConfig) -> RunConfig:
+    from evalkit.workflows.resume import resumed_config
+
+    return resumed_config(config)
 
 
 def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, nested: bool, tags, emit,
