@@ -70,6 +70,11 @@ def test_chestxray14_table_trains_and_evaluate_model_gives_the_run_test_metrics(
     record = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/preprocess.json")
     assert record["image"]["size"] == 16 and record["image"]["channels"] == 1 and record["standardize"] is False
     assert record["dataset"]["reader_options"]["label_sep"] == "|"
+    counts = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/dataset/label_counts.csv").splitlines()
+    assert counts[0] == "label,train,val,test,total"
+    assert [(r.split(",")[0], int(r.split(",")[-1])) for r in counts[1:]] == list(zip(FINDINGS, map(int, Y.sum(axis=0))))
+    test_support = {c["label"]: c["support"] for c in report["per_class"]}
+    assert all(int(r.split(",")[3]) == test_support[r.split(",")[0]] for r in counts[1:])
     # a new shell: the run's model, the same table; label options come from preprocess.json
     res = cli("evaluate", "--model", f"runs:/{run.info.run_id}/model", "--dataset", table, "--image-root", root,
               "--workers", "0", "--no-track", "-o", "e.json")

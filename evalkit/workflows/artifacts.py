@@ -46,9 +46,22 @@ def log_dataset(run, splits, *, folds: int = 1) -> None:
         path = Path(tmp) / "cooccurrence.csv"
         co.to_csv(path)
         run.log_artifact(path, "dataset")
+        label_counts(splits).to_csv(Path(tmp) / "label_counts.csv", index=False)
+        run.log_artifact(Path(tmp) / "label_counts.csv", "dataset")
     if splits.train.n_labels <= MAX_HEATMAP_LABELS:  # a 1000 x 1000 heatmap costs seconds and shows nothing
         run.log_figure(plot_cooccurrence(co, title=f"Label co-occurrence: {splits.name} (all splits)"),
                        "dataset/cooccurrence.png")
+
+
+def label_counts(splits):
+    """Per-label example counts: a DataFrame ``label, train, val, test, total`` (positive rows of each
+    split), logged as ``dataset/label_counts.csv``."""
+    import pandas as pd
+
+    counts = {name: getattr(splits, name).Y.sum(axis=0, dtype=np.int64) for name in ("train", "val", "test")}
+    frame = pd.DataFrame({"label": list(splits.label_names), **counts})
+    frame["total"] = frame[["train", "val", "test"]].sum(axis=1)
+    return frame
 
 
 def _inputs(splits, folds: int):
