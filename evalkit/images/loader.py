@@ -84,8 +84,9 @@ class ImageRows(torch.utils.data.Dataset):
     """Row ``i`` of ``table`` -> ``(image (channels, size, size) float32, labels (C,) float32, ok)``;
     with ``skip_bad`` a bad image gives ``ok = False`` (and zeros) instead of raising."""
 
-    def __init__(self, table, channels: int, transform, skip_bad: bool = False):
+    def __init__(self, table, channels: int, transform, skip_bad: bool = False, seeded: bool = False):
         self.table, self.channels, self.transform, self.skip_bad = table, channels, transform, skip_bad
+        self.seeded = seeded  # a random transform (training augmentation): seeded per row
 
     def __len__(self) -> int:
         return len(self.table.paths)
@@ -101,10 +102,10 @@ class ImageRows(torch.utils.data.Dataset):
             if not self.skip_bad:
                 raise
             return None, y, False
-        if key is None:
+        if key is None or not self.seeded:
             return self.transform(x), y, True
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((key * 1_000_003 + i) % (1 << 62))
+        with torch.random.fork_rng(devices=[]):  # the CPU generator only (torch.manual_seed would queue CUDA's too)
+            torch.default_generator.manual_seed((key * 1_000_003 + i) % (1 << 62))
             return self.transform(x), y, True
 
 
@@ -157,7 +158,7 @@ def image_loader(table, *, size: int, channels: int, train: bool, batch_size: in
     ``train``, in table order otherwise (:class:`EpochOrder`: call ``loader.sampler.set_epoch(e)``
     before epoch ``e``); ``workers`` processes decode (default :func:`default_workers`); the order and
     each row's augmentation follow ``seed`` and the epoch, whatever the workers."""
-    rows = ImageRows(table, channels, image_transform(size, train, augment), skip_bad)
+    rows = ImageRows(table, channels, image_transform(size, train, augment), skip_bad, seeded=train and augment != "none")
     workers = default_workers() if workers is None else workers
     return torch.utils.data.DataLoader(
         rows, batch_size=batch_size, sampler=EpochOrder(len(rows), seed, shuffle=train), num_workers=workers,
