@@ -218,6 +218,8 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
     if not evaluate_test:  # a search trial: validation only, the test split is never scored
         return _Outcome(None, run, None, _validation_only(config, strategy, setup.splits, trained, run), trained.history)
     report, thresholds, test_prob, splits = _evaluate(config, strategy, setup.splits, trained, setup.device, started)
+    if skipped := (report.get("images") or {}).get("skipped"):  # --skip-bad-images: said, counted, tagged
+        emit("warning", text=f"--skip-bad-images: {skipped} image(s) left out (missing or unreadable)")
     validation = validation_metrics(config, thresholds, trained, splits.label_names)
     unwritten = _write_report(report, config.output, emit)
     registered = None
