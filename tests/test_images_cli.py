@@ -179,3 +179,10 @@ def test_image_options_are_refused_on_a_feature_table(cli, tmp_path):
     (tmp_path / "f.csv").write_text("x,a,b\n" + "\n".join(f"{i},{i % 2},{i // 2 % 2}" for i in range(20)) + "\n")
     res = cli("run", "--dataset", tmp_path / "f.csv", "--label-columns", "a,b", "--empty-label", "none", "--no-track")
     assert res.exit_code == 2 and "which column holds the image paths" in res.output
+
+
+@pytest.mark.parametrize("flag", [("--workers", "2"), ("--augment", "none"), ("--skip-bad-images",)])
+def test_image_table_options_are_refused_for_other_data(cli, flag):
+    res = cli("run", "--dataset", "digits-grid", "--model", "cnn", "--epochs", "1", *flag, "--no-track")
+    assert res.exit_code == 2
+    assert f"{flag[0]}: applies to image tables (a CSV / Parquet of image paths), not to" in res.output

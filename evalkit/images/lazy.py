@@ -191,9 +191,19 @@ def configure_images(datasets: list, *, size: int | None = None, channels: int |
                      workers: int | None = None, augment: str = "standard", skip_bad: bool = False) -> list:
     """``datasets`` (Datasets of an image table, or None) streamed alike: at side ``size`` (default the
     first one's), with ``channels`` (default the first one's), one shared :class:`Loading` (so the
-    skipped rows of every split are counted together); other datasets are returned unchanged."""
+    skipped rows of every split are counted together); other datasets are returned unchanged.
+
+    Raises:
+        InputError: ``--workers``, ``--augment none`` or ``--skip-bad-images`` for data that is not an
+            image table (they would be ignored).
+    """
     lazy = [d for d in datasets if d is not None and is_lazy(d.X)]
     if not lazy:
+        given = [flag for flag, on in (("--workers", workers is not None), ("--augment", augment != "standard"),
+                                       ("--skip-bad-images", skip_bad)) if on]
+        if given and datasets and datasets[0] is not None:
+            raise InputError(f"{given[0]}: applies to image tables (a CSV / Parquet of image paths), not to "
+                             f"{datasets[0].source or datasets[0].name}; drop it")
         return list(datasets)
     size = int(size or lazy[0].X.size)
     channels = int(channels or lazy[0].X.channels)
