@@ -21,8 +21,9 @@ import torch
 from evalkit.errors import InputError
 from evalkit.images.lazy import LazyImages, RowsView
 
-#: pixels (c x S x S) of one scoring batch at most; a batch has at least :data:`MIN_BATCH` images
-SCORE_PIXELS, MIN_BATCH = 1 << 22, 16
+#: input pixels (c x S x S x images) of one scoring batch at most, for the activations' sake (a 32-channel
+#: layer of the cnn on 28-px images holds 128 bytes a pixel); a batch has at least :data:`MIN_BATCH` images
+SCORE_PIXELS, MIN_BATCH = 1 << 19, 8
 
 
 def stream_loader(X: LazyImages, Y: np.ndarray | None, *, train: bool, batch_size: int, seed: int = 0):
