@@ -109,14 +109,16 @@ def group_stats(df, group_by: str, metrics=GROUP_HEADLINE, *, rank_by: str | Non
     metric a paired test of the best group against every other group, pairing runs by ``pair_by``.
 
     Returns:
-        ``{"group_by", "rank_by", "test", "alpha", "groups": [{"group", "rank", "n", "metrics":
-        {m: {"mean", "std", "n", "best", "p_value", "significant"}}}]}`` (groups in rank order).
-        ``p_value`` compares the best group (by that metric) with this group; ``significant`` says
-        whether the best group's lead over this group is significant at ``alpha``.
+        ``{"group_by", "rank_by", "test", "alpha", "correction", "groups": [{"group", "rank", "n",
+        "metrics": {m: {"mean", "std", "n", "best", "p_value", "p_raw", "significant"}}}]}`` (groups
+        in rank order). ``p_raw`` compares the best group (by that metric) with this group;
+        ``p_value`` is it Holm-adjusted over the ``k - 1`` comparisons of that metric
+        (:func:`evalkit.stats.holm`); ``significant``: the best group's lead over this group is
+        significant at ``alpha`` after the adjustment.
     Raises:
         InputError: ``group_by`` or ``rank_by`` is not a column of the runs.
     """
-    from evalkit.stats import ALPHA, PAIRED_TEST, paired_pvalue
+    from evalkit.stats import ALPHA, HOLM, PAIRED_TEST, holm, paired_pvalue
 
     alpha = ALPHA if alpha is None else alpha
     if group_by not in df.columns:
@@ -147,16 +149,17 @@ def group_stats(df, group_by: str, metrics=GROUP_HEADLINE, *, rank_by: str | Non
                                      "n": int(len(finite))}
         valid = {g: mu for g, mu in means.items() if mu == mu}
         best = (min if lower_is_better(m) else max)(valid, key=valid.get) if valid else None
+        raw = {}
         for g in groups:
             cell = rows[g]["metrics"][m]
             cell["best"] = g == best
-            cell["p_value"] = cell["significant"] = None
-            if best is None or g == best:
-                continue
-            common = sorted(set(values[best]) & set(values[g]))
-            p = paired_pvalue([values[best][k] for k in common], [values[g][k] for k in common])
-            cell["p_value"] = p
-            cell["significant"] = None if p is None else bool(p < alpha)
+            cell["p_value"] = cell["p_raw"] = cell["significant"] = None
+            if best is not None and g != best:
+                common = sorted(set(values[best]) & set(values[g]))
+                raw[g] = paired_pvalue([values[best][k] for k in common], [values[g][k] for k in common])
+        for g, p in zip(raw, holm(list(raw.values()))):  # several groups against the best: Holm
+            cell = rows[g]["metrics"][m]
+            cell.update(p_raw=raw[g], p_value=p, significant=None if p is None else bool(p < alpha))
     sign = 1 if lower_is_better(rank_by) else -1
     order = sorted(groups, key=lambda g: (math.inf if rows[g]["metrics"][rank_by]["mean"] != rows[g]["metrics"][rank_by]["mean"]
                                           else sign * rows[g]["metrics"][rank_by]["mean"]))
@@ -168,7 +171,7 @@ def group_stats(df, group_by: str, metrics=GROUP_HEADLINE, *, rank_by: str | Non
         out.append(r)
     return {"group_by": group_by, "rank_by": rank_by, "paired_by": pair_by if paired else None,
             "test": PAIRED_TEST if paired else PAIRED_TEST.replace("over seeds", "over run order"),
-            "alpha": alpha, "metrics": list(metrics), "groups": out}
+            "alpha": alpha, "correction": HOLM, "metrics": list(metrics), "groups": out}
 
 
 def groups_frame(stats: dict):
@@ -181,7 +184,8 @@ def groups_frame(stats: dict):
         for m, c in r["metrics"].items():
             row[f"{m}_mean"] = c["mean"]
             row[f"{m}_std"] = c["std"]
-            row[f"{m}_p_vs_best"] = c["p_value"]
+            row[f"{m}_p_vs_best"] = c["p_value"]  # Holm-adjusted
+            row[f"{m}_p_vs_best_raw"] = c.get("p_raw")
             row[f"{m}_significant"] = c["significant"]
         rows.append(row)
     return pd.DataFrame(rows)

@@ -185,6 +185,8 @@ class RunConfig(BaseModel):
     log_model: bool = Field(True, description="Log the model to MLflow.")
     log_class_metrics: bool = Field(False, description="Also log per-class metrics (test/class/<label>/<metric>) as MLflow "
                                     "metrics, for at most 100 labels; every label is always in the run's per_class table.")
+    log_scores: bool = Field(True, description="Log the test scores (scores.parquet: row ids, targets, probabilities) "
+                             "for row-by-row comparisons (evalkit compare RUN_A RUN_B).")
     register_model: str | None = Field(None, description="Register the logged model under NAME in the MLflow model registry.")
     alias: str | None = Field(None, description="Point this alias (e.g. champion) of --register NAME at the new version.")
     output: str | None = Field(None, description="Write the report JSON here.")
@@ -331,11 +333,14 @@ class EvaluateJobConfig(BaseModel):
                            "50 rows), all, none, or a row count N.")
     # gates
     gates: list[str] = Field(default_factory=list, description='Gate METRIC OP NUMBER (OP: >=, >, <=, <), repeatable, '
-                             'e.g. "test/macro_f2>=0.55"; exit 1 when one fails.')
+                             'e.g. "test/macro_f2>=0.55" or "ranking_loss<0.2" (aliases: lrap, map, exact_match, '
+                             'hamming, ...); exit 1 when one fails.')
     baseline: str | None = Field(None, description="Baseline of --max-drop: last (last finished run of this --job), champion "
                                  "(run behind models:/NAME@champion), models:/NAME@ALIAS, or a run id.")
     max_drop: list[str] = Field(default_factory=list, description="Relative gate METRIC=AMOUNT: at most AMOUNT worse than the "
-                                "baseline, repeatable, e.g. test/macro_f2=0.01.")
+                                "baseline, repeatable, e.g. test/macro_f2=0.01; METRIC=significant: fails only on a "
+                                "drop significant at --gate-alpha (paired bootstrap on the same rows).")
+    gate_alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of METRIC=significant --max-drop gates.")
     # tracking
     trigger: Literal["manual", "scheduled"] = Field("manual", description="Tag evalkit.trigger of the MLflow run: manual or "
                                                     "scheduled (cron / CI).")
@@ -346,6 +351,7 @@ class EvaluateJobConfig(BaseModel):
     log_class_metrics: bool = Field(False, description="Also log per-class metrics (test/class/<label>/<metric>) as MLflow "
                                     "metrics, for at most 100 labels; every label is always in the run's per_class table.")
     track: bool = Field(True, description="Log the evaluation as an MLflow run.")
+    log_scores: bool = Field(True, description="Log the scores (scores.parquet) with the run, for evalkit compare RUN_A RUN_B.")
     tracking_timeout: float = _tracking_timeout_field()
 
     @field_validator("beta", "tracking_timeout")

@@ -32,7 +32,7 @@ OPS = {
 }
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _GATE_RE = re.compile(rf"^\s*(?P<metric>[A-Za-z0-9_\-. :/]+?)\s*(?P<op>>=|<=|>|<)\s*(?P<bound>{_NUMBER})\s*$")
-_DROP_RE = re.compile(rf"^\s*(?P<metric>[A-Za-z0-9_\-. :/]+?)\s*=\s*(?P<bound>{_NUMBER})\s*$")
+_DROP_RE = re.compile(rf"^\s*(?P<metric>[A-Za-z0-9_\-. :/]+?)\s*=\s*(?P<bound>{_NUMBER}|significant)\s*$")
 GATE_FORM = "METRIC OP NUMBER with OP one of >=, >, <=, < (e.g. \"test/macro_f2>=0.55\")"
 
 
@@ -42,8 +42,9 @@ class Gate:
 
     metric: str
     op: str  # ">=", ">", "<=", "<" or "max-drop"
-    bound: float
+    bound: float  # NaN for a significant max-drop
     text: str
+    significant: bool = False  # max-drop METRIC=significant: fails on a drop significant at --gate-alpha
 
     @property
     def relative(self) -> bool:
@@ -57,35 +58,75 @@ def parse_gate(text: str) -> Gate:
     if not m:
         raise InputError(f"--gate: malformed gate {text!r}; expected {GATE_FORM}")
     bound = float(m["bound"])
-    _check_name(m["metric"], "--gate")
-    return Gate(m["metric"], m["op"], bound, f"{m['metric']}{m['op']}{m['bound']}")
+    metric = _check_name(m["metric"], "--gate")
+    return Gate(metric, m["op"], bound, f"{metric}{m['op']}{m['bound']}")
 
 
 def parse_max_drop(text: str) -> Gate:
-    """``"test/macro_f2=0.01"`` -> relative :class:`Gate`. Raises InputError naming ``--max-drop``."""
+    """``"test/macro_f2=0.01"`` or ``"test/macro_f2=significant"`` -> relative :class:`Gate`.
+    Raises InputError naming ``--max-drop``."""
     m = _DROP_RE.match(text or "")
     if not m:
-        raise InputError(f"--max-drop: malformed value {text!r}; expected METRIC=AMOUNT (e.g. test/macro_f2=0.01)")
+        raise InputError(f"--max-drop: malformed value {text!r}; expected METRIC=AMOUNT or METRIC=significant "
+                         "(e.g. test/macro_f2=0.01)")
+    if m["bound"] == "significant":
+        from evalkit.compare_paired import resampled_name
+
+        _check_name(m["metric"], "--max-drop")
+        resampled_name(m["metric"], "--max-drop")  # it must be recomputable from the kept scores
+        return Gate(m["metric"], "max-drop", math.nan, f"{m['metric']} max-drop significant", significant=True)
     bound = float(m["bound"])
     if bound < 0 or not math.isfinite(bound):
         raise InputError(f"--max-drop: the allowed drop of {m['metric']} must be a number >= 0, got {m['bound']}")
-    _check_name(m["metric"], "--max-drop")
-    return Gate(m["metric"], "max-drop", bound, f"{m['metric']} max-drop {m['bound']}")
+    metric = _check_name(m["metric"], "--max-drop")
+    return Gate(metric, "max-drop", bound, f"{metric} max-drop {m['bound']}")
 
 
 _CLASS_RE = re.compile(r"^test/class/[^/]+/[a-z_0-9.]+$")
 _AVG_RE = re.compile(r"^test/(micro|macro|weighted|samples)_(accuracy|precision|recall|f\d+(\.\d+)?)$")
 
 
-def _check_name(metric: str, option: str) -> None:
-    """Static check (before any work) that ``metric`` can be a tracked test metric; the exact check
-    against the report (labels, beta) is :func:`check_metrics`."""
+#: common names of tracked metrics (with or without ``test/``): ``--gate "ranking_loss<0.2"`` gates
+#: ``test/label_ranking_loss``; a bare tracked name (``macro_f2``) means ``test/macro_f2``
+ALIASES = {"ranking_loss": "label_ranking_loss", "label_ranking_average_precision": "lrap", "map": "macro_map",
+           "mean_average_precision": "macro_map", "exact_match": "subset_accuracy", "hamming": "hamming_loss",
+           "auroc": "macro_auroc", "coverage": "coverage_error"}
+
+
+def resolve_metric(metric: str) -> str:
+    """The tracked key a gate names: ``test/`` added when missing, :data:`ALIASES` (any case) resolved;
+    ``lrap`` -> ``test/lrap``, ``test/ranking_loss`` -> ``test/label_ranking_loss``."""
+    bare = metric.removeprefix("test/")
+    return "test/" + ALIASES.get(bare.lower(), bare.lower() if f"test/{bare.lower()}" in _static_keys() else bare)
+
+
+def _static_keys() -> list[str]:
+    """The test metric keys every report has (averaged F1 / F2 / precision / recall / accuracy, scalars)."""
     from evalkit.report import SCALARS
 
-    if _AVG_RE.match(metric) or _CLASS_RE.match(metric) or metric in {f"test/{v}" for v in SCALARS.values()}:
-        return
-    raise InputError(f"{option}: unknown metric {metric!r}; expected a tracked test metric such as test/macro_f2, "
-                     "test/micro_f2, test/subset_accuracy, test/hamming_loss, test/macro_map or test/class/<label>/f2")
+    averaged = [f"test/{a}_{m}" for a in ("micro", "macro", "weighted", "samples")
+                for m in ("accuracy", "precision", "recall", "f1", "f2")]
+    return averaged + [f"test/{v}" for v in SCALARS.values()]
+
+
+def did_you_mean(metric: str, known) -> str:
+    """``"; did you mean test/a or test/b?"`` for the keys of ``known`` closest to ``metric`` (difflib), or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(metric, sorted(known), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def _check_name(metric: str, option: str) -> str:
+    """Static check (before any work) that ``metric`` (an alias resolved: :func:`resolve_metric`) can be
+    a tracked test metric; returns the key. The exact check against the report (labels, beta) is
+    :func:`check_metrics`."""
+    key = resolve_metric(metric)
+    if _AVG_RE.match(key) or _CLASS_RE.match(key) or key in _static_keys():
+        return key
+    raise InputError(f"{option}: unknown metric {metric!r}{did_you_mean(key, _static_keys())} (tracked test metrics "
+                     "are e.g. test/macro_f2, test/subset_accuracy, test/hamming_loss, test/macro_map, test/lrap, "
+                     "test/label_ranking_loss, test/class/<label>/f2)")
 
 
 def known_metrics(report: dict, split: str = "test") -> set[str]:
@@ -112,7 +153,8 @@ def check_metrics(gates: list[Gate], report: dict) -> None:
             option = "--max-drop" if g.relative else "--gate"
             examples = ", ".join(k for k in ("test/macro_f2", "test/micro_f2", "test/subset_accuracy",
                                              "test/hamming_loss", "test/macro_map") if k in known)
-            raise InputError(f"{option}: unknown metric {g.metric!r}; expected a tracked metric name such as {examples}")
+            raise InputError(f"{option}: unknown metric {g.metric!r}{did_you_mean(g.metric, known)} (tracked metric "
+                             f"names are e.g. {examples})")
 
 
 def check_baseline(gates: list[Gate], baseline: dict | None, digest: str | None = None) -> None:
@@ -150,7 +192,8 @@ def check_baseline(gates: list[Gate], baseline: dict | None, digest: str | None 
 from evalkit.direction import lower_is_better  # noqa: E402  (re-exported: gates.lower_is_better)
 
 
-def apply_gates(gates: list[Gate], values: dict[str, float], baseline: dict | None = None) -> dict:
+def apply_gates(gates: list[Gate], values: dict[str, float], baseline: dict | None = None,
+                paired: dict[str, dict] | None = None) -> dict:
     """Evaluate gates on tracked metric values. Returns the report's ``gates`` block::
 
         {"status": "pass" | "fail" | "unknown" | "none", "failed": int,
@@ -161,37 +204,31 @@ def apply_gates(gates: list[Gate], values: dict[str, float], baseline: dict | No
     baseline run is ``skipped`` (e.g. the first run of a job with ``--baseline last``), or ``unknown``
     when the baseline could not be read (``"unavailable": True``: store unreachable; then the overall
     status is ``unknown`` unless a gate failed). A gate whose value is undefined fails.
+
+    A significant gate reads ``paired[metric]`` (:func:`evalkit.compare_paired.paired_compare`'s
+    row with ``alpha`` and ``level`` added; the difference is this run minus the baseline): it
+    fails when the difference is a worsening with ``p_value < alpha``; its row also holds
+    ``difference``, ``ci``, ``p_value`` and ``alpha``.
     """
     results = []
     for g in gates:
         v = values.get(g.metric)
-        row: dict[str, Any] = {"gate": g.text, "metric": g.metric, "op": g.op, "bound": g.bound, "value": v,
+        row: dict[str, Any] = {"gate": g.text, "metric": g.metric, "op": g.op,
+                               "bound": None if g.significant else g.bound, "value": v,
                                "baseline": None, "limit": None, "status": "pass", "reason": ""}
-        if g.relative:
-            if not baseline or baseline.get("run_id") is None:
-                status = "unknown" if (baseline or {}).get("unavailable") else "skipped"
-                row.update(status=status, reason=(baseline or {}).get("reason") or "no baseline run")
-                results.append(row)
-                continue
-            b = baseline["metrics"].get(g.metric)
-            row["baseline"] = b
-            if b is None:
-                row.update(status="skipped", reason=f"baseline run {baseline['run_id']} has no metric {g.metric}")
-                results.append(row)
-                continue
-            if lower_is_better(g.metric):
-                row["limit"] = b + g.bound
-                ok = v is not None and v <= row["limit"] + 1e-12
-            else:
-                row["limit"] = b - g.bound
-                ok = v is not None and v >= row["limit"] - 1e-12
+        if g.relative and (not baseline or baseline.get("run_id") is None):
+            status = "unknown" if (baseline or {}).get("unavailable") else "skipped"
+            row.update(status=status, reason=(baseline or {}).get("reason") or "no baseline run")
+        elif g.significant:
+            _significant(row, (paired or {}).get(g.metric), baseline)
+        elif g.relative:
+            _max_drop(row, g, v, baseline)
         else:
             row["limit"] = g.bound
-            ok = v is not None and OPS[g.op](v, g.bound)
-        if v is None:
+            if v is None or not OPS[g.op](v, g.bound):
+                row["status"] = "fail"
+        if v is None and row["status"] not in ("skipped", "unknown"):
             row.update(status="fail", reason="value undefined")
-        elif not ok:
-            row["status"] = "fail"
         results.append(row)
     failed = sum(r["status"] == "fail" for r in results)
     unknown = any(r["status"] == "unknown" for r in results)
@@ -203,12 +240,42 @@ def apply_gates(gates: list[Gate], values: dict[str, float], baseline: dict | No
     }
 
 
+def _max_drop(row: dict, g: Gate, v: float | None, baseline: dict) -> None:
+    b = baseline["metrics"].get(g.metric)
+    row["baseline"] = b
+    if b is None:
+        row.update(status="skipped", reason=f"baseline run {baseline['run_id']} has no metric {g.metric}")
+        return
+    row["limit"] = b + g.bound if lower_is_better(g.metric) else b - g.bound
+    ok = v is not None and (v <= row["limit"] + 1e-12 if lower_is_better(g.metric) else v >= row["limit"] - 1e-12)
+    if not ok:
+        row["status"] = "fail"
+
+
+def _significant(row: dict, r: dict | None, baseline: dict) -> None:
+    if r is None:
+        row.update(status="unknown", reason=f"no paired comparison with baseline run {baseline['run_id']}")
+        return
+    d, p = r["difference"], r["p_value"]
+    worse = d is not None and (d > 0 if lower_is_better(row["metric"]) else d < 0)
+    row.update(baseline=r["a"], difference=d, ci=r["ci"], p_value=p, alpha=r["alpha"], level=r["level"])
+    if worse and p is not None and p < r["alpha"]:
+        row.update(status="fail", reason="significant drop")
+
+
 def describe(row: dict) -> str:
-    """One line per gate result: value, bound (limit) and baseline."""
+    """One line per gate result: value, bound (limit) and baseline; for a significant gate the
+    paired difference (this run - baseline), its interval and p-value."""
     v = "undefined" if row["value"] is None else f"{row['value']:.4f}"
     if row["op"] == "max-drop":
         if row["status"] in ("skipped", "unknown"):
             return f"{row['gate']}: skipped ({row['reason']}); value {v}"
+        if "p_value" in row:
+            ci = "undefined" if row["ci"] is None else f"[{row['ci'][0]:+.4f}, {row['ci'][1]:+.4f}]"
+            p = "undefined" if row["p_value"] is None else f"{row['p_value']:.3g}"
+            verdict = "significant drop" if row["status"] == "fail" else "no significant drop"
+            return (f"{row['metric']} = {v} (baseline {row['baseline']:.4f}): difference {row['difference']:+.4f}, "
+                    f"{row['level']:.0%} CI {ci}, paired bootstrap p = {p}: {verdict} at alpha {row['alpha']:g}")
         cmp = "<=" if lower_is_better(row["metric"]) else ">="
         return (f"{row['metric']} = {v}, bound {cmp} {row['limit']:.4f} "
                 f"(baseline {row['baseline']:.4f}, max drop {row['bound']:g})")

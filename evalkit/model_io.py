@@ -20,7 +20,8 @@ The preprocessing record (``preprocess.json``) is what evaluation needs to feed 
 training. ``evalkit run`` logs it as a run artifact next to the model::
 
     {"format": "evalkit.preprocess/1",
-     "dataset": {"spec", "test_dataset", "reader_options", "name", "digest", "test_size", "val_size", "seed"},
+     "dataset": {"spec", "test_dataset", "reader_options", "name", "digest", "test_size", "val_size", "seed",
+                 "one_hot" (CSV / Parquet text columns: {column: values}, only when there are some)},
      "input_shape": [F] | [3, H, W], "label_names": [...],
      "standardize": bool, "mean": [F floats], "std": [F floats],   # train-split statistics
      "scores": "logits", "threshold": {"strategy": str, "values": [C floats] (top-k: nulls and "k": K)},

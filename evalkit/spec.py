@@ -370,15 +370,19 @@ def _read_toml(path: str | Path, what: str, syntax: str = "TOML syntax") -> tupl
         raise InputError(f"{path}:{line}: {syntax}: {str(e).split(' (at ')[0]}") from None
 
 
-def load_evaluate_spec(path: str | Path, overrides: dict[str, Any] | None = None):
+def load_evaluate_spec(path: str | Path, overrides: dict[str, Any] | None = None, *, replace_gates: bool = False):
     """The :class:`~evalkit.config.EvaluateJobConfig` of a TOML job spec (``evaluate --spec FILE``):
     its ``[evaluate]`` table, then ``overrides`` (the flags given on the command line, as config
     fields) on top; ``reader_options`` merge key by key. The one place spec and flags are merged.
 
+    ``gates`` / ``max_drop`` given on the command line add to the spec's (a repeated gate counts
+    once); with ``replace_gates`` the spec's gates and max_drop are left out (its ``baseline`` too
+    unless the command line gives a ``max_drop``), so only the command line's apply.
+
     Raises:
         InputError: missing or unreadable file, TOML syntax error (``file:line: problem``), unknown or
-            ill-typed keys of the table (``file:line: evaluate.key: problem``); an option the merged
-            job would ignore (``--flag: ...``).
+            ill-typed keys of the table, a malformed gate or unknown gate metric
+            (``file:line: evaluate.key: problem``); an option the merged job would ignore (``--flag: ...``).
         pydantic.ValidationError: a bad override (the CLI names its flag).
     """
     from pydantic import ValidationError
@@ -396,7 +400,27 @@ def load_evaluate_spec(path: str | Path, overrides: dict[str, Any] | None = None
         loc = ("evaluate", *(str(x) for x in err["loc"]))
         line = find_line(text, loc[1:], section="evaluate")
         raise InputError(f"{path}:{line}: {'.'.join(loc)}: {_problem(err)}") from None
+    _check_gates(path, text, section)
     given = dict(overrides or {})
     if "reader_options" in given and "reader_options" in section:
         given["reader_options"] = dict(section["reader_options"]) | dict(given["reader_options"])
+    if replace_gates:
+        section = {k: v for k, v in section.items() if k not in ("gates", "max_drop")
+                   and (k != "baseline" or given.get("max_drop"))}
+    for key in ("gates", "max_drop"):
+        if key in given and key in section:
+            given[key] = list(dict.fromkeys([*section[key], *given[key]]))
     return EvaluateJobConfig(**(section | given))
+
+
+def _check_gates(path, text: str, section: dict) -> None:
+    """The spec's ``gates`` / ``max_drop`` parse (:mod:`evalkit.gates`); else ``file:line: evaluate.KEY: problem``."""
+    from evalkit.gates import parse_gate, parse_max_drop
+
+    for key, parse in (("gates", parse_gate), ("max_drop", parse_max_drop)):
+        for text_ in section.get(key, []):
+            try:
+                parse(text_)
+            except InputError as e:
+                problem = str(e).split(": ", 1)[1]  # without the flag the message names
+                raise InputError(f"{path}:{find_line(text, (key,), section='evaluate')}: evaluate.{key}: {problem}") from None

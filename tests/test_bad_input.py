@@ -193,7 +193,7 @@ CASES: dict[str, Case] = {
     # gates
     "gate-unknown-metric": Case("unknown metric in a gate",
                                 lambda t: ["evaluate", "--predictions", _pred(t), "--gate", "test/macro_f3>=0.5"],
-                                r"--gate: unknown metric 'test/macro_f3'; expected a tracked metric name"),
+                                r"--gate: unknown metric 'test/macro_f3'; "),
     "gate-malformed": Case("malformed gate expression",
                            lambda t: ["evaluate", "--predictions", _pred(t), "--gate", "test/macro_f2 = 0.5"],
                            r"--gate: malformed gate 'test/macro_f2 = 0.5'; expected METRIC OP NUMBER"),

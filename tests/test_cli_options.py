@@ -81,7 +81,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
             "--resume", "0123abcd", "--image-root", "imgs", "--image-column", "file", "--empty-label", "No Finding",
             "--threshold", "global", "--objective", "micro-fbeta", "--beta", "1", "--experiment", "e",
             "--tracking-uri", "sqlite:///x.db", "--tracking-timeout", "3", "--run-name", "r", "--log-model",
-            "--register", "m", "--alias", "champion", "-o", "out.json"]
+            "--register", "m", "--alias", "champion", "-o", "out.json", "--no-log-scores"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     c = seen["config"]
@@ -99,7 +99,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
     assert (c.threshold, c.objective, c.beta, c.experiment) == ("global", "micro-fbeta", 1.0, "e")
     assert (c.tracking_uri, c.run_name, c.log_model, c.register_model, c.alias, c.output) == \
         ("sqlite:///x.db", "r", True, "m", "champion", "out.json")
-    assert c.tracking_timeout == 3.0
+    assert c.tracking_timeout == 3.0 and c.log_scores is False
     given = set(RunConfig.model_fields) - {"dataset", "test_dataset", "reader_options", "log_model"}
     assert {k for k in given if getattr(c, k) != RunConfig.model_fields[k].get_default(call_default_factory=True)} \
         == given, "every field was set away from its default above"

@@ -296,10 +296,13 @@ def test_csv_nan_and_non_numeric_features(tmp_path):
     assert error(path, label_columns="y") == (
         f"{path}: feature column 'x1' has 1 missing/NaN value(s) (first at data row 2); expected finite numbers"
     )
-    path.write_text("id,x,y\nA7,2,0\n")
+    path.write_text("id,x,y\nA7,2,0\nB8,3,1\nA7,4,1\n")  # text is one-hot encoded (tests/test_text_columns.py)
+    ds = read(path, label_columns="y")
+    assert ds.feature_names == ["id=A7", "id=B8", "x"] and ds.X.tolist() == [[1, 0, 2], [0, 1, 3], [1, 0, 4]]
+    path.write_text("id,x,y\nA7,2,0\n5,3,1\nA7,4,1\n")
     assert error(path, label_columns="y") == (
-        f"{path}: feature column 'id' is not numeric (e.g. 'A7'); expected numbers -- encode it, "
-        "drop it, or select it as a label column"
+        f"{path}: feature column 'id' mixes numbers and text (e.g. '5' at data row 2); expected numbers, "
+        "or text values to one-hot encode"
     )
     path.write_text("y\n1\n")
     assert error(path, label_columns="y") == f"{path}: every column is a label; expected at least one feature column"

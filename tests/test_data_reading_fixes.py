@@ -210,7 +210,7 @@ def test_csv_id_column_dropped_and_drop_columns(tmp_path):
     ds = read(path, label_prefix="lab_", drop_columns="note")
     assert ds.feature_names == ["x"] and ds.meta["dropped"] == ["gene", "note"]
     assert ds.meta["notes"] == [common.id_note("gene", n)]
-    assert "feature column 'note' is not numeric" in error(path, label_prefix="lab_")
+    assert read(path, label_prefix="lab_").feature_names == ["x", "note=a"]  # text: one-hot (gene: ID-like, dropped)
     assert error(path, label_prefix="lab_", drop_columns="zz") == (
         f"{path}: --drop-columns 'zz': no such column; columns are: gene, x, note")
     df.astype({"gene": "category"}).to_parquet(tmp_path / "d.parquet")

@@ -358,3 +358,42 @@ def test_sigterm_soon_after_start_says_so_and_leaves_no_worker(tmp_path):
     assert err.strip().splitlines()[-1] == "interrupted (SIGTERM)"
     assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
                for pid in workers)
+
+
+def test_a_worker_folds_training_warning_reaches_the_cli(tmp_path, cli, monkeypatch):
+    """`evalkit run` prints the training warning of a fold that trained in a worker process: every fold
+    is made to train in the one worker (each submit waits until the worker has taken its fold, so this
+    process finds none left to take), and label ``rare`` has no positive in any training row."""
+    import time
+
+    from evalkit.workflows import training
+
+    submitted = training.RemoteFold.__init__
+
+    def submit_and_wait_for_the_worker(self, executor, task, log_metrics=None):
+        submitted(self, executor, task, log_metrics)
+        deadline = time.monotonic() + 300
+        while not (self.future.running() or self.future.done()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.future.running() or self.future.done(), "the worker never took the fold"
+
+    monkeypatch.setattr(training.RemoteFold, "__init__", submit_and_wait_for_the_worker)
+    rng = np.random.default_rng(0)
+
+    def table(name, n, rare):
+        X = rng.normal(size=(n, 4))
+        cols = {f"f{i}": X[:, i] for i in range(4)}
+        cols |= {"y_a": (X[:, 0] > 0).astype(int), "y_b": (X[:, 1] > 0).astype(int), "y_rare": rare(n)}
+        import pandas as pd
+
+        pd.DataFrame(cols).to_csv(tmp_path / name, index=False)
+        return str(tmp_path / name)
+
+    train = table("train.csv", 80, lambda n: np.zeros(n, dtype=int))
+    test = table("test.csv", 30, lambda n: (np.arange(n) % 3 == 0).astype(int))
+    res = cli("run", "--dataset", train, "--test-dataset", test, "--label-prefix", "y_", "--model", "mlp",
+              "--hidden", "8", "--epochs", "2", "--folds", "2", "--fold-processes", "2", "--no-track")
+    assert res.exit_code == 0, res.output
+    for k in (1, 2):  # CliRunner's output holds stdout and stderr
+        assert f"warning: fold {k}: 1 label(s) have no positives in its 40 training rows: y_rare" in res.output
+    assert "training it in this process instead" not in res.output

@@ -33,8 +33,8 @@ def test_malformed_gate_is_bad_input(text):
 
 
 def test_gate_on_a_non_test_metric_is_unknown():
-    with pytest.raises(InputError, match=r"--gate: unknown metric 'macro_f2'"):
-        parse_gate("macro_f2>=0.5")
+    with pytest.raises(InputError, match=r"--gate: unknown metric 'val/macro_f2'"):
+        parse_gate("val/macro_f2>=0.5")
 
 
 def test_parse_max_drop():
@@ -193,10 +193,14 @@ def test_spec_file_sets_evaluate_options(store, cli, tmp_path):
     assert res.exit_code == 1, res.output
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["job"] == {"name": "from-spec", "trigger": "scheduled", "experiment": "evalkit"}
-    # the command line wins over the spec
+    # --gate adds to the spec's gates (its failing gate still counts); --replace-gates drops them
     res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class")
     assert res.exit_code == 2 and "r.json already exists; add --force" in res.output  # the spec's output is kept
     res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--no-per-class", "--force")
+    assert res.exit_code == 1, res.output
+    assert [g["gate"] for g in json.loads((tmp_path / "r.json").read_text())["gates"]["results"]] == [
+        "test/macro_f2>=0.999", "test/macro_f2>=0.0"]
+    res = cli("evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.0", "--replace-gates", "--no-per-class", "--force")
     assert res.exit_code == 0, res.output
 
 

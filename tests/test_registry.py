@@ -72,3 +72,15 @@ def test_registry_input_errors(store, cli):
     r = cli("evaluate", "--model", "models:/no-such-model@champion", "--dataset", "yeast", "--no-track")
     assert r.exit_code == 2, r.output
     assert "no-such-model" in r.stderr and "Traceback" not in r.stderr
+    # the message says how to create it (the nightly spec on a fresh clone: issue 22)
+    assert ("; create it by training and registering a model with: evalkit run --register no-such-model "
+            "--alias champion (that trains on the default dataset, yeast") in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_registry_hint_names_the_command_for_each_models_uri():
+    from evalkit.tracking.queries import registry_hint
+
+    assert "with: evalkit run --register yeast-mlp --alias champion (" in registry_hint("models:/yeast-mlp@champion")
+    assert "with: evalkit run --register yeast-mlp (" in registry_hint("models:/yeast-mlp/3")
+    assert registry_hint("runs:/abc/model") == "" and registry_hint("models:/m-0123abc") == ""

@@ -23,7 +23,12 @@ from evalkit.cli.app import _ex, _fail, _terminate_on_sigterm, app, console, use
 
 RUN_SPEC_HELP = ("Experiment spec (experiments/*.toml): RunConfig fields and an optional \\[grid] table of runs; "
                  "flags override it.")
-JOB_SPEC_HELP = "TOML job spec; its \\[evaluate] table sets these options (the command line wins)."
+JOB_SPEC_HELP = ("TOML job spec; its \\[evaluate] table sets these options (the command line wins; --gate / "
+                 "--max-drop add to the spec's, see --replace-gates).")
+VERBOSE_HELP = ("A spec's \\[grid]: print each cell's dataset, training and report tables as a single run does "
+                "(default: one line per cell as it ends, then the grouped summary).")
+REPLACE_GATES_HELP = ("With --spec: --gate / --max-drop replace the spec's gates and max_drop (and its baseline "
+                      "unless --max-drop is given) instead of adding to them.")
 FORCE_HELP = "Overwrite an existing output file (-o / --plot); an input of the command is never overwritten."
 Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
 
@@ -49,6 +54,7 @@ def run(
     gpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("gpus_per_cell"))] = None,
     max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"))] = None,
     force: Force = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
     **options: Any,
 ) -> None:
     """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.
@@ -60,7 +66,8 @@ def run(
         from evalkit.cli.ui import ConsoleRenderer, flushed
 
         overrides = collect(RunConfig, dict(options), ctx)
-        renderer = ConsoleRenderer(console(), defer=("written",))  # "Report written" after the results
+        # "Report written" after the results; a grid prints one line per cell unless --verbose
+        renderer = ConsoleRenderer(console(), defer=("written",), quiet_cells=not verbose)
         placement = dict(kind=executor, address=ray_address, max_concurrent=max_concurrent,
                          cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, max_retries=max_retries)
         from evalkit.cli.outputs import check_config_outputs
@@ -92,6 +99,7 @@ def evaluate(
     ctx: typer.Context,
     no_per_class: Annotated[bool, typer.Option("--no-per-class", help="Same as --per-class none.")] = False,
     spec: Annotated[Optional[str], typer.Option(help=JOB_SPEC_HELP)] = None,
+    replace_gates: Annotated[bool, typer.Option("--replace-gates", help=REPLACE_GATES_HELP)] = False,
     force: Force = False,
     **options: Any,
 ) -> None:
@@ -108,7 +116,9 @@ def evaluate(
         given = collect(EvaluateJobConfig, dict(options), ctx)
         if no_per_class:
             given["per_class"] = "none"
-        config = load_evaluate_spec(spec, given) if spec else EvaluateJobConfig(**given)
+        if replace_gates and not spec:
+            raise InputError("--replace-gates: applies to evaluate --spec FILE (whose gates it replaces); drop it")
+        config = load_evaluate_spec(spec, given, replace_gates=replace_gates) if spec else EvaluateJobConfig(**given)
         from evalkit.cli.outputs import check_config_outputs
 
         check_config_outputs([config], force, spec)  # before any evaluation
@@ -159,11 +169,12 @@ class Format(str, Enum):
 
 @app.command()
 def compare(
+    runs: Annotated[Optional[list[str]], typer.Argument(help="RUN_A RUN_B: compare two runs on the same test rows, row by row (paired bootstrap of B - A; needs their scores.parquet).", show_default=False, metavar="RUN_A RUN_B")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = RunConfig.model_fields["experiment"].default,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
     format: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")] = Format.table,
     metric: Annotated[Optional[list[str]], typer.Option(help="Metric column, repeatable (default: headline test metrics).")] = None,
-    group_by: Annotated[str, typer.Option(help="Group runs by this param (mean ± std, ranking, paired test over seeds); 'none' lists every run.")] = "loss",
+    group_by: Annotated[str, typer.Option("--group-by", "--by", help="Group runs by this param (mean ± std, ranking, paired test over seeds); 'none' lists every run.")] = "loss",
     parent: Annotated[Optional[str], typer.Option(help="Compare the child runs of this grid parent run (default: the latest grid's, if any).")] = None,
     rank_by: Annotated[Optional[str], typer.Option(help="Metric that ranks the groups (default: the first metric).")] = None,
     log_plot: Annotated[bool, typer.Option("--log-plot", help="Log the grouped bar chart to the grid's parent run.")] = False,
@@ -173,11 +184,22 @@ def compare(
     force: Force = False,
 ) -> None:
     """Compare the runs of an experiment: grouped by loss (mean ± std over seeds, ranked, with a paired
-    significance test of the best group's lead), or one row per run with --group-by none.
+    significance test of the best group's lead, Holm-adjusted), or one row per run with --group-by none.
+
+    With RUN_A RUN_B: the two runs' metrics recomputed from their kept test scores, with the paired
+    difference B - A, its bootstrap interval and p-value (McNemar's exact test for subset accuracy);
+    refused (exit 2) when the runs were evaluated on different test rows.
 
     With --trigger / --job: the history of a scheduled job (oldest first) and its trend (--plot FILE).
     """
     with user_errors():
+        if runs:
+            from evalkit.cli.paired_table import show_paired
+
+            show_paired(runs, tracking_uri, console(), metrics=metric, fmt=format.value,
+                        others={"--parent": parent, "--rank-by": rank_by, "--trigger": trigger, "--job": job,
+                                "--plot": plot, "--log-plot": log_plot or None})
+            return
         from evalkit.tracking import resolve_tracking_uri
 
         from evalkit.cli.outputs import DEFAULT_STORE, check_outputs, check_plot_path

@@ -29,7 +29,8 @@ def _cell_text(c: dict, plain: bool = False, digits: int = 3) -> str:
 def _legend(stats: dict) -> str:
     return (f"Mean ± std over runs; groups ranked by {stats['rank_by'].removeprefix('test/')}. "
             f"▲ = best group for the metric; * = the best group's lead over this group is significant "
-            f"({stats['test']}, p < {stats['alpha']:g}); no mark = not significant or too few paired runs.")
+            f"({stats['test']}, p < {stats['alpha']:g}, p-values {stats.get('correction') or 'not adjusted'}); "
+            f"no mark = not significant or too few paired runs.")
 
 
 def render_groups(stats: dict, console, title: str = "") -> None:

@@ -26,10 +26,11 @@ FORMATS: dict[str, str] = {
     "or label_file) or from MEKA's '-C N' in @relation (or meka_labels)",
     ".arff.gz": "gzip-compressed ARFF (as .arff)",
     ".csv": "CSV with a header row; labels chosen by label_columns, label_prefix or label_list_column "
-    "(one column of label_sep-separated label names); every other column is a numeric feature",
+    "(one column of label_sep-separated label names); every other column is a feature (text columns: one-hot, "
+    "at most 1000 values)",
     ".csv.gz": "gzip-compressed CSV (as .csv)",
     ".tsv": "tab-separated values (as .csv)",
-    ".parquet": "Apache Parquet table; labels chosen as for .csv; categorical columns are one-hot encoded",
+    ".parquet": "Apache Parquet table; labels chosen as for .csv; categorical and text columns are one-hot encoded",
     ".pq": "Apache Parquet table (as .parquet)",
     ".npz": "NumPy archive: X (N, F) or images (N, 3, H, W), Y (N, C) in {0, 1}, "
     "optional labels (C,) and feature_names (F,) string arrays",

@@ -40,6 +40,10 @@ def load_dataset(spec: str, test_spec: str | None = None, **reader_options) -> t
             return train, (read_file(test_spec, **reader_options) if test_spec else test)
     train = read_file(spec, **reader_options)
     test = read_file(test_spec, **reader_options) if test_spec else None
+    if test is not None and ("one_hot" in train.meta or "one_hot" in test.meta):
+        from evalkit.data.tabular import align_one_hot
+
+        test = align_one_hot(test, train.meta.get("one_hot") or {}, f"the training file {spec}")
     return train, test
 
 

@@ -14,10 +14,13 @@ Every other column is a feature:
 * numbers -> as they are; booleans -> 0/1;
 * Parquet / pandas ``category`` columns -> one-hot, one column per *declared* category, named
   ``column=value`` (declared categories keep separate train and test files consistent);
-* any other non-numeric column (text, dates) -> :class:`InputError` naming the column. Free-text or
-  ad-hoc string columns are not guessed at: encode them first, drop them, or make them labels.
-  (One-hot encoding of undeclared CSV strings was rejected because a separate test file with a
-  different value set would silently produce a different feature layout.)
+* text columns (CSV strings, Parquet strings) -> one-hot like ARFF nominal attributes, one column per
+  distinct value in sorted order, named ``column=value``, at most :data:`MAX_TEXT_VALUES` values (more
+  is an :class:`InputError` naming the file and column); ``meta["one_hot"]`` records ``{column:
+  values}``. A separate test file (or ``evaluate --model`` data) is laid out like the training data
+  by :func:`align_one_hot`: a value the training data lacks is encoded as all zeros, with a note. A
+  column mixing numbers and text is an :class:`InputError` (a typo in a numeric column is not
+  turned into categories).
 
 * text / category columns with a different value in every row (IDs, more than 20 rows) are dropped
   with a note in ``meta["notes"]``; ``drop_columns`` drops feature columns by name.
@@ -48,6 +51,9 @@ from evalkit.data.common import (
 )
 from evalkit.data.core import Dataset
 from evalkit.errors import InputError
+
+#: most distinct values a text feature column may have to be one-hot encoded (one column each)
+MAX_TEXT_VALUES = 1000
 
 
 def read_table(
@@ -143,9 +149,12 @@ def read_table(
         raise InputError(f"{path}: every column is a label; expected at least one feature column")
     if drop and not set(feature_cols) - drop:
         raise InputError(f"{path}: no feature column left after dropping {sorted(drop)}")
-    X, feature_names = _features(path, df, [c for c in feature_cols if c not in drop])
+    one_hot: dict[str, list[str]] = {}
+    X, feature_names = _features(path, df, [c for c in feature_cols if c not in drop], one_hot)
     ext = ".parquet" if kind == "parquet" else (".tsv" if kind == "tsv" else ".csv")
     meta = {"format": ext, "label_selection": selection, "dropped": [c for c in columns if c in drop], "notes": notes}
+    if one_hot:
+        meta["one_hot"] = one_hot
     return Dataset(
         name=dataset_name(path),
         X=X,
@@ -252,32 +261,34 @@ def _multi_hot(path: Path, s, column: str, sep: str) -> tuple[np.ndarray, list[s
     return Y, names
 
 
-def _features(path: Path, df, feature_cols: list[str]) -> tuple[np.ndarray, list[str]]:
+def _features(path: Path, df, feature_cols: list[str], one_hot: dict) -> tuple[np.ndarray, list[str]]:
+    """The feature matrix float32 ``(N, F)`` and its names; text columns one-hot (their values go to ``one_hot``)."""
     import pandas as pd
 
     blocks: list[np.ndarray] = []
     names: list[str] = []
     for c in feature_cols:
         s = df[c]
-        if isinstance(s.dtype, pd.CategoricalDtype):
+        if not isinstance(s.dtype, pd.CategoricalDtype) and not pd.api.types.is_numeric_dtype(s.dtype):
+            numbers = pd.to_numeric(s.map(str, na_action="ignore"), errors="coerce")
+            if numbers.notna().sum() == s.notna().sum():  # numbers stored as text (a Parquet string column)
+                s = numbers
+        if isinstance(s.dtype, pd.CategoricalDtype) or not (pd.api.types.is_numeric_dtype(s.dtype)
+                                                            or pd.api.types.is_bool_dtype(s.dtype)):
             if s.isna().any():
                 i = int(np.argmax(s.isna().to_numpy()))
-                raise InputError(f"{path}: feature column {c!r} has missing values (first at data row {i + 1})")
-            cats = list(s.cat.categories)
-            codes = s.cat.codes.to_numpy()
+                what = "is empty (all values missing)" if s.isna().all() else f"has missing values (first at data row {i + 1})"
+                raise InputError(f"{path}: feature column {c!r} {what}")
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                cats, codes = [str(v) for v in s.cat.categories], s.cat.codes.to_numpy()
+            else:
+                cats, codes = _text_codes(path, s, c, len(names) + len(feature_cols))
+                one_hot[c] = cats
             blocks.append((codes[:, None] == np.arange(len(cats))[None, :]).astype(np.float32))
             names.extend(f"{c}={v}" for v in cats)
             continue
         if pd.api.types.is_bool_dtype(s.dtype):
             s = s.astype("Float64")  # 0/1, missing stays missing (reported below)
-        elif not pd.api.types.is_numeric_dtype(s.dtype):
-            example = s.dropna().iloc[0] if s.notna().any() else None
-            if example is None:
-                raise InputError(f"{path}: feature column {c!r} is empty (all values missing)")
-            raise InputError(
-                f"{path}: feature column {c!r} is not numeric (e.g. {_value(example)!r}); expected numbers -- "
-                "encode it, drop it, or select it as a label column"
-            )
         arr = s.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(arr)
         if bad.any():
@@ -294,6 +305,65 @@ def _features(path: Path, df, feature_cols: list[str]) -> tuple[np.ndarray, list
         k = int(np.nonzero(~np.isfinite(X).all(axis=0))[0][0])
         raise InputError(f"{path}: feature {names[k]!r} has values too large for float32")
     return X, names
+
+
+def _text_codes(path: Path, s, column: str, width: int) -> tuple[list[str], np.ndarray]:
+    """A text column's distinct values (sorted) and each row's index into them.
+
+    Raises:
+        InputError: more than :data:`MAX_TEXT_VALUES` values; numbers mixed with text (``"n/a"`` in a
+            numeric column); a one-hot matrix above the allocation limit (``width``: the columns besides).
+    """
+    import pandas as pd
+
+    text = s.map(str)
+    numeric = pd.to_numeric(text, errors="coerce").notna().to_numpy()
+    if numeric.any():  # the example is the odd one out: text among numbers, or a number among text
+        i = int(np.argmin(numeric)) if 2 * numeric.sum() >= len(numeric) else int(np.argmax(numeric))
+        raise InputError(f"{path}: feature column {column!r} mixes numbers and text (e.g. {_value(s.iloc[i])!r} at "
+                         f"data row {i + 1}); expected numbers, or text values to one-hot encode")
+    codes, values = pd.factorize(text, sort=True)
+    if len(values) > MAX_TEXT_VALUES:
+        raise InputError(f"{path}: feature column {column!r} has {len(values)} distinct text values, more than "
+                         f"{MAX_TEXT_VALUES} to one-hot encode; drop it (--drop-columns {column}) or encode it first")
+    check_alloc(path, "feature matrix (after one-hot encoding)", (len(s), width + len(values)), 4)
+    return [str(v) for v in values], np.asarray(codes)
+
+
+def align_one_hot(test: Dataset, one_hot: dict[str, list[str]], training: str = "the training data") -> Dataset:
+    """``test`` with its one-hot text columns laid out as ``one_hot`` (the training data's
+    ``meta["one_hot"]``: ``{column: values}``): a training value the test lacks is a zero column, a
+    test value the training data lacks is encoded as all zeros (a note in ``meta["notes"]``).
+    ``test`` itself when the encodings already agree.
+
+    Raises:
+        InputError: the text columns differ (names the test file and both column sets).
+    """
+    mine = test.meta.get("one_hot") or {}
+    if mine == one_hot:
+        return test
+    if set(mine) != set(one_hot):
+        raise InputError(f"{test.source or test.name}: text feature columns {sorted(mine)} differ from those of "
+                         f"{training} {sorted(one_hot)}; expected the same feature columns")
+    index = {n: k for k, n in enumerate(test.feature_names)}
+    group = {f"{c}={v}": c for c, values in mine.items() for v in values}
+    columns, names, notes, seen = [], [], list(test.meta.get("notes", [])), set()
+    zeros = np.zeros(test.n_samples, dtype=np.float32)
+    for name in test.feature_names:
+        c = group.get(name)
+        if c is None:
+            columns.append(test.X[:, index[name]])
+            names.append(name)
+        elif c not in seen:
+            seen.add(c)
+            columns += [test.X[:, index[f"{c}={v}"]] if v in mine[c] else zeros for v in one_hot[c]]
+            names += [f"{c}={v}" for v in one_hot[c]]
+            if unseen := [v for v in mine[c] if v not in set(one_hot[c])]:
+                notes.append(f"{test.source or test.name}: column {c!r} has {len(unseen)} value(s) {training} lacks "
+                             f"({', '.join(map(repr, unseen[:5]))}{', ...' if len(unseen) > 5 else ''}): encoded as all zeros")
+    meta = dict(test.meta) | {"one_hot": dict(one_hot), "notes": notes}
+    X = np.column_stack(columns).astype(np.float32) if columns else np.zeros((test.n_samples, 0), np.float32)
+    return Dataset(test.name, X, test.Y, names, test.label_names, test.source, meta)
 
 
 def _value(v: object) -> object:

@@ -37,3 +37,29 @@ def paired_pvalue(a, b) -> float | None:
         return 1.0 if abs(d[0]) <= 1e-12 else 0.0
     p = float(stats.ttest_rel(a, b).pvalue)
     return p if math.isfinite(p) else None
+
+
+#: what the grouped ``evalkit compare`` says of its p-values
+HOLM = "Holm-adjusted over the comparisons with the best group, per metric (Holm 1979)"
+
+
+def holm(pvalues) -> list[float | None]:
+    """Holm's step-down adjustment of ``m`` p-values (Holm 1979, "A simple sequentially rejective
+    multiple test procedure"): sorted ascending, ``p_(i) * (m - i + 1)``, made monotone by a running
+    maximum and capped at 1. Controls the family-wise error rate under any dependence.
+
+    Args:
+        pvalues: a sequence of p-values in [0, 1]; ``None`` / NaN entries are left as ``None`` and do
+            not count in ``m``.
+    Returns:
+        The adjusted p-values, in the order given (same as ``statsmodels.stats.multitest.multipletests(
+        p, method="holm")[1]``; neither scipy nor evalkit's dependencies ship Holm, hence these lines).
+    """
+    vals = [None if p is None or p != p else float(p) for p in pvalues]
+    idx = sorted((i for i, p in enumerate(vals) if p is not None), key=lambda i: vals[i])
+    out: list[float | None] = [None] * len(vals)
+    running = 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, vals[i] * (len(idx) - rank)))
+        out[i] = running
+    return out

@@ -53,27 +53,48 @@ def paired_bootstrap(targets, scores_a, scores_b, *, metric: str = "macro.f1", s
     Raises:
         InputError: unknown metric, shape mismatch, invalid scores / targets / weights.
     """
+    return paired_bootstraps(targets, scores_a, scores_b, [metric], scores_kind=scores_kind, threshold=threshold,
+                             threshold_b=threshold_b, beta=beta, zero_division=zero_division,
+                             sample_weight=sample_weight, spec=spec)[metric]
+
+
+def paired_bootstraps(targets, scores_a, scores_b, metrics, *, scores_kind: str = "probabilities", threshold=0.5,
+                      threshold_b=None, beta: float = 2.0, zero_division: float = 0.0, sample_weight=None,
+                      spec=None) -> dict[str, PairedResult]:
+    """:func:`paired_bootstrap` of several ``metrics`` (resampled names) at once: the per-row
+    statistics and the R resamples of each system are computed once for all of them.
+
+    Returns:
+        ``{metric: PairedResult}`` in the order given.
+    Raises:
+        InputError: as :func:`paired_bootstrap`.
+    """
     from evalkit.stats.bootstrap import BootstrapSpec, bootstrap_distribution, interval
     from evalkit.stats.rowstats import headline_names, resampled_metrics, row_stats
 
     spec = spec or BootstrapSpec()
-    if metric not in headline_names("fbeta"):
-        raise InputError(f"metric: expected one of {', '.join(headline_names('fbeta'))}, got {metric!r}")
+    known = headline_names("fbeta")
+    for metric in metrics:
+        if metric not in known:
+            raise InputError(f"metric: expected one of {', '.join(known)}, got {metric!r}")
     C = np.shape(targets)[1] if np.ndim(targets) == 2 else 0
     thr = [np.broadcast_to(np.asarray(t, dtype=np.float64), (C,)) for t in (threshold,
                                                                             threshold if threshold_b is None else threshold_b)]
-    ranking = metric in ("mean_average_precision", "macro_auroc")
+    ranking = any(m in ("mean_average_precision", "macro_auroc") for m in metrics)
     stats = [row_stats(targets, s, scores_kind=scores_kind, thresholds=t, beta=beta, zero_division=zero_division,
                        sample_weight=sample_weight, ranking=ranking, exact_order=ranking) for s, t in zip((scores_a, scores_b), thr)]
-    obs = [float(resampled_metrics(st, np.ones((1, st.n_rows)), "exact")[metric][0]) for st in stats]
-    da, db = (bootstrap_distribution(st, spec)[metric] for st in stats)  # same seed -> same resamples
-    diff = da - db
-    d = diff[~np.isnan(diff)]
-    p = None
-    if d.size:
-        p = min(1.0, 2 * (1 + min(int((d <= 0).sum()), int((d >= 0).sum()))) / (d.size + 1))
-    return PairedResult(metric, obs[0], obs[1], obs[0] - obs[1], interval(diff, obs[0] - obs[1], spec), p,
-                        spec.resamples, diff)
+    obs = [resampled_metrics(st, np.ones((1, st.n_rows)), "exact") for st in stats]
+    da, db = (bootstrap_distribution(st, spec) for st in stats)  # same seed -> same resamples
+    out = {}
+    for metric in metrics:
+        a, b = float(obs[0][metric][0]), float(obs[1][metric][0])
+        diff = da[metric] - db[metric]
+        d = diff[~np.isnan(diff)]
+        p = None
+        if d.size:
+            p = min(1.0, 2 * (1 + min(int((d <= 0).sum()), int((d >= 0).sum()))) / (d.size + 1))
+        out[metric] = PairedResult(metric, a, b, a - b, interval(diff, a - b, spec), p, spec.resamples, diff)
+    return out
 
 
 def mcnemar_subset_accuracy(targets, pred_a, pred_b) -> dict:

@@ -34,8 +34,20 @@ def model_store_error(uri: str, tracking_uri: str, e: Exception) -> Exception:
     msg = first_line(e)
     code = getattr(e, "error_code", "") if isinstance(e, MlflowException) else ""
     if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in msg.lower() or "does not exist" in msg.lower():
-        return InputError(f"--model {uri}: not found in {redact_uri(tracking_uri)} ({msg})")
+        return InputError(f"--model {uri}: not found in {redact_uri(tracking_uri)} ({msg}){registry_hint(uri)}")
     return InfraError(f"--model {uri}: cannot load the model from {redact_uri(tracking_uri)}: {msg}")
+
+
+def registry_hint(uri: str) -> str:
+    """How to create the registered model ``uri`` names (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``):
+    ``"; create it with: evalkit run --register NAME --alias ALIAS ..."``; ``""`` for other URIs."""
+    ref = uri.removeprefix("models:/").strip("/") if uri.startswith("models:/") else ""
+    name, alias = ref.split("@", 1) if "@" in ref else (ref.rsplit("/", 1)[0] if "/" in ref else "", None)
+    if not name:
+        return ""
+    command = f"evalkit run --register {name}" + (f" --alias {alias}" if alias else "")
+    return (f"; create it by training and registering a model with: {command} (that trains on the default "
+            "dataset, yeast: add --dataset and the run's options for other data)")
 
 
 def model_source_run(tracking_uri: str, uri: str) -> str | None:
@@ -149,3 +161,40 @@ def test_data_digest(run) -> str | None:
             return inp.dataset.digest
     tag = run.data.tags.get("evalkit.input.evaluation") or ""
     return tag.rsplit("digest=", 1)[1].strip() if "digest=" in tag else None
+
+
+def run_scores(tracking_uri: str, run_id: str, dst: str, *, flag: str) -> tuple[dict, str]:
+    """Download a run's kept test scores (``scores.parquet``, :mod:`evalkit.scores_file`) into ``dst``.
+
+    Returns:
+        ``({"run_id", "run_name", "status", "digest", "params"}, local path)``; ``digest`` as
+        :func:`test_data_digest`.
+    Raises:
+        InputError (exit 2, the line starts with ``flag``): no such run, or the run kept no scores.
+        InfraError (exit 3): the store is unreachable.
+    """
+    from evalkit.scores_file import SCORES_FILE
+
+    client = client_for(tracking_uri)
+    where = f"{flag} {run_id}"
+    try:
+        run = client.get_run(run_id)
+    except Exception as e:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(e, MlflowException) and getattr(e, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST",
+                                                                               "INVALID_PARAMETER_VALUE"):
+            raise InputError(f"{where}: no such run in {redact_uri(tracking_uri)}; expected a full run id") from None
+        raise InfraError(f"{where}: tracking store {redact_uri(tracking_uri)}: {store_reason(e)}") from None
+    info = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
+            "digest": test_data_digest(run), "params": dict(run.data.params)}
+    try:
+        names = {f.path for f in client.list_artifacts(run_id)}
+        if SCORES_FILE not in names:
+            raise InputError(f"{where}: the run kept no {SCORES_FILE} (logged with --no-log-scores, or before "
+                             "evalkit kept test scores); expected a run that logged its scores")
+        return info, client.download_artifacts(run_id, SCORES_FILE, dst)
+    except InputError:
+        raise
+    except Exception as e:
+        raise InfraError(f"{where}: cannot read {SCORES_FILE} from {redact_uri(tracking_uri)}: {store_reason(e)}") from None

@@ -92,7 +92,8 @@ def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:
     record = preprocess_record(
         dataset={"spec": where(config.dataset), "test_dataset": where(config.test_dataset),
                  "reader_options": dict(config.reader_options), "name": splits.name, "digest": splits.digest,
-                 "test_size": config.test_size, "val_size": config.val_size, "seed": config.seed},
+                 "test_size": config.test_size, "val_size": config.val_size, "seed": config.seed}
+        | ({"one_hot": splits.train.meta["one_hot"]} if "one_hot" in splits.train.meta else {}),
         input_shape=splits.train.X.shape[1:], label_names=splits.label_names, standardize=std_stats is not None,
         mean=mean, std=std, threshold=thresholds.to_dict(),
         model={"arch": config.model, "hidden": list(config.hidden), "dropout": config.dropout,
@@ -133,12 +134,13 @@ def degenerate_tags(report: Report) -> dict[str, str]:
 
 
 def log_run_results(run, report: Report, model, input_example: np.ndarray, *, config: RunConfig, preprocess: dict,
-                    thresholds, val, test) -> str | None:
+                    thresholds, val, test, test_digest: str | None = None) -> str | None:
     """Everything a training run logs after evaluation. Returns the registered model
     (``models:/NAME/VERSION``, with the alias when set) or ``None``.
 
     Args:
         val / test: ``(probabilities (N, C), targets (N, C))`` of the validation (out-of-fold) and test splits.
+        test_digest: the test rows' digest (the ``evaluation`` input's), kept in ``scores.parquet``.
     """
     from evalkit.metrics.names import REFERENCE_SCALARS
     from evalkit.model_io import PREPROCESS_FILE
@@ -158,7 +160,18 @@ def log_run_results(run, report: Report, model, input_example: np.ndarray, *, co
     if config.log_model and config.register_model:
         registered = run.registered_model(config.register_model, config.alias)
     log_thresholds(run, report, thresholds, config, val, test)
+    if config.log_scores:
+        log_scores(run, test[1], test[0], [r["label"] for r in report["per_class"]], thresholds, test_digest)
     return registered
+
+
+def log_scores(run, targets, probabilities, labels, thresholds, digest: str | None) -> None:
+    """``scores.parquet`` (:mod:`evalkit.scores_file`): row ids, targets and probabilities ``(N, C)``
+    of the test rows, the thresholds and the rows' ``digest``, for ``evalkit compare RUN_A RUN_B``."""
+    from evalkit.scores_file import SCORES_FILE, write_scores
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run.log_artifact(write_scores(Path(tmp) / SCORES_FILE, targets, probabilities, labels, thresholds, digest))
 
 
 def log_thresholds(run, report: Report, thresholds, config: RunConfig, val, test) -> None:

@@ -121,6 +121,7 @@ def evaluate_predictions(
     zero_division: float = 0.0,
     label_map: str | None = None,
     map_reduce: str = "max",
+    scores_sink=None,
 ) -> Report:
     """Evaluate a predictions file (``.npz``, ``.parquet`` or ``.csv``; see :mod:`evalkit.metrics.io`)
     in batches, so a file larger than memory still evaluates (use ``threshold_free="streaming"``
@@ -133,6 +134,8 @@ def evaluate_predictions(
         label_map: a label map file (:mod:`evalkit.labelmap`): the file's labels are mapped onto its
             targets (scores as probabilities, combined with ``map_reduce``: max, sum or mean), as
             ``evaluate --model --label-map`` does; the digest stays that of the file's targets.
+        scores_sink: e.g. a :class:`~evalkit.scores_file.ScoresWriter`: ``add(targets, scores,
+            labels, kind)`` gets every batch as evaluated.
     Raises:
         InputError: missing file, malformed content, thresholds that do not fit the labels, a bad
             label map.
@@ -142,18 +145,13 @@ def evaluate_predictions(
     import torch
 
     from evalkit.metrics import MultilabelEngine
-    from evalkit.metrics.io import iter_prediction_batches
     from evalkit.thresholds import read_thresholds
 
     mapping = _PredictionsMap(label_map, map_reduce) if label_map else None
     engine, thresholds, kind, names = None, None, "probabilities", []
     h = hashlib.sha256()
     n = 0
-    for targets, scores, kind, labels in iter_prediction_batches(path, batch_size):
-        t = np.ascontiguousarray(targets)
-        h.update(memoryview(np.ascontiguousarray(t, dtype=np.uint8)).cast("B"))
-        if mapping is not None:
-            t, scores, kind, labels = mapping(t, scores, kind, labels)
+    for t, scores, kind, labels in _batches(path, batch_size, mapping, h, scores_sink):
         if engine is None:
             names = [str(x) for x in labels]
             thresholds = read_thresholds(threshold, names)
@@ -170,6 +168,21 @@ def evaluate_predictions(
     extra = mapping.report_blocks() if mapping is not None else {}
     return build_report(metrics_block(engine.compute()), dataset=dataset, scores=kind, thresholds=thresholds, beta=beta,
                         **extra)
+
+
+def _batches(path: str, batch_size: int, mapping, h, sink):
+    """The batches of a predictions file as evaluated: targets hashed into ``h`` as read, then the
+    label map applied, then each batch given to ``sink`` (``add(targets, scores, labels, kind)``)."""
+    from evalkit.metrics.io import iter_prediction_batches
+
+    for targets, scores, kind, labels in iter_prediction_batches(path, batch_size):
+        t = np.ascontiguousarray(targets)
+        h.update(memoryview(np.ascontiguousarray(t, dtype=np.uint8)).cast("B"))
+        if mapping is not None:
+            t, scores, kind, labels = mapping(t, scores, kind, labels)
+        if sink is not None:
+            sink.add(t, scores, labels, kind)
+        yield t, scores, kind, labels
 
 
 class _PredictionsMap:
@@ -250,8 +263,8 @@ def evaluate_model(model: str, dataset: str | None = None, test_dataset: str | N
 
 
 def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool = True, emit=None,
-                          test_size: float | None = None, seed: int | None = None) -> Report:
-    """:func:`evaluate_model` for an :class:`~evalkit.config.EvaluateJobConfig` (``cfg.model`` set)."""
+                          test_size: float | None = None, seed: int | None = None, scores_sink=None) -> Report:
+    """:func:`evaluate_model` for a config with ``model``; ``scores_sink.add(targets, probabilities, labels)``."""
     from evalkit.model_io import apply_preprocess, load_model
     from evalkit.models import resolve_device
     from evalkit.tracking import redact_uri
@@ -296,6 +309,8 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
                               "unmapped": unmapped}
     thresholds = _thresholds(cfg, record if labelmap is None else None, loaded, names)
     metrics = thresholds.evaluate(Y, probabilities, beta=cfg.beta, label_names=names, threshold_free=cfg.threshold_free)
+    if scores_sink is not None:
+        scores_sink.add(Y, probabilities, names)
     extra["model"] = {"spec": redact_uri(cfg.model), "kind": loaded.kind, "run_id": loaded.source_run,
                       "preprocess": loaded.preprocess_source or preprocess, "device": device}
     if warnings:
@@ -354,8 +369,9 @@ def _test_data(cfg: EvaluateJobConfig, record: dict | None, reader_options_given
                              "(no dataset is recorded with this model)")
     if cfg.test_dataset is not None:
         test = read_file(cfg.test_dataset, **options)
-        return test, test.name
+        return _as_trained(test, recorded), test.name
     train, test = load_dataset(dataset, None, **options)
+    train = _as_trained(train, recorded)
     if test is None:
         defaults = RunConfig.model_fields
         ts = test_size if test_size is not None else recorded.get("test_size", defaults["test_size"].default)
@@ -363,6 +379,16 @@ def _test_data(cfg: EvaluateJobConfig, record: dict | None, reader_options_given
         vs = recorded.get("val_size", defaults["val_size"].default)
         test = make_splits(train, None, val_size=vs, test_size=ts, seed=sd).test
     return test, train.name
+
+
+def _as_trained(data, recorded: dict):
+    """``data`` with its one-hot text columns laid out as in training (the record's ``one_hot``,
+    :func:`evalkit.data.tabular.align_one_hot`); as it is without a record or text columns."""
+    if not recorded or ("one_hot" not in recorded and "one_hot" not in data.meta):
+        return data
+    from evalkit.data.tabular import align_one_hot
+
+    return align_one_hot(data, recorded.get("one_hot") or {}, "the model's training data")
 
 
 def _score(cfg: EvaluateJobConfig, loaded, X, test, device: str, notes: list[str]):

@@ -6,22 +6,23 @@ progress bars and notes; a notebook or scheduler may log them, collect them, or 
 
 Event kinds and their ``data`` keys:
 
-=================  ==========================================================================
-``dataset``        ``splits`` (:class:`evalkit.data.core.Splits`, the summary table)
-``warning``        ``text``
-``note``           ``text``
-``fold``           ``k``, ``folds``, ``n_train``, ``n_out_of_fold``
-``train_start``    ``epochs`` (maximum), ``monitor``
-``epoch``          ``row`` (``epoch``, ``train_loss``, ``val_loss``, optional ``val_metric``)
-``train_end``      ``best_epoch``, ``epochs_run``, ``stopped_early``
-``report``         ``report``, ``title``, ``per_class`` (bool or ``"all"``)
-``tracked``        ``run_id``, ``experiment``, ``tracking_uri`` (redacted), ``registered_model``
-``written``        ``path``, ``what``
-``grid_cell``      ``i``, ``n``, ``label``
-``grid_summary``   ``stats``, ``title``
-``grid_done``      ``parent_run_id``, ``runs``, ``experiment``
-``gates``          ``block``
-=================  ==========================================================================
+====================  ==========================================================================
+``dataset``           ``splits`` (:class:`evalkit.data.core.Splits`, the summary table)
+``warning``           ``text``
+``note``              ``text``
+``fold``              ``k``, ``folds``, ``n_train``, ``n_out_of_fold``
+``train_start``       ``epochs`` (maximum), ``monitor``
+``epoch``             ``row`` (``epoch``, ``train_loss``, ``val_loss``, optional ``val_metric``)
+``train_end``         ``best_epoch``, ``epochs_run``, ``stopped_early``
+``report``            ``report``, ``title``, ``per_class`` (bool or ``"all"``)
+``tracked``           ``run_id``, ``experiment``, ``tracking_uri`` (redacted), ``registered_model``
+``written``           ``path``, ``what``
+``grid_cell``         ``i``, ``n``, ``label`` (a cell starts; sequential executor only)
+``grid_cell_done``    ``i``, ``n``, ``label``, ``values``, ``seconds``, ``run_id``, ``report`` (a cell ended)
+``grid_summary``      ``stats``, ``title``
+``grid_done``         ``parent_run_id``, ``runs``, ``experiment``
+``gates``             ``block``
+====================  ==========================================================================
 """
 
 from __future__ import annotations

@@ -81,7 +81,16 @@ class SequentialExecutor:
             started = time.perf_counter()
             res = run_experiment(cell.config, track=track, nested=True, on_event=emit, tags=cell.tags)
             out.append(CellOutcome(cell, res, seconds=time.perf_counter() - started))
+            cell_done(emit, out[-1])
         return out
+
+
+def cell_done(emit, outcome: CellOutcome) -> None:
+    """Emit ``grid_cell_done`` for a cell that produced a result: its index, label, values, seconds,
+    run id and report (the CLI prints one line per cell from it)."""
+    cell, res = outcome.cell, outcome.result
+    emit("grid_cell_done", i=cell.index, n=cell.total, label=cell.label, values=dict(cell.values),
+         seconds=outcome.seconds, run_id=res.run_id, report=res.report)
 
 
 def _cell_task(config: dict, tags: dict[str, str], track: bool) -> RunResult:
@@ -262,9 +271,9 @@ class RayExecutor:
             msg = error_line(e)
             emit("warning", text=f"cell {cell.index}/{cell.total} {cell.label}: FAILED: {msg}")
             return CellOutcome(cell, None, msg, seconds, getattr(e, "cause", None) or e)
-        emit("note", text=f"cell {cell.index}/{cell.total} {cell.label}: done in {seconds:.1f} s"
-                          + (f" (run {res.run_id})" if res.run_id else ""))
-        return CellOutcome(cell, res, None, seconds)
+        outcome = CellOutcome(cell, res, None, seconds)
+        cell_done(emit, outcome)
+        return outcome
 
     def _cancel(self, ray, refs: list, tracking_uri: str | None, parent_run_id: str | None) -> None:
         """Cancel ``refs`` (force: their workers are killed), wait briefly for them to go, then mark the

@@ -185,6 +185,7 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
     """The stages of :func:`run_experiment`; every lifetime (fold workers, the MLflow run, torch's
     settings) is held by ``stack``."""
     from evalkit.train import seed_everything, torch_settings
+    from evalkit.workflows import model_choice
     from evalkit.workflows.training import fold_workers, plan_folds, start_workers_early
 
     said: set[str] = set()
@@ -203,7 +204,8 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
     executor = fold_workers(config, plan, setup.device, early, warn)
     if executor is not None:
         stack.callback(executor.shutdown)  # no worker outlives its run
-    run = stack.enter_context(_open_run(setup, tags, nested)) if track else None
+    fitting = model_choice.strategy(config, setup.splits, device=setup.device, executor=executor, plan=plan)
+    run = stack.enter_context(_open_run(setup, tags, nested)) if track else None  # fold 1's candidates train meanwhile
     stack.enter_context(torch_settings(config.threads, setup.device))
     if run:
         _log_setup(run, setup)
@@ -211,7 +213,7 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
 
     stack.enter_context(run_checkpoint(run, config, setup.splits))  # image runs: a checkpoint every epoch
     seed_everything(config.seed)
-    trained = _train(setup, plan, executor, run, emit)
+    trained = _train(setup, plan, fitting, executor, run, emit)
     if executor is not None:
         executor.shutdown()  # its work is done: free the cores now
     config = config.model_copy(update={"model": trained.fold_info["model"]})
@@ -223,6 +225,7 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
     validation = validation_metrics(config, thresholds, trained, splits.label_names)
     unwritten = _write_report(report, config.output, emit)
     registered = None
+    shown = setup.raw.test if splits is setup.splits else splits.test  # the scored test rows (skipped images out)
     if run:
         from evalkit.workflows.artifacts import log_run_results, preprocess_for
 
@@ -230,11 +233,10 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
             run, report, trained.model, dense_rows(splits.test.X, slice(0, 5)), config=config,
             preprocess=preprocess_for(config, splits, setup.std_stats, thresholds),
             thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
-            test=(test_prob, splits.test.Y))
+            test=(test_prob, splits.test.Y), test_digest=shown.digest)
         run.log_metrics({f"validation/{k}": v for k, v in validation.items()})
         from evalkit.images.grid import log_sample_grid
 
-        shown = setup.raw.test if splits is setup.splits else splits.test  # (skipped images left out)
         log_sample_grid(run, shown, test_prob, thresholds)  # image data: sample test images, labelled
     return _Outcome(report, run, registered, validation, trained.history, unwritten)
 
@@ -290,9 +292,10 @@ def _log_setup(run, setup: _Setup) -> None:
     log_dataset(run, setup.raw, folds=config.folds)
 
 
-def _train(setup: _Setup, plan, executor, run, emit) -> Trained:
+def _train(setup: _Setup, plan, fitting, executor, run, emit) -> Trained:
     """The training stage: one model (``folds = 1``) or cross-fitting, with the model choice of
-    ``--model auto`` (:mod:`.model_choice`) as the fold strategy."""
+    ``--model auto`` (:mod:`.model_choice`) as the fold strategy (``fitting``: ``(fit_fold, config)``
+    of :func:`~evalkit.workflows.model_choice.strategy`)."""
     from evalkit.workflows import model_choice
     from evalkit.workflows.training import cross_fit, out_of_fold, train_once
 
@@ -300,7 +303,8 @@ def _train(setup: _Setup, plan, executor, run, emit) -> Trained:
 
     splits, device = setup.splits, setup.device
     run = CurveRun(run) if run is not None else None  # the chosen model's curves as metrics, all in curves.csv
-    fit_fold, config = model_choice.strategy(setup.config, splits, device=device, run=run, executor=executor)
+    fit_fold, config = fitting
+    fit_fold.run = run  # where the choice is logged: the run exists now
     try:
         if plan is None:
             trained = train_once(splits, fit_fold, config, emit=emit, run=run, device=device)

@@ -16,6 +16,7 @@ from evalkit.config import EvaluateJobConfig
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, InfraError, InputError
 from evalkit.report import Report
 from evalkit.workflows.events import EventCallback, make_emitter
+from evalkit.workflows.kept_scores import KeptScores, gate_difference_metrics
 
 if TYPE_CHECKING:
     from evalkit.tracking.settings import TrackingSettings
@@ -60,6 +61,8 @@ def check_job(cfg: EvaluateJobConfig) -> list:
         raise InputError("--max-drop: needs --baseline last|champion|RUN_ID")
     if cfg.baseline and not any(g.relative for g in parsed):
         raise InputError("--baseline: give at least one --max-drop METRIC=AMOUNT to compare against it")
+    if cfg.gate_alpha != EvaluateJobConfig.model_fields["gate_alpha"].default and not any(g.significant for g in parsed):
+        raise InputError("--gate-alpha: applies to METRIC=significant --max-drop gates; give one or drop --gate-alpha")
     if cfg.baseline == "champion" and not (cfg.model or "").startswith("models:/"):
         raise InputError("--baseline champion: needs --model models:/NAME@ALIAS (or use --baseline models:/NAME@champion)")
     if cfg.output and Path(cfg.output).is_dir():
@@ -92,15 +95,22 @@ def evaluate_job(config: EvaluateJobConfig, *, on_event: EventCallback | None = 
         store = tracking
         start_probe(store.uri, store.timeout)  # answered below: the wait overlaps the evaluation
     store_error, baseline = None, None
-    if any(g.relative for g in gates):  # an unusable baseline is refused before the evaluation and any run
-        store_error, baseline = _checked_baseline(config, gates, store)
-    report = _evaluate(config, emit)
-    check_metrics(gates, report)  # bad input: before any output or run
-    check_baseline(gates, baseline, report["dataset"]["digest"])  # same rows as the baseline's?
-    emit("report", report=report, title="Model" if config.model else "Predictions", per_class=config.per_class)
-    if note := degenerate_note(report):
-        emit(note[0], text=note[1])
-    return _finish(config, gates, report, store, emit, store_error, baseline)
+    kept = KeptScores(config, gates)  # the job's scores.parquet (and a significant gate's baseline's)
+    try:
+        if any(g.relative for g in gates):  # an unusable baseline is refused before the evaluation and any run
+            store_error, baseline = _checked_baseline(config, gates, store)
+            kept.fetch_baseline(store.uri, baseline)
+        report = _evaluate(config, emit, kept.writer)
+        check_metrics(gates, report)  # bad input: before any output or run
+        check_baseline(gates, baseline, report["dataset"]["digest"])  # same rows as the baseline's?
+        kept.finish(report)
+        paired = kept.paired(baseline)
+        emit("report", report=report, title="Model" if config.model else "Predictions", per_class=config.per_class)
+        if note := degenerate_note(report):
+            emit(note[0], text=note[1])
+        return _finish(config, gates, report, store, emit, store_error, baseline, kept, paired)
+    finally:
+        kept.close()
 
 
 def _checked_baseline(cfg: EvaluateJobConfig, gates: list, store: TrackingSettings) -> tuple[str | None, dict]:
@@ -115,24 +125,25 @@ def _checked_baseline(cfg: EvaluateJobConfig, gates: list, store: TrackingSettin
     return store_error, baseline
 
 
-def _evaluate(cfg: EvaluateJobConfig, emit) -> Report:
+def _evaluate(cfg: EvaluateJobConfig, emit, sink) -> Report:
     from evalkit.workflows.evaluation import evaluate_model_config, evaluate_predictions
 
     if cfg.model is not None:
-        return evaluate_model_config(cfg, emit=emit)
+        return evaluate_model_config(cfg, emit=emit, scores_sink=sink)
     report = evaluate_predictions(cfg.predictions, threshold=cfg.threshold or "0.5", beta=cfg.beta,
                                   threshold_free=cfg.threshold_free, batch_size=cfg.batch_size,
-                                  label_map=cfg.label_map, map_reduce=cfg.map_reduce)
+                                  label_map=cfg.label_map, map_reduce=cfg.map_reduce, scores_sink=sink)
     for note in report.get("notes") or []:
         emit("note", text=note)
     return report
 
 
 def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: TrackingSettings | None, emit,
-            store_error: str | None, baseline: dict | None) -> JobResult:
+            store_error: str | None, baseline: dict | None, kept: KeptScores, paired: dict) -> JobResult:
     """Gates, output, tracking: the job's second half (``store``: the job's
     :class:`~evalkit.tracking.TrackingSettings`, None when nothing is tracked or read; ``baseline``:
-    checked, or None without relative gates; ``store_error``: the store's answer when already probed)."""
+    checked, or None without relative gates; ``store_error``: the store's answer when already probed;
+    ``kept``: the job's scores; ``paired``: the significant gates' comparisons)."""
     from evalkit.gates import apply_gates
     from evalkit.report import metric_keys
 
@@ -141,13 +152,13 @@ def _finish(cfg: EvaluateJobConfig, gates: list, report: Report, store: Tracking
 
         store_error = probe_store(store.uri, timeout=store.timeout)
     values = metric_keys(report, "test", per_class=True)
-    block = apply_gates(gates, values, baseline)
+    block = apply_gates(gates, values, baseline, paired)
     report = report.extend(gates=block, job={"name": cfg.job_name, "trigger": cfg.trigger, "experiment": cfg.experiment})
     write_error = _write(report, cfg.output)  # disk full / read-only: still tracked (or spooled), exit 3
     run_id, error = None, None
     if store and cfg.track:
         try:
-            run_id = _track(cfg, gates, report, block, store, store_error)
+            run_id = _track(cfg, gates, report, block, store, store_error, kept)
         except InfraError as e:
             error = str(e)
     elif store_error and baseline is not None:  # --no-track: the baseline was unreadable
@@ -197,7 +208,7 @@ def _baseline(cfg: EvaluateJobConfig, store: str, store_error: str | None) -> di
 
 
 def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, store: TrackingSettings,
-           store_error: str | None) -> str | None:
+           store_error: str | None, kept: KeptScores) -> str | None:
     """Log the job's run to ``store`` (:class:`~evalkit.tracking.TrackingSettings`); its run id (None
     when spooled)."""
     from evalkit.tracking import RunLogger
@@ -228,7 +239,10 @@ def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, sto
         run.log_params(params)
         _log_inputs(run, cfg, report, store.uri)
         # headline metrics + the keys gates name (relative gates read them from the baseline run)
-        log_report(run, report, gate_metrics(block), keys=[g.metric for g in gates], class_metrics=cfg.log_class_metrics)
+        log_report(run, report, gate_metrics(block) | gate_difference_metrics(block), keys=[g.metric for g in gates],
+                   class_metrics=cfg.log_class_metrics)
+        if kept.log and kept.path is not None:
+            run.log_artifact(kept.path)
     return logger.run_id
 
 

@@ -119,18 +119,22 @@ def validation_map(Y: np.ndarray, probabilities: np.ndarray) -> float:
     return mean_average_precision(Y, probabilities)
 
 
-def strategy(config: RunConfig, splits, *, device: str, run=None, executor=None):
+def strategy(config: RunConfig, splits, *, device: str, run=None, executor=None, plan=None):
     """``(fit_fold, config)``: how a fold trains for ``config.model`` (a
     :class:`~evalkit.workflows.training.FitFold`) and the config to train with: :class:`ModelChoice`
-    for ``auto`` with several candidates (``executor``: where the costly candidates train meanwhile),
-    else :class:`~evalkit.workflows.training.NamedModel` with ``model`` set to the architecture."""
+    for ``auto`` with several candidates (``executor``: where the costly candidates train; with the
+    fold ``plan``, fold 1's are submitted at once, :meth:`ModelChoice.start`), else
+    :class:`~evalkit.workflows.training.NamedModel` with ``model`` set to the architecture."""
     from evalkit.workflows.training import NamedModel
 
     archs = candidates(config, splits)
     if len(archs) == 1:
         own = arch_defaults(config, archs[0]) if config.model == "auto" else {}
         return NamedModel(device), config.model_copy(update={"model": archs[0], **own})
-    return ModelChoice(archs, device=device, run=run, executor=executor), config
+    choice = ModelChoice(archs, device=device, run=run, executor=executor)
+    if plan is not None:
+        choice.start(plan.task(1, config))
+    return choice, config
 
 
 def scoring_model(trained, fit_fold, config: RunConfig, splits, *, device: str, emit):
@@ -178,6 +182,30 @@ class ModelChoice:
         self.archs, self.device, self.run, self.executor = archs, device, run, executor
         self.chosen: str | None = None
         self.table: list[dict] = []
+        self._started: tuple[Any, dict] | None = None  # (task, {arch: RemoteFold}) of :meth:`start`
+
+    def _tasks(self, task) -> dict:
+        return {arch: task.with_config(candidate_config(task.config, arch)) for arch in self.archs}
+
+    def start(self, task) -> None:
+        """Submit ``task``'s costly candidates (all but the first, the cheap linear model) to the
+        executor now, e.g. before the MLflow run is set up: fold 1 trains them whatever the choice,
+        so nothing is speculative. :meth:`__call__` takes them for the same task."""
+        if self.executor is not None and self._started is None:
+            tasks = self._tasks(task)
+            self._started = (task, {arch: _remote_fold(self.executor, tasks[arch]) for arch in self.archs[1:]})
+
+    def _remote(self, task, tasks: dict, logs: dict) -> dict:
+        """The candidates of ``task`` training in the executor's workers (started now when
+        :meth:`start` was not called for this task), their epochs logged with ``logs``."""
+        if self.executor is None:
+            return {}
+        if self._started is None or _key(self._started[0]) != _key(task):
+            self._started = (task, {arch: _remote_fold(self.executor, tasks[arch]) for arch in self.archs[1:]})
+        remote = self._started[1]
+        for arch, fold in remote.items():
+            fold.follow(logs[arch])
+        return remote
 
     def fold_config(self, config: RunConfig) -> RunConfig:
         """The config folds after the first train with: the chosen candidate's."""
@@ -191,12 +219,11 @@ class ModelChoice:
 
     def __call__(self, task, emit, log_metrics):
         """Train every candidate on ``task``, choose, and return the winner's result."""
-        from evalkit.workflows.training import RemoteFold, train_task
+        from evalkit.workflows.training import train_task
 
-        tasks = {arch: task.with_config(candidate_config(task.config, arch)) for arch in self.archs}
+        tasks = self._tasks(task)
         logs = {arch: _prefixed(log_metrics, f"auto/{arch}/") for arch in self.archs}
-        remote = {arch: RemoteFold(self.executor, tasks[arch], logs[arch])
-                  for arch in self.archs[1:]} if self.executor is not None else {}
+        remote = self._remote(task, tasks, logs)
         results = {}
         for arch in self.archs:
             emit("note", text=f"--model auto: training candidate {arch} on {task.train.n_samples} rows, "
@@ -226,6 +253,17 @@ class ModelChoice:
                            "scored by mAP on its held-out rows (folds 1: the validation split); test never used",
                            "chosen": self.chosen, "candidates": self.table}, "model_choice.json")
         _log_table(self.run, self.table)
+
+
+def _key(task) -> tuple:
+    """What makes two :class:`~evalkit.workflows.training.FoldTask` of one plan the same task."""
+    return task.k, task.folds, task.seed, task.config
+
+
+def _remote_fold(executor, task):
+    from evalkit.workflows.training import RemoteFold
+
+    return RemoteFold(executor, task)
 
 
 def _winner(table: list[dict]) -> str:

@@ -212,6 +212,7 @@ class FitFold(Protocol):
     the other folds train with, once fold 1 ended)."""
 
     chooses: bool
+    run: Any  # the MLflow run a choice is logged to, set once the run exists (None: not logged)
 
     def __call__(self, task: FoldTask, emit, log_metrics: LogMetrics | None): ...
 
@@ -222,6 +223,7 @@ class NamedModel:
     """The :class:`FitFold` of a named architecture: every fold trains ``config.model`` (:func:`train_task`)."""
 
     chooses = False
+    run = None  # unused: a named model has no choice to log
 
     def __init__(self, device: str) -> None:
         self.device = device
@@ -234,18 +236,33 @@ class NamedModel:
 
 
 class RemoteFold:
-    """A :class:`FoldTask` submitted to an executor: its epochs are logged as they end
-    (``log_metrics``), its other events kept until :meth:`result` replays them in the caller's thread."""
+    """A :class:`FoldTask` submitted to an executor: its epochs are logged as they end (``log_metrics``,
+    given now or later with :meth:`follow`), its other events kept until :meth:`result` replays them
+    in the caller's thread."""
 
-    def __init__(self, executor, task: FoldTask, log_metrics: LogMetrics | None) -> None:
-        self.task, self._log, self.events = task, log_metrics, []
+    def __init__(self, executor, task: FoldTask, log_metrics: LogMetrics | None = None) -> None:
+        import threading
+
+        self.task, self._log, self.events, self._lock = task, log_metrics, [], threading.Lock()
         self.future = executor.submit(train_in_worker, task, on_event=self._on_event)
 
-    def _on_event(self, event) -> None:  # in one of the executor's threads
+    def _log_epoch(self, event) -> None:
         if event.kind == "epoch" and self._log is not None:
             row = event.data["row"]
             self._log(epoch_metrics(row, self.task.config.monitor), step=row["epoch"])
-        self.events.append(event)
+
+    def _on_event(self, event) -> None:  # in one of the executor's threads
+        with self._lock:
+            self._log_epoch(event)
+            self.events.append(event)
+
+    def follow(self, log_metrics: LogMetrics | None) -> None:
+        """Log the epochs ended so far with ``log_metrics``, and the next ones as they end (a fold
+        submitted before the MLflow run existed)."""
+        with self._lock:
+            self._log = log_metrics
+            for event in self.events:
+                self._log_epoch(event)
 
     def result(self, emit, here: Callable[[], Any]):
         """The trained model's result (its events replayed on ``emit``); ``here()`` trains it in this

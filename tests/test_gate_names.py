@@ -1,0 +1,125 @@
+"""Gate metric names: common aliases resolve, unknown names get the closest keys (difflib), and
+--gate / --max-drop add to a job spec's gates unless --replace-gates (issue 22)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evalkit.errors import InputError
+from evalkit.gates import check_metrics, known_metrics, parse_gate, parse_max_drop, resolve_metric
+from evalkit.spec import load_evaluate_spec
+
+
+@pytest.mark.parametrize("name,key", [
+    ("test/ranking_loss", "test/label_ranking_loss"),
+    ("ranking_loss", "test/label_ranking_loss"),
+    ("lrap", "test/lrap"),
+    ("label_ranking_average_precision", "test/lrap"),
+    ("map", "test/macro_map"),
+    ("mAP", "test/macro_map"),
+    ("exact_match", "test/subset_accuracy"),
+    ("subset_accuracy", "test/subset_accuracy"),
+    ("hamming", "test/hamming_loss"),
+    ("auroc", "test/macro_auroc"),
+    ("coverage", "test/coverage_error"),
+    ("Macro_F2", "test/macro_f2"),
+    ("test/macro_f2", "test/macro_f2"),
+    ("test/class/Class1/f2", "test/class/Class1/f2"),  # a label keeps its case
+])
+def test_aliases_resolve_to_tracked_keys(name, key):
+    assert resolve_metric(name) == key
+    gate = parse_gate(f"{name}<0.5")
+    assert (gate.metric, gate.text) == (key, f"{key}<0.5")
+    assert parse_max_drop(f"{name}=0.01").metric == key
+
+
+@pytest.mark.parametrize("text,message", [
+    ("test/rankingloss<0.1", "--gate: unknown metric 'test/rankingloss'; did you mean test/label_ranking_loss"),
+    ("test/label_ranking<0.1", "--gate: unknown metric 'test/label_ranking'; did you mean test/label_ranking_loss?"),
+    ("test/lrp>0.1", "--gate: unknown metric 'test/lrp'; did you mean test/lrap or"),
+    ("val/macro_f2>0.1", "--gate: unknown metric 'val/macro_f2'; did you mean test/macro_f2 or"),
+    ("throughput>1", "--gate: unknown metric 'throughput' (tracked test metrics are e.g. test/macro_f2"),
+])
+def test_unknown_names_suggest_the_closest_keys(text, message):
+    with pytest.raises(InputError) as e:
+        parse_gate(text)
+    assert str(e.value).startswith(message)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_name_against_the_report_suggests_its_keys():
+    from evalkit.workflows.evaluation import evaluate_scores
+
+    rng = np.random.default_rng(0)
+    report = evaluate_scores(rng.integers(0, 2, (30, 3)), probabilities=rng.random((30, 3)),
+                             label_names=["a", "b", "c"])
+    assert "test/label_ranking_loss" in known_metrics(report)
+    with pytest.raises(InputError, match=r"^--gate: unknown metric 'test/macro_f3'; did you mean test/macro_f2"):
+        check_metrics([parse_gate("test/macro_f3>0.1")], report)
+    with pytest.raises(InputError, match=r"^--gate: unknown metric 'test/class/d/f2'; did you mean test/class/"):
+        check_metrics([parse_gate("test/class/d/f2>0.1")], report)
+
+
+# ----------------------------------------------------------------------------- spec + command line
+
+SPEC = """[evaluate]
+predictions = "p.npz"
+gates = ["test/macro_f2>=0.1", "test/micro_f2>=0.1"]
+baseline = "last"
+max_drop = ["test/macro_f2=0.05"]
+"""
+
+
+@pytest.fixture
+def job(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "p.npz", targets=rng.integers(0, 2, (40, 3)), probabilities=rng.random((40, 3)))
+    (tmp_path / "job.toml").write_text(SPEC)
+    return tmp_path / "job.toml"
+
+
+def test_command_line_gates_add_to_the_specs(job):
+    cfg = load_evaluate_spec(job, {"gates": ["lrap>=0.2", "test/macro_f2>=0.1"]})
+    assert cfg.gates == ["test/macro_f2>=0.1", "test/micro_f2>=0.1", "lrap>=0.2"]  # the repeat counts once
+    assert cfg.max_drop == ["test/macro_f2=0.05"] and cfg.baseline == "last"
+    cfg = load_evaluate_spec(job, {"max_drop": ["test/micro_f2=0.02"]})
+    assert cfg.max_drop == ["test/macro_f2=0.05", "test/micro_f2=0.02"]
+
+
+def test_replace_gates_keeps_only_the_command_lines(job):
+    cfg = load_evaluate_spec(job, {"gates": ["lrap>=0.2"]}, replace_gates=True)
+    assert (cfg.gates, cfg.max_drop, cfg.baseline) == (["lrap>=0.2"], [], None)  # no max_drop left: no baseline
+    cfg = load_evaluate_spec(job, {"max_drop": ["test/micro_f2=0.02"]}, replace_gates=True)
+    assert (cfg.gates, cfg.max_drop, cfg.baseline) == ([], ["test/micro_f2=0.02"], "last")
+    assert load_evaluate_spec(job, {}, replace_gates=True).gates == []
+
+
+def test_a_bad_gate_in_the_spec_names_its_file_line_and_key(job):
+    job.write_text(SPEC.replace('"test/micro_f2>=0.1"', '"test/rankingloss<0.1"'))
+    with pytest.raises(InputError) as e:
+        load_evaluate_spec(job)
+    assert str(e.value).startswith(f"{job}:3: evaluate.gates: unknown metric 'test/rankingloss'; did you mean "
+                                   "test/label_ranking_loss")
+    job.write_text(SPEC.replace('"test/macro_f2=0.05"', '"test/macro_f2>0.05"'))
+    with pytest.raises(InputError, match=r":5: evaluate\.max_drop: malformed value 'test/macro_f2>0\.05'"):
+        load_evaluate_spec(job)
+
+
+def test_cli_gate_adds_and_replace_gates(cli, job, tmp_path):
+    spec = SPEC.replace('baseline = "last"\nmax_drop = ["test/macro_f2=0.05"]\n', "")
+    job.write_text(spec)
+    r = cli("evaluate", "--spec", job, "--gate", "ranking_loss<0.9", "--no-track", "--no-per-class", "-o", "a.json")
+    assert r.exit_code == 0, r.output
+    gates = json.loads((tmp_path / "a.json").read_text())["gates"]["results"]
+    assert [g["gate"] for g in gates] == ["test/macro_f2>=0.1", "test/micro_f2>=0.1", "test/label_ranking_loss<0.9"]
+    r = cli("evaluate", "--spec", job, "--gate", "lrap>=0", "--replace-gates", "--no-track", "--no-per-class",
+            "-o", "b.json")
+    assert r.exit_code == 0, r.output
+    assert [g["gate"] for g in json.loads((tmp_path / "b.json").read_text())["gates"]["results"]] == ["test/lrap>=0"]
+    r = cli("evaluate", "--predictions", "p.npz", "--replace-gates", "--no-track")
+    assert r.exit_code == 2
+    assert "--replace-gates: applies to evaluate --spec FILE" in r.stderr and "Traceback" not in r.output
