@@ -279,9 +279,7 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
     # the preprocessing record first (it may name the dataset), then the data, then the model
     loaded, record, preprocess = _record(cfg)
     test, name = _test_data(cfg, record, reader_options_given, test_size, seed)
-    test = _as_trained(test, cfg, record)  # an image table: streamed at the model's size and channels
-    if not isinstance(test.X, np.ndarray) and test.X.ndim == 2:  # sparse (CSR): the evaluated split is densified
-        test = test.with_features(test.X.toarray())
+    test = _as_trained(test, cfg, record)  # an image table streamed at the model's size; CSR densified
     names = list(test.label_names)
     if record and record.get("label_names") and list(record["label_names"]) != names:
         raise InputError(f"{test.source or test.name}: labels {names[:4]}... differ from the labels the model was "
@@ -326,11 +324,15 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
 
 
 def _as_trained(test, cfg: EvaluateJobConfig, record: dict | None):
-    """``test`` (an image table's: :mod:`evalkit.images.lazy`) streamed as the model was trained:
-    the record's image side and channels, ``--workers``, ``--skip-bad-images``; other data as it is."""
+    """``test`` as the model takes it: an image table's (:mod:`evalkit.images.lazy`) streamed as the
+    model was trained (the record's image side and channels, ``--workers``, ``--skip-bad-images``);
+    sparse (CSR) features densified; other data as it is."""
     from evalkit.images.lazy import record_images
 
-    return record_images([test], record, workers=cfg.workers, skip_bad=cfg.skip_bad_images)[0]
+    test = record_images([test], record, workers=cfg.workers, skip_bad=cfg.skip_bad_images)[0]
+    if not isinstance(test.X, np.ndarray) and test.X.ndim == 2:  # sparse (CSR): the evaluated split is densified
+        test = test.with_features(test.X.toarray())
+    return test
 
 
 def _record(cfg: EvaluateJobConfig):
