@@ -279,7 +279,7 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
     # the preprocessing record first (it may name the dataset), then the data, then the model
     loaded, record, preprocess = _record(cfg)
     test, name = _test_data(cfg, record, reader_options_given, test_size, seed)
-    test = _as_trained(test, cfg, record)  # an image table streamed at the model's size; CSR densified
+    test = _as_model_takes(test, cfg, record)  # an image table streamed at the model's size; CSR densified
     names = list(test.label_names)
     if record and record.get("label_names") and list(record["label_names"]) != names:
         raise InputError(f"{test.source or test.name}: labels {names[:4]}... differ from the labels the model was "
@@ -323,7 +323,7 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
     return build_report(metrics, dataset=ds_info, scores=cfg.scores, thresholds=thresholds, beta=cfg.beta, **extra)
 
 
-def _as_trained(test, cfg: EvaluateJobConfig, record: dict | None):
+def _as_model_takes(test, cfg: EvaluateJobConfig, record: dict | None):
     """``test`` as the model takes it: an image table's (:mod:`evalkit.images.lazy`) streamed as the
     model was trained (the record's image side and channels, ``--workers``, ``--skip-bad-images``);
     sparse (CSR) features densified; other data as it is."""
