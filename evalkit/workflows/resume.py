@@ -31,7 +31,7 @@ RESUME_OPTIONS = ("resume", "tracking_uri", "tracking_timeout", "workers", "outp
 
 def run_folder(run_id: str) -> Path:
     """The checkpoint folder of run ``run_id``."""
-    if not run_id or any(c in run_id for c in "/\\.") :
+    if not run_id or any(c in run_id for c in "/\\."):
         raise InputError(f"--resume {run_id!r}: expected an MLflow run id (32 hex characters)")
     return Path(os.environ.get(CHECKPOINT_ENV) or DEFAULT_DIR) / run_id
 
