@@ -17,7 +17,13 @@ and imports are included -- this is what a cron job sees):
 * ``no-track``: the same ``evaluate --predictions`` without tracking, as the baseline.
 
 Each row shows the best and the median wall time, the budget that the tests used to assert and the
-ratio best / budget (< 1 is within budget). ``--skip-mulan`` skips timing ``load_dataset`` on the
+ratio best / budget (< 1 is within budget).
+
+``--bad-input`` times, in one run, ``evalkit --version`` and five bad inputs (a missing data file, a
+missing predictions file, a bad flag value, an unknown loss, an unreadable spec): each is answered
+before torch / MLflow load, so each must take at most 1.5x the time of ``--version`` (the ratio column)::
+
+    python benchmarks/bench_cli.py --bad-input --repeat 5 ``--skip-mulan`` skips timing ``load_dataset`` on the
 MULAN train + test files (budget 5 s each; skipped when ../shared/datasets/mulan is absent).
 """
 
@@ -84,6 +90,38 @@ def scenario(name: str, work: Path) -> tuple[list[str], int, float]:
 
 SCENARIOS = ("unreachable", "never-answers", "run-unreachable", "no-track")
 
+#: ``--bad-input``: name -> (CLI args, files to make in the work folder); each exits 2
+BAD_INPUTS = {
+    "run --dataset /nope.arff": (["run", "--dataset", "{work}/nope.arff", "--no-track"], {}),
+    "evaluate --predictions /nope.npz": (["evaluate", "--predictions", "{work}/nope.npz", "--no-track"], {}),
+    "run --lr -1": (["run", "--lr", "-1", "--no-track"], {}),
+    "run --loss hinge": (["run", "--loss", "hinge", "--no-track"], {}),
+    "run bad.toml (not TOML)": (["run", "{work}/bad.toml", "--no-track"], {"bad.toml": "epochs = 1\nlr = [\n"}),
+}
+#: the budget of a bad input: this many times ``evalkit --version``
+BAD_INPUT_RATIO = 1.5
+
+
+def bench_bad_input(repeat: int) -> None:
+    """Print the best time of ``--version`` and of each bad input, and their ratio (<= 1.5 passes)."""
+    rows: dict[str, list[float]] = {"--version": []}
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        for name, (_, files) in BAD_INPUTS.items():
+            for fname, text in files.items():
+                (work / fname).write_text(text)
+        for _ in range(repeat):  # interleaved, so that a load spike hits every command alike
+            rows["--version"].append(_time_cli(["--version"], 0, work))
+            for name, (args, _) in BAD_INPUTS.items():
+                rows.setdefault(name, []).append(_time_cli([a.format(work=work) for a in args], 2, work))
+    base = min(rows["--version"])
+    print(f"{'command':<36}{'best s':>9}{'median s':>10}{'/ --version':>13}  (budget {BAD_INPUT_RATIO}x)")
+    for name, times in rows.items():
+        ratio = min(times) / base
+        flag = "" if ratio <= BAD_INPUT_RATIO else "  OVER"
+        print(f"{name:<36}{min(times):>9.2f}{statistics.median(times):>10.2f}{ratio:>13.2f}{flag}")
+    print(f"cpu count {os.cpu_count()}, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
 
 def bench_cli(names: list[str], repeat: int) -> list[tuple[str, list[float], float]]:
     rows = []
@@ -125,7 +163,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {', '.join(SCENARIOS)}")
     ap.add_argument("--skip-mulan", action="store_true")
+    ap.add_argument("--bad-input", action="store_true", help="time --version and five bad inputs (ratio <= 1.5)")
     a = ap.parse_args(argv)
+    if a.bad_input:
+        bench_bad_input(a.repeat)
+        return
     names = [n for n in a.only.split(",") if n]
     rows = bench_cli(names, a.repeat)
     if not a.skip_mulan:

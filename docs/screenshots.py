@@ -4,12 +4,17 @@
 
 In a fresh working folder (a temporary one unless --workdir) it runs what a user runs: a default yeast
 run registered as ``yeast-mlp@champion`` (``--epochs N`` shortens it), the nightly job of
-``experiments/nightly_yeast.toml`` twice (as shipped, then with a gate it fails), then starts
-``evalkit ui`` there and saves three PNGs:
+``experiments/nightly_yeast.toml`` twice (as shipped, then with a gate it fails), a small loss grid
+(``experiments/yeast_losses.toml`` on the linear model, 3 epochs) whose parent run holds the grouped
+comparison, then starts
+``evalkit ui`` there and saves four PNGs:
 
 * ``run_page.png``: the run's page (overview: headline metrics without searching),
 * ``per_class_table.png``: the run's ``per_class.json`` artifact rendered as a table by the UI,
-* ``nightly_runs.png``: the nightly experiment's runs list with the ``evalkit.gates`` pass/fail column.
+* ``nightly_runs.png``: the nightly experiment's runs list with the ``evalkit.gates`` pass/fail column,
+* ``compare_report.png``: the grid parent run's ``plots/compare.png`` (the loss comparison) in the UI.
+
+The manual's own pages are captured by ``docs/site_screenshots.py``.
 
 Needs ``chromium`` on PATH (``apt-get install chromium``). MLflow's UI is a JavaScript app: Chromium
 gets a virtual-time budget and a large window so that it renders before the capture.
@@ -46,12 +51,20 @@ def evalkit(cwd: Path, *args: str, ok=(0,)) -> subprocess.CompletedProcess:
 
 
 def make_runs(work: Path, epochs: int | None) -> None:
-    """The training run (registered champion) and two nightly jobs (pass, then a failing gate)."""
+    """The training run (registered champion), two nightly jobs (pass, then a failing gate) and a loss
+    grid; steps already done in ``work`` (a ``--workdir`` reused) are not repeated."""
     extra = ["--epochs", str(epochs)] if epochs else []
-    evalkit(work, "run", "--register", "yeast-mlp", "--alias", "champion", "-o", "run.json", *extra)
+    if not (work / "run.json").exists():
+        evalkit(work, "run", "--register", "yeast-mlp", "--alias", "champion", "-o", "run.json", *extra)
     spec = str(ROOT / "experiments" / "nightly_yeast.toml")
-    evalkit(work, "evaluate", "--spec", spec, ok=(0, 1))
-    evalkit(work, "evaluate", "--spec", spec, "--gate", "test/macro_f2>=0.99", ok=(1,))
+    if not (work / "nightly.done").exists():  # --force: the job rewrites its report, as a nightly job does
+        evalkit(work, "evaluate", "--spec", spec, "--force", ok=(0, 1))
+        evalkit(work, "evaluate", "--spec", spec, "--force", "--gate", "test/macro_f2>=0.99", ok=(1,))
+        (work / "nightly.done").touch()
+    if not (work / "grid.done").exists():  # the shipped loss grid on the linear model: seconds per cell
+        evalkit(work, "run", str(ROOT / "experiments" / "yeast_losses.toml"), "--model", "linear", "--epochs", "3",
+                "--experiment", "losses-demo")
+        (work / "grid.done").touch()
 
 
 def free_port() -> int:
@@ -97,8 +110,7 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="evalkit-screens-"))
     work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    if not (work / "run.json").exists():
-        make_runs(work, args.epochs)
+    make_runs(work, args.epochs)
     sys.path.insert(0, str(ROOT))
     from evalkit.tracking.view import run_url, runs_view_url
 
@@ -108,6 +120,8 @@ def main() -> None:
     run_exp = client.get_experiment_by_name("evalkit").experiment_id
     run_id = client.search_runs([run_exp], order_by=["attributes.start_time DESC"], max_results=1)[0].info.run_id
     nightly = client.get_experiment_by_name("nightly").experiment_id
+    grid_exp = client.get_experiment_by_name("losses-demo").experiment_id
+    parent = client.search_runs([grid_exp], "tags.`evalkit.grid` = 'parent'", max_results=1)[0].info.run_id
     port = free_port()
     ui = start_ui(work, port)
     base = f"http://127.0.0.1:{port}"
@@ -116,6 +130,8 @@ def main() -> None:
         artifact = f"{base}/#/experiments/{run_exp}/runs/{run_id}/artifacts/per_class.json"
         shoot(artifact, args.out / "per_class_table.png", "2200,1100")
         shoot(runs_view_url(base, nightly), args.out / "nightly_runs.png")
+        compare = f"{base}/#/experiments/{grid_exp}/runs/{parent}/artifacts/plots/compare.png"
+        shoot(compare, args.out / "compare_report.png", "1600,1100")
     finally:
         ui.terminate()
         ui.wait(timeout=30)

@@ -1,4 +1,4 @@
-"""The training-budget rule (README "Training budget"): cross-fitting folds, mini-batch and epochs
+"""The training-budget rule (docs/concepts/training.md, "Training budget"): cross-fitting folds, mini-batch and epochs
 from the data size, applied by :meth:`evalkit.config.RunConfig.with_budget`. Pure arithmetic, no imports."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def budget_epochs(epoch_work: float, folds: int, epochs: int = 150) -> int:
 
 def budget_update(config, n_train: int, n_features: int, n_labels: int) -> dict:
     """The fields of ``config`` (a :class:`~evalkit.config.RunConfig`) the budget rule sets, those given
-    explicitly left out. ``n_train``: rows of train + validation. The rule (README "Training budget"),
+    explicitly left out. ``n_train``: rows of train + validation. The rule (docs/concepts/training.md, "Training budget"),
     with ``W = n_train x (F + C) x width`` the multiply-adds of one epoch of the MLP (``width`` = the
     sum of the hidden sizes):
 

@@ -55,6 +55,10 @@ def runs_frame(tracking_uri: str, experiment: str, metrics=HEADLINE, params=PARA
         cols[p] = col(f"params.{p}")
     for m in metrics:
         cols[m] = col(f"metrics.{m}", float("nan")).astype(float)
+    for m in metrics:  # bootstrap interval bounds (test/<metric>_ci_low / _ci_high), where runs logged them
+        for end in ("_ci_low", "_ci_high"):
+            if f"metrics.{m}{end}" in df.columns:
+                cols[m + end] = df[f"metrics.{m}{end}"].astype(float)
     return pd.DataFrame(cols).reset_index(drop=True)
 
 
@@ -147,6 +151,7 @@ def group_stats(df, group_by: str, metrics=GROUP_HEADLINE, *, rank_by: str | Non
             means[g] = float(finite.mean()) if len(finite) else math.nan
             rows[g]["metrics"][m] = {"mean": means[g], "std": float(finite.std(ddof=1)) if len(finite) > 1 else None,
                                      "n": int(len(finite))}
+            rows[g]["metrics"][m]["ci"] = mean_interval(sub, m)
         valid = {g: mu for g, mu in means.items() if mu == mu}
         best = (min if lower_is_better(m) else max)(valid, key=valid.get) if valid else None
         raw = {}
@@ -172,6 +177,16 @@ def group_stats(df, group_by: str, metrics=GROUP_HEADLINE, *, rank_by: str | Non
     return {"group_by": group_by, "rank_by": rank_by, "paired_by": pair_by if paired else None,
             "test": PAIRED_TEST if paired else PAIRED_TEST.replace("over seeds", "over run order"),
             "alpha": alpha, "correction": HOLM, "metrics": list(metrics), "groups": out}
+
+
+def mean_interval(sub, metric: str) -> list[float] | None:
+    """``[low, high]``: the mean over ``sub``'s runs of their bootstrap interval bounds of ``metric``
+    (``<metric>_ci_low`` / ``_ci_high`` columns of :func:`runs_frame`), or None when no run has both."""
+    lo, hi = f"{metric}_ci_low", f"{metric}_ci_high"
+    if lo not in sub.columns or hi not in sub.columns:
+        return None
+    both = sub[[lo, hi]].astype(float).dropna()
+    return [float(both[lo].mean()), float(both[hi].mean())] if len(both) else None
 
 
 def groups_frame(stats: dict):

@@ -21,7 +21,7 @@ from evalkit.budget import EPOCH_WORK, budget_batch_size, budget_epochs, budget_
 MAX_WIDTH = 1 << 16
 #: ``evalkit datasets download``: the MULAN repository's multi-label datasets (one folder per dataset)
 MULAN_MIRROR = "https://raw.githubusercontent.com/tsoumakas/mulan/master/data/multi-label"
-#: ... and where they go (what the README's examples use)
+#: ... and where they go (what the manual's examples use)
 DATASETS_DIR = "datasets/mulan"
 #: reader options a data file may take (``--label-file`` ...); see ``evalkit datasets``
 READER_OPTIONS = ("label_file", "meka_labels", "label_columns", "label_prefix", "label_list_column",
@@ -76,6 +76,15 @@ def _tracking_timeout_field():
                  "before failing with exit 3 (results are spooled to mlruns/spool; see sync-spool).")
 
 
+def _ci_fields(seeded_by: str) -> tuple:
+    """``ci``, ``ci_resamples`` and ``ci_method`` of :class:`RunConfig` and :class:`EvaluateJobConfig`
+    (bootstrap intervals over the test rows: :mod:`evalkit.stats.bootstrap`; seeded by ``seeded_by``)."""
+    return (Field(0.95, ge=0, lt=1, description="Confidence level of bootstrap intervals over the test rows on every "
+                  f"headline metric, e.g. 0.95 (0 = off); the resampling seed is {seeded_by}."),
+            Field(1000, ge=10, le=100_000, description="Bootstrap resamples of --ci."),
+            Field("percentile", description="Interval of --ci: percentile or bca (bias-corrected and accelerated)."))
+
+
 @lru_cache(maxsize=256)
 def threshold_strategy(text: str):
     """The parsed :class:`~evalkit.thresholds.ThresholdStrategy` of a ``threshold`` value (cached: a
@@ -110,7 +119,7 @@ class RunConfig(BaseModel):
     val_size: float = Field(0.2, gt=0, lt=1, description="Validation fraction of the training data (used with --folds 1).")
     test_size: float = Field(0.3, gt=0, lt=1, description="Test fraction of a stratified split when there is no test file.")
     standardize: bool = Field(True, description="Standardise features with the training split's mean and std.")
-    # model: defaults chosen on yeast / emotions / scene (README "evalkit run"): one wide hidden
+    # model: defaults chosen on yeast / emotions / scene (docs/concepts/training.md): one wide hidden
     # layer with strong dropout and Gaussian input noise, early-stopped on validation mAP
     # auto: the linear one-vs-rest model wins on sparse bag-of-words data (medical), the MLP elsewhere
     model: str = Field("auto", description="Architecture: auto (linear or mlp, whichever has the higher validation mAP on "
@@ -157,8 +166,8 @@ class RunConfig(BaseModel):
     folds: int = Field(5, ge=1, le=20, description="Cross-fitting: K models on K folds of train + validation, thresholds tuned "
                        "on out-of-fold scores; 1 = one model and a validation split.")
     budget: Literal["auto", "off"] = Field(
-        "auto", description="auto: --folds, --epochs and --batch-size, when not given, follow the data size (README "
-        "'Training budget'); off: their defaults as they are.")
+        "auto", description="auto: --folds, --epochs and --batch-size, when not given, follow the data size (manual: "
+        "Training defaults); off: their defaults as they are.")
     seed: int = Field(0, description="Random seed (splits, init, shuffling).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
     # one thread: evalkit's MLPs are small, and several threads are much slower on shared cores
@@ -177,6 +186,9 @@ class RunConfig(BaseModel):
     objective: Literal["micro-fbeta", "macro-fbeta", "mean-fbeta"] = Field(
         "mean-fbeta", description="What threshold tuning maximises: micro-fbeta, macro-fbeta or mean-fbeta (their mean), with --beta.")
     beta: float = Field(2.0, gt=0, description="Beta of the reported and tuned F-beta (2 = recall weighs 4x).")
+    ci: float = _ci_fields("--seed")[0]
+    ci_resamples: int = _ci_fields("--seed")[1]
+    ci_method: Literal["percentile", "bca"] = _ci_fields("--seed")[2]
     # tracking / output
     experiment: str = Field("evalkit", description="MLflow experiment name.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")
@@ -205,7 +217,8 @@ class RunConfig(BaseModel):
 
     _strict_numbers = field_validator("val_size", "test_size", "hidden", "dropout", "lr", "weight_decay", "epochs",
                                       "batch_size", "patience", "input_noise", "folds", "seed", "threads",
-                                      "fold_processes", "beta", "tracking_timeout", mode="before")(_elementwise_not_bool)
+                                      "fold_processes", "beta", "tracking_timeout", "ci", "ci_resamples",
+                                      mode="before")(_elementwise_not_bool)
 
     @field_validator("loss")
     @classmethod
@@ -224,13 +237,13 @@ class RunConfig(BaseModel):
         """Refuse options this run would ignore (InputError naming the flag and what it applies to)."""
         fields = type(self).model_fields
         if self.monitor == "none" and self.patience != fields["patience"].default:
-            _refuse("--patience", "early stopping (--monitor val_loss, val_map, ...)", "--monitor none")
+            _refuse("patience", f"early stopping ({_f('monitor')} val_loss, val_map, ...)", f"{_f('monitor')} none")
         tuned = self.threshold_strategy.name in ("joint", "global", "per-class")
         if not tuned and self.objective != fields["objective"].default:
-            _refuse("--objective", "tuned thresholds (--threshold joint, global or per-class)",
-                    f"--threshold {self.threshold}")
+            _refuse("objective", f"tuned thresholds ({_f('threshold')} joint, global or per-class)",
+                    f"{_f('threshold')} {self.threshold}")
         if self.folds == 1 and self.fold_processes not in (0, 1):
-            _refuse("--fold-processes", "cross-fitting (--folds 2 or more)", "--folds 1")
+            _refuse("fold_processes", f"cross-fitting ({_f('folds')} 2 or more)", f"{_f('folds')} 1")
         return self
 
     @property
@@ -326,6 +339,9 @@ class EvaluateJobConfig(BaseModel):
     beta: float = Field(2.0, gt=0, description="Beta of the reported F-beta.")
     threshold_free: Literal["exact", "streaming", "none"] = Field(
         "exact", description="exact (matches scikit-learn), streaming (O(C x bins) memory) or none.")
+    ci: float = _ci_fields("0")[0]
+    ci_resamples: int = _ci_fields("0")[1]
+    ci_method: Literal["percentile", "bca"] = _ci_fields("0")[2]
     batch_size: int = Field(65536, ge=1, le=1 << 24, description="Rows read (or scored) per batch.")
     output: str | None = Field(None, description="Write the report JSON here.")
     per_class: str = Field("top", pattern=r"^(top|all|none|[1-9][0-9]*)$",
@@ -369,17 +385,18 @@ class EvaluateJobConfig(BaseModel):
     @model_validator(mode="after")
     def _options_apply(self) -> "EvaluateJobConfig":
         """Refuse options the chosen mode would ignore (InputError naming the flag and the mode)."""
-        refuse_unused(self, "--predictions", "--model evaluation",
+        refuse_unused(self, _f("predictions"), f"{_f('model')} evaluation",
                       _MODEL_ONLY if self.predictions is not None and self.model is None else ())
         if self.model is not None and self.model.startswith(("runs:/", "models:/")):
-            refuse_unused(self, "an MLflow model (--model runs:/... or models:/...)", "a state_dict model file",
+            refuse_unused(self, f"an MLflow model ({_f('model')} runs:/... or models:/...)", "a state_dict model file",
                           ("arch", "hidden"))
         if self.model is not None and self.dataset is not None and self.test_dataset is not None:
-            _refuse("--dataset", "--model without --test-dataset", "--test-dataset (the test file is evaluated whole)")
+            _refuse("dataset", f"{_f('model')} without {_f('test_dataset')}",
+                    f"{_f('test_dataset')} (the test file is evaluated whole)")
         if self.map_reduce != "max" and self.label_map is None:
-            _refuse("--map-reduce", "--label-map", "an evaluation without a label map")
+            _refuse("map_reduce", _f("label_map"), "an evaluation without a label map")
         if self.trigger != "manual" and not self.track:
-            _refuse("--trigger", "a tracked run", "--no-track")
+            _refuse("trigger", "a tracked run", _f("track", False))
         return self
 
     @property
@@ -397,25 +414,27 @@ _MODEL_ONLY = ("dataset", "test_dataset", "reader_options", "arch", "hidden", "t
                "device", "amp", "workers", "skip_bad_images")
 
 
-def _flag(field: str) -> str:
-    return "--" + {"register_model": "register", "address": "ray-address"}.get(field, field).replace("_", "-")
+def _f(field: str, switch: bool | None = None) -> str:
+    """``field`` marked in a message: the CLI names it by its flag, a spec by its key (:func:`evalkit.errors.field_name`)."""
+    from evalkit.errors import field_name
+
+    return field_name(field, switch)
 
 
-def _refuse(flag: str, applies_to: str, not_to: str) -> None:
+def _refuse(field: str, applies_to: str, not_to: str) -> None:
     from evalkit.errors import InputError
 
-    raise InputError(f"{flag}: applies to {applies_to}, not to {not_to}; drop it")
+    raise InputError(f"{_f(field)}: applies to {applies_to}, not to {not_to}; drop it")
 
 
 def refuse_unused(config: BaseModel, mode: str, applies_to: str, fields) -> None:
     """Raise InputError for the first of ``fields`` set to other than its default in ``config``: an
-    option ``mode`` would silently ignore (``--FIELD: applies to APPLIES_TO, not to MODE``; a reader
-    option is named by its own flag)."""
+    option ``mode`` would silently ignore (``FIELD: applies to APPLIES_TO, not to MODE``, the field
+    marked for naming; a reader option is named as itself)."""
     for field in fields:
         value, default = getattr(config, field), type(config).model_fields[field].get_default(call_default_factory=True)
         if value != default:
-            flag = _flag(next(iter(value))) if field == "reader_options" else _flag(field)
-            _refuse(flag, applies_to, mode)
+            _refuse(next(iter(value)) if field == "reader_options" else field, applies_to, mode)
 
 
 DEFAULT_BETA: float = RunConfig.model_fields["beta"].default

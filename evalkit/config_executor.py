@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalkit.config import refuse_unused
+from evalkit.errors import field_name
 
 
 #: ExecutorConfig fields that only the Ray executor reads
@@ -42,7 +43,8 @@ class ExecutorConfig(BaseModel):
         would ignore them. Called where the cells are placed (``evalkit run SPEC``); ``tune`` always
         uses Ray."""
         if self.kind == "sequential":
-            refuse_unused(self, "the sequential executor (cells one after another here)", "--executor ray", RAY_ONLY)
+            refuse_unused(self, "the sequential executor (cells one after another here)", f"{field_name('kind')} ray",
+                          RAY_ONLY)
 
 
 class SearchConfig(BaseModel):

@@ -1,6 +1,6 @@
 """User-facing errors. The CLI turns each into one line on stderr and an exit code.
 
-Exit codes (documented in README and ``evalkit --help``):
+Exit codes (documented in docs/reference/exit-codes.md and ``evalkit --help``):
 
 * 0 - success, all gates pass
 * 1 - a quality gate failed
@@ -16,8 +16,28 @@ EXIT_BAD_INPUT = 2
 EXIT_INFRA = 3
 
 
+#: marks a configuration field's name inside a message (see :func:`field_name`)
+_FIELD = "\x1f"
+
+
+def field_name(name: str, switch: bool | None = None) -> str:
+    """``name`` (a field of :class:`~evalkit.config.RunConfig`, ``EvaluateJobConfig``, a reader option
+    or an executor setting) marked inside an error message, so that each entry point names it its own
+    way: ``str(error)`` writes the field (Python API), the CLI its flag (``--label-columns``) or, for a
+    value that came from a spec file, its spec key (:meth:`EvalkitError.named`). ``switch``: a boolean
+    field set to that value (``track=False``: ``--no-track`` on the command line, ``track = false`` in a spec)."""
+    return f"{_FIELD}{name}{'' if switch is None else '=' + str(bool(switch)).lower()}{_FIELD}"
+
+
+def _python_name(field: str, switch: bool | None = None) -> str:
+    return field if switch is None else f"{field}={switch}"
+
+
 class EvalkitError(Exception):
-    """Base class of errors that are shown to the user as one line (no traceback)."""
+    """Base class of errors that are shown to the user as one line (no traceback).
+
+    A message may name configuration fields with :func:`field_name`; ``str(error)`` shows them as
+    field names and :meth:`named` as the caller chooses."""
 
     exit_code: int = EXIT_BAD_INPUT
 
@@ -25,6 +45,27 @@ class EvalkitError(Exception):
         """``report_json``: the report, printed to stdout by the CLI when its file could not be written."""
         super().__init__(*args)
         self.report_json = report_json
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields the message names (:func:`field_name`), in order."""
+        import re
+
+        return tuple(m.partition("=")[0] for m in re.findall(f"{_FIELD}([^{_FIELD}]*){_FIELD}", super().__str__()))
+
+    def named(self, name) -> str:
+        """The message with each marked field written as ``name(field)`` (``name(field, switch)`` for a
+        boolean set to ``switch``)."""
+        import re
+
+        def one(m) -> str:
+            field, _, switch = m[1].partition("=")
+            return name(field, switch == "true") if switch else name(field)
+
+        return re.sub(f"{_FIELD}([^{_FIELD}]*){_FIELD}", one, super().__str__())
+
+    def __str__(self) -> str:
+        return self.named(_python_name)
 
 
 class InputError(EvalkitError):

@@ -8,11 +8,12 @@ every loss.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable
 
 from evalkit.errors import InputError
+
+if TYPE_CHECKING:  # numpy loads with the loss builders, not with the registry (the CLI checks --loss first)
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ def pos_weight_from_targets(Y: np.ndarray) -> np.ndarray:
 
     A label with no positives in train gets weight 1 (nothing to up-weight).
     """
+    import numpy as np
+
     pos = Y.sum(axis=0).astype(np.float64)
     neg = Y.shape[0] - pos
     return np.where(pos > 0, neg / np.maximum(pos, 1), 1.0).astype(np.float32)

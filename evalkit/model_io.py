@@ -42,11 +42,11 @@ import numpy as np
 
 from evalkit.model_files import model_file_kind
 from evalkit.errors import InfraError, InputError
+from evalkit.inputs import MLFLOW_SCHEMES, require_model_file
 from evalkit.tracking.redact import first_line as _first_line
 
 PREPROCESS_FORMAT = "evalkit.preprocess/1"
 PREPROCESS_FILE = "preprocess.json"
-MLFLOW_SCHEMES = ("runs:/", "models:/")
 
 
 @dataclass
@@ -177,9 +177,7 @@ def load_model(spec: str, *, tracking_uri: str | None = None, arch: str | None =
         return LoadedModel(module, "mlflow", spec, run_id, record, record_source)
 
     path = Path(spec)
-    if not path.exists():
-        raise InputError(f"--model {spec}: no such file; expected an MLflow URI (runs:/<id>/<name>, "
-                         "models:/<name>/<version>, models:/<name>@<alias>), a TorchScript, .pt2 or state_dict file")
+    require_model_file(spec)
     if path.is_dir():
         raise InputError(f"--model {spec}: a folder without an MLmodel file; expected a model file or MLflow model")
     if record is None:

@@ -125,9 +125,10 @@ def run_figures(report: dict, strategy, val, test, *, beta: float, objective: st
 
 
 def _zoom(cells: list[dict]) -> tuple[float, float]:
-    """A y range that shows differences of 0.01: the data's span (mean ± std) plus a margin, within [0, 1]."""
-    lo = [c["mean"] - (c["std"] or 0.0) for c in cells if c["mean"] == c["mean"]]
-    hi = [c["mean"] + (c["std"] or 0.0) for c in cells if c["mean"] == c["mean"]]
+    """A y range that shows differences of 0.01: the data's span (mean ± std, intervals) plus a margin, within [0, 1]."""
+    cells = [c for c in cells if c["mean"] == c["mean"]]
+    lo = [c["mean"] - (c["std"] or 0.0) for c in cells] + [c["ci"][0] for c in cells if c.get("ci")]
+    hi = [c["mean"] + (c["std"] or 0.0) for c in cells] + [c["ci"][1] for c in cells if c.get("ci")]
     if not lo:
         return 0.0, 1.0
     span = max(max(hi) - min(lo), 0.02)
@@ -136,7 +137,8 @@ def _zoom(cells: list[dict]) -> tuple[float, float]:
 
 def group_bars(stats: dict, title: str = ""):
     """Grouped bar chart of ``compare``: one group of bars per metric, one bar per group (e.g. loss),
-    height = mean over runs, error bar = std."""
+    height = mean over runs, error bar = std; where the runs logged bootstrap intervals (``--ci``), thin
+    dark whiskers show the interval (mean of the runs' bounds, the cell's ``ci``)."""
     plt = _plt()
     metrics = stats["metrics"]
     groups = stats["groups"]
@@ -146,10 +148,17 @@ def group_bars(stats: dict, title: str = ""):
     for i, g in enumerate(groups):
         means = [g["metrics"][m]["mean"] for m in metrics]
         stds = [g["metrics"][m]["std"] or 0.0 for m in metrics]
-        ax.bar(x + (i - (len(groups) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               label=f"{g['rank']}. {g['group']}")
+        pos = x + (i - (len(groups) - 1) / 2) * width
+        ax.bar(pos, means, width, yerr=stds, capsize=2, label=f"{g['rank']}. {g['group']}")
+        with_ci = [j for j, m in enumerate(metrics) if g["metrics"][m].get("ci")]
+        if with_ci:
+            cis = [g["metrics"][metrics[j]]["ci"] for j in with_ci]
+            ax.errorbar(pos[with_ci], [means[j] for j in with_ci], fmt="none", ecolor="0.15", elinewidth=1.0,
+                        capsize=4, yerr=[[max(0.0, means[j] - c[0]) for j, c in zip(with_ci, cis)],
+                                         [max(0.0, c[1] - means[j]) for j, c in zip(with_ci, cis)]])
     ax.set_xticks(x, [m.removeprefix("test/") for m in metrics])
-    ax.set_ylabel("mean ± std over runs")
+    shown_ci = any(g["metrics"][m].get("ci") for g in groups for m in metrics)
+    ax.set_ylabel("mean ± std over runs" + ("\nwhiskers: bootstrap interval" if shown_ci else ""))
     ax.set_ylim(*_zoom([g["metrics"][m] for g in groups for m in metrics]))
     ax.set_title(title or f"By {stats['group_by']}")
     ax.legend(fontsize=8, ncol=1, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)

@@ -276,7 +276,7 @@ def headline_metrics(report: dict, split: str = "test", scalars=HEADLINE_SCALARS
     ``scalars`` (tracked names: ``test/macro_map``) and, when the report has intervals
     (``summary[avg]["<metric>_ci"]`` / ``summary["<scalar>_ci"]`` = ``[low, high]``), the bounds of
     :data:`~evalkit.metrics.names.HEADLINE_CI` as ``<key>_ci_low`` / ``<key>_ci_high``
-    (``test/macro_f2_ci_low``). At most 16 + ``len(scalars)`` + 6 keys, whatever the label count.
+    (``test/macro_f2_ci_low``). At most 16 + ``len(scalars)`` + 8 keys, whatever the label count.
     """
     fk = fbeta_key(report.get("beta", 2.0))
     summary, out = report["summary"], {}

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 #: most cells a grid may have (the product of its axes' lengths is checked before any cell is built)
 MAX_CELLS = 10_000
@@ -66,8 +66,7 @@ class Spec:
         except ValidationError as e:
             err = e.errors()[0]
             key = str(err["loc"][0]) if err["loc"] else ""
-            flag = {"kind": "executor", "address": "ray-address"}.get(key, key.replace("_", "-"))
-            raise InputError(f"--{flag}: {_problem(err)}") from None
+            raise InputError(f"{field_name(key)}: {_problem(err)}") from None
 
     def search_space(self) -> tuple[Any, dict[str, tuple[str, list]]]:
         """The ``[search]`` table as ``(SearchConfig, space)``; ``space`` maps a RunConfig field to
@@ -149,7 +148,7 @@ class Spec:
             loc = tuple(str(x) for x in err["loc"])
             key = loc[0] if loc else ""
             if key in overrides:
-                raise InputError(f"--{key.replace('_', '-')}: {err['msg']}") from None
+                raise InputError(f"{field_name(key)}: {err['msg']}") from None
             raise self.located_error(loc, _problem(err), cell, section) from None
         self._check_loss_options(config, cell, overrides, section)
         return config
@@ -330,10 +329,10 @@ def _check_executor(table: dict, text: str, path: str) -> None:
 
 def _resolve_paths(data: dict, grid: dict, base: Path) -> None:
     """Relative data paths in a spec are relative to the spec file (built-in names stay names)."""
-    from evalkit.data.builtin import BUILTINS
+    from evalkit.inputs import BUILTIN_DATASETS
 
     def fix(v):
-        if isinstance(v, str) and v not in BUILTINS and not Path(v).is_absolute() and (base / v).exists():
+        if isinstance(v, str) and v not in BUILTIN_DATASETS and not Path(v).is_absolute() and (base / v).exists():
             return str((base / v).resolve())
         return v
 
@@ -368,6 +367,17 @@ def _read_toml(path: str | Path, what: str, syntax: str = "TOML syntax") -> tupl
         m = re.search(r"line (\d+)", str(e))
         line = m.group(1) if m else (len(text.splitlines()) or 1)
         raise InputError(f"{path}:{line}: {syntax}: {str(e).split(' (at ')[0]}") from None
+
+
+def spec_table(path: str | Path, table: str | None = None) -> dict[str, Any]:
+    """The keys and values of a spec file (of its ``[table]`` when given; ``{}`` when it cannot be
+    read: :func:`load_spec` / :func:`load_evaluate_spec` report that). What the CLI names by spec key."""
+    try:
+        data = _read_toml(path, "a TOML spec")[1]
+    except InputError:
+        return {}
+    data = data.get(table, {}) if table else data
+    return data if isinstance(data, dict) else {}
 
 
 def load_evaluate_spec(path: str | Path, overrides: dict[str, Any] | None = None, *, replace_gates: bool = False):

@@ -56,8 +56,11 @@ def test_run_help_shows_the_threshold_defaults_and_the_grid_table(cli, monkeypat
     assert "--no-track" in text
 
 
-def test_every_run_flag_reaches_the_config(monkeypatch):
+def test_every_run_flag_reaches_the_config(monkeypatch, tmp_path):
     """Each RunConfig field given on the command line arrives in the RunConfig the run receives."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("d.csv", "t.csv", "w.pt"):  # the input files are checked before the run starts
+        (tmp_path / name).write_text("")
     import evalkit.workflows.experiment as exp
     from typer.testing import CliRunner
 
@@ -80,6 +83,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
             "--unfreeze-after", "2", "--amp", "bf16", "--workers", "3", "--augment", "none", "--skip-bad-images",
             "--resume", "0123abcd", "--image-root", "imgs", "--image-column", "file", "--empty-label", "No Finding",
             "--threshold", "global", "--objective", "micro-fbeta", "--beta", "1", "--experiment", "e",
+            "--ci", "0.9", "--ci-resamples", "500", "--ci-method", "bca",
             "--tracking-uri", "sqlite:///x.db", "--tracking-timeout", "3", "--run-name", "r", "--log-model",
             "--register", "m", "--alias", "champion", "-o", "out.json", "--no-log-scores"]
     res = CliRunner().invoke(app, args)
@@ -100,6 +104,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch):
     assert (c.tracking_uri, c.run_name, c.log_model, c.register_model, c.alias, c.output) == \
         ("sqlite:///x.db", "r", True, "m", "champion", "out.json")
     assert c.tracking_timeout == 3.0 and c.log_scores is False
+    assert (c.ci, c.ci_resamples, c.ci_method) == (0.9, 500, "bca")
     given = set(RunConfig.model_fields) - {"dataset", "test_dataset", "reader_options", "log_model"}
     assert {k for k in given if getattr(c, k) != RunConfig.model_fields[k].get_default(call_default_factory=True)} \
         == given, "every field was set away from its default above"
@@ -143,3 +148,53 @@ def test_per_class_table_is_capped_by_support_unless_all():
     assert per_class_rows(rows, "all") == (rows, 0)
     assert per_class_rows(rows, "none") == ([], len(rows))
     assert len(per_class_rows(rows, "5")[0]) == 5
+
+
+PANEL_ORDER = {
+    "run": ["Arguments", "Options", "Data", "Model", "Training", "Thresholds and report", "Tracking and output",
+            "Ray (the cells of a spec's grid)"],
+    "evaluate": ["Options", "Input", "Model file (--model)", "Thresholds and report", "Gates", "Tracking and output"],
+    "tune": ["Arguments", "Options", "Search", "Tracking and output", "Ray"],
+}
+
+
+@pytest.mark.parametrize("command", list(PANEL_ORDER))
+def test_help_is_grouped_in_panels_with_real_metavars(cli, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "200")
+    res = cli(command, "--help")
+    assert res.exit_code == 0
+    assert re.findall(r"╭─ (.+?) ─", res.output) == PANEL_ORDER[command]
+    # no Python types as metavars, no "[default: None]"
+    assert re.findall(r"<(?:bool|str|int|float|list\[str\])>|default: None", res.output) == []
+    assert re.search(r"╭─ Options ─+╮\n│ --help +Show this message and exit\. +│\n╰", res.output), res.output
+    text = _help(cli, command)
+    if command == "run":
+        assert "--lr FLOAT Learning rate." in text and "--epochs N Maximum epochs." in text
+        assert "--dataset NAME|FILE " in text and "--output -o FILE " in text and "--device auto|cpu|cuda " in text
+        assert "needs evalkit[ray])" in text
+        assert text.index("Ray (the cells") < text.index("--executor") < text.index("--max-retries")
+    if command == "tune":
+        assert "--cpus-per-trial FLOAT CPUs reserved per trial" in text and "per cell" not in text
+
+
+@pytest.mark.parametrize("command", ["run", "evaluate", "tune"])
+def test_every_name_in_the_panels_is_an_option_of_its_command(command):
+    """A typo in options.PANELS would leave an option in the default panel unnoticed."""
+    import typer
+
+    from evalkit.cli import app
+    from evalkit.cli.options import PANELS
+
+    cmd = typer.main.get_command(app).commands[command]
+    names = {p.name for p in cmd.params}
+    assert {n for panel in PANELS[command].values() for n in panel} - names == set()
+
+
+@pytest.mark.parametrize("command", [(), ("compare",), ("losses",), ("sync-spool",), ("ui",), ("datasets",),
+                                     ("datasets", "download"), ("runs", "reap")])
+def test_no_command_shows_python_types_as_metavars(cli, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "200")
+    res = cli(*command, "--help")
+    assert res.exit_code == 0, res.output
+    assert re.findall(r"<(?:bool|str|int|float|list\[str\])>", res.output) == []
+    assert re.search(r"--help +Show this message", res.output)

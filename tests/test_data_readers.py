@@ -146,7 +146,7 @@ def test_arff_missing_xml(tmp_path):
     path = write_arff(tmp_path, "1,2,0,1\n", xml=None)
     message = error(path)
     assert message.startswith(f"{path}: cannot tell which attributes are labels: no MULAN label file (t.xml)")
-    assert "pass label_file (MULAN XML) or meka_labels" in message
+    assert "pass label_file XML (MULAN label file) or meka_labels N" in message  # read()'s keyword arguments
 
 
 def test_arff_label_file_not_found(tmp_path):

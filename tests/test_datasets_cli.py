@@ -64,7 +64,7 @@ def test_csv_label_columns_and_test_size(store, cli, tmp_path):
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["dataset"]["n_labels"] == 3 and rep["dataset"]["n_samples"] == 20
     r = cli("run", "--dataset", "data.csv", "--epochs", "1")
-    assert r.exit_code == 2 and "label_columns" in r.stderr
+    assert r.exit_code == 2 and "pass --label-columns, --label-prefix or --label-list-column" in r.stderr
 
 
 def test_empty_labels_are_warned(tmp_path):

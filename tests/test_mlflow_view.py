@@ -235,6 +235,11 @@ def _check_headline_run(run, report, max_keys=60):
     assert run.data.metrics["test/macro_map"] == pytest.approx(s["mean_average_precision"])
     assert run.data.metrics["test/lrap"] == pytest.approx(s["label_ranking_average_precision"])
     assert run.data.metrics["test/hamming_loss"] == pytest.approx(s["hamming_loss"])
+    if report.get("confidence_interval"):  # on by default: the bounds of 4 headline metrics
+        for key, ci in (("micro_f2", s["micro"]["f2_ci"]), ("macro_f2", s["macro"]["f2_ci"]),
+                        ("macro_map", s["mean_average_precision_ci"]), ("macro_auroc", s["macro_auroc_ci"])):
+            assert [run.data.metrics[f"test/{key}_ci_low"], run.data.metrics[f"test/{key}_ci_high"]] == pytest.approx(ci)
+            assert ci[0] < ci[1]
     ref = report["reference_at_0.5"]["summary"]
     assert run.data.metrics["test_at_0.5/micro_f2"] == pytest.approx(ref["micro"]["f2"])
     return keys

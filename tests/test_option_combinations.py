@@ -35,9 +35,10 @@ def test_evaluate_option_that_does_not_apply_to_predictions_is_refused(store, cl
 
 
 def test_evaluate_model_options_that_do_not_apply_are_refused_in_the_python_api_too():
-    with pytest.raises(InputError, match=r"^--dataset: applies to --model without --test-dataset, not to --test-dataset"):
+    # the Python API names the fields it was given (the command line names their flags, above)
+    with pytest.raises(InputError, match=r"^dataset: applies to model without test_dataset, not to test_dataset"):
         EvaluateJobConfig(model="m.pt", dataset="yeast", test_dataset="t.csv")
-    with pytest.raises(InputError, match=r"^--hidden: applies to a state_dict model file, not to an MLflow model"):
+    with pytest.raises(InputError, match=r"^hidden: applies to a state_dict model file, not to an MLflow model"):
         EvaluateJobConfig(model="models:/m@champion", hidden=[64])
     EvaluateJobConfig(model="m.pt", arch="mlp", hidden=[64], test_dataset="t.csv")  # a file: --arch may apply
     EvaluateJobConfig(model="m.pt", test_dataset="t.csv")  # either alone is fine
@@ -70,16 +71,36 @@ def test_label_map_with_predictions_of_logits_maps_probabilities(tmp_path):
     assert rep["scores"] == "probabilities"
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(monitor="none", patience=3), "--patience: applies to early stopping (--monitor val_loss, val_map, ...), not to --monitor none"),
-    (dict(threshold="fixed:0.3", objective="micro-fbeta"), "--objective: applies to tuned thresholds (--threshold joint, global or per-class), not to --threshold fixed:0.3"),
-    (dict(threshold="top-k:2", objective="macro-fbeta"), "--objective: applies to tuned thresholds"),
-    (dict(folds=1, fold_processes=2), "--fold-processes: applies to cross-fitting (--folds 2 or more), not to --folds 1"),
-])
-def test_run_option_that_the_run_would_ignore_is_refused(kw, message):
+RUN_IGNORED = [  # (RunConfig fields, the Python API's message, the command line's message)
+    (dict(monitor="none", patience=3), "patience: applies to early stopping (monitor val_loss, val_map, ...), not to monitor none",
+     "--patience: applies to early stopping (--monitor val_loss, val_map, ...), not to --monitor none"),
+    (dict(threshold="fixed:0.3", objective="micro-fbeta"),
+     "objective: applies to tuned thresholds (threshold joint, global or per-class), not to threshold fixed:0.3",
+     "--objective: applies to tuned thresholds (--threshold joint, global or per-class), not to --threshold fixed:0.3"),
+    (dict(threshold="top-k:2", objective="macro-fbeta"), "objective: applies to tuned thresholds",
+     "--objective: applies to tuned thresholds"),
+    (dict(folds=1, fold_processes=2), "fold_processes: applies to cross-fitting (folds 2 or more), not to folds 1",
+     "--fold-processes: applies to cross-fitting (--folds 2 or more), not to --folds 1"),
+]
+
+
+@pytest.mark.parametrize("kw, message, flag_message", RUN_IGNORED)
+def test_run_option_that_the_run_would_ignore_is_refused(kw, message, flag_message):
     with pytest.raises(InputError) as e:
         RunConfig(**kw)
     assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize("kw, message, flag_message", RUN_IGNORED)
+def test_run_option_that_the_run_would_ignore_is_refused_naming_flags_or_spec_keys(kw, message, flag_message, cli,
+                                                                                 tmp_path):
+    flags = [x for k, v in kw.items() for x in ("--" + k.replace("_", "-"), str(v))]
+    res = cli("run", *flags, "--no-track")
+    assert res.exit_code == 2 and res.output.startswith("error: " + flag_message), res.output
+    spec = tmp_path / "s.toml"
+    spec.write_text("".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in kw.items()))
+    res = cli("run", spec, "--no-track")
+    assert res.exit_code == 2 and res.output.startswith("error: " + message), res.output  # spec keys: the field names
 
 
 def test_run_option_combination_refused_on_the_command_line_before_any_run(store, cli):
@@ -90,7 +111,7 @@ def test_run_option_combination_refused_on_the_command_line_before_any_run(store
 
 
 def test_ray_only_executor_options_with_the_sequential_executor_are_refused(tmp_path, cli):
-    with pytest.raises(InputError, match=r"^--ray-address: applies to --executor ray, not to the sequential executor"):
+    with pytest.raises(InputError, match=r"^address: applies to kind ray, not to the sequential executor"):
         ExecutorConfig(address="auto").check_applies()
     ExecutorConfig(kind="ray", max_concurrent=2, cpus_per_cell=2).check_applies()
     spec = tmp_path / "s.toml"

@@ -28,3 +28,43 @@ def test_run_figures_and_group_bars_render():
     assert len(fig.axes[0].patches) == 2
     plt.close(fig)
     assert plt.get_fignums() == []
+
+
+def test_group_bars_draw_the_runs_bootstrap_intervals_as_whiskers():
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    from evalkit.plots import group_bars
+
+    stats = {"group_by": "loss", "metrics": ["test/macro_f2", "test/macro_map"], "groups": [
+        {"group": "bce", "rank": 1, "metrics": {"test/macro_f2": {"mean": 0.6, "std": None, "ci": [0.55, 0.66]},
+                                                "test/macro_map": {"mean": 0.5, "std": None, "ci": None}}},
+        {"group": "asl", "rank": 2, "metrics": {"test/macro_f2": {"mean": 0.5, "std": None, "ci": [0.42, 0.57]},
+                                                "test/macro_map": {"mean": 0.4, "std": None}}}]}
+    fig = group_bars(stats)
+    ax = fig.axes[0]
+    whiskers = [c for c in ax.collections if isinstance(c, LineCollection) and len(c.get_segments()) == 1]
+    spans = sorted((round(s[0][1], 6), round(s[1][1], 6)) for c in whiskers for s in c.get_segments())
+    assert spans == [(0.42, 0.57), (0.55, 0.66)]  # one whisker per bar with an interval, at its bounds
+    assert "bootstrap interval" in ax.get_ylabel()
+    lo, hi = ax.get_ylim()
+    assert lo <= 0.42 and hi >= 0.66  # the zoom keeps the whole interval in view
+    plt.close(fig)
+    fig = group_bars({**stats, "groups": [{**g, "metrics": {m: {k: v for k, v in c.items() if k != "ci"}
+                                                            for m, c in g["metrics"].items()}} for g in stats["groups"]]})
+    assert "bootstrap" not in fig.axes[0].get_ylabel()
+    plt.close(fig)
+
+
+def test_group_stats_average_the_runs_interval_bounds():
+    import pandas as pd
+    import pytest
+
+    from evalkit.compare import group_stats
+
+    df = pd.DataFrame({"loss": ["bce", "bce", "asl"], "seed": ["0", "1", "0"], "test/macro_f2": [0.6, 0.62, 0.5],
+                       "test/macro_f2_ci_low": [0.55, 0.57, float("nan")],
+                       "test/macro_f2_ci_high": [0.65, 0.69, float("nan")]})
+    g = {r["group"]: r["metrics"]["test/macro_f2"] for r in group_stats(df, "loss", ("test/macro_f2",))["groups"]}
+    assert g["bce"]["ci"] == pytest.approx([0.56, 0.67])
+    assert g["asl"]["ci"] is None  # its run logged no interval (--ci 0)

@@ -77,17 +77,19 @@ def test_ray_grid_equals_sequential_run_for_run(store, tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_cell_is_retried_then_failed_and_the_others_finish(store, tmp_path, cli):
+    # a file that exists (a missing one is refused before any cell runs) but fails when a cell reads it
+    (tmp_path / "broken.csv").write_text("f1,label_a,label_b\n1,0,1\n2,1,0,7,8\n")
     spec = _spec(tmp_path, "fail", """
         [executor]
         kind = "ray"
         max_retries = 1
         [grid]
-        dataset = ["yeast", "no/such/data.csv"]
+        dataset = ["yeast", "broken.csv"]
         seed = [0, 1]
     """)
     r = cli("run", str(spec))
     assert r.exit_code == 0, r.output
-    assert "2 of 4 cells FAILED after 1 retry" in r.output and "no/such/data.csv" in r.output
+    assert "2 of 4 cells FAILED after 1 retry" in r.output and "broken.csv" in r.output
     runs = _client(store).search_runs([_client(store).get_experiment_by_name("fail").experiment_id])
     parent = [x for x in runs if x.data.tags.get("evalkit.grid") == "parent"][0]
     assert parent.info.status == "FINISHED"

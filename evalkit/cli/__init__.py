@@ -9,7 +9,7 @@ import sys
 
 from evalkit.cli import app as app_module
 from evalkit.cli import commands  # noqa: F401  (registers run, evaluate, losses, compare, sync-spool)
-from evalkit.cli.app import app
+from evalkit.cli.app import Command, app
 from evalkit.cli.datasets import datasets_app
 from evalkit.cli.runs import runs_app
 from evalkit.cli.tune_command import tune
@@ -17,8 +17,8 @@ from evalkit.cli.ui_command import ui
 
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(runs_app, name="runs")
-app.command("tune")(tune)
-app.command("ui")(ui)
+app.command("tune", cls=Command)(tune)
+app.command("ui", cls=Command)(ui)
 
 
 def main() -> None:

@@ -12,11 +12,54 @@ from typing import Annotated
 
 import typer
 
-from evalkit.cli.options import validation_message
+from typer.core import TyperArgument, TyperCommand, TyperGroup
+
+from evalkit.cli.options import FieldNames, escape, validation_message
 from evalkit.config import ExecutorConfig
 from evalkit.errors import EXIT_BAD_INPUT, EvalkitError
 
+
+def _no_type(ctx) -> str:
+    return ""
+
+
+#: metavars of options declared without one, by Typer's type label (``<int>`` -> ``N``)
+_METAVARS = {"str": "TEXT", "int": "N", "float": "FLOAT", "list[str]": "TEXT", "bool": ""}
+
+
+class _PlainHelp:
+    """``--help`` without Python types: no ``<bool>`` (a flag takes no value), no type after an
+    argument's name, and an option declared without a metavar gets ``TEXT`` / ``N`` / ``FLOAT`` /
+    its choices (``table|csv``) instead of ``<str>`` / ``<int>`` ... (options derived from the configs
+    have theirs: :func:`evalkit.cli.options.layout`)."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperArgument):  # its name (SPEC, names...) says what it is
+                param.display_type_rich = _no_type
+            elif param.metavar is None:
+                label = param.display_type(ctx).strip("<>")
+                param.metavar = "" if getattr(param, "is_flag", False) else _METAVARS.get(label, label)
+        return params
+
+
+class Command(_PlainHelp, TyperCommand):
+    """Every evalkit command (``app.command(cls=Command)``)."""
+
+
+class Group(_PlainHelp, TyperGroup):
+    """The ``evalkit`` group."""
+
+
 app = typer.Typer(
+    cls=Group,
     name="evalkit",
     help="Multi-label classification experiments: train with a chosen loss, evaluate exactly, track in MLflow.\n\n"
     "Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, 3 infrastructure fault "
@@ -43,11 +86,9 @@ def console(stderr: bool = False):
 
 def _fail(message: str, code: int) -> None:
     """One line on stderr (never read as markup), the traceback too with ``--debug``, then exit ``code``."""
-    err = console(stderr=True)
-    err.print("[red]error:[/] ", end="")
-    from evalkit.cli.ui import printable
+    from evalkit.cli.outputs import error_line
 
-    err.print(printable(message), markup=False, soft_wrap=True)
+    error_line(message)
     if DEBUG:
         import traceback
 
@@ -56,20 +97,24 @@ def _fail(message: str, code: int) -> None:
 
 
 @contextmanager
-def user_errors():
+def user_errors(ctx=None):
     """Turn evalkit / validation errors into one line on stderr and the documented exit code
-    (with ``--debug`` the traceback is printed too; the exit code does not change)."""
+    (with ``--debug`` the traceback is printed too; the exit code does not change).
+
+    Yields the :class:`~evalkit.cli.options.FieldNames` that names configuration fields in the
+    messages: the flags of ``ctx``'s command, or spec keys once told (``names.from_spec(...)``)."""
     from pydantic import ValidationError
 
+    names = FieldNames(ctx.command if ctx is not None else None)
     try:
-        yield
+        yield names
     except EvalkitError as e:
         if getattr(e, "report_json", None):  # the report file could not be written: stdout, the last resort
             sys.stdout.write(e.report_json + "\n")
             sys.stdout.flush()
-        _fail(str(e), e.exit_code)
+        _fail(e.named(names), e.exit_code)
     except ValidationError as e:
-        _fail(validation_message(e), EXIT_BAD_INPUT)
+        _fail(validation_message(e, names), EXIT_BAD_INPUT)
     except (MemoryError, ImportError, OSError) as e:
         from evalkit.errors import EXIT_INFRA, os_cause, out_of_memory
 
@@ -126,10 +171,13 @@ def _root(
 # -- run -----------------------------------------------------------------------------------------------
 
 
-def _ex(name: str) -> str:
-    """Help of an executor option, from :class:`~evalkit.config.ExecutorConfig` (default shown)."""
+def _ex(name: str, unit: str = "cell") -> str:
+    """Help of an executor option, from :class:`~evalkit.config.ExecutorConfig` (its default shown
+    unless None); ``unit``: what the option places (``trial`` for ``evalkit tune``)."""
     f = ExecutorConfig.model_fields[name]
-    return f"{f.description} [spec: \\[executor] {name}; default: {f.default}]"
+    text = f.description.replace("Cells", unit.capitalize() + "s").replace("cell", unit)
+    default = "" if f.default is None else f"; default: {f.default}"
+    return escape(f"{text} [spec: [executor] {name}{default}]")
 
 
 

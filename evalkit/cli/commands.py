@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from evalkit.cli.options import collect, parameters, with_parameters
+from evalkit.cli.options import RAY_OPTIONS, collect, layout, parameters, with_parameters
 from evalkit.config import EvaluateJobConfig, RunConfig
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
-from evalkit.cli.app import _ex, _fail, _terminate_on_sigterm, app, console, user_errors  # noqa: F401
+from evalkit.cli.app import Command, _ex, _fail, _terminate_on_sigterm, app, console, user_errors  # noqa: F401
 
 
 RUN_SPEC_HELP = ("Experiment spec (experiments/*.toml): RunConfig fields and an optional \\[grid] table of runs; "
@@ -31,13 +31,15 @@ REPLACE_GATES_HELP = ("With --spec: --gate / --max-drop replace the spec's gates
                       "unless --max-drop is given) instead of adding to them.")
 FORCE_HELP = "Overwrite an existing output file (-o / --plot); an input of the command is never overwritten."
 Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
+Executor = Optional[Literal["sequential", "ray"]]
 
 
-def config_command(model, name: str | None = None):
-    """Register a command whose options are ``model``'s fields (see :mod:`evalkit.cli.options`)."""
+def config_command(model):
+    """Register a command whose options are ``model``'s fields (see :mod:`evalkit.cli.options`), in
+    the order of its help panels."""
 
     def wrap(fn):
-        return app.command(name)(with_parameters(parameters(model))(fn))
+        return app.command(cls=Command)(with_parameters(parameters(model, fn.__name__), fn.__name__)(fn))
 
     return wrap
 
@@ -45,50 +47,60 @@ def config_command(model, name: str | None = None):
 @config_command(RunConfig)
 def run(
     ctx: typer.Context,
-    spec: Annotated[Optional[str], typer.Argument(help=RUN_SPEC_HELP)] = None,
-    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
-    executor: Annotated[Optional[str], typer.Option(help="Where a spec's grid cells run: " + _ex("kind"))] = None,
-    ray_address: Annotated[Optional[str], typer.Option(help=_ex("address"))] = None,
-    max_concurrent: Annotated[Optional[int], typer.Option(help=_ex("max_concurrent"))] = None,
-    cpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("cpus_per_cell"))] = None,
-    gpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("gpus_per_cell"))] = None,
-    max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"))] = None,
-    force: Force = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
+    spec: Annotated[Optional[str], typer.Argument(help=RUN_SPEC_HELP, metavar="SPEC", show_default=False)] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.",
+                                        **layout("run", "track", bool))] = True,
+    kind: Annotated[Optional[str], typer.Option("--executor", help="Where a spec's grid cells run: " + _ex("kind"),
+                                                **layout("run", "kind", Executor))] = None,
+    address: Annotated[Optional[str], typer.Option("--ray-address", help=_ex("address"), **layout("run", "address"))] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option(help=_ex("max_concurrent"),
+                                                          **layout("run", "max_concurrent", int))] = None,
+    cpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("cpus_per_cell"),
+                                                           **layout("run", "cpus_per_cell", float))] = None,
+    gpus_per_cell: Annotated[Optional[float], typer.Option(help=_ex("gpus_per_cell"),
+                                                           **layout("run", "gpus_per_cell", float))] = None,
+    max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"), **layout("run", "max_retries", int))] = None,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP, **layout("run", "force", bool))] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP, **layout("run", "verbose", bool))] = False,
     **options: Any,
 ) -> None:
     """Train a model on a dataset with a chosen loss, evaluate it on the test split, log to MLflow.
 
     Data files: see `evalkit datasets` for the formats and the --label-* options.
     """
-    with user_errors():
+    with user_errors(ctx) as names:
+        overrides = collect(RunConfig, dict(options), ctx)
+        placement = dict(kind=kind, address=address, max_concurrent=max_concurrent, cpus_per_cell=cpus_per_cell,
+                         gpus_per_cell=gpus_per_cell, max_retries=max_retries)
+        if spec is None and any(v is not None for v in placement.values()):
+            raise InputError(f"{' / '.join(map(field_name, RAY_OPTIONS))}: apply to the cells of a spec "
+                             "(evalkit run SPEC); give a spec file")
+        if spec is not None:
+            from evalkit.spec import load_spec, spec_table
+
+            names.from_spec(spec_table(spec), overrides | {k: v for k, v in placement.items() if v is not None})
+        configs = load_spec(spec).configs(overrides) if spec is not None else [RunConfig(**overrides)]
+        from evalkit.cli.outputs import check_config_outputs
+        from evalkit.inputs import check_run_inputs
+
+        check_config_outputs(configs, force, spec)  # before anything heavy is imported, before any training
+        for config in configs:
+            check_run_inputs(config)
         _terminate_on_sigterm()  # SIGTERM before the run's own handler: one line, exit 143, workers stopped
         from evalkit.cli.ui import ConsoleRenderer, flushed
 
-        overrides = collect(RunConfig, dict(options), ctx)
         # "Report written" after the results; a grid prints one line per cell unless --verbose
         renderer = ConsoleRenderer(console(), defer=("written",), quiet_cells=not verbose)
-        placement = dict(kind=executor, address=ray_address, max_concurrent=max_concurrent,
-                         cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, max_retries=max_retries)
-        from evalkit.cli.outputs import check_config_outputs
-
         if spec is not None:
-            from evalkit.spec import load_spec
             from evalkit.workflows.grid import run_spec
 
-            check_config_outputs(load_spec(spec).configs(overrides), force, spec)  # before any training
             with flushed(renderer):
                 run_spec(spec, overrides, track=track, on_event=renderer, executor=placement)
             return
-        if any(v is not None for v in placement.values()):
-            raise InputError("--executor / --ray-address / --max-concurrent / --cpus-per-cell / --gpus-per-cell / "
-                             "--max-retries: apply to the cells of a spec (evalkit run SPEC); give a spec file")
         from evalkit.workflows.experiment import run_experiment
 
-        config = RunConfig(**overrides)
-        check_config_outputs([config], force)  # before any training
         with flushed(renderer):
-            run_experiment(config, track=track, on_event=renderer)
+            run_experiment(configs[0], track=track, on_event=renderer)
 
 
 # -- evaluate ------------------------------------------------------------------------------------------
@@ -97,10 +109,12 @@ def run(
 @config_command(EvaluateJobConfig)
 def evaluate(
     ctx: typer.Context,
-    no_per_class: Annotated[bool, typer.Option("--no-per-class", help="Same as --per-class none.")] = False,
-    spec: Annotated[Optional[str], typer.Option(help=JOB_SPEC_HELP)] = None,
-    replace_gates: Annotated[bool, typer.Option("--replace-gates", help=REPLACE_GATES_HELP)] = False,
-    force: Force = False,
+    no_per_class: Annotated[bool, typer.Option("--no-per-class", help="Same as --per-class none.",
+                                               **layout("evaluate", "no_per_class", bool))] = False,
+    spec: Annotated[Optional[str], typer.Option(help=JOB_SPEC_HELP, **layout("evaluate", "spec"))] = None,
+    replace_gates: Annotated[bool, typer.Option("--replace-gates", help=REPLACE_GATES_HELP,
+                                                **layout("evaluate", "replace_gates", bool))] = False,
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP, **layout("evaluate", "force", bool))] = False,
     **options: Any,
 ) -> None:
     """Evaluate existing predictions (or a model) with the same report as `evalkit run`, and gate on it.
@@ -108,21 +122,26 @@ def evaluate(
     Exit codes: 0 all gates pass, 1 a gate failed, 2 bad input or usage, 3 infrastructure fault
     (tracking store unreachable: the report is still written and the run spooled locally).
     """
-    with user_errors():
-        from evalkit.cli.ui import ConsoleRenderer, flushed, split_renderer
-        from evalkit.spec import load_evaluate_spec
-        from evalkit.workflows.job import evaluate_job
-
+    with user_errors(ctx) as names:
         given = collect(EvaluateJobConfig, dict(options), ctx)
         if no_per_class:
             given["per_class"] = "none"
         if replace_gates and not spec:
             raise InputError("--replace-gates: applies to evaluate --spec FILE (whose gates it replaces); drop it")
+        if spec:
+            from evalkit.spec import load_evaluate_spec, spec_table
+
+            names.from_spec(spec_table(spec, "evaluate"), given, "evaluate")
         config = load_evaluate_spec(spec, given, replace_gates=replace_gates) if spec else EvaluateJobConfig(**given)
         from evalkit.cli.outputs import check_config_outputs
+        from evalkit.inputs import check_evaluate_inputs
 
-        check_config_outputs([config], force, spec)  # before any evaluation
+        check_config_outputs([config], force, spec)  # before anything heavy is imported, before any evaluation
+        check_evaluate_inputs(config)
         _terminate_on_sigterm()
+        from evalkit.cli.ui import ConsoleRenderer, flushed, split_renderer
+        from evalkit.workflows.job import evaluate_job
+
         out = console()
         # the results are printed once the report file and the run are saved
         renderer = ConsoleRenderer(out, defer=("report", "gates", "tracked", "written"))
@@ -140,7 +159,7 @@ def evaluate(
 # -- listing commands ----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def losses() -> None:
     """List the available losses with their options and documented defaults."""
     from rich.table import Table
@@ -167,7 +186,7 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
-@app.command()
+@app.command(cls=Command)
 def compare(
     runs: Annotated[Optional[list[str]], typer.Argument(help="RUN_A RUN_B: compare two runs on the same test rows, row by row (paired bootstrap of B - A; needs their scores.parquet).", show_default=False, metavar="RUN_A RUN_B")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = RunConfig.model_fields["experiment"].default,
@@ -224,7 +243,7 @@ def compare(
 # -- spool ---------------------------------------------------------------------------------------------
 
 
-@app.command("sync-spool")
+@app.command("sync-spool", cls=Command)
 def sync_spool(
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI to upload to (default: the store each run was meant for).")] = None,
     spool_dir: Annotated[Optional[str], typer.Option(help="Spool directory (default $EVALKIT_SPOOL_DIR or mlruns/spool).")] = None,

@@ -6,9 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from evalkit.cli.app import Command, Group
 from evalkit.config import DATASETS_DIR, MULAN_MIRROR, RunConfig
 
-datasets_app = typer.Typer(help="The datasets --dataset accepts; `evalkit datasets download NAME...` fetches MULAN "
+datasets_app = typer.Typer(cls=Group, help="The datasets --dataset accepts; `evalkit datasets download NAME...` fetches MULAN "
                            "benchmark datasets.", invoke_without_command=True)
 
 
@@ -50,7 +51,7 @@ def datasets(ctx: typer.Context) -> None:
 
 
 
-@datasets_app.command("download")
+@datasets_app.command("download", cls=Command)
 def download(
     names: Annotated[list[str], typer.Argument(help="Dataset names: emotions, scene, medical (MULAN); chestmnist "
                                                    "(MedMNIST).")],

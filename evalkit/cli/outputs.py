@@ -6,10 +6,28 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from pathlib import Path
 
 from evalkit.errors import InputError
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text) -> str:
+    """``str(text)`` with its control characters (ANSI escapes, NUL, ...; not tab and newline) written
+    as ``\\x1b``, ``\\x00``: the one place data-derived text is made safe for the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def error_line(message: str) -> None:
+    """``error: message`` on stderr, one line (``error:`` in red on a colour terminal), without rich:
+    bad input is answered before anything heavy is imported."""
+    color = sys.stderr.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+    sys.stderr.write(("\x1b[31merror:\x1b[0m " if color else "error: ") + printable(message) + "\n")
+    sys.stderr.flush()
+
 
 #: extensions matplotlib writes (``--plot FILE``)
 PLOT_EXTENSIONS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")

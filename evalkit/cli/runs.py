@@ -10,13 +10,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from evalkit.cli.app import Command, Group
 from evalkit.config import TRACKING_TIMEOUT
 
-runs_app = typer.Typer(help="Manage evalkit's MLflow runs (reap runs left RUNNING by a dead process).",
+runs_app = typer.Typer(cls=Group, help="Manage evalkit's MLflow runs (reap runs left RUNNING by a dead process).",
                        no_args_is_help=True)
 
 
-@runs_app.command("reap")
+@runs_app.command("reap", cls=Command)
 def reap(
     older_than: Annotated[str, typer.Option(help="Only runs started longer ago than this (30m, 1h, 2d, or seconds).")] = "1h",
     any_host: Annotated[bool, typer.Option("--any-host", help="Also runs of other hosts (or without a recorded process), "

@@ -8,7 +8,7 @@ import sys
 
 from evalkit.compare import (HEADLINE, PARAM_COLUMNS, best_index, compare_runs, groups_frame,
                              status_notes, unfinished_note)
-from evalkit.cli.ui import escape
+from evalkit.cli.ui import escape, printable, title_text
 from evalkit.errors import InputError
 from evalkit.history import DEFAULT_METRICS, history_frame, plot_history
 
@@ -37,7 +37,7 @@ def render_groups(stats: dict, console, title: str = "") -> None:
     """The grouped table (rank, group, runs, mean ± std per metric; best bold, significance marks) and its legend."""
     from rich.table import Table
 
-    t = Table(title=escape(title), title_justify="left")
+    t = Table(title=title_text(title), title_justify="left")
     t.add_column("rank", justify="right")
     t.add_column(escape(stats["group_by"]))
     t.add_column("runs", justify="right")
@@ -85,7 +85,7 @@ def render_table(df, console, metrics=HEADLINE, title: str = "") -> None:
     """One row per run (id and name, params, metrics); the best value per column in bold green."""
     from rich.table import Table
 
-    t = Table(title=escape(title), title_justify="left")
+    t = Table(title=title_text(title), title_justify="left")
     t.add_column("run")
     t.add_column("status")
     shown_params = [p for p in PARAM_COLUMNS if p in df.columns and df[p].notna().any()]
@@ -116,7 +116,7 @@ def render_history(df, console, metrics=DEFAULT_METRICS, title: str = "") -> Non
     """A job's history table, oldest first, with each metric's change against the previous run."""
     from rich.table import Table
 
-    t = Table(title=escape(title), title_justify="left")
+    t = Table(title=title_text(title), title_justify="left")
     for c in ("time (UTC)", "run", "job", "gate", "status"):
         t.add_column(c)
     for m in metrics:
@@ -139,6 +139,15 @@ def render_history(df, console, metrics=DEFAULT_METRICS, title: str = "") -> Non
 
 
 MAX_RUN_ROWS = 30  # the table view also lists the runs when there are at most this many
+
+
+def confirm(console, fmt: str, text: str) -> None:
+    """A confirmation line (``Plot written to FILE``): after the table, or on stderr when stdout
+    carries CSV / JSON / Markdown (which must stay parseable)."""
+    if fmt == "table":
+        console.print(escape(text), soft_wrap=True, highlight=False)
+    else:
+        print(printable(text), file=sys.stderr)
 
 
 def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str | None = "loss", metrics=None,
@@ -195,15 +204,14 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
                 from evalkit.plots import save_figure
 
                 save_figure(fig, plot)
-                console.print(f"Plot written to {escape(plot)}", highlight=False) if fmt == "table" else None
+                confirm(console, fmt, f"Plot written to {plot}")
             if log_plot:
                 if len(parent_id) != 1:
                     raise InputError("--log-plot: the runs compared have no single grid parent run; use --parent RUN_ID")
                 from evalkit.tracking import log_figure_to_run
 
                 log_figure_to_run(tracking_uri, str(parent_id[0]), fig, f"plots/compare_by_{group_by}.png")
-                if fmt == "table":
-                    console.print(f"Plot logged to parent run {parent_id[0]}")
+                confirm(console, fmt, f"Plot logged to parent run {parent_id[0]}")
         finally:
             import matplotlib.pyplot as plt
 
@@ -226,6 +234,5 @@ def show_history(tracking_uri: str, experiment: str, console, metrics=DEFAULT_ME
         import matplotlib.pyplot as plt
 
         plt.close(plot_history(df, metrics, plot, title))
-        if fmt == "table":
-            console.print(f"Plot written to {escape(plot)}")
+        confirm(console, fmt, f"Plot written to {plot}")
     return df

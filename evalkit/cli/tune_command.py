@@ -11,32 +11,44 @@ from typing import Annotated, Optional
 import typer
 
 from evalkit.cli.app import _ex, console, user_errors
+from evalkit.cli.options import layout
 from evalkit.errors import InputError
 
 
 def tune(
+    ctx: typer.Context,
     spec: Annotated[str, typer.Argument(help="Experiment spec (experiments/*.toml) with a \\[search] table: RunConfig "
                                         "fields mapped to choice / uniform / loguniform / randint spaces, "
-                                        "num_samples, metric, scheduler.")],
-    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the search to MLflow.")] = True,
-    ray_address: Annotated[Optional[str], typer.Option(help=_ex("address"))] = None,
+                                        "num_samples, metric, scheduler.", metavar="SPEC")],
+    num_samples: Annotated[Optional[int], typer.Option(help="Override \\[search] num_samples.",
+                                                       **layout("tune", "num_samples", int))] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the search to MLflow.",
+                                        **layout("tune", "track", bool))] = True,
+    address: Annotated[Optional[str], typer.Option("--ray-address", help=_ex("address", "trial"),
+                                                   **layout("tune", "address"))] = None,
     max_concurrent: Annotated[Optional[int], typer.Option(help="Trials running at once (default: as many as the "
-                                                          "CPUs / GPUs allow).")] = None,
-    cpus_per_cell: Annotated[Optional[float], typer.Option("--cpus-per-trial", help=_ex("cpus_per_cell"))] = None,
-    gpus_per_cell: Annotated[Optional[float], typer.Option("--gpus-per-trial", help=_ex("gpus_per_cell"))] = None,
-    max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries"))] = None,
-    num_samples: Annotated[Optional[int], typer.Option(help="Override \\[search] num_samples.")] = None,
+                                                          "CPUs / GPUs allow).", **layout("tune", "max_concurrent", int))] = None,
+    cpus_per_cell: Annotated[Optional[float], typer.Option("--cpus-per-trial", help=_ex("cpus_per_cell", "trial"),
+                                                           **layout("tune", "cpus_per_cell", float))] = None,
+    gpus_per_cell: Annotated[Optional[float], typer.Option("--gpus-per-trial", help=_ex("gpus_per_cell", "trial"),
+                                                           **layout("tune", "gpus_per_cell", float))] = None,
+    max_retries: Annotated[Optional[int], typer.Option(help=_ex("max_retries", "trial"),
+                                                       **layout("tune", "max_retries", int))] = None,
 ) -> None:
     """Search hyperparameters on Ray Tune: one MLflow child run per trial, the objective a validation
     (out-of-fold) metric; the best configuration is then evaluated once on the test split and logged
     as the parent run's result. Needs the extra: pip install 'evalkit\\[ray]'.
     """
-    with user_errors():
+    with user_errors(ctx) as names:
+        if num_samples is not None and num_samples < 1:
+            raise InputError(f"--num-samples: expected at least 1, got {num_samples}")
+        from evalkit.spec import load_spec, spec_table
+
+        placement = dict(address=address, max_concurrent=max_concurrent, cpus_per_cell=cpus_per_cell,
+                         gpus_per_cell=gpus_per_cell, max_retries=max_retries)
+        names.from_spec(spec_table(spec), {k: v for k, v in placement.items() if v is not None})
+        load_spec(spec).search_space()  # an unreadable spec or a bad [search] table: before Ray and torch load
         from evalkit.cli.ui import ConsoleRenderer
         from evalkit.workflows.tune import run_tune
 
-        if num_samples is not None and num_samples < 1:
-            raise InputError(f"--num-samples: expected at least 1, got {num_samples}")
-        placement = dict(address=ray_address, max_concurrent=max_concurrent, cpus_per_cell=cpus_per_cell,
-                         gpus_per_cell=gpus_per_cell, max_retries=max_retries)
         run_tune(spec, track=track, executor=placement, num_samples=num_samples, on_event=ConsoleRenderer(console()))

@@ -8,18 +8,19 @@ never read as markup, and its control characters are shown (``\\x1b``), never se
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 
 from rich.markup import escape as _markup_escape
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from evalkit.cli.outputs import printable  # noqa: F401  (re-exported: the one place text is made safe)
 
 
-def printable(text) -> str:
-    """``str(text)`` with its control characters (ANSI escapes, NUL, ...; not tab and newline) written
-    as ``\\x1b``, ``\\x00``: the one place data-derived text is made safe for the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+def title_text(text):
+    """A table title that is never wrapped to the table's width (a narrow table would break
+    ``(threshold joint)`` over two lines): one line, data-derived text made :func:`printable`."""
+    from rich.text import Text
+
+    return Text(printable(text), no_wrap=True, overflow="ignore")
 
 
 def escape(text) -> str:
@@ -175,7 +176,7 @@ def render_splits(splits, console) -> None:
     """The dataset summary table: samples, features, labels, cardinality, density per split."""
     from rich.table import Table
 
-    t = Table(title=escape(f"Dataset {splits.name} (digest {splits.digest})"), title_justify="left")
+    t = Table(title=title_text(f"Dataset {splits.name} (digest {splits.digest})"), title_justify="left")
     for col in ("split", "samples", "features", "labels", "cardinality", "density", "labels with no positives"):
         t.add_column(col, justify="left" if col in ("split", "labels with no positives") else "right")
     for name in ("train", "val", "test"):
@@ -214,6 +215,34 @@ def _fmt(v, digits: int = 4) -> str:
     return f"{v:.{digits}f}"
 
 
+def _with_ci(block: dict, key: str) -> str:
+    """``0.627 [0.601, 0.652]`` when the report has ``<key>_ci``, else the value as :func:`_fmt` prints it."""
+    ci = block.get(f"{key}_ci")
+    if block.get(key) is None or not isinstance(ci, (list, tuple)):
+        return _fmt(block.get(key))
+    return f"{block[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def interval_lines(report: dict) -> list[str]:
+    """What the intervals are (level, method, resamples, rows, seed) and the flagged labels, or nothing
+    when the report has no ``confidence_interval`` block."""
+    ci = report.get("confidence_interval")
+    if not ci:
+        return []
+    from evalkit.stats.bootstrap import MIN_POSITIVES
+
+    lines = [f"[dim]\\[low, high]: {100 * ci['level']:g}% bootstrap intervals ({ci['method']}, {ci['resamples']} "
+             f"resamples of the {report['dataset']['n_samples']} test rows, seed {ci['seed']}); --ci 0 turns them off.[/]"]
+    if ci.get("why"):
+        lines.append(f"[dim]{escape(ci['why'])}.[/]")
+    unstable = report["summary"].get("ci_unstable_labels") or []
+    if unstable:
+        shown = ", ".join(escape(u) for u in unstable[:8]) + (f" (+{len(unstable) - 8} more)" if len(unstable) > 8 else "")
+        lines.append(f"[yellow]{len(unstable)} label(s) have fewer than {MIN_POSITIVES} positive test rows, too few for "
+                     f"a stable interval; the macro intervals lean on them: {shown}[/]")
+    return lines
+
+
 #: rows of the per-class table by default (``--per-class top``): the labels with the largest support
 PER_CLASS_ROWS = 50
 
@@ -244,23 +273,23 @@ def render_report(report: dict, console, *, per_class: bool | str = "top", title
     fk = fbeta_key(report.get("beta", 2.0))
     cols = ["accuracy", "precision", "recall", "f1"] + ([fk] if fk != "f1" else [])
     ds = report["dataset"]
-    t = Table(title=escape(f"{title}: {ds['name']} — {ds['n_samples']} samples × {ds['n_labels']} labels "
+    t = Table(title=title_text(f"{title}: {ds['name']} — {ds['n_samples']} samples × {ds['n_labels']} labels "
                     f"(threshold {report['threshold']['strategy']})"), title_justify="left")
     t.add_column("average")
     for c in cols:
         t.add_column(c.upper() if c.startswith("f") else c, justify="right")
     for avg in AVERAGES:
-        t.add_row(avg, *(_fmt(s[avg].get(c)) for c in cols))
+        t.add_row(avg, *(_with_ci(s[avg], c) for c in cols))
     console.print(t)
     lines = [
-        f"subset accuracy (exact match) [bold]{_fmt(s['subset_accuracy'])}[/]   "
-        f"Hamming loss [bold]{_fmt(s['hamming_loss'])}[/]   "
-        f"mAP [bold]{_fmt(s.get('mean_average_precision'))}[/]   "
-        f"macro AUROC [bold]{_fmt(s.get('macro_auroc'))}[/]",
+        f"subset accuracy (exact match) [bold]{_with_ci(s, 'subset_accuracy')}[/]   "
+        f"Hamming loss [bold]{_with_ci(s, 'hamming_loss')}[/]   "
+        f"mAP [bold]{_with_ci(s, 'mean_average_precision')}[/]   "
+        f"macro AUROC [bold]{_with_ci(s, 'macro_auroc')}[/]",
     ]
     if s.get("label_ranking_average_precision") is not None:
         lines.append(
-            f"ranking: LRAP {_fmt(s['label_ranking_average_precision'])}   "
+            f"ranking: LRAP {_with_ci(s, 'label_ranking_average_precision')}   "
             f"coverage error {_fmt(s.get('coverage_error'), 2)}   ranking loss {_fmt(s.get('label_ranking_loss'))}"
         )
     left = s.get("labels_without_positives")
@@ -268,12 +297,13 @@ def render_report(report: dict, console, *, per_class: bool | str = "top", title
         lines.append(f"[dim]mAP averages the {ds['n_labels'] - left} labels with a positive in this split; {left} "
                      f"label(s) without one are left out (AP is undefined there). Over all labels, scoring those 0 "
                      f"as scikit-learn does: {_fmt(s.get('mean_average_precision_all_labels'))}.[/]")
+    lines += interval_lines(report)
     for line in lines:
         console.print(line)
     ref = report.get("reference_at_0.5")
     shown, left_out = per_class_rows(report["per_class"], per_class)
     if shown:
-        pt = Table(title="Per class" + (f" (the {len(shown)} labels with the largest support)" if left_out else ""),
+        pt = Table(title=title_text("Per class" + (f" (the {len(shown)} labels with the largest support)" if left_out else "")),
                    title_justify="left")
         names = ["label", "support", "tp", "fp", "fn", "tn", "precision", "recall", "f1"]
         names += ([fk] if fk != "f1" else []) + ["accuracy", "average_precision", "auroc", "threshold"]

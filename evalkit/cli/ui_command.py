@@ -72,6 +72,7 @@ def serve(store: str, experiment: str, host: str, port: int, open_browser: bool,
     base = f"http://{f'[{shown}]' if ':' in shown and not shown.startswith('[') else shown}:{port}"
     link = experiment_link(store, base, experiment)  # creates / migrates the store before the server does
     cmd, env = _server_command(store, host, port)
+    quiet = env.get("MLFLOW_LOGGING_LEVEL", "").upper() in ("WARNING", "ERROR", "CRITICAL")  # not --verbose
     import signal
 
     def stop(signum, frame):  # SIGTERM, SIGHUP (its terminal closed): stop the server too
@@ -80,7 +81,10 @@ def serve(store: str, experiment: str, host: str, port: int, open_browser: bool,
     stopping = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     previous = {sig: signal.signal(sig, stop) for sig in stopping}
     # its own process group: the server's workers are stopped with it, whatever stops evalkit ui
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, **(dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                                                     if quiet else {}))
+    if quiet:
+        _drop_noise(proc.stdout)
     try:
         if not _wait_ready(base, proc):
             code = proc.poll()
@@ -124,6 +128,26 @@ def _server_command(store: str, host: str, port: int) -> tuple[list[str], dict[s
         opts += " --log-level warning"
         env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore:starlette.middleware.wsgi is deprecated")
     return cmd + ["--uvicorn-opts", opts], env
+
+
+#: MLflow's own start-up lines, not shown unless --verbose (the server's warnings and errors still are)
+NOISE = ("Registry store URI not provided", "[MLflow] Security middleware", "INFO ", "INFO:",
+         "Creating initial MLflow database tables")
+
+
+def _drop_noise(stream) -> None:
+    """Copy the server's output to stderr without :data:`NOISE` (a daemon thread, until it closes)."""
+    import sys
+    import threading
+
+    def pump() -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace")
+            if not line.lstrip().startswith(NOISE):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+    threading.Thread(target=pump, name="mlflow-ui-output", daemon=True).start()
 
 
 def _stop(proc) -> None:

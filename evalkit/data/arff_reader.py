@@ -47,7 +47,7 @@ from evalkit.data.mulan import (
     mulan_indices,
     read_mulan_labels,
 )
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 __all__ = [
     "MULAN_NAMESPACE",
@@ -93,10 +93,9 @@ def read_arff(
     path = Path(path)
     if label_file is not None and meka_labels is not None:
         raise InputError(
-            f"{path}: pass either --label-file (MULAN) or --meka-labels (MEKA), not both "
-            "(label_file / meka_labels in Python)"
+            f"{path}: pass either {field_name('label_file')} (MULAN) or {field_name('meka_labels')} (MEKA), not both"
         )
-    meka_n = _as_int(meka_labels, "meka_labels") if meka_labels is not None else None
+    meka_n = _as_int(meka_labels, field_name("meka_labels")) if meka_labels is not None else None
     xml = None
     if meka_n is None:
         xml = Path(label_file) if label_file is not None else find_label_file(path)
@@ -110,7 +109,7 @@ def read_arff(
     relation_n = meka_label_count(relation)
 
     if meka_n is not None:
-        label_idx = meka_indices(path, meka_n, n_attr, "meka_labels")
+        label_idx = meka_indices(path, meka_n, n_attr, field_name("meka_labels"))
         convention = "meka"
     elif xml is not None:
         label_idx = mulan_indices(path, xml, names)
@@ -128,8 +127,8 @@ def read_arff(
         raise InputError(
             f"{path}: cannot tell which attributes are labels: no MULAN label file ({tried}) next "
             f"to it and no MEKA '-C <n>' in @relation {one_line(relation, 80)!r}; "
-            "pass --label-file XML (MULAN label file) or --meka-labels N (the first N attributes are labels) "
-            "(Python API: pass label_file (MULAN XML) or meka_labels (number of labels))"
+            f"pass {field_name('label_file')} XML (MULAN label file) or {field_name('meka_labels')} N (the first N "
+            "attributes are labels)"
         )
 
     label_set = set(label_idx)

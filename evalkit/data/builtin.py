@@ -13,14 +13,11 @@ import numpy as np
 
 from evalkit.data.core import Dataset
 from evalkit.errors import InputError
+from evalkit.inputs import BUILTIN_DATASETS
 
-#: name -> one-line description, shown by ``evalkit datasets``.
-BUILTINS: dict[str, str] = {
-    "yeast": "MULAN yeast (Elisseeff & Weston 2001): 2417 genes, 103 features, 14 labels; "
-    "standard split 1500 train / 917 test; shipped with evalkit",
-    "digits-grid": "demo image set: 2x2 grids of scikit-learn's handwritten digits, 16x16 grayscale, "
-    "10 labels (which digits appear); 3000 train / 1000 test; offline; not a benchmark of record",
-}
+#: name -> one-line description, shown by ``evalkit datasets`` (kept in :mod:`evalkit.inputs`, which the
+#: command line checks names against before numpy loads)
+BUILTINS: dict[str, str] = BUILTIN_DATASETS
 
 YEAST_FILE = "yeast.csv.gz"
 YEAST_N_TEST = 917  # the MULAN union file lists the 917 test rows first, then the 1500 train rows

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 #: extension -> one-line description, shown by ``evalkit datasets``.
 FORMATS: dict[str, str] = {
@@ -171,7 +171,7 @@ def check_drop_columns(path: str | Path, drop: Sequence[str] | str | None, avail
     """
     if drop is None:
         return []
-    names = name_list(drop, "drop_columns")
+    names = name_list(drop, field_name("drop_columns"))
     label_set = set(labels)
     are_labels = [n for n in names if n in label_set]
     if are_labels:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evalkit.data.core import Dataset
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 
 def load_dataset(spec: str, test_spec: str | None = None, **reader_options) -> tuple[Dataset, Dataset | None]:
@@ -26,8 +26,8 @@ def load_dataset(spec: str, test_spec: str | None = None, **reader_options) -> t
 
     if spec in BUILTINS:
         if reader_options and test_spec is None:
-            raise InputError(f"reader_options: {spec} is a built-in dataset and takes no reader options; got "
-                             f"{', '.join(sorted(reader_options))}")
+            raise InputError(f"{' / '.join(map(field_name, sorted(reader_options)))}: {spec} is a built-in dataset "
+                             "and takes no reader options")
         train, test = load_builtin(spec)
         if test_spec is not None:
             test = read_file(test_spec, **reader_options)
@@ -54,11 +54,10 @@ def read_file(path: str, **reader_options) -> Dataset:
         InputError: (exit code 2) no such file (the message lists the built-in names, in case a
             built-in was meant), or anything :func:`~evalkit.data.readers.read` refuses.
     """
-    p = Path(path)
-    if not p.exists():
-        from evalkit.data.builtin import BUILTINS
+    from evalkit.inputs import require_dataset_file
 
-        raise InputError(f"{path}: no such file (and not a built-in dataset: {', '.join(BUILTINS)})")
+    require_dataset_file(path)
+    p = Path(path)
     from evalkit.images.lazy import is_image_table, read_image_dataset
 
     if is_image_table(p, reader_options):  # image paths + labels: the images stay on disk

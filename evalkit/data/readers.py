@@ -28,7 +28,7 @@ from pathlib import Path
 
 from evalkit.data.common import FORMATS, dataset_name, dataset_stem, file_format
 from evalkit.data.core import Dataset
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 __all__ = ["FORMATS", "dataset_name", "dataset_stem", "file_format", "read"]
 
@@ -112,7 +112,7 @@ def read(
     for option, value in given.items():
         if value is not None and option not in _OPTIONS[kind]:
             applies = ", ".join(e for e, k in _KIND.items() if option in _OPTIONS[k])
-            raise InputError(f"{p}: option {option} does not apply to {ext} files (only to {applies})")
+            raise InputError(f"{p}: option {field_name(option)} does not apply to {ext} files (only to {applies})")
 
     if kind == "arff":
         from evalkit.data.arff_reader import read_arff

@@ -50,7 +50,7 @@ from evalkit.data.common import (
     show,
 )
 from evalkit.data.core import Dataset
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 #: most distinct values a text feature column may have to be one-hot encoded (one column each)
 MAX_TEXT_VALUES = 1000
@@ -89,15 +89,16 @@ def read_table(
     chosen = [
         o
         for o, v in (
-            ("label_columns", label_columns),
-            ("label_prefix", label_prefix),
-            ("label_list_column", label_list_column),
+            (field_name("label_columns"), label_columns),
+            (field_name("label_prefix"), label_prefix),
+            (field_name("label_list_column"), label_list_column),
         )
         if v is not None
     ]
     if not chosen:
         raise InputError(
-            f"{path}: which columns are the labels? pass label_columns, label_prefix or label_list_column"
+            f"{path}: which columns are the labels? pass {field_name('label_columns')}, {field_name('label_prefix')} "
+            f"or {field_name('label_list_column')}"
         )
     if len(chosen) > 1:
         raise InputError(f"{path}: pass only one of {', '.join(chosen)}")
@@ -116,7 +117,7 @@ def read_table(
         selection = f"label_list_column={label_list_column!r} sep={label_sep!r}"
     else:
         if label_columns is not None:
-            wanted = name_list(label_columns, "label_columns")
+            wanted = name_list(label_columns, field_name("label_columns"))
             missing = [c for c in wanted if c not in columns]
             if missing:
                 raise InputError(
@@ -126,7 +127,7 @@ def read_table(
             selection = f"label_columns={label_cols}"
         else:
             if not label_prefix:
-                raise InputError("label_prefix: expected a non-empty prefix")
+                raise InputError(f"{field_name('label_prefix')}: expected a non-empty prefix")
             label_cols = [c for c in columns if c.startswith(label_prefix)]
             if not label_cols:
                 raise InputError(
@@ -236,7 +237,7 @@ def _binary(path: Path, s, column: str) -> np.ndarray:
 
 def _multi_hot(path: Path, s, column: str, sep: str) -> tuple[np.ndarray, list[str]]:
     if not sep:
-        raise InputError("label_sep: expected a non-empty separator")
+        raise InputError(f"{field_name('label_sep')}: expected a non-empty separator")
     import pandas as pd
 
     rows: list[list[str]] = []

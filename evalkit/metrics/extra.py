@@ -62,9 +62,12 @@ def top_k_values(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int]) -> 
         scores: ``(B, C)`` float scores (higher = more relevant); targets: ``(B, C)`` in {0, 1}.
         ks: cut-offs >= 1 (a k larger than C counts missing ranks as irrelevant for P@k).
     Returns:
-        ``[one_error, p@k..., ndcg@k...]``, each float64 ``(B,)``.
+        ``[one_error, p@k..., ndcg@k...]``, each float64 ``(B,)``; with no ``ks`` only
+        ``[one_error]`` as NaN (not computed: the caller needs none of them).
     """
     B, C = scores.shape
+    if not ks:
+        return [np.full(B, np.nan)]
     targets = np.asarray(targets) != 0
     kmax = min(max(ks), C)
     top = _top_indices(scores, kmax)

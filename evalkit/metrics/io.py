@@ -54,10 +54,9 @@ def iter_prediction_batches(path: str | Path, batch_size: int = 65536) -> Iterat
     p = Path(path)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory; expected a predictions file (.npz, .parquet or .csv)")
-    if not p.is_file():
-        raise InputError(f"{p}: file not found")
+    from evalkit.inputs import require_predictions_file
+
+    require_predictions_file(p)
     ext = p.suffix.lower()
     if ext == ".npz":
         yield from _iter_npz(p, int(batch_size))

@@ -8,14 +8,17 @@ products, in chunks of :data:`CHUNK` resamples (memory O(CHUNK x N) besides the 
 by re-running the evaluation R times.
 
 Resample weights (``scheme``):
-  ``"multinomial"`` (default; Efron's bootstrap): N draws of rows, the weights sum to N.
-  ``"poisson"``: independent Poisson(1) weight per row and resample (Hanley & MacGibbon 2006;
-  Chamandy et al. 2012): the same rows get the same weights whatever the batching, which is what a
-  streaming evaluation needs (each batch adds its rows' contributions to each resample's
-  sufficient statistics, no row kept: memory O(R x C) for the count metrics). Not wired into the
-  streaming engine yet: the intervals are computed in memory by :func:`bootstrap_intervals`, and
-  AP / AUROC need the scores of every row (as the exact engine keeps them: 4-8 bytes x N x C).
-Both are seeded (``numpy.random.SeedSequence([seed, chunk])``): same inputs and seed, same interval.
+  ``"poisson"`` (default): an independent Poisson(1) weight per row and resample (Hanley & MacGibbon
+  2006; Chamandy et al. 2012), drawn from a 16-bit quantile table (:func:`poisson_table`). A row's
+  weights depend only on the seed and its index, never on how rows are batched, which is what a
+  streaming evaluation needs (:class:`evalkit.stats.blocked.StreamingIntervals`: each batch adds its
+  rows' contributions to each resample's sums, no row kept). A resample that draws no row at all
+  (probability e^-N) is left out (:func:`drop_empty`).
+  ``"multinomial"`` (Efron's bootstrap): N draws of rows, the weights sum to N.
+Large evaluations (``ranking="linear"``, Poisson) go through :mod:`evalkit.stats.blocked`: one pass
+over row blocks, well-populated labels linearised (:mod:`evalkit.stats.linearized`); smaller ones
+resample in chunks of :data:`CHUNK` resamples with every AP / AUROC exact. Both are seeded: same
+inputs and seed, same interval.
 
 Interval ``method``: ``"percentile"`` (default) or ``"bca"`` (bias-corrected and accelerated,
 Efron 1987; the acceleration from a grouped jackknife over :data:`JACKKNIFE_GROUPS` random row
@@ -62,7 +65,7 @@ class BootstrapSpec:
     resamples: int = 1000
     method: str = "percentile"
     seed: int = 0
-    scheme: str = "multinomial"
+    scheme: str = "poisson"
     ranking: str = "auto"
 
     def __post_init__(self) -> None:
@@ -89,15 +92,31 @@ def resample_weights(n: int, spec: BootstrapSpec, chunk: int) -> np.ndarray:
     (whole numbers: exact).
 
     Deterministic in ``(spec.seed, chunk)``: a chunk's weights do not depend on the other chunks.
+    ``"poisson"`` draws each weight by looking a uniform 16-bit integer up in the Poisson(1)
+    quantile table :func:`poisson_table` (each probability within 2^-16 of Poisson(1)'s; ~5x faster
+    than ``rng.poisson`` or a multinomial draw, which is what keeps 1000 resamples of 200,000 rows cheap).
     """
     r = min(CHUNK, spec.resamples - chunk * CHUNK)
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, chunk]))
     if spec.scheme == "poisson":
-        return rng.poisson(1.0, size=(r, n)).astype(np.float32)
+        return poisson_table()[rng.integers(0, 1 << 16, size=(r, n), dtype=np.uint16)]
     itype = np.int32 if r * n < 2**31 else np.int64
     draws = rng.integers(0, n, size=(r, n), dtype=itype)
     draws += (np.arange(r, dtype=itype) * n)[:, None]
     return np.bincount(draws.reshape(-1), minlength=r * n).reshape(r, n).astype(np.float32)
+
+
+_POISSON: list[np.ndarray] = []
+
+
+def poisson_table() -> np.ndarray:
+    """float32 ``(65536,)``: entry ``u`` is the Poisson(1) quantile of ``(u + 0.5) / 65536`` (so a
+    uniform 16-bit ``u`` gives a weight k with probability within 2^-16 of ``e^-1 / k!``)."""
+    if not _POISSON:
+        cdf = np.cumsum(np.exp(-1.0) / np.cumprod(np.r_[1.0, np.arange(1.0, 20.0)]))  # P(X <= k), k = 0..19
+        u = (np.arange(1 << 16) + 0.5) / (1 << 16)
+        _POISSON.append(np.searchsorted(cdf, u).astype(np.float32))
+    return _POISSON[0]
 
 
 def bootstrap_distribution(stats, spec: BootstrapSpec) -> dict[str, np.ndarray]:
@@ -106,14 +125,29 @@ def bootstrap_distribution(stats, spec: BootstrapSpec) -> dict[str, np.ndarray]:
     Returns:
         ``{name: float64 (R,)}`` with NaN where a metric is undefined in a resample.
     """
-    from evalkit.stats.rowstats import resampled_metrics
-
     ranking = ranking_mode(spec, stats)
+    if ranking == "linear" and spec.scheme == "poisson":
+        from evalkit.stats.blocked import blocked_distribution
+
+        return blocked_distribution(stats, spec.resamples, spec.seed)
     with single_threaded_blas():
-        parts = [f.result() for f in [submit(lambda c: resampled_metrics(stats, resample_weights(stats.n_rows, spec, c),
-                                                                         ranking), c)
+        parts = [f.result() for f in [submit(_chunk_metrics, stats, spec, c, ranking)
                                       for c in range(-(-spec.resamples // CHUNK))]]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _chunk_metrics(stats, spec: BootstrapSpec, chunk: int, ranking: str) -> dict[str, np.ndarray]:
+    from evalkit.stats.rowstats import resampled_metrics
+
+    W = resample_weights(stats.n_rows, spec, chunk)
+    return drop_empty(resampled_metrics(stats, W, ranking), W.sum(1))
+
+
+def drop_empty(dist: dict[str, np.ndarray], total: np.ndarray) -> dict[str, np.ndarray]:
+    """``dist`` with NaN for the resamples of no weight at all (Poisson weights can leave out every
+    row: probability e^-N; such an empty test set defines no metric, so it is left out)."""
+    empty = np.asarray(total) <= 0
+    return dist if not empty.any() else {k: np.where(empty, np.nan, v) for k, v in dist.items()}
 
 
 def single_threaded_blas():
@@ -253,3 +287,28 @@ def _exact_budget() -> float:
     from evalkit.stats.rowstats import EXACT_BUDGET
 
     return EXACT_BUDGET
+
+
+def spec_or_none(level: float, resamples: int, method: str, seed: int) -> BootstrapSpec | None:
+    """The :class:`BootstrapSpec` of a run's / job's ``ci`` settings, ``None`` when ``level`` is 0 (off)."""
+    return BootstrapSpec(level=float(level), resamples=int(resamples), method=method, seed=int(seed)) if level else None
+
+
+def with_intervals(metrics: dict, targets, probabilities, thresholds, *, beta: float, label_names,
+                   spec: BootstrapSpec | None, threshold_free: str = "exact") -> dict:
+    """Add the bootstrap intervals of ``spec`` to a metrics block (``metrics["summary"]`` replaced
+    by :func:`add_intervals`'s copy) and return the report blocks to add: ``{"confidence_interval":
+    spec}``, or ``{}`` when ``spec`` is ``None`` or the thresholds are per-sample (``top-k``: no
+    per-label cut to resample; no intervals).
+
+    Args:
+        metrics: the engine's block (``summary`` / ``per_class``) for ``targets`` ``(N, C)`` and
+            ``probabilities`` ``(N, C)`` under ``thresholds`` (:class:`evalkit.thresholds.Thresholds`).
+    """
+    if spec is None or thresholds.strategy.per_sample:
+        return {}
+    metrics["summary"] = report_intervals(targets, probabilities, scores_kind="probabilities",
+                                          thresholds=thresholds.array(), beta=beta, zero_division=0.0,
+                                          sample_weight=None, label_names=label_names, summary=metrics["summary"],
+                                          spec=spec, ranking=threshold_free != "none")
+    return {"confidence_interval": spec.to_dict()}

@@ -80,15 +80,16 @@ class RowStats:
 
 
 def row_stats(targets, scores, *, scores_kind: str, thresholds, beta: float, zero_division: float = 0.0,
-              sample_weight=None, ranking: bool = True, exact_order: bool = True) -> RowStats:
+              sample_weight=None, ranking: bool = True, exact_order: bool = True, per_label: bool = True) -> RowStats:
     """The per-row statistics of ``(N, C)`` targets and scores (decisions exactly as the engine's).
 
     Args:
         targets: ``(N, C)`` in {0, 1}; scores: ``(N, C)`` logits or probabilities (``scores_kind``).
         thresholds: ``(C,)`` decision thresholds (probability >= threshold).
         sample_weight: optional ``(N,)`` non-negative weights.
-        ranking: also prepare mAP / macro AUROC; exact_order: keep the per-label sort orders
-            (4 bytes x N x C) for ``ranking="exact"`` resampling.
+        ranking: also prepare LRAP and mAP / macro AUROC; exact_order: keep the per-label sort orders
+            (4 bytes x N x C) for ``ranking="exact"`` resampling; per_label: ``False`` leaves mAP /
+            macro AUROC out (they need every row's score; a streaming batch has only its own).
     Raises:
         InputError: invalid inputs (as :func:`evalkit.metrics.compute_metrics`).
     """
@@ -110,38 +111,53 @@ def row_stats(targets, scores, *, scores_kind: str, thresholds, beta: float, zer
     pred = ((torch.sigmoid(s) if scores_kind == "logits" else s) >= thr).numpy()
     S = s.numpy()
     w = np.ones(len(y)) if sample_weight is None else check_sample_weight(sample_weight, len(y))
-    ks = (1,)
+    ks = ()  # no top-k values: none is a headline metric
     vals = row_values(S, y, rows, ranked, beta=beta, zero_division=zero_division, ks=ks)
     keep = [row_keys(ks).index(k) for k in (*_SAMPLES, "exact", "hamming", "lrap")]
     counts = np.concatenate([y & pred, pred, y], axis=1).view(np.uint8)
-    rk = _ranking_stats(S, y, w, exact_order) if ranking else None
+    rk = _ranking_stats(S, y, w, exact_order) if ranking and per_label else None
     return RowStats(counts, vals[keep], (*_SAMPLES, "exact", "hamming", "lrap"), w, rk, float(beta), float(zero_division))
 
 
 def _ranking_stats(S: np.ndarray, y: np.ndarray, w: np.ndarray, exact_order: bool) -> dict:
-    """Sort orders and influence vectors of AP / AUROC per label (see the module docstring)."""
+    """Sort orders and influence vectors of AP / AUROC per label (see the module docstring); the
+    labels are split between evalkit's 2 numpy threads (:mod:`evalkit.metrics._parallel`)."""
+    from evalkit.metrics._parallel import THREADS, submit
+
     N, C = S.shape
     St, yt = np.ascontiguousarray(S.T), np.ascontiguousarray(y.T)
     order = np.empty((C, N), dtype=np.int32) if exact_order else None
-    ends, aps, aucs = [], [], []
-    ap_inf, auc_inf = np.zeros(N), np.zeros(N)
-    for j in range(C):
+    parts = [submit(_label_range, St, yt, w, order, range(j, C, THREADS)) for j in range(THREADS)]
+    parts = [p.result() for p in parts]
+    ends = [None] * C
+    aps, aucs, inf = np.full(C, np.nan), np.full(C, np.nan), np.zeros((2, N))
+    for p, js in zip(parts, (range(j, C, THREADS) for j in range(THREADS))):
+        for j, (last, ap, auc) in zip(js, p[0]):
+            ends[j], aps[j], aucs[j] = last, ap, auc
+        inf += p[1]
+    n_ap, n_auc = max(1, int((~np.isnan(aps)).sum())), max(1, int((~np.isnan(aucs)).sum()))
+    return {"order": order, "ends": ends if exact_order else [], "y": yt, "ap_inf": inf[0] / n_ap,
+            "auc_inf": inf[1] / n_auc, "ap": _mean_defined(aps), "auc": _mean_defined(aucs)}
+
+
+def _label_range(St: np.ndarray, yt: np.ndarray, w: np.ndarray, order, js) -> tuple[list, np.ndarray]:
+    """``([(tie-group ends, AP, AUROC) per label in js], summed influences (2, N))`` (one thread's share)."""
+    N = St.shape[1]
+    out, inf, g = [], np.zeros(N, dtype=np.complex128), np.empty(N, dtype=np.complex128)
+    unit = bool(np.all(w == 1.0))
+    for j in js:
         o = _descending(St[j])
         last = group_ends(St[j][o])
-        if exact_order:
+        if order is not None:
             order[j] = o
-            ends.append(last)
-        ap, auc, g_ap, g_auc = _influence(last, yt[j][o], w[o])
-        aps.append(ap)
-        aucs.append(auc)
-        if g_ap is not None:
-            ap_inf[o] += g_ap
-        if g_auc is not None:
-            auc_inf[o] += g_auc
-    aps, aucs = np.array(aps), np.array(aucs)
-    n_ap, n_auc = max(1, int((~np.isnan(aps)).sum())), max(1, int((~np.isnan(aucs)).sum()))
-    return {"order": order, "ends": ends, "y": yt, "ap_inf": ap_inf / n_ap, "auc_inf": auc_inf / n_auc,
-            "ap": _mean_defined(aps), "auc": _mean_defined(aucs)}
+        ap, auc, g_ap, g_auc = _influence(last, yt[j][o], w if unit else w[o])
+        out.append((last if order is not None else None, ap, auc))
+        if g_ap is not None:  # AP + i AUROC: one scatter by assignment (~20x faster than ``inf[o] += ...``)
+            tmp = np.empty(N, dtype=np.complex128)
+            tmp.real, tmp.imag = g_ap, 0.0 if g_auc is None else g_auc
+            g[o] = tmp
+            inf += g
+    return out, np.stack([inf.real, inf.imag])
 
 
 def _descending(col: np.ndarray) -> np.ndarray:
@@ -168,8 +184,10 @@ def _influence(last: np.ndarray, y: np.ndarray, w: np.ndarray):
     Returns: ``(ap, auroc, g_ap (N,), g_auc (N,))`` in the sorted order; AP NaN without positive
     weight, AUROC NaN without both classes (their influences are then zeros).
     """
-    gid = np.concatenate(([0], np.cumsum(last[:-1]))) if last.size else last.astype(np.int64)
+    if last.all():  # no ties (the common case of continuous scores): every row is its own group
+        return _influence_untied(y, w)
     yw = np.where(y, w, 0.0)
+    gid = np.concatenate(([0], np.cumsum(last[:-1]))) if last.size else last.astype(np.int64)
     pg = np.bincount(gid, weights=yw)
     ng = np.bincount(gid, weights=w - yw)
     Pw, Nw = pg.sum(), ng.sum()
@@ -190,6 +208,34 @@ def _influence(last: np.ndarray, y: np.ndarray, w: np.ndarray):
     return ap, auc, g_ap, g_auc
 
 
+def _influence_untied(y: np.ndarray, w: np.ndarray):
+    """:func:`_influence` without tied scores (the same formulas with one row per group, fewer passes)."""
+    yw = np.where(y, w, 0.0)
+    cp, call = np.cumsum(yw), np.cumsum(w)
+    Pw = float(cp[-1]) if cp.size else 0.0
+    Nw = float(call[-1]) - Pw if cp.size else 0.0
+    if Pw <= 0:
+        return math.nan, math.nan, None, None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inv = np.where(call > 0, 1.0 / call, 0.0)
+    prec, q = cp * inv, yw * inv
+    ap = float(q @ cp) / Pw
+    g_ap = np.cumsum(q[::-1])[::-1]  # Q
+    q *= prec
+    g_ap += prec
+    g_ap -= ap
+    g_ap *= y
+    g_ap -= np.cumsum(q[::-1])[::-1]  # R
+    g_ap /= Pw
+    if Nw <= 0:
+        return ap, math.nan, g_ap, None
+    below = Nw - (call - cp) + 0.5 * (w - yw)
+    auc = float(yw @ below) / (Pw * Nw)
+    g_auc = np.where(y, below - auc * Nw, cp - 0.5 * yw - auc * Pw)
+    g_auc /= Pw * Nw
+    return ap, auc, g_ap, g_auc
+
+
 def resampled_metrics(st: RowStats, W: np.ndarray, ranking: str = "linear") -> dict[str, np.ndarray]:
     """Every headline metric under R row weightings.
 
@@ -202,6 +248,17 @@ def resampled_metrics(st: RowStats, W: np.ndarray, ranking: str = "linear") -> d
     """
     Ww = W if np.all(st.weights == 1.0) else np.asarray(W, dtype=np.float64) * st.weights
     counts, vsum, wsum = _products(st, Ww)
+    rank = None
+    if st.ranking is not None:
+        rank = _ranking_exact(st, Ww) if ranking == "exact" else _ranking_linear(st, Ww)
+    return metrics_from_sums(st, counts, vsum, wsum, rank)
+
+
+def metrics_from_sums(st: RowStats, counts: np.ndarray, vsum: np.ndarray, wsum: np.ndarray,
+                      rank: tuple[np.ndarray, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """:func:`resampled_metrics` from the resampled sums: ``counts`` ``(R, 3C)`` (tp | predicted |
+    true), ``vsum`` / ``wsum`` ``(R, K)`` (weighted sums of the defined per-sample values and their
+    weights) and ``rank`` = resampled (mAP, macro AUROC) ``(R,)`` each, or ``None``."""
     tp, pred, true = np.split(counts, 3, axis=1)
     zd = st.zero_division
     out = {f"micro.{k}": v for k, v in zip(_SAMPLES, prf(tp.sum(1), pred.sum(1), true.sum(1), st.beta, zd))}
@@ -216,9 +273,8 @@ def resampled_metrics(st: RowStats, W: np.ndarray, ranking: str = "linear") -> d
             out[f"samples.{k}"] = means[:, i]
     for name, k in _ROW.items():
         out[name] = means[:, st.keys.index(k)]
-    if st.ranking is not None:
-        out["mean_average_precision"], out["macro_auroc"] = (
-            _ranking_exact(st, Ww) if ranking == "exact" else _ranking_linear(st, Ww))
+    if rank is not None:
+        out["mean_average_precision"], out["macro_auroc"] = rank
     return out
 
 
@@ -254,9 +310,16 @@ def _nan_mean(v: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
 
 
 def _ranking_linear(st: RowStats, Ww: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return linear_ranking(st, Ww @ np.stack([st.ranking["ap_inf"], st.ranking["auc_inf"]], axis=1),
+                          Ww.sum(1, dtype=np.float64))
+
+
+def linear_ranking(st: RowStats, lin: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Resampled (mAP, macro AUROC) ``(R,)`` from ``lin`` ``(R, 2)`` = weights @ (AP, AUROC)
+    influences and ``total`` ``(R,)`` = each resample's weight sum (the delta method)."""
     rk = st.ranking
-    c = st.weights.sum() / Ww.sum(1, dtype=np.float64)
-    lin = Ww @ np.stack([rk["ap_inf"], rk["auc_inf"]], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = st.weights.sum() / total
     return rk["ap"] + c * lin[:, 0], rk["auc"] + c * lin[:, 1]
 
 

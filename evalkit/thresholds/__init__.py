@@ -36,29 +36,28 @@ or K for ``top-k``), used from fitting to the report, the artifacts and ``evalua
 
 from __future__ import annotations
 
-from evalkit.thresholds.fit import (
-    MAX_CANDIDATES,
-    MIN_POSITIVES,
-    decision_thresholds,
-    fbeta_curve,
-    fit_thresholds,
-    objective_curve,
-    pr_curve,
-    predict,
-    _objective,
-)
-from evalkit.thresholds.value import (
-    DEFAULT_OBJECTIVE,
+from evalkit.thresholds.strategy import (
     OBJECTIVES,
     STRATEGIES,
-    Thresholds,
     ThresholdStrategy,
     check_strategy,
-    evaluate,
     parse_objective,
     parse_strategy,
-    read_thresholds,
 )
+
+#: names that load numpy, imported on first use (the strategy parser above stays light for the CLI)
+_LAZY = {**dict.fromkeys(("MAX_CANDIDATES", "MIN_POSITIVES", "decision_thresholds", "fbeta_curve", "fit_thresholds",
+                          "objective_curve", "pr_curve", "predict", "_objective"), "fit"),
+         **dict.fromkeys(("DEFAULT_OBJECTIVE", "Thresholds", "evaluate", "read_thresholds"), "value")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"evalkit.thresholds.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'evalkit.thresholds' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_OBJECTIVE", "MAX_CANDIDATES", "MIN_POSITIVES", "OBJECTIVES", "STRATEGIES", "ThresholdStrategy",

@@ -13,6 +13,7 @@ from evalkit.config import DEFAULT_BETA, EvaluateJobConfig, RunConfig
 from evalkit.errors import InputError
 from evalkit.report import Report, build_report, metrics_block
 from evalkit.workflows.events import EventCallback, make_emitter
+from evalkit.workflows.predictions import STREAMING_CI_NOTE, evaluate_predictions, unmapped_note  # noqa: F401 (re-exported)
 
 
 def evaluate_scores(
@@ -49,7 +50,8 @@ def evaluate_scores(
         dataset_name: the report's ``dataset.name``. strategy: the report's threshold label.
         sample_weight: optional ``(N,)`` non-negative weights (scikit-learn's ``sample_weight``).
         ci: confidence level of bootstrap intervals over the rows, e.g. 0.95 (default ``None`` /
-            ``0``: none - measured 5-8x the report's time at 200,000 x 100 with R = 1000, so opt-in here): ``summary.<average>.<metric>_ci`` / ``summary.<scalar>_ci`` = ``[low, high]``,
+            ``0``: none here; ``evalkit run`` / ``evaluate`` and their configs default to 0.95;
+            benchmarks/bench_ci_cost.py measures the cost): ``summary.<average>.<metric>_ci`` / ``summary.<scalar>_ci`` = ``[low, high]``,
             ``summary.ci_unstable_labels`` and a top-level ``confidence_interval`` block
             (:mod:`evalkit.stats.bootstrap`). ci_resamples: R (default 1000); ci_method:
             ``percentile`` or ``bca``; seed: the resampling seed (same seed, same intervals).
@@ -111,116 +113,6 @@ def _scores_metrics(Y, scores, kind: str, thr, names, *, beta, zero_division, th
     return metrics, {"confidence_interval": spec.to_dict()}
 
 
-def evaluate_predictions(
-    path: str,
-    *,
-    threshold: str = "0.5",
-    beta: float = DEFAULT_BETA,
-    threshold_free: str = "exact",
-    batch_size: int = 65536,
-    zero_division: float = 0.0,
-    label_map: str | None = None,
-    map_reduce: str = "max",
-    scores_sink=None,
-) -> Report:
-    """Evaluate a predictions file (``.npz``, ``.parquet`` or ``.csv``; see :mod:`evalkit.metrics.io`)
-    in batches, so a file larger than memory still evaluates (use ``threshold_free="streaming"``
-    to keep threshold-free metrics in O(C x bins) memory).
-
-    Args:
-        path: the predictions file (targets ``(N, C)`` plus logits or probabilities ``(N, C)``).
-        threshold: ``evaluate --threshold`` text (:func:`evalkit.thresholds.read_thresholds`), for
-            the mapped labels when ``label_map`` is given.
-        label_map: a label map file (:mod:`evalkit.labelmap`): the file's labels are mapped onto its
-            targets (scores as probabilities, combined with ``map_reduce``: max, sum or mean), as
-            ``evaluate --model --label-map`` does; the digest stays that of the file's targets.
-        scores_sink: e.g. a :class:`~evalkit.scores_file.ScoresWriter`: ``add(targets, scores,
-            labels, kind)`` gets every batch as evaluated.
-    Raises:
-        InputError: missing file, malformed content, thresholds that do not fit the labels, a bad
-            label map.
-    """
-    import hashlib
-
-    import torch
-
-    from evalkit.metrics import MultilabelEngine
-    from evalkit.thresholds import read_thresholds
-
-    mapping = _PredictionsMap(label_map, map_reduce) if label_map else None
-    engine, thresholds, kind, names = None, None, "probabilities", []
-    h = hashlib.sha256()
-    n = 0
-    for t, scores, kind, labels in _batches(path, batch_size, mapping, h, scores_sink):
-        if engine is None:
-            names = [str(x) for x in labels]
-            thresholds = read_thresholds(threshold, names)
-            if thresholds.strategy.per_sample:
-                raise InputError("--threshold: top-k:K needs every sample's scores at once; use --model, or "
-                                 "evaluate_scores in Python")
-            engine = MultilabelEngine(len(names), scores=kind, threshold=thresholds.array(), beta=beta,
-                                      zero_division=zero_division, threshold_free=threshold_free, label_names=names)
-        engine.update(torch.as_tensor(np.asarray(scores)), torch.as_tensor(t))
-        n += t.shape[0]
-    if engine is None or n == 0:
-        raise InputError(f"{path}: no samples")
-    dataset = {"name": Path(path).stem, "n_samples": n, "n_labels": len(names), "digest": h.hexdigest()[:16]}
-    extra = mapping.report_blocks() if mapping is not None else {}
-    return build_report(metrics_block(engine.compute()), dataset=dataset, scores=kind, thresholds=thresholds, beta=beta,
-                        **extra)
-
-
-def _batches(path: str, batch_size: int, mapping, h, sink):
-    """The batches of a predictions file as evaluated: targets hashed into ``h`` as read, then the
-    label map applied, then each batch given to ``sink`` (``add(targets, scores, labels, kind)``)."""
-    from evalkit.metrics.io import iter_prediction_batches
-
-    for targets, scores, kind, labels in iter_prediction_batches(path, batch_size):
-        t = np.ascontiguousarray(targets)
-        h.update(memoryview(np.ascontiguousarray(t, dtype=np.uint8)).cast("B"))
-        if mapping is not None:
-            t, scores, kind, labels = mapping(t, scores, kind, labels)
-        if sink is not None:
-            sink.add(t, scores, labels, kind)
-        yield t, scores, kind, labels
-
-
-class _PredictionsMap:
-    """A label map applied to batches of a predictions file: ``(targets, scores, kind, labels)`` ->
-    mapped targets ``(N, C_t)`` uint8, probabilities ``(N, C_t)``, ``"probabilities"``, target names."""
-
-    def __init__(self, path: str, reduce: str):
-        from evalkit.labelmap import read_label_map
-
-        self.path, self.reduce, self.map, self.unmapped = path, reduce, read_label_map(path), []
-
-    def __call__(self, targets, scores, kind: str, labels):
-        from evalkit.labelmap import apply_label_map
-        from evalkit.scores import sigmoid
-
-        probabilities = sigmoid(np.asarray(scores)) if kind == "logits" else np.asarray(scores)
-        Y, P, names, self.unmapped = apply_label_map(self.map, [str(x) for x in labels], targets, probabilities,
-                                                     self.reduce)
-        return Y, P.astype(np.float32), "probabilities", names
-
-    def report_blocks(self) -> dict:
-        """The report's ``label_map`` block and, when labels are left out, its ``notes``."""
-        out: dict = {"label_map": {"file": str(self.path), "reduce": self.reduce, "targets": list(self.map.targets),
-                                   "unmapped": self.unmapped}}
-        if self.unmapped:
-            out["notes"] = [unmapped_note(self.unmapped)]
-        return out
-
-
-def unmapped_note(unmapped: list[str]) -> str:
-    """The note listing the labels a label map leaves out (at most 8 named)."""
-    return (f"{len(unmapped)} label(s) not in the label map are left out: " + ", ".join(unmapped[:8])
-            + (" ..." if len(unmapped) > 8 else ""))
-
-
-# -- a trained model --------------------------------------------------------------------------------
-
-
 def evaluate_model(model: str, dataset: str | None = None, test_dataset: str | None = None, *,
                    on_event: EventCallback | None = None, **options: Any) -> Report:
     """Evaluate a trained model on a dataset's test split, preprocessed exactly as in training.
@@ -267,15 +159,12 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
     """:func:`evaluate_model` for a config with ``model``; ``scores_sink.add(targets, probabilities, labels)``."""
     from evalkit.model_io import apply_preprocess, load_model
     from evalkit.models import resolve_device
+    from evalkit.stats.bootstrap import spec_or_none, with_intervals
     from evalkit.tracking import redact_uri
 
     emit = emit or make_emitter()
     device = resolve_device(cfg.device)
-    labelmap = None
-    if cfg.label_map:
-        from evalkit.labelmap import read_label_map
-
-        labelmap = read_label_map(cfg.label_map)
+    labelmap = _read_label_map(cfg.label_map) if cfg.label_map else None
     # the preprocessing record first (it may name the dataset), then the data, then the model
     loaded, record, preprocess = _record(cfg)
     test, name = _test_data(cfg, record, reader_options_given, test_size, seed)
@@ -309,16 +198,16 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
     metrics = thresholds.evaluate(Y, probabilities, beta=cfg.beta, label_names=names, threshold_free=cfg.threshold_free)
     if scores_sink is not None:
         scores_sink.add(Y, probabilities, names)
+    extra |= with_intervals(metrics, Y, probabilities, thresholds, beta=cfg.beta, label_names=names,
+                            spec=spec_or_none(cfg.ci, cfg.ci_resamples, cfg.ci_method, 0), threshold_free=cfg.threshold_free)
     extra["model"] = {"spec": redact_uri(cfg.model), "kind": loaded.kind, "run_id": loaded.source_run,
                       "preprocess": loaded.preprocess_source or preprocess, "device": device}
     if warnings:
         extra["warnings"] = warnings
     if notes:
         extra["notes"] = notes
-    for w in warnings:
-        emit("warning", text=w)
-    for n in notes:
-        emit("note", text=n)
+    for kind, text in [("warning", w) for w in warnings] + [("note", n) for n in notes]:
+        emit(kind, text=text)
     ds_info = {"name": name, "n_samples": int(Y.shape[0]), "n_labels": int(Y.shape[1]), "digest": test.digest}
     return build_report(metrics, dataset=ds_info, scores=cfg.scores, thresholds=thresholds, beta=cfg.beta, **extra)
 
@@ -333,6 +222,12 @@ def _as_model_takes(test, cfg: EvaluateJobConfig, record: dict | None):
     if not isinstance(test.X, np.ndarray) and test.X.ndim == 2:  # sparse (CSR): the evaluated split is densified
         test = test.with_features(test.X.toarray())
     return test
+
+
+def _read_label_map(path: str):
+    from evalkit.labelmap import read_label_map
+
+    return read_label_map(path)
 
 
 def _record(cfg: EvaluateJobConfig):

@@ -388,6 +388,7 @@ def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str
     from evalkit.metrics import compute_metrics
     from evalkit.report import build_report, fbeta_key, metrics_block
     from evalkit.scores import sigmoid
+    from evalkit.stats.bootstrap import spec_or_none, with_intervals
     from evalkit.train import predict_logits
 
     from evalkit.images.lazy import readable_test, skipped_rows
@@ -396,6 +397,8 @@ def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str
     test_prob, splits = readable_test(sigmoid(predict_logits(trained.model, splits.test.X, device)), splits)
     names = splits.label_names
     metrics = thresholds.evaluate(splits.test.Y, test_prob, beta=config.beta, label_names=names)
+    intervals = with_intervals(metrics, splits.test.Y, test_prob, thresholds, beta=config.beta, label_names=names,
+                               spec=spec_or_none(config.ci, config.ci_resamples, config.ci_method, config.seed))
     # always: the metrics at the textbook 0.5 cut, for reference (threshold-free ones are the same)
     ref = metrics_block(compute_metrics(splits.test.Y, test_prob, scores_kind="probabilities", threshold=0.5,
                                         beta=config.beta, label_names=names, threshold_free="none"))
@@ -409,7 +412,7 @@ def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str
                "digest": splits.digest}
     images = {"images": {"skipped": skipped_rows(splits.train, splits.test)}} if config.skip_bad_images else {}
     report = build_report(metrics, dataset=dataset, scores="logits", thresholds=thresholds, beta=config.beta,
-                          training=training, **{"reference_at_0.5": reference}, **images,
+                          training=training, **{"reference_at_0.5": reference}, **intervals, **images,
                           seconds=round(time.perf_counter() - started, 2))
     return report, thresholds, test_prob, splits
 

@@ -132,7 +132,8 @@ def _evaluate(cfg: EvaluateJobConfig, emit, sink) -> Report:
         return evaluate_model_config(cfg, emit=emit, scores_sink=sink)
     report = evaluate_predictions(cfg.predictions, threshold=cfg.threshold or "0.5", beta=cfg.beta,
                                   threshold_free=cfg.threshold_free, batch_size=cfg.batch_size,
-                                  label_map=cfg.label_map, map_reduce=cfg.map_reduce, scores_sink=sink)
+                                  label_map=cfg.label_map, map_reduce=cfg.map_reduce, scores_sink=sink, ci=cfg.ci,
+                                  ci_resamples=cfg.ci_resamples, ci_method=cfg.ci_method)
     for note in report.get("notes") or []:
         emit("note", text=note)
     return report

@@ -1,6 +1,6 @@
 """``--model auto``: choose the architecture on validation data only, and the training budget.
 
-Protocol (README "Model choice"): with ``--model auto`` and flat features, every candidate of
+Protocol (docs/concepts/training.md, "Model choice"): with ``--model auto`` and flat features, every candidate of
 :data:`evalkit.config.AUTO_CANDIDATES` (a linear one-vs-rest model and the MLP) is trained on the
 first fold of cross-fitting (``--folds 1``: on the training split) and scored by the mAP of its
 held-out part (the first fold's out-of-fold rows; ``--folds 1``: the validation split). The test

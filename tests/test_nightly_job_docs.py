@@ -1,5 +1,6 @@
-"""The README's scheduled-job sequence, exactly as written, passes on a fresh setup: register the
-champion with a default run, then the shipped nightly spec exits 0 with every gate passing."""
+"""The manual's scheduled-job sequence (docs/how-to/scheduled-jobs.md), exactly as written, passes on a
+fresh setup: register the champion with a default run, then the shipped nightly spec exits 0 with
+every gate passing."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ NIGHTLY = "evalkit evaluate --spec experiments/nightly_yeast.toml"
 
 
 @pytest.mark.slow
-def test_readme_nightly_sequence_exits_0(store, tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    assert REGISTER in readme and NIGHTLY in readme  # the commands a user copies
+def test_documented_nightly_sequence_exits_0(store, tmp_path):
+    page = (ROOT / "docs" / "how-to" / "scheduled-jobs.md").read_text()
+    assert REGISTER in page and NIGHTLY in page  # the commands a user copies
     shutil.copytree(ROOT / "experiments", tmp_path / "experiments")
     for command in (REGISTER, NIGHTLY):
         argv = [sys.executable, "-m", "evalkit", *shlex.split(command)[1:]]

@@ -1,4 +1,4 @@
-"""Reading details (issues 9, 10, 11): ARFF name quoting, label-file discovery, messages, ID-like and
+"""Data reading edge cases: ARFF name quoting, label-file discovery, messages, ID-like and
 dropped columns, declared sizes checked before allocation, duplicate label names, the built-in yeast."""
 
 from __future__ import annotations
@@ -128,11 +128,17 @@ def test_label_xml_found_for_sparse_split_files(tmp_path, stem):
 def test_no_label_source_names_the_flags(tmp_path):
     path = tmp_path / "d-train-sparse.arff"
     path.write_text(ARFF)
+    from evalkit.cli.options import FieldNames
+
     message = error(path)
     assert "no MULAN label file (d.xml, d-train.xml, d-train-sparse.xml)" in message
-    assert "pass --label-file XML (MULAN label file) or --meka-labels N" in message
-    assert "not both" in error(path, label_file=path, meka_labels=1) and "--meka-labels" in error(
-        path, label_file=path, meka_labels=1)
+    assert "pass label_file XML (MULAN label file) or meka_labels N" in message  # read()'s keyword arguments
+    with pytest.raises(InputError) as info:
+        read(path)
+    assert "pass --label-file XML (MULAN label file) or --meka-labels N" in info.value.named(FieldNames())  # the CLI's
+    with pytest.raises(InputError) as info:
+        read(path, label_file=path, meka_labels=1)
+    assert info.value.named(FieldNames()).endswith("pass either --label-file (MULAN) or --meka-labels (MEKA), not both")
 
 
 @pytest.mark.parametrize("content", ["", "\n\n  \n", "% only a comment\n%\n"])
