@@ -220,8 +220,8 @@ def test_a_grid_on_a_two_node_cluster_runs_on_both_nodes_and_equals_the_sequenti
         assert mine.keys() == theirs.keys(), label
         for k in mine:
             assert mine[k] == pytest.approx(theirs[k], abs=1e-6, nan_ok=True), (label, k)
-    for proc, tmp in cluster.nodes:  # stopped: no process of either node is left
-        assert proc.poll() is not None and _session(proc.pid) == []
+    for node, tmp in cluster.nodes:  # stopped: no process of either node is left
+        assert node.poll() is not None and _session(node.pid) == []
         assert not tmp.exists()
 
 
