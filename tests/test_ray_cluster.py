@@ -24,7 +24,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-
 from conftest import start_mlflow_server, stop_process_group
 
 ray = pytest.importorskip("ray")
@@ -145,8 +144,8 @@ class Cluster:
 
     def node_ids(self) -> list[str]:
         """The ids of the cluster's live nodes (``ray.nodes()`` from a driver of its own)."""
-        code = ("import json, ray; ray.init(address=%r, include_dashboard=False, log_to_driver=False); "
-                "print(json.dumps(sorted(n['NodeID'] for n in ray.nodes() if n['Alive'])))" % self.address)
+        code = (f"import json, ray; ray.init(address={self.address!r}, include_dashboard=False, log_to_driver=False); "
+                "print(json.dumps(sorted(n['NodeID'] for n in ray.nodes() if n['Alive'])))")
         out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=WAIT,
                              env=self.driver_env(), cwd=self.nodes[0][1], stdin=subprocess.DEVNULL)
         assert out.returncode == 0, out.stderr[-3000:]
