@@ -19,8 +19,8 @@ raylet, dashboard agent, runtime-env agent, log monitor, Ray workers, MLflow, ..
 Reported, per executor: wall seconds, CPU-seconds in all and per cell; then Ray's overhead = (Ray
 CPU-seconds - sequential CPU-seconds) / cells. It includes the fixed cost of starting the local
 instance spread over the cells: fewer cells (``--cells``) give a larger overhead per cell. The
-wall-time speed-up is printed for information only (there is no speed target on a 2-core machine:
-the cells already use both cores through torch's threads when run one after another). Both runs
+wall-time speed-up is printed for information only (no target: on a shared 2-core machine it is
+decided by whatever else runs there). Both runs
 must log the same test metrics (checked, within 1e-6).
 """
 
