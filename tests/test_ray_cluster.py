@@ -46,7 +46,9 @@ seed = [0, 1, 2]
 #: `ray start` for a node that joins a head on 127.0.0.1: Ray replaces a loopback --address with this
 #: machine's routable address (services.resolve_ip_for_localhost), where a loopback-only head does not
 #: listen; the joining node must connect to the address as given.
-RAY_START = ("import sys, ray._private.services as s; s.resolve_ip_for_localhost = lambda host: host; "
+#: A Ray release without that name fails here, naming it in the node's log (shown by the failure).
+RAY_START = ("import sys, ray._private.services as s; s.resolve_ip_for_localhost; "
+             "s.resolve_ip_for_localhost = lambda host: host; "
              "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; sys.exit(main())")
 #: a bound on waiting for a node or the grid (a hang fails the test), not a timing assertion
 WAIT = 300
