@@ -9,27 +9,30 @@ Each executor runs in a fresh ``python -m evalkit run`` process in its own tempo
 SQLite store), so interpreter start, imports and (for Ray) starting and stopping the local instance
 are included: what a user's machine spends.
 
-CPU time is counted for every process involved: this script makes itself the *child subreaper* of
-everything it starts (Linux ``prctl(PR_SET_CHILD_SUBREAPER)``), so a process whose parent exits first
-(a Ray worker when its raylet stops) is reparented here instead of to init; every process is reaped
-(waited for) by its parent or by this script, so ``getrusage(RUSAGE_CHILDREN)`` before and after a
-run gives the user + system CPU-seconds of the evalkit process and all its descendants (GCS server,
-raylet, dashboard agent, runtime-env agent, log monitor, Ray workers, MLflow, ...).
+CPU time is counted for every process involved: the ``evalkit run`` process starts a session of its
+own, which all its descendants keep (GCS server, raylet, dashboard agent, runtime-env agent, log
+monitor, every Ray worker, ...); every 0.1 s this script reads the user + system CPU time of each
+process of that session from ``/proc/PID/stat`` and keeps the last value seen per process, until the
+last one has exited (a process still running 60 s after the driver is killed and reported). The sum
+misses at most the last 0.1 s of each process (and processes that live less than 0.1 s).
+``getrusage(RUSAGE_CHILDREN)`` cannot do this: the raylet ignores SIGCHLD (``SigIgn: 0000000000010000``
+in its ``/proc/PID/status``), so the kernel reaps its exited workers and drops their CPU time instead
+of passing it up; whether a worker ended before or after its raylet decided whether it was counted
+(the same Ray run measured 10 to 33 CPU-s that way). Linux only.
 
 Reported, per executor: wall seconds, CPU-seconds in all and per cell (means over ``--repeat`` runs);
-then Ray's overhead = (Ray CPU-seconds - sequential CPU-seconds) / cells. It includes the fixed cost of starting the local
-instance spread over the cells: fewer cells (``--cells``) give a larger overhead per cell. The
-wall-time speed-up is printed for information only (no target: on a shared 2-core machine it is
-decided by whatever else runs there). Both runs
-must log the same test metrics (every run checked against the first, within 1e-6).
+then Ray's overhead = (Ray CPU-seconds - sequential CPU-seconds) / cells. It includes the fixed
+cost of starting the local instance spread over the cells: fewer cells (``--cells``) give a larger
+overhead per cell. The wall-time speed-up is printed for information only (no target: on a shared
+2-core machine it is decided by whatever else runs there). Every run must log the same test metrics
+(every run checked against the first, within 1e-6).
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
-import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,78 +41,60 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "experiments" / "yeast_losses.toml"
-PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+TICK = os.sysconf("SC_CLK_TCK")
+#: seconds between two looks at the run's processes
+POLL = 0.1
 
 
-def become_subreaper() -> None:
-    """Orphaned descendants are reparented to this process (so their CPU time is counted here)."""
-    if not sys.platform.startswith("linux"):
-        sys.exit("bench_grid.py counts CPU time through a Linux child subreaper: run it on Linux")
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        sys.exit(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
-
-
-def reap_all(grace: float = 60.0) -> int:
-    """Wait for every remaining child (orphans reparented here); after ``grace`` seconds SIGKILL the
-    ones still running (a process of the run that did not stop). Returns how many were killed."""
-    import signal
-
-    deadline, killed = time.monotonic() + grace, 0
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return killed
-        if pid:
-            continue
-        if time.monotonic() > deadline:
-            for child in _children():
-                os.kill(child, signal.SIGKILL)
-                killed += 1
-            deadline = time.monotonic() + grace
-        time.sleep(0.1)
-
-
-def _children() -> list[int]:
-    """The pids whose parent is this process (from /proc)."""
-    me, out = os.getpid(), []
+def session_cpu(session: int) -> dict[tuple[int, int], float]:
+    """(pid, start time) -> user + system CPU-seconds of each live process of ``session`` (/proc)."""
+    out = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                out.append(int(entry))
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # field 6: session id
+            out[(int(entry), int(fields[19]))] = (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
     return out
+
+
+def run(executor: list[str], spec: Path, folder: Path) -> tuple[float, float]:
+    """``evalkit run SPEC`` in ``folder``: (wall seconds, CPU-seconds of it and all its descendants)."""
+    if not sys.platform.startswith("linux"):
+        sys.exit("bench_grid.py reads CPU time from /proc: run it on Linux")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    seen: dict[tuple[int, int], float] = {}
+    t0 = time.perf_counter()
+    with open(folder / "evalkit.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "evalkit", "run", str(spec), *executor], cwd=folder,
+                                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        while proc.poll() is None:
+            seen.update(session_cpu(proc.pid))
+            time.sleep(POLL)
+    wall = time.perf_counter() - t0
+    deadline = time.monotonic() + 60
+    while live := session_cpu(proc.pid):  # Ray's processes may outlive the driver a little
+        seen.update(live)
+        if time.monotonic() > deadline:
+            print(f"warning: {len(live)} process(es) of `evalkit run {' '.join(executor)}` still ran 60 s after "
+                  "it exited; killed", file=sys.stderr)
+            for pid, _ in live:
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(POLL)
+    if proc.returncode != 0:
+        sys.exit(f"evalkit run {' '.join(executor)} failed ({proc.returncode}):\n"
+                 f"{(folder / 'evalkit.log').read_text()[-2000:]}")
+    return wall, sum(seen.values())
 
 
 def mean(runs: list[tuple[float, float]]) -> tuple[float, float]:
     """The mean (wall seconds, CPU-seconds) of ``runs``."""
     return sum(w for w, _ in runs) / len(runs), sum(c for _, c in runs) / len(runs)
-
-
-def cpu_seconds() -> float:
-    """User + system CPU-seconds of all reaped descendants so far."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def run(executor: list[str], spec: Path, folder: Path) -> tuple[float, float]:
-    """``evalkit run SPEC`` in ``folder``: (wall seconds, CPU-seconds of it and all its descendants)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("MLFLOW_TRACKING_URI", None)
-    cpu0, t0 = cpu_seconds(), time.perf_counter()
-    out = subprocess.run([sys.executable, "-P", "-m", "evalkit", "run", str(spec), *executor], cwd=folder, env=env,
-                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    wall = time.perf_counter() - t0
-    if killed := reap_all():
-        print(f"warning: {killed} process(es) of `evalkit run {' '.join(executor)}` still ran 60 s after it "
-              "exited; killed (their CPU time is counted)", file=sys.stderr)
-    if out.returncode != 0:
-        sys.exit(f"evalkit run {' '.join(executor)} failed ({out.returncode}):\n{out.stderr[-2000:]}")
-    return wall, cpu_seconds() - cpu0
 
 
 def cells(folder: Path) -> dict[str, dict]:
@@ -144,10 +129,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override the spec's epochs (default: the spec's)")
     ap.add_argument("--cells", type=int, default=None, help="only the first N cells (seed 0 first)")
     ap.add_argument("--repeat", type=int, default=1,
-                    help="runs of each executor, alternating; their means are compared (default 1; the CPU time of "
-                         "a Ray run varied by up to 24 CPU-s on a loaded 2-core VM: use 3 or more there)")
+                    help="runs of each executor, alternating; their means are compared (default 1)")
     args = ap.parse_args()
-    become_subreaper()
     ray = ["--executor", "ray", "--max-concurrent", str(args.max_concurrent)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
