@@ -25,23 +25,11 @@ from pathlib import Path
 
 import pytest
 from conftest import start_mlflow_server, stop_process_group
+from test_ray import _spec
 
 ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = """
-experiment = "cluster"
-dataset = "yeast"
-hidden = [8]
-epochs = 1
-patience = 1
-folds = 1
-log_model = false
-
-[grid]
-loss = ["bce", "asl"]
-seed = [0, 1, 2]
-"""
 #: `ray start` for a node that joins a head on 127.0.0.1: Ray replaces a loopback --address with this
 #: machine's routable address (services.resolve_ip_for_localhost), where a loopback-only head does not
 #: listen; the joining node must connect to the address as given.
@@ -190,8 +178,7 @@ def test_a_grid_on_a_two_node_cluster_runs_on_both_nodes_and_equals_the_sequenti
 
     from evalkit.workflows.grid import run_spec
 
-    spec = tmp_path / "grid.toml"
-    spec.write_text(SPEC)
+    spec = _spec(tmp_path, "cluster", '[grid]\nloss = ["bce", "asl"]\nseed = [0, 1, 2]\n', epochs=1)
     with _cluster_and_server(tmp_path, _migrated_store) as (cluster, join, uri):
         seq = run_spec(str(spec))  # sequential, into the SQLite store, while the head starts
         assert len(seq.results) == 6
