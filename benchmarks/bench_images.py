@@ -3,8 +3,10 @@
 Both sides do the same work on the same PNG files (RGB, ``--size`` px): decode with Pillow in
 ``--workers`` DataLoader workers, training-time random resized crop + flip (evaluation: resize +
 centre crop), resnet18 forward (+ backward and an AdamW step when training), ``--batch`` images a
-batch. evalkit's side is :func:`evalkit.images.tables.read_image_table` +
-:func:`evalkit.images.loader.image_loader` + :func:`evalkit.images.backbones.build_backbone`; the
+batch. evalkit's side is what ``evalkit run`` / ``evaluate`` run on an image table: the table read by
+:func:`evalkit.data.load.read_file` (:class:`~evalkit.images.lazy.LazyImages`), training batches from
+:func:`evalkit.images.stream.stream_loader`, evaluation through :func:`evalkit.model_io.predict` (the
+one inference loop), the model from :func:`evalkit.images.backbones.build_backbone`; the
 plain side is a hand-written ``Dataset`` over the file list with ``torchvision.transforms.v2`` and
 ``torchvision.models.resnet18``. Peak RSS (``ru_maxrss``) is printed after each phase: with
 ``--eval-images 20000`` it shows what evaluating a 20,000-PNG table costs in memory (the images are
@@ -24,6 +26,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from evalkit.torch_compat import declare_torchvision_ops
+
+# the plain loop's spawned workers import this module, then unpickle torchvision transforms: CPU torch beside
+# a CUDA torchvision needs its ops declared first (as evalkit.images.loader does for its own workers)
+declare_torchvision_ops()
 
 
 def make_table(folder: Path, n: int, size: int, seed: int = 0) -> Path:
@@ -91,6 +99,19 @@ def timed(model, loader, train: bool, device: str, evalkit_batches: bool) -> flo
     return seen / (time.perf_counter() - start)
 
 
+def predicted(model, X, batch: int, device: str) -> float:
+    """Images/s of :func:`evalkit.model_io.predict` over the image table ``X`` (what ``evaluate --model`` runs)."""
+    import torch
+
+    from evalkit.model_io import predict
+
+    with torch.inference_mode():  # the same warm-up as the plain side
+        model.eval()(torch.rand(2, 3, 32, 32, device=device))
+    start = time.perf_counter()
+    n = len(predict(model, X, device=device, batch_size=batch))
+    return n / (time.perf_counter() - start)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=256)
@@ -102,32 +123,34 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    from evalkit.data.load import read_file
     from evalkit.images.backbones import build_backbone, import_torchvision
-    from evalkit.images.loader import image_loader
-    from evalkit.images.tables import read_image_table
+    from evalkit.images.lazy import configure_images
+    from evalkit.images.stream import stream_loader
 
     tv = import_torchvision()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
-        table = read_image_table(make_table(Path(tmp), args.images, args.size), label_columns="a,b,c")
+        table = read_file(str(make_table(Path(tmp), args.images, args.size)), label_columns="a,b,c")
+        table = configure_images([table], size=args.size, workers=args.workers)[0]
         print(f"resnet18, {args.images} PNGs of {args.size} px, batch {args.batch}, {args.workers} worker(s), {args.device}")
         for train in (True, False):
             torch.manual_seed(0)
             ours = build_backbone("resnet18", (3, args.size, args.size), 3).to(args.device)
-            loader = image_loader(table, size=args.size, channels=3, train=train, batch_size=args.batch, workers=args.workers)
-            a = timed(ours, loader, train, args.device, True)
+            a = (timed(ours, stream_loader(table.X, table.Y, train=True, batch_size=args.batch), True, args.device, True)
+                 if train else predicted(ours, table.X, args.batch, args.device))
             torch.manual_seed(0)
             plain = tv.models.resnet18(num_classes=3).to(args.device)
-            b = timed(plain, plain_loader(table.paths, table.Y, args.size, train, args.batch, args.workers), train,
-                      args.device, False)
+            b = timed(plain, plain_loader(list(table.X.paths), table.Y, args.size, train, args.batch, args.workers),
+                      train, args.device, False)
             print(f"{'training' if train else 'evaluation':>10}: evalkit {a:7.1f} images/s   plain loop {b:7.1f} images/s   "
                   f"ratio {a / b:.3f}   peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if args.eval_images:
         with tempfile.TemporaryDirectory() as tmp:
-            table = read_image_table(make_table(Path(tmp), args.eval_images, args.size), label_columns="a,b,c")
+            table = read_file(str(make_table(Path(tmp), args.eval_images, args.size)), label_columns="a,b,c")
+            table = configure_images([table], size=args.size, workers=args.workers)[0]
             model = build_backbone("resnet18", (3, args.size, args.size), 3).to(args.device)
-            rate = timed(model, image_loader(table, size=args.size, channels=3, train=False, batch_size=args.batch,
-                                             workers=args.workers), False, args.device, True)
+            rate = predicted(model, table.X, args.batch, args.device)
             print(f"evaluation of {args.eval_images} PNGs: {rate:.1f} images/s, peak RSS "
                   f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (this process; workers apart)")
 

@@ -127,7 +127,9 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         shoot(run_url(base, run_exp, run_id), args.out / "run_page.png", "1600,2000")
+        # the machine-learning view, as the run page (without it the UI shows its GenAI sidebar)
         artifact = f"{base}/#/experiments/{run_exp}/runs/{run_id}/artifacts/per_class.json"
+        artifact += "?workflowType=machine_learning"
         shoot(artifact, args.out / "per_class_table.png", "2200,1100")
         shoot(runs_view_url(base, nightly), args.out / "nightly_runs.png")
         compare = f"{base}/#/experiments/{grid_exp}/runs/{parent}/artifacts/plots/compare.png"

@@ -25,7 +25,7 @@ MULAN_MIRROR = "https://raw.githubusercontent.com/tsoumakas/mulan/master/data/mu
 DATASETS_DIR = "datasets/mulan"
 #: reader options a data file may take (``--label-file`` ...); see ``evalkit datasets``
 READER_OPTIONS = ("label_file", "meka_labels", "label_columns", "label_prefix", "label_list_column",
-                  "label_sep", "drop_columns")
+                  "label_sep", "drop_columns", "image_column", "image_root", "empty_label")
 #: seconds every command waits for the tracking store (``--tracking-timeout``): the one place this
 #: default is written (RunConfig, EvaluateJobConfig, ``runs reap``, ``sync-spool`` and
 #: :class:`evalkit.tracking.settings.TrackingSettings` read it from here)
@@ -139,6 +139,15 @@ class RunConfig(BaseModel):
     freeze_backbone: bool = Field(False, description="Backbones: train the head only (see --unfreeze-after).")
     unfreeze_after: int | None = Field(None, ge=1, description="Backbones with --freeze-backbone: train the whole "
                                        "network after N epochs of the head alone.")
+    # image tables (--dataset labels.csv --image-root DIR: evalkit.images.lazy, streamed batch by batch)
+    workers: int | None = Field(None, ge=0, le=64, description="Image tables: DataLoader worker processes that "
+                                "decode images (default: the available cores less one, at most 8; 0 = in this process).")
+    augment: Literal["standard", "none"] = Field("standard", description="Image tables: training augmentation, "
+                                                 "standard (random resized crop, horizontal flip) or none.")
+    skip_bad_images: bool = Field(False, description="Image tables: leave out missing / unreadable images (counted "
+                                  "in the report and the run tags) instead of stopping with exit 2.")
+    resume: str | None = Field(None, description="Continue the killed run RUN_ID from its last epoch's checkpoint "
+                               "(image runs checkpoint every epoch), with the run's own options.")
     # loss
     loss: str = Field("bce", description="bce, bce-pos-weight, soft-margin, margin, focal, asl (see `evalkit losses`).")
     loss_options: dict[str, _Number] = Field(default_factory=dict, description="Loss option KEY=VALUE, repeatable (e.g. gamma=2).")
@@ -266,7 +275,7 @@ class RunConfig(BaseModel):
         """Flat params for tracking: every field but paths of outputs, ``hidden`` as ``"512,256"``,
         loss options as ``loss.<name>`` (with their defaults) and reader options as ``data.<name>``."""
         p = self.model_dump(exclude={"reader_options", "loss_options", "tracking_uri", "tracking_timeout", "output",
-                                     "experiment", "run_name"})
+                                     "experiment", "run_name", "resume", "workers"})  # (--resume may change these)
         p["hidden"] = ",".join(map(str, self.hidden))
         for k, v in self.loss_settings.items():
             p[f"loss.{k}"] = v
@@ -316,6 +325,10 @@ class EvaluateJobConfig(BaseModel):
                                                        "(the model ends with a sigmoid).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="With --model: auto picks CUDA when available.")
     amp: Literal["bf16", "fp16"] | None = Field(None, description="With --model on CUDA: bf16 or fp16 autocast (ignored on CPU).")
+    workers: int | None = Field(None, ge=0, le=64, description="With --model on an image table: DataLoader worker "
+                                "processes (default: the available cores less one, at most 8).")
+    skip_bad_images: bool = Field(False, description="With --model on an image table: leave out missing / unreadable "
+                                  "images (counted in the report) instead of stopping with exit 2.")
     label_map: str | None = Field(None, description="CSV (source,target) or JSON {source: target} mapping the labels "
                                   "(of the model or the predictions file) to a coarser set.")
     map_reduce: Literal["max", "sum", "mean"] = Field("max", description="How --label-map combines source probabilities: "
@@ -398,7 +411,7 @@ class EvaluateJobConfig(BaseModel):
 
 #: EvaluateJobConfig fields that only ``--model`` evaluation reads (a predictions file holds scores)
 _MODEL_ONLY = ("dataset", "test_dataset", "reader_options", "arch", "hidden", "trust_pickle", "preprocess", "scores",
-               "device", "amp")
+               "device", "amp", "workers", "skip_bad_images")
 
 
 def _f(field: str, switch: bool | None = None) -> str:

@@ -323,10 +323,14 @@ def predict(module, X: np.ndarray, *, device: str = "cpu", amp: str | None = Non
             ctx = torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
         else:
             notes.append(f"--amp {amp} ignored on CPU (evaluation runs in float32)")
-    outs = []
+    outs, kept = [], []
     with torch.inference_mode(), ctx:
-        for i in range(0, X.shape[0], batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(X[i : i + batch_size])).to(device)
+        for xb, ok in _input_batches(X, batch_size):
+            kept.append(ok)
+            if len(xb) == 0:  # every image of the batch skipped (--skip-bad-images)
+                outs.append(None)
+                continue
+            xb = xb.to(device)
             try:
                 out = module(xb)
             except Exception as e:
@@ -337,10 +341,29 @@ def predict(module, X: np.ndarray, *, device: str = "cpu", amp: str | None = Non
             if isinstance(out, dict):
                 out = out.get("logits", next(iter(out.values())))
             outs.append(out.detach().float().cpu())
+    if any(ok is not None for ok in kept):  # streamed images: NaN rows for the skipped ones
+        from evalkit.images.stream import place_rows
+
+        return place_rows(outs, kept).numpy()
     Z = torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)
     if Z.ndim != 2:
         raise InputError(f"--model: expected outputs of shape (N, C), got {Z.shape}")
     return Z
+
+
+def _input_batches(X, batch_size: int):
+    """``(batch tensor, kept)`` of ``X`` in order: ``kept`` None for arrays; for image tables
+    (:class:`~evalkit.images.lazy.LazyImages`, streamed from disk) the batch's readable-row mask."""
+    from evalkit.images.lazy import is_lazy
+
+    if is_lazy(X):
+        from evalkit.images.stream import image_batches
+
+        yield from image_batches(X, batch_size)
+        return
+    torch = _torch()
+    for i in range(0, X.shape[0], batch_size):
+        yield torch.from_numpy(np.ascontiguousarray(X[i : i + batch_size])), None
 
 
 def double_sigmoid_warning(outputs: np.ndarray, scores: str) -> str | None:

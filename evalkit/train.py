@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,6 +17,21 @@ from evalkit.errors import InputError
 
 #: validation rows scored per forward pass (bounds the memory of densified sparse batches)
 VAL_BATCH = 4096
+
+
+#: the checkpoint file of the training in progress (``evalkit run --resume``: :func:`checkpointing`)
+CHECKPOINT: ContextVar[str | None] = ContextVar("evalkit_checkpoint", default=None)
+
+
+@contextmanager
+def checkpointing(path: str | None):
+    """Within the block, :func:`train_model` checkpoints to ``path`` after every epoch (and resumes
+    from it when it exists), unless given its own ``checkpoint``."""
+    token = CHECKPOINT.set(path)
+    try:
+        yield
+    finally:
+        CHECKPOINT.reset(token)
 
 
 @dataclass
@@ -196,6 +212,12 @@ def train_model(
     """
     import torch
 
+    checkpoint = checkpoint or CHECKPOINT.get()
+    if getattr(X_train, "ndim", None) == 4 and not isinstance(X_train, np.ndarray):  # an image table, on disk
+        from evalkit.images.stream import train_streaming
+
+        args = {k: v for k, v in locals().items() if k not in ("torch", "train_streaming")}
+        return train_streaming(**args)
     model = model.to(device)
     loss_fn = loss_fn.to(device)
     if optimizer == "lbfgs":
@@ -394,3 +416,7 @@ def _train_lbfgs(model, loss_fn, X_train, Y_train, X_val, Y_val, *, l2: float, e
             break
         previous = train_loss
     return stop.result()
+
+
+# the loop's parts that the streaming loop of image tables (evalkit.images.stream) shares
+EarlyStopping, Precision, save_checkpoint, resume_checkpoint = _EarlyStopping, _Precision, _save_checkpoint, _resume

@@ -80,7 +80,8 @@ def test_every_run_flag_reaches_the_config(monkeypatch, tmp_path):
             "--weight-decay", "0", "--epochs", "3", "--batch-size", "8", "--patience", "2", "--monitor", "val_loss",
             "--input-noise", "0", "--folds", "2", "--budget", "off", "--seed", "7", "--device", "cpu", "--threads", "2",
             "--fold-processes", "3", "--log-class-metrics", "--image-size", "64", "--pretrained", "--weights", "w.pt", "--freeze-backbone",
-            "--unfreeze-after", "2", "--amp", "bf16",
+            "--unfreeze-after", "2", "--amp", "bf16", "--workers", "3", "--augment", "none", "--skip-bad-images",
+            "--resume", "0123abcd", "--image-root", "imgs", "--image-column", "file", "--empty-label", "No Finding",
             "--threshold", "global", "--objective", "micro-fbeta", "--beta", "1", "--experiment", "e",
             "--ci", "0.9", "--ci-resamples", "500", "--ci-method", "bca",
             "--tracking-uri", "sqlite:///x.db", "--tracking-timeout", "3", "--run-name", "r", "--log-model",
@@ -89,7 +90,9 @@ def test_every_run_flag_reaches_the_config(monkeypatch, tmp_path):
     assert res.exit_code == 0, res.output
     c = seen["config"]
     assert seen["track"] is False
-    assert c.reader_options == {"label_columns": "a,b", "drop_columns": ["id", "name"]}
+    assert c.reader_options == {"label_columns": "a,b", "drop_columns": ["id", "name"], "image_root": "imgs",
+                                "image_column": "file", "empty_label": "No Finding"}
+    assert (c.workers, c.augment, c.skip_bad_images, c.resume) == (3, "none", True, "0123abcd")
     assert (c.val_size, c.test_size, c.standardize, c.model, c.hidden) == (0.25, 0.4, False, "linear", [32, 16])
     assert (c.dropout, c.activation, c.batch_norm, c.loss, c.loss_options) == (0.1, "gelu", True, "focal", {"gamma": 1.0})
     assert (c.optimizer, c.lr, c.weight_decay, c.epochs, c.batch_size, c.patience) == ("adam", 0.01, 0.0, 3, 8, 2)

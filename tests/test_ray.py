@@ -70,6 +70,9 @@ def test_ray_grid_equals_sequential_run_for_run(store, tmp_path):
     assert len(kids) == 4 and {r.info.status for r in kids} == {"FINISHED"}
     assert {r.data.tags["evalkit.cell"] for r in kids} == {f"loss={l} seed={s}" for l in ("bce", "asl") for s in (0, 1)}
     assert all("test/micro_f2" in r.data.metrics and "validation/map" in r.data.metrics for r in kids)
+    [node] = {r.data.tags["evalkit.ray_node_id"] for r in kids}  # one local node ran every cell
+    assert len(node) == 56 and int(node, 16) >= 0
+    assert not any("evalkit.ray_node_id" in r.data.tags for r in _children(store, seq.parent_run_id))
     parent = _client(store).get_run(par.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.params["executor"] == "ray"
     assert parent.data.tags["evalkit.cells_succeeded"] == "4" and parent.data.tags["evalkit.cells_failed"] == "0"
@@ -170,7 +173,7 @@ def test_tune_logs_4_trials_and_evaluates_the_best_once_on_test(store, tmp_path,
     kids = _children(store, res.parent_run_id)
     assert len(kids) == 4 and {k.info.status for k in kids} == {"FINISHED"}
     for k in kids:  # trials: validation metrics only, never a test number
-        assert "validation/map" in k.data.metrics
+        assert "validation/map" in k.data.metrics and len(k.data.tags["evalkit.ray_node_id"]) == 56
         assert not any(m.startswith(("test/", "test_at")) for m in k.data.metrics)
     parent = _client(store).get_run(res.parent_run_id)
     assert parent.data.tags["evalkit.test_evaluations"] == "1"

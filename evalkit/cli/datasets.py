@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -53,15 +53,19 @@ def datasets(ctx: typer.Context) -> None:
 
 @datasets_app.command("download", cls=Command)
 def download(
-    names: Annotated[list[str], typer.Argument(help="Dataset names: emotions, scene, medical.")],
+    names: Annotated[list[str], typer.Argument(help="Dataset names: emotions, scene, medical (MULAN); chestmnist "
+                                                   "(MedMNIST).")],
     dir: Annotated[str, typer.Option("--dir", help="Destination folder (one sub-folder per dataset).")] = DATASETS_DIR,
-    mirror: Annotated[str, typer.Option(help="Base URL laid out as <mirror>/<name>/<file>; file:// for a local copy.")]
-    = MULAN_MIRROR,
+    mirror: Annotated[Optional[str], typer.Option(help="Base URL laid out as <mirror>/<name>/<file> (MedMNIST: "
+                                                  "<mirror>/<file>); file:// for a local copy. Default: MULAN's "
+                                                  f"repository ({MULAN_MIRROR}), MedMNIST's Zenodo record.")] = None,
+    size: Annotated[int, typer.Option(help="MedMNIST: image side, 28, 64, 128 or 224 px.")] = 28,
     timeout: Annotated[float, typer.Option(help="Seconds allowed for the whole download (not per read).")] = 60.0,
 ) -> None:
     """Download MULAN datasets (train / test ARFF and the label XML), each file checked against its
-    SHA-256; a verified copy already there is kept. Exit 3 when the mirror fails, a file's size or checksum differs
-    or --timeout passes; exit 2 when a destination is a FIFO, device or other special file."""
+    SHA-256, or a MedMNIST archive (chestmnist), checked against the MD5 MedMNIST publishes (it publishes
+    no SHA-256); a verified copy already there is kept. Exit 3 when the mirror fails, a file's size or
+    checksum differs or --timeout passes; exit 2 when a destination is a FIFO, device or other special file."""
     from evalkit.cli.app import _terminate_on_sigterm, console, user_errors
 
     with user_errors():
@@ -79,8 +83,15 @@ def download(
                     tasks[name] = bar.add_task(name, total=total)
                 bar.update(tasks[name], completed=done, total=total)
 
-            paths = fetch(list(names), dir, mirror=mirror, timeout=timeout, progress=progress)
-        out.print(f"{len(paths)} file(s) verified (SHA-256) in {dir}", markup=False)
+            paths = fetch(list(names), dir, mirror=mirror, timeout=timeout, progress=progress, size=size)
+        from evalkit.data.download import MEDMNIST
+
+        check = "SHA-256" + ("; MedMNIST: its published MD5" if any(n in MEDMNIST for n in names) else "")
+        out.print(f"{len(paths)} file(s) verified ({check}) in {dir}", markup=False)
         for name in dict.fromkeys(names):
+            if name in MEDMNIST:
+                out.print(f"  evalkit run --dataset {dir}/{name}/{MEDMNIST[name][size].name} --model resnet18 "
+                          f"--image-size {max(size, 32)}", markup=False)
+                continue
             out.print(f"  evalkit run --dataset {dir}/{name}/{name}-train.arff --test-dataset {dir}/{name}/{name}-test.arff",
                       markup=False)

@@ -34,6 +34,10 @@ READER_FLAGS: dict[str, tuple[type, str]] = {
     "label_list_column": (str, "CSV/Parquet: one column holding each row's label names."),
     "label_sep": (str, 'Separator of --label-list-column (default ";").'),
     "drop_columns": (str, "Feature columns / attributes to leave out, e.g. id,name."),
+    "image_column": (str, "Image tables: the column of image paths (default: path)."),
+    "image_root": (str, "Image tables: the folder image paths are relative to (default: the table's folder); "
+                        "paths leaving it are refused."),
+    "empty_label": (str, 'Image tables: the --label-list-column entry meaning no label, e.g. "No Finding".'),
 }
 
 
@@ -49,11 +53,12 @@ RAY_OPTIONS = ("kind", "address", "max_concurrent", "cpus_per_cell", "gpus_per_c
 #: option, add its name to a tuple here.
 PANELS: dict[str, dict[str, tuple[str, ...]]] = {
     "run": {
-        DATA: ("dataset", "test_dataset", *READER_FLAGS, "val_size", "test_size", "standardize"),
+        DATA: ("dataset", "test_dataset", *READER_FLAGS, "val_size", "test_size", "standardize", "workers", "augment",
+               "skip_bad_images"),
         MODEL: ("model", "hidden", "dropout", "activation", "batch_norm", "image_size", "pretrained", "weights",
                 "freeze_backbone", "unfreeze_after"),
         TRAINING: ("loss", "loss_options", "optimizer", "lr", "weight_decay", "epochs", "batch_size", "patience",
-                   "monitor", "input_noise", "folds", "budget", "seed", "device", "amp", "threads", "fold_processes"),
+                   "monitor", "input_noise", "folds", "budget", "seed", "device", "amp", "threads", "fold_processes", "resume"),
         REPORT: ("threshold", "objective", "beta", "ci", "ci_resamples", "ci_method"),
         TRACKING: ("track", "experiment", "tracking_uri", "tracking_timeout", "run_name", "log_model",
                    "log_class_metrics", "log_scores", "register_model", "alias", "output", "force", "verbose"),
@@ -61,7 +66,8 @@ PANELS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "evaluate": {
         INPUT: ("spec", "predictions", "model", "dataset", "test_dataset", *READER_FLAGS, "label_map", "map_reduce"),
-        MODEL_FILE: ("arch", "hidden", "trust_pickle", "preprocess", "scores", "device", "amp"),
+        MODEL_FILE: ("arch", "hidden", "trust_pickle", "preprocess", "scores", "device", "amp", "workers",
+                     "skip_bad_images"),
         REPORT: ("threshold", "beta", "threshold_free", "ci", "ci_resamples", "ci_method", "batch_size", "per_class",
                  "no_per_class", "output", "force"),
         GATES: ("gates", "baseline", "max_drop", "gate_alpha", "replace_gates"),
@@ -80,7 +86,8 @@ METAVARS = {
     "register_model": "NAME", "alias": "NAME", "output": "FILE", "spec": "FILE", "predictions": "FILE",
     "evaluate.model": "URI|FILE", "evaluate.threshold": "T|LIST|FILE", "preprocess": "FILE", "label_map": "FILE",
     "gates": "GATE", "max_drop": "METRIC=AMOUNT", "baseline": "last|champion|URI|RUN", "job": "NAME",
-    "per_class": "top|all|none|N", "address": "auto|ray://HOST:PORT", "hidden": "LIST", "arch": "linear|mlp|cnn",
+    "per_class": "top|all|none|N", "image_column": "COLUMN", "image_root": "DIR", "empty_label": "LABEL",
+    "resume": "RUN_ID", "address": "auto|ray://HOST:PORT", "hidden": "LIST", "arch": "linear|mlp|cnn",
 }
 #: Literal choices longer than this are shown as NAME (the help lists them)
 _CHOICES_WIDTH = 24

@@ -8,7 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
-from evalkit.data.sparse import as_csr, is_sparse
+from evalkit.data.sparse import as_csr, is_lazy, is_sparse
 from evalkit.errors import InputError
 
 
@@ -56,7 +56,9 @@ class Dataset:
             raise InputError(f"{where}: {len(self.label_names)} label names for {Y.shape[1]} target columns")
         if not np.isin(Y, (0, 1)).all():
             raise InputError(f"{where}: targets must be 0 or 1")
-        if is_sparse(X):
+        if is_lazy(X):  # an image table's images, on disk (evalkit.images.lazy): streamed, never held
+            pass
+        elif is_sparse(X):
             if not np.isfinite(X.data).all():
                 raise InputError(f"{where}: features contain NaN or inf")
             object.__setattr__(self, "X", as_csr(X))
@@ -130,7 +132,10 @@ def content_digest(*parts) -> str:
     """Hash arrays (dtype, shape, bytes) and lists of names into a short hex digest."""
     h = hashlib.sha256()
     for part in parts:
-        if is_sparse(part):  # CSR: shape + data / indices / indptr (never densified)
+        if is_lazy(part):  # images on disk: their shape and paths
+            part = repr(part.digest_parts())
+            h.update(part.encode())
+        elif is_sparse(part):  # CSR: shape + data / indices / indptr (never densified)
             part = as_csr(part)
             h.update(f"csr{part.shape}".encode())
             for a in (part.data, part.indices.astype(np.int64), part.indptr.astype(np.int64)):

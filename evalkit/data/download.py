@@ -27,11 +27,18 @@ from evalkit.errors import InfraError, InputError
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a dataset: its name, SHA-256 (hex) and size in bytes."""
+    """One file of a dataset: its name, SHA-256 (hex) and size in bytes; a MedMNIST file: its
+    published MD5 (hex) instead, size unknown (None)."""
 
     name: str
     sha256: str
-    size: int
+    size: int | None
+    md5: str | None = None
+
+    @property
+    def check(self) -> tuple[str, str]:
+        """``(hashlib algorithm, expected hex digest)``: SHA-256, or the published MD5 when that is all there is."""
+        return ("md5", self.md5) if self.md5 else ("sha256", self.sha256)
 
 
 #: name -> files (train / test split, label XML, and the union file where MULAN ships one)
@@ -53,27 +60,42 @@ CATALOG: dict[str, tuple[RemoteFile, ...]] = {
     ),
 }
 
+#: MedMNIST (Yang et al., "MedMNIST v2", Scientific Data 2023) files by side (px), from the Zenodo
+#: record MedMNIST's own ``medmnist/info.py`` (INFO["chestmnist"]) downloads; MedMNIST publishes MD5
+#: checksums only (no SHA-256, no sizes), so these files are checked against that MD5
+MEDMNIST_MIRROR = "https://zenodo.org/records/10519652/files"
+MEDMNIST: dict[str, dict[int, RemoteFile]] = {
+    "chestmnist": {
+        28: RemoteFile("chestmnist.npz", "", None, md5="02c8a6516a18b556561a56cbdd36c4a8"),
+        64: RemoteFile("chestmnist_64.npz", "", None, md5="9de6cd0b934ebb5b7426cfba5efbae16"),
+        128: RemoteFile("chestmnist_128.npz", "", None, md5="db107e5590b27930b62dbaf558aebee3"),
+        224: RemoteFile("chestmnist_224.npz", "", None, md5="45bd33e6f06c3e8cdb481c74a89152aa"),
+    },
+}
+
 #: ``progress(file name, bytes so far, total bytes or None)``
 Progress = Callable[[str, int, "int | None"], None]
 _CHUNK = 1 << 16
 
 
-def sha256_of(path: Path) -> str:
-    """SHA-256 (hex) of a file, read in 64 KiB chunks."""
-    h = hashlib.sha256()
+def sha256_of(path: Path, algorithm: str = "sha256") -> str:
+    """SHA-256 (or ``algorithm``'s) hex digest of a file, read in 64 KiB chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def download(names: list[str], directory: str | os.PathLike = DEFAULT_DIR, *, mirror: str = DEFAULT_MIRROR,
-             timeout: float = 60.0, progress: Progress | None = None) -> list[Path]:
-    """Fetch datasets into ``directory/<name>/`` and verify every file's SHA-256.
+def download(names: list[str], directory: str | os.PathLike = DEFAULT_DIR, *, mirror: str | None = None,
+             timeout: float = 60.0, progress: Progress | None = None, size: int = 28) -> list[Path]:
+    """Fetch datasets into ``directory/<name>/`` and verify every file's SHA-256 (MedMNIST: its published MD5).
 
     Args:
-        names: dataset names of :data:`CATALOG`.
-        directory: the destination folder (created). mirror: base URL (``https://...`` or ``file://...``).
+        names: dataset names of :data:`CATALOG` (MULAN: ``<mirror>/<name>/<file>``) or :data:`MEDMNIST`
+            (``<mirror>/<file>``, the file of side ``size``: 28, 64, 128 or 224).
+        directory: the destination folder (created). mirror: base URL (``https://...`` or ``file://...``;
+            default: MULAN's repository, or MedMNIST's Zenodo record).
         timeout: seconds for the whole call (every connection and read), not per read.
         progress: called as bytes arrive (the CLI draws a progress bar from it).
     Returns:
@@ -87,11 +109,13 @@ def download(names: list[str], directory: str | os.PathLike = DEFAULT_DIR, *, mi
             special file (refused without opening it, exit 2).
     A ``.part`` file never outlives the call (error, Ctrl-C or SIGTERM raised as an exception).
     """
-    unknown = [n for n in names if n not in CATALOG]
+    unknown = [n for n in names if n not in CATALOG and n not in MEDMNIST]
     if unknown or not names:
         raise InputError(f"datasets download: unknown dataset(s) {', '.join(unknown) or '(none given)'}; "
-                         f"expected some of: {', '.join(CATALOG)}")
-    if not mirror.startswith(("https://", "http://", "file://")):
+                         f"expected some of: {', '.join([*CATALOG, *MEDMNIST])}")
+    if any(n in MEDMNIST for n in names) and size not in MEDMNIST_SIZES:
+        raise InputError(f"--size {size}: MedMNIST files come in {', '.join(map(str, MEDMNIST_SIZES))} px")
+    if mirror is not None and not mirror.startswith(("https://", "http://", "file://")):
         raise InputError(f"--mirror: {mirror!r} is not a URL; expected https://... or file:///path")
     out: list[Path] = []
     deadline = time.monotonic() + timeout  # one deadline for the whole call, not per file or read
@@ -103,10 +127,24 @@ def download(names: list[str], directory: str | os.PathLike = DEFAULT_DIR, *, mi
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InfraError(f"{folder}: cannot create the folder ({e.strerror or e})") from None
-        for remote in CATALOG[name]:
-            out.append(_fetch(f"{mirror.rstrip('/')}/{name}/{remote.name}", folder / remote.name, remote,
-                              (deadline, timeout), progress))
+        for url, remote in _urls(name, mirror, size):
+            out.append(_fetch(url, folder / remote.name, remote, (deadline, timeout), progress))
     return out
+
+
+#: the sides (px) MedMNIST files come in
+MEDMNIST_SIZES = (28, 64, 128, 224)
+
+
+def _urls(name: str, mirror: str | None, size: int) -> list[tuple[str, RemoteFile]]:
+    """``(url, file)`` of dataset ``name``: MULAN ``<mirror>/<name>/<file>``; MedMNIST ``<mirror>/<file>``
+    (Zenodo's own address ends with ``?download=1``)."""
+    if name in MEDMNIST:
+        remote = MEDMNIST[name][size]
+        base = (mirror or MEDMNIST_MIRROR).rstrip("/")
+        return [(f"{base}/{remote.name}" + ("?download=1" if mirror is None else ""), remote)]
+    base = (mirror or DEFAULT_MIRROR).rstrip("/")
+    return [(f"{base}/{name}/{remote.name}", remote) for remote in CATALOG[name]]
 
 
 def _refuse_non_regular(path: Path, is_kind: Callable[[int], bool], kind: str) -> None:
@@ -128,18 +166,19 @@ def _fetch(url: str, target: Path, remote: RemoteFile, limit: tuple[float, float
     import urllib.error
 
     _refuse_non_regular(target, stat.S_ISREG, "a regular file")
-    if target.is_file() and sha256_of(target) == remote.sha256:
+    algorithm, expected = remote.check
+    if target.is_file() and sha256_of(target, algorithm) == expected:
         if progress:
-            progress(target.name, remote.size, remote.size)
+            progress(target.name, remote.size or 0, remote.size)
         return target
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
         with os.fdopen(fd, "wb") as f:
-            digest = _stream(url, f, target.name, remote.size, limit[0], progress)
-        if digest != remote.sha256:
-            raise InfraError(f"{url}: SHA-256 mismatch (got {digest[:16]}..., expected {remote.sha256[:16]}...); "
-                             "the download was discarded")
+            digest = _stream(url, f, target.name, remote.size, limit[0], progress, algorithm)
+        if digest != expected:
+            raise InfraError(f"{url}: {'MD5' if algorithm == 'md5' else 'SHA-256'} mismatch (got {digest[:16]}..., "
+                             f"expected {expected[:16]}...); the download was discarded")
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
         return target
@@ -153,19 +192,21 @@ def _fetch(url: str, target: Path, remote: RemoteFile, limit: tuple[float, float
             Path(tmp).unlink(missing_ok=True)
 
 
-def _stream(url: str, f, name: str, size: int, deadline: float, progress: Progress | None) -> str:
-    """Copy ``url`` into ``f``; the SHA-256 (hex) of what arrived.
+def _stream(url: str, f, name: str, size: int | None, deadline: float, progress: Progress | None,
+            algorithm: str = "sha256") -> str:
+    """Copy ``url`` into ``f``; the SHA-256 (or ``algorithm``'s) hex digest of what arrived.
 
     Raises:
-        InfraError: the mirror declares (Content-Length) or sends more or other than ``size`` bytes.
+        InfraError: the mirror declares (Content-Length) or sends more or other than ``size`` bytes
+            (``size`` None: not checked).
         TimeoutError: ``deadline`` (``time.monotonic()``) passed before the last byte.
     """
     import urllib.request
 
-    h = hashlib.sha256()
+    h = hashlib.new(algorithm)
     with urllib.request.urlopen(url, timeout=_left(deadline)) as resp:  # http(s) or file:// only (checked above)
         declared = resp.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) != size:
+        if size is not None and declared and declared.isdigit() and int(declared) != size:
             raise InfraError(f"{url}: the mirror declares {declared} bytes, expected {size}; "
                              "the download was discarded")
         sock = _socket_of(resp)
@@ -177,7 +218,7 @@ def _stream(url: str, f, name: str, size: int, deadline: float, progress: Progre
             if not block:
                 return h.hexdigest()
             done += len(block)
-            if done > size:
+            if size is not None and done > size:
                 raise InfraError(f"{url}: more than the expected {size} bytes arrived; the download was discarded")
             f.write(block)
             h.update(block)

@@ -58,6 +58,10 @@ def read_file(path: str, **reader_options) -> Dataset:
 
     require_dataset_file(path)
     p = Path(path)
+    from evalkit.images.lazy import is_image_table, read_image_dataset
+
+    if is_image_table(p, reader_options):  # image paths + labels: the images stay on disk
+        return read_image_dataset(p, **reader_options)
     from evalkit.data import readers
 
     return readers.read(p, **reader_options)

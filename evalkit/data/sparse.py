@@ -19,6 +19,12 @@ def is_sparse(X) -> bool:
     return mod is not None and mod.issparse(X)
 
 
+def is_lazy(X) -> bool:
+    """True for an image table's images on disk (:class:`evalkit.images.lazy.LazyImages`)."""
+    mod = sys.modules.get("evalkit.images.lazy")
+    return mod is not None and isinstance(X, mod.LazyImages)
+
+
 def as_csr(X):
     """``X`` as a canonical CSR float32 matrix (sorted indices, no duplicates)."""
     import scipy.sparse as sp
@@ -32,6 +38,8 @@ def as_csr(X):
 def dense_rows(X, index=None) -> np.ndarray:
     """Rows ``index`` (a slice, index array or ``None`` for all) of ``X`` as a dense float32 C array."""
     part = X if index is None else X[index]
+    if is_lazy(part):  # images on disk: decoded (a few rows: an input example)
+        return part.load()
     if is_sparse(part):
         return np.asarray(part.toarray(), dtype=np.float32)
     return np.ascontiguousarray(part, dtype=np.float32)
@@ -39,6 +47,8 @@ def dense_rows(X, index=None) -> np.ndarray:
 
 def vstack(parts):
     """Row-stack dense arrays or CSR matrices (CSR stays CSR)."""
+    if is_lazy(parts[0]):
+        return type(parts[0]).concat(parts)
     if any(is_sparse(p) for p in parts):
         import scipy.sparse as sp
 
@@ -56,6 +66,6 @@ def nbytes(X) -> int:
 def shape_stub(X):
     """``X`` itself when dense; for CSR a read-only zero-stride float32 view of shape ``(N, F)`` (no
     memory): what MLflow's dataset record needs (shape and dtype), without densifying."""
-    if is_sparse(X):
+    if is_sparse(X) or is_lazy(X):
         return np.broadcast_to(np.zeros(1, dtype=np.float32), X.shape)
     return X

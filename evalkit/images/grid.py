@@ -70,7 +70,8 @@ def log_sample_grid(run, test, probabilities: np.ndarray, thresholds) -> None:
         return
     import matplotlib.pyplot as plt
 
-    fig = sample_grid(test.X, probabilities, np.asarray(test.Y), thresholds, list(test.label_names))
+    images = test.X[:SAMPLES].load() if hasattr(test.X, "load") else test.X  # an image table: the first few, decoded
+    fig = sample_grid(images, probabilities, np.asarray(test.Y), thresholds, list(test.label_names))
     try:
         run.log_figure(fig, "plots/test_samples.png")
     finally:

@@ -84,13 +84,17 @@ class ImageRows(torch.utils.data.Dataset):
     """Row ``i`` of ``table`` -> ``(image (channels, size, size) float32, labels (C,) float32, ok)``;
     with ``skip_bad`` a bad image gives ``ok = False`` (and zeros) instead of raising."""
 
-    def __init__(self, table, channels: int, transform, skip_bad: bool = False):
+    def __init__(self, table, channels: int, transform, skip_bad: bool = False, seeded: bool = False):
         self.table, self.channels, self.transform, self.skip_bad = table, channels, transform, skip_bad
+        self.seeded = seeded  # a random transform (training augmentation): seeded per row
 
     def __len__(self) -> int:
         return len(self.table.paths)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item):
+        """``item``: a row ``i``, or ``(key, i)`` from :class:`EpochOrder` (the row's augmentation is
+        then drawn from a generator seeded by ``key`` and ``i``: the same whichever worker decodes it)."""
+        key, i = item if isinstance(item, tuple) else (None, item)
         y = torch.from_numpy(self.table.Y[i].astype(np.float32))
         try:
             x = torch.from_numpy(read_image(self.table.paths[i], int(self.table.rows[i]), self.channels))
@@ -98,7 +102,37 @@ class ImageRows(torch.utils.data.Dataset):
             if not self.skip_bad:
                 raise
             return None, y, False
-        return self.transform(x), y, True
+        if key is None or not self.seeded:
+            return self.transform(x), y, True
+        with torch.random.fork_rng(devices=[]):  # the CPU generator only (torch.manual_seed would queue CUDA's too)
+            torch.default_generator.manual_seed((key * 1_000_003 + i) % (1 << 62))
+            return self.transform(x), y, True
+
+
+class EpochOrder(torch.utils.data.Sampler):
+    """The rows of one epoch as ``(key, i)`` items: shuffled with a generator seeded from ``(seed,
+    epoch)`` when ``shuffle``, in table order otherwise; ``key`` seeds each row's augmentation. An
+    epoch's order and augmentation depend on ``seed`` and :meth:`set_epoch` only (not on the epochs
+    before, nor on the workers), so a resumed run streams exactly what an uninterrupted one would."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
+        self.n, self.seed, self.shuffle, self.epoch = n, int(seed), shuffle, 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def key(self) -> int:
+        """The epoch's seed (also seeds the model's own randomness, e.g. dropout, in :mod:`.stream`)."""
+        return (self.seed * 100_003 + self.epoch) % (1 << 62)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        key = self.key()
+        order = (torch.randperm(self.n, generator=torch.Generator().manual_seed(key)).tolist() if self.shuffle
+                 else range(self.n))
+        return iter([(key, i) for i in order])
 
 
 def collate(batch):
@@ -120,12 +154,13 @@ def default_workers() -> int:
 
 def image_loader(table, *, size: int, channels: int, train: bool, batch_size: int, seed: int = 0,
                  workers: int | None = None, augment: str = "standard", skip_bad: bool = False):
-    """A ``DataLoader`` of ``(X, Y, kept)`` batches (:func:`collate`) over ``table``: shuffled with a
-    ``seed``-ed generator when ``train``, in table order otherwise; ``workers`` processes decode
-    (default :func:`default_workers`), each seeded from ``seed`` (augmentation is reproducible)."""
-    rows = ImageRows(table, channels, image_transform(size, train, augment), skip_bad)
+    """A ``DataLoader`` of ``(X, Y, kept)`` batches (:func:`collate`) over ``table``: shuffled when
+    ``train``, in table order otherwise (:class:`EpochOrder`: call ``loader.sampler.set_epoch(e)``
+    before epoch ``e``); ``workers`` processes decode (default :func:`default_workers`); the order and
+    each row's augmentation follow ``seed`` and the epoch, whatever the workers."""
+    rows = ImageRows(table, channels, image_transform(size, train, augment), skip_bad, seeded=train and augment != "none")
     workers = default_workers() if workers is None else workers
     return torch.utils.data.DataLoader(
-        rows, batch_size=batch_size, shuffle=train, generator=torch.Generator().manual_seed(seed), num_workers=workers,
+        rows, batch_size=batch_size, sampler=EpochOrder(len(rows), seed, shuffle=train), num_workers=workers,
         collate_fn=collate, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
         worker_init_fn=None, multiprocessing_context="spawn" if workers else None)

@@ -74,7 +74,8 @@ class RunLogger:
 
     def __init__(self, tracking_uri: str | TrackingSettings, experiment: str, *, run_name: str | None = None,
                  tags: dict[str, str] | None = None, nested: bool = False, offline_reason: str | None = None,
-                 spool: bool = True, fail_fast: bool | None = None, timeout: float = DEFAULT_TIMEOUT):
+                 spool: bool = True, fail_fast: bool | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 resume: str | None = None):
         if isinstance(tracking_uri, TrackingSettings):
             tracking_uri, timeout = tracking_uri.uri, tracking_uri.timeout
         self.tracking_uri = tracking_uri
@@ -83,6 +84,7 @@ class RunLogger:
         self.tags = dict(tags or {})
         self.nested = nested
         self.run_id: str | None = None
+        self.resume = resume  # a run id: continue that run (``evalkit run --resume``)
         self.offline: str | None = offline_reason
         self.spool = spool
         self.spooled: Path | None = None
@@ -110,8 +112,8 @@ class RunLogger:
                 mlflow = mlflow_for(self.tracking_uri)
                 exp_id = get_or_create_experiment(self.tracking_uri, self.experiment, self.timeout)
                 tag_experiment(self.tracking_uri, exp_id)
-                run = retry_busy(lambda: mlflow.start_run(experiment_id=exp_id, run_name=self.run_name,
-                                                          tags=tags, nested=self.nested))
+                run = retry_busy(lambda: mlflow.start_run(run_id=self.resume, experiment_id=exp_id,
+                                                          run_name=self.run_name, tags=tags, nested=self.nested))
                 self.run_id = run.info.run_id
                 self.journal.run_id = self.run_id
             except InfraError as e:

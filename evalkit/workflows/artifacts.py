@@ -46,9 +46,22 @@ def log_dataset(run, splits, *, folds: int = 1) -> None:
         path = Path(tmp) / "cooccurrence.csv"
         co.to_csv(path)
         run.log_artifact(path, "dataset")
+        label_counts(splits).to_csv(Path(tmp) / "label_counts.csv", index=False)
+        run.log_artifact(Path(tmp) / "label_counts.csv", "dataset")
     if splits.train.n_labels <= MAX_HEATMAP_LABELS:  # a 1000 x 1000 heatmap costs seconds and shows nothing
         run.log_figure(plot_cooccurrence(co, title=f"Label co-occurrence: {splits.name} (all splits)"),
                        "dataset/cooccurrence.png")
+
+
+def label_counts(splits):
+    """Per-label example counts: a DataFrame ``label, train, val, test, total`` (positive rows of each
+    split), logged as ``dataset/label_counts.csv``."""
+    import pandas as pd
+
+    counts = {name: getattr(splits, name).Y.sum(axis=0, dtype=np.int64) for name in ("train", "val", "test")}
+    frame = pd.DataFrame({"label": list(splits.label_names), **counts})
+    frame["total"] = frame[["train", "val", "test"]].sum(axis=1)
+    return frame
 
 
 def _inputs(splits, folds: int):
@@ -76,7 +89,7 @@ def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:
         return str(Path(spec).resolve()) if spec and Path(spec).exists() else spec
 
     mean, std = std_stats if std_stats is not None else (None, None)
-    return preprocess_record(
+    record = preprocess_record(
         dataset={"spec": where(config.dataset), "test_dataset": where(config.test_dataset),
                  "reader_options": dict(config.reader_options), "name": splits.name, "digest": splits.digest,
                  "test_size": config.test_size, "val_size": config.val_size, "seed": config.seed}
@@ -86,6 +99,9 @@ def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:
         model={"arch": config.model, "hidden": list(config.hidden), "dropout": config.dropout,
                "activation": config.activation, "batch_norm": config.batch_norm},
     )
+    from evalkit.images.lazy import image_record
+
+    return record | image_record(splits.train.X, config)
 
 
 def log_report(run, report: Report, extra_metrics: dict[str, float] | None = None, *, keys=(),
@@ -135,6 +151,8 @@ def log_run_results(run, report: Report, model, input_example: np.ndarray, *, co
     extra = headline_metrics({"summary": ref["summary"], "beta": report["beta"]}, REFERENCE_SPLIT,
                              scalars=REFERENCE_SCALARS) if ref else {}
     log_report(run, report, extra, class_metrics=config.log_class_metrics)
+    if "images" in report:  # --skip-bad-images: how many image rows were left out
+        run.set_tags({"evalkit.skipped_images": str(report["images"]["skipped"])})
     run.log_dict(preprocess, PREPROCESS_FILE)
     registered = None
     if config.log_model:

@@ -168,8 +168,7 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
     # the preprocessing record first (it may name the dataset), then the data, then the model
     loaded, record, preprocess = _record(cfg)
     test, name = _test_data(cfg, record, reader_options_given, test_size, seed)
-    if not isinstance(test.X, np.ndarray):  # sparse (CSR) features: the evaluated split is densified
-        test = test.with_features(test.X.toarray())
+    test = _as_model_takes(test, cfg, record)  # an image table streamed at the model's size; CSR densified
     names = list(test.label_names)
     if record and record.get("label_names") and list(record["label_names"]) != names:
         raise InputError(f"{test.source or test.name}: labels {names[:4]}... differ from the labels the model was "
@@ -185,8 +184,8 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
     notes = list(loaded.notes) + list(test.meta.get("notes", []))
     if record is None:
         notes.append("no preprocessing record (preprocess.json) found: features are used as read, not standardised")
-    probabilities, warnings = _score(cfg, loaded, X, test, device, notes)
-    Y, extra = test.Y, {}
+    probabilities, warnings, Y = _score(cfg, loaded, X, test, device, notes)
+    extra = {}
     if labelmap is not None:
         from evalkit.labelmap import apply_label_map
 
@@ -211,6 +210,18 @@ def evaluate_model_config(cfg: EvaluateJobConfig, *, reader_options_given: bool 
         emit(kind, text=text)
     ds_info = {"name": name, "n_samples": int(Y.shape[0]), "n_labels": int(Y.shape[1]), "digest": test.digest}
     return build_report(metrics, dataset=ds_info, scores=cfg.scores, thresholds=thresholds, beta=cfg.beta, **extra)
+
+
+def _as_model_takes(test, cfg: EvaluateJobConfig, record: dict | None):
+    """``test`` as the model takes it: an image table's (:mod:`evalkit.images.lazy`) streamed as the
+    model was trained (the record's image side and channels, ``--workers``, ``--skip-bad-images``);
+    sparse (CSR) features densified; other data as it is."""
+    from evalkit.images.lazy import record_images
+
+    test = record_images([test], record, workers=cfg.workers, skip_bad=cfg.skip_bad_images)[0]
+    if not isinstance(test.X, np.ndarray) and test.X.ndim == 2:  # sparse (CSR): the evaluated split is densified
+        test = test.with_features(test.X.toarray())
+    return test
 
 
 def _read_label_map(path: str):
@@ -243,6 +254,10 @@ def _test_data(cfg: EvaluateJobConfig, record: dict | None, reader_options_given
 
     recorded = (record or {}).get("dataset") or {}
     options = dict(cfg.reader_options) if reader_options_given else dict(recorded.get("reader_options") or {})
+    if reader_options_given and (record or {}).get("image"):  # an image table: the run's label options kept
+        from evalkit.images.lazy import recorded_options
+
+        options = recorded_options(recorded.get("reader_options") or {}) | options
     dataset = cfg.dataset
     if dataset is None and cfg.test_dataset is None:
         dataset = recorded.get("spec")
@@ -274,12 +289,19 @@ def _as_trained(data, recorded: dict):
 
 
 def _score(cfg: EvaluateJobConfig, loaded, X, test, device: str, notes: list[str]):
-    """Model outputs -> ``(probabilities (N, C) float32, warnings)``, as declared by ``cfg.scores``."""
+    """Model outputs -> ``(probabilities (N, C) float32, warnings, targets (N, C))``, as declared by
+    ``cfg.scores`` (``--skip-bad-images``: the rows of skipped images left out)."""
     from evalkit.model_io import check_probabilities, double_sigmoid_warning, predict
     from evalkit.scores import sigmoid
 
     rows = max(1, min(cfg.batch_size, 2**26 // max(1, test.n_features)))  # at most ~256 MB of float32 input per batch
     outputs = predict(loaded.module, X, device=device, amp=cfg.amp, batch_size=rows, notes=notes)
+    Y = test.Y
+    if cfg.skip_bad_images:  # images left out: NaN rows
+        from evalkit.images.lazy import readable, skipped_rows
+
+        outputs, Y = readable(outputs, Y)
+        notes.append(f"--skip-bad-images: {skipped_rows(test)} image(s) skipped (missing or unreadable)")
     if outputs.shape[1] != test.n_labels:
         raise InputError(f"--model {cfg.model}: the model outputs {outputs.shape[1]} scores per sample but the dataset "
                          f"{test.name} has {test.n_labels} labels; expected them to match")
@@ -288,9 +310,9 @@ def _score(cfg: EvaluateJobConfig, loaded, X, test, device: str, notes: list[str
                          f"{cfg.scores}")
     if cfg.scores == "logits":
         w = double_sigmoid_warning(outputs, cfg.scores)
-        return sigmoid(outputs), [w] if w else []
+        return sigmoid(outputs), [w] if w else [], Y
     check_probabilities(outputs)
-    return outputs.astype(np.float32), []
+    return outputs.astype(np.float32), [], Y
 
 
 def _thresholds(cfg: EvaluateJobConfig, record: dict | None, loaded, names: list[str]):

@@ -17,7 +17,7 @@ from typing import Any
 from evalkit.config import ExecutorConfig, RunConfig
 from evalkit.errors import EvalkitError
 from evalkit.workflows.experiment import RunResult, run_experiment
-from evalkit.workflows.ray_session import start_ray
+from evalkit.workflows.ray_session import node_tags, start_ray
 
 #: seconds between two looks at the running cells (also how fast SIGTERM / Ctrl-C is acted on)
 POLL = 0.5
@@ -95,9 +95,10 @@ def cell_done(emit, outcome: CellOutcome) -> None:
 
 def _cell_task(config: dict, tags: dict[str, str], track: bool) -> RunResult:
     """The Ray task of one cell: ``run_experiment`` as a top-level run tagged with its parent
-    (``mlflow.parentRunId`` in ``tags``). Silent (events stay in the worker). The report travels
-    as a plain dict (a :class:`~evalkit.report.Report` refuses the item assignment unpickling does)."""
-    return to_wire(run_experiment(RunConfig(**config), track=track, nested=False, tags=tags))
+    (``mlflow.parentRunId`` in ``tags``) and the Ray node it runs on (``evalkit.ray_node_id``).
+    Silent (events stay in the worker). The report travels as a plain dict (a
+    :class:`~evalkit.report.Report` refuses the item assignment unpickling does)."""
+    return to_wire(run_experiment(RunConfig(**config), track=track, nested=False, tags=tags | node_tags()))
 
 
 def _warm_task(config: dict, tracking_uri: str | None) -> int:

@@ -62,10 +62,15 @@ def prepare_data(config: RunConfig, *, with_stats: bool = False, with_raw: bool 
     from evalkit.data import load_dataset, make_splits, standardize
     from evalkit.data.split import standardization_stats
 
+    from evalkit.images.lazy import configure_images, is_lazy
+
     train, test = load_dataset(config.dataset, config.test_dataset, **config.reader_options)
+    train, test = configure_images([train, test], size=config.image_size, workers=config.workers,
+                                   augment=config.augment, skip_bad=config.skip_bad_images)
     splits = make_splits(train, test, val_size=config.val_size, test_size=config.test_size, seed=config.seed)
-    stats = standardization_stats(splits.train.X) if config.standardize else None
-    out = standardize(splits, stats) if config.standardize else splits
+    scaled = config.standardize and not is_lazy(train.X)  # streamed images: pixels in [0, 1] as read
+    stats = standardization_stats(splits.train.X) if scaled else None
+    out = standardize(splits, stats) if scaled else splits
     result = (out,) + ((stats,) if with_stats else ()) + ((splits,) if with_raw else ())
     return result if len(result) > 1 else out
 
@@ -135,6 +140,8 @@ def run_experiment(config: RunConfig, *, track: bool = True, nested: bool = Fals
     """
     emit = make_emitter(on_event)
     started = time.perf_counter()
+    if config.resume:  # the killed run's own options, tracked (evalkit.workflows.resume)
+        config, track = _resumed(config), True
     strategy = _check_options(config)
     outcome = None
     try:
@@ -167,6 +174,12 @@ def run_experiment(config: RunConfig, *, track: bool = True, nested: bool = Fals
                      outcome.registered, outcome.validation)
 
 
+def _resumed(config: RunConfig) -> RunConfig:
+    from evalkit.workflows.resume import resumed_config
+
+    return resumed_config(config)
+
+
 def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, nested: bool, tags, emit,
                 evaluate_test: bool, started: float) -> _Outcome:
     """The stages of :func:`run_experiment`; every lifetime (fold workers, the MLflow run, torch's
@@ -196,6 +209,9 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
     stack.enter_context(torch_settings(config.threads, setup.device))
     if run:
         _log_setup(run, setup)
+    from evalkit.workflows.resume import run_checkpoint
+
+    stack.enter_context(run_checkpoint(run, config, setup.splits))  # image runs: a checkpoint every epoch
     seed_everything(config.seed)
     trained = _train(setup, plan, fitting, executor, run, emit)
     if executor is not None:
@@ -203,22 +219,25 @@ def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, n
     config = config.model_copy(update={"model": trained.fold_info["model"]})
     if not evaluate_test:  # a search trial: validation only, the test split is never scored
         return _Outcome(None, run, None, _validation_only(config, strategy, setup.splits, trained, run), trained.history)
-    report, thresholds, test_prob = _evaluate(config, strategy, setup.splits, trained, setup.device, started)
-    validation = validation_metrics(config, thresholds, trained, setup.splits.label_names)
+    report, thresholds, test_prob, splits = _evaluate(config, strategy, setup.splits, trained, setup.device, started)
+    if skipped := (report.get("images") or {}).get("skipped"):  # --skip-bad-images: said, counted, tagged
+        emit("warning", text=f"--skip-bad-images: {skipped} image(s) left out (missing or unreadable)")
+    validation = validation_metrics(config, thresholds, trained, splits.label_names)
     unwritten = _write_report(report, config.output, emit)
     registered = None
+    shown = setup.raw.test if splits is setup.splits else splits.test  # the scored test rows (skipped images out)
     if run:
         from evalkit.workflows.artifacts import log_run_results, preprocess_for
 
         registered = log_run_results(
-            run, report, trained.model, dense_rows(setup.splits.test.X, slice(0, 5)), config=config,
-            preprocess=preprocess_for(config, setup.splits, setup.std_stats, thresholds),
+            run, report, trained.model, dense_rows(splits.test.X, slice(0, 5)), config=config,
+            preprocess=preprocess_for(config, splits, setup.std_stats, thresholds),
             thresholds=thresholds, val=(trained.val_probabilities, trained.val_targets),
-            test=(test_prob, setup.splits.test.Y), test_digest=setup.raw.test.digest)
+            test=(test_prob, splits.test.Y), test_digest=shown.digest)
         run.log_metrics({f"validation/{k}": v for k, v in validation.items()})
         from evalkit.images.grid import log_sample_grid
 
-        log_sample_grid(run, setup.raw.test, test_prob, thresholds)  # image data: sample test images, labelled
+        log_sample_grid(run, shown, test_prob, thresholds)  # image data: sample test images, labelled
     return _Outcome(report, run, registered, validation, trained.history, unwritten)
 
 
@@ -255,7 +274,8 @@ def _open_run(setup: _Setup, tags, nested: bool):
     from evalkit.tracking import RunLogger
 
     config = setup.config
-    return RunLogger(setup.store, config.experiment, run_name=config.run_name or run_name(setup.splits.name, config, tags),
+    name = None if config.resume else config.run_name or run_name(setup.splits.name, config, tags)
+    return RunLogger(setup.store, config.experiment, run_name=name, resume=config.resume,
                      tags={"evalkit.command": "run", "evalkit.loss": config.loss, **(tags or {})}, nested=nested)
 
 
@@ -371,8 +391,10 @@ def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str
     from evalkit.stats.bootstrap import spec_or_none, with_intervals
     from evalkit.train import predict_logits
 
+    from evalkit.images.lazy import readable_test, skipped_rows
+
     thresholds = _fit_cuts(config, strategy, trained)
-    test_prob = sigmoid(predict_logits(trained.model, splits.test.X, device))
+    test_prob, splits = readable_test(sigmoid(predict_logits(trained.model, splits.test.X, device)), splits)
     names = splits.label_names
     metrics = thresholds.evaluate(splits.test.Y, test_prob, beta=config.beta, label_names=names)
     intervals = with_intervals(metrics, splits.test.Y, test_prob, thresholds, beta=config.beta, label_names=names,
@@ -388,10 +410,11 @@ def _evaluate(config: RunConfig, strategy, splits, trained: Trained, device: str
                 "folds": config.folds, **trained.fold_info}
     dataset = {"name": splits.name, "n_samples": splits.test.n_samples, "n_labels": splits.test.n_labels,
                "digest": splits.digest}
+    images = {"images": {"skipped": skipped_rows(splits.train, splits.test)}} if config.skip_bad_images else {}
     report = build_report(metrics, dataset=dataset, scores="logits", thresholds=thresholds, beta=config.beta,
-                          training=training, **{"reference_at_0.5": reference}, **intervals,
+                          training=training, **{"reference_at_0.5": reference}, **intervals, **images,
                           seconds=round(time.perf_counter() - started, 2))
-    return report, thresholds, test_prob
+    return report, thresholds, test_prob, splits
 
 
 def _warn_empty_labels(splits, emit) -> None:

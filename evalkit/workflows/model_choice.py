@@ -30,6 +30,8 @@ def resolve_budget(config: RunConfig, splits) -> RunConfig:
     """``config`` with the training budget applied (:meth:`RunConfig.with_budget`) for ``splits``
     and a named architecture's own defaults (:func:`arch_defaults`) for the fields not given."""
     n_train = splits.train.n_samples + splits.val.n_samples
+    if len(splits.train.X.shape) == 4 and not isinstance(splits.train.X, np.ndarray) and "folds" not in config.model_fields_set:
+        config = config.model_copy(update={"folds": 1})  # streamed images: one model (each fold would stream the table)
     config = config.with_budget(n_train, splits.train.n_features, splits.train.n_labels)
     return config if config.model == "auto" else config.model_copy(update=arch_defaults(config, config.model))
 

@@ -13,6 +13,9 @@ from evalkit.errors import InputError
 
 #: how the extra is named in the messages
 RAY_EXTRA = "pip install 'evalkit[ray]'"
+#: the MLflow tag of a grid cell's / trial's run naming the Ray node it ran on (hex node id, as ``ray status``
+#: and ``ray.nodes()`` show it)
+NODE_TAG = "evalkit.ray_node_id"
 
 
 def import_ray():
@@ -22,6 +25,21 @@ def import_ray():
     except ImportError:
         raise InputError(f"--executor ray: Ray is not installed; install the extra: {RAY_EXTRA}") from None
     return ray
+
+
+def node_tags() -> dict[str, str]:
+    """``{NODE_TAG: node id}`` in a Ray worker (a grid cell's task, a search trial): the node this
+    process runs on, from ``ray.get_runtime_context().get_node_id()`` (56 hex digits). ``{}`` in a
+    process not connected to Ray (the sequential executor). Never raises: a tag is not worth a cell."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    try:
+        if ray is None or not ray.is_initialized():
+            return {}
+        return {NODE_TAG: ray.get_runtime_context().get_node_id()}
+    except Exception:
+        return {}
 
 
 def check_cluster_store(options: ExecutorConfig, tracking_uri: str | None, experiment: str | None = None) -> None:

@@ -341,9 +341,12 @@ def train_once(splits, fit_fold: FitFold, config: RunConfig, *, emit, run=None, 
     """``folds = 1``: one model trained on the training split (early stopping and thresholds on the
     validation split); its curves are logged under the run's own keys (``train/loss``)."""
     task = FoldTask(1, 1, config.seed, splits.train, splits.val, config)
+    from evalkit.images.lazy import readable
+
     res = fit_fold(task, emit, run.log_metrics if run is not None else None)
-    return Trained(res.model, _probabilities(res.model, splits.val.X, device), splits.val.Y,
-                   splits.train.label_cardinality, res.history, res.best_epoch, res.stopped_early)
+    probabilities, targets = readable(_probabilities(res.model, splits.val.X, device), splits.val.Y)  # skipped images out
+    return Trained(res.model, probabilities, targets, splits.train.label_cardinality, res.history, res.best_epoch,
+                   res.stopped_early)
 
 
 def out_of_fold(plan: FoldPlan, results: list, device: str = "cpu") -> Trained:

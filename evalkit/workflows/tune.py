@@ -95,6 +95,7 @@ def _trial(params: dict, *, base: dict, choices: dict, tags: dict, metric: str, 
     from ray import tune
 
     from evalkit.workflows.experiment import run_experiment
+    from evalkit.workflows.ray_session import node_tags
 
     values = _values(params, choices)
     config = RunConfig(**(base | values))
@@ -110,7 +111,7 @@ def _trial(params: dict, *, base: dict, choices: dict, tags: dict, metric: str, 
                 tune.report({EPOCH_KEY: state["last"]})
 
     res = run_experiment(config, track=track, nested=False, on_event=on_event, evaluate_test=False,
-                         tags=tags | {"evalkit.trial": trial_label(values)})
+                         tags=tags | {"evalkit.trial": trial_label(values)} | node_tags())
     # the objective is in the last report: ASHA may still stop the trial on it, but it is recorded
     tune.report({EPOCH_KEY: state["last"], metric: res.validation[metric.split("/", 1)[1]],
                  "run_id": res.run_id or ""})
