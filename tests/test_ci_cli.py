@@ -29,6 +29,7 @@ def _all_intervals(summary: dict) -> dict:
 
 def test_run_reports_intervals_by_default_seeded_by_the_run(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "250")  # the summary table unwrapped, whatever terminal runs the tests
     r = cli("run", *QUICK, "--seed", "3", "-o", "r.json")
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "r.json").read_text())

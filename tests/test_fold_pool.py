@@ -303,13 +303,16 @@ def test_worker_folds_log_each_curve_once(store, model, tmp_path):
 
 
 def test_a_worker_that_beats_while_importing_torch_is_not_taken_for_stalled():
-    """Heartbeats (also during its start-up imports, seconds of silence otherwise) keep a worker
-    that is slower than the stall limit alive."""
+    """Heartbeats keep a worker alive that is silent for longer than the stall limit: an initializer
+    that takes 12 s (as importing torch takes seconds on a loaded machine) under a 5 s limit, then
+    the call's own imports. The limit leaves room for a loaded machine's slow interpreter start."""
+    import time
+
     from evalkit.workflows.training import train_in_worker
 
     cfg = RunConfig(model="mlp", hidden=[8], epochs=2, monitor="val_loss")
-    with _pool(stall_seconds=1.5) as pool:
-        res = pool.submit(train_in_worker, _task(2, cfg)).result()  # sent at once: the worker still imports torch
+    with FoldPool(1, initializer=time.sleep, initargs=(12.0,), stall_seconds=5.0) as pool:
+        res = pool.submit(train_in_worker, _task(2, cfg)).result()  # sent at once: the worker still sleeps
     assert len(res.history) == 2
 
 
