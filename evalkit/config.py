@@ -327,8 +327,7 @@ class EvaluateJobConfig(BaseModel):
     amp: Literal["bf16", "fp16"] | None = Field(None, description="With --model on CUDA: bf16 or fp16 autocast (ignored on CPU).")
     workers: int | None = Field(None, ge=0, le=64, description="With --model on an image table: DataLoader worker "
                                 "processes (default: the available cores less one, at most 8).")
-    skip_bad_images: bool = Field(False, description="With --model on an image table: leave out missing / unreadable "
-                                  "images (counted in the report) instead of stopping with exit 2.")
+    skip_bad_images: bool = Field(False, description="With --model on an image table: skip missing or unreadable images (counted), not exit 2.")
     label_map: str | None = Field(None, description="CSV (source,target) or JSON {source: target} mapping the labels "
                                   "(of the model or the predictions file) to a coarser set.")
     map_reduce: Literal["max", "sum", "mean"] = Field("max", description="How --label-map combines source probabilities: "
