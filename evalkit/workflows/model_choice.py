@@ -192,16 +192,19 @@ class ModelChoice:
         executor now, e.g. before the MLflow run is set up: fold 1 trains them whatever the choice,
         so nothing is speculative. :meth:`__call__` takes them for the same task."""
         if self.executor is not None and self._started is None:
-            tasks = self._tasks(task)
-            self._started = (task, {arch: _remote_fold(self.executor, tasks[arch]) for arch in self.archs[1:]})
+            self._submit(task)
 
-    def _remote(self, task, tasks: dict, logs: dict) -> dict:
+    def _submit(self, task) -> None:
+        tasks = self._tasks(task)
+        self._started = (task, {arch: _remote_fold(self.executor, tasks[arch]) for arch in self.archs[1:]})
+
+    def _remote(self, task, logs: dict) -> dict:
         """The candidates of ``task`` training in the executor's workers (started now when
         :meth:`start` was not called for this task), their epochs logged with ``logs``."""
         if self.executor is None:
             return {}
         if self._started is None or _key(self._started[0]) != _key(task):
-            self._started = (task, {arch: _remote_fold(self.executor, tasks[arch]) for arch in self.archs[1:]})
+            self._submit(task)
         remote = self._started[1]
         for arch, fold in remote.items():
             fold.follow(logs[arch])
@@ -223,7 +226,7 @@ class ModelChoice:
 
         tasks = self._tasks(task)
         logs = {arch: _prefixed(log_metrics, f"auto/{arch}/") for arch in self.archs}
-        remote = self._remote(task, tasks, logs)
+        remote = self._remote(task, logs)
         results = {}
         for arch in self.archs:
             emit("note", text=f"--model auto: training candidate {arch} on {task.train.n_samples} rows, "
