@@ -104,7 +104,10 @@ def start_mlflow_server(folder, backend_uri: str, *, workers: int = 1, wait: flo
     with open(Path(folder) / "server.log", "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers",
-             str(workers), "--backend-store-uri", backend_uri, "--artifacts-destination", str(Path(folder) / "artifacts")],
+             str(workers), "--backend-store-uri", backend_uri, "--artifacts-destination", str(Path(folder) / "artifacts"),
+             # uvicorn kills a worker that misses a 5 s health check (and every request it holds): on
+             # a loaded 2-core CI machine that is the test machine, not evalkit, failing
+             *(["--uvicorn-opts", "--timeout-worker-healthcheck 60"] if workers > 1 else [])],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     deadline = time.monotonic() + wait
     while not healthy(uri):

@@ -31,6 +31,9 @@ DEFAULT_DB = "mlflow.db"
 # per request once a server has answered: slowness is then load (a shared server, many jobs at
 # once), not absence; MLflow's own default is 120 s
 ANSWERED_TIMEOUT = 60.0  # seconds
+# retries of one request once a server has answered (urllib3 backoff 0, 2, 4 s): a dropped connection
+# (a server worker restarted under load) is retried instead of spooling the run; before an answer: 1
+ANSWERED_RETRIES = 3
 KNOWN_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 
 _READY: set[str] = set()  # stores known to answer (per process)
@@ -102,17 +105,20 @@ def configure_http(timeout: float = DEFAULT_TIMEOUT, answered: bool = False) -> 
     seconds instead of retrying for minutes (MLflow's defaults: 7 retries, backoff 2, 120 s timeout).
 
     Once the server has answered (``answered=True``, set by the probe), each request may take up
-    to ``max(timeout, ANSWERED_TIMEOUT)`` seconds: a server that answers but is slow is loaded
-    (ten jobs at once on a shared machine queue requests for seconds), and failing then would
-    spool a run the server was about to record. A server that vanishes mid-run still fails at once
-    when connections are refused.
+    to ``max(timeout, ANSWERED_TIMEOUT)`` seconds and is retried ``ANSWERED_RETRIES`` times (after
+    0, 2 and 4 s): a server that answers but is slow or drops a connection is loaded (ten jobs at
+    once on a shared machine queue requests for seconds; uvicorn restarts a worker that misses its
+    health check, closing the connections it held), and failing then would spool a run the server
+    was about to record. A server that vanishes mid-run still fails within about 6 s when
+    connections are refused.
 
     MLflow's HTTP client reads these settings only from the environment, so this is the single
     adapter from evalkit's explicit :class:`~evalkit.tracking.settings.TrackingSettings` to MLflow:
     the only place evalkit sets them, called inside the tracking package (:func:`check_store`,
     :func:`start_probe`, ``sync_spool``) with the timeout it was given; evalkit itself never reads
     them back. It sets ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (per request: ``timeout // 2`` s, at least 1; after an
-    answer ``max(timeout, ANSWERED_TIMEOUT)``), ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (1),
+    answer ``max(timeout, ANSWERED_TIMEOUT)``), ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (1; after an
+    answer ``ANSWERED_RETRIES``),
     ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` (1) and ``MLFLOW_HTTP_REQUEST_BACKOFF_JITTER`` (0).
 
     Args:
@@ -122,7 +128,7 @@ def configure_http(timeout: float = DEFAULT_TIMEOUT, answered: bool = False) -> 
     _HTTP_TIMEOUT[:] = [timeout]
     per_request = max(timeout, ANSWERED_TIMEOUT) if answered else max(1, timeout // 2)
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(per_request))
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(ANSWERED_RETRIES if answered else 1)
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
 
