@@ -136,12 +136,15 @@ def test_streaming_intervals_do_not_depend_on_the_batching_and_match_in_memory_o
     b = evaluate_predictions(str(tmp_path / "p.npz"), batch_size=777, **kw)
     ia, ib = _all_intervals(a["summary"]), _all_intervals(b["summary"])  # each row's weights follow its index:
     assert ia.keys() == ib.keys() and all(ia[k] == pytest.approx(ib[k], abs=1e-6) for k in ia)  # float32 sums
-    assert a["confidence_interval"]["why"] == STREAMING_CI_NOTE and a["confidence_interval"]["method"] == "bca"
-    assert a["confidence_interval"]["without_interval"] == ["mean_average_precision", "macro_auroc"]
-    assert "notes" not in a  # nothing on stderr: the terminal says it under the summary
+    assert a["confidence_interval"]["method"] == "bca" and "without_interval" not in a["confidence_interval"]
+    assert "notes" not in a
     mem = evaluate_scores(Y, probabilities=P, **kw)
     sa, sm = _all_intervals(a["summary"]), _all_intervals(mem["summary"])
-    assert set(sm) - set(sa) == {"mean_average_precision_ci", "macro_auroc_ci"}
+    assert set(sm) == set(sa) and {"mean_average_precision_ci", "macro_auroc_ci"} <= set(sa)  # mAP from the sort keys
+    s = evaluate_predictions(str(tmp_path / "p.npz"), threshold_free="streaming", **kw)  # binned: no per-row score
+    assert s["confidence_interval"]["why"] == STREAMING_CI_NOTE
+    assert s["confidence_interval"]["without_interval"] == ["mean_average_precision", "macro_auroc"]
+    assert "mean_average_precision_ci" not in s["summary"] and "macro_auroc_ci" not in s["summary"]
     for k, (lo, hi) in sa.items():
         block, _, name = k.rpartition(".")
         point = (a["summary"][block] if block else a["summary"])[name[:-3]]
@@ -150,7 +153,7 @@ def test_streaming_intervals_do_not_depend_on_the_batching_and_match_in_memory_o
         assert abs((hi - lo) - (mhi - mlo)) <= 0.25 * (mhi - mlo) + 1e-3, (k, (lo, hi), (mlo, mhi))
 
 
-def test_evaluate_predictions_shows_intervals_and_why_map_has_none(cli, tmp_path, monkeypatch):
+def test_evaluate_predictions_shows_intervals_and_why_map_has_none_when_binned(cli, tmp_path, monkeypatch):
     import numpy as np
 
     monkeypatch.chdir(tmp_path)
@@ -160,6 +163,38 @@ def test_evaluate_predictions_shows_intervals_and_why_map_has_none(cli, tmp_path
     r = cli("evaluate", "--predictions", "p.npz", "--no-track", "-o", "e.json")
     assert r.exit_code == 0, r.output
     flat = " ".join(r.output.split())
-    assert INTERVAL.search(r.output) and "mAP and macro AUROC have no confidence interval in a streaming" in flat
+    assert re.search(r"mAP \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", flat) and "no confidence interval" not in flat
     s = json.loads((tmp_path / "e.json").read_text())["summary"]
-    assert "mean_average_precision_ci" not in s and s["macro"]["f2_ci"][0] <= s["macro"]["f2"] <= s["macro"]["f2_ci"][1]
+    assert s["mean_average_precision_ci"][0] <= s["mean_average_precision"] <= s["mean_average_precision_ci"][1]
+    assert s["macro"]["f2_ci"][0] <= s["macro"]["f2"] <= s["macro"]["f2_ci"][1]
+    r = cli("evaluate", "--predictions", "p.npz", "--no-track", "--threshold-free", "streaming", "-o", "b.json")
+    assert r.exit_code == 0, r.output
+    assert "mAP and macro AUROC have no confidence interval with --threshold-free streaming" in " ".join(r.output.split())
+    assert "mean_average_precision_ci" not in json.loads((tmp_path / "b.json").read_text())["summary"]
+
+
+def test_streamed_map_intervals_exact_and_first_order_agree(tmp_path, monkeypatch):
+    """A streamed file's mAP / AUROC resamples are the other metrics' resamples (each row's weights by
+    its index): exactly (small files) or by influences (large ones), which agree to 5% of the width."""
+    import numpy as np
+
+    import evalkit.stats.blocked as blocked
+    from evalkit.workflows.evaluation import evaluate_predictions
+
+    rng = np.random.default_rng(5)
+    Y = (rng.random((3000, 6)) < np.linspace(0.05, 0.4, 6)).astype(np.uint8)
+    P = np.clip(0.4 * Y + 0.6 * rng.random(Y.shape), 0, 1).astype(np.float32)
+    np.savez(tmp_path / "p.npz", targets=Y, probabilities=P)
+    logits = np.log(P.clip(1e-6, 1 - 1e-6) / (1 - P.clip(1e-6, 1 - 1e-6))).astype(np.float32)
+    np.savez(tmp_path / "l.npz", targets=Y, logits=logits)
+    for method in ("percentile", "bca"):
+        kw = dict(ci=0.95, ci_resamples=400, ci_method=method)
+        exact = evaluate_predictions(str(tmp_path / "p.npz"), **kw)["summary"]
+        as_logits = evaluate_predictions(str(tmp_path / "l.npz"), **kw)["summary"]  # same ranking, same keys' order
+        monkeypatch.setattr(blocked, "EXACT_WEIGHTS", 0)
+        linear = evaluate_predictions(str(tmp_path / "p.npz"), **kw)["summary"]
+        monkeypatch.undo()
+        for k in ("mean_average_precision_ci", "macro_auroc_ci"):
+            (lo, hi), (llo, lhi) = exact[k], linear[k]
+            assert as_logits[k] == pytest.approx(exact[k], abs=1e-12)
+            assert abs(lo - llo) <= 0.05 * (hi - lo) and abs(hi - lhi) <= 0.05 * (hi - lo), (method, k, exact[k], linear[k])

@@ -150,7 +150,9 @@ class StreamingIntervals:
 
     Memory: ``(R + groups) x (3C + 2K + 3)`` float64 sums (2.6 MB at R = 1000, C = 100) plus one
     block's weights (``R x BLOCK`` float32, 32 MB) and statistics while it is added; never the rows.
-    mAP / macro AUROC get no interval here (they need every row's score at once).
+    mAP / macro AUROC need every row's score at once: they get an interval only from the metric
+    engine's exact-mode sort keys (``add_to(..., ranking_keys=)``, :func:`ranking_distribution`),
+    which that mode keeps anyway.
 
     Args:
         spec: :class:`~evalkit.stats.bootstrap.BootstrapSpec`; thresholds ``(C,)``; scores_kind,
@@ -185,14 +187,18 @@ class StreamingIntervals:
             self.positives = pos if self.positives is None else self.positives + pos
             self.n += st.n_rows
 
-    def add_to(self, summary: dict, beta_key: str, label_names) -> dict:
+    def add_to(self, summary: dict, beta_key: str, label_names, ranking_keys: np.ndarray | None = None) -> dict:
         """The report ``summary`` with the intervals and ``ci_unstable_labels`` added
-        (:func:`evalkit.stats.bootstrap.add_intervals`)."""
+        (:func:`evalkit.stats.bootstrap.add_intervals`); with ``ranking_keys`` (the engine's exact-mode
+        sort keys ``(N, C)`` of the same rows, in order) mAP and macro AUROC too."""
         from evalkit.stats.bootstrap import MIN_POSITIVES, add_intervals, interval, summary_points
 
         st = self._empty_stats()
         dist = metrics_from_blocks(st, self.sums.sums, self.plan)
         jack = metrics_from_blocks(st, self.groups.sum(0) - self.groups, self.plan) if self.spec.method == "bca" else {}
+        if ranking_keys is not None and len(ranking_keys) == self.n:
+            rank_dist, rank_jack = ranking_distribution(ranking_keys, self.spec)
+            dist, jack = dist | rank_dist, jack | rank_jack
         points = summary_points(summary, beta_key)
         ints = {k: interval(v, points.get(k), self.spec, jack.get(k)) for k, v in dist.items()}
         unstable = [str(label_names[j]) for j in np.flatnonzero(self.positives < MIN_POSITIVES)]
@@ -211,3 +217,60 @@ def _exact_plan(st) -> dict:
     C = st.n_labels
     return {"linear": np.zeros(C, dtype=bool), "exact_cols": np.arange(3 * C), "gradients": np.zeros((3 * C, 8)),
             "observed": np.zeros(3 * C), "keys": st.keys}
+
+
+def ranking_distribution(keys: np.ndarray, spec) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Resampled mAP / macro AUROC of a streaming evaluation, on the very resamples of its other
+    metrics (each row's Poisson weights from its global index, :func:`block_weights`), from the
+    metric engine's exact-mode sort keys (:func:`evalkit.stats.rowstats.ranking_from_keys`).
+
+    Exact (every resample's AP / AUROC from cumulative weights) while resamples x rows x labels <=
+    :data:`~evalkit.stats.rowstats.EXACT_BUDGET` and the ``(R, N)`` float32 weights fit in
+    :data:`EXACT_WEIGHTS` values; else first-order influences summed over row blocks (the delta
+    method, as :func:`blocked_distribution`). Memory: one sort order per label when exact
+    (4 bytes x N x C), else two ``(N,)`` influence vectors, besides the keys.
+
+    Args:
+        keys: int ``(N, C)``, rows in evaluation order; spec: :class:`~evalkit.stats.bootstrap.BootstrapSpec`.
+    Returns:
+        ``(dist, jack)``: ``{"mean_average_precision": (R,), "macro_auroc": (R,)}`` and, for BCa, the
+        grouped-jackknife values (row index modulo the group count), else ``{}``.
+    """
+    from evalkit.stats.bootstrap import CHUNK, JACKKNIFE_GROUPS, drop_empty, single_threaded_blas
+    from evalkit.stats.rowstats import EXACT_BUDGET, RowStats, linear_ranking, ranking_from_keys, resampled_ranking
+
+    N, C = keys.shape
+    R = spec.resamples
+    exact = R * N * C <= EXACT_BUDGET and R * N <= EXACT_WEIGHTS
+    st = RowStats(np.zeros((N, 0), dtype=np.uint8), np.zeros((0, N)), (), np.ones(N),
+                  ranking_from_keys(keys, exact_order=exact), 1.0, 0.0)
+    G = min(JACKKNIFE_GROUPS, N)
+    names = ("mean_average_precision", "macro_auroc")
+    with single_threaded_blas():
+        if exact:
+            W = np.concatenate([block_weights(spec.seed, b, R, min(BLOCK, N - b * BLOCK))
+                                for b in range(-(-N // BLOCK))], axis=1)
+            parts = [resampled_ranking(st, W[r:r + CHUNK], "exact") for r in range(0, R, CHUNK)]
+            dist = dict(zip(names, (np.concatenate([p[k] for p in parts]) for k in range(2))))
+            jack = {}
+            if spec.method == "bca":
+                Wj = np.ones((G, N), dtype=np.float32)
+                Wj[np.arange(N) % G, np.arange(N)] = 0.0
+                jack = dict(zip(names, resampled_ranking(st, Wj, "exact")))
+            return drop_empty(dist, W.sum(1)), jack
+        F = np.stack([st.ranking["ap_inf"], st.ranking["auc_inf"], np.ones(N)], axis=1).astype(np.float32)
+        acc = BlockSums(R, spec.seed)
+        for lo in range(0, N, BLOCK):
+            acc.add(F[lo:lo + BLOCK], lo)
+        dist = dict(zip(names, linear_ranking(st, acc.sums[:, :2], acc.sums[:, 2])))
+        jack = {}
+        if spec.method == "bca":
+            part = np.zeros((G, 3))
+            np.add.at(part, np.arange(N) % G, F.astype(np.float64))
+            S = part.sum(0) - part
+            jack = dict(zip(names, linear_ranking(st, S[:, :2], S[:, 2])))
+        return drop_empty(dist, acc.sums[:, 2]), jack
+
+
+EXACT_WEIGHTS = 5e7
+"""At most this many ``(R, N)`` float32 weights (200 MB) for the exact resampling of mAP / AUROC."""

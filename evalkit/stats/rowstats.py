@@ -119,6 +119,27 @@ def row_stats(targets, scores, *, scores_kind: str, thresholds, beta: float, zer
     return RowStats(counts, vals[keep], (*_SAMPLES, "exact", "hamming", "lrap"), w, rk, float(beta), float(zero_division))
 
 
+def ranking_from_keys(keys: np.ndarray, exact_order: bool) -> dict:
+    """:class:`RowStats`' ``ranking`` statistics (unit row weights) from the metric engine's exact-mode
+    sort keys, so a streaming evaluation can resample mAP / macro AUROC without keeping the scores.
+
+    Args:
+        keys: int32 / int64 ``(N, C)``, rows in evaluation order: ``code(score) << 1 | target``
+            (:func:`evalkit.metrics.threshold_free.make_keys` / ``make_logit_keys``); ``code`` is
+            strictly monotone in the score, so ``keys >> 1`` ranks the rows as the scores do, ties kept.
+        exact_order: keep the per-label sort orders (4 bytes x N x C) for exact resampling.
+    """
+    keys = np.asarray(keys)
+    return _ranking_stats(keys >> 1, (keys & 1).astype(bool), np.ones(keys.shape[0]), exact_order)
+
+
+def resampled_ranking(st: RowStats, W: np.ndarray, ranking: str) -> tuple[np.ndarray, np.ndarray]:
+    """Resampled (mAP, macro AUROC) ``(R,)`` each of ``st`` (``st.ranking`` set) under row weights
+    ``W`` ``(R, N)`` (``st.weights`` applied): ``ranking`` ``"exact"`` or ``"linear"`` (module docstring)."""
+    Ww = W if np.all(st.weights == 1.0) else np.asarray(W, dtype=np.float64) * st.weights
+    return _ranking_exact(st, Ww) if ranking == "exact" else _ranking_linear(st, Ww)
+
+
 def _ranking_stats(S: np.ndarray, y: np.ndarray, w: np.ndarray, exact_order: bool) -> dict:
     """Sort orders and influence vectors of AP / AUROC per label (see the module docstring); the
     labels are split between evalkit's 2 numpy threads (:mod:`evalkit.metrics._parallel`)."""

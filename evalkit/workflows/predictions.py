@@ -44,7 +44,8 @@ def evaluate_predictions(
             labels, kind)`` gets every batch as evaluated.
         ci, ci_resamples, ci_method, seed: bootstrap intervals as :func:`evaluate_scores`'s, computed
             in the same pass in bounded memory (:class:`evalkit.stats.blocked.StreamingIntervals`:
-            every label resampled exactly; mAP / macro AUROC without an interval).
+            every label resampled exactly); mAP / macro AUROC from the engine's sort keys after the pass
+            in the exact threshold-free mode, without an interval in the streaming mode.
     Raises:
         InputError: missing file, malformed content, thresholds that do not fit the labels, a bad
             label map.
@@ -107,14 +108,27 @@ class _PredictionsPass:
 
         metrics = metrics_block(self.engine.compute())
         if self.intervals is not None:
-            metrics["summary"] = self.intervals.add_to(metrics["summary"], fbeta_key(self.beta), self.names)
-            extra["confidence_interval"] = self.spec.to_dict() | {"without_interval": STREAMING_WITHOUT_CI,
-                                                                  "why": STREAMING_CI_NOTE}
+            keys = sort_keys(self.engine)
+            metrics["summary"] = self.intervals.add_to(metrics["summary"], fbeta_key(self.beta), self.names, keys)
+            extra["confidence_interval"] = self.spec.to_dict()
+            if keys is None and self.threshold_free != "none":
+                extra["confidence_interval"] |= {"without_interval": STREAMING_WITHOUT_CI, "why": STREAMING_CI_NOTE}
         return metrics
 
 
-STREAMING_CI_NOTE = ("mAP and macro AUROC have no confidence interval in a streaming evaluation of a predictions file "
-                     "(they need every score at once; evaluate_scores in Python gives them)")
+def sort_keys(engine) -> np.ndarray | None:
+    """The engine's exact-mode sort keys as one ``(N, C)`` array in row order (``None`` in the
+    streaming / no threshold-free modes, or when int32 and int64 pieces were mixed: row order lost)."""
+    if engine.threshold_free != "exact":
+        return None
+    pieces = [k.reshape(-1, engine.num_labels).cpu().numpy() for k in engine.keys if k.numel() > 0]
+    if not pieces or len({p.dtype for p in pieces}) > 1:
+        return None
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+STREAMING_CI_NOTE = ("mAP and macro AUROC have no confidence interval with --threshold-free streaming (they need every "
+                     "row's score; the default exact mode, or evaluate_scores in Python, gives them)")
 #: the report's ``confidence_interval.without_interval`` of a predictions file (summary keys)
 STREAMING_WITHOUT_CI = ["mean_average_precision", "macro_auroc"]
 
