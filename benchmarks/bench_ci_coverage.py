@@ -3,19 +3,23 @@
 Usage::
 
     python -P benchmarks/bench_ci_coverage.py                 # 10^6-row population, 400 x 500 rows, R=1000
+    python -P benchmarks/bench_ci_coverage.py --seeds 0-5                 # 6 x 400 test sets, per seed and pooled
     python -P benchmarks/bench_ci_coverage.py --reps 100 --resamples 200 --population 100000
 
 A fixed model's scores and targets are simulated for a population (C labels, prevalences 10..40%,
 per-label separation of the logits); its micro-F1, macro-F2 and mAP are the true values. Each
 repetition draws a test set of ``--n`` rows from the population, computes the intervals
 (:mod:`evalkit.stats.bootstrap`) and checks whether they contain the true value. Prints the
-coverage per metric (goal: 93-97% for 400 repetitions; binomial s.e. ~1.1 points).
+coverage per metric (goal: 93-97% for 400 repetitions; binomial s.e. ~1.1 points) and how often the
+population value lay below / above the interval. With several ``--seeds`` (each its own population and
+test sets) it also prints the pooled coverage with its binomial standard error.
 ``tests/test_bootstrap_intervals.py`` runs a small version of :func:`coverage`.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -34,8 +38,9 @@ def population(n: int, C: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 def coverage(pop_n: int = 1_000_000, n: int = 500, reps: int = 400, resamples: int = 1000, C: int = 10,
-             level: float = 0.95, seed: int = 0, method: str = "percentile") -> dict[str, float]:
-    """Fraction of ``reps`` test sets of ``n`` rows whose interval covers the population value, per metric."""
+             level: float = 0.95, seed: int = 0, method: str = "percentile", misses: dict | None = None) -> dict[str, float]:
+    """Fraction of ``reps`` test sets of ``n`` rows whose interval covers the population value, per metric;
+    ``misses`` (optional) gets ``{metric: [population value below the interval, above it]}`` counts."""
     from evalkit.metrics import compute_metrics
     from evalkit.stats.bootstrap import BootstrapSpec, bootstrap_intervals
     from evalkit.stats.rowstats import resampled_metrics, row_stats
@@ -46,6 +51,9 @@ def coverage(pop_n: int = 1_000_000, n: int = 500, reps: int = 400, resamples: i
     rng = np.random.default_rng(seed + 1)
     base = seed * reps
     hits = dict.fromkeys(METRICS, 0)
+    misses = {k: [0, 0] for k in METRICS} if misses is None else misses
+    for k in METRICS:
+        misses.setdefault(k, [0, 0])
     for r in range(reps):
         idx = rng.choice(pop_n, size=n, replace=False)
         st = row_stats(Y[idx], P[idx], scores_kind="probabilities", thresholds=np.full(C, 0.5), beta=2.0)
@@ -54,7 +62,19 @@ def coverage(pop_n: int = 1_000_000, n: int = 500, reps: int = 400, resamples: i
                                                                method=method))
         for k in METRICS:
             hits[k] += ci[k] is not None and ci[k][0] <= truth[k] <= ci[k][1]
+            if ci[k] is not None:
+                misses[k][0] += truth[k] < ci[k][0]
+                misses[k][1] += truth[k] > ci[k][1]
     return {k: hits[k] / reps for k in METRICS}
+
+
+def _seeds(text: str) -> list[int]:
+    """``"0"``, ``"0,3"`` or ``"0-5"`` -> the seeds."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def main() -> None:
@@ -64,14 +84,26 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=400)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--method", choices=("percentile", "bca"), default="percentile")
-    ap.add_argument("--seed", type=int, default=0, help="population and test-set draws")
+    ap.add_argument("--seeds", "--seed", default="0", help="population and test-set draws: 0, 0,3 or 0-5")
     a = ap.parse_args()
-    t = time.perf_counter()
-    cov = coverage(a.population, a.n, a.reps, a.resamples, seed=a.seed, method=a.method)
-    for k, v in cov.items():
-        print(f"{k:24s} coverage {100 * v:5.1f}%  (goal 93-97%)")
-    print(f"{a.method}, seed {a.seed}: {a.reps} repetitions x {a.resamples} resamples of {a.n} rows "
-          f"in {time.perf_counter() - t:.0f} s")
+    seeds = _seeds(a.seeds)
+    pooled = dict.fromkeys(METRICS, 0.0)
+    for seed in seeds:
+        t = time.perf_counter()
+        misses: dict = {}
+        cov = coverage(a.population, a.n, a.reps, a.resamples, seed=seed, method=a.method, misses=misses)
+        for k, v in cov.items():
+            pooled[k] += v / len(seeds)
+            below, above = (100 * m / a.reps for m in misses[k])
+            print(f"{k:24s} coverage {100 * v:5.1f}%  (goal 93-97%; population value below {below:4.1f}%, "
+                  f"above {above:4.1f}%)")
+        print(f"{a.method}, seed {seed}: {a.reps} repetitions x {a.resamples} resamples of {a.n} rows "
+              f"in {time.perf_counter() - t:.0f} s")
+    if len(seeds) > 1:
+        total = a.reps * len(seeds)
+        for k, v in pooled.items():
+            se = 100 * math.sqrt(v * (1 - v) / total)
+            print(f"{k:24s} pooled   {100 * v:5.1f}% +- {se:.1f} (s.e.) over {total} test sets, seeds {a.seeds}")
 
 
 if __name__ == "__main__":
