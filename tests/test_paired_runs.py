@@ -167,6 +167,12 @@ def test_compare_two_runs_row_by_row_and_refuse_other_rows(store, cli, tmp_path)
     assert refused.output.strip().count("\n") == 0
     assert refused.output.startswith(f"error: RUN_B {o[:8]}: evaluated on other test rows than RUN_A {a[:8]} "
                                      "(test-data digest")
+    short = cli("compare", a[:8], b[:8], "--format", "json")  # the digits evalkit's messages print
+    assert short.exit_code == 0, short.output
+    assert json.loads(short.stdout)["results"] == out["results"]
+    unknown = cli("compare", a, "0" * 8)
+    assert unknown.exit_code == 2 and unknown.output.strip() == f"error: RUN_B {'0' * 8}: no run id starts with " \
+        f"{'0' * 8} in {store}"
     one = cli("compare", a)
     assert one.exit_code == 2 and "RUN_A RUN_B: expected two run ids, got 1" in one.output
     assert cli("compare", a, b, "--parent", "x").exit_code == 2

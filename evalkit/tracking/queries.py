@@ -178,16 +178,20 @@ def run_scores(tracking_uri: str, run_id: str, dst: str, *, flag: str) -> tuple[
     client = client_for(tracking_uri)
     where = f"{flag} {run_id}"
     try:
-        run = client.get_run(run_id)
+        run = client.get_run(full_run_id(client, run_id, where, tracking_uri))
+    except InputError:
+        raise
     except Exception as e:
         from mlflow.exceptions import MlflowException
 
         if isinstance(e, MlflowException) and getattr(e, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST",
                                                                                "INVALID_PARAMETER_VALUE"):
-            raise InputError(f"{where}: no such run in {redact_uri(tracking_uri)}; expected a full run id") from None
+            raise InputError(f"{where}: no such run in {redact_uri(tracking_uri)}; expected a run id "
+                             f"(or its first {MIN_PREFIX}+ digits)") from None
         raise InfraError(f"{where}: tracking store {redact_uri(tracking_uri)}: {store_reason(e)}") from None
     info = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
             "digest": test_data_digest(run), "params": dict(run.data.params)}
+    run_id = run.info.run_id  # a prefix given: the full id from here on
     try:
         names = {f.path for f in client.list_artifacts(run_id)}
         if SCORES_FILE not in names:
@@ -198,3 +202,35 @@ def run_scores(tracking_uri: str, run_id: str, dst: str, *, flag: str) -> tuple[
         raise
     except Exception as e:
         raise InfraError(f"{where}: cannot read {SCORES_FILE} from {redact_uri(tracking_uri)}: {store_reason(e)}") from None
+
+
+MIN_PREFIX = 6
+"""Shortest run-id prefix :func:`full_run_id` looks up (evalkit's messages print the first 8 digits)."""
+
+
+def full_run_id(client, run_id: str, where: str, tracking_uri: str) -> str:
+    """``run_id`` itself, or the one run id that starts with it when it is a prefix of
+    :data:`MIN_PREFIX` to 31 hex digits (as evalkit's messages print them), searched in every active
+    experiment of the store.
+
+    Raises:
+        InputError (exit 2, the line starts with ``where``): no run id, or several, start with it.
+    """
+    import re
+
+    if not re.fullmatch(rf"[0-9a-f]{{{MIN_PREFIX},31}}", run_id):
+        return run_id
+    ids, token = [], None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        ids += [e.experiment_id for e in page]
+        token = page.token
+        if not token:
+            break
+    found = client.search_runs(ids, filter_string=f"attributes.run_id LIKE '{run_id}%'", max_results=3) if ids else []
+    if len(found) == 1:
+        return found[0].info.run_id
+    if not found:
+        raise InputError(f"{where}: no run id starts with {run_id} in {redact_uri(tracking_uri)}")
+    raise InputError(f"{where}: several run ids start with {run_id} ("
+                     + ", ".join(r.info.run_id for r in found[:2]) + ", ...); give more digits")
