@@ -78,5 +78,22 @@ def test_sighup_of_evalkit_ui_stops_its_server(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert not healthy(base)  # the server's process group was stopped with it
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))  # the port is free again: nothing listens on it any more
+    assert _listener_gone(port, wait=60), f"something still listens on port {port} after SIGHUP"
+
+
+def _listener_gone(port: int, wait: float) -> bool:
+    """True once no socket listens on 127.0.0.1:``port`` (within ``wait`` seconds: a bound on a hang,
+    not a timing check; a loaded machine's exiting server workers take a moment). SO_REUSEADDR: the
+    connections the server closed sit in TIME_WAIT on that port, which is not listening."""
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                s.listen()
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.5)
