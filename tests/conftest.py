@@ -118,6 +118,26 @@ def start_mlflow_server(folder, backend_uri: str, *, workers: int = 1, wait: flo
     return uri, proc
 
 
+def warm_server(uri: str, rounds: int = 2, clients: int = 8) -> None:
+    """Send ``rounds`` of ``clients`` concurrent experiment searches, so that every worker of a
+    multi-worker server has opened its store (a team server is long-running; a cold one on a loaded
+    CI machine is not what a test is about). Fails the test when the server errs."""
+    import json
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    def search(_):
+        req = urllib.request.Request(uri + "/api/2.0/mlflow/experiments/search", method="POST",
+                                     data=json.dumps({"max_results": 1}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status
+
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(rounds):
+            assert set(pool.map(search, range(clients))) == {200}
+
+
 def stop_process_group(proc, timeout: float = 20.0) -> None:
     """SIGTERM a server started with :func:`start_mlflow_server` (its whole process group), SIGKILL
     after ``timeout`` seconds; a no-op when it has already exited."""

@@ -19,12 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, start_mlflow_server, stop_process_group
+from conftest import free_port, start_mlflow_server, stop_process_group, warm_server
 from test_gates import write_predictions
 
 pytestmark = pytest.mark.slow
 
 EVALKIT = [sys.executable, "-m", "evalkit"]
+# 10 clients start at once (each importing torch and MLflow) beside the other test worker on 2 shared
+# cores: the server's first answers can queue for tens of seconds (CI: no answer within 10 s and 30 s)
+SLOW = "90"
 
 
 def _pg_bin() -> Path | None:
@@ -82,6 +85,7 @@ def server(postgres, tmp_path_factory):
     db_uri, _ = postgres
     d = tmp_path_factory.mktemp("mlflow-pg-server")
     uri, proc = start_mlflow_server(d, db_uri, workers=2)
+    warm_server(uri)
     yield uri
     stop_process_group(proc, timeout=5)
 
@@ -92,10 +96,10 @@ def test_mlflow_server_on_postgresql_with_8_evaluate_jobs_and_2_runs_at_once(ser
     env.update(PYTHONUNBUFFERED="1", MLFLOW_TRACKING_URI=server, EVALKIT_SPOOL_DIR=str(tmp_path / "spool"))
     jobs = [[*EVALKIT, "evaluate", "--predictions", str(pred), "--no-per-class", "--job", f"job{i}",
              "--trigger", "scheduled", "--gate", "test/macro_f2>=0.1", "--experiment", "pg-eval", "-o", f"r{i}.json",
-             "--tracking-timeout", "60"]  # 10 clients at once on 2 shared cores: requests can queue for seconds
+             "--tracking-timeout", SLOW]
             for i in range(8)]
     jobs += [[*EVALKIT, "run", "--epochs", "2", "--folds", "1", "--hidden", "16", "--seed", str(s),
-              "--experiment", "pg-run", "-o", f"run{s}.json"] for s in range(2)]
+              "--experiment", "pg-run", "-o", f"run{s}.json", "--tracking-timeout", SLOW] for s in range(2)]
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for cmd in jobs]
     outs = [p.communicate(timeout=300)[0] for p in procs]

@@ -315,8 +315,10 @@ def probe_store(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> str | No
 
 
 def _probe_http(tracking_uri: str, timeout: float) -> str | None:
-    """One bounded request with ``urllib`` (not mlflow: importing it would eat the time budget).
-    Any answer but 404 / 5xx means the server is there; authentication is left to the real calls."""
+    """One request with ``urllib`` (not mlflow: importing it would eat the time budget), given the
+    whole ``timeout``: it is the only call made before the server has answered, so a loaded server
+    that answers within the user's ``--tracking-timeout`` counts as there. Any answer but 404 / 5xx
+    means the server is there; authentication is left to the real calls."""
     import ssl
     import urllib.error
     import urllib.request
@@ -328,7 +330,7 @@ def _probe_http(tracking_uri: str, timeout: float) -> str | None:
     req = urllib.request.Request(url, data=json.dumps({"max_results": 1}).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=max(1.0, timeout / 2), context=context) as resp:
+        with urllib.request.urlopen(req, timeout=max(1.0, timeout), context=context) as resp:
             status = resp.status
     except urllib.error.HTTPError as e:
         status = e.code
