@@ -149,6 +149,22 @@ def test_a_slow_but_answering_server_records_the_run(server, cli, tmp_path, monk
     assert mlflow.MlflowClient(server["uri"]).get_run(run_id).info.status == "FINISHED"
 
 
+def test_the_first_probe_waits_the_whole_tracking_timeout(server, cli, tmp_path, monkeypatch):
+    """A loaded server that answers evalkit's first probe after 6 s is there when the user allowed
+    10 s (the probe used to give up at half the timeout: exit 3, results spooled)."""
+    monkeypatch.chdir(tmp_path)
+    proxy = _SlowProxy(server["uri"], "/experiments/search", delay=6.0)  # the probe's request
+    try:
+        pred = write_predictions(tmp_path / "p.npz")
+        res = cli("evaluate", "--predictions", pred, "--tracking-uri", proxy.uri, "--experiment", "slow-probe",
+                  "--tracking-timeout", "10", "--no-per-class", "-o", tmp_path / "r.json")
+    finally:
+        proxy.close()
+    assert res.exit_code == 0, res.output
+    assert proxy.held >= 1
+    assert not (tmp_path / "mlruns" / "spool").exists()
+
+
 def test_connections_the_server_drops_are_retried_not_spooled(server, cli, tmp_path, monkeypatch):
     """A loaded server that closes connections without an answer (uvicorn kills and restarts a worker
     that misses its health check; CI: 3 of 8 nightly jobs spooled) is retried after it has answered:
