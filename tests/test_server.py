@@ -129,24 +129,35 @@ class _SlowProxy:
         self.httpd.server_close()
 
 
+def _evaluate_through(proxy: _SlowProxy, cli, tmp_path, experiment: str, *flags):
+    """``evalkit evaluate`` of a predictions file, tracked through ``proxy`` (closed afterwards);
+    the report goes to ``tmp_path / "r.json"``."""
+    try:
+        pred = write_predictions(tmp_path / "p.npz")
+        return cli("evaluate", "--predictions", pred, "--tracking-uri", proxy.uri, "--experiment", experiment,
+                   "--no-per-class", "-o", tmp_path / "r.json", *flags)
+    finally:
+        proxy.close()
+
+
+def _recorded_run(server, tmp_path):
+    """The MLflow run of the report ``tmp_path / "r.json"``, read from the server itself."""
+    import mlflow
+
+    run_id = json.loads((tmp_path / "r.json").read_text())["run_id"]
+    return mlflow.MlflowClient(server["uri"]).get_run(run_id)
+
+
 def test_a_slow_but_answering_server_records_the_run(server, cli, tmp_path, monkeypatch):
     """--tracking-timeout bounds reaching the server; once it answered, a slow request (a loaded
     shared server) is waited for, not failed and spooled (CI: 10 clients on 2 cores timed out)."""
     monkeypatch.chdir(tmp_path)
     proxy = _SlowProxy(server["uri"], "/runs/update", delay=4.0)  # run end: 4 s, twice the old 2 s per request
-    try:
-        pred = write_predictions(tmp_path / "p.npz")
-        res = cli("evaluate", "--predictions", pred, "--tracking-uri", proxy.uri, "--experiment", "slow",
-                  "--tracking-timeout", "4", "--no-per-class", "-o", tmp_path / "r.json")
-    finally:
-        proxy.close()
+    res = _evaluate_through(proxy, cli, tmp_path, "slow", "--tracking-timeout", "4")
     assert res.exit_code == 0, res.output
     assert proxy.held >= 1  # the slow request did happen
     assert not (tmp_path / "mlruns" / "spool").exists()
-    import mlflow
-
-    run_id = json.loads((tmp_path / "r.json").read_text())["run_id"]
-    assert mlflow.MlflowClient(server["uri"]).get_run(run_id).info.status == "FINISHED"
+    assert _recorded_run(server, tmp_path).info.status == "FINISHED"
 
 
 def test_the_first_probe_waits_the_whole_tracking_timeout(server, cli, tmp_path, monkeypatch):
@@ -154,15 +165,11 @@ def test_the_first_probe_waits_the_whole_tracking_timeout(server, cli, tmp_path,
     10 s (the probe used to give up at half the timeout: exit 3, results spooled)."""
     monkeypatch.chdir(tmp_path)
     proxy = _SlowProxy(server["uri"], "/experiments/search", delay=6.0)  # the probe's request
-    try:
-        pred = write_predictions(tmp_path / "p.npz")
-        res = cli("evaluate", "--predictions", pred, "--tracking-uri", proxy.uri, "--experiment", "slow-probe",
-                  "--tracking-timeout", "10", "--no-per-class", "-o", tmp_path / "r.json")
-    finally:
-        proxy.close()
+    res = _evaluate_through(proxy, cli, tmp_path, "slow-probe", "--tracking-timeout", "10")
     assert res.exit_code == 0, res.output
     assert proxy.held >= 1
     assert not (tmp_path / "mlruns" / "spool").exists()
+    assert _recorded_run(server, tmp_path).info.status == "FINISHED"
 
 
 def test_connections_the_server_drops_are_retried_not_spooled(server, cli, tmp_path, monkeypatch):
@@ -171,19 +178,11 @@ def test_connections_the_server_drops_are_retried_not_spooled(server, cli, tmp_p
     a batch of metrics is dropped 3 times and the run is still recorded, nothing spooled."""
     monkeypatch.chdir(tmp_path)
     proxy = _SlowProxy(server["uri"], "/runs/log-batch", drop=3)
-    try:
-        pred = write_predictions(tmp_path / "p.npz")
-        res = cli("evaluate", "--predictions", pred, "--tracking-uri", proxy.uri, "--experiment", "dropped",
-                  "--no-per-class", "-o", tmp_path / "r.json")
-    finally:
-        proxy.close()
+    res = _evaluate_through(proxy, cli, tmp_path, "dropped")
     assert res.exit_code == 0, res.output
     assert proxy.dropped == 3 and proxy.held >= 1  # three attempts dropped, the fourth answered
     assert not (tmp_path / "mlruns" / "spool").exists()
-    import mlflow
-
-    run_id = json.loads((tmp_path / "r.json").read_text())["run_id"]
-    run = mlflow.MlflowClient(server["uri"]).get_run(run_id)
+    run = _recorded_run(server, tmp_path)
     assert run.info.status == "FINISHED" and "test/macro_f2" in run.data.metrics
 
 
