@@ -11,8 +11,11 @@ per-label separation of the logits); its micro-F1, macro-F2 and mAP are the true
 repetition draws a test set of ``--n`` rows from the population, computes the intervals
 (:mod:`evalkit.stats.bootstrap`) and checks whether they contain the true value. Prints the
 coverage per metric (goal: 93-97% for 400 repetitions; binomial s.e. ~1.1 points) and how often the
-population value lay below / above the interval. With several ``--seeds`` (each its own population and
-test sets) it also prints the pooled coverage with its binomial standard error.
+population value lay below / above the interval. Next to it, the coverage an ideal interval would have
+on the very same test sets: estimate +- z times the true standard deviation of the estimate (measured
+over ``--reference`` fresh test sets), so a low figure can be told apart into unlucky test sets (the ideal
+one is low too) and a method that is off. With several ``--seeds`` (each its own population and test
+sets) it also prints the pooled coverage with its binomial standard error.
 ``tests/test_bootstrap_intervals.py`` runs a small version of :func:`coverage`.
 """
 
@@ -38,34 +41,58 @@ def population(n: int, C: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 def coverage(pop_n: int = 1_000_000, n: int = 500, reps: int = 400, resamples: int = 1000, C: int = 10,
-             level: float = 0.95, seed: int = 0, method: str = "percentile", misses: dict | None = None) -> dict[str, float]:
-    """Fraction of ``reps`` test sets of ``n`` rows whose interval covers the population value, per metric;
-    ``misses`` (optional) gets ``{metric: [population value below the interval, above it]}`` counts."""
+             level: float = 0.95, seed: int = 0, method: str = "percentile", misses: dict | None = None,
+             reference: int = 0, ideal: dict | None = None) -> dict[str, float]:
+    """Fraction of ``reps`` test sets of ``n`` rows whose interval covers the population value, per metric.
+
+    ``misses`` (optional) gets ``{metric: [population value below the interval, above it]}`` counts;
+    with ``reference`` > 0, ``ideal`` (optional) gets ``{metric: fraction}`` for the ideal interval on the
+    same test sets (estimate +- z x the estimate's standard deviation over ``reference`` fresh test sets).
+    """
+    from scipy.stats import norm
+
     from evalkit.metrics import compute_metrics
     from evalkit.stats.bootstrap import BootstrapSpec, bootstrap_intervals
-    from evalkit.stats.rowstats import resampled_metrics, row_stats
 
     Y, P = population(pop_n, C, seed)
     pop = compute_metrics(Y, P, scores_kind="probabilities", beta=2.0, threshold_free="exact")
     truth = {"micro.f1": pop.micro.f1, "macro.fbeta": pop.macro.fbeta, "mean_average_precision": pop.mean_average_precision}
     rng = np.random.default_rng(seed + 1)
     base = seed * reps
-    hits = dict.fromkeys(METRICS, 0)
+    hits, near = dict.fromkeys(METRICS, 0), dict.fromkeys(METRICS, 0)
     misses = {k: [0, 0] for k in METRICS} if misses is None else misses
     for k in METRICS:
         misses.setdefault(k, [0, 0])
+    sd = _true_sd(Y, P, n, reference, seed) if reference else {}
+    z = float(norm.ppf(0.5 + level / 2))
     for r in range(reps):
-        idx = rng.choice(pop_n, size=n, replace=False)
-        st = row_stats(Y[idx], P[idx], scores_kind="probabilities", thresholds=np.full(C, 0.5), beta=2.0)
-        points = {k: float(v[0]) for k, v in resampled_metrics(st, np.ones((1, n)), "exact").items()}
+        st, points = _estimate(Y, P, rng.choice(pop_n, size=n, replace=False))
         ci = bootstrap_intervals(st, points, BootstrapSpec(level=level, resamples=resamples, seed=base + r,
                                                                method=method))
         for k in METRICS:
             hits[k] += ci[k] is not None and ci[k][0] <= truth[k] <= ci[k][1]
+            near[k] += bool(sd) and abs(points[k] - truth[k]) <= z * sd[k]
             if ci[k] is not None:
                 misses[k][0] += truth[k] < ci[k][0]
                 misses[k][1] += truth[k] > ci[k][1]
+    if ideal is not None and sd:
+        ideal.update({k: near[k] / reps for k in METRICS})
     return {k: hits[k] / reps for k in METRICS}
+
+
+def _estimate(Y: np.ndarray, P: np.ndarray, idx: np.ndarray):
+    """``(row statistics, {metric: estimate})`` of the test set ``idx``."""
+    from evalkit.stats.rowstats import resampled_metrics, row_stats
+
+    st = row_stats(Y[idx], P[idx], scores_kind="probabilities", thresholds=np.full(Y.shape[1], 0.5), beta=2.0)
+    return st, {k: float(v[0]) for k, v in resampled_metrics(st, np.ones((1, idx.size)), "exact").items()}
+
+
+def _true_sd(Y: np.ndarray, P: np.ndarray, n: int, reference: int, seed: int) -> dict[str, float]:
+    """Standard deviation of each metric's estimate over ``reference`` fresh test sets of ``n`` rows."""
+    rng = np.random.default_rng([seed, 10_000])
+    values = [_estimate(Y, P, rng.choice(len(Y), size=n, replace=False))[1] for _ in range(reference)]
+    return {k: float(np.std([v[k] for v in values], ddof=1)) for k in METRICS}
 
 
 def _seeds(text: str) -> list[int]:
@@ -85,25 +112,32 @@ def main() -> None:
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--method", choices=("percentile", "bca"), default="percentile")
     ap.add_argument("--seeds", "--seed", default="0", help="population and test-set draws: 0, 0,3 or 0-5")
+    ap.add_argument("--reference", type=int, default=4000,
+                    help="fresh test sets that measure each estimate's true s.d. for the ideal interval (0: skip)")
     a = ap.parse_args()
     seeds = _seeds(a.seeds)
-    pooled = dict.fromkeys(METRICS, 0.0)
+    pooled, pooled_ideal = dict.fromkeys(METRICS, 0.0), dict.fromkeys(METRICS, 0.0)
     for seed in seeds:
         t = time.perf_counter()
         misses: dict = {}
-        cov = coverage(a.population, a.n, a.reps, a.resamples, seed=seed, method=a.method, misses=misses)
+        ideal: dict = {}
+        cov = coverage(a.population, a.n, a.reps, a.resamples, seed=seed, method=a.method, misses=misses,
+                       reference=a.reference, ideal=ideal)
         for k, v in cov.items():
             pooled[k] += v / len(seeds)
+            pooled_ideal[k] += ideal.get(k, math.nan) / len(seeds)
             below, above = (100 * m / a.reps for m in misses[k])
+            best = f"; ideal interval {100 * ideal[k]:5.1f}%" if ideal else ""
             print(f"{k:24s} coverage {100 * v:5.1f}%  (goal 93-97%; population value below {below:4.1f}%, "
-                  f"above {above:4.1f}%)")
+                  f"above {above:4.1f}%{best})")
         print(f"{a.method}, seed {seed}: {a.reps} repetitions x {a.resamples} resamples of {a.n} rows "
               f"in {time.perf_counter() - t:.0f} s")
     if len(seeds) > 1:
         total = a.reps * len(seeds)
         for k, v in pooled.items():
             se = 100 * math.sqrt(v * (1 - v) / total)
-            print(f"{k:24s} pooled   {100 * v:5.1f}% +- {se:.1f} (s.e.) over {total} test sets, seeds {a.seeds}")
+            best = f"; ideal interval {100 * pooled_ideal[k]:5.1f}%" if a.reference else ""
+            print(f"{k:24s} pooled   {100 * v:5.1f}% +- {se:.1f} (s.e.) over {total} test sets, seeds {a.seeds}{best}")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,41 @@ def test_linear_and_exact_ranking_resampling_agree_on_stable_labels(data):
         assert ex[k][1] - ex[k][0] > 0.02
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_resamples_copies_of_a_row_rank_apart_unless_its_score_ties(weighted):
+    """Resampled AP / AUROC = scikit-learn's on the resample written out row by row, where the k copies
+    of a row of unique score get k adjacent distinct scores and a tied row's copies keep its score."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(5)
+    n = 60
+    Y = (rng.random((n, 3)) < 0.4).astype(np.uint8)
+    P = rng.random((n, 3))
+    P[:10, 1] = np.round(P[:10, 1], 1)  # a few ties in label 1
+    P[10:20, 2] = 0.5  # one large tie group in label 2
+    sw = rng.random(n) * 2 if weighted else np.ones(n)
+    st = row_stats(Y, P, scores_kind="probabilities", thresholds=np.full(3, 0.5), beta=1.0,
+                   sample_weight=sw if weighted else None)
+    W = rng.poisson(1.0, size=(4, n)).astype(np.float32)
+    assert W.max() >= 3
+    got = resampled_metrics(st, W, "exact")
+    for r in range(4):
+        rows = np.repeat(np.arange(n), W[r].astype(int))
+        copy = np.concatenate([np.arange(k) for k in W[r].astype(int)])
+        aps, aucs = [], []
+        for j in range(3):
+            unique = (P[:, j][:, None] == P[:, j][None, :]).sum(1) == 1
+            scores = P[rows, j] - np.where(unique[rows], copy * 1e-9, 0.0)
+            aps.append(average_precision_score(Y[rows, j], scores, sample_weight=sw[rows]))
+            aucs.append(roc_auc_score(Y[rows, j], scores, sample_weight=sw[rows]))
+        assert got["mean_average_precision"][r] == pytest.approx(np.mean(aps), abs=1e-7)  # float32 sums
+        assert got["macro_auroc"][r] == pytest.approx(np.mean(aucs), abs=1e-7)
+    tied = []  # scikit-learn's own rule for a weight of k (the copies tied) gives a higher AP
+    for j in range(3):
+        tied.append(average_precision_score(Y[:, j], P[:, j], sample_weight=W[0] * sw))
+    assert np.mean(tied) > got["mean_average_precision"][0] + 1e-4
+
+
 def test_bca_and_poisson_intervals_contain_the_value(data):
     Y, P = data
     st = row_stats(Y, P, scores_kind="probabilities", thresholds=np.full(C, 0.5), beta=2.0)

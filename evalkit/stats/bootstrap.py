@@ -5,7 +5,8 @@ draw from the population the model will meet; the model and its thresholds are f
 R resamples is a weight vector (how often each row was drawn), and every headline metric of every
 resample comes from the per-row sufficient statistics of :mod:`evalkit.stats.rowstats` by matrix
 products, in chunks of :data:`CHUNK` resamples (memory O(CHUNK x N) besides the statistics) - never
-by re-running the evaluation R times.
+by re-running the evaluation R times. A row drawn k times ranks as k adjacent rows in AP unless its
+score ties another row's (:func:`evalkit.stats.rowstats.copies_untied`).
 
 Resample weights (``scheme``):
   ``"poisson"`` (default): an independent Poisson(1) weight per row and resample (Hanley & MacGibbon
