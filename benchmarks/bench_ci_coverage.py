@@ -5,6 +5,7 @@ Usage::
     python -P benchmarks/bench_ci_coverage.py                 # 10^6-row population, 400 x 500 rows, R=1000
     python -P benchmarks/bench_ci_coverage.py --seeds 0-5                 # 6 x 400 test sets, per seed and pooled
     python -P benchmarks/bench_ci_coverage.py --reps 100 --resamples 200 --population 100000
+    python -P benchmarks/bench_ci_coverage.py --method bca --reference 0  # BCa, without the ideal interval
 
 A fixed model's scores and targets are simulated for a population (C labels, prevalences 10..40%,
 per-label separation of the logits); its micro-F1, macro-F2 and mAP are the true values. Each
