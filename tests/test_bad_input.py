@@ -170,10 +170,11 @@ CASES: dict[str, Case] = {
                              r"x\.toml:2: epochs: "),
     # evaluate --predictions FILE
     "pred-nan-scores": Case("NaN or inf in scores", lambda t: ["evaluate", "--predictions", _nan_probs(t)],
-                            r"scores: expected finite probabilities in \[0, 1\], found NaN or inf"),
+                            r"p\.npz: 'probabilities' column 1 is nan in data row 4; expected probabilities in \[0, 1\]"),
     "pred-prob-out-of-range": Case("probabilities outside [0, 1]",
                                    lambda t: ["evaluate", "--predictions", _pred(t, probabilities=np.full((20, 3), 1.5))],
-                                   r"scores: expected probabilities in \[0, 1\], got values in \[1\.5, 1\.5\]"),
+                                   r"p\.npz: 'probabilities' column 0 is 1\.5 in data row 1; expected probabilities in \[0, 1\] "
+                                   r"\(declare logits for raw model outputs\)"),
     "pred-both-scores": Case("logits and probabilities both given",
                              lambda t: ["evaluate", "--predictions", _pred(t, logits=np.zeros((20, 3)))],
                              r"p\.npz: expected exactly one of arrays 'logits' or 'probabilities', found \['logits', 'probabilities'\]"),

@@ -196,3 +196,29 @@ def test_an_empty_target_cell_is_refused_by_name_without_runtime_warnings(tmp_pa
             assert result.exit_code == 2
             assert "empty or not finite" in result.output and "Warning" not in result.output
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("fmt", ["npz", "csv", "parquet"])
+def test_a_bad_score_cell_is_refused_by_file_column_and_row(tmp_path, fmt):
+    """NaN / inf scores, and probabilities outside [0, 1], name the file, the column and the data row
+    (counted over batches and Parquet row groups) instead of the engine's "scores: ..." without a file."""
+    for kind, row, col, value, shown, expected in [
+            ("logit", 70, 2, np.nan, "nan", "finite logits"),
+            ("logit", 33, 0, -np.inf, "-inf", "finite logits"),
+            ("prob", 101, 3, 1.25, r"1\.25", r"probabilities in \[0, 1\] \(declare logits for raw model outputs\)"),
+            ("prob", 0, 1, -0.5, r"-0\.5", r"probabilities in \[0, 1\]")]:
+        df = _frame(kind)
+        name = f"{kind}:{LABELS[col]}"
+        df[name] = df[name].astype(np.float64)
+        df.loc[row, name] = value
+        f = tmp_path / f"s.{fmt}"
+        where = f"column '{name}'"
+        if fmt == "npz":
+            array = "logits" if kind == "logit" else "probabilities"
+            np.savez(f, targets=Y, **{array: df[[f"{kind}:{n}" for n in LABELS]].to_numpy()})
+            where = f"'{array}' column {col}"
+        elif fmt == "csv":
+            df.to_csv(f, index=False)
+        else:  # NaN kept as a float NaN, not a null; 3 row groups
+            pq.write_table(pa.table({c: df[c].to_numpy() for c in df.columns}), f, row_group_size=40)
+        _err(f, rf"^s\.{fmt}: {where} is {shown} in data row {row + 1}; expected {expected}", bs=16)

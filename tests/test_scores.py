@@ -28,3 +28,22 @@ def test_threshold_fitted_on_saturating_logits_separates_positives_from_negative
     assert sigmoid(np.float32(22.0)) < cut[0] <= sigmoid(np.float32(25.0))
     decided = binarize(torch.from_numpy(p), cut).numpy().astype(int)
     np.testing.assert_array_equal(decided, targets)
+
+
+def test_evaluate_scores_takes_the_scores_kind_by_keyword_only():
+    import pytest
+
+    from evalkit import evaluate_scores
+    from evalkit.errors import InputError
+
+    Y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    p = np.array([[0.9, 0.2], [0.3, 0.8], [0.7, 0.6], [0.1, 0.4]])
+    with pytest.raises(TypeError, match="positional"):
+        evaluate_scores(Y, p)  # probabilities passed where logits would have been assumed
+    with pytest.raises(InputError, match="pass exactly one of logits or probabilities"):
+        evaluate_scores(Y)
+    with pytest.raises(InputError, match="pass exactly one of logits or probabilities"):
+        evaluate_scores(Y, logits=p, probabilities=p)
+    by_kind = evaluate_scores(Y, probabilities=p)["summary"]["micro"]
+    assert by_kind["f1"] == 1.0  # every 0.5 cut right
+    assert evaluate_scores(Y, logits=p)["summary"]["micro"]["precision"] == 0.5  # sigmoid(p) >= 0.5 everywhere

@@ -49,7 +49,9 @@ def iter_prediction_batches(path: str | Path, batch_size: int = 65536) -> Iterat
     Raises:
         InputError: missing / unreadable file, unknown extension, missing or duplicated arrays or
             columns (a CSV header is checked as written, so a repeated name is never renamed ``a.1``),
-            a CSV with a header but no data rows, mismatched shapes or labels, non-numeric columns.
+            a CSV with a header but no data rows, mismatched shapes or labels, non-numeric columns, an
+            empty target cell, a NaN / infinite score or a probability outside [0, 1] (naming the
+            column and the data row).
     """
     p = Path(path)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -185,6 +187,7 @@ def _iter_npz(p: Path, batch_size: int) -> Iterator[Batch]:
             if t.shape[0] != rows or s.shape[0] != rows:
                 raise InputError(f"{where}: archive is truncated (expected {N} rows)")
             _check_targets_present(t, where, [f"'targets' column {j}" for j in range(C)], start)
+            _check_scores(s, where, [f"'{kind_name}' column {j}" for j in range(C)], start, kind_name)
             yield t, s, kind_name, labels
 
 
@@ -224,6 +227,19 @@ def _check_targets_present(t: np.ndarray, where: str, columns: list[str], first_
     r, c = np.argwhere(~np.isfinite(t))[0]
     raise InputError(f"{where}: {columns[c]} is empty or not finite in data row {first_row + int(r) + 1}; "
                      "expected 0 or 1")
+
+
+def _check_scores(s: np.ndarray, where: str, columns: list[str], first_row: int, kind: str) -> None:
+    """Raise InputError naming the first NaN / infinite score cell of a batch ``(rows, C)`` (and, for
+    probabilities, the first outside [0, 1]) whose first row is data row ``first_row`` (0-based)."""
+    bad = ~np.isfinite(s)
+    if kind == "probabilities":
+        bad |= (s < 0) | (s > 1)
+    if not bad.any():
+        return
+    r, c = np.argwhere(bad)[0]
+    expected = "finite logits" if kind == "logits" else "probabilities in [0, 1] (declare logits for raw model outputs)"
+    raise InputError(f"{where}: {columns[c]} is {float(s[r, c])} in data row {first_row + int(r) + 1}; expected {expected}")
 
 
 def _stack(columns: list[np.ndarray], where: str, what: str, floating: bool) -> np.ndarray:
@@ -284,6 +300,12 @@ def _iter_parquet(p: Path, batch_size: int) -> Iterator[Batch]:
         sdt = np.result_type(*[types[c].to_pandas_dtype() for c in scols])
         return np.empty((n, C), dtype=tdt), np.empty((n, C), dtype=sdt)
 
+    def checked(T, S, row0: int) -> Batch:
+        _check_targets_present(T, where, tcols, row0)
+        _check_scores(S, where, [f"column {c!r}" for c in scols], row0, kind)
+        return T, S, kind, labels
+
+    row0 = 0
     try:
         for g in range(pf.metadata.num_row_groups):
             n = pf.metadata.row_group(g).num_rows
@@ -294,17 +316,20 @@ def _iter_parquet(p: Path, batch_size: int) -> Iterator[Batch]:
                 fill(T, S, (pf.read_row_group(g, columns=cols, use_threads=False) for cols in subsets))
                 pool.release_unused()
                 for s0 in range(0, n, batch_size):
-                    yield T[s0:s0 + batch_size], S[s0:s0 + batch_size], kind, labels
+                    yield checked(T[s0:s0 + batch_size], S[s0:s0 + batch_size], row0 + s0)
                 del T, S
             else:
                 its = [pf.iter_batches(batch_size=batch_size, row_groups=[g], columns=cols, use_threads=False)
                        for cols in subsets]
+                s0 = 0
                 for parts in zip(*its):
                     T, S = empty(parts[0].num_rows)
                     fill(T, S, parts)
                     del parts
-                    yield T, S, kind, labels
+                    yield checked(T, S, row0 + s0)
+                    s0 += len(T)
                 pool.release_unused()
+            row0 += n
     except pa.ArrowException as e:
         raise InputError(f"{where}: cannot read Parquet data ({e})") from None
 
@@ -335,6 +360,7 @@ def _iter_csv(p: Path, batch_size: int) -> Iterator[Batch]:
             if s.dtype.kind != "f":
                 s = s.astype(np.float64)
             _check_targets_present(t, where, tcols, int(chunk.index[0]) if len(chunk) else 0)
+            _check_scores(s, where, [f"column {c!r}" for c in scols], int(chunk.index[0]), kind)
             yield t, s, kind, labels
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise InputError(f"{where}: cannot parse CSV ({e})") from None
