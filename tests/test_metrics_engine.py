@@ -534,8 +534,8 @@ def test_streaming_memory_is_independent_of_n():
         e.update(torch.rand(1000, 4), (torch.rand(1000, 4) < 0.5).int())
     sizes = [v.numel() for v in e.metric_state.values() if isinstance(v, torch.Tensor)]
     # histograms (2, C, bins) + per-bin min / max (C, bins) + tp/fp/fn/tn + 3 counters + sample sums
-    # + weighted tp/fp/fn/tn (4, C), weighted per-sample fixed-point sums (2, 2 limbs, 20 values for ks 1,3,5), 1 counter
-    assert sum(sizes) == 2 * 4 * 64 + 2 * 4 * 64 + 4 * 4 + 3 + 2 * 6 + 4 * 4 + 2 * 2 * 20 + 1
+    # + weighted tp/fp/fn/tn (4, C), weighted per-sample fixed-point sums (2, 4 limbs, 20 values for ks 1,3,5), 1 counter
+    assert sum(sizes) == 2 * 4 * 64 + 2 * 4 * 64 + 4 * 4 + 3 + 2 * 6 + 4 * 4 + 2 * 4 * 20 + 1
     assert not any(isinstance(v, list) for v in e.metric_state.values())
 
 

@@ -150,6 +150,8 @@ def test_logits_with_weights_match_probabilities(data):
     (np.full(N, -1.0), r"^sample_weight: expected finite non-negative weights, found -1.0$"),
     (np.full(N, np.nan), r"^sample_weight: expected finite non-negative weights, found nan$"),
     ("heavy", r"^sample_weight: expected 301 non-negative numbers, got str$"),
+    (np.zeros(N), r"^sample_weight: all 301 weights are 0; expected at least one positive weight$"),
+    (np.full(N, 2e30), r"^sample_weight: expected weights up to 1e30, found 2e\+30 \(divide them by a common factor"),
 ])
 def test_bad_sample_weight_is_refused_with_its_name(data, bad, match):
     Y, P, _ = data
@@ -176,3 +178,63 @@ def test_zero_division_nan_leaves_undefined_ratios_out_like_sklearn():
             p, r, f, _ = skm.precision_recall_fscore_support(Y, pred, average=avg, zero_division=np.nan)
             a = getattr(v, avg)
             assert (a.precision, a.recall, a.f1) == pytest.approx((p, r, f), abs=1e-12, nan_ok=True)
+
+
+def test_a_label_positive_or_predicted_in_every_row_has_no_true_negatives_whatever_the_weights():
+    """tn is summed from its own cells: as a difference of weighted sums it rounded to +-1e-16, and
+    specificity / NPV / MCC came out as 1 (eps / eps) instead of zero_division / 0."""
+    y = np.ones((7, 2), dtype=int)
+    y[[1, 3], 1] = 0  # label 1: predicted in every row, two negatives
+    p = np.array([[.6, .9], [.4, .9], [.9, .9], [.9, .9], [1., .9], [.4, .9], [.4, .9]])
+    w = np.array([2.2, 2.9, 2.1, 2.7, 2.6, 1.9, 1.6])
+    pred = (p >= 0.3).astype(int)
+    from evalkit.report import metrics_block
+
+    for j in range(2):
+        tn = skm.confusion_matrix(y[:, j], pred[:, j], sample_weight=w, labels=[0, 1])[0, 0]
+        assert tn == 0.0 and skm.matthews_corrcoef(y[:, j], pred[:, j], sample_weight=w) == 0.0
+    for zd in (0.0, 1.0, np.nan):
+        v = compute_metrics(y, p, scores_kind="probabilities", threshold=0.3, sample_weight=w, zero_division=zd)
+        rows = metrics_block(v)["per_class"]
+        assert [r["tn"] for r in rows] == [0, 0]
+        expected = None if np.isnan(zd) else zd  # 0/0 takes zero_division (NaN is the report's None)
+        assert [r["specificity"] for r in rows] == [expected, 0.0]  # label 1: tn 0, fp 4.8
+        assert [r["npv"] for r in rows] == [expected, expected]
+        assert [r["mcc"] for r in rows] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("scale", [1e-18, 1e-9, 1.0, 1e9, 3e9, 1e20])
+def test_per_sample_means_do_not_depend_on_the_weights_scale(data, scale):
+    """The per-sample means (samples averages, subset accuracy, LRAP, coverage error, ranking loss,
+    P@k, nDCG@k) are fixed-point sums: weights of 1e9 used to overflow them (coverage error -1.29 for
+    2 rows) and weights of 1e-18 to round them away."""
+    Y, P, w = data
+    v = compute_metrics(Y, P, scores_kind="probabilities", sample_weight=w * scale, batch_size=64)
+    ws = w * scale
+    assert v.samples.f1 == pytest.approx(skm.f1_score(Y, P >= 0.5, average="samples", sample_weight=ws), abs=1e-12)
+    assert v.subset_accuracy == pytest.approx(skm.accuracy_score(Y, P >= 0.5, sample_weight=ws), abs=1e-12)
+    assert v.coverage_error == pytest.approx(skm.coverage_error(Y, P, sample_weight=ws), abs=1e-9)
+    assert v.label_ranking_average_precision == pytest.approx(
+        skm.label_ranking_average_precision_score(Y, P, sample_weight=ws), abs=1e-12)
+    assert v.label_ranking_loss == pytest.approx(skm.label_ranking_loss(Y, P, sample_weight=ws), abs=1e-12)
+
+
+def test_engine_fed_by_batches_keeps_per_sample_means_for_large_weights(data):
+    """MultilabelEngine.update (no rescaling: every rank alike) sums value x weight in base-2^31 limbs:
+    exact up to 2^62 per row; weights of 1e9 x coverage ~4 over 301 rows used to wrap an int64 limb."""
+    from evalkit.metrics.extra import fixed_row_means, weighted_row_sums
+
+    Y, P, w = data
+    e = MultilabelEngine(C, scores="probabilities")
+    for i in range(0, N, 100):
+        e.update(torch.from_numpy(P[i:i + 100]), torch.from_numpy(Y[i:i + 100]), w[i:i + 100] * 1e9)
+    v = e.compute()
+    assert v.coverage_error == pytest.approx(skm.coverage_error(Y, P, sample_weight=w), abs=1e-9)
+    assert v.samples.f1 == pytest.approx(skm.f1_score(Y, P >= 0.5, average="samples", sample_weight=w), abs=1e-12)
+    x = np.array([[0.3, 7.25, 1e-12, 2.0**40 + 0.5]])
+    wt = np.array([3.0, 1e9, 2.5e6, 4.0])
+    np.testing.assert_allclose(fixed_row_means(weighted_row_sums(x.T.reshape(1, -1), wt)),
+                               [np.average(x[0], weights=wt)], rtol=1e-15)
+    with pytest.raises(InputError, match=r"^sample_weight: a weight of 1e\+18 makes a weighted sum of 5e\+18 per row; "
+                                         r"expected below 2\^62"):
+        weighted_row_sums(np.array([[5.0]]), np.array([1e18]))

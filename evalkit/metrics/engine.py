@@ -110,7 +110,7 @@ class MultilabelEngine(Metric):
     (float32 probabilities) and int64 keys ``keys64`` (float64 probabilities, logits), each ``(B, C)`` per batch;
     streaming: histograms ``(2, C, bins)`` int64 and per-bin min / max ``(C, bins)`` float32;
     always: weighted tp/fp/fn/tn ``wcounts`` ``(4, C)`` float64, fixed-point per-sample sums of
-    :func:`evalkit.metrics.extra.row_values` ``wrows`` ``(2, 2, K)`` int64 and ``n_weighted`` (rows
+    :func:`evalkit.metrics.extra.row_values` ``wrows`` ``(2, 4, K)`` int64 and ``n_weighted`` (rows
     given with ``sample_weight``); exact: the rows' weights beside the keys (``weights32`` /
     ``weights64``, 8 bytes per row). Without weights and with ``zero_division`` 0 / 1 the values
     are those of the integer states (bit for bit as before); with weights or ``zero_division=nan``
@@ -157,6 +157,11 @@ class MultilabelEngine(Metric):
         self.label_names = label_names
         self.ks = _check_ks(ks)
         self._cmp_cache: dict = {}
+        self.row_weight_scale = 1.0
+        """Power of two the weights are multiplied by in the fixed-point per-sample sums only (their
+        resolution is 2^-62 absolute): :func:`compute_metrics` sets it from all N weights so the largest
+        is in [0.5, 1); the sums' ratios, the reported means, do not change. Keep it 1.0 (every rank
+        alike) when batches come from several processes."""
         self._create_state(C, threshold_free, self.bins)
 
     def _create_state(self, num_labels: int, threshold_free: ThresholdFree, bins: int) -> None:
@@ -170,7 +175,7 @@ class MultilabelEngine(Metric):
                        dist_reduce_fx="sum")
         # weighted sums (evalkit.metrics.weighted): tp/fp/fn/tn, per-sample sums, rows given weights
         self.add_state("wcounts", default=torch.zeros((4, num_labels), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("wrows", default=torch.zeros((2, 2, len(row_keys(self.ks))), dtype=torch.int64),
+        self.add_state("wrows", default=torch.zeros((2, 4, len(row_keys(self.ks))), dtype=torch.int64),
                        dist_reduce_fx="sum")
         self.add_state("n_weighted", default=torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
         if threshold_free == "exact":  # one dtype per state, so every rank gathers alike
@@ -251,7 +256,8 @@ class MultilabelEngine(Metric):
             self.n_weighted += B
         vals = row_values(scores.cpu().numpy(), targets.cpu().numpy(), rows, ranked, beta=self.beta,
                           zero_division=self.zero_division, ks=self.ks)
-        self.wrows += torch.from_numpy(weighted_row_sums(vals, w)).to(scores.device)
+        scaled = None if w is None or self.row_weight_scale == 1.0 else w * self.row_weight_scale
+        self.wrows += torch.from_numpy(weighted_row_sums(vals, w if scaled is None else scaled)).to(scores.device)
 
     def _cmp_thresholds(self, dtype: torch.dtype, device) -> torch.Tensor:
         key = (dtype, str(device))
@@ -363,7 +369,7 @@ def compute_metrics(
         :class:`~evalkit.metrics.values.MetricValues`; :func:`evalkit.report.metrics_block` turns it
         into the report's ``{"summary": {...}, "per_class": [...]}``.
     Raises:
-        InputError: invalid arguments or inputs (see :class:`MultilabelEngine`), N = 0.
+        InputError: invalid arguments or inputs (see :class:`MultilabelEngine`), N = 0, weights that are all 0 or above 1e30.
     """
     t = _as_tensor(targets, "targets")
     s = _as_tensor(scores, "scores")
@@ -378,6 +384,10 @@ def compute_metrics(
     engine = MultilabelEngine(t.shape[1], scores=scores_kind, threshold=threshold, beta=beta, ks=ks,
                               zero_division=zero_division, threshold_free=threshold_free, label_names=label_names)
     w = None if sample_weight is None else check_sample_weight(sample_weight, t.shape[0])
+    if w is not None and not w.max() > 0:
+        raise InputError(f"sample_weight: all {w.size} weights are 0; expected at least one positive weight")
+    if w is not None:  # per-sample means keep full precision for any weight scale (1e-18 .. 1e18)
+        engine.row_weight_scale = math.ldexp(1.0, min(1000, -math.frexp(float(w.max()))[1]))
     step = batch_size or t.shape[0]
     for i in range(0, t.shape[0], step):
         engine.update(s[i:i + step], t[i:i + step], None if w is None else w[i:i + step])

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from evalkit.errors import InputError
+
 
 DEFAULT_KS = (1, 3, 5)
 """Default cut-offs of precision@k and nDCG@k."""
@@ -136,28 +138,52 @@ def row_values(scores: np.ndarray, targets: np.ndarray, rows: np.ndarray, ranked
 
 
 def weighted_row_sums(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """Exact fixed-point sums, int64 ``(2, 2, K)`` = (value sums, weight sums) x (hi, lo limbs) x K:
-    per value, the weighted sum over the rows where it is defined and the sum of those rows' weights
+    """Exact fixed-point sums, int64 ``(2, 4, K)`` = (value sums, weight sums) x 4 limbs x K: per
+    value, the weighted sum over the rows where it is defined and the sum of those rows' weights
     (their ratio, :func:`fixed_row_means`, is the NaN-aware weighted mean, scikit-learn's
-    ``_nanaverage``). Limb sums are integers (2^-62 resolution, :func:`evalkit.metrics._kernels.to_fixed`),
-    so totals do not depend on batching or process count. Values and weights must be >= 0 with
-    N x max(value x weight) < 4e9."""
+    ``_nanaverage``). Each ``x = value x weight`` is split into base-2^31 limbs
+    ``a 2^31 + b + c 2^-31 + d 2^-62`` (each in [0, 2^31]), summed as integers, so totals do not
+    depend on batching or process count: exact for up to 2^32 rows, resolution 2^-62.
+
+    Raises:
+        InputError: a ``value x weight`` of 2^62 (4.6e18) or more (scale the weights down: every
+            weighted mean is unchanged by a common factor).
+    """
     w = np.ones(values.shape[1]) if weights is None else np.asarray(weights, dtype=np.float64)
     ok = ~np.isnan(values)
-    out = np.empty((2, 2, values.shape[0]), dtype=np.int64)
+    out = np.empty((2, 4, values.shape[0]), dtype=np.int64)
     for i, x in enumerate((np.where(ok, values, 0.0) * w, ok * w)):
-        hi = np.floor(x * _FX)
-        out[i, 0] = hi.astype(np.int64).sum(axis=1)
-        out[i, 1] = np.rint((x * _FX - hi) * _FX).astype(np.int64).sum(axis=1)
+        if x.size and x.max() >= _FX * _FX:
+            raise InputError(f"sample_weight: a weight of {float(w.max()):g} makes a weighted sum of {float(x.max()):g} "
+                             f"per row; expected below 2^62 (divide the weights by a common factor: the metrics do not change)")
+        if x.size and x.max() * x.shape[1] < _FX:  # the usual case: two limbs (2^-31, 2^-62), sums < 2^62
+            y = x * _FX
+            hi = np.floor(y)
+            sums = hi.astype(np.int64).sum(axis=1)
+            out[i, 0], out[i, 1], out[i, 2] = 0, sums >> 31, sums & _MASK
+            out[i, 3] = np.rint((y - hi) * _FX).astype(np.int64).sum(axis=1)
+            continue
+        for j in range(4):
+            limb = np.floor(x / _FX) if j == 0 else (np.floor(x) if j < 3 else np.rint(x))
+            out[i, j] = limb.astype(np.int64).sum(axis=1)
+            x = (x - limb * _FX) if j == 0 else (x - limb) * _FX
     return out
 
 
 _FX = 2.0**31
+_MASK = (1 << 31) - 1
 
 
 def fixed_row_means(fx: np.ndarray) -> np.ndarray:
-    """float64 ``(K,)`` means from summed :func:`weighted_row_sums` (NaN where no row is defined)."""
-    sums = fx[:, 0].astype(np.float64) / _FX + fx[:, 1].astype(np.float64) / (_FX * _FX)
+    """float64 ``(K,)`` means from summed :func:`weighted_row_sums` (NaN where no row is defined).
+
+    The limbs are first carried into canonical form (each below 2^31 but the top one), so the same
+    total gives the same float whatever batches its limbs were summed in."""
+    fx = np.array(fx, dtype=np.int64)
+    for j in (3, 2, 1):
+        fx[:, j - 1] += fx[:, j] >> 31
+        fx[:, j] &= _MASK
+    sums = fx[:, 0] * _FX + fx[:, 1] + fx[:, 2] / _FX + fx[:, 3] / (_FX * _FX)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(sums[1] > 0, sums[0] / np.where(sums[1] > 0, sums[1], 1.0), math.nan)
 

@@ -94,7 +94,7 @@ def weighted_values(wcounts: np.ndarray, wrows: np.ndarray, n_rows: int, ranked,
     """:class:`MetricValues` from weighted sums (definitions: module docstring).
 
     Args:
-        wcounts: float64 ``(4, C)`` weighted tp, fp, fn, tn; wrows: int64 ``(2, 2, K)`` of
+        wcounts: float64 ``(4, C)`` weighted tp, fp, fn, tn; wrows: int64 ``(2, 4, K)`` of
             :func:`evalkit.metrics.extra.weighted_row_sums` (summed over batches); n_rows: N.
         ranked: ``(ap, auroc, micro_ap, micro_auroc)`` or ``None``.
     Returns:
@@ -133,7 +133,7 @@ def weighted_values(wcounts: np.ndarray, wrows: np.ndarray, n_rows: int, ranked,
 
 def row_means(wrows: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
     """Weighted NaN-aware per-sample means keyed by :func:`evalkit.metrics.names.row_keys`, from the
-    summed fixed-point ``(2, 2, K)`` sums of :func:`evalkit.metrics.extra.weighted_row_sums`."""
+    summed fixed-point ``(2, 4, K)`` sums of :func:`evalkit.metrics.extra.weighted_row_sums`."""
     return {k: float(v) for k, v in zip(row_keys(ks), fixed_row_means(wrows))}
 
 
@@ -156,11 +156,23 @@ def check_sample_weight(sample_weight, n: int) -> np.ndarray:
     if not np.isfinite(w).all() or (w < 0).any():
         bad = w[~(np.isfinite(w) & (w >= 0))][0]
         raise InputError(f"sample_weight: expected finite non-negative weights, found {float(bad)!r}")
+    if w.size and w.max() > MAX_WEIGHT:
+        raise InputError(f"sample_weight: expected weights up to 1e30, found {float(w.max()):g} (divide them by a "
+                         "common factor: no metric changes)")
     return w
+
+
+MAX_WEIGHT = 1e30
+"""Largest sample weight accepted: products of weighted counts (AUROC's pairs, MCC's denominator)
+stay far from float64 overflow."""
 
 
 def weighted_counts(pred, true, w: np.ndarray):
     """Weighted tp, fp, fn, tn ``(4, C)`` float64 tensor of one batch.
+
+    Each count is its own weighted sum, never a difference of others: ``total - npred - ntrue + tp``
+    rounds to +-1e-16 where it should be 0 (a label positive or predicted in every row), and
+    ``tn / (tn + fp)`` would then be 1 instead of 0/0 (specificity, NPV, MCC).
 
     Args:
         pred, true: ``(B, C)`` bool tensors (decisions, targets); w: ``(B,)`` float64 weights.
@@ -168,6 +180,4 @@ def weighted_counts(pred, true, w: np.ndarray):
     import torch
 
     wt = torch.from_numpy(w).to(pred.device)
-    tp = wt @ (pred & true).double()
-    npred, ntrue, total = wt @ pred.double(), wt @ true.double(), wt.sum()
-    return torch.stack([tp, npred - tp, ntrue - tp, total - npred - ntrue + tp])
+    return torch.stack([wt @ cell.double() for cell in (pred & true, pred & ~true, ~pred & true, ~pred & ~true)])

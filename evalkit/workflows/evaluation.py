@@ -46,7 +46,8 @@ def evaluate_scores(
             probability >= threshold.
         beta: the F-beta reported besides F1 (default 2: recall weighs 4x precision).
         label_names: ``C`` names (default ``label_0..``).
-        zero_division: value of 0/0 ratios, 0 (default, as scikit-learn) or 1.
+        zero_division: value of 0/0 ratios: 0 (default, as scikit-learn), 1, or ``float("nan")`` (left
+            out of the averages, scikit-learn's ``zero_division=np.nan``).
         threshold_free: ``exact`` (matches scikit-learn), ``streaming`` or ``none``.
         dataset_name: the report's ``dataset.name``. strategy: the report's threshold label.
         sample_weight: optional ``(N,)`` non-negative weights (scikit-learn's ``sample_weight``).
