@@ -351,7 +351,7 @@ class EvaluateJobConfig(BaseModel):
                              'e.g. "test/macro_f2>=0.55" or "ranking_loss<0.2" (aliases: lrap, map, exact_match, '
                              'hamming, ...); exit 1 when one fails.')
     baseline: str | None = Field(None, description="Baseline of --max-drop: last (last finished run of this --job), champion "
-                                 "(run behind models:/NAME@champion), models:/NAME@ALIAS, or a run id.")
+                                 "(run behind models:/NAME@champion), models:/NAME@ALIAS, or a run id (or its first 6+ digits).")
     max_drop: list[str] = Field(default_factory=list, description="Relative gate METRIC=AMOUNT: at most AMOUNT worse than the "
                                 "baseline, repeatable, e.g. test/macro_f2=0.01; METRIC=significant: fails only on a "
                                 "drop significant at --gate-alpha (paired bootstrap on the same rows).")

@@ -72,9 +72,9 @@ def parse_max_drop(text: str) -> Gate:
     if m["bound"] == "significant":
         from evalkit.compare_paired import resampled_name
 
-        _check_name(m["metric"], "--max-drop")
-        resampled_name(m["metric"], "--max-drop")  # it must be recomputable from the kept scores
-        return Gate(m["metric"], "max-drop", math.nan, f"{m['metric']} max-drop significant", significant=True)
+        metric = _check_name(m["metric"], "--max-drop")
+        resampled_name(metric, "--max-drop")  # it must be recomputable from the kept scores
+        return Gate(metric, "max-drop", math.nan, f"{metric} max-drop significant", significant=True)
     bound = float(m["bound"])
     if bound < 0 or not math.isfinite(bound):
         raise InputError(f"--max-drop: the allowed drop of {m['metric']} must be a number >= 0, got {m['bound']}")

@@ -113,6 +113,27 @@ def write_scores(path: str | Path, targets, probabilities, labels, thresholds, d
     return w.close(digest, thresholds.to_dict())
 
 
+def declared_digest(path: str | Path, n_rows: int, labels: list[str]) -> str | None:
+    """The rows' digest a ``scores.parquet`` written by evalkit declares in its metadata, when the
+    file still holds those rows (``n_rows`` and ``labels`` as evaluated); ``None`` for any other file.
+
+    ``evaluate --predictions scores.parquet`` records it, so a run's kept scores evaluated again
+    compare with that run (whose digest is of its dataset's test split, not of a targets file)."""
+    if Path(path).suffix.lower() not in (".parquet", ".pq"):
+        return None
+    try:
+        import pyarrow.parquet as pq
+
+        md = pq.read_metadata(path)
+        meta = json.loads((md.metadata or {}).get(META_KEY) or (md.schema.to_arrow_schema().metadata or {}).get(META_KEY)
+                          or b"null")
+    except Exception:  # unreadable: the predictions reader has said so already
+        return None
+    ok = (isinstance(meta, dict) and meta.get("version") == VERSION and meta.get("n_rows") == n_rows
+          and [str(x) for x in meta.get("labels") or []] == list(labels) and isinstance(meta.get("digest"), str))
+    return meta["digest"] if ok else None
+
+
 def read_scores(path: str | Path, where: str) -> ScoreSet:
     """Read a ``scores.parquet`` written by :class:`ScoresWriter`.
 

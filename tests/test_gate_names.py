@@ -36,6 +36,19 @@ def test_aliases_resolve_to_tracked_keys(name, key):
     assert parse_max_drop(f"{name}=0.01").metric == key
 
 
+@pytest.mark.parametrize("name,key", [("macro_f2", "test/macro_f2"), ("Micro_F1", "test/micro_f1"),
+                                      ("map", "test/macro_map"), ("exact_match", "test/subset_accuracy"),
+                                      ("auroc", "test/macro_auroc"), ("lrap", "test/lrap")])
+def test_significant_max_drop_takes_the_same_names(name, key):
+    gate = parse_max_drop(f"{name}=significant")
+    assert (gate.metric, gate.text, gate.significant) == (key, f"{key} max-drop significant", True)
+
+
+def test_significant_max_drop_of_a_metric_without_row_statistics_is_refused():
+    with pytest.raises(InputError, match=r"^--max-drop test/coverage_error: cannot be compared row by row"):
+        parse_max_drop("coverage=significant")
+
+
 @pytest.mark.parametrize("text,message", [
     ("test/rankingloss<0.1", "--gate: unknown metric 'test/rankingloss'; did you mean test/label_ranking_loss"),
     ("test/label_ranking<0.1", "--gate: unknown metric 'test/label_ranking'; did you mean test/label_ranking_loss?"),

@@ -188,6 +188,10 @@ def test_significant_gate_against_a_baseline_run(store, cli, tmp_path):
     assert same.exit_code == 0, same.output
     row = json.loads((tmp_path / "same.json").read_text())["gates"]["results"][0]
     assert (row["status"], row["difference"], row["p_value"]) == ("pass", 0.0, 1.0)
+    # the run id's first 8 digits (as evalkit prints it) and a gate alias name the same baseline and metric
+    short = _evaluate(cli, good, "--max-drop", "macro_f2=significant", "--baseline", base[:8], "-o", tmp_path / "s.json")
+    assert short.exit_code == 0, short.output
+    assert json.loads((tmp_path / "s.json").read_text())["gates"]["results"][0] == row
     worse = _evaluate(cli, bad, *gate, "--gate-alpha", "0.01", "-o", tmp_path / "worse.json")
     assert worse.exit_code == 1, worse.output
     row = json.loads((tmp_path / "worse.json").read_text())["gates"]["results"][0]
@@ -219,3 +223,13 @@ def test_training_run_keeps_scores_that_reproduce_its_metrics(store, cli, tmp_pa
     rep = evaluate_scores(s.targets, probabilities=s.probabilities, threshold=s.thresholds, beta=2.0)
     assert rep["summary"]["macro"]["f2"] == pytest.approx(run.data.metrics["test/macro_f2"], abs=1e-12)
     assert rep["summary"]["mean_average_precision"] == pytest.approx(run.data.metrics["test/macro_map"], abs=1e-12)
+    # the kept scores, evaluated again as a predictions file, are on the run's own rows: they compare with it
+    # (the run's digest is of yeast's test split, not of a targets file: the file's declared digest is kept)
+    thr = ",".join(f"{t:.17g}" for t in s.thresholds)
+    again = cli("evaluate", "--predictions", path, "--threshold", thr, "--no-per-class", "-o", tmp_path / "again.json")
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "again.json").read_text())["dataset"]["digest"] == s.digest
+    res = cli("compare", run.info.run_id[:8], _runs(store)[-1].info.run_id[:8], "--format", "json")
+    assert res.exit_code == 0, res.output
+    rows = {r["metric"]: r for r in json.loads(res.stdout)["results"]}
+    assert rows["test/macro_f2"]["difference"] == pytest.approx(0.0, abs=1e-12)

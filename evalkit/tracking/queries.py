@@ -117,9 +117,11 @@ def baseline_run(tracking_uri: str, experiment: str, spec: str, *, job: str | No
         spec: ``last`` (the last FINISHED run of ``job`` in ``experiment``, by start time; run_id None
             when there is none yet), ``champion`` (the run that produced the version behind
             ``models:/<name>@champion``, name taken from ``model_uri``), ``models:/NAME@ALIAS`` /
-            ``models:/NAME/VERSION``, or a run id.
+            ``models:/NAME/VERSION``, or a run id (or its first :data:`MIN_PREFIX`+ digits, as
+            evalkit's messages print it).
     Raises:
-        InputError (exit 2): unknown run id, registered model, version or alias.
+        InputError (exit 2): unknown run id (or a prefix of none or several), registered model,
+            version or alias.
         InfraError (exit 3): the store is unreachable.
     """
     client = client_for(tracking_uri)
@@ -134,7 +136,8 @@ def baseline_run(tracking_uri: str, experiment: str, spec: str, *, job: str | No
             if spec == "champion":
                 name = (model_uri or "").removeprefix("models:/").split("@", 1)[0].split("/", 1)[0]
                 source = f"models:/{name}@champion"
-            run_id = model_source_run(tracking_uri, source) if source.startswith("models:/") else spec
+            run_id = (model_source_run(tracking_uri, source) if source.startswith("models:/")
+                      else full_run_id(client, spec, f"--baseline {spec}", tracking_uri))
             if not run_id:
                 raise InputError(f"--baseline {spec}: cannot tell which run produced {source}")
             run = client.get_run(run_id)

@@ -40,6 +40,9 @@ def evaluate_predictions(
         label_map: a label map file (:mod:`evalkit.labelmap`): the file's labels are mapped onto its
             targets (scores as probabilities, combined with ``map_reduce``: max, sum or mean), as
             ``evaluate --model --label-map`` does; the digest stays that of the file's targets.
+            The report's ``dataset.digest`` is that of the file's targets, or, for a run's kept
+            ``scores.parquet`` still holding its rows, the digest the file declares
+            (:func:`evalkit.scores_file.declared_digest`: the run's own test rows).
         scores_sink: e.g. a :class:`~evalkit.scores_file.ScoresWriter`: ``add(targets, scores,
             labels, kind)`` gets every batch as evaluated.
         ci, ci_resamples, ci_method, seed: bootstrap intervals as :func:`evaluate_scores`'s, computed
@@ -59,8 +62,11 @@ def evaluate_predictions(
         stream.add(t, scores, kind, labels)
     if stream.engine is None or stream.n == 0:
         raise InputError(f"{path}: no samples")
+    from evalkit.scores_file import declared_digest
+
+    declared = None if mapping is not None else declared_digest(path, stream.n, stream.names)
     dataset = {"name": Path(path).stem, "n_samples": stream.n, "n_labels": len(stream.names),
-               "digest": stream.digest.hexdigest()[:16]}
+               "digest": declared or stream.digest.hexdigest()[:16]}
     extra = mapping.report_blocks() if mapping is not None else {}
     metrics = stream.metrics(extra)
     return build_report(metrics, dataset=dataset, scores=stream.kind, thresholds=stream.thresholds, beta=beta, **extra)
