@@ -204,7 +204,7 @@ CASES: dict[str, Case] = {
     "baseline-unknown-run": Case("--baseline names no run",
                                  lambda t: ["evaluate", "--predictions", _pred(t), "--baseline", "0123456789abcdef",
                                             "--max-drop", "test/macro_f2=0.01"],
-                                 r"--baseline 0123456789abcdef: no such run"),
+                                 r"--baseline 0123456789abcdef: no run id starts with 0123456789abcdef in sqlite:"),
     "eval-threshold-out-of-range": Case("evaluate: threshold outside (0, 1)",
                                         lambda t: ["evaluate", "--predictions", _pred(t), "--threshold", "1.5"],
                                         r"--threshold: a fixed threshold must lie in \(0, 1\), got 1\.5"),
@@ -286,6 +286,14 @@ CASES: dict[str, Case] = {
                                          r"p\.npz: duplicate label names 'a'; expected distinct names"),
     "predictions-directory": Case("--predictions names a directory", lambda t: ["evaluate", "--predictions", t],
                                   r"is a directory; expected a predictions file"),
+    # usage: one line too, not click's usage block
+    "usage-unknown-option": Case("an option that does not exist", lambda t: [*RUN, "--bogus"],
+                                 r"evalkit run: No such option: --bogus.* \(see evalkit run --help\)$", output=False),
+    "usage-wrong-type": Case("an option value of the wrong type", lambda t: [*RUN[:1], "--epochs", "abc"],
+                             r"evalkit run: Invalid value for '--epochs': .*integer \(see evalkit run --help\)$",
+                             output=False),
+    "usage-unknown-command": Case("a command that does not exist", lambda t: ["evalute", "--predictions", "p.npz"],
+                                  r"evalkit: No such command 'evalute'\. Did you mean 'evaluate'\? \(see evalkit --help\)$", output=False),
 }
 
 

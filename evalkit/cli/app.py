@@ -55,7 +55,33 @@ class Command(_PlainHelp, TyperCommand):
 
 
 class Group(_PlainHelp, TyperGroup):
-    """The ``evalkit`` group."""
+    """The ``evalkit`` group. A usage error (an unknown option, a value of the wrong type, a missing
+    argument) is one line on stderr, exit 2, as every other bad input (:func:`usage_error`)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        with usage_errors():  # a command's own options are parsed here
+            return super().invoke(ctx)
+
+
+@contextmanager
+def usage_errors():
+    """Turn click's usage errors (but ``evalkit`` alone, which shows the help) into one line:
+    ``error: evalkit run: No such option: --bogus (see evalkit run --help)``, exit 2."""
+    try:
+        yield
+    except Exception as e:
+        kinds = {c.__name__ for c in type(e).__mro__}  # click's UsageError, or the copy Typer vendors
+        if "UsageError" not in kinds or "NoArgsIsHelpError" in kinds or not hasattr(e, "format_message"):
+            raise
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "evalkit"
+        message = " ".join(e.format_message().split()).rstrip(".")
+        print(f"error: {where}: {message} (see {where} --help)", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_INPUT)
 
 
 app = typer.Typer(
