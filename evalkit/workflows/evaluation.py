@@ -39,9 +39,8 @@ def evaluate_scores(
 
     Args:
         targets: ``(N, C)`` array-like in {0, 1}.
-        logits: ``(N, C)`` raw model outputs (sigmoid applied explicitly), or
-        probabilities: ``(N, C)`` in [0, 1]. Exactly one of the two, by keyword: the scores' kind
-            is always declared, never taken from a position (``evaluate_scores(y, p)`` is a TypeError).
+        logits: ``(N, C)`` raw model outputs (sigmoid applied explicitly), or probabilities: ``(N, C)``
+            in [0, 1]. Exactly one, by keyword (``evaluate_scores(y, p)`` is a TypeError: declared, never guessed).
         threshold: a cut in (0, 1) for every label, or ``(C,)`` per-label cuts; the rule is
             probability >= threshold.
         beta: the F-beta reported besides F1 (default 2: recall weighs 4x precision).
