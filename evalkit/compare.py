@@ -108,21 +108,25 @@ def best_index(series) -> int | None:
 
 
 def group_stats(df, group_by: str, metrics=GROUP_HEADLINE, *, rank_by: str | None = None, pair_by: str = "seed",
-                alpha: float | None = None) -> dict:
+                alpha: float | None = None, within: str | None = None) -> dict:
     """Mean ± std per group, groups ranked by ``rank_by`` (default: the first metric), and for each
     metric a paired test of the best group against every other group, pairing runs by ``pair_by``.
 
+    ``within`` (e.g. the dataset, :func:`by_dataset`): a column that splits the groups into blocks
+    (each group lies in one); the best group, the tests and the ranks are then per block (a group is
+    never tested against a group of another dataset), rows ordered by block, then rank.
+
     Returns:
-        ``{"group_by", "rank_by", "test", "alpha", "correction", "groups": [{"group", "rank", "n",
-        "metrics": {m: {"mean", "std", "n", "best", "p_value", "p_raw", "significant"}}}]}`` (groups
-        in rank order). ``p_raw`` compares the best group (by that metric) with this group;
-        ``p_value`` is it Holm-adjusted over the ``k - 1`` comparisons of that metric
-        (:func:`evalkit.stats.holm`); ``significant``: the best group's lead over this group is
-        significant at ``alpha`` after the adjustment.
+        ``{"group_by", "rank_by", "test", "alpha", "correction", "within", "groups": [{"group",
+        "block", "rank", "n", "metrics": {m: {"mean", "std", "n", "best", "p_value", "p_raw",
+        "significant"}}}]}`` (groups in rank order). ``p_raw`` compares the best group (by that
+        metric, in its block) with this group; ``p_value`` is it Holm-adjusted over all the
+        comparisons of that metric (:func:`evalkit.stats.holm`); ``significant``: the best group's
+        lead over this group is significant at ``alpha`` after the adjustment.
     Raises:
         InputError: ``group_by`` or ``rank_by`` is not a column of the runs.
     """
-    from evalkit.stats import ALPHA, HOLM, PAIRED_TEST, holm, paired_pvalue
+    from evalkit.stats import ALPHA, HOLM, PAIRED_TEST
 
     alpha = ALPHA if alpha is None else alpha
     if group_by not in df.columns:
@@ -137,46 +141,61 @@ def group_stats(df, group_by: str, metrics=GROUP_HEADLINE, *, rank_by: str | Non
     groups = sorted(data[group_by].astype(str).unique())
     if not groups:
         raise InputError(f"--group-by {group_by}: no run has this param")
-    rows: dict[str, dict] = {g: {"group": g, "metrics": {}} for g in groups}
+    block = {g: "" for g in groups}
+    if within is not None and within in data.columns:
+        block = {str(g): str(b) for g, b in zip(data[group_by].astype(str), data[within].fillna("?").astype(str))}
+    rows: dict[str, dict] = {g: {"group": g, "block": block[g], "metrics": {}} for g in groups}
     paired = pair_by in data.columns and data[pair_by].notna().all()
     for m in metrics:
-        means = {}
-        values = {}
-        for g in groups:
-            sub = data[data[group_by].astype(str) == g]
-            v = sub[m].astype(float)
-            key = sub[pair_by].astype(str) if paired else sub.reset_index().index.astype(str)
-            values[g] = dict(zip(key, v))
-            finite = v.dropna()
-            means[g] = float(finite.mean()) if len(finite) else math.nan
-            rows[g]["metrics"][m] = {"mean": means[g], "std": float(finite.std(ddof=1)) if len(finite) > 1 else None,
-                                     "n": int(len(finite))}
-            rows[g]["metrics"][m]["ci"] = mean_interval(sub, m)
-        valid = {g: mu for g, mu in means.items() if mu == mu}
+        _metric_stats(data, group_by, m, groups, block, rows, pair_by if paired else None, alpha)
+    sign = 1 if lower_is_better(rank_by) else -1
+
+    def score(g):
+        mu = rows[g]["metrics"][rank_by]["mean"]
+        return math.inf if mu != mu else sign * mu
+
+    out = []
+    for b in sorted(set(block.values())):
+        for rank, g in enumerate(sorted((g for g in groups if block[g] == b), key=score), 1):
+            r = rows[g]
+            r["rank"] = rank
+            r["n"] = max(c["n"] for c in r["metrics"].values())
+            out.append(r)
+    return {"group_by": group_by, "rank_by": rank_by, "paired_by": pair_by if paired else None,
+            "test": PAIRED_TEST if paired else PAIRED_TEST.replace("over seeds", "over run order"),
+            "alpha": alpha, "correction": HOLM, "within": within if len(set(block.values())) > 1 else None,
+            "metrics": list(metrics), "groups": out}
+
+
+def _metric_stats(data, group_by: str, m: str, groups: list[str], block: dict, rows: dict, pair_by: str | None,
+                  alpha: float) -> None:
+    """One metric of :func:`group_stats`: each group's mean / std / interval into ``rows``, and the
+    paired test of each block's best group against the other groups of its block (Holm over all)."""
+    from evalkit.stats import holm, paired_pvalue
+
+    means, values = {}, {}
+    for g in groups:
+        sub = data[data[group_by].astype(str) == g]
+        v = sub[m].astype(float)
+        key = sub[pair_by].astype(str) if pair_by else sub.reset_index().index.astype(str)
+        values[g] = dict(zip(key, v))
+        finite = v.dropna()
+        means[g] = float(finite.mean()) if len(finite) else math.nan
+        rows[g]["metrics"][m] = {"mean": means[g], "std": float(finite.std(ddof=1)) if len(finite) > 1 else None,
+                                 "n": int(len(finite)), "ci": mean_interval(sub, m)}
+    raw = {}
+    for b in sorted(set(block.values())):
+        valid = {g: mu for g, mu in means.items() if mu == mu and block[g] == b}
         best = (min if lower_is_better(m) else max)(valid, key=valid.get) if valid else None
-        raw = {}
-        for g in groups:
+        for g in (g for g in groups if block[g] == b):
             cell = rows[g]["metrics"][m]
             cell["best"] = g == best
             cell["p_value"] = cell["p_raw"] = cell["significant"] = None
             if best is not None and g != best:
                 common = sorted(set(values[best]) & set(values[g]))
                 raw[g] = paired_pvalue([values[best][k] for k in common], [values[g][k] for k in common])
-        for g, p in zip(raw, holm(list(raw.values()))):  # several groups against the best: Holm
-            cell = rows[g]["metrics"][m]
-            cell.update(p_raw=raw[g], p_value=p, significant=None if p is None else bool(p < alpha))
-    sign = 1 if lower_is_better(rank_by) else -1
-    order = sorted(groups, key=lambda g: (math.inf if rows[g]["metrics"][rank_by]["mean"] != rows[g]["metrics"][rank_by]["mean"]
-                                          else sign * rows[g]["metrics"][rank_by]["mean"]))
-    out = []
-    for rank, g in enumerate(order, 1):
-        r = rows[g]
-        r["rank"] = rank
-        r["n"] = max(c["n"] for c in r["metrics"].values())
-        out.append(r)
-    return {"group_by": group_by, "rank_by": rank_by, "paired_by": pair_by if paired else None,
-            "test": PAIRED_TEST if paired else PAIRED_TEST.replace("over seeds", "over run order"),
-            "alpha": alpha, "correction": HOLM, "metrics": list(metrics), "groups": out}
+    for g, p in zip(raw, holm(list(raw.values()))):  # several groups against the best: Holm
+        rows[g]["metrics"][m].update(p_raw=raw[g], p_value=p, significant=None if p is None else bool(p < alpha))
 
 
 def mean_interval(sub, metric: str) -> list[float] | None:
@@ -231,7 +250,8 @@ def compare_runs(tracking_uri: str, experiment: str, *, group_by: str | None = "
     finished = df[df["status"] == FINISHED]
     if finished.empty:
         raise InputError(f"--experiment {experiment}: no finished runs to compare ({unfinished_note(df)})")
-    stats = group_stats(*by_dataset(finished.reset_index(drop=True), group_by), metrics, rank_by=rank_by)
+    runs, key = by_dataset(finished.reset_index(drop=True), group_by)
+    stats = group_stats(runs, key, metrics, rank_by=rank_by, within=DATASET if key != group_by else None)
     left_out = df[df["status"] != FINISHED]["status"].value_counts().to_dict()
     stats["left_out"] = {str(k): int(v) for k, v in sorted(left_out.items())}
     grid = grid_state(full, df)
@@ -288,17 +308,18 @@ def status_notes(stats: dict) -> list[str]:
     return notes
 
 
-def by_dataset(df, group_by: str):
-    """``(runs, group column)``: when the runs cover several datasets, groups are ``dataset / value``,
-    so runs of different datasets never share a row (their means would mean nothing)."""
-    if group_by == DATASET or DATASET not in df.columns or df[DATASET].dropna().nunique() <= 1:
+def by_dataset(df, group_by: str, dataset: str = DATASET):
+    """``(runs, group column)``: when the runs cover several datasets (column ``dataset``), groups are
+    ``dataset / value``, so runs of different datasets never share a row (their means would mean
+    nothing); pass ``within=dataset`` to :func:`group_stats` then, so none is tested against another."""
+    if group_by == dataset or dataset not in df.columns or df[dataset].dropna().nunique() <= 1:
         return df, group_by
     if group_by not in df.columns:
         raise InputError(f"--group-by: the runs have no param {group_by!r}")
     key = f"dataset / {group_by}"
     keep = df[group_by].notna()
     out = df[keep].copy()
-    out[key] = out[DATASET].fillna("?").astype(str) + " / " + out[group_by].astype(str)
+    out[key] = out[dataset].fillna("?").astype(str) + " / " + out[group_by].astype(str)
     return out, key
 
 

@@ -27,8 +27,9 @@ def _cell_text(c: dict, plain: bool = False, digits: int = 3) -> str:
 
 
 def _legend(stats: dict) -> str:
-    return (f"Mean ± std over runs; groups ranked by {stats['rank_by'].removeprefix('test/')}. "
-            f"▲ = best group for the metric; * = the best group's lead over this group is significant "
+    per = " within each dataset" if stats.get("within") else ""
+    return (f"Mean ± std over runs; groups ranked by {stats['rank_by'].removeprefix('test/')}{per}. "
+            f"▲ = best group for the metric{per}; * = the best group's lead over this group is significant "
             f"({stats['test']}, p < {stats['alpha']:g}, p-values {stats.get('correction') or 'not adjusted'}); "
             f"no mark = not significant or too few paired runs.")
 
@@ -60,7 +61,7 @@ def groups_markdown(stats: dict) -> str:
     head = ["rank", stats["group_by"], "runs", *(m.removeprefix("test/") for m in stats["metrics"])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in stats["groups"]:
-        cells = [str(r["rank"]), f"**{r['group']}**" if r["rank"] == 1 else r["group"], str(r["n"])]
+        cells = [str(r["rank"]), f"**{r['group']}**" if r["rank"] == 1 else r["group"], str(r["n"])]  # rank per dataset
         for m in stats["metrics"]:
             c = r["metrics"][m]
             text = _cell_text(c)

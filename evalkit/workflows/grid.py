@@ -236,11 +236,11 @@ def _summarise(rows: list[dict], group_by: str, path: str, n: int, started: floa
     """Group the cells' test metrics, report them, log ``compare.json`` and the bar chart, write ``output``."""
     import pandas as pd
 
-    from evalkit.compare import GROUP_HEADLINE, group_stats
+    from evalkit.compare import GROUP_HEADLINE, by_dataset, group_stats
 
-    df = pd.DataFrame(rows)
+    df, key = by_dataset(pd.DataFrame(rows), group_by, dataset="dataset")  # a dataset axis: never mixed
     metrics = tuple(m for m in GROUP_HEADLINE if m in df.columns)
-    stats = group_stats(df, group_by, metrics) if len(df) > 1 else None
+    stats = group_stats(df, key, metrics, within="dataset" if key != group_by else None) if len(df) > 1 else None
     seconds = time.perf_counter() - started
     if not stats:
         return None, None
