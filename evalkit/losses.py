@@ -7,6 +7,7 @@ every loss.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -77,10 +78,12 @@ def _torch_modules():
             self.alpha, self.gamma = alpha, gamma
 
         def forward(self, logits, targets):
-            p = torch.sigmoid(logits)
             ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-            p_t = p * targets + (1 - p) * (1 - targets)
-            loss = ce * (1 - p_t) ** self.gamma
+            # (1 - p_t)^gamma as exp(gamma log(1 - p_t)), log(1 - p_t) = logsigmoid(-z), z = the logit
+            # signed by the target: finite gradients at saturated logits for any gamma >= 0 ((1 - p)^gamma
+            # with 1 - p rounded to 0 gives inf x 0 = NaN for gamma < 1, torchvision's included)
+            z = torch.where(targets > 0.5, logits, -logits)
+            loss = ce * torch.exp(self.gamma * F.logsigmoid(-z))
             if self.alpha >= 0:
                 loss = (self.alpha * targets + (1 - self.alpha) * (1 - targets)) * loss
             return loss.mean()
@@ -90,20 +93,30 @@ def _torch_modules():
 
         L+ = (1-p)^gamma_pos log(p);  L- = p_m^gamma_neg log(1-p_m), p_m = max(p - clip, 0).
         Reduction: the reference implementation returns ``-loss.sum()`` over the batch; we sum over
-        labels and average over samples, so the scale does not depend on the batch size.
+        labels and average over samples, so the scale does not depend on the batch size. Logs are
+        exact (``logsigmoid``): the reference clamps p at eps = 1e-8, which caps a label's loss at 18.4
+        and stops the gradient of a positive scored below logit -18 (never corrected); below that the
+        two agree. Powers are taken so that no gradient is NaN at saturated logits.
         Defaults gamma_neg=4, gamma_pos=0, clip=0.05 are the paper's recommended setting (the
         reference class defaults to gamma_pos=1). Helps with positive-negative imbalance.
         """
 
-        def __init__(self, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05, eps: float = 1e-8):
+        def __init__(self, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05):
             super().__init__()
-            self.gamma_neg, self.gamma_pos, self.clip, self.eps = gamma_neg, gamma_pos, clip, eps
+            self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
 
         def forward(self, logits, targets):
-            p = torch.sigmoid(logits)
-            p_neg = (p - self.clip).clamp(min=0) if self.clip > 0 else p
-            loss_pos = targets * torch.log(p.clamp(min=self.eps)) * (1 - p) ** self.gamma_pos
-            loss_neg = (1 - targets) * torch.log((1 - p_neg).clamp(min=self.eps)) * p_neg**self.gamma_neg
+            log_p, log_q = F.logsigmoid(logits), F.logsigmoid(-logits)  # log p, log(1 - p)
+            loss_pos = torch.where(targets > 0.5, log_p * torch.exp(self.gamma_pos * log_q), 0.0)
+            if self.clip > 0:
+                p_m = (torch.sigmoid(logits) - self.clip).clamp(min=0)
+                clipped = p_m > 0
+                safe = torch.where(clipped, p_m, 1.0)  # the power's gradient is taken where p_m > 0 only
+                weight = torch.where(clipped, safe**self.gamma_neg, 0.0 if self.gamma_neg > 0 else 1.0)
+                log_1m = torch.log1p(-p_m)  # 1 - p_m >= clip > 0
+            else:
+                weight, log_1m = torch.exp(self.gamma_neg * log_p), log_q
+            loss_neg = torch.where(targets > 0.5, 0.0, log_1m * weight)
             return -(loss_pos + loss_neg).sum(dim=1).mean()
 
     return nn, MarginLoss, FocalLoss, AsymmetricLoss
@@ -112,13 +125,14 @@ def _torch_modules():
 def pos_weight_from_targets(Y: np.ndarray) -> np.ndarray:
     """pos_weight = negatives / positives per label, from train targets ``(N, C)``.
 
-    A label with no positives in train gets weight 1 (nothing to up-weight).
+    A label with no positives in train gets weight 1 (nothing to up-weight), and so does a label
+    positive in every row (neg / pos = 0 would zero its loss: it would never be learned).
     """
     import numpy as np
 
     pos = Y.sum(axis=0).astype(np.float64)
     neg = Y.shape[0] - pos
-    return np.where(pos > 0, neg / np.maximum(pos, 1), 1.0).astype(np.float32)
+    return np.where((pos > 0) & (neg > 0), neg / np.maximum(pos, 1), 1.0).astype(np.float32)
 
 
 def _build_bce(train_Y, **_):
@@ -196,7 +210,20 @@ def loss_options(name: str, given: dict[str, Any] | None = None) -> dict[str, An
             opts[k] = float(v)
         except (TypeError, ValueError):
             raise InputError(f"--loss-option {k}: expected a number, got {v!r}") from None
+        check, expected = _OPTION_RANGES.get((name, k), (math.isfinite, "a finite number"))
+        if not (math.isfinite(opts[k]) and check(opts[k])):
+            raise InputError(f"--loss-option {k}: loss {name!r} expects {expected}, got {v!r}")
     return opts
+
+
+#: the documented ranges of the loss options: (loss, option) -> (check, what is expected)
+_OPTION_RANGES = {
+    ("focal", "alpha"): (lambda v: v <= 1, "alpha in [0, 1] (or < 0 to disable the weighting)"),
+    ("focal", "gamma"): (lambda v: v >= 0, "gamma >= 0"),
+    ("asl", "gamma_neg"): (lambda v: v >= 0, "gamma_neg >= 0"),
+    ("asl", "gamma_pos"): (lambda v: v >= 0, "gamma_pos >= 0"),
+    ("asl", "clip"): (lambda v: 0 <= v < 1, "clip in [0, 1)"),
+}
 
 
 def get_loss_spec(name: str) -> LossSpec:

@@ -27,6 +27,8 @@ def test_pos_weight_is_negatives_over_positives():
     np.testing.assert_allclose(pos_weight_from_targets(Y), [1 / 3, 3.0, 1.0])
     loss = build_loss("bce-pos-weight", Y)
     np.testing.assert_allclose(loss.pos_weight.numpy(), [1 / 3, 3.0, 1.0])
+    # a label positive in every train row keeps weight 1: neg / pos = 0 would zero its loss for good
+    np.testing.assert_allclose(pos_weight_from_targets(np.array([[1, 0, 1], [1, 1, 0], [1, 0, 0]])), [1.0, 2.0, 2.0])
 
 
 def test_focal_matches_reference_formula():
@@ -56,6 +58,62 @@ def test_asl_reference_values():
     # a negative whose probability is below the clip contributes nothing
     asl_default = build_loss("asl", np.zeros((1, 1)))
     assert asl_default(torch.tensor([[-5.0]]), torch.tensor([[0.0]])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def _focal_reference(x, y, alpha, gamma):  # torchvision.ops.sigmoid_focal_loss(reduction="mean"), float64
+    p = torch.sigmoid(x)
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    loss = ce * (1 - p_t) ** gamma
+    return ((alpha * y + (1 - alpha) * (1 - y)) * loss if alpha >= 0 else loss).mean()
+
+
+def _asl_paper(x, y, gamma_neg, gamma_pos, clip):  # Ridnik et al. 2021, eq. 1-3, exact logs, float64
+    p = torch.sigmoid(x)
+    p_m = (p - clip).clamp(min=0)
+    return -(y * torch.log(p) * (1 - p) ** gamma_pos + (1 - y) * torch.log(1 - p_m) * p_m**gamma_neg).sum(1).mean()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_focal_and_asl_have_finite_gradients_at_saturated_logits_and_match_their_formulas(dtype):
+    """gamma in (0, 1) gave NaN gradients where 1 - p rounds to 0 (inf x 0, torchvision's focal too);
+    ASL clamped p at 1e-8, so a positive scored below logit -18 had loss 18.4 and no gradient."""
+    g = torch.Generator().manual_seed(5)
+    x = (3 * torch.randn(8, 5, generator=g)).to(dtype)
+    x[0] = torch.tensor([40.0, -40.0, 100.0, -100.0, 17.0])
+    y = (torch.rand(8, 5, generator=g) < 0.4).to(dtype)
+    y[0] = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])
+    moderate = x.abs().amax(dim=1) < 15  # rows where the float64 reference formulas are themselves finite
+    for name, opts in [("focal", {"gamma": 0.5}), ("focal", {}), ("focal", {"alpha": -1, "gamma": 0.3}),
+                       ("asl", {}), ("asl", {"gamma_pos": 0.5}), ("asl", {"gamma_neg": 0.5}), ("asl", {"clip": 0})]:
+        loss = build_loss(name, None, opts)
+        xr = x.clone().requires_grad_(True)
+        value = loss(xr, y)
+        (grad,) = torch.autograd.grad(value, xr)
+        assert torch.isfinite(value) and torch.isfinite(grad).all(), (name, opts)
+        o = loss_options(name, opts)
+        x64, y64 = x[moderate].double(), y[moderate].double()
+        ref = (_focal_reference(x64, y64, o["alpha"], o["gamma"]) if name == "focal"
+               else _asl_paper(x64, y64, o["gamma_neg"], o["gamma_pos"], o["clip"]))
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        assert loss(x[moderate], y[moderate]).item() == pytest.approx(ref.item(), rel=tol), (name, opts)
+    # a confidently wrong positive: the paper's loss (30) and gradient (-1), not the clamp's 18.4 and 0
+    xr = torch.tensor([[-30.0]], dtype=dtype, requires_grad=True)
+    value = build_loss("asl", None)(xr, torch.ones(1, 1, dtype=dtype))
+    value.backward()
+    assert value.item() == pytest.approx(30.0, rel=1e-6) and xr.grad.item() == pytest.approx(-1.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("name,option,value,message", [
+    ("focal", "alpha", 2, r"loss 'focal' expects alpha in \[0, 1\] \(or < 0 to disable the weighting\), got 2"),
+    ("focal", "gamma", -1, r"loss 'focal' expects gamma >= 0, got -1"),
+    ("asl", "clip", 1.5, r"loss 'asl' expects clip in \[0, 1\), got 1.5"),
+    ("asl", "gamma_neg", "nan", r"loss 'asl' expects gamma_neg >= 0, got 'nan'"),
+])
+def test_loss_options_outside_their_documented_range_are_refused(name, option, value, message):
+    with pytest.raises(InputError, match=rf"^--loss-option {option}: {message}$"):
+        loss_options(name, {option: value})
+    assert loss_options("focal", {"alpha": -1})["alpha"] == -1.0  # documented: < 0 disables
 
 
 def test_unknown_loss_and_option_messages():

@@ -223,3 +223,28 @@ def test_loss_options_the_loss_does_not_take_are_refused_before_any_data_is_read
     with pytest.raises(InputError, match="--loss-option"):
         experiment.run_experiment(config, track=False)
     assert RunConfig(loss="focal", loss_options={"gamma": 1.0}).loss_settings == {"alpha": 0.25, "gamma": 1.0}
+
+
+@pytest.mark.parametrize("name", ["global", "per-class", "joint", "pcut"])
+def test_fitted_cuts_stay_in_the_open_interval_when_validation_scores_are_exactly_0(name):
+    """Scores of exactly 0 (hard 0/1 models, a float32 sigmoid underflowed) gave a cut of 0.0, outside
+    (0, 1): the fitted thresholds could not be read back (Thresholds.from_dict). A cut of 0 would
+    predict the rows scoring 0, which no threshold in (0, 1) does, so it is never a candidate."""
+    from evalkit.thresholds import Thresholds
+    from evalkit.thresholds.fit import fit_thresholds
+    from evalkit.thresholds.value import ThresholdStrategy
+
+    P = np.zeros((10, 3))
+    Y = np.zeros((10, 3), dtype=int)
+    P[:, 0], Y[:, 0] = [0] * 5 + [.5, .6, .7, .8, .9], [1] * 5 + [0] * 5  # the positives all score 0
+    P[:, 1], Y[:, 1] = np.linspace(.05, .95, 10), [0, 1] * 5
+    Y[::3, 2] = 1  # label 2: every score 0
+    cuts = fit_thresholds(ThresholdStrategy(name), P, Y, beta=2.0, min_positives=1, train_cardinality=2.0)
+    assert np.all((cuts > 0) & (cuts < 1)), cuts
+    block = {"strategy": name, "values": cuts.tolist()}
+    assert Thresholds.from_dict(block, 3, where="t.json").array().tolist() == cuts.tolist()
+    if name == "per-class":  # label 1: the best cut among the valid ones (brute force over every score)
+        from sklearn.metrics import fbeta_score
+
+        best = max(fbeta_score(Y[:, 1], P[:, 1] >= t, beta=2.0) for t in P[:, 1])
+        assert fbeta_score(Y[:, 1], P[:, 1] >= cuts[1], beta=2.0) == pytest.approx(best)

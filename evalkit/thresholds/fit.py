@@ -75,6 +75,10 @@ def _best_cut(probabilities: np.ndarray, targets: np.ndarray, beta: float) -> fl
     cuts, f = fbeta_curve(probabilities, targets, beta)
     everyone = np.zeros(cuts.size, dtype=bool)
     everyone[-1] = True  # the lowest distinct score: every validation row predicted positive
+    if cuts[-1] <= 0:  # a cut of 0 is no threshold in (0, 1): rows scoring 0 are never predicted
+        if cuts.size == 1:
+            return 0.5
+        cuts, f, everyone = cuts[:-1], f[:-1], everyone[:-1] & False
     best = away_from_all_positive(int(np.argmax(f)), f, f, everyone, float(np.sum(targets)))
     return _midpoint(cuts, best)  # first maximum = highest cut among ties
 
@@ -109,12 +113,19 @@ def away_from_all_positive(best: int, values: np.ndarray, label_fbeta: np.ndarra
 
 
 def _candidates(probabilities: np.ndarray) -> np.ndarray:
-    """Distinct validation scores in decreasing order (at most MAX_CANDIDATES, by quantile)."""
-    cuts = np.unique(probabilities.ravel())[::-1]
+    """Distinct positive validation scores in decreasing order (at most MAX_CANDIDATES, by quantile);
+    ``[1.0]`` when every score is 0 (no cut in (0, 1) predicts a row then)."""
+    cuts = _positive(np.unique(probabilities.ravel())[::-1])
     if cuts.size > MAX_CANDIDATES:
         idx = np.unique(np.linspace(0, cuts.size - 1, MAX_CANDIDATES).round().astype(int))
         cuts = cuts[idx]
     return cuts
+
+
+def _positive(cuts: np.ndarray) -> np.ndarray:
+    """The candidate cuts above 0 (a fitted threshold lies in (0, 1)), or ``[1.0]`` if none is."""
+    cuts = cuts[cuts > 0]
+    return cuts if cuts.size else np.array([1.0])
 
 
 def objective_curve(probabilities: np.ndarray, targets: np.ndarray, *, beta: float,
@@ -165,7 +176,7 @@ def _joint_cuts(P: np.ndarray, Y: np.ndarray, beta: float, objective: str) -> np
     start = _global_cut(P, Y, beta, objective)
     cand, tp_c, pred_c = [], [], []
     for c in range(C):
-        scores = np.unique(P[:, c])[::-1]
+        scores = _positive(np.unique(P[:, c])[::-1])
         if scores.size > JOINT_CANDIDATES:
             scores = scores[np.unique(np.linspace(0, scores.size - 1, JOINT_CANDIDATES).round().astype(int))]
         mids = np.array([_midpoint(scores, i) for i in range(scores.size)] + [start])
