@@ -90,6 +90,30 @@ def test_chestxray14_table_trains_and_evaluate_model_gives_the_run_test_metrics(
         assert a["label"] == b["label"] and b["average_precision"] == pytest.approx(a["average_precision"], abs=1e-6)
 
 
+def test_evaluate_model_alone_reads_the_recorded_table_with_its_image_root_from_any_folder(store, cli, tmp_path,
+                                                                                             monkeypatch):
+    """Without --dataset, evaluate --model evaluates the recorded table's test split: with the run's
+    --image-root (it was dropped: images were looked for beside the table), given relative at training
+    and recorded absolute, so another working folder finds them too."""
+    import mlflow
+
+    chestxray_folder(tmp_path / "cxr")
+    res = cli("run", "--dataset", "cxr/Data_Entry_2017.csv", "--image-root", "cxr/images", *CXR, *FAST, "-o", "r.json")
+    assert res.exit_code == 0, res.output
+    run = mlflow.MlflowClient(store).search_runs(["1"])[0]
+    record = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/preprocess.json")
+    assert record["dataset"]["reader_options"]["image_root"] == str((tmp_path / "cxr" / "images").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = cli("evaluate", "--model", f"runs:/{run.info.run_id}/model", "--tracking-uri", store, "--workers", "0",
+              "--no-track", "-o", "e.json")
+    assert res.exit_code == 0, res.output
+    report, again = (json.loads(p.read_text()) for p in (tmp_path / "r.json", elsewhere / "e.json"))
+    assert again["dataset"]["n_samples"] == report["dataset"]["n_samples"]
+    assert again["summary"]["macro"]["f2"] == pytest.approx(report["summary"]["macro"]["f2"], abs=1e-6)
+
+
 def test_a_test_table_is_streamed_at_the_training_size_and_16_bit_pngs_read(cli, tmp_path):
     for name, n, side, bit16 in (("tr", 40, 16, False), ("te", 20, 24, True)):  # the test set: 24 px, 16-bit
         chestxray_folder(tmp_path / name, n=n, side=side, seed=n, bit16=bit16)

@@ -105,6 +105,17 @@ def test_bad_images_stop_the_loader_in_one_line_or_are_skipped_and_counted(tmp_p
     assert sum(len(X) for X, _, _ in batches) == 5
 
 
+def test_a_bad_image_met_by_a_worker_process_is_still_one_line(tmp_path):
+    """torch re-raises a worker's BadImage with the worker's traceback in its message; the CLI printed
+    those 18 lines with the default --workers (only --workers 0 gave one)."""
+    table = _table(tmp_path, 6, bad=(4,))
+    with pytest.raises(BadImage) as info:
+        list(image_loader(table, size=12, channels=1, train=False, batch_size=2, workers=1))
+    message = str(info.value)
+    assert "\n" not in message and "Traceback" not in message, message
+    assert message.startswith(str(tmp_path / "4.png") + ": row 5: unreadable image ("), message
+
+
 def test_worker_processes_decode_the_same_batches(tmp_path):
     table = _table(tmp_path, 6)
     inline = [X for X, _, _ in image_loader(table, size=12, channels=1, train=False, batch_size=3, workers=0)]

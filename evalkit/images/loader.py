@@ -31,7 +31,18 @@ CROP_SCALE = (0.6, 1.0)
 
 class BadImage(InputError):
     """An image that is missing, unreadable or of a mode evalkit does not read (exit 2): one line
-    naming the file and the table row."""
+    naming the file and the table row.
+
+    A DataLoader worker's error reaches the main process re-raised by torch as ``BadImage("Caught
+    BadImage in DataLoader worker process 0.\nOriginal Traceback ...\n...BadImage: <message>")``;
+    the message is then taken back from the traceback's last line, so it stays one line whatever
+    ``--workers`` is."""
+
+    def __init__(self, message: str = "", *args, **kwargs):
+        text = str(message)
+        if text.startswith("Caught BadImage") and "\n" in text:
+            text = text.rstrip().splitlines()[-1].split("BadImage: ", 1)[-1]
+        super().__init__(text, *args, **kwargs)
 
 
 def read_image(path: str, row: int, channels: int) -> np.ndarray:

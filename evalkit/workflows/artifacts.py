@@ -80,6 +80,11 @@ def _inputs(splits, folds: int):
     return out + [(te.subset(np.arange(te.n_samples), f"{splits.name}-test"), "evaluation")]
 
 
+#: reader options naming a file or folder: recorded as absolute paths, as the dataset itself, so that
+#: ``evaluate --model`` finds them from any working folder
+_PATH_OPTIONS = ("image_root", "label_file")
+
+
 def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:
     """The ``preprocess.json`` record of a run: where the data came from, its train statistics, the
     thresholds and the architecture (what ``evaluate --model`` needs to reproduce the run)."""
@@ -91,7 +96,8 @@ def preprocess_for(config: RunConfig, splits, std_stats, thresholds) -> dict:
     mean, std = std_stats if std_stats is not None else (None, None)
     record = preprocess_record(
         dataset={"spec": where(config.dataset), "test_dataset": where(config.test_dataset),
-                 "reader_options": dict(config.reader_options), "name": splits.name, "digest": splits.digest,
+                 "reader_options": {k: where(v) if k in _PATH_OPTIONS else v for k, v in config.reader_options.items()},
+                 "name": splits.name, "digest": splits.digest,
                  "test_size": config.test_size, "val_size": config.val_size, "seed": config.seed}
         | ({"one_hot": splits.train.meta["one_hot"]} if "one_hot" in splits.train.meta else {}),
         input_shape=splits.train.X.shape[1:], label_names=splits.label_names, standardize=std_stats is not None,

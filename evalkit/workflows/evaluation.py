@@ -255,10 +255,12 @@ def _test_data(cfg: EvaluateJobConfig, record: dict | None, reader_options_given
 
     recorded = (record or {}).get("dataset") or {}
     options = dict(cfg.reader_options) if reader_options_given else dict(recorded.get("reader_options") or {})
+    same_data = cfg.dataset is None and cfg.test_dataset is None  # the recorded table itself: its image root too
     if reader_options_given and (record or {}).get("image"):  # an image table: the run's label options kept
         from evalkit.images.lazy import recorded_options
 
-        options = recorded_options(recorded.get("reader_options") or {}) | options
+        kept = recorded.get("reader_options") or {}
+        options = (kept if same_data else recorded_options(kept)) | options
     dataset = cfg.dataset
     if dataset is None and cfg.test_dataset is None:
         dataset = recorded.get("spec")
