@@ -223,13 +223,17 @@ def _load_checkpoint(path: Path, spec: str, *, arch, hidden, record, n_features,
                      trust_pickle: bool):
     import pickle
 
+    import warnings
+
     torch = _torch()
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4 ...": the error below says what matters
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "unsupported global" not in str(e).lower():  # no pickled classes: not a torch.save file at all
-            raise InputError(f"--model {spec}: not a model file ({_first_line(e)}); expected TorchScript, "
-                             "torch.export .pt2, or a torch.save state_dict") from None
+            raise InputError(f"--model {spec}: not a model file (the weights-only reader says: {_unpickler_cause(e)}); "
+                             "expected TorchScript, torch.export .pt2, or a torch.save state_dict") from None
         if not trust_pickle:
             from evalkit.tracking.loading import pickle_refusal
 
@@ -254,6 +258,16 @@ def _load_checkpoint(path: Path, spec: str, *, arch, hidden, record, n_features,
                          "torch.save(model.state_dict()), TorchScript or a .pt2 archive")
     return _from_state_dict(state, spec, arch=arch, hidden=hidden, record=record, n_features=n_features,
                             input_shape=input_shape, n_labels=n_labels), "state_dict"
+
+
+def _unpickler_cause(e: BaseException) -> str:
+    """What torch's weights-only unpickler found (``Unsupported operand 149``), without torch's advice
+    to re-run with ``weights_only=False`` (which would execute the file's code)."""
+    text = str(e)
+    detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+    lines = [ln.strip() for ln in detail.splitlines() if ln.strip() and "weights_only" not in ln
+             and not ln.strip().startswith("Check the documentation")]
+    return lines[0] if lines else type(e).__name__
 
 
 def _from_state_dict(state: dict, spec: str, *, arch, hidden, record, n_features, input_shape, n_labels):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -213,3 +214,30 @@ def test_missing_and_foreign_files(tmp_path, data):
         evaluate_model(str(junk), test_dataset=str(path))
     with pytest.raises(InputError, match="give --dataset"):
         evaluate_model(str(junk))
+
+
+class _Evil:
+    def __reduce__(self):  # unpickling it would run a shell command
+        import os
+
+        return (os.system, ("touch pwned",))
+
+
+def test_a_raw_pickle_or_random_bytes_are_named_in_one_line_without_torchs_unsafe_advice(tmp_path, data, cli,
+                                                                                         monkeypatch):
+    """A protocol-4 pickle (not torch.save) and random bytes: nothing unpickled, one line saying what the
+    weights-only reader found, without torch's "re-run with weights_only=False" or its protocol warning."""
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    path, _, _ = data
+    (tmp_path / "legacy.pt").write_bytes(pickle.dumps(_Evil(), protocol=4))
+    (tmp_path / "noise.pt").write_bytes(np.random.default_rng(0).bytes(300))
+    for name in ("legacy.pt", "noise.pt"):
+        res = cli("evaluate", "--model", tmp_path / name, "--test-dataset", path, "--no-track")
+        assert res.exit_code == 2, res.output
+        assert res.output.strip().count("\n") == 0, res.output  # no UserWarning lines either
+        assert re.fullmatch(rf"error: --model .*{name}: not a model file \(the weights-only reader says: Unsupported "
+                            r"operand \d+\); expected TorchScript, torch\.export \.pt2, or a torch\.save state_dict",
+                            res.output.strip()), res.output
+    assert not (tmp_path / "pwned").exists()
