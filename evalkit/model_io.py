@@ -222,7 +222,6 @@ def _guard(spec: str, fn):
 def _load_checkpoint(path: Path, spec: str, *, arch, hidden, record, n_features, input_shape, n_labels,
                      trust_pickle: bool):
     import pickle
-
     import warnings
 
     torch = _torch()

@@ -56,7 +56,7 @@ class Command(_PlainHelp, TyperCommand):
 
 class Group(_PlainHelp, TyperGroup):
     """The ``evalkit`` group. A usage error (an unknown option, a value of the wrong type, a missing
-    argument) is one line on stderr, exit 2, as every other bad input (:func:`usage_error`)."""
+    argument) is one line on stderr, exit 2, as every other bad input (:func:`usage_errors`)."""
 
     def make_context(self, info_name, args, parent=None, **extra):
         with usage_errors():

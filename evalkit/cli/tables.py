@@ -61,7 +61,7 @@ def groups_markdown(stats: dict) -> str:
     head = ["rank", stats["group_by"], "runs", *(m.removeprefix("test/") for m in stats["metrics"])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in stats["groups"]:
-        cells = [str(r["rank"]), f"**{r['group']}**" if r["rank"] == 1 else r["group"], str(r["n"])]  # rank per dataset
+        cells = [str(r["rank"]), f"**{r['group']}**" if r["rank"] == 1 else r["group"], str(r["n"])]
         for m in stats["metrics"]:
             c = r["metrics"][m]
             text = _cell_text(c)

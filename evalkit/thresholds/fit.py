@@ -78,7 +78,7 @@ def _best_cut(probabilities: np.ndarray, targets: np.ndarray, beta: float) -> fl
     if cuts[-1] <= 0:  # a cut of 0 is no threshold in (0, 1): rows scoring 0 are never predicted
         if cuts.size == 1:
             return 0.5
-        cuts, f, everyone = cuts[:-1], f[:-1], everyone[:-1] & False
+        cuts, f, everyone = cuts[:-1], f[:-1], np.zeros(cuts.size - 1, dtype=bool)  # none predicts every row
     best = away_from_all_positive(int(np.argmax(f)), f, f, everyone, float(np.sum(targets)))
     return _midpoint(cuts, best)  # first maximum = highest cut among ties
 
