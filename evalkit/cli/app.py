@@ -51,7 +51,12 @@ class _PlainHelp:
 
 
 class Command(_PlainHelp, TyperCommand):
-    """Every evalkit command (``app.command(cls=Command)``)."""
+    """Every evalkit command (``app.command(cls=Command)``); its usage errors are one line
+    (:func:`usage_errors`, around the parsing only, never around the command's work)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
 
 
 class Group(_PlainHelp, TyperGroup):
@@ -62,9 +67,9 @@ class Group(_PlainHelp, TyperGroup):
         with usage_errors():
             return super().make_context(info_name, args, parent=parent, **extra)
 
-    def invoke(self, ctx):
-        with usage_errors():  # a command's own options are parsed here
-            return super().invoke(ctx)
+    def resolve_command(self, ctx, args):
+        with usage_errors():  # an unknown command
+            return super().resolve_command(ctx, args)
 
 
 @contextmanager
