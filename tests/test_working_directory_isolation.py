@@ -74,8 +74,11 @@ def test_ui_server_imports_nothing_from_the_working_folder(trapped):
     port = free_port()
     db = trapped.parent / "store" / "mlflow.db"
     db.parent.mkdir()
+    # SIGINT at its default in the child: a shell's background job (a CI script started with `&`) ignores
+    # SIGINT, Python keeps an inherited SIG_IGN, and the Ctrl-C below would never arrive (the test hung)
     proc = subprocess.Popen(_evalkit("ui", "--tracking-uri", f"sqlite:///{db}", "--port", str(port)), cwd=trapped,
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         for line in proc.stdout:  # until the link is printed: the server answered /health
