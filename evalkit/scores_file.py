@@ -124,14 +124,18 @@ def declared_digest(path: str | Path, n_rows: int, labels: list[str]) -> str | N
     try:
         import pyarrow.parquet as pq
 
-        md = pq.read_metadata(path)
-        meta = json.loads((md.metadata or {}).get(META_KEY) or (md.schema.to_arrow_schema().metadata or {}).get(META_KEY)
-                          or b"null")
+        meta = _metadata(pq.read_metadata(path))
     except Exception:  # unreadable: the predictions reader has said so already
         return None
     ok = (isinstance(meta, dict) and meta.get("version") == VERSION and meta.get("n_rows") == n_rows
           and [str(x) for x in meta.get("labels") or []] == list(labels) and isinstance(meta.get("digest"), str))
     return meta["digest"] if ok else None
+
+
+def _metadata(md):
+    """The ``evalkit.scores`` JSON of a Parquet file's metadata (file or schema key-value), or ``None``."""
+    return json.loads((md.schema.to_arrow_schema().metadata or {}).get(META_KEY) or (md.metadata or {}).get(META_KEY)
+                      or b"null")
 
 
 def read_scores(path: str | Path, where: str) -> ScoreSet:
@@ -146,8 +150,7 @@ def read_scores(path: str | Path, where: str) -> ScoreSet:
 
     try:
         pf = pq.ParquetFile(path)
-        meta = json.loads((pf.schema_arrow.metadata or {}).get(META_KEY) or
-                          (pf.metadata.metadata or {}).get(META_KEY) or b"null")
+        meta = _metadata(pf.metadata)
         table = pf.read()
     except Exception as e:  # pyarrow.ArrowInvalid, OSError, ValueError
         raise InputError(f"{where}: {SCORES_FILE} is unreadable ({str(e).splitlines()[0][:200]})") from None
