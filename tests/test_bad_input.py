@@ -294,6 +294,10 @@ CASES: dict[str, Case] = {
                              output=False),
     "usage-unknown-command": Case("a command that does not exist", lambda t: ["evalute", "--predictions", "p.npz"],
                                   r"evalkit: No such command 'evalute'\. Did you mean 'evaluate'\? \(see evalkit --help\)$", output=False),
+    # click raises this one without a context: the line must still name the subcommand
+    "usage-missing-value": Case("an option given without its value", lambda t: ["compare", "--metric"],
+                                r"evalkit compare: Option '--metric' requires an argument \(see evalkit compare --help\)$",
+                                output=False),
 }
 
 

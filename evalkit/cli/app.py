@@ -55,7 +55,9 @@ class Command(_PlainHelp, TyperCommand):
     (:func:`usage_errors`, around the parsing only, never around the command's work)."""
 
     def make_context(self, info_name, args, parent=None, **extra):
-        with usage_errors():
+        # click raises some parser errors (an option missing its value) without a context: name the command
+        path = f"{parent.command_path} {info_name}" if parent is not None else info_name
+        with usage_errors(path or "evalkit"):
             return super().make_context(info_name, args, parent=parent, **extra)
 
 
@@ -73,9 +75,10 @@ class Group(_PlainHelp, TyperGroup):
 
 
 @contextmanager
-def usage_errors():
+def usage_errors(command: str = "evalkit"):
     """Turn click's usage errors (but ``evalkit`` alone, which shows the help) into one line:
-    ``error: evalkit run: No such option: --bogus (see evalkit run --help)``, exit 2."""
+    ``error: evalkit run: No such option: --bogus (see evalkit run --help)``, exit 2. ``command`` names the
+    command being parsed when the error carries no context of its own."""
     try:
         yield
     except Exception as e:
@@ -83,7 +86,7 @@ def usage_errors():
         if "UsageError" not in kinds or "NoArgsIsHelpError" in kinds or not hasattr(e, "format_message"):
             raise
         ctx = getattr(e, "ctx", None)
-        where = ctx.command_path if ctx is not None else "evalkit"
+        where = ctx.command_path if ctx is not None else command
         message = " ".join(e.format_message().split()).rstrip(".")
         print(f"error: {where}: {message} (see {where} --help)", file=sys.stderr, flush=True)
         sys.exit(EXIT_BAD_INPUT)
