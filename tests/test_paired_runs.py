@@ -207,8 +207,9 @@ def test_significant_gate_against_a_baseline_run(store, cli, tmp_path):
     res = _evaluate(cli, good, "--max-drop", "test/macro_f2=significant", "--baseline", bare)
     assert res.exit_code == 2 and "kept no scores.parquet" in res.output and "Traceback" not in res.output
     assert len(_runs(store)) == before
-    res = _evaluate(cli, good, "--gate-alpha", "0.1")
-    assert res.exit_code == 2 and "--gate-alpha: applies to METRIC=significant" in res.output
+    for alpha in ("0.1", "0.05"):  # the default value given explicitly is refused too: it would be ignored
+        res = _evaluate(cli, good, "--gate-alpha", alpha)
+        assert res.exit_code == 2 and "--gate-alpha: applies to METRIC=significant" in res.output
 
 
 def test_training_run_keeps_scores_that_reproduce_its_metrics(store, cli, tmp_path):

@@ -61,7 +61,7 @@ def check_job(cfg: EvaluateJobConfig) -> list:
         raise InputError("--max-drop: needs --baseline last|champion|RUN_ID")
     if cfg.baseline and not any(g.relative for g in parsed):
         raise InputError("--baseline: give at least one --max-drop METRIC=AMOUNT to compare against it")
-    if cfg.gate_alpha != EvaluateJobConfig.model_fields["gate_alpha"].default and not any(g.significant for g in parsed):
+    if "gate_alpha" in cfg.model_fields_set and not any(g.significant for g in parsed):
         raise InputError("--gate-alpha: applies to METRIC=significant --max-drop gates; give one or drop --gate-alpha")
     if cfg.baseline == "champion" and not (cfg.model or "").startswith("models:/"):
         raise InputError("--baseline champion: needs --model models:/NAME@ALIAS (or use --baseline models:/NAME@champion)")
