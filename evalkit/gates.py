@@ -259,7 +259,9 @@ def _significant(row: dict, r: dict | None, baseline: dict) -> None:
     d, p = r["difference"], r["p_value"]
     worse = d is not None and (d > 0 if lower_is_better(row["metric"]) else d < 0)
     row.update(baseline=r["a"], difference=d, ci=r["ci"], p_value=p, alpha=r["alpha"], level=r["level"])
-    if worse and p is not None and p < r["alpha"]:
+    if d is None or not math.isfinite(d) or p is None:  # as any gate whose value is undefined
+        row.update(status="fail", reason="paired difference undefined")
+    elif worse and p < r["alpha"]:
         row.update(status="fail", reason="significant drop")
 
 
@@ -274,6 +276,8 @@ def describe(row: dict) -> str:
             ci = "undefined" if row["ci"] is None else f"[{row['ci'][0]:+.4f}, {row['ci'][1]:+.4f}]"
             p = "undefined" if row["p_value"] is None else f"{row['p_value']:.3g}"
             verdict = "significant drop" if row["status"] == "fail" else "no significant drop"
+            if row.get("reason") == "paired difference undefined":
+                verdict = "paired difference undefined (fails, as an undefined value does)"
             return (f"{row['metric']} = {v} (baseline {row['baseline']:.4f}): difference {row['difference']:+.4f}, "
                     f"{row['level']:.0%} CI {ci}, paired bootstrap p = {p}: {verdict} at alpha {row['alpha']:g}")
         cmp = "<=" if lower_is_better(row["metric"]) else ">="

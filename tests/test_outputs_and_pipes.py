@@ -248,3 +248,15 @@ def test_listing_commands_with_stdout_closed_or_full_exit_0_without_traceback(tm
     assert "Traceback" not in res.stderr
     assert res.stderr == ("" if stdout == "closed" else
                           "warning: stdout: disk full; the output was cut short (the results were kept)\n")
+
+
+def test_json_output_writes_undefined_values_as_null():
+    """``compare --format json`` wrote Python's bare ``NaN`` for an undefined value: not JSON."""
+    import json
+    import math
+
+    from evalkit.cli.outputs import json_text
+
+    data = {"a": math.nan, "rows": [{"ci": [1.0, math.inf]}, (2, -math.inf)], "n": 3, "name": "x"}
+    assert json.loads(json_text(data)) == {"a": None, "rows": [{"ci": [1.0, None]}, [2, None]], "n": 3, "name": "x"}
+    assert "NaN" not in json_text(data) and json_text(data).endswith("}\n")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -90,6 +91,22 @@ def test_paired_compare_recomputes_both_runs_with_the_engine_and_gives_b_minus_a
     assert (same["difference"], same["ci"], same["p_value"]) == (0.0, [0.0, 0.0], 1.0)
 
 
+def test_lrap_compared_on_its_own_is_defined(tmp_path):
+    """LRAP alone was NaN (no per-row ranking prepared unless mAP / AUROC was asked too), so a
+    ``test/lrap=significant`` gate passed whatever the drop."""
+    from sklearn.metrics import label_ranking_average_precision_score
+
+    a, y, pa = _scores(tmp_path, "a", quality=2.5, seed=1)
+    b, _, pb = _scores(tmp_path, "b", quality=1.0, seed=2)
+    spec = BootstrapSpec(resamples=200)
+    alone = paired_compare(a, b, ("test/lrap",), spec=spec)[0]
+    both = {r["metric"]: r for r in paired_compare(a, b, ("test/lrap", "test/macro_map"), spec=spec)}["test/lrap"]
+    expect = label_ranking_average_precision_score(y, pb) - label_ranking_average_precision_score(y, pa)
+    assert alone["difference"] == pytest.approx(expect, abs=1e-12)
+    assert (alone["difference"], alone["ci"], alone["p_value"]) == (both["difference"], both["ci"], both["p_value"])
+    assert alone["ci"][1] < 0 and alone["p_value"] < 0.05  # B ranks clearly worse
+
+
 def test_score_sets_of_different_rows_are_refused(tmp_path):
     a, _, _ = _scores(tmp_path, "a", quality=2.0)
     other, _, _ = _scores(tmp_path, "o", quality=2.0, digest="e" * 16)
@@ -135,6 +152,18 @@ def test_significant_gate_fails_only_on_a_significant_worsening(metric, diff, p,
     assert f"difference {diff:+.4f}, 95% CI [{diff - 0.01:+.4f}, {diff + 0.01:+.4f}]" in line
     assert line.endswith(("significant drop at alpha 0.05"))
     assert ("no significant drop" in line) == (status == "pass")
+
+
+@pytest.mark.parametrize("diff,p", [(math.nan, None), (-0.01, None), (math.nan, 0.5)])
+def test_significant_gate_with_an_undefined_difference_fails(diff, p):
+    """Undefined in the paired bootstrap (e.g. a metric NaN in every resample) used to pass silently."""
+    g = parse_max_drop("test/lrap=significant")
+    paired = {"test/lrap": {"metric": "test/lrap", "a": 0.5, "b": 0.5, "difference": diff, "ci": None,
+                            "p_value": p, "alpha": 0.05, "level": 0.95}}
+    block = apply_gates([g], {"test/lrap": 0.5}, {"run_id": "r1", "source": "champion", "metrics": {}}, paired)
+    row = block["results"][0]
+    assert (row["status"], row["reason"], block["status"]) == ("fail", "paired difference undefined", "fail")
+    assert describe(row).endswith(": paired difference undefined (fails, as an undefined value does) at alpha 0.05")
 
 
 # ----------------------------------------------------------------------------- commands, with a store

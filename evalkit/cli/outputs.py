@@ -21,6 +21,24 @@ def printable(text) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
+def json_text(data) -> str:
+    """``data`` as indented JSON with every NaN / infinite float written as ``null`` (an undefined
+    value): Python's ``json`` would write ``NaN``, which JSON readers refuse."""
+    import json
+    import math
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(data), indent=2, allow_nan=False, default=str) + "\n"
+
+
 def error_line(message: str) -> None:
     """``error: message`` on stderr, one line (``error:`` in red on a colour terminal), without rich:
     bad input is answered before anything heavy is imported."""

@@ -30,9 +30,9 @@ def show_paired(runs: list[str], tracking_uri: str | None, console, *, metrics=N
             raise InputError(f"{flag}: applies to the grouped and history views, not to compare RUN_A RUN_B; drop it")
     result = compare_two_runs(resolve_tracking_uri(tracking_uri), runs[0], runs[1], metrics)
     if fmt == "json":
-        import json
+        from evalkit.cli.outputs import json_text
 
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.write(json_text(result))
     elif fmt == "csv":
         sys.stdout.write(paired_frame(result).to_csv(index=False))
     elif fmt == "markdown":

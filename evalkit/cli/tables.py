@@ -183,9 +183,9 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
         for note in status_notes(stats):
             print(note, file=sys.stderr)
     elif fmt == "json":
-        import json
+        from evalkit.cli.outputs import json_text
 
-        sys.stdout.write(json.dumps(stats | {"experiment": experiment, "runs": int(len(df))}, indent=2) + "\n")
+        sys.stdout.write(json_text(stats | {"experiment": experiment, "runs": int(len(df))}))
     elif fmt == "markdown":
         sys.stdout.write(groups_markdown(stats) + "".join(f"\n{n}\n" for n in status_notes(stats)))
     else:

@@ -80,7 +80,8 @@ def paired_bootstraps(targets, scores_a, scores_b, metrics, *, scores_kind: str 
     C = np.shape(targets)[1] if np.ndim(targets) == 2 else 0
     thr = [np.broadcast_to(np.asarray(t, dtype=np.float64), (C,)) for t in (threshold,
                                                                             threshold if threshold_b is None else threshold_b)]
-    ranking = any(m in ("mean_average_precision", "macro_auroc") for m in metrics)
+    # the ranking metrics need the per-label sort (mAP / AUROC) or each row's ranking (LRAP)
+    ranking = any(m in ("mean_average_precision", "macro_auroc", "label_ranking_average_precision") for m in metrics)
     stats = [row_stats(targets, s, scores_kind=scores_kind, thresholds=t, beta=beta, zero_division=zero_division,
                        sample_weight=sample_weight, ranking=ranking, exact_order=ranking) for s, t in zip((scores_a, scores_b), thr)]
     obs = [resampled_metrics(st, np.ones((1, st.n_rows)), "exact") for st in stats]
