@@ -24,14 +24,24 @@ BLOCK = 8192
 """Rows per block (weights ``R x BLOCK`` float32 per block in flight: 32 MB at R = 1000)."""
 
 
-def block_weights(seed: int, block: int, resamples: int, rows: int = BLOCK) -> np.ndarray:
-    """Poisson(1) weights float32 ``(resamples, rows)`` of the row block ``block`` (its first ``rows``
-    rows; the same values whatever ``rows`` is, as long as it covers them)."""
+def block_weights(seed: int, block: int, resamples: int, rows: int = BLOCK, dtype=np.float32) -> np.ndarray:
+    """Poisson(1) weights ``(resamples, rows)`` of the row block ``block`` (its first ``rows``
+    rows; the same values whatever ``rows`` is, as long as it covers them), float32 or, with
+    ``dtype=np.uint8``, the same whole numbers in a quarter of the memory."""
     from evalkit.stats.bootstrap import poisson_table
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x524F5753, block]))  # "ROWS"
     u = rng.integers(0, 1 << 16, size=(resamples, BLOCK), dtype=np.uint16)[:, :rows]
-    return poisson_table()[u]
+    table = poisson_table()
+    return (table if dtype == np.float32 else table.astype(dtype))[u]
+
+
+def poisson_weights(seed: int, resamples: int, n: int, dtype=np.float32) -> np.ndarray:
+    """Every resample's Poisson(1) weights ``(resamples, n)`` of rows ``0 .. n``: the row blocks'
+    :func:`block_weights` side by side, i.e. the very weights a streaming evaluation of the same
+    rows draws, so an in-memory evaluation and a streamed one resample alike."""
+    return np.concatenate([block_weights(seed, b, resamples, min(BLOCK, n - b * BLOCK), dtype)
+                           for b in range(-(-n // BLOCK))], axis=1) if n else np.zeros((resamples, 0), dtype)
 
 
 def row_matrix(st, lo: int, hi: int, plan: dict) -> np.ndarray:
@@ -237,19 +247,18 @@ def ranking_distribution(keys: np.ndarray, spec) -> tuple[dict[str, np.ndarray],
         grouped-jackknife values (row index modulo the group count), else ``{}``.
     """
     from evalkit.stats.bootstrap import CHUNK, JACKKNIFE_GROUPS, drop_empty, single_threaded_blas
-    from evalkit.stats.rowstats import EXACT_BUDGET, RowStats, linear_ranking, ranking_from_keys, resampled_ranking
+    from evalkit.stats.rowstats import RowStats, linear_ranking, ranking_from_keys, resampled_ranking
 
     N, C = keys.shape
     R = spec.resamples
-    exact = R * N * C <= EXACT_BUDGET and R * N <= EXACT_WEIGHTS
+    exact = exact_fits(R, N, C)
     st = RowStats(np.zeros((N, 0), dtype=np.uint8), np.zeros((0, N)), (), np.ones(N),
                   ranking_from_keys(keys, exact_order=exact), 1.0, 0.0)
     G = min(JACKKNIFE_GROUPS, N)
     names = ("mean_average_precision", "macro_auroc")
     with single_threaded_blas():
         if exact:
-            W = np.concatenate([block_weights(spec.seed, b, R, min(BLOCK, N - b * BLOCK))
-                                for b in range(-(-N // BLOCK))], axis=1)
+            W = poisson_weights(spec.seed, R, N)
             parts = [resampled_ranking(st, W[r:r + CHUNK], "exact") for r in range(0, R, CHUNK)]
             dist = dict(zip(names, (np.concatenate([p[k] for p in parts]) for k in range(2))))
             jack = {}
@@ -273,4 +282,14 @@ def ranking_distribution(keys: np.ndarray, spec) -> tuple[dict[str, np.ndarray],
 
 
 EXACT_WEIGHTS = 5e7
-"""At most this many ``(R, N)`` float32 weights (200 MB) for the exact resampling of mAP / AUROC."""
+"""At most this many ``(R, N)`` weights in memory for the exact resampling of mAP / AUROC (float32 in a
+streaming evaluation: 200 MB; uint8 in memory: 50 MB)."""
+
+
+def exact_fits(resamples: int, rows: int, labels: int) -> bool:
+    """Whether ``ranking="auto"`` resamples AP / AUROC exactly: resamples x rows x labels within
+    :data:`~evalkit.stats.rowstats.EXACT_BUDGET` and resamples x rows within :data:`EXACT_WEIGHTS`.
+    The same rule in memory and streaming, so both draw the same resamples the same way."""
+    from evalkit.stats.rowstats import EXACT_BUDGET
+
+    return resamples * rows * labels <= EXACT_BUDGET and resamples * rows <= EXACT_WEIGHTS

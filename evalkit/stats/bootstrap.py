@@ -22,7 +22,7 @@ resample in chunks of :data:`CHUNK` resamples with every AP / AUROC exact. Both 
 inputs and seed, same interval.
 
 Interval ``method``: ``"percentile"`` (default) or ``"bca"`` (bias-corrected and accelerated,
-Efron 1987; the acceleration from a grouped jackknife over :data:`JACKKNIFE_GROUPS` random row
+Efron 1987; the acceleration from a grouped jackknife over :data:`JACKKNIFE_GROUPS` row
 groups, evaluated by the same matrix products).
 
 Degenerate inputs: N = 1 gives the point value as both ends (every resample is the same row); a
@@ -88,19 +88,25 @@ class BootstrapSpec:
         return asdict(self)
 
 
-def resample_weights(n: int, spec: BootstrapSpec, chunk: int) -> np.ndarray:
+def resample_weights(n: int, spec: BootstrapSpec, chunk: int, poisson: np.ndarray | None = None) -> np.ndarray:
     """The weights of resamples ``chunk*CHUNK ..`` (at most :data:`CHUNK` of them), float32 ``(r, n)``
     (whole numbers: exact).
 
-    Deterministic in ``(spec.seed, chunk)``: a chunk's weights do not depend on the other chunks.
-    ``"poisson"`` draws each weight by looking a uniform 16-bit integer up in the Poisson(1)
-    quantile table :func:`poisson_table` (each probability within 2^-16 of Poisson(1)'s; ~5x faster
-    than ``rng.poisson`` or a multinomial draw, which is what keeps 1000 resamples of 200,000 rows cheap).
+    ``"poisson"``: rows ``chunk*CHUNK ..`` of :func:`evalkit.stats.blocked.poisson_weights` (each row's
+    weights from the seed and its index, in row blocks, exactly as a streaming evaluation draws them;
+    pass ``poisson``, that ``(R, n)`` array, to draw it once for every chunk). Each weight is a uniform
+    16-bit integer looked up in the Poisson(1) quantile table :func:`poisson_table` (each probability
+    within 2^-16 of Poisson(1)'s; ~5x faster than ``rng.poisson``). ``"multinomial"``: deterministic
+    in ``(spec.seed, chunk)``.
     """
     r = min(CHUNK, spec.resamples - chunk * CHUNK)
-    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, chunk]))
     if spec.scheme == "poisson":
-        return poisson_table()[rng.integers(0, 1 << 16, size=(r, n), dtype=np.uint16)]
+        if poisson is None:
+            from evalkit.stats.blocked import poisson_weights
+
+            poisson = poisson_weights(spec.seed, spec.resamples, n, np.uint8)
+        return poisson[chunk * CHUNK:chunk * CHUNK + r].astype(np.float32)
+    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, chunk]))
     itype = np.int32 if r * n < 2**31 else np.int64
     draws = rng.integers(0, n, size=(r, n), dtype=itype)
     draws += (np.arange(r, dtype=itype) * n)[:, None]
@@ -126,21 +132,23 @@ def bootstrap_distribution(stats, spec: BootstrapSpec) -> dict[str, np.ndarray]:
     Returns:
         ``{name: float64 (R,)}`` with NaN where a metric is undefined in a resample.
     """
+    from evalkit.stats.blocked import blocked_distribution, poisson_weights
+
     ranking = ranking_mode(spec, stats)
     if ranking == "linear" and spec.scheme == "poisson":
-        from evalkit.stats.blocked import blocked_distribution
-
         return blocked_distribution(stats, spec.resamples, spec.seed)
+    # Poisson: every resample's weights drawn once (uint8, R x N bytes), as a streaming evaluation draws them
+    poisson = poisson_weights(spec.seed, spec.resamples, stats.n_rows, np.uint8) if spec.scheme == "poisson" else None
     with single_threaded_blas():
-        parts = [f.result() for f in [submit(_chunk_metrics, stats, spec, c, ranking)
+        parts = [f.result() for f in [submit(_chunk_metrics, stats, spec, c, ranking, poisson)
                                       for c in range(-(-spec.resamples // CHUNK))]]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _chunk_metrics(stats, spec: BootstrapSpec, chunk: int, ranking: str) -> dict[str, np.ndarray]:
+def _chunk_metrics(stats, spec: BootstrapSpec, chunk: int, ranking: str, poisson) -> dict[str, np.ndarray]:
     from evalkit.stats.rowstats import resampled_metrics
 
-    W = resample_weights(stats.n_rows, spec, chunk)
+    W = resample_weights(stats.n_rows, spec, chunk, poisson)
     return drop_empty(resampled_metrics(stats, W, ranking), W.sum(1))
 
 
@@ -165,12 +173,11 @@ def single_threaded_blas():
 
 def ranking_mode(spec: BootstrapSpec, stats) -> str:
     """``"exact"`` or ``"linear"`` for the AP / AUROC resampling (``"auto"``: by cost)."""
-    from evalkit.stats.rowstats import EXACT_BUDGET
+    from evalkit.stats.blocked import exact_fits
 
     if spec.ranking != "auto":
         return spec.ranking
-    C = stats.n_labels
-    return "exact" if spec.resamples * stats.n_rows * C <= EXACT_BUDGET else "linear"
+    return "exact" if exact_fits(spec.resamples, stats.n_rows, stats.n_labels) else "linear"
 
 
 def interval(dist: np.ndarray, point: float, spec: BootstrapSpec, jack: np.ndarray | None = None) -> list | None:
@@ -206,13 +213,13 @@ def _bca_quantiles(d: np.ndarray, point: float, jack: np.ndarray, q: Sequence[fl
 
 
 def jackknife_values(stats, spec: BootstrapSpec) -> dict[str, np.ndarray]:
-    """Grouped jackknife (leave one of :data:`JACKKNIFE_GROUPS` random row groups out) of every
-    headline metric, for the BCa acceleration."""
+    """Grouped jackknife (leave one of :data:`JACKKNIFE_GROUPS` row groups out: row index modulo the
+    group count, as a streaming evaluation groups them) of every headline metric, for the BCa acceleration."""
     from evalkit.stats.rowstats import resampled_metrics
 
     n = stats.n_rows
     G = min(JACKKNIFE_GROUPS, n)
-    groups = np.random.default_rng(np.random.SeedSequence([spec.seed, 2**31])).permutation(n) % G
+    groups = np.arange(n) % G
     W = np.ones((G, n))
     W[groups, np.arange(n)] = 0.0
     with single_threaded_blas():
@@ -277,17 +284,17 @@ def report_intervals(targets, scores, *, scores_kind: str, thresholds, beta: flo
 
     st = row_stats(targets, scores, scores_kind=scores_kind, thresholds=thresholds, beta=beta,
                    zero_division=zero_division, sample_weight=sample_weight, ranking=ranking,
-                   exact_order=spec.ranking == "exact" or (spec.ranking == "auto" and spec.resamples * np.size(targets)
-                                                            <= _exact_budget()))
+                   exact_order=spec.ranking == "exact" or (spec.ranking == "auto" and _exact_fits(spec.resamples,
+                                                                                               np.shape(targets))))
     key = fbeta_key(beta)
     ints = bootstrap_intervals(st, summary_points(summary, key), spec)
     return add_intervals(summary, ints, key, unstable_labels(targets, label_names))
 
 
-def _exact_budget() -> float:
-    from evalkit.stats.rowstats import EXACT_BUDGET
+def _exact_fits(resamples: int, shape: tuple) -> bool:
+    from evalkit.stats.blocked import exact_fits
 
-    return EXACT_BUDGET
+    return len(shape) == 2 and exact_fits(resamples, shape[0], shape[1])
 
 
 def spec_or_none(level: float, resamples: int, method: str, seed: int) -> BootstrapSpec | None:
