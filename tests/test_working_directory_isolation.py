@@ -1,6 +1,6 @@
 """Nothing in the folder evalkit runs in is imported by the processes it starts: fold workers,
-Ray's workers and the ``evalkit ui`` server (with its uvicorn) ignore a stray ``evalkit/`` package,
-``typing_extensions.py`` or ``uvicorn.py`` there."""
+Ray's workers, image DataLoader workers and the ``evalkit ui`` server (with its uvicorn) ignore a stray
+``evalkit/`` package, ``typing_extensions.py``, ``uvicorn.py`` or ``pickle.py`` there."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import free_port, healthy
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAPS = ("evalkit/__init__.py", "typing_extensions.py", "uvicorn.py")
+TRAPS = ("evalkit/__init__.py", "typing_extensions.py", "uvicorn.py", "pickle.py")
 
 
 @pytest.fixture
@@ -51,6 +52,33 @@ def test_fold_workers_import_nothing_from_the_working_folder(trapped):
                          cwd=trapped, env=_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "1 worker process(es)" in out.stdout + out.stderr  # the folds did train in a worker
+    assert _markers(trapped) == []
+    assert (trapped / "r.json").is_file()
+
+
+def test_image_loader_workers_import_nothing_from_the_working_folder(trapped):
+    """DataLoader workers are spawned ``python -c`` interpreters: without PYTHONSAFEPATH they imported
+    a ``pickle.py`` of the working folder (the first module a spawned worker loads)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = trapped.parent / "images"
+    images.mkdir()
+    lines = ["path,y_a,y_b"]
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(images / f"{i}.png")
+        lines.append(f"{i}.png,{i % 2},{(i // 2) % 2}")
+    table = trapped.parent / "t.csv"
+    table.write_text("\n".join(lines) + "\n")
+    # the installed ``evalkit`` script, as a user starts it: not ``python -P``, whose flag spawned workers inherit
+    script = Path(sys.executable).parent / "evalkit"
+    if not script.is_file():
+        pytest.skip(f"no installed evalkit script beside {sys.executable}")
+    out = subprocess.run([str(script), "run", "--dataset", str(table), "--image-root", str(images), "--label-prefix",
+                          "y_", "--model", "cnn", "--epochs", "1", "--folds", "1", "--workers", "1", "--no-track",
+                          "--ci", "0", "--device", "cpu", "--output", "r.json"],
+                         cwd=trapped, env=_env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
     assert _markers(trapped) == []
     assert (trapped / "r.json").is_file()
 

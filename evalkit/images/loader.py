@@ -171,7 +171,23 @@ def image_loader(table, *, size: int, channels: int, train: bool, batch_size: in
     each row's augmentation follow ``seed`` and the epoch, whatever the workers."""
     rows = ImageRows(table, channels, image_transform(size, train, augment), skip_bad, seeded=train and augment != "none")
     workers = default_workers() if workers is None else workers
-    return torch.utils.data.DataLoader(
+    return SafePathLoader(
         rows, batch_size=batch_size, sampler=EpochOrder(len(rows), seed, shuffle=train), num_workers=workers,
         collate_fn=collate, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
         worker_init_fn=None, multiprocessing_context="spawn" if workers else None)
+
+
+class SafePathLoader(torch.utils.data.DataLoader):
+    """A ``DataLoader`` whose worker processes start with ``PYTHONSAFEPATH=1``: a spawned worker is
+    ``python -c ...``, which would put the working folder first on ``sys.path`` and import a stray
+    ``pickle.py`` or ``numpy.py`` from it before anything else (the fold pool and ``evalkit ui`` start
+    their children with ``-P`` for the same reason). The variable is set only while the workers start."""
+
+    def _get_iterator(self):
+        if not self.num_workers or os.environ.get("PYTHONSAFEPATH"):
+            return super()._get_iterator()
+        os.environ["PYTHONSAFEPATH"] = "1"
+        try:
+            return super()._get_iterator()
+        finally:
+            os.environ.pop("PYTHONSAFEPATH", None)
