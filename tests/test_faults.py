@@ -304,3 +304,37 @@ def test_training_curves_are_sent_in_batches_with_their_steps_and_times(store, m
     times = [m.timestamp for m in sorted(history, key=lambda m: m.step)]
     assert times == sorted(times)
     assert client.get_run(run.run_id).data.metrics["test/micro_f2"] == 0.75
+
+
+@pytest.mark.parametrize("during", ["start_run", "end_run"])
+def test_sigterm_inside_start_run_or_end_run_never_leaves_the_run_running(store, monkeypatch, during):
+    """A SIGTERM that lands inside mlflow's start_run / end_run used to abort the call: the run stayed
+    RUNNING. It is deferred now: a run that just started ends KILLED, one that just ended keeps its
+    status; either way Terminated (exit 143) follows, and the previous handler is back."""
+    import mlflow
+
+    from evalkit.tracking import RunLogger, Terminated
+
+    real = getattr(mlflow, during)
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives as the store call begins
+        return real(*args, **kwargs)
+
+    def cli_handler(signum, frame):  # what the CLI installs before a run starts
+        raise Terminated("terminated by SIGTERM")
+
+    monkeypatch.setattr(mlflow, during, signalled)
+    before = signal.signal(signal.SIGTERM, cli_handler)
+    try:
+        with pytest.raises(Terminated):
+            with RunLogger(store, "term", run_name="r") as run:
+                run.log_metrics({"m": 1.0})
+        assert signal.getsignal(signal.SIGTERM) is cli_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    client = mlflow.MlflowClient(store)
+    (r,) = client.search_runs([client.get_experiment_by_name("term").experiment_id])
+    assert r.info.status == ("KILLED" if during == "start_run" else "FINISHED")
+    if during == "end_run":
+        assert r.data.metrics == {"m": 1.0}

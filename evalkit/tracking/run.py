@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from evalkit.errors import InfraError
 from evalkit.tracking.redact import is_store_error, redact_text, redact_uri, store_failure
 from evalkit.tracking.settings import TrackingSettings
+from evalkit.tracking.sigterm import SigtermGuard
 from evalkit.tracking.store import (DEFAULT_TIMEOUT, absolute_uri, check_store, client_for,
                                     get_or_create_experiment, mlflow_for, retry_busy)
 
@@ -92,13 +92,27 @@ class RunLogger:
         self.timeout = timeout
         self.registered_version: str | None = None
         self.fail_fast = offline_reason is None if fail_fast is None else fail_fast
-        self._old_handler = None
+        self._sigterm = SigtermGuard()
         self._buffer: list[tuple[str, float, int, int]] = []  # (key, value, timestamp ms, step)
         self._lock = threading.Lock()
         self._flushed = time.monotonic()
 
     # -- lifecycle
     def __enter__(self) -> "RunLogger":
+        self._sigterm.defer()  # a SIGTERM while the run starts waits for it (no run left RUNNING)
+        try:
+            self._start()
+        except BaseException:
+            self._sigterm.release(resend=False)
+            raise
+        if self._sigterm.pending:  # arrived while the run started: end it KILLED, then stop
+            exc = Terminated("terminated by SIGTERM")
+            self.__exit__(Terminated, exc, None)
+            raise exc
+        self._sigterm.arm()
+        return self
+
+    def _start(self) -> None:
         from evalkit import __version__
         from evalkit.tracking.reap import process_tags
         from evalkit.tracking.spool import Journal
@@ -122,11 +136,15 @@ class RunLogger:
                 self.go_offline(e)
         if self.offline and self.run_id is None:
             self.journal.tags.update(tags)
-        self._install_sigterm()
-        return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._restore_sigterm()
+        self._sigterm.defer()  # a SIGTERM while the run ends waits until its status is set
+        try:
+            self._end(exc_type, exc)
+        finally:
+            self._sigterm.release(resend=exc_type is None)
+
+    def _end(self, exc_type, exc) -> None:
         self.flush()  # the buffered training curves, whatever ended the run
         if exc_type is None:
             status = "FINISHED"
@@ -193,20 +211,6 @@ class RunLogger:
                 self.go_offline(e)
         journal()
         return False
-
-    def _install_sigterm(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def handler(signum, frame):
-            raise Terminated("terminated by SIGTERM")
-
-        self._old_handler = signal.signal(signal.SIGTERM, handler)
-
-    def _restore_sigterm(self) -> None:
-        if self._old_handler is not None:
-            signal.signal(signal.SIGTERM, self._old_handler)
-            self._old_handler = None
 
     # -- logging (batched)
     def log_params(self, params: dict[str, Any]) -> None:
