@@ -93,3 +93,25 @@ def test_quiet_cells_keep_each_warning_once_named_after_its_cell_and_drop_notes(
         "cell 2/2 loss=focal:   (2.0 s)",
         "warning: after the grid",
     ]
+
+
+@pytest.mark.parametrize("argv,kept", [(["run", "s.toml", "--verbose"], True), (["--verbose", "run", "s.toml"], True),
+                                       (["evaluate", "--predictions", "p.npz", "--verbose"], False),
+                                       (["compare", "--verbose"], False)])
+def test_the_entry_point_passes_verbose_on_to_run_only(monkeypatch, argv, kept):
+    """``evalkit run SPEC --verbose`` printed no cell's tables: the entry point took ``--verbose`` (MLflow's
+    log lines) off the line before ``run``, whose own ``--verbose`` (-v) it is too, could see it."""
+    import sys
+
+    import evalkit.cli as cli_module
+    import evalkit.cli.exit_compat as exit_compat
+
+    seen = []
+    monkeypatch.setattr(cli_module, "app", lambda: seen.append(list(sys.argv[1:])))
+    monkeypatch.setattr(exit_compat, "exit_now", lambda code: None)
+    monkeypatch.setattr(cli_module.app_module, "quiet_logging", lambda verbose: seen.append(verbose))
+    monkeypatch.setattr(sys, "argv", ["evalkit", *argv])
+    monkeypatch.setattr("evalkit.cli.outputs.guard_stdout", lambda: None)
+    cli_module.main()
+    assert seen[0] is True  # MLflow's log lines shown either way
+    assert ("--verbose" in seen[1]) is kept and [a for a in seen[1] if a != "--verbose"] == [a for a in argv if a != "--verbose"]

@@ -22,12 +22,15 @@ app.command("ui", cls=Command)(ui)
 
 
 def main() -> None:
-    """Console-script entry point (handles ``--debug`` and ``--verbose`` anywhere on the line)."""
+    """Console-script entry point (handles ``--debug`` and ``--verbose`` anywhere on the line; ``run``
+    also receives its ``--verbose``)."""
     if "--debug" in sys.argv[1:]:
         app_module.DEBUG = True
         sys.argv = [a for a in sys.argv if a != "--debug"]
     verbose = "--verbose" in sys.argv[1:]
-    sys.argv = [a for a in sys.argv if a != "--verbose"]
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command != "run":  # `run --verbose` (-v) is run's own option too: every cell's tables
+        sys.argv = [a for a in sys.argv if a != "--verbose"]
     app_module.quiet_logging(verbose)
     from evalkit.cli.outputs import guard_stdout
 
