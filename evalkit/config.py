@@ -16,6 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from pydantic_core import PydanticCustomError
 
 from evalkit.budget import EPOCH_WORK, budget_batch_size, budget_epochs, budget_folds, budget_update  # noqa: F401
+from evalkit.inputs import BUILTIN_DATASETS
+from evalkit.reader_options import READER_OPTIONS, ReaderOptions  # noqa: F401  (names and types; re-exported)
 
 #: largest hidden layer / batch accepted (a typo such as 2000000000 is refused before any allocation)
 MAX_WIDTH = 1 << 16
@@ -23,9 +25,6 @@ MAX_WIDTH = 1 << 16
 MULAN_MIRROR = "https://raw.githubusercontent.com/tsoumakas/mulan/master/data/multi-label"
 #: ... and where they go (what the manual's examples use)
 DATASETS_DIR = "datasets/mulan"
-#: reader options a data file may take (``--label-file`` ...); see ``evalkit datasets``
-READER_OPTIONS = ("label_file", "meka_labels", "label_columns", "label_prefix", "label_list_column",
-                  "label_sep", "drop_columns", "image_column", "image_root", "empty_label")
 #: seconds every command waits for the tracking store (``--tracking-timeout``): the one place this
 #: default is written (RunConfig, EvaluateJobConfig, ``runs reap``, ``sync-spool`` and
 #: :class:`evalkit.tracking.settings.TrackingSettings` read it from here)
@@ -63,6 +62,14 @@ def _checked(check, v: str, prefix: str) -> str:
         check(v)
     except InputError as e:
         raise PydanticCustomError("invalid_value", "{reason}", {"reason": str(e).removeprefix(prefix)}) from None
+    return v
+
+
+def _not_blank(v: str | None, info) -> str | None:
+    """``experiment``, ``dataset``, ``test_dataset``: not empty nor only spaces (``""`` is no experiment, no file)."""
+    if v is not None and not v.strip():
+        raise PydanticCustomError("blank", "expected a non-empty experiment name" if info.field_name == "experiment"
+                                  else f"expected a built-in dataset name ({', '.join(BUILTIN_DATASETS)}) or a data file")
     return v
 
 
@@ -115,7 +122,7 @@ class RunConfig(BaseModel):
     # data
     dataset: str = Field("yeast", description="Built-in dataset name (yeast) or a data file (see `evalkit datasets`).")
     test_dataset: str | None = Field(None, description="Test file; default: the standard split or a stratified split.")
-    reader_options: dict[str, Any] = Field(default_factory=dict, description="Reader options (label_file, label_columns, ...).")
+    reader_options: ReaderOptions = Field(default_factory=dict, description="Reader options (label_file, label_columns, ...).")
     val_size: float = Field(0.2, gt=0, lt=1, description="Validation fraction of the training data (used with --folds 1).")
     test_size: float = Field(0.3, gt=0, lt=1, description="Test fraction of a stratified split when there is no test file.")
     standardize: bool = Field(True, description="Standardise features with the training split's mean and std.")
@@ -168,7 +175,7 @@ class RunConfig(BaseModel):
     budget: Literal["auto", "off"] = Field(
         "auto", description="auto: --folds, --epochs and --batch-size, when not given, follow the data size (manual: "
         "Training defaults); off: their defaults as they are.")
-    seed: int = Field(0, description="Random seed (splits, init, shuffling).")
+    seed: int = Field(0, ge=0, lt=2**32, description="Random seed (splits, init, shuffling).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
     # one thread: evalkit's MLPs are small, and several threads are much slower on shared cores
     # (measured 5 s vs 150 s for 30 yeast epochs under load)
@@ -219,6 +226,7 @@ class RunConfig(BaseModel):
                                       "batch_size", "patience", "input_noise", "folds", "seed", "threads",
                                       "fold_processes", "beta", "tracking_timeout", "ci", "ci_resamples",
                                       mode="before")(_elementwise_not_bool)
+    _given = field_validator("experiment", "dataset", "test_dataset")(_not_blank)
 
     @field_validator("loss")
     @classmethod
@@ -294,8 +302,6 @@ AUTO_CANDIDATES: dict[str, dict[str, Any]] = {"linear": {"optimizer": "lbfgs", "
                                               "mlp": {}}
 
 
-
-
 class EvaluateJobConfig(BaseModel):
     """Everything that defines one ``evalkit evaluate`` job: what to evaluate (``predictions`` or
     ``model``), how (thresholds, beta), its quality gates, and where the run is tracked.
@@ -315,7 +321,7 @@ class EvaluateJobConfig(BaseModel):
     dataset: str | None = Field(None, description="With --model: built-in name or data file, evaluated on its test split "
                                 "(default: the model's training data).")
     test_dataset: str | None = Field(None, description="With --model: a test file, evaluated whole.")
-    reader_options: dict[str, Any] = Field(default_factory=dict, description="Reader options (label_file, label_columns, ...).")
+    reader_options: ReaderOptions = Field(default_factory=dict, description="Reader options (label_file, label_columns, ...).")
     arch: str | None = Field(None, description="Architecture of a state_dict file: linear, mlp or cnn.")
     hidden: list[int] | None = Field(None, description="MLP hidden sizes of a state_dict file, e.g. 256 or 512,256.")
     trust_pickle: bool = Field(False, description="Allow loading a pickled model (runs code from the file: trusted files only).")
@@ -373,6 +379,8 @@ class EvaluateJobConfig(BaseModel):
     @classmethod
     def _is_finite(cls, v: float) -> float:
         return _finite(v)
+
+    _given = field_validator("experiment", "dataset", "test_dataset")(_not_blank)
 
     @field_validator("hidden")
     @classmethod

@@ -67,7 +67,7 @@ class SearchConfig(BaseModel):
                                                "on the per-epoch validation metric of the first fold).")
     grace_period: int = Field(5, ge=1, description="ASHA: epochs every trial runs before it may be stopped.")
     reduction_factor: float = Field(3.0, gt=1, description="ASHA: keep 1 / reduction_factor of the trials per rung.")
-    seed: int = Field(0, description="Seed of the search's sampling (trial configs are reproducible).")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seed of the search's sampling (trial configs are reproducible).")
 
 
 #: the defaults other modules' function signatures use, read from the models above (one source)

@@ -35,11 +35,15 @@ def require_dataset_file(path, field: str | None = None) -> None:
     """``path`` is a data file (a built-in name is not: see :func:`check_run_inputs`).
 
     Raises:
-        InputError: ``[field ]path: no such file (and not a built-in dataset: yeast, ...)``.
+        InputError: ``[field ]path: no such file (and not a built-in dataset: yeast, ...)``, or
+            ``[field ]path: is a directory; expected a data file ...``.
     """
     if not Path(path).exists():
         raise InputError(f"{_where(field, path)}: no such file (and not a built-in dataset: "
                          f"{', '.join(BUILTIN_DATASETS)})")
+    if Path(path).is_dir():
+        raise InputError(f"{_where(field, path)}: is a directory; expected a data file (.arff, .csv, .tsv, .parquet, "
+                         ".npz, ...: see evalkit datasets)")
 
 
 def require_predictions_file(path, field: str | None = None) -> None:

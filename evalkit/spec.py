@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from evalkit.errors import InputError, field_name
+from evalkit.reader_options import UNKNOWN_OPTION
 
 #: most cells a grid may have (the product of its axes' lengths is checked before any cell is built)
 MAX_CELLS = 10_000
@@ -209,8 +210,10 @@ def _cell_text(cell: dict) -> str:
 def _problem(err: dict) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
-        return "unknown field (expected a RunConfig field, see `evalkit run --help`, or [grid])" \
-            if len(err.get("loc", ())) <= 1 else "unknown field"
+        loc = err.get("loc", ())
+        if len(loc) <= 1:
+            return "unknown field (expected a RunConfig field, see `evalkit run --help`, or [grid])"
+        return UNKNOWN_OPTION if loc[0] == "reader_options" else "unknown field"
     if "input" in err and err.get("type") not in ("missing",):
         return f"{msg} (got {err['input']!r})"
     return msg
@@ -251,6 +254,7 @@ def find_line(text: str, loc: tuple[str, ...], *, section: str | None = None) ->
     if section:
         candidates.append((section, head))
     if len(loc) > 1:
+        candidates += [(f"{section}.{head}", loc[1])] if section else []  # [evaluate.reader_options] key = ...
         candidates.append((head, loc[1]))  # [loss_options] gamma = ...
     candidates.append((None, head))  # top-level key (or inline table)
     for table, key in candidates:
@@ -280,7 +284,8 @@ def load_spec(path: str | Path) -> Spec:
     search = data.pop("search", {})
     for name, table in (("executor", executor), ("search", search)):
         if not isinstance(table, dict):
-            raise InputError(f"{path}:{find_line(text, (name,))}: {name}: expected a [{name}] table")
+            raise InputError(f"{path}:{find_line(text, (name,))}: {name}: expected {'an' if name == 'executor' else 'a'} "
+                             f"[{name}] table")
     _check_executor(executor, text, str(path))
     if not isinstance(grid, dict):
         raise InputError(f"{path}:{find_line(text, ('grid',))}: grid: expected a [grid] table of field = [values]")
@@ -332,7 +337,8 @@ def _resolve_paths(data: dict, grid: dict, base: Path) -> None:
     from evalkit.inputs import BUILTIN_DATASETS
 
     def fix(v):
-        if isinstance(v, str) and v not in BUILTIN_DATASETS and not Path(v).is_absolute() and (base / v).exists():
+        if isinstance(v, str) and v.strip() and v not in BUILTIN_DATASETS and not Path(v).is_absolute() \
+                and (base / v).exists():  # ("" is refused by the config, not read as the spec's folder)
             return str((base / v).resolve())
         return v
 

@@ -298,7 +298,37 @@ CASES: dict[str, Case] = {
     "usage-missing-value": Case("an option given without its value", lambda t: ["compare", "--metric"],
                                 r"evalkit compare: Option '--metric' requires an argument \(see evalkit compare --help\)$",
                                 output=False),
+    # values numpy, MLflow or a reader would only refuse after work has started (or with a traceback)
+    "seed-negative": Case("negative seed", lambda t: [*RUN, "--seed", "-1"],
+                          r"--seed: Input should be greater than or equal to 0 \(got -1\)"),
+    "seed-too-large": Case("seed above 4294967295", lambda t: [*RUN, "--seed", "4294967296"],
+                           r"--seed: Input should be less than 4294967296 \(got 4294967296\)"),
+    "experiment-empty": Case("empty experiment name", lambda t: [*RUN, "--experiment", ""],
+                             r"--experiment: expected a non-empty experiment name \(got ''\)"),
+    "eval-experiment-blank": Case("evaluate: experiment name of spaces only",
+                                  lambda t: ["evaluate", "--predictions", _pred(t), "--experiment", "  "],
+                                  r"--experiment: expected a non-empty experiment name \(got '  '\)"),
+    "dataset-empty": Case("empty data file name", lambda t: [*RUN, "--dataset", ""],
+                          r"--dataset: expected a built-in dataset name \(yeast, digits-grid\) or a data file \(got ''\)"),
+    "dataset-directory": Case("--dataset names a directory", lambda t: [*RUN, "--dataset", _dir(t / "somedir")],
+                              r"--dataset .*somedir: is a directory; expected a data file \(\.arff, \.csv, "),
+    "spec-reader-option-unknown": Case("experiment spec: misspelt reader option",
+                                       lambda t: ["run", _spec(t, 'epochs = 1\n[reader_options]\nlabel_prefx = "y_"\n',
+                                                               "s.toml")],
+                                       r"s\.toml:3: reader_options\.label_prefx: unknown reader option; expected one of "
+                                       r"label_file, meka_labels, label_columns, label_prefix, ", output=False),
+    "spec-reader-option-type": Case("experiment spec: reader option of the wrong type",
+                                    lambda t: ["run", _spec(t, "epochs = 1\n[reader_options]\nlabel_prefix = 5\n", "s.toml")],
+                                    r"s\.toml:3: reader_options\.label_prefix: expected a string \(got 5\)", output=False),
+    "spec-table-not-a-table": Case("experiment spec: a number where a table belongs",
+                                   lambda t: ["run", _spec(t, "epochs = 1\ngrid = 5\n", "s.toml")],
+                                   r"s\.toml:2: grid: expected a \[grid\] table of field = \[values\]", output=False),
 }
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def _bomb(tmp: Path) -> Path:

@@ -283,3 +283,128 @@ def test_bad_flag_over_an_evaluate_spec_names_the_flag(tmp_path, cli):
     res = cli("evaluate", "--spec", spec, "--beta", "-1")
     assert res.exit_code == 2, res.output
     assert "--beta: Input should be greater than 0" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("epochs = 1\ngrid = 5\n", "s.toml:2: grid: expected a [grid] table of field = [values]"),
+    ("epochs = 1\nexecutor = 3\n", "s.toml:2: executor: expected an [executor] table"),
+    ("epochs = 1\nreader_options = 7\n", "s.toml:2: reader_options: Input should be a valid dictionary (got 7)"),
+    ('epochs = 1\nreader_options = "a"\n', "s.toml:2: reader_options: Input should be a valid dictionary (got 'a')"),
+])
+def test_a_key_that_should_be_a_table_is_one_line_naming_it(tmp_path, store, cli, monkeypatch, body, expected):
+    # (the CLI read these keys as tables to name spec keys in its errors: TypeError, exit 1)
+    calls = _no_training(monkeypatch)
+    r = cli("run", str(write(tmp_path, body)))
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == f"error: {tmp_path / expected}"
+    assert calls == [] and _runs_in(store) == 0
+
+
+def test_evaluate_reader_options_that_is_no_table_is_one_line(tmp_path, cli):
+    spec = write(tmp_path, '[evaluate]\npredictions = "p.npz"\nreader_options = 7\n', "job.toml")
+    r = cli("evaluate", "--spec", spec)
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == f"error: {spec}:3: evaluate.reader_options: Input should be a valid dictionary (got 7)"
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('[reader_options]\nlabel_prefx = "y_"\n', r"s\.toml:2: reader_options\.label_prefx: unknown reader option; "
+     r"expected one of label_file, meka_labels, label_columns, label_prefix, label_list_column, label_sep, "
+     r"drop_columns, image_column, image_root, empty_label$"),
+    ("[reader_options]\nlabel_prefix = 5\n", r"s\.toml:2: reader_options\.label_prefix: expected a string \(got 5\)$"),
+    ("epochs = 1\n[reader_options]\nlabel_columns = [1, 2]\n",
+     r"s\.toml:3: reader_options\.label_columns: expected names as a string \"a,b\" or a list of strings"),
+    ("[reader_options]\ndrop_columns = 3\n", r"s\.toml:2: reader_options\.drop_columns: expected names"),
+    ("[reader_options]\nmeka_labels = true\n",
+     r"s\.toml:2: reader_options\.meka_labels: expected an integer number of labels \(got True\)"),
+    ('[reader_options]\nmeka_labels = "x"\n', r"s\.toml:2: reader_options\.meka_labels: expected an integer"),
+    ("[reader_options]\nlabel_sep = 1\n", r"s\.toml:2: reader_options\.label_sep: expected a string"),
+    ('[grid]\nseed = [0, 1]\n[reader_options]\nimage_root = ["a"]\n',
+     r"s\.toml:4: reader_options\.image_root: expected a string \(got \['a'\]\) \(grid cell seed=0\)"),
+])
+def test_reader_options_are_checked_by_name_and_type(tmp_path, body, expected):
+    with pytest.raises(InputError, match=expected):
+        load_spec(write(tmp_path, body))
+
+
+def test_reader_options_of_every_documented_type_are_accepted(tmp_path):
+    from pathlib import Path
+
+    from evalkit.cli.options import READER_FLAGS
+    from evalkit.config import READER_OPTIONS, EvaluateJobConfig, RunConfig
+
+    assert READER_OPTIONS == tuple(READER_FLAGS)  # the flags and the checked table name the same options
+    options = {"label_file": "l.xml", "meka_labels": 3, "label_columns": ["a", "b"], "label_prefix": "y_",
+               "label_list_column": "labels", "label_sep": "|", "drop_columns": "id,name", "image_column": "path",
+               "image_root": "imgs", "empty_label": "No Finding"}
+    assert RunConfig(dataset="d.csv", reader_options=options).reader_options == options
+    assert EvaluateJobConfig(model="m.pt", reader_options=options).reader_options == options
+    assert RunConfig(reader_options={"label_file": Path("l.xml"), "meka_labels": "2"}).reader_options == \
+        {"label_file": "l.xml", "meka_labels": 2}  # the Python API's paths and the reader's "N" still work
+
+
+def test_evaluate_spec_names_a_misspelt_reader_option(tmp_path):
+    from evalkit.spec import load_evaluate_spec
+
+    spec = write(tmp_path, '[evaluate]\nmodel = "m.pt"\n[evaluate.reader_options]\nlabel_colums = "a,b"\n', "job.toml")
+    with pytest.raises(InputError, match=r"job\.toml:4: evaluate\.reader_options\.label_colums: unknown reader option"):
+        load_evaluate_spec(spec)
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("seed = -1\n", r"s\.toml:1: seed: Input should be greater than or equal to 0 \(got -1\)"),
+    ("seed = 4294967296\n", r"s\.toml:1: seed: Input should be less than 4294967296"),
+    ('experiment = ""\n', r"s\.toml:1: experiment: expected a non-empty experiment name \(got ''\)"),
+    ('experiment = "   "\n', r"s\.toml:1: experiment: expected a non-empty experiment name"),
+    ('epochs = 1\ndataset = ""\n', r"s\.toml:2: dataset: expected a built-in dataset name \(yeast, digits-grid\) "
+     r"or a data file \(got ''\)"),
+    ('test_dataset = " "\n', r"s\.toml:1: test_dataset: expected a built-in dataset name"),
+    ('[grid]\ndataset = ["yeast", ""]\n', r"s\.toml:2: grid\.dataset: expected a built-in dataset name"),
+])
+def test_seed_experiment_and_dataset_values_are_checked_in_the_config(tmp_path, body, expected):
+    with pytest.raises(InputError, match=expected):
+        load_spec(write(tmp_path, body))
+
+
+def test_largest_seed_is_accepted(tmp_path):
+    assert load_spec(write(tmp_path, "seed = 4294967295\n")).configs()[0].seed == 2**32 - 1
+
+
+def test_negative_seed_of_a_later_cell_is_refused_before_the_first_runs(tmp_path, store, cli, monkeypatch):
+    # (cell 1 used to train, then numpy refused seed -1 in cell 2 with a traceback)
+    p = write(tmp_path, "epochs = 1\n\n[grid]\nseed = [0, -1]\n")
+    calls = _no_training(monkeypatch)
+    r = cli("run", str(p))
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == f"error: {p}:4: grid.seed: Input should be greater than or equal to 0 (got -1)"
+    assert calls == [] and _runs_in(store) == 0
+
+
+def test_empty_experiment_is_refused_before_training(tmp_path, store, cli, monkeypatch):
+    # (an empty experiment name failed only at tracking time, after training: exit 3)
+    calls = _no_training(monkeypatch)
+    p = write(tmp_path, 'epochs = 1\nexperiment = ""\n')
+    r = cli("run", str(p))
+    assert (r.exit_code, r.output.strip()) == (2, f"error: {p}:2: experiment: expected a non-empty experiment name "
+                                                   "(got '')")
+    job = write(tmp_path, '[evaluate]\npredictions = "p.npz"\nexperiment = " "\n', "job.toml")
+    r = cli("evaluate", "--spec", job)
+    assert (r.exit_code, r.output.strip()) == (2, f"error: {job}:3: evaluate.experiment: expected a non-empty "
+                                                   "experiment name (got ' ')")
+    assert calls == [] and _runs_in(store) == 0
+
+
+def test_dataset_that_is_a_directory_is_named_as_written(tmp_path, store, cli, monkeypatch):
+    # (was `/path/sub: unsupported file type '(none)'`; `dataset = ""` named the spec's own folder)
+    (tmp_path / "sub").mkdir()
+    calls = _no_training(monkeypatch)
+    p = write(tmp_path, 'epochs = 1\ndataset = "sub"\n')
+    r = cli("run", str(p))
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == f"error: dataset {tmp_path / 'sub'}: is a directory; expected a data file (.arff, " \
+        ".csv, .tsv, .parquet, .npz, ...: see evalkit datasets)"
+    r = cli("run", "--test-dataset", "sub", "--epochs", "1")
+    assert (r.exit_code, r.output.splitlines()[0]) == (2, "error: --test-dataset sub: is a directory; expected a data "
+                                                           "file (.arff, .csv, .tsv, .parquet, .npz, ...: see evalkit "
+                                                           "datasets)")
+    assert calls == [] and _runs_in(store) == 0

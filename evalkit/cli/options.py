@@ -304,9 +304,12 @@ class FieldNames:
         """The command reads a spec whose table (``[table]``, or the top level) holds ``keys``: a field
         set there and not overridden by a flag (``overrides``: the config values of the flags given)
         is named by its spec key."""
-        self.grid = set(keys.get("grid") or {})
-        self.from_spec_keys = (set(keys) | set(keys.get("reader_options") or {}) | self.grid
-                               | set(keys.get("executor") or {}))
+        def keys_of(name: str) -> set:  # a key that is no table (`grid = 5`) is the spec loader's error to report
+            value = keys.get(name)
+            return set(value) if isinstance(value, dict) else set()
+
+        self.grid = keys_of("grid")
+        self.from_spec_keys = set(keys) | keys_of("reader_options") | self.grid | keys_of("executor")
         self.given = set(overrides) | set(overrides.get("reader_options") or {})
         self.table = table
 
