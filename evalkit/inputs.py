@@ -10,6 +10,7 @@ only; the names of :data:`BUILTIN_DATASETS` live here for that reason.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from evalkit.errors import InputError, field_name
@@ -24,6 +25,13 @@ BUILTIN_DATASETS: dict[str, str] = {
 }
 #: model references that name an MLflow model, not a file
 MLFLOW_SCHEMES = ("runs:/", "models:/")
+#: ``-train`` / ``_test`` / ``.trn`` ... at the end of a file stem, optionally followed by ``-sparse``
+#: (``bibtex-train-sparse``): the part that :func:`evalkit.data.common.dataset_name` strips.
+SPLIT_SUFFIX = re.compile(r"[-_.](?:train|test|trn|tst)(?:[-_.]sparse)?$", re.IGNORECASE)
+#: a trailing ``-sparse`` (``rcv1-sparse``, ``bibtex-train-sparse``).
+SPARSE_SUFFIX = re.compile(r"[-_.]sparse$", re.IGNORECASE)
+#: the preprocessing record's file name (a run artifact; a sidecar of a model file)
+PREPROCESS_FILE = "preprocess.json"
 
 
 def _where(field: str | None, path) -> str:
@@ -110,3 +118,93 @@ def check_evaluate_inputs(config) -> None:
     threshold = (config.threshold or "").strip()
     if threshold.endswith((".json", ".csv")) and not Path(threshold).exists():
         raise InputError(f"{field_name('threshold')}: {threshold}: no such file")
+
+
+# -- inputs found, not named ------------------------------------------------------------------------
+
+
+def label_file_candidates(path: Path) -> list[Path]:
+    """Where a MULAN label XML file for ``path`` may be, in order of preference.
+
+    ``emotions-train.arff`` -> ``[emotions.xml, emotions-train.xml]``; ``scene.arff`` -> ``[scene.xml]``;
+    ``bibtex-train-sparse.arff`` -> ``[bibtex.xml, bibtex-train.xml, bibtex-train-sparse.xml]``;
+    ``rcv1-sparse.arff.gz`` -> ``[rcv1.xml, rcv1-sparse.xml]``.
+    """
+    path = Path(path)
+    name = path.name
+    stem = name[: -len(".arff.gz")] if name.lower().endswith(".arff.gz") else path.stem
+    stems = [SPARSE_SUFFIX.sub("", SPLIT_SUFFIX.sub("", stem)), SPARSE_SUFFIX.sub("", stem), stem]
+    out: list[Path] = []
+    for s in stems:
+        p = path.with_name(s + ".xml")
+        if s and p not in out:
+            out.append(p)
+    return out
+
+
+def find_label_file(path: Path) -> Path | None:
+    """The first existing :func:`label_file_candidates` entry, or None."""
+    for p in label_file_candidates(path):
+        if p.is_file():
+            return p
+    return None
+
+
+def sidecar_candidates(model_path: Path) -> list[Path]:
+    """Where a preprocessing record for a model file may sit: ``model.pt.preprocess.json``,
+    ``model.preprocess.json``, ``preprocess.json`` (same folder)."""
+    return [model_path.with_name(model_path.name + ".preprocess.json"),
+            model_path.with_name(model_path.stem + ".preprocess.json"),
+            model_path.with_name(PREPROCESS_FILE)]
+
+
+def find_sidecar(model_path: Path) -> Path | None:
+    """The preprocessing record read for a model file without ``--preprocess``: the first existing
+    :func:`sidecar_candidates` entry, or None."""
+    for cand in sidecar_candidates(Path(model_path)):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def found_inputs(cfg) -> dict[str, Path]:
+    """The files a :class:`~evalkit.config.RunConfig` / ``EvaluateJobConfig`` reads without naming
+    them, as ``{what: path}``: the MULAN label file found next to an ARFF ``dataset`` / ``test_dataset``
+    (neither ``label_file`` nor ``meka_labels`` given) and, for ``evaluate --model FILE`` without
+    ``--preprocess``, the preprocessing record beside the model (with the dataset and label file it
+    records, when the command names none). Never raises."""
+    found: dict[str, Path] = {}
+    options = dict(cfg.reader_options or {})
+    next_to = "(the MULAN label file found next to {})"
+    datasets = {f"--dataset {next_to.format('it')}": cfg.dataset,
+                f"--test-dataset {next_to.format('it')}": cfg.test_dataset}
+    model = getattr(cfg, "model", None) if "predictions" in type(cfg).model_fields else None  # evaluate's
+    if model and not model.startswith(MLFLOW_SCHEMES) and not cfg.preprocess:
+        sidecar = find_sidecar(Path(model))
+        if sidecar is not None:
+            found["--model (the preprocessing record found next to it)"] = sidecar
+            recorded = _recorded_dataset(sidecar)
+            if cfg.dataset is None and cfg.test_dataset is None and isinstance(recorded.get("spec"), str):
+                found["--model (the dataset its preprocessing record names)"] = Path(recorded["spec"])
+                datasets[f"--model {next_to.format('the dataset its preprocessing record names')}"] = recorded["spec"]
+            if not options:
+                kept = recorded.get("reader_options")
+                options = dict(kept) if isinstance(kept, dict) else {}
+                if isinstance(options.get("label_file"), str):
+                    found["--model (the label file its preprocessing record names)"] = Path(options["label_file"])
+    if options.get("label_file") is None and options.get("meka_labels") is None:
+        for what, spec in datasets.items():
+            if isinstance(spec, str) and spec.lower().endswith((".arff", ".arff.gz")) and Path(spec).is_file():
+                found[what] = find_label_file(Path(spec))
+    return {what: path for what, path in found.items() if path}
+
+
+def _recorded_dataset(sidecar: Path) -> dict:
+    """The ``dataset`` section of a preprocessing record, ``{}`` when it cannot be read."""
+    import json
+
+    try:
+        section = json.loads(sidecar.read_text(encoding="utf-8")).get("dataset")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return {}
+    return section if isinstance(section, dict) else {}

@@ -42,11 +42,11 @@ import numpy as np
 
 from evalkit.model_files import model_file_kind
 from evalkit.errors import InfraError, InputError
-from evalkit.inputs import MLFLOW_SCHEMES, require_model_file
+from evalkit.inputs import MLFLOW_SCHEMES, PREPROCESS_FILE, find_sidecar, require_model_file
+from evalkit.inputs import sidecar_candidates  # noqa: F401 (where a sidecar may sit)
 from evalkit.tracking.redact import first_line as _first_line
 
 PREPROCESS_FORMAT = "evalkit.preprocess/1"
-PREPROCESS_FILE = "preprocess.json"
 
 
 @dataclass
@@ -129,14 +129,6 @@ def read_preprocess(path: str | Path) -> dict:
     return data
 
 
-def sidecar_candidates(model_path: Path) -> list[Path]:
-    """Where a preprocessing record for a model file may sit: ``model.pt.preprocess.json``,
-    ``model.preprocess.json``, ``preprocess.json`` (same folder)."""
-    return [model_path.with_name(model_path.name + ".preprocess.json"),
-            model_path.with_name(model_path.stem + ".preprocess.json"),
-            model_path.with_name(PREPROCESS_FILE)]
-
-
 # -- loading ----------------------------------------------------------------------------------------
 
 
@@ -180,11 +172,8 @@ def load_model(spec: str, *, tracking_uri: str | None = None, arch: str | None =
     require_model_file(spec)
     if path.is_dir():
         raise InputError(f"--model {spec}: a folder without an MLmodel file; expected a model file or MLflow model")
-    if record is None:
-        for cand in sidecar_candidates(path):
-            if cand.is_file():
-                record, record_source = read_preprocess(cand), str(cand)
-                break
+    if record is None and (sidecar := find_sidecar(path)) is not None:
+        record, record_source = read_preprocess(sidecar), str(sidecar)
     kind = model_file_kind(path)
     notes: list[str] = []
     if kind == "torchscript":

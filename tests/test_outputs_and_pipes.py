@@ -73,6 +73,91 @@ def test_run_output_that_is_its_test_dataset_is_refused_before_training(store, c
     assert _statuses(tmp_path) == []
 
 
+def test_run_output_that_is_the_label_file_found_next_to_the_arff_is_refused_even_with_force(store, cli, tmp_path,
+                                                                                            monkeypatch):
+    from evalkit.workflows import training
+
+    shutil.copy(TINY / "tiny.arff", tmp_path / "t.arff")
+    shutil.copy(TINY / "tiny.xml", tmp_path / "t.xml")  # MULAN: found by its name, not given
+    before = (tmp_path / "t.xml").read_bytes()
+    monkeypatch.setattr(training, "train_task", lambda *a, **k: pytest.fail("trained before the output check"))
+    res = cli("run", "--dataset", "t.arff", "-o", "t.xml", "--force", *FAST)
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert lines == ["error: -o/--output t.xml: is the input of --dataset (the MULAN label file found next to it); "
+                     "write the output to another path (an input is never overwritten, even with --force)"]
+    assert (tmp_path / "t.xml").read_bytes() == before
+    assert _statuses(tmp_path) == []
+
+
+def test_found_inputs_are_the_label_file_the_reader_would_take_and_none_when_labels_are_given(tmp_path):
+    from evalkit.config import RunConfig
+    from evalkit.inputs import found_inputs
+
+    for name in ("emotions-train.arff", "emotions-test.arff", "emotions-train.xml", "emotions.xml", "other.xml"):
+        (tmp_path / name).write_text("")
+    cfg = RunConfig(dataset=str(tmp_path / "emotions-train.arff"), test_dataset=str(tmp_path / "emotions-test.arff"))
+    assert found_inputs(cfg) == {"--dataset (the MULAN label file found next to it)": tmp_path / "emotions.xml",
+                                 "--test-dataset (the MULAN label file found next to it)": tmp_path / "emotions.xml"}
+    assert found_inputs(cfg.model_copy(update={"reader_options": {"meka_labels": 3}})) == {}
+    assert found_inputs(cfg.model_copy(update={"reader_options": {"label_file": str(tmp_path / "other.xml")}})) == {}
+    assert found_inputs(RunConfig(dataset="yeast")) == {}
+
+
+def test_run_output_that_is_its_weights_file_is_refused_even_with_force(tmp_path):
+    from evalkit.cli.outputs import check_config_outputs
+    from evalkit.config import RunConfig
+    from evalkit.errors import InputError
+
+    (tmp_path / "w.pt").write_bytes(b"weights")
+    cfg = RunConfig(model="resnet18", weights=str(tmp_path / "w.pt"), output=str(tmp_path / "w.pt"))
+    with pytest.raises(InputError, match=r"^-o/--output \S*w\.pt: is the input of --weights; "):
+        check_config_outputs([cfg], force=True)
+
+
+@pytest.mark.parametrize("sidecar", ["preprocess.json", "sd.pt.preprocess.json", "sd.preprocess.json"])
+def test_evaluate_output_that_is_the_models_preprocessing_record_is_refused_even_with_force(cli, tmp_path, sidecar):
+    import torch
+
+    from test_models import C, F, _mlp, _record
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, F)).astype(np.float32)
+    np.savez(tmp_path / "test.npz", X=X, Y=(rng.random((40, C)) < 0.4).astype(np.uint8), labels=np.array(["a", "b", "c"]))
+    (tmp_path / "mf").mkdir()
+    torch.save(_mlp().state_dict(), tmp_path / "mf" / "sd.pt")
+    record = tmp_path / "mf" / sidecar  # found next to the model, not given
+    record.write_text(json.dumps(_record(X)))
+    before = record.read_bytes()
+    res = cli("evaluate", "--model", tmp_path / "mf" / "sd.pt", "--test-dataset", tmp_path / "test.npz", "--no-track",
+              "-o", record, "--force")
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: -o/--output {record}: is the input of --model (the "
+                                                   "preprocessing record found next to it); write the output to another")
+    assert record.read_bytes() == before
+    res = cli("evaluate", "--model", tmp_path / "mf" / "sd.pt", "--test-dataset", tmp_path / "test.npz", "--no-track",
+              "-o", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output  # the record is read: the recorded thresholds
+    assert json.loads((tmp_path / "r.json").read_text())["threshold"]["values"] == [0.4, 0.5, 0.6]
+
+
+def test_evaluate_output_that_is_the_dataset_the_models_record_names_is_refused_even_with_force(tmp_path):
+    from evalkit.cli.outputs import check_config_outputs
+    from evalkit.config import EvaluateJobConfig
+    from evalkit.errors import InputError
+
+    shutil.copy(TINY / "tiny.arff", tmp_path / "t.arff")
+    shutil.copy(TINY / "tiny.xml", tmp_path / "t.xml")
+    (tmp_path / "m.pt").write_bytes(b"model")
+    (tmp_path / "m.preprocess.json").write_text(json.dumps({"dataset": {"spec": str(tmp_path / "t.arff")}}))
+    for out, what in (("t.arff", "the dataset its preprocessing record names"),
+                      ("t.xml", "the MULAN label file found next to the dataset its preprocessing record names")):
+        cfg = EvaluateJobConfig(model=str(tmp_path / "m.pt"), output=str(tmp_path / out))
+        with pytest.raises(InputError, match=rf"^-o/--output \S*{out}: is the input of --model .*\({what}\)"):
+            check_config_outputs([cfg], force=True)
+
+
 def test_existing_output_is_refused_without_force_and_replaced_with_force(store, cli, tmp_path):
     pred = write_predictions(tmp_path / "v.npz")
     (tmp_path / "r.json").write_text("keep me")

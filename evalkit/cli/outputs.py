@@ -176,24 +176,31 @@ DEFAULT_STORE = "sqlite:///mlruns/mlflow.db"
 #: the input flags of ``run`` / ``evaluate``, by config field
 _INPUT_FIELDS = {"dataset": "--dataset", "test_dataset": "--test-dataset", "predictions": "--predictions",
                  "model": "--model", "preprocess": "--preprocess", "label_map": "--label-map",
-                 "threshold": "--threshold", "baseline": "--baseline"}
+                 "threshold": "--threshold", "baseline": "--baseline", "weights": "--weights"}
 
 
 def config_inputs(cfg, spec: str | None = None) -> dict[str, object]:
     """The input files of a :class:`~evalkit.config.RunConfig` / ``EvaluateJobConfig`` (and of its
-    spec file), as ``{flag: value}`` for :func:`check_outputs`; the tracking store's SQLite file too."""
+    spec file), as ``{flag: value}`` for :func:`check_outputs`: those it names, those it finds (a
+    MULAN label file next to an ARFF file, a model's preprocessing record:
+    :func:`evalkit.inputs.found_inputs`) and the tracking store's SQLite file."""
+    from evalkit.inputs import found_inputs
+
     fields = type(cfg).model_fields
     inputs: dict[str, object] = {flag: getattr(cfg, name) for name, flag in _INPUT_FIELDS.items() if name in fields}
     inputs["--label-file"] = (cfg.reader_options or {}).get("label_file")
+    inputs |= found_inputs(cfg)
     inputs["--tracking-uri"] = cfg.tracking_uri or DEFAULT_STORE
     if spec:
         inputs["SPEC" if "epochs" in fields else "--spec"] = spec
     return inputs
 
 
-def check_config_outputs(configs, force: bool, spec: str | None = None, extra: dict | None = None) -> None:
-    """:func:`check_outputs` for the ``output`` (``-o``) of one or more configs against their inputs."""
+def check_config_outputs(configs, force: bool, spec: str | None = None, extra: dict | None = None,
+                         output_flag: str = "-o/--output") -> None:
+    """:func:`check_outputs` for the ``output`` (``-o``, named ``output_flag``) of one or more configs
+    against their inputs."""
     inputs: dict[str, object] = {}
     for i, cfg in enumerate(configs):
         inputs |= {(flag if i == 0 else f"{flag} (cell {i + 1})"): v for flag, v in config_inputs(cfg, spec).items()}
-    check_outputs({"-o/--output": configs[0].output, **(extra or {})}, inputs, force)
+    check_outputs({output_flag: configs[0].output, **(extra or {})}, inputs, force)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import gzip
 import os
-import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.errors import InputError, field_name
+from evalkit.inputs import SPARSE_SUFFIX, SPLIT_SUFFIX  # noqa: F401 (the suffixes dataset_name strips)
 
 #: extension -> one-line description, shown by ``evalkit datasets``.
 FORMATS: dict[str, str] = {
@@ -36,11 +36,6 @@ FORMATS: dict[str, str] = {
     "optional labels (C,) and feature_names (F,) string arrays",
 }
 
-#: ``-train`` / ``_test`` / ``.trn`` ... at the end of a file stem, optionally followed by ``-sparse``
-#: (``bibtex-train-sparse``): the part that :func:`dataset_name` strips.
-SPLIT_SUFFIX = re.compile(r"[-_.](?:train|test|trn|tst)(?:[-_.]sparse)?$", re.IGNORECASE)
-#: a trailing ``-sparse`` (``rcv1-sparse``, ``bibtex-train-sparse``).
-SPARSE_SUFFIX = re.compile(r"[-_.]sparse$", re.IGNORECASE)
 
 #: nominal / string attributes with one distinct value per row are dropped as IDs above this many rows.
 ID_MIN_ROWS = 20

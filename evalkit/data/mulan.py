@@ -20,39 +20,13 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from evalkit.data.common import SPARSE_SUFFIX, SPLIT_SUFFIX, check_unique
+from evalkit.data.common import check_unique
 from evalkit.errors import InputError
+from evalkit.inputs import find_label_file, label_file_candidates  # noqa: F401 (light: the CLI's output check uses them)
 
 MULAN_NAMESPACE = "http://mulan.sourceforge.net/labels"
 
 _MEKA_C = re.compile(r"(?:^|[\s:'\"])-C\s*(-?\d+)")
-
-
-def label_file_candidates(path: Path) -> list[Path]:
-    """Where a MULAN label XML file for ``path`` may be, in order of preference.
-
-    ``emotions-train.arff`` -> ``[emotions.xml, emotions-train.xml]``; ``scene.arff`` -> ``[scene.xml]``;
-    ``bibtex-train-sparse.arff`` -> ``[bibtex.xml, bibtex-train.xml, bibtex-train-sparse.xml]``;
-    ``rcv1-sparse.arff.gz`` -> ``[rcv1.xml, rcv1-sparse.xml]``.
-    """
-    path = Path(path)
-    name = path.name
-    stem = name[: -len(".arff.gz")] if name.lower().endswith(".arff.gz") else path.stem
-    stems = [SPARSE_SUFFIX.sub("", SPLIT_SUFFIX.sub("", stem)), SPARSE_SUFFIX.sub("", stem), stem]
-    out: list[Path] = []
-    for s in stems:
-        p = path.with_name(s + ".xml")
-        if s and p not in out:
-            out.append(p)
-    return out
-
-
-def find_label_file(path: Path) -> Path | None:
-    """The first existing :func:`label_file_candidates` entry, or None."""
-    for p in label_file_candidates(path):
-        if p.is_file():
-            return p
-    return None
 
 
 def read_mulan_labels(xml: Path) -> list[str]:

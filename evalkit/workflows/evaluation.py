@@ -234,17 +234,16 @@ def _read_label_map(path: str):
 def _record(cfg: EvaluateJobConfig):
     """``(loaded model or None, preprocessing record or None, its path)``: from ``--preprocess``, the
     model's MLflow run, or a sidecar file next to a model file."""
-    from evalkit.model_io import is_mlflow_uri, load_model, read_preprocess, sidecar_candidates
+    from evalkit.inputs import find_sidecar
+    from evalkit.model_io import is_mlflow_uri, load_model, read_preprocess
 
     if cfg.preprocess:
         return None, read_preprocess(cfg.preprocess), cfg.preprocess
     if is_mlflow_uri(cfg.model):
         loaded = load_model(cfg.model, tracking_uri=cfg.tracking_uri, trust_pickle=cfg.trust_pickle)
         return loaded, loaded.preprocess, None
-    for cand in sidecar_candidates(Path(cfg.model)):
-        if cand.is_file():
-            return None, read_preprocess(cand), str(cand)
-    return None, None, None
+    sidecar = find_sidecar(Path(cfg.model))  # (the CLI refuses an -o that names it: evalkit.inputs.found_inputs)
+    return (None, read_preprocess(sidecar), str(sidecar)) if sidecar is not None else (None, None, None)
 
 
 def _test_data(cfg: EvaluateJobConfig, record: dict | None, reader_options_given: bool, test_size, seed):
