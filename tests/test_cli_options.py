@@ -73,6 +73,8 @@ def test_every_run_flag_reaches_the_config(monkeypatch, tmp_path):
         seen["track"] = kw.get("track")
 
     monkeypatch.setattr(exp, "run_experiment", fake_run)
+    # --resume with other options is refused before the run (tests/test_images_resume.py): here every flag is given
+    monkeypatch.setattr("evalkit.workflows.resume.resumed_config", lambda config: config)
     args = ["run", "--no-track", "--dataset", "d.csv", "--test-dataset", "t.csv", "--label-columns", "a,b",
             "--drop-columns", "id,name", "--val-size", "0.25", "--test-size", "0.4", "--no-standardize",
             "--model", "linear", "--hidden", "32,16", "--dropout", "0.1", "--activation", "gelu", "--batch-norm",

@@ -59,6 +59,12 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_metrics(store, tmp_path):
 
     code, out = _cli(tmp_path, "run", "--resume", run_id, "--epochs", "2")
     assert code == 2 and "--epochs: --resume continues a run with its own options" in out
+    table = tmp_path / "cxr" / "Data_Entry_2017.csv"
+    before = table.read_bytes()
+    code, out = _cli(tmp_path, "run", "--resume", run_id, "-o", table, "--force")  # the saved run's input
+    assert code == 2 and out.strip().endswith("is the input of --dataset; write the output to another path (an input "
+                                              "is never overwritten, even with --force)"), out
+    assert table.read_bytes() == before
     code, out = _cli(tmp_path, "run", "--resume", run_id)
     assert code == 0, out
     assert not folder.exists()
@@ -73,3 +79,57 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_metrics(store, tmp_path):
     assert run.data.metrics["test/micro_f2"] == pytest.approx(full["summary"]["micro"]["f2"], abs=1e-9)
     code, out = _cli(tmp_path, "run", "--resume", run_id)
     assert code == 2 and f"--resume {run_id}: no checkpoint of this run" in out
+
+
+# -- what --resume may be given: checked against the killed run's saved configuration ------------------
+
+RUN_ID = "0123456789abcdef0123456789abcdef"
+
+
+def _killed_run(tmp_path, monkeypatch, **saved) -> Path:
+    """The checkpoint folder a killed tracked image run leaves (its config.json, as
+    evalkit.workflows.resume.run_checkpoint writes it), for a run of ``saved`` options on d.npz."""
+    import numpy as np
+
+    from evalkit.config import RunConfig
+    from evalkit.workflows import training
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.random((40, 3, 8, 8)).astype(np.float32), Y=rng.random((40, 2)) < 0.5)
+    folder = tmp_path / "ck" / RUN_ID
+    folder.mkdir(parents=True)
+    config = RunConfig(dataset="d.npz", model="cnn", folds=1, epochs=30, **saved)
+    (folder / "config.json").write_text(config.model_dump_json(indent=1))
+    monkeypatch.setenv("EVALKIT_CHECKPOINT_DIR", str(tmp_path / "ck"))
+    monkeypatch.setattr(training, "train_task", lambda *a, **k: pytest.fail("trained before the resume was refused"))
+    return folder
+
+
+def _no_runs(store) -> bool:
+    import mlflow
+
+    return mlflow.MlflowClient(store).search_runs([e.experiment_id for e in mlflow.MlflowClient(store)
+                                                   .search_experiments()]) == []
+
+
+def test_resume_output_that_is_the_runs_saved_dataset_is_refused_even_with_force(store, cli, tmp_path, monkeypatch):
+    _killed_run(tmp_path, monkeypatch)
+    before = (tmp_path / "d.npz").read_bytes()
+    res = cli("run", "--resume", RUN_ID, "-o", "d.npz", "--force")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == ["error: -o/--output d.npz: is the input of --dataset; write the output "
+                                               "to another path (an input is never overwritten, even with --force)"]
+    assert (tmp_path / "d.npz").read_bytes() == before
+    assert _no_runs(store)
+
+
+def test_resume_rewrites_the_runs_saved_output_only_with_force(store, cli, tmp_path, monkeypatch):
+    _killed_run(tmp_path, monkeypatch, output="r.json")
+    (tmp_path / "r.json").write_text("keep me")
+    res = cli("run", "--resume", RUN_ID)
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [f"error: -o/--output (of run {RUN_ID}): r.json already exists; "
+                                               "add --force to overwrite it"]
+    assert (tmp_path / "r.json").read_text() == "keep me"
+    assert _no_runs(store)
+
