@@ -74,7 +74,7 @@ def test_every_run_flag_reaches_the_config(monkeypatch, tmp_path):
 
     monkeypatch.setattr(exp, "run_experiment", fake_run)
     # --resume with other options is refused before the run (tests/test_images_resume.py): here every flag is given
-    monkeypatch.setattr("evalkit.workflows.resume.resumed_config", lambda config: config)
+    monkeypatch.setattr("evalkit.workflows.resume.resumed_config", lambda config, track=True: config)
     args = ["run", "--no-track", "--dataset", "d.csv", "--test-dataset", "t.csv", "--label-columns", "a,b",
             "--drop-columns", "id,name", "--val-size", "0.25", "--test-size", "0.4", "--no-standardize",
             "--model", "linear", "--hidden", "32,16", "--dropout", "0.1", "--activation", "gelu", "--batch-norm",

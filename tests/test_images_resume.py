@@ -65,6 +65,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_metrics(store, tmp_path):
     assert code == 2 and out.strip().endswith("is the input of --dataset; write the output to another path (an input "
                                               "is never overwritten, even with --force)"), out
     assert table.read_bytes() == before
+    code, out = _cli(tmp_path, "run", "--resume", run_id, "--no-track")
+    assert code == 2 and out.strip() == f"error: --no-track: --resume continues a tracked run (it reopens MLflow run " \
+                                        f"{run_id}); drop --no-track", out
     code, out = _cli(tmp_path, "run", "--resume", run_id)
     assert code == 0, out
     assert not folder.exists()
@@ -133,3 +136,17 @@ def test_resume_rewrites_the_runs_saved_output_only_with_force(store, cli, tmp_p
     assert (tmp_path / "r.json").read_text() == "keep me"
     assert _no_runs(store)
 
+
+def test_resume_with_no_track_is_refused_in_one_line(store, cli, tmp_path, monkeypatch):
+    from evalkit import run_experiment
+    from evalkit.config import RunConfig
+    from evalkit.errors import InputError
+
+    folder = _killed_run(tmp_path, monkeypatch)
+    res = cli("run", "--resume", RUN_ID, "--no-track")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [f"error: --no-track: --resume continues a tracked run (it reopens "
+                                               f"MLflow run {RUN_ID}); drop --no-track"]
+    with pytest.raises(InputError, match=r"^track=False: --resume continues a tracked run"):
+        run_experiment(RunConfig(resume=RUN_ID), track=False)
+    assert _no_runs(store) and (folder / "config.json").is_file()

@@ -83,7 +83,7 @@ def run(
         from evalkit.inputs import check_run_inputs
 
         # before anything heavy is imported, before any training; a --resume's saved configuration checked
-        checked = _check_run_outputs(configs, force, spec)
+        checked = _check_run_outputs(configs, track, force, spec)
         for config in checked:
             check_run_inputs(config)
         _terminate_on_sigterm()  # SIGTERM before the run's own handler: one line, exit 143, workers stopped
@@ -103,18 +103,18 @@ def run(
             run_experiment(configs[0], track=track, on_event=renderer)
 
 
-def _check_run_outputs(configs: list[RunConfig], force: bool, spec: str | None) -> list[RunConfig]:
+def _check_run_outputs(configs: list[RunConfig], track: bool, force: bool, spec: str | None) -> list[RunConfig]:
     """The configurations the runs will have (a ``--resume``'s is the killed run's saved one: its
     inputs, its ``-o``), their outputs checked against their inputs (:func:`check_config_outputs`).
 
     Raises:
-        InputError: an output that is an input or exists (without ``--force``); another option
-            with ``--resume``; a run without a checkpoint to resume.
+        InputError: an output that is an input or exists (without ``--force``); ``--no-track`` or
+            another option with ``--resume``; a run without a checkpoint to resume.
     """
     from evalkit.cli.outputs import check_config_outputs
     from evalkit.workflows.resume import resumed_config
 
-    checked = [resumed_config(c) if c.resume else c for c in configs]
+    checked = [resumed_config(c, track) if c.resume else c for c in configs]
     first = configs[0]
     saved = first.resume and "output" not in first.model_fields_set  # the killed run's own -o, written now
     flag = f"-o/--output (of run {first.resume})" if saved else "-o/--output"

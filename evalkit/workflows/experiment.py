@@ -140,8 +140,8 @@ def run_experiment(config: RunConfig, *, track: bool = True, nested: bool = Fals
     """
     emit = make_emitter(on_event)
     started = time.perf_counter()
-    if config.resume:  # the killed run's own options, tracked (evalkit.workflows.resume)
-        config, track = _resumed(config), True
+    if config.resume:  # the killed run's own options, tracked (track=False refused: evalkit.workflows.resume)
+        config = _resumed(config, track)
     strategy = _check_options(config)
     outcome = None
     try:
@@ -174,10 +174,10 @@ def run_experiment(config: RunConfig, *, track: bool = True, nested: bool = Fals
                      outcome.registered, outcome.validation)
 
 
-def _resumed(config: RunConfig) -> RunConfig:
+def _resumed(config: RunConfig, track: bool) -> RunConfig:
     from evalkit.workflows.resume import resumed_config
 
-    return resumed_config(config)
+    return resumed_config(config, track)
 
 
 def _run_stages(stack: ExitStack, config: RunConfig, strategy, *, track: bool, nested: bool, tags, emit,

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from evalkit.config import RunConfig
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 #: where run checkpoints go (default :data:`DEFAULT_DIR`)
 CHECKPOINT_ENV = "EVALKIT_CHECKPOINT_DIR"
@@ -36,16 +36,21 @@ def run_folder(run_id: str) -> Path:
     return Path(os.environ.get(CHECKPOINT_ENV) or DEFAULT_DIR) / run_id
 
 
-def resumed_config(config: RunConfig) -> RunConfig:
-    """The saved configuration of run ``config.resume`` (with ``--tracking-uri`` / ``--workers`` as given).
+def resumed_config(config: RunConfig, track: bool = True) -> RunConfig:
+    """The saved configuration of run ``config.resume`` (with ``--tracking-uri`` / ``--workers`` / ``-o``
+    as given). ``track``: the run is resumed tracked (it reopens its MLflow run); ``False`` is refused.
 
     Raises:
-        InputError: another option given with ``--resume``; the run has no checkpoint folder (it
-            finished, was not an image run trained with ``--folds 1``, or was not tracked here).
+        InputError: another option given with ``--resume`` (``track=False`` too); the run has no
+            checkpoint folder (it finished, was not an image run trained with ``--folds 1``, or was
+            not tracked here).
     """
     extra = sorted(set(config.model_fields_set) - set(RESUME_OPTIONS))
     if extra:
         raise InputError(f"--{extra[0].replace('_', '-')}: --resume continues a run with its own options; drop it")
+    if not track:
+        raise InputError(f"{field_name('track', False)}: --resume continues a tracked run (it reopens MLflow run "
+                         f"{config.resume}); drop {field_name('track', False)}")
     saved = run_folder(config.resume) / "config.json"
     if not saved.is_file():
         raise InputError(f"--resume {config.resume}: no checkpoint of this run in {saved.parent} (only a tracked image "
