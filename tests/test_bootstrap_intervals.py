@@ -225,6 +225,13 @@ def test_95_percent_intervals_cover_the_population_value_about_95_percent_of_the
     spec = importlib.util.spec_from_file_location("bench_ci_coverage", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    cov = mod.coverage(pop_n=100_000, n=200, reps=100, resamples=200)
+    ideal, adjusted = {}, {}
+    cov = mod.coverage(pop_n=100_000, n=200, reps=100, resamples=200, reference=300, ideal=ideal, adjusted=adjusted)
     for k, v in cov.items():
         assert 0.90 <= v <= 0.99, (k, v)
+        # the control-variate estimate: coverage - the ideal interval's on the same test sets + its expected
+        # coverage over the fresh reference sets (a fraction of 300), with a standard error below the raw one's
+        adj, se = adjusted[k]
+        expected = adj - v + ideal[k]
+        assert abs(expected * 300 - round(expected * 300)) < 1e-6 and 0.85 <= expected <= 1.0, (k, expected)
+        assert 0.88 <= adj <= 1.0 and 0 < se < (v * (1 - v) / 100) ** 0.5 + 0.01, (k, adj, se)
