@@ -273,8 +273,10 @@ def describe(row: dict) -> str:
         if row["status"] in ("skipped", "unknown"):
             return f"{row['gate']}: skipped ({row['reason']}); value {v}"
         if "p_value" in row:
+            from evalkit.stats import p_text
+
             ci = "undefined" if row["ci"] is None else f"[{row['ci'][0]:+.4f}, {row['ci'][1]:+.4f}]"
-            p = "undefined" if row["p_value"] is None else f"{row['p_value']:.3g}"
+            p = "undefined" if row["p_value"] is None else p_text(row["p_value"], row["alpha"])
             verdict = "significant drop" if row["status"] == "fail" else "no significant drop"
             if row.get("reason") == "paired difference undefined":
                 verdict = "paired difference undefined (fails, as an undefined value does)"

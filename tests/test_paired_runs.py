@@ -263,3 +263,15 @@ def test_training_run_keeps_scores_that_reproduce_its_metrics(store, cli, tmp_pa
     assert res.exit_code == 0, res.output
     rows = {r["metric"]: r for r in json.loads(res.stdout)["results"]}
     assert rows["test/macro_f2"]["difference"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_p_values_are_never_printed_on_the_other_side_of_alpha():
+    """50/1001 = 0.04995 printed as '0.05' next to a '*' that says p < 0.05."""
+    from evalkit.stats import p_text
+
+    assert p_text(50 / 1001) == "0.04995" and p_text(52 / 1001) == "0.0519" and p_text(0.034) == "0.034"
+    assert p_text(0.0099996, alpha=0.01) == "0.0099996" and p_text(0.0099996) == "0.01" and p_text(1.0) == "1"
+    row = {"op": "max-drop", "status": "pass", "metric": "test/macro_f2", "value": 0.6, "baseline": 0.61,
+           "difference": -0.01, "ci": [-0.02, 0.0], "p_value": 50 / 1001, "alpha": 0.04, "level": 0.96}
+    assert "paired bootstrap p = 0.05: no significant drop at alpha 0.04" in describe(row)
+    assert "paired bootstrap p = 0.04995: " in describe(row | {"alpha": 0.05, "status": "fail"})

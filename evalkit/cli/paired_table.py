@@ -57,10 +57,12 @@ def paired_frame(result: dict):
 
 def paired_markdown(result: dict) -> str:
     """The paired table as Markdown, footer included."""
+    from evalkit.stats import p_text
+
     lines = ["| metric | A | B | B - A | CI | p |", "|---|---|---|---|---|---|"]
     for r in result["results"]:
         ci = "—" if r["ci"] is None else f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]"
-        p = "—" if r["p_value"] is None else f"{r['p_value']:.3g}"
+        p = "—" if r["p_value"] is None else p_text(r["p_value"], ALPHA)
         lines.append(f"| {r['metric']} | {_num(r['a'])} | {_num(r['b'])} | {r['difference']:+.4f} | {ci} | {p} |")
     return "\n".join(lines) + f"\n\nA = {result['a']['run_id']}, B = {result['b']['run_id']}. {footer(result)}\n"
 
@@ -73,6 +75,8 @@ def _run_line(tag: str, info: dict, differ: set[str]) -> str:
 
 def footer(result: dict) -> str:
     """How the numbers were computed, in one paragraph."""
+    from evalkit.stats import p_text
+
     bs = result["bootstrap"]
     text = (f"Paired bootstrap over the same {result['n_rows']} test rows ({bs['resamples']} resamples, seed "
             f"{bs['seed']}; {bs['level']:.0%} percentile interval of B - A; p two-sided); each run at its own "
@@ -81,7 +85,7 @@ def footer(result: dict) -> str:
     for r in result["results"]:
         mc = r.get("mcnemar")
         if mc:
-            text += (f" subset_accuracy, McNemar exact test: p = {mc['p_value']:.3g} ({mc['a_only']} rows only A "
+            text += (f" subset_accuracy, McNemar exact test: p = {p_text(mc['p_value'], ALPHA)} ({mc['a_only']} rows only A "
                      f"matches exactly, {mc['b_only']} only B).")
     return text
 
@@ -89,6 +93,8 @@ def footer(result: dict) -> str:
 def render_paired(result: dict, console) -> None:
     """The paired table: A, B, B - A with its interval and p-value per metric, and the footer."""
     from rich.table import Table
+
+    from evalkit.stats import p_text
 
     a, b = result["a"], result["b"]
     differ = {k for k in SHOWN_PARAMS if a["params"].get(k) != b["params"].get(k)}
@@ -103,7 +109,7 @@ def render_paired(result: dict, console) -> None:
         mark = "*" if p is not None and p < ALPHA else ""
         t.add_row(escape(r["metric"].removeprefix("test/")), _num(r["a"]), _num(r["b"]),
                   "—" if r["difference"] != r["difference"] else f"{r['difference']:+.4f}{mark}", ci,
-                  "—" if p is None else f"{p:.3g}", _better(r) if mark else "—")
+                  "—" if p is None else p_text(p, ALPHA), _better(r) if mark else "—")
     console.print(_run_line("A", a, differ), highlight=False, soft_wrap=True)
     console.print(_run_line("B", b, differ), highlight=False, soft_wrap=True)
     console.print(t)

@@ -17,6 +17,16 @@ PAIRED_TEST = "paired t-test over seeds (scipy.stats.ttest_rel, two-sided)"
 ALPHA = 0.05
 
 
+def p_text(p: float, alpha: float = 0.05) -> str:
+    """``p`` with 3 significant digits, more when 3 would round it across ``alpha``: 50/1001 prints
+    ``0.04995``, not ``0.05`` beside a mark that says p < 0.05."""
+    for digits in (3, 4, 5, 6, 8):
+        text = f"{p:.{digits}g}"
+        if (float(text) < alpha) == (p < alpha):
+            return text
+    return repr(p)
+
+
 def paired_pvalue(a, b) -> float | None:
     """Two-sided p-value of a paired t-test of ``a`` against ``b`` (matched samples, e.g. seeds).
 
