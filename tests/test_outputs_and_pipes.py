@@ -345,3 +345,21 @@ def test_json_output_writes_undefined_values_as_null():
     data = {"a": math.nan, "rows": [{"ci": [1.0, math.inf]}, (2, -math.inf)], "n": 3, "name": "x"}
     assert json.loads(json_text(data)) == {"a": None, "rows": [{"ci": [1.0, None]}, [2, None]], "n": 3, "name": "x"}
     assert "NaN" not in json_text(data) and json_text(data).endswith("}\n")
+
+
+def test_an_output_set_in_a_spec_is_named_by_its_spec_key(cli, tmp_path, monkeypatch):
+    """Errors name a value the way it was given: a spec's `output` (and the spec's inputs) by spec key,
+    not `-o/--output` (docs/reference/exit-codes.md, "Which name an error uses")."""
+    monkeypatch.chdir(tmp_path)
+    write_predictions(tmp_path / "p.npz")
+    (tmp_path / "job.toml").write_text('[evaluate]\npredictions = "p.npz"\noutput = "p.npz"\n')
+    res = cli("evaluate", "--spec", "job.toml", "--no-track")
+    assert res.exit_code == 2
+    assert "error: evaluate.output p.npz: is the input of evaluate.predictions; write the output" in res.output
+    res = cli("evaluate", "--spec", "job.toml", "--no-track", "-o", "p.npz")  # the flag given: the flag named
+    assert res.exit_code == 2 and "error: -o/--output p.npz: is the input of evaluate.predictions" in res.output
+    (tmp_path / "s.toml").write_text('experiment = "x"\noutput = "r.json"\nepochs = 1\n')
+    (tmp_path / "r.json").write_text("{}")
+    res = cli("run", "s.toml", "--no-track")
+    assert res.exit_code == 2 and "error: output: r.json already exists; add --force to overwrite it" in res.output
+    assert (tmp_path / "r.json").read_text() == "{}"

@@ -83,7 +83,7 @@ def run(
         from evalkit.inputs import check_run_inputs
 
         # before anything heavy is imported, before any training; a --resume's saved configuration checked
-        checked = _check_run_outputs(configs, track, force, spec)
+        checked = _check_run_outputs(configs, track, force, spec, names)
         for config in checked:
             check_run_inputs(config)
         _terminate_on_sigterm()  # SIGTERM before the run's own handler: one line, exit 143, workers stopped
@@ -103,7 +103,8 @@ def run(
             run_experiment(configs[0], track=track, on_event=renderer)
 
 
-def _check_run_outputs(configs: list[RunConfig], track: bool, force: bool, spec: str | None) -> list[RunConfig]:
+def _check_run_outputs(configs: list[RunConfig], track: bool, force: bool, spec: str | None,
+                       names=None) -> list[RunConfig]:
     """The configurations the runs will have (a ``--resume``'s is the killed run's saved one: its
     inputs, its ``-o``), their outputs checked against their inputs (:func:`check_config_outputs`).
 
@@ -118,7 +119,7 @@ def _check_run_outputs(configs: list[RunConfig], track: bool, force: bool, spec:
     first = configs[0]
     saved = first.resume and "output" not in first.model_fields_set  # the killed run's own -o, written now
     flag = f"-o/--output (of run {first.resume})" if saved else "-o/--output"
-    check_config_outputs(checked, force, spec, output_flag=flag)
+    check_config_outputs(checked, force, spec, output_flag=flag, names=names)
     return checked
 
 
@@ -155,7 +156,7 @@ def evaluate(
         from evalkit.cli.outputs import check_config_outputs
         from evalkit.inputs import check_evaluate_inputs
 
-        check_config_outputs([config], force, spec)  # before anything heavy is imported, before any evaluation
+        check_config_outputs([config], force, spec, names=names)  # before anything heavy is imported or evaluated
         check_evaluate_inputs(config)
         _terminate_on_sigterm()
         from evalkit.cli.ui import ConsoleRenderer, flushed, split_renderer

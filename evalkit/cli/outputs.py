@@ -174,33 +174,42 @@ def stdout_lost_note() -> None:
 DEFAULT_STORE = "sqlite:///mlruns/mlflow.db"
 
 #: the input flags of ``run`` / ``evaluate``, by config field
-_INPUT_FIELDS = {"dataset": "--dataset", "test_dataset": "--test-dataset", "predictions": "--predictions",
-                 "model": "--model", "preprocess": "--preprocess", "label_map": "--label-map",
-                 "threshold": "--threshold", "baseline": "--baseline", "weights": "--weights"}
+_INPUT_FIELDS = ("dataset", "test_dataset", "predictions", "model", "preprocess", "label_map", "threshold", "baseline",
+                 "weights")
 
 
-def config_inputs(cfg, spec: str | None = None) -> dict[str, object]:
+def config_inputs(cfg, spec: str | None = None, names=None) -> dict[str, object]:
     """The input files of a :class:`~evalkit.config.RunConfig` / ``EvaluateJobConfig`` (and of its
-    spec file), as ``{flag: value}`` for :func:`check_outputs`: those it names, those it finds (a
+    spec file), as ``{name: value}`` for :func:`check_outputs`: those it names, those it finds (a
     MULAN label file next to an ARFF file, a model's preprocessing record:
-    :func:`evalkit.inputs.found_inputs`) and the tracking store's SQLite file."""
+    :func:`evalkit.inputs.found_inputs`) and the tracking store's SQLite file. ``names`` (a
+    :class:`~evalkit.cli.options.FieldNames`) names each field as the user gave it (a flag, or a spec
+    key); default: the flags."""
     from evalkit.inputs import found_inputs
 
+    def name(field: str) -> str:
+        return names(field) if names is not None else "--" + field.replace("_", "-")
+
     fields = type(cfg).model_fields
-    inputs: dict[str, object] = {flag: getattr(cfg, name) for name, flag in _INPUT_FIELDS.items() if name in fields}
-    inputs["--label-file"] = (cfg.reader_options or {}).get("label_file")
-    inputs |= found_inputs(cfg)
-    inputs["--tracking-uri"] = cfg.tracking_uri or DEFAULT_STORE
+    inputs: dict[str, object] = {name(f): getattr(cfg, f) for f in _INPUT_FIELDS if f in fields}
+    inputs[name("label_file")] = (cfg.reader_options or {}).get("label_file")
+    for what, path in found_inputs(cfg).items():  # "--dataset (the MULAN label file found next to it)"
+        flag, _, why = what.partition(" ")
+        inputs[f"{name(flag[2:].replace('-', '_'))} {why}"] = path
+    inputs[name("tracking_uri")] = cfg.tracking_uri or DEFAULT_STORE
     if spec:
         inputs["SPEC" if "epochs" in fields else "--spec"] = spec
     return inputs
 
 
 def check_config_outputs(configs, force: bool, spec: str | None = None, extra: dict | None = None,
-                         output_flag: str = "-o/--output") -> None:
-    """:func:`check_outputs` for the ``output`` (``-o``, named ``output_flag``) of one or more configs
-    against their inputs."""
+                         output_flag: str = "-o/--output", names=None) -> None:
+    """:func:`check_outputs` for the ``output`` (``-o``, named ``output_flag``, or by its spec key when
+    the spec set it: ``names``, as in :func:`config_inputs`) of one or more configs against their inputs."""
+    if names is not None and not names("output").startswith("--"):
+        output_flag = names("output")  # set in the spec file: `output`, `evaluate.output`
     inputs: dict[str, object] = {}
     for i, cfg in enumerate(configs):
-        inputs |= {(flag if i == 0 else f"{flag} (cell {i + 1})"): v for flag, v in config_inputs(cfg, spec).items()}
+        inputs |= {(flag if i == 0 else f"{flag} (cell {i + 1})"): v
+                   for flag, v in config_inputs(cfg, spec, names).items()}
     check_outputs({output_flag: configs[0].output, **(extra or {})}, inputs, force)
