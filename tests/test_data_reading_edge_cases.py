@@ -389,3 +389,68 @@ def test_a_run_on_a_file_named_with_undecodable_bytes_is_logged_not_spooled(stor
     assert run.data.params["dataset"] == "bad\ufffdname.csv"
     assert "dataset/cooccurrence.png" in {a.path for a in mlflow.MlflowClient(store).list_artifacts(run.info.run_id,
                                                                                                     "dataset")}
+
+
+@pytest.mark.parametrize("columns,message", [
+    (["f1", "f2", "f3", "f4"], r"only in test: \['f4'\] \(train has 3, test 4 features\)"),
+    (["f3", "f2", "f1"], r"same 3 names in another order \(train \['f1', 'f2', 'f3'\], test \['f3', 'f2', 'f1'\]\)"),
+])
+def test_a_test_file_with_other_feature_columns_is_refused(tmp_path, columns, message):
+    """A test file with another set, or another order, of feature columns was read by position: extra
+    columns crashed in the standardisation, reordered ones were silently misread."""
+    from evalkit.data.load import read_file
+    from evalkit.data.split import make_splits
+    from evalkit.errors import InputError
+
+    rng = np.random.default_rng(0)
+
+    def write(path, names, n):
+        frame = pd.DataFrame(rng.normal(size=(n, len(names))), columns=names)
+        frame["y_a"], frame["y_b"] = np.arange(n) % 2, (np.arange(n) // 2) % 2
+        frame.to_csv(path, index=False)
+
+    write(tmp_path / "train.csv", ["f1", "f2", "f3"], 40)
+    write(tmp_path / "test.csv", columns, 20)
+    train = read_file(str(tmp_path / "train.csv"), label_prefix="y_")
+    test = read_file(str(tmp_path / "test.csv"), label_prefix="y_")
+    with pytest.raises(InputError, match=rf"test\.csv: test feature columns differ from train's: {message}; "
+                                         r"expected the training file's feature columns, in its order$"):
+        make_splits(train, test)
+    same = read_file(str(tmp_path / "train.csv"), label_prefix="y_")
+    assert make_splits(train, same).test.n_samples == 40  # the same columns: accepted
+
+
+def test_a_numeric_column_with_one_typo_is_refused_not_dropped_as_an_id(tmp_path):
+    """60 numbers and one 'abc': the column was dropped as 'ID-like' (every value distinct) instead of
+    refused as numbers mixed with text, so a feature vanished with a note."""
+    from evalkit.data.readers import read
+    from evalkit.errors import InputError
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"f1": rng.normal(size=60).round(6).astype(str), "f2": rng.normal(size=60),
+                          "y_a": np.arange(60) % 2, "y_b": (np.arange(60) // 2) % 2})
+    frame.loc[3, "f1"] = "abc"
+    frame.to_csv(tmp_path / "typo.csv", index=False)
+    with pytest.raises(InputError, match=r"typo\.csv: feature column 'f1' mixes numbers and text \(e\.g\. 'abc' at "
+                                         r"data row 4\); expected numbers, or text values to one-hot encode$"):
+        read(tmp_path / "typo.csv", label_prefix="y_")
+    frame["f1"] = [f"id-{i}" for i in range(60)]  # a real ID column is still dropped, with a note
+    frame.to_csv(tmp_path / "ids.csv", index=False)
+    ds = read(tmp_path / "ids.csv", label_prefix="y_")
+    assert ds.feature_names == ["f2"]
+
+
+def test_rows_with_more_fields_than_the_header_are_refused_and_a_trailing_separator_is_read(tmp_path):
+    """pandas took each row's first field as an index when rows held one field more than the header:
+    every column shifted by one (a label read as a feature); a trailing comma made a label look missing."""
+    from evalkit.data.readers import read
+    from evalkit.errors import InputError
+
+    (tmp_path / "d.csv").write_text("f1,f2,y_a,y_b\n" + "".join(f"{i},0.5,{i % 2},1,0\n" for i in range(30)))
+    with pytest.raises(InputError, match=r"d\.csv: not a readable CSV file: its data rows hold more fields than the "
+                                         r"header's 4 names; expected one value per header column$"):
+        read(tmp_path / "d.csv", label_prefix="y_")
+    (tmp_path / "t.csv").write_text("f1,f2,y_a,y_b\n" + "".join(f"{i},0.5,{i % 2},{1 - i % 2},\n" for i in range(30)))
+    ds = read(tmp_path / "t.csv", label_prefix="y_")
+    assert ds.feature_names == ["f1", "f2"] and ds.X[:3, 0].tolist() == [0.0, 1.0, 2.0]
+    assert ds.Y[:3].tolist() == [[0, 1], [1, 0], [0, 1]]

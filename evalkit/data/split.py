@@ -55,6 +55,11 @@ def make_splits(
     if test is not None and list(test.label_names) != list(train.label_names):
         raise InputError(f"{test.source or test.name}: test labels differ from train labels: "
                          f"{_label_difference(list(train.label_names), list(test.label_names))}")
+    if test is not None and train.X.ndim == 2 and list(test.feature_names) != list(train.feature_names):
+        # a model reads features by position: another set (or order) of columns would be misread
+        raise InputError(f"{test.source or test.name}: test feature columns differ from train's: "
+                         f"{_label_difference(list(train.feature_names), list(test.feature_names), 'features')}; "
+                         "expected the training file's feature columns, in its order")
     full_digest = train.meta.get("full_digest")
     if test is None:
         keep, held = stratified_split(train.Y, test_size, seed)
@@ -76,13 +81,13 @@ def make_splits(
     )
 
 
-def _label_difference(train: list[str], test: list[str]) -> str:
+def _label_difference(train: list[str], test: list[str], kind: str = "labels") -> str:
     only_test = [n for n in test if n not in set(train)]
     only_train = [n for n in train if n not in set(test)]
     if not only_test and not only_train:
         return f"same {len(train)} names in another order (train {train[:5]}, test {test[:5]})"
     parts = [f"only in test: {only_test[:5]}" if only_test else "", f"only in train: {only_train[:5]}" if only_train else ""]
-    return "; ".join(p for p in parts if p) + f" (train has {len(train)}, test {len(test)} labels)"
+    return "; ".join(p for p in parts if p) + f" (train has {len(train)}, test {len(test)} {kind})"
 
 
 def standardization_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

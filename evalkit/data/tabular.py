@@ -32,6 +32,7 @@ header (which pandas would silently rename ``a.1``), are an :class:`InputError`.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +196,12 @@ def _load(path: Path, kind: str, label_list_column: str | None):
         header = pd.read_csv(source, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
         if isinstance(source, io.BytesIO):
             source.seek(0)
-        df = pd.read_csv(source, sep=sep, dtype=dtype, low_memory=False)
+        with warnings.catch_warnings():  # more fields in a row than names in the header: refused, not shifted
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(source, sep=sep, dtype=dtype, low_memory=False, index_col=False)
+    except pd.errors.ParserWarning:
+        raise InputError(f"{path}: not a readable {kind.upper()} file: its data rows hold more fields than the header's "
+                         f"{len(header.columns)} names; expected one value per header column") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: empty file; expected a header row followed by samples") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as exc:
@@ -213,6 +219,8 @@ def _is_id(s) -> bool:
 
     if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
         return False
+    if pd.to_numeric(s.map(str), errors="coerce").notna().mean() >= 0.5:  # numbers with a typo: not an ID, the
+        return False                                                      # mixed-type error follows
     return is_id_like(int(s.nunique(dropna=False)), len(s))
 
 
