@@ -84,3 +84,29 @@ def test_registry_hint_names_the_command_for_each_models_uri():
     assert "with: evalkit run --register yeast-mlp --alias champion (" in registry_hint("models:/yeast-mlp@champion")
     assert "with: evalkit run --register yeast-mlp (" in registry_hint("models:/yeast-mlp/3")
     assert registry_hint("runs:/abc/model") == "" and registry_hint("models:/m-0123abc") == ""
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--register", "yl", "--alias", "bad alias"], r"--alias 'bad alias': Invalid alias name: 'bad alias'\. Names may"),
+    (["--register", "a/b"], r"--register 'a/b': Invalid model name 'a/b'\. Names cannot contain '/' or ':'\."),
+    (["--register", "yl", "--alias", "v1"], r"--alias 'v1': Version alias name 'v1' is reserved\."),
+    (["--register", "yl", "--alias", "champion", "--no-track"],
+     r"--register yl: applies to a tracked run \(the registry is in the tracking store\); drop --no-track"),
+])
+def test_registry_names_and_no_track_are_refused_before_training(store, cli, tmp_path, monkeypatch, args, message):
+    """An alias or name MLflow refuses was found only after training and reported as a store fault (exit 3,
+    run FAILED, a spool entry, a version without its alias); --register with --no-track was ignored."""
+    import sqlite3
+
+    from evalkit.workflows import training
+
+    monkeypatch.setattr(training, "train_task", lambda *a, **k: pytest.fail("trained before the check"))
+    res = cli("run", "--model", "linear", "--epochs", "1", "--folds", "1", "--ci", "0", *args)
+    assert res.exit_code == 2 and res.output.startswith("error: ") and "Traceback" not in res.output, res.output
+    assert __import__("re").search(message, res.output), res.output
+    con = sqlite3.connect(tmp_path / "mlruns" / "mlflow.db")
+    try:
+        assert con.execute("select count(*) from runs").fetchone() == (0,)
+        assert con.execute("select count(*) from model_versions").fetchone() == (0,)
+    finally:
+        con.close()

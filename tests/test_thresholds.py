@@ -248,3 +248,28 @@ def test_fitted_cuts_stay_in_the_open_interval_when_validation_scores_are_exactl
 
         best = max(fbeta_score(Y[:, 1], P[:, 1] >= t, beta=2.0) for t in P[:, 1])
         assert fbeta_score(Y[:, 1], P[:, 1] >= cuts[1], beta=2.0) == pytest.approx(best)
+
+
+def test_threshold_files_evalkit_wrote_are_read_by_label_name(tmp_path):
+    """A report given as --threshold was applied by position (a file of reversed labels put each cut on
+    another label); a run's own thresholds.json artifact was refused ("unknown labels ['strategy', ...]");
+    a CSV with a BOM was refused as lacking its columns."""
+    import json
+
+    from evalkit.thresholds import read_thresholds
+
+    labels = ["cat", "dog", "bird"]
+    report = {"threshold": {"strategy": "joint", "values": [0.9, 0.2, 0.1]},
+              "per_class": [{"label": "bird"}, {"label": "dog"}, {"label": "cat"}]}
+    (tmp_path / "rep.json").write_text(json.dumps(report))
+    assert read_thresholds(str(tmp_path / "rep.json"), labels).array().tolist() == [0.1, 0.2, 0.9]
+    artifact = {"strategy": "joint", "values": [0.3, 0.4, 0.5], "fitted_on": "validation", "objective": "mean",
+                "beta": 2.0, "labels": ["dog", "cat", "bird"]}
+    (tmp_path / "thresholds.json").write_text(json.dumps(artifact))
+    assert read_thresholds(str(tmp_path / "thresholds.json"), labels).array().tolist() == [0.4, 0.3, 0.5]
+    report["per_class"][0]["label"] = "car"
+    (tmp_path / "other.json").write_text(json.dumps(report))
+    with pytest.raises(InputError, match=r"other\.json: unknown labels \['car'\]; expected labels of the data$"):
+        read_thresholds(str(tmp_path / "other.json"), labels)
+    (tmp_path / "bom.csv").write_bytes("\ufefflabel,threshold\ncat,0.1\ndog,0.2\nbird,0.3\n".encode("utf-8"))
+    assert read_thresholds(str(tmp_path / "bom.csv"), labels).array().tolist() == [0.1, 0.2, 0.3]

@@ -178,13 +178,30 @@ def _by_label(pairs: list[tuple[str, Any]], label_names: list[str], where: str) 
     return [seen[n] for n in label_names]
 
 
+def _threshold_block(data) -> tuple[dict | None, list[str] | None]:
+    """The threshold block of a JSON file evalkit wrote, with the label of each value when the file
+    names them: a report (``threshold`` + ``per_class[].label``), ``preprocess.json`` (``threshold``),
+    a run's ``thresholds.json`` (``strategy`` / ``values`` / ``labels`` at the top). ``(None, None)``
+    for anything else (a list, a ``{label: threshold}`` object)."""
+    if not isinstance(data, dict):
+        return None, None
+    if "threshold" in data:
+        rows = data.get("per_class")
+        labels = [r.get("label") for r in rows] if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else None
+        return data["threshold"], labels if labels and all(isinstance(n, str) for n in labels) else None
+    if "strategy" in data and ("values" in data or "k" in data):
+        labels = data.get("labels")
+        return data, labels if isinstance(labels, list) and all(isinstance(n, str) for n in labels) else None
+    return None, None
+
+
 def _read_file(path: Path, label_names: list[str]) -> Thresholds:
     import json
 
     where, C = str(path), len(label_names)
     source = f"file:{path.name}"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Excel) is no part of the first column name
     except UnicodeDecodeError:
         raise InputError(f"{where}: not UTF-8 text; expected a JSON or CSV file of thresholds") from None
     except OSError as e:
@@ -194,8 +211,13 @@ def _read_file(path: Path, label_names: list[str]) -> Thresholds:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"{where}: invalid JSON ({e.msg} at line {e.lineno})") from None
-        if isinstance(data, dict) and "threshold" in data:
-            return Thresholds.from_dict(data["threshold"], C, where=f"{where}: threshold", source=source)
+        block, labels = _threshold_block(data)
+        if block is not None:  # a report, preprocess.json, or a run's thresholds.json artifact
+            if labels is not None and isinstance(block, dict) and block.get("values") is not None:
+                if len(labels) != len(block["values"]):
+                    raise InputError(f"{where}: {len(labels)} labels but {len(block['values'])} threshold values")
+                block = block | {"values": _by_label(list(zip(labels, block["values"])), label_names, where)}
+            return Thresholds.from_dict(block, C, where=f"{where}: threshold", source=source)
         if isinstance(data, dict):
             data = _by_label(list(data.items()), label_names, where)
         if not isinstance(data, list):

@@ -75,15 +75,36 @@ def prepare_data(config: RunConfig, *, with_stats: bool = False, with_raw: bool 
     return result if len(result) > 1 else out
 
 
-def _check_options(config: RunConfig):
+def _check_options(config: RunConfig, track: bool = True):
     """Everything that can be rejected from the options alone, before any data is read. Returns the
     config's parsed threshold strategy (parsed once, by the config)."""
     config.loss_settings  # noqa: B018 -- the loss options against the loss (InputError naming the option)
     if config.alias and not config.register_model:
         raise InputError(f"--alias {config.alias}: needs --register NAME (the registered model the alias points into)")
-    if config.register_model and not config.log_model:
-        raise InputError(f"--register {config.register_model}: needs the model to be logged; drop --no-log-model")
+    if config.register_model is not None:
+        if not config.log_model:
+            raise InputError(f"--register {config.register_model}: needs the model to be logged; drop --no-log-model")
+        if not track:
+            raise InputError(f"--register {config.register_model}: applies to a tracked run (the registry is in the "
+                             "tracking store); drop --no-track")
+        _check_registry_names(config.register_model, config.alias)
     return config.threshold_strategy
+
+
+def _check_registry_names(name: str, alias: str | None) -> None:
+    """MLflow's own rules for a registered model's name and an alias, checked before any training (the
+    registry refused them only after it, as if the store had failed)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import (_validate_model_alias_name, _validate_model_alias_name_reserved,
+                                         _validate_model_name)
+
+    for flag, value, checks in (("--register", name, (_validate_model_name,)),
+                                ("--alias", alias, (_validate_model_alias_name, _validate_model_alias_name_reserved))):
+        try:
+            for check in checks if value is not None else ():
+                check(value)
+        except MlflowException as e:
+            raise InputError(f"{flag} {value!r}: {' '.join(e.message.split())}") from None
 
 
 @dataclass(frozen=True)
@@ -142,7 +163,7 @@ def run_experiment(config: RunConfig, *, track: bool = True, nested: bool = Fals
     started = time.perf_counter()
     if config.resume:  # the killed run's own options, tracked (track=False refused: evalkit.workflows.resume)
         config = _resumed(config, track)
-    strategy = _check_options(config)
+    strategy = _check_options(config, track)
     outcome = None
     try:
         with ExitStack() as stack:
