@@ -364,6 +364,25 @@ def test_npz_errors(tmp_path):
     assert error(p).startswith(f"{p}: not a readable .npz archive")
 
 
+def test_npz_without_a_feature_column_is_refused(tmp_path):
+    p, Y = tmp_path / "d.npz", np.eye(6, 2, dtype=np.uint8)
+    np.savez(p, X=np.zeros((6, 0), np.float32), Y=Y)
+    assert error(p) == f"{p}: array 'X' has shape (6, 0); expected at least one feature column"
+    np.savez(p, X_data=np.zeros(0, np.float32), X_indices=np.zeros(0, np.int32), X_indptr=np.zeros(7, np.int32),
+             X_shape=np.array([6, 0]), Y=Y)
+    assert error(p) == f"{p}: array 'X_shape' holds [6, 0]; expected at least one feature column"
+    np.savez(p, X=np.zeros((6, 3, 0, 0), np.float32), Y=Y)
+    assert error(p) == f"{p}: array 'X' has shape (6, 3, 0, 0); expected images of at least 1x1 pixel and 1 channel"
+
+
+def test_npz_without_a_feature_column_exits_2_before_anything_runs(cli, tmp_path):
+    p = tmp_path / "d.npz"
+    np.savez(p, X=np.zeros((30, 0), np.float32), Y=np.eye(30, 2, dtype=np.uint8))
+    res = cli("run", "--dataset", p, "--model", "linear", "--folds", "1", "--epochs", "1", "--ci", "0", "--no-track")
+    assert res.exit_code == 2
+    assert res.output == f"error: {p}: array 'X' has shape (30, 0); expected at least one feature column\n"
+
+
 # --- dispatch -----------------------------------------------------------------------------------------
 
 

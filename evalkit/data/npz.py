@@ -59,6 +59,7 @@ def read_npz(path: Path, *, drop_columns: list[str] | str | None = None) -> Data
     Raises:
         InputError: (exit code 2) not a readable archive; object (pickled) arrays; declared sizes
             beyond the member or the limit; ``X`` or ``Y`` missing or of the wrong shape / dtype;
+            ``X`` without a feature column (or empty images);
             ``Y`` not 0/1; non-finite ``X``; names of the wrong length or dtype; duplicate names;
             unknown ``drop_columns`` names.
     """
@@ -110,6 +111,10 @@ def read_npz(path: Path, *, drop_columns: list[str] | str | None = None) -> Data
             )
     elif X.ndim != 2:
         raise InputError(f"{path}: X has shape {X.shape}; expected (N, F) features or (N, 3, H, W) images")
+    if 0 in X.shape[1:]:  # would pass every later check and fail deep in training (hashing, the model)
+        found = f"array {csr_keys['shape']!r} holds {list(X.shape)}" if csr_keys else f"array 'X' has shape {X.shape}"
+        expected = "at least one feature column" if X.ndim == 2 else "images of at least 1x1 pixel and 1 channel"
+        raise InputError(f"{path}: {found}; expected {expected}")
     if Y.ndim != 2:
         raise InputError(f"{path}: Y has shape {Y.shape}; expected (N, C) multi-hot targets")
     if Y.dtype.kind not in "biuf":
