@@ -40,6 +40,9 @@ BAD = {
     "missing job spec": (["evaluate", "--spec", "{tmp}/job.toml"], {}, r"^error: \S*job\.toml: no such spec file"),
     "spec names a missing file": (["run", "{tmp}/s.toml", "--no-track"], {"s.toml": 'dataset = "gone.csv"\n'},
                                   r"^error: dataset \S*gone\.csv: no such file"),
+    "tune spec names a missing file": (["tune", "{tmp}/t.toml", "--no-track"],
+                                       {"t.toml": 'dataset = "gone.csv"\n[search]\nlr = { loguniform = [1e-4, 1e-2] }\n'},
+                                       r"^error: dataset \S*gone\.csv: no such file"),
     "ray option without a spec": (["run", "--max-retries", "2", "--no-track"], {},
                                   r"^error: --executor / --ray-address / --max-concurrent / --cpus-per-cell / "
                                   r"--gpus-per-cell / --max-retries: apply to the cells of a spec"),

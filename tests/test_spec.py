@@ -253,6 +253,31 @@ def test_tune_top_k_choice_over_the_label_count_is_refused_before_ray_starts(tmp
     assert _runs_in(store) == 0
 
 
+def test_tune_input_files_are_checked_before_ray_starts_or_a_run_is_created(tmp_path, store, cli, monkeypatch):
+    (tmp_path / "d.csv").write_text("f1,y_a,y_b\n" + "".join(f"{i},{i % 2},{(i // 2) % 2}\n" for i in range(20)))
+    _no_ray(monkeypatch)
+    search = '[reader_options]\nlabel_prefix = "y_"\n[search]\nlr = { loguniform = [1e-3, 1e-2] }\n'
+    p = write(tmp_path, 'dataset = "nope.csv"\nepochs = 1\n' + search)
+    r = cli("tune", str(p))
+    assert r.exit_code == 2
+    assert r.output.strip() == "error: dataset nope.csv: no such file (and not a built-in dataset: yeast, digits-grid)"
+    p = write(tmp_path, 'dataset = "d.csv"\ntest_dataset = "t.csv"\nepochs = 1\n' + search)
+    r = cli("tune", str(p), "--no-track")
+    assert r.exit_code == 2 and r.output.strip().startswith("error: test_dataset t.csv: no such file"), r.output
+    p = write(tmp_path, 'dataset = "d.csv"\nepochs = 1\n[reader_options]\nlabel_prefix = "y_"\n[search]\n'
+                        'dataset = { choice = ["d.csv", "gone.csv"] }\n')
+    r = cli("tune", str(p))
+    assert r.exit_code == 2
+    assert r.output.strip() == f"error: {p}:6: search.dataset gone.csv: no such file (and not a built-in dataset: " \
+                               "yeast, digits-grid)", r.output
+    assert _runs_in(store) == 0
+    from evalkit.workflows.tune import run_tune  # the Python API checks the same, before any run
+
+    with pytest.raises(InputError, match=r"s\.toml:6: search\.dataset gone\.csv: no such file"):
+        run_tune(str(p))
+    assert _runs_in(store) == 0
+
+
 def test_evaluate_spec_and_flags_merge_in_one_place_with_the_flags_winning(tmp_path):
     from evalkit.config import EvaluateJobConfig
     from evalkit.spec import load_evaluate_spec

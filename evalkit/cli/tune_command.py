@@ -47,8 +47,11 @@ def tune(
         placement = dict(address=address, max_concurrent=max_concurrent, cpus_per_cell=cpus_per_cell,
                          gpus_per_cell=gpus_per_cell, max_retries=max_retries)
         names.from_spec(spec_table(spec), {k: v for k, v in placement.items() if v is not None})
-        load_spec(spec).search_space()  # an unreadable spec or a bad [search] table: before Ray and torch load
+        from evalkit.workflows.tune import check_tune_inputs, run_tune
+
+        # an unreadable spec, a bad [search] table, a missing input file: before Ray and torch load
+        loaded = load_spec(spec)
+        check_tune_inputs(loaded, loaded.search_space()[1])
         from evalkit.cli.ui import ConsoleRenderer
-        from evalkit.workflows.tune import run_tune
 
         run_tune(spec, track=track, executor=placement, num_samples=num_samples, on_event=ConsoleRenderer(console()))

@@ -145,6 +145,29 @@ def _check_space(spec, space: dict, overrides: dict[str, Any] | None) -> None:
     check_label_counts(spec, cells, configs, overrides or {}, section="search")
 
 
+def check_tune_inputs(spec, space: dict, overrides: dict[str, Any] | None = None) -> None:
+    """The input files of the search exist (:func:`evalkit.inputs.check_run_inputs`): the base
+    config's and those of every ``dataset`` / ``test_dataset`` / ``reader_options`` choice of the
+    ``[search]`` table. Nothing is read or imported beyond the standard library: the CLI calls it
+    before Ray, torch or MLflow load, :func:`run_tune` before any run is created.
+
+    Raises:
+        InputError: the first missing file, naming its field (``file:line: search.dataset x.csv: ...``
+            for a searched choice).
+    """
+    from evalkit.inputs import check_run_inputs
+    from evalkit.spec import find_line
+
+    check_run_inputs(spec.configs(overrides)[0])
+    for key in ("dataset", "test_dataset", "reader_options"):
+        for value in space.get(key, ("", []))[1] if key not in (overrides or {}) else []:
+            try:
+                check_run_inputs(spec.config({key: value}, overrides, section="search"))
+            except InputError as e:
+                problem = e.named(lambda f, switch=None: f"search.{key}" + ("" if f == key else f".{f}"))
+                raise InputError(f"{spec.path}:{find_line(spec.text, (key,), section='search')}: {problem}") from None
+
+
 def run_tune(path: str, overrides: dict[str, Any] | None = None, *, track: bool = True,
              executor: dict[str, Any] | None = None, num_samples: int | None = None,
              on_event: EventCallback | None = None) -> TuneResult:
@@ -220,6 +243,7 @@ def _load_search(path: str, overrides: dict[str, Any] | None, executor: dict[str
     if num_samples is not None:
         search = search.model_copy(update={"num_samples": num_samples})
     base = spec.configs(overrides)[0].model_copy(update={"output": None})
+    check_tune_inputs(spec, space, overrides)  # before any data is read, Ray starts or a run is created
     _check_space(spec, space, overrides)
     return spec, search, space, base, spec.executor_config(executor).model_copy(update={"kind": "ray"})
 
