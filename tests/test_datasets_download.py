@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import MULAN
 
+from evalkit.errors import InputError
+
 needs_mulan = pytest.mark.skipif(not MULAN.is_dir(), reason="../shared/datasets/mulan is absent (a user's fresh clone)")
 
 
@@ -65,6 +67,20 @@ def test_checksum_mismatch_and_unknown_names(cli, tmp_path):
     assert res.exit_code == 2 and "unknown dataset(s) nope; expected some of: emotions, scene, medical" in res.output
     res = cli("datasets", "download", "scene", "--dir", dest, "--mirror", mirror.as_uri())  # not in this mirror
     assert res.exit_code == 3 and "scene-train.arff: cannot download" in res.output
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf"])
+def test_a_timeout_that_is_not_a_positive_number_is_bad_input(cli, tmp_path, timeout):
+    dest = tmp_path / "data"
+    res = cli("datasets", "download", "emotions", "--dir", dest, "--mirror", (tmp_path / "m").as_uri(),
+              "--timeout", timeout)
+    assert res.exit_code == 2
+    assert res.output == f"error: --timeout: expected a positive number of seconds (got {timeout})\n"
+    assert not dest.exists()  # nothing started
+    from evalkit.data.download import download
+
+    with pytest.raises(InputError, match=r"^--timeout: expected a positive number of seconds \(got -1\)$"):
+        download(["emotions"], dest, timeout=-1)
 
 
 class _Mirror(BaseHTTPRequestHandler):

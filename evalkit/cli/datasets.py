@@ -69,10 +69,11 @@ def download(
     from evalkit.cli.app import _terminate_on_sigterm, console, user_errors
 
     with user_errors():
+        from evalkit.data.download import check_request, download as fetch
+
+        check_request(list(names), mirror=mirror, size=size, timeout=timeout)  # before a progress bar is drawn
         _terminate_on_sigterm()  # SIGTERM raises in the main thread, so the .part file is removed (exit 143)
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-        from evalkit.data.download import download as fetch
 
         out = console()
         with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=out) as bar:

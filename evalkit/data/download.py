@@ -12,6 +12,7 @@ renamed into place, removed on every way out), and skipped when a verified copy 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import stat
 import tempfile
@@ -87,6 +88,25 @@ def sha256_of(path: Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def check_request(names: list[str], *, mirror: str | None = None, size: int = 28, timeout: float = 60.0) -> None:
+    """The arguments of :func:`download` (the CLI checks them before it draws a progress bar).
+
+    Raises:
+        InputError: an unknown dataset name, a MedMNIST ``size`` not published, a malformed mirror
+            URL, a ``timeout`` that is not a positive, finite number of seconds.
+    """
+    unknown = [n for n in names if n not in CATALOG and n not in MEDMNIST]
+    if unknown or not names:
+        raise InputError(f"datasets download: unknown dataset(s) {', '.join(unknown) or '(none given)'}; "
+                         f"expected some of: {', '.join([*CATALOG, *MEDMNIST])}")
+    if any(n in MEDMNIST for n in names) and size not in MEDMNIST_SIZES:
+        raise InputError(f"--size {size}: MedMNIST files come in {', '.join(map(str, MEDMNIST_SIZES))} px")
+    if mirror is not None and not mirror.startswith(("https://", "http://", "file://")):
+        raise InputError(f"--mirror: {mirror!r} is not a URL; expected https://... or file:///path")
+    if not 0 < timeout < math.inf:  # -1 would end at once as a timeout (exit 3); nan, inf: never
+        raise InputError(f"--timeout: expected a positive number of seconds (got {timeout:g})")
+
+
 def download(names: list[str], directory: str | os.PathLike = DEFAULT_DIR, *, mirror: str | None = None,
              timeout: float = 60.0, progress: Progress | None = None, size: int = 28) -> list[Path]:
     """Fetch datasets into ``directory/<name>/`` and verify every file's SHA-256 (MedMNIST: its published MD5).
@@ -101,7 +121,8 @@ def download(names: list[str], directory: str | os.PathLike = DEFAULT_DIR, *, mi
     Returns:
         The paths of the verified files (already present ones included).
     Raises:
-        InputError: an unknown dataset name or a malformed mirror URL (exit 2).
+        InputError: an unknown dataset name, a malformed mirror URL or a ``timeout`` that is not a
+            positive, finite number (exit 2).
         InfraError: the mirror cannot be reached, a file is missing there, a checksum does not match
             (the bad download is deleted), a file grows past or is declared other than its recorded size,
             the files do not all arrive within ``timeout``, or the destination is not writable (exit 3).
@@ -109,14 +130,7 @@ def download(names: list[str], directory: str | os.PathLike = DEFAULT_DIR, *, mi
             special file (refused without opening it, exit 2).
     A ``.part`` file never outlives the call (error, Ctrl-C or SIGTERM raised as an exception).
     """
-    unknown = [n for n in names if n not in CATALOG and n not in MEDMNIST]
-    if unknown or not names:
-        raise InputError(f"datasets download: unknown dataset(s) {', '.join(unknown) or '(none given)'}; "
-                         f"expected some of: {', '.join([*CATALOG, *MEDMNIST])}")
-    if any(n in MEDMNIST for n in names) and size not in MEDMNIST_SIZES:
-        raise InputError(f"--size {size}: MedMNIST files come in {', '.join(map(str, MEDMNIST_SIZES))} px")
-    if mirror is not None and not mirror.startswith(("https://", "http://", "file://")):
-        raise InputError(f"--mirror: {mirror!r} is not a URL; expected https://... or file:///path")
+    check_request(names, mirror=mirror, size=size, timeout=timeout)
     out: list[Path] = []
     deadline = time.monotonic() + timeout  # one deadline for the whole call, not per file or read
     _refuse_non_regular(Path(directory), stat.S_ISDIR, "a folder")
