@@ -110,3 +110,25 @@ def test_registry_names_and_no_track_are_refused_before_training(store, cli, tmp
         assert con.execute("select count(*) from model_versions").fetchone() == (0,)
     finally:
         con.close()
+
+
+def test_evaluate_model_alone_reads_its_training_table_with_the_recorded_reader_options(store, cli, tmp_path):
+    """`evaluate --model models:/NAME/1` without --dataset evaluates the model's own training table; the
+    CLI dropped the reader options its run recorded (--label-prefix) and asked which columns are labels."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(4)])
+    for j in range(3):
+        frame[f"y_{j}"] = (X[:, j] + rng.normal(0, 0.5, 200) > 0).astype(int)
+    frame.to_csv(tmp_path / "y.csv", index=False)
+    res = cli("run", "--dataset", "y.csv", "--label-prefix", "y_", "--model", "linear", "--epochs", "1", "--folds", "1",
+              "--ci", "0", "--register", "yc", "-o", "run.json")
+    assert res.exit_code == 0, res.output
+    res = cli("evaluate", "--model", "models:/yc/1", "--no-track", "--ci", "0", "-o", "eval.json")
+    assert res.exit_code == 0, res.output
+    ran, evaluated = (json.loads((tmp_path / f).read_text())["summary"] for f in ("run.json", "eval.json"))
+    assert evaluated["macro"]["f2"] == pytest.approx(ran["macro"]["f2"], abs=1e-12)
+    assert evaluated["mean_average_precision"] == pytest.approx(ran["mean_average_precision"], abs=1e-12)

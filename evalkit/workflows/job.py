@@ -128,8 +128,9 @@ def _checked_baseline(cfg: EvaluateJobConfig, gates: list, store: TrackingSettin
 def _evaluate(cfg: EvaluateJobConfig, emit, sink) -> Report:
     from evalkit.workflows.evaluation import evaluate_model_config, evaluate_predictions
 
-    if cfg.model is not None:
-        return evaluate_model_config(cfg, emit=emit, scores_sink=sink)
+    if cfg.model is not None:  # the model's own data, unless named: with the reader options its run recorded
+        own_data = cfg.dataset is None and cfg.test_dataset is None and "reader_options" not in cfg.model_fields_set
+        return evaluate_model_config(cfg, reader_options_given=not own_data, emit=emit, scores_sink=sink)
     report = evaluate_predictions(cfg.predictions, threshold=cfg.threshold or "0.5", beta=cfg.beta,
                                   threshold_free=cfg.threshold_free, batch_size=cfg.batch_size,
                                   label_map=cfg.label_map, map_reduce=cfg.map_reduce, scores_sink=sink, ci=cfg.ci,
