@@ -16,6 +16,9 @@ PRIVATE_NAMES = (
     ("mlflow.pytorch", "_SERIALIZED_TORCH_MODEL_FILE_NAME"),  # "model.pth": torch.save pickle / TorchScript
     ("mlflow.pytorch", "_PICKLE_MODULE_INFO_FILE_NAME"),  # "pickle_module_info.txt"
     ("mlflow.store.db.utils", "MAX_RETRY_COUNT"),  # retries of a SQL store's first connection (bounded)
+    ("mlflow.utils.validation", "_validate_model_name"),  # --register NAME, checked before training
+    ("mlflow.utils.validation", "_validate_model_alias_name"),  # --alias A, checked before training
+    ("mlflow.utils.validation", "_validate_model_alias_name_reserved"),  # "latest", "v1" ... are reserved
 )
 
 # MLflow's PyTorch model folder layout (``<model>/MLmodel``, ``<model>/<model_data>/<file>``), as MLflow
@@ -92,3 +95,19 @@ def bound_sql_retries(timeout: float) -> None:
         attempts += 1
     utils.MAX_RETRY_COUNT = attempts
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.ERROR)
+
+
+def registry_name_problem(name: str, alias: str | None) -> tuple[str, str] | None:
+    """``(flag, MLflow's message)`` when the registry would refuse the model ``name`` or the ``alias``
+    (MLflow's own rules, checked before training), else ``None``."""
+    from mlflow.exceptions import MlflowException
+
+    checks = [("--register", name, "_validate_model_name")]
+    if alias is not None:
+        checks += [("--alias", alias, "_validate_model_alias_name"), ("--alias", alias, "_validate_model_alias_name_reserved")]
+    for flag, value, check in checks:
+        try:
+            private("mlflow.utils.validation", check)(value)
+        except MlflowException as e:
+            return flag, " ".join(e.message.split())
+    return None

@@ -94,17 +94,12 @@ def _check_options(config: RunConfig, track: bool = True):
 def _check_registry_names(name: str, alias: str | None) -> None:
     """MLflow's own rules for a registered model's name and an alias, checked before any training (the
     registry refused them only after it, as if the store had failed)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.validation import (_validate_model_alias_name, _validate_model_alias_name_reserved,
-                                         _validate_model_name)
+    from evalkit.tracking.mlflow_compat import registry_name_problem
 
-    for flag, value, checks in (("--register", name, (_validate_model_name,)),
-                                ("--alias", alias, (_validate_model_alias_name, _validate_model_alias_name_reserved))):
-        try:
-            for check in checks if value is not None else ():
-                check(value)
-        except MlflowException as e:
-            raise InputError(f"{flag} {value!r}: {' '.join(e.message.split())}") from None
+    problem = registry_name_problem(name, alias)
+    if problem is not None:
+        flag, message = problem
+        raise InputError(f"{flag} {name if flag == '--register' else alias!r}: {message}")
 
 
 @dataclass(frozen=True)
