@@ -219,9 +219,10 @@ def _is_id(s) -> bool:
 
     if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
         return False
-    if pd.to_numeric(s.map(str), errors="coerce").notna().mean() >= 0.5:  # numbers with a typo: not an ID, the
-        return False                                                      # mixed-type error follows
-    return is_id_like(int(s.nunique(dropna=False)), len(s))
+    if not is_id_like(int(s.nunique(dropna=False)), len(s)):
+        return False
+    # numbers with a typo are not an ID (the mixed-type error follows); parsed only for ID-like columns
+    return pd.to_numeric(s.map(str), errors="coerce").notna().mean() < 0.5
 
 
 def _binary(path: Path, s, column: str) -> np.ndarray:
