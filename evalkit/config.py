@@ -8,15 +8,17 @@ types, help and shown defaults: :mod:`evalkit.cli.options`), TOML specs are vali
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evalkit.budget import EPOCH_WORK, budget_batch_size, budget_epochs, budget_folds, budget_update  # noqa: F401
-from evalkit.inputs import BUILTIN_DATASETS
+from evalkit.field_checks import Number as _Number
+from evalkit.field_checks import checked as _checked
+from evalkit.field_checks import elementwise_not_bool as _elementwise_not_bool
+from evalkit.field_checks import finite as _finite
+from evalkit.field_checks import not_blank as _not_blank
 from evalkit.reader_options import READER_OPTIONS, ReaderOptions  # noqa: F401  (names and types; re-exported)
 
 #: largest hidden layer / batch accepted (a typo such as 2000000000 is refused before any allocation)
@@ -31,50 +33,6 @@ DATASETS_DIR = "datasets/mulan"
 TRACKING_TIMEOUT = 10.0
 #: the longest ``--tracking-timeout`` accepted (seconds)
 MAX_TRACKING_TIMEOUT = 3600.0
-
-
-def _not_bool(v: Any) -> Any:
-    """Before-validator of numeric fields: ``true`` / ``false`` are not numbers (pydantic would read 1 / 0)."""
-    if isinstance(v, bool):
-        raise PydanticCustomError("not_a_number", "expected a number, not a boolean")
-    return v
-
-
-def _finite(v: float) -> float:
-    if not math.isfinite(v):
-        raise ValueError("expected a finite number")
-    return v
-
-
-def _elementwise_not_bool(v: Any) -> Any:
-    """:func:`_not_bool` of a value or of each item of a list (``hidden = [true]``)."""
-    for item in v if isinstance(v, list) else [v]:
-        _not_bool(item)
-    return v
-
-
-def _checked(check, v: str, prefix: str) -> str:
-    """``check(v)``; its :class:`~evalkit.errors.InputError` becomes a pydantic error (without the
-    ``--flag:`` ``prefix``, so that a spec names its key and the command line its flag)."""
-    from evalkit.errors import InputError
-
-    try:
-        check(v)
-    except InputError as e:
-        raise PydanticCustomError("invalid_value", "{reason}", {"reason": str(e).removeprefix(prefix)}) from None
-    return v
-
-
-def _not_blank(v: str | None, info) -> str | None:
-    """``experiment``, ``dataset``, ``test_dataset``: not empty nor only spaces (``""`` is no experiment, no file)."""
-    if v is not None and not v.strip():
-        raise PydanticCustomError("blank", "expected a non-empty experiment name" if info.field_name == "experiment"
-                                  else f"expected a built-in dataset name ({', '.join(BUILTIN_DATASETS)}) or a data file")
-    return v
-
-
-#: a float that is not a boolean (TOML ``true`` is not 1.0)
-_Number = Annotated[float, BeforeValidator(_not_bool)]
 
 
 def _tracking_timeout_field():
@@ -226,7 +184,8 @@ class RunConfig(BaseModel):
                                       "batch_size", "patience", "input_noise", "folds", "seed", "threads",
                                       "fold_processes", "beta", "tracking_timeout", "ci", "ci_resamples",
                                       mode="before")(_elementwise_not_bool)
-    _given = field_validator("experiment", "dataset", "test_dataset")(_not_blank)
+    _given = field_validator("experiment", "dataset", "test_dataset", "weights", "resume", "tracking_uri", "run_name",
+                             "register_model", "alias", "output")(_not_blank)
 
     @field_validator("loss")
     @classmethod
@@ -380,7 +339,8 @@ class EvaluateJobConfig(BaseModel):
     def _is_finite(cls, v: float) -> float:
         return _finite(v)
 
-    _given = field_validator("experiment", "dataset", "test_dataset")(_not_blank)
+    _given = field_validator("experiment", "dataset", "test_dataset", "predictions", "model", "arch", "preprocess",
+                             "label_map", "threshold", "output", "baseline", "job", "tracking_uri")(_not_blank)
 
     @field_validator("hidden")
     @classmethod

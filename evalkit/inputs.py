@@ -39,13 +39,20 @@ def _where(field: str | None, path) -> str:
     return f"{field_name(field)} {path}" if field else str(path)
 
 
+def _require_nonempty(path, field: str | None, expected: str) -> None:
+    """An empty path (``Path("")`` is the working folder) is named as empty, not as a directory."""
+    if not str(path).strip():
+        raise InputError(f"{field_name(field) if field else 'path'}: empty path; expected {expected}")
+
+
 def require_dataset_file(path, field: str | None = None) -> None:
     """``path`` is a data file (a built-in name is not: see :func:`check_run_inputs`).
 
     Raises:
         InputError: ``[field ]path: no such file (and not a built-in dataset: yeast, ...)``, or
-            ``[field ]path: is a directory; expected a data file ...``.
+            ``[field ]path: is a directory; expected a data file ...``, or ``field: empty path; ...``.
     """
+    _require_nonempty(path, field, "a data file or a built-in dataset name")
     if not Path(path).exists():
         raise InputError(f"{_where(field, path)}: no such file (and not a built-in dataset: "
                          f"{', '.join(BUILTIN_DATASETS)})")
@@ -55,7 +62,8 @@ def require_dataset_file(path, field: str | None = None) -> None:
 
 
 def require_predictions_file(path, field: str | None = None) -> None:
-    """``path`` is a predictions file. Raises InputError: a directory, or no such file."""
+    """``path`` is a predictions file. Raises InputError: an empty path, a directory, or no such file."""
+    _require_nonempty(path, field, "a predictions file (.npz, .parquet or .csv)")
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{_where(field, p)}: is a directory; expected a predictions file (.npz, .parquet or .csv)")
@@ -65,12 +73,14 @@ def require_predictions_file(path, field: str | None = None) -> None:
 
 def require_model_file(spec: str) -> None:
     """``spec`` (a ``model`` that is not an MLflow URI) exists. Raises InputError naming the forms accepted."""
+    _require_nonempty(spec, "model", "an MLflow URI or a model file")
     if not Path(spec).exists():
         raise InputError(f"{field_name('model')} {spec}: no such file; expected an MLflow URI (runs:/<id>/<name>, "
                          "models:/<name>/<version>, models:/<name>@<alias>), a TorchScript, .pt2 or state_dict file")
 
 
 def _require_file(path, field: str, expected: str) -> None:
+    _require_nonempty(path, field, expected)
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{field_name(field)} {p}: is a directory; expected {expected}")

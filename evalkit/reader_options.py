@@ -25,6 +25,19 @@ def _text(v: Any) -> Any:
     return v
 
 
+_EXPECTED = {"label_file": "a MULAN label XML file", "image_root": "a folder of images",
+             "label_prefix": "a prefix of the label columns", "label_list_column": "a column name",
+             "image_column": "a column name"}
+
+
+def _given(v: Any, info) -> Any:
+    """A file, folder or column name: a string that is not empty (``""`` is not "not given")."""
+    v = _text(v)
+    if not v.strip():
+        raise PydanticCustomError("blank", "expected {what}", {"what": _EXPECTED.get(info.field_name, "a name")})
+    return v
+
+
 def _names(v: Any) -> Any:
     if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
         return v
@@ -43,6 +56,7 @@ def _whole(v: Any) -> Any:
 
 
 _Text = Annotated[str, BeforeValidator(_text)]
+_Given = Annotated[str, BeforeValidator(_given)]
 _Names = Annotated[str | list[str], BeforeValidator(_names)]
 
 
@@ -50,15 +64,15 @@ _Names = Annotated[str | list[str], BeforeValidator(_names)]
 class ReaderOptions(TypedDict, total=False):
     """The reader options a data file may take (see ``evalkit datasets``)."""
 
-    label_file: _Text
+    label_file: _Given
     meka_labels: Annotated[int, BeforeValidator(_whole)]
     label_columns: _Names
-    label_prefix: _Text
-    label_list_column: _Text
+    label_prefix: _Given
+    label_list_column: _Given
     label_sep: _Text
     drop_columns: _Names
-    image_column: _Text
-    image_root: _Text
+    image_column: _Given
+    image_root: _Given
     empty_label: _Text
 
 

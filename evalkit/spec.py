@@ -148,9 +148,13 @@ class Spec:
             err = e.errors()[0]
             loc = tuple(str(x) for x in err["loc"])
             key = loc[0] if loc else ""
-            if key in overrides:
-                raise InputError(f"{field_name(key)}: {err['msg']}") from None
-            raise self.located_error(loc, _problem(err), cell, section) from None
+            if key == "reader_options" and len(loc) > 1:  # a reader option may be given as its own flag
+                key, flagged = loc[1], loc[1] in (overrides.get(key) or {})
+            else:
+                flagged = key in overrides
+            if not flagged:
+                raise self.located_error(loc, _problem(err), cell, section) from None
+            raise InputError(f"{field_name(key)}: {_problem(err)}") from None
         self._check_loss_options(config, cell, overrides, section)
         return config
 

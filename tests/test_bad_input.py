@@ -323,6 +323,17 @@ CASES: dict[str, Case] = {
     "spec-table-not-a-table": Case("experiment spec: a number where a table belongs",
                                    lambda t: ["run", _spec(t, "epochs = 1\ngrid = 5\n", "s.toml")],
                                    r"s\.toml:2: grid: expected a \[grid\] table of field = \[values\]", output=False),
+    # an empty text value is refused, never read as "not given" (Path("") is the working folder)
+    "output-empty": Case("empty --output", lambda t: [*RUN, "-o", ""],
+                         r"--output: expected a file path for the report JSON \(got ''\)", output=False),
+    "resume-empty": Case("empty --resume", lambda t: ["run", "--resume", ""],
+                         r"--resume: expected the id of the run to resume \(got ''\)"),
+    "predictions-empty": Case("evaluate: empty predictions file name", lambda t: ["evaluate", "--predictions", ""],
+                              r"--predictions: expected a predictions file \(\.npz, \.parquet or \.csv\) \(got ''\)"),
+    "image-root-empty": Case("empty --image-root", lambda t: [*RUN, "--image-root", ""],
+                             r"--image-root: expected a folder of images \(got ''\)"),
+    "spec-output-empty": Case("experiment spec: empty output", lambda t: ["run", _spec(t, 'epochs = 1\noutput = ""\n', "s.toml")],
+                              r"s\.toml:2: output: expected a file path for the report JSON \(got ''\)", output=False),
 }
 
 

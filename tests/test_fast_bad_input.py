@@ -101,9 +101,13 @@ def test_labels_not_chosen_names_flags_on_the_command_line_and_keys_in_a_spec(cl
     spec.write_text(f'dataset = "{data}"\nepochs = 1\n[reader_options]\nlabel_prefix = ""\n')
     res = cli("run", spec, "--no-track")
     assert res.exit_code == 2
-    assert res.output.strip() == "error: reader_options.label_prefix: expected a non-empty prefix", res.output
-    res = cli("run", spec, "--no-track", "--label-prefix", "")  # the flag wins, and is named
-    assert res.output.strip() == "error: --label-prefix: expected a non-empty prefix", res.output
+    assert res.output.strip() == (f"error: {spec}:4: reader_options.label_prefix: expected a prefix of the label "
+                                  "columns (got '')"), res.output
+    res = cli("run", spec, "--no-track", "--label-prefix", "y_")  # a spec's bad value is refused as any other
+    assert res.output.strip().startswith(f"error: {spec}:4: reader_options.label_prefix:"), res.output
+    spec.write_text(f'dataset = "{data}"\nepochs = 1\n')
+    res = cli("run", spec, "--no-track", "--label-prefix", "")  # the flag is named
+    assert res.output.strip() == "error: --label-prefix: expected a prefix of the label columns (got '')", res.output
 
 
 def test_reader_option_for_a_builtin_dataset_names_its_flag(cli):

@@ -336,7 +336,7 @@ def validation_message(err, names: FieldNames | None = None) -> str:
     parts = []
     for e in err.errors():
         loc = [str(x) for x in e["loc"]]
-        name = names(loc[0]) if loc else "value"
+        name = names(loc[1] if loc[:1] == ["reader_options"] and len(loc) > 1 else loc[0]) if loc else "value"
         extra = f" (got {e['input']!r})" if "input" in e and e.get("type") != "missing" else ""
         parts.append(f"{name}: {e['msg']}{extra}")
     return "; ".join(parts)
