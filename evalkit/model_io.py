@@ -279,7 +279,8 @@ def _from_state_dict(state: dict, spec: str, *, arch, hidden, record, n_features
     error = None
     for dropout in dict.fromkeys([recorded, 0.0 if recorded > 0 else 0.1]):
         model = build_model(arch, n_features, out_width, hidden=hidden, dropout=dropout,
-                            activation=saved.get("activation", "relu"), batch_norm=batch_norm, input_shape=input_shape)
+                            activation=saved.get("activation", "relu"), batch_norm=batch_norm, input_shape=input_shape,
+                            field="arch")
         try:
             model.load_state_dict(state, strict=True)
             return model.eval()

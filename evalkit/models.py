@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 ARCHITECTURES: dict[str, str] = {
     "linear": "one linear layer: logits = X W + b",
@@ -33,6 +33,7 @@ def build_model(
     batch_norm: bool = False,
     input_shape: Sequence[int] | None = None,
     image: dict | None = None,
+    field: str = "model",
 ):
     """Build an untrained model returning logits.
 
@@ -48,6 +49,8 @@ def build_model(
             ``(channels, H, W)``, ``linear`` / ``mlp`` need flat features.
         image: a torchvision backbone's options (``image_size``, ``pretrained``, ``weights``):
             :func:`evalkit.images.backbones.build_backbone`.
+        field: the option that chose ``arch``, named in errors (``"model"`` for ``evalkit run``,
+            ``"arch"`` for a state_dict file's ``evalkit evaluate --arch``).
 
     Returns:
         ``torch.nn.Module`` mapping float32 ``(N, F)`` (``cnn``: ``(N, 3, H, W)``) to logits ``(N, C)``.
@@ -62,13 +65,13 @@ def build_model(
     if arch in BACKBONES:
         return build_backbone(arch, tuple(input_shape or (n_features,)), n_labels, **(image or {}))
     if arch not in ARCHITECTURES:
-        raise InputError(f"--model: unknown architecture {arch!r}; expected one of: {', '.join([*ARCHITECTURES, *BACKBONES])}")
+        raise InputError(f"{field_name(field)}: unknown architecture {arch!r}; expected one of: {', '.join([*ARCHITECTURES, *BACKBONES])}")
     if n_labels < 1 or n_features < 1:
-        raise InputError(f"--model: need at least one feature and one label (got F={n_features}, C={n_labels})")
+        raise InputError(f"{field_name(field)}: need at least one feature and one label (got F={n_features}, C={n_labels})")
     shape = tuple(int(d) for d in input_shape) if input_shape is not None else (n_features,)
     if arch == "cnn":
         if len(shape) != 3:
-            raise InputError(f"--model cnn: expects images (N, C, H, W) (e.g. from an .npz file or digits-grid), "
+            raise InputError(f"{field_name(field)} cnn: expects images (N, C, H, W) (e.g. from an .npz file or digits-grid), "
                              f"but the features have shape (N, {', '.join(map(str, shape))})")
         if activation not in ACTIVATIONS:
             raise InputError(f"--activation: unknown activation {activation!r}; expected one of: {', '.join(ACTIVATIONS)}")

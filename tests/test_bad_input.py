@@ -334,6 +334,10 @@ CASES: dict[str, Case] = {
                              r"--image-root: expected a folder of images \(got ''\)"),
     "spec-output-empty": Case("experiment spec: empty output", lambda t: ["run", _spec(t, 'epochs = 1\noutput = ""\n', "s.toml")],
                               r"s\.toml:2: output: expected a file path for the report JSON \(got ''\)", output=False),
+    "arch-cnn-features": Case("evaluate: --arch cnn for a state_dict on feature data",
+                              lambda t: ["evaluate", "--model", _state_dict(t, 103, 14), "--arch", "cnn", "--dataset", "yeast"],
+                              r"--arch cnn: expects images \(N, C, H, W\) \(e\.g\. from an \.npz file or digits-grid\), "
+                              r"but the features have shape \(N, 103\)"),
 }
 
 
