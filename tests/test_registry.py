@@ -65,6 +65,17 @@ def test_register_alias_then_evaluate_champion_matches_run(store, cli, tmp_path)
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "e2.json").read_text())["threshold"]["values"] == [0.5] * 14
 
+    # the run's cuts say where they came from: the run, or a --preprocess file that replaced its record
+    assert ev["threshold"]["strategy"] == f"per-class (from run {run_id})"
+    record = json.loads(client.download_artifacts(run_id, "preprocess.json", str(tmp_path)) and
+                        (tmp_path / "preprocess.json").read_text())
+    record["threshold"]["values"] = [0.3] * 14
+    (tmp_path / "edited.json").write_text(json.dumps(record))
+    r = cli("evaluate", "--model", f"runs:/{run_id}/model", "--preprocess", "edited.json", "--no-track", "-o", "e3.json")
+    assert r.exit_code == 0, r.output
+    e3 = json.loads((tmp_path / "e3.json").read_text())["threshold"]
+    assert (e3["strategy"], e3["values"]) == ("per-class (from edited.json)", [0.3] * 14)
+
 
 def test_registry_input_errors(store, cli):
     r = cli("run", "--epochs", "1", "--alias", "champion")

@@ -324,6 +324,8 @@ def _thresholds(cfg: EvaluateJobConfig, record: dict | None, loaded, names: list
     if cfg.threshold is not None:
         return read_thresholds(cfg.threshold, names)
     if record and record.get("threshold"):
-        origin = f"run {loaded.source_run}" if loaded.source_run else "preprocess.json"
+        # where the record came from: the model's run, --preprocess FILE or a model file's sidecar
+        own = loaded.source_run and (loaded.preprocess_source or "").startswith("run ")
+        origin = f"run {loaded.source_run}" if own else loaded.preprocess_source or "preprocess.json"
         return Thresholds.from_dict(record["threshold"], len(names), where=cfg.preprocess or cfg.model, source=origin)
     return Thresholds.fixed(0.5, len(names))
