@@ -37,6 +37,8 @@ def test_register_alias_then_evaluate_champion_matches_run(store, cli, tmp_path)
             "-o", "run.json")
     assert r.exit_code == 0, r.output
     assert "models:/yeast-mlp@champion" in r.output
+    # evalkit's line says what was registered; MLflow's own lines stay off stderr
+    assert "Successfully registered" not in r.stderr and "Created version" not in r.stderr, r.stderr
     run = json.loads((tmp_path / "run.json").read_text())
 
     r = cli("evaluate", "--model", "models:/yeast-mlp@champion", "--dataset", "yeast", "-o", "eval.json")

@@ -7,6 +7,11 @@ validate the input example goes through its pickle-free check).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+import sys
+
 from evalkit.errors import InputError
 from evalkit.tracking.loading import pickle_deserialization
 from evalkit.tracking.store import client_for
@@ -27,7 +32,7 @@ def log_model(logger, model, input_example, *, name: str = "model", registered_m
     module = model.cpu().eval()
     if not logger.offline:
         try:
-            with pickle_deserialization(False):
+            with pickle_deserialization(False), _without_registration_lines():
                 info = mlflow.pytorch.log_model(module, name=name, input_example=input_example,
                                                 serialization_format="pt2", pip_requirements=pip,
                                                 registered_model_name=registered_model_name)
@@ -43,6 +48,25 @@ def log_model(logger, model, input_example, *, name: str = "model", registered_m
                                   serialization_format="pt2", pip_requirements=pip)
         logger.journal.add_file(f"{tmp}/{name}", name)
     return None
+
+
+#: what MLflow prints to stderr when it registers a version (evalkit prints its own line, with the URI)
+_REGISTRATION_LINES = re.compile(r"(Successfully registered model '.*'\.|Registered model '.*' already exists\. "
+                                 r"Creating a new version of this model\.\.\.|Created version '.*' of model '.*'\.)\s*")
+
+
+@contextlib.contextmanager
+def _without_registration_lines():
+    """Keep MLflow's registration lines off stderr; anything else it writes there is passed on."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        rest = "".join(line for line in buffer.getvalue().splitlines(keepends=True)
+                       if not _REGISTRATION_LINES.fullmatch(line))
+        if rest:
+            sys.stderr.write(rest)
 
 
 def set_alias(logger, name: str, alias: str, version: str | int | None = None) -> str | None:
