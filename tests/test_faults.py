@@ -338,3 +338,52 @@ def test_sigterm_inside_start_run_or_end_run_never_leaves_the_run_running(store,
     assert r.info.status == ("KILLED" if during == "start_run" else "FINISHED")
     if during == "end_run":
         assert r.data.metrics == {"m": 1.0}
+
+
+@pytest.mark.parametrize("during", ["start_run", "end_run"])
+def test_ctrl_c_inside_start_run_or_end_run_never_leaves_the_run_running(store, monkeypatch, during):
+    """Ctrl-C (SIGINT) is deferred like SIGTERM while the run starts or ends: KeyboardInterrupt follows
+    (exit 130), a run that just started ends KILLED, one that just ended keeps its status."""
+    import mlflow
+
+    from evalkit.tracking import RunLogger
+
+    real = getattr(mlflow, during)
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives as the store call begins
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, during, signalled)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with RunLogger(store, "int", run_name="r") as run:
+            run.log_metrics({"m": 1.0})
+    assert signal.getsignal(signal.SIGINT) is before
+    client = mlflow.MlflowClient(store)
+    (r,) = client.search_runs([client.get_experiment_by_name("int").experiment_id])
+    assert r.info.status == ("KILLED" if during == "start_run" else "FINISHED")
+
+
+def test_second_ctrl_c_while_an_interrupted_run_ends_is_dropped(store, monkeypatch):
+    """The first Ctrl-C ends the run KILLED; a second one that lands while the run is being ended
+    (flush, end_run) used to abort end_run (run left RUNNING, a traceback): it is dropped now."""
+    import mlflow
+
+    from evalkit.tracking import RunLogger
+
+    real = mlflow.end_run
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the impatient second Ctrl-C
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "end_run", signalled)
+    with pytest.raises(KeyboardInterrupt) as info:
+        with RunLogger(store, "int2", run_name="r") as run:
+            run.log_metrics({"m": 1.0})
+            raise KeyboardInterrupt  # the first Ctrl-C, mid-training
+    assert info.value.run_killed
+    client = mlflow.MlflowClient(store)
+    (r,) = client.search_runs([client.get_experiment_by_name("int2").experiment_id])
+    assert r.info.status == "KILLED"

@@ -24,6 +24,7 @@ app.command("ui", cls=Command)(ui)
 def main() -> None:
     """Console-script entry point (handles ``--debug`` and ``--verbose`` anywhere on the line; ``run``
     also receives its ``--verbose``)."""
+    app_module.STANDALONE = True
     if "--debug" in sys.argv[1:]:
         app_module.DEBUG = True
         sys.argv = [a for a in sys.argv if a != "--debug"]

@@ -106,6 +106,9 @@ app = typer.Typer(
 )
 
 DEBUG = False
+#: set by the console script (:func:`evalkit.cli.main`): this process is the command, so its signal
+#: handlers may change (not so when a test or a notebook invokes the app in-process)
+STANDALONE = False
 
 
 def console(stderr: bool = False):
@@ -163,10 +166,19 @@ def user_errors(ctx=None):
         from evalkit.tracking import Terminated
 
         code = 143 if isinstance(e, Terminated) else 130
+        _ignore_further_interrupts()  # exiting already: another Ctrl-C must not print a traceback
         # RunLogger marks the interrupt when it ended a run KILLED; before any run there is nothing to claim
         tail = "; MLflow run ended as KILLED" if getattr(e, "run_killed", False) else ""
         console(stderr=True).print(f"interrupted ({'SIGTERM' if code == 143 else 'Ctrl-C'}){tail}", markup=False)
         raise typer.Exit(code) from None
+
+
+def _ignore_further_interrupts() -> None:
+    import signal
+    import threading
+
+    if STANDALONE and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _terminate_on_sigterm() -> None:

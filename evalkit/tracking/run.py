@@ -11,7 +11,7 @@ from typing import Any
 from evalkit.errors import InfraError
 from evalkit.tracking.redact import is_store_error, redact_text, redact_uri, store_failure
 from evalkit.tracking.settings import TrackingSettings
-from evalkit.tracking.sigterm import SigtermGuard
+from evalkit.tracking.signals import SignalGuard
 from evalkit.tracking.store import (DEFAULT_TIMEOUT, absolute_uri, check_store, client_for,
                                     get_or_create_experiment, mlflow_for, retry_busy)
 
@@ -92,24 +92,27 @@ class RunLogger:
         self.timeout = timeout
         self.registered_version: str | None = None
         self.fail_fast = offline_reason is None if fail_fast is None else fail_fast
-        self._sigterm = SigtermGuard()
+        self._signals = SignalGuard()
         self._buffer: list[tuple[str, float, int, int]] = []  # (key, value, timestamp ms, step)
         self._lock = threading.Lock()
         self._flushed = time.monotonic()
 
     # -- lifecycle
     def __enter__(self) -> "RunLogger":
-        self._sigterm.defer()  # a SIGTERM while the run starts waits for it (no run left RUNNING)
+        self._signals.defer()  # a SIGTERM / Ctrl-C while the run starts waits for it (no run left RUNNING)
         try:
             self._start()
         except BaseException:
-            self._sigterm.release(resend=False)
+            self._signals.release(resend=False)
             raise
-        if self._sigterm.pending:  # arrived while the run started: end it KILLED, then stop
-            exc = Terminated("terminated by SIGTERM")
-            self.__exit__(Terminated, exc, None)
+        if self._signals.pending:  # arrived while the run started: end it KILLED, then stop
+            import signal
+
+            sigterm = signal.SIGTERM in self._signals.pending
+            exc = Terminated("terminated by SIGTERM") if sigterm else KeyboardInterrupt()
+            self.__exit__(type(exc), exc, None)
             raise exc
-        self._sigterm.arm()
+        self._signals.arm()
         return self
 
     def _start(self) -> None:
@@ -138,11 +141,11 @@ class RunLogger:
             self.journal.tags.update(tags)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._sigterm.defer()  # a SIGTERM while the run ends waits until its status is set
+        self._signals.defer()  # a SIGTERM / Ctrl-C while the run ends waits until its status is set
         try:
             self._end(exc_type, exc)
-        finally:
-            self._sigterm.release(resend=exc_type is None)
+        finally:  # a run that ends because of an error or an interrupt drops a signal that came meanwhile
+            self._signals.release(resend=exc_type is None)
 
     def _end(self, exc_type, exc) -> None:
         self.flush()  # the buffered training curves, whatever ended the run
