@@ -278,6 +278,24 @@ def test_tune_input_files_are_checked_before_ray_starts_or_a_run_is_created(tmp_
     assert _runs_in(store) == 0
 
 
+def test_tune_data_errors_are_one_line_exit_2_before_ray_starts(tmp_path, store, cli, monkeypatch):
+    """A label cell of 2 failed every trial inside Ray with the same error, then exit 3; the data
+    choices of the search are read once before Ray starts."""
+    rows = "".join(f"{i},{i % 2},{(i // 2) % 2}\n" for i in range(20))
+    (tmp_path / "d.csv").write_text("f1,y_a,y_b\n" + rows)
+    (tmp_path / "bad.csv").write_text("f1,y_a,y_b\n" + rows.replace("3,1,1\n", "3,1,2\n"))
+    _no_ray(monkeypatch)
+    options = '[reader_options]\nlabel_prefix = "y_"\n'
+    p = write(tmp_path, 'dataset = "bad.csv"\nepochs = 1\n' + options + '[search]\nlr = { loguniform = [1e-3, 1e-2] }\n')
+    r = cli("tune", str(p))
+    assert (r.exit_code, r.output.strip()) == (2, f"error: {tmp_path / 'bad.csv'}: label column 'y_b' must hold 0 or 1, "
+                                                  "found 2 (data row 4)"), r.output
+    p = write(tmp_path, 'dataset = "d.csv"\nepochs = 1\n' + options + '[search]\ndataset = { choice = ["d.csv", "bad.csv"] }\n')
+    r = cli("tune", str(p))
+    assert r.exit_code == 2 and "label column 'y_b' must hold 0 or 1, found 2 (data row 4)" in r.output, r.output
+    assert _runs_in(store) == 0
+
+
 def test_evaluate_spec_and_flags_merge_in_one_place_with_the_flags_winning(tmp_path):
     from evalkit.config import EvaluateJobConfig
     from evalkit.spec import load_evaluate_spec

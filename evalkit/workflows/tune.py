@@ -20,6 +20,7 @@ report is the parent run's result (``test/...`` metrics, ``report.json``, ``best
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from contextlib import contextmanager, nullcontext
@@ -145,6 +146,26 @@ def _check_space(spec, space: dict, overrides: dict[str, Any] | None) -> None:
     check_label_counts(spec, cells, configs, overrides or {}, section="search")
 
 
+def _check_data(spec, space: dict, overrides: dict[str, Any] | None) -> None:
+    """Read each distinct data choice of the search once, before Ray starts: a bad file (a label cell
+    of 2, a ragged row) is one line and exit 2 here, not the same error in every trial (exit 3).
+
+    Raises:
+        InputError: the reader's error.
+    """
+    from evalkit.data import load_dataset
+
+    cells = [{}] + [{key: v} for key in ("dataset", "test_dataset", "reader_options") if key not in (overrides or {})
+                    for v in space.get(key, ("", []))[1]]
+    seen = set()
+    for cell in cells:
+        cfg = spec.config(cell, overrides, section="search")
+        key = json.dumps([cfg.dataset, cfg.test_dataset, cfg.reader_options], sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            load_dataset(cfg.dataset, cfg.test_dataset, **cfg.reader_options)
+
+
 def check_tune_inputs(spec, space: dict, overrides: dict[str, Any] | None = None) -> None:
     """The input files of the search exist (:func:`evalkit.inputs.check_run_inputs`): the base
     config's and those of every ``dataset`` / ``test_dataset`` / ``reader_options`` choice of the
@@ -245,6 +266,7 @@ def _load_search(path: str, overrides: dict[str, Any] | None, executor: dict[str
     base = spec.configs(overrides)[0].model_copy(update={"output": None})
     check_tune_inputs(spec, space, overrides)  # before any data is read, Ray starts or a run is created
     _check_space(spec, space, overrides)
+    _check_data(spec, space, overrides)
     return spec, search, space, base, spec.executor_config(executor).model_copy(update={"kind": "ray"})
 
 
