@@ -200,3 +200,22 @@ def test_no_command_shows_python_types_as_metavars(cli, monkeypatch, command):
     assert res.exit_code == 0, res.output
     assert re.findall(r"<(?:bool|str|int|float|list\[str\])>", res.output) == []
     assert re.search(r"--help +Show this message", res.output)
+
+
+def test_help_paragraphs_reflow_to_the_terminal_width():
+    """Typer keeps the line breaks of a docstring's later paragraphs (ragged lines at 80 columns);
+    every command's help text has none inside a paragraph."""
+    import typer
+
+    from evalkit.cli import app
+
+    def helps(command, name):
+        yield name, command.help or ""
+        for sub_name, sub in getattr(command, "commands", {}).items():
+            yield from helps(sub, f"{name} {sub_name}")
+
+    found = dict(helps(typer.main.get_command(app), "evalkit"))
+    assert "the paired difference B - A, its bootstrap interval" in found["evalkit compare"]
+    for name, text in found.items():
+        for paragraph in text.split("\n\n"):
+            assert paragraph.startswith("\b") or "\n" not in paragraph, (name, paragraph)

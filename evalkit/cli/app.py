@@ -5,6 +5,7 @@ quieting. Command modules (:mod:`.commands`, :mod:`.datasets`, :mod:`.runs`, :mo
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from contextlib import contextmanager
@@ -32,6 +33,12 @@ class _PlainHelp:
     argument's name, and an option declared without a metavar gets ``TEXT`` / ``N`` / ``FLOAT`` /
     its choices (``table|csv``) instead of ``<str>`` / ``<int>`` ... (options derived from the configs
     have theirs: :func:`evalkit.cli.options.layout`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.help:  # Typer keeps the line breaks of a docstring's later paragraphs: ragged in a narrow terminal
+            self.help = "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n"))
+                                     for p in inspect.cleandoc(self.help).split("\n\n"))
 
     def get_help_option(self, ctx):
         option = super().get_help_option(ctx)
