@@ -105,11 +105,7 @@ class RunLogger:
         except BaseException:
             self._signals.release(resend=False)
             raise
-        if self._signals.pending:  # arrived while the run started: end it KILLED, then stop
-            import signal
-
-            sigterm = signal.SIGTERM in self._signals.pending
-            exc = Terminated("terminated by SIGTERM") if sigterm else KeyboardInterrupt()
+        if (exc := self._signals.interruption()) is not None:  # arrived while the run started: end it KILLED
             self.__exit__(type(exc), exc, None)
             raise exc
         self._signals.arm()

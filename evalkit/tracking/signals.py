@@ -58,6 +58,14 @@ class SignalGuard:
         if self.main and signal.SIGINT in self.old:
             signal.signal(signal.SIGINT, self.old[signal.SIGINT])
 
+    def interruption(self) -> KeyboardInterrupt | None:
+        """What a pending signal stands for: ``Terminated`` (SIGTERM), ``KeyboardInterrupt`` (Ctrl-C) or None."""
+        from evalkit.tracking.run import Terminated
+
+        if signal.SIGTERM in self.pending:
+            return Terminated("terminated by SIGTERM")
+        return KeyboardInterrupt() if self.pending else None
+
     def release(self, resend: bool = True) -> list[int]:
         pending, self.pending = self.pending, []
         if self.main and self.old:
