@@ -38,11 +38,11 @@ def evaluate_scores(
     """Evaluate scores you already have with evalkit's metric engine.
 
     Args:
-        targets: ``(N, C)`` array-like in {0, 1}.
-        logits: ``(N, C)`` raw model outputs (sigmoid applied explicitly), or probabilities: ``(N, C)``
-            in [0, 1]. Exactly one, by keyword (``evaluate_scores(y, p)`` is a TypeError: declared, never guessed).
-        threshold: a cut in (0, 1) for every label, or ``(C,)`` per-label cuts; the rule is
-            probability >= threshold.
+        targets: ``(N, C)`` array-like (numpy, torch, pandas, lists; one label ``(N, 1)``) in {0, 1}.
+        logits: ``(N, C)`` finite floating raw model outputs (sigmoid applied explicitly), or probabilities:
+            ``(N, C)`` floating, in [0, 1]. Exactly one, by keyword (``evaluate_scores(y, p)`` is a
+            TypeError: declared, never guessed). Torch tensors may require grad (they are detached).
+        threshold: a cut in (0, 1) for every label, or ``(C,)`` cuts; the rule is probability >= threshold.
         beta: the F-beta reported besides F1 (default 2: recall weighs 4x precision).
         label_names: ``C`` names (default ``label_0..``).
         zero_division: value of 0/0 ratios: 0 (default, as scikit-learn), 1, or ``float("nan")`` (left
@@ -60,8 +60,8 @@ def evaluate_scores(
     Returns:
         :class:`~evalkit.report.Report` (the ``--output`` JSON structure).
     Raises:
-        InputError: both or neither of logits / probabilities, shape mismatch, values out of range,
-            bad weights or interval settings.
+        InputError: both or neither of logits / probabilities, not ``(N, C)`` arrays of one shape,
+            values out of range, a threshold outside (0, 1), bad weights or interval settings.
     """
     from evalkit.data.core import content_digest
     from evalkit.thresholds import Thresholds, ThresholdStrategy
@@ -84,14 +84,45 @@ def _scores_input(targets, logits, probabilities, label_names, threshold):
     if (logits is None) == (probabilities is None):
         raise InputError("scores: pass exactly one of logits or probabilities")
     kind = "logits" if logits is not None else "probabilities"
-    scores = np.asarray(logits if logits is not None else probabilities)
-    Y = np.asarray(targets)
+    scores = _array(logits if logits is not None else probabilities, kind)
+    Y = _array(targets, "targets")
     if Y.ndim != 2:
-        raise InputError(f"targets: expected shape (N, C), got {Y.shape}")
+        hint = " (one label: pass targets.reshape(-1, 1) and scores alike)" if Y.ndim == 1 else ""
+        raise InputError(f"targets: expected shape (N, C), got {Y.shape}{hint}")
     C = Y.shape[1]
     names = [str(n) for n in label_names] if label_names is not None else [f"label_{i}" for i in range(C)]
-    thr = np.asarray(threshold, dtype=np.float64)
-    return Y, scores, kind, names, np.broadcast_to(thr, (C,)) if thr.ndim == 0 else thr
+    return Y, scores, kind, names, _threshold(threshold, C)
+
+
+def _array(x, name: str) -> np.ndarray:
+    """An array-like (numpy, torch tensor - also one that requires grad, or bfloat16 -, pandas, nested
+    lists) as a numpy array; InputError naming ``name`` for ragged or non-array input."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
+        x = x.detach().cpu()
+        if not x.dtype.is_complex and x.is_floating_point() and x.element_size() < 4:
+            x = x.float()  # float16 / bfloat16 (numpy has no bfloat16); the engine upcasts them alike
+        return x.numpy()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: expected an (N, C) array of numbers, got {type(x).__name__} that is not "
+                         "one (rows of different lengths?)") from None
+
+
+def _threshold(threshold, C: int) -> np.ndarray:
+    """The ``(C,)`` float64 cuts of ``threshold`` (a number or C numbers), each in (0, 1)."""
+    try:
+        thr = _array(threshold, "threshold")
+        thr = thr.astype(np.float64) if thr.dtype.kind in "iuf" else None
+    except (InputError, TypeError, ValueError):
+        thr = None
+    if thr is None or thr.ndim > 1 or (thr.ndim == 1 and thr.size != C):
+        got = f"shape {thr.shape}" if thr is not None else repr(threshold)[:60]
+        raise InputError(f"threshold: expected a number in (0, 1) or {C} of them (one per label), got {got}")
+    if not ((thr > 0) & (thr < 1)).all():  # NaN fails too
+        bad = thr.reshape(-1)[~((thr.reshape(-1) > 0) & (thr.reshape(-1) < 1))][0]
+        raise InputError(f"threshold: expected cuts in (0, 1) (the rule is probability >= threshold), got {bad:g}")
+    return np.broadcast_to(thr, (C,)).copy() if thr.ndim == 0 else thr
 
 
 def _scores_metrics(Y, scores, kind: str, thr, names, *, beta, zero_division, threshold_free, sample_weight, ks,

@@ -1,0 +1,90 @@
+"""evaluate_scores and the metric engine at their edges, as a notebook user meets them: torch tensors
+that require grad or are bfloat16, ragged lists, thresholds outside (0, 1), repeated label names,
+read-only weights, tiny weights. Every bad input is an InputError naming the argument."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from evalkit import evaluate_scores
+from evalkit.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    Y = (rng.random((60, 4)) < 0.4).astype(np.uint8)
+    P = rng.random((60, 4))
+    return Y, P
+
+
+def test_torch_tensors_that_require_grad_or_are_bfloat16_are_evaluated(data):
+    """``np.asarray`` of such a tensor raised torch's RuntimeError / TypeError."""
+    Y, P = data
+    logits = torch.tensor(np.log(P / (1 - P)), dtype=torch.float32)
+    ref = evaluate_scores(Y, logits=logits.numpy())["summary"]
+    graph = logits.clone().requires_grad_(True) * 1.0  # an output still attached to its graph
+    got = evaluate_scores(torch.from_numpy(Y), logits=graph)["summary"]
+    assert got["macro"]["f2"] == ref["macro"]["f2"] and got["mean_average_precision"] == ref["mean_average_precision"]
+    half = logits.bfloat16()
+    got = evaluate_scores(Y, logits=half)["summary"]
+    same = evaluate_scores(Y, logits=half.float().numpy())["summary"]  # bfloat16 is upcast exactly
+    assert got["macro"]["f2"] == same["macro"]["f2"]
+    assert got["label_ranking_loss"] == same["label_ranking_loss"]
+    targets = torch.from_numpy(Y).float().requires_grad_(True)
+    assert evaluate_scores(targets, probabilities=torch.from_numpy(P))["summary"]["macro"]["f2"] == \
+        evaluate_scores(Y, probabilities=P)["summary"]["macro"]["f2"]
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(targets=[[0, 1], [1]], probabilities=[[0.1, 0.2], [0.3, 0.4]]), r"^targets: expected an \(N, C\) array"),
+    (dict(targets=[[0, 1], [1, 0]], probabilities=[[0.1, 0.2], [0.3]]), r"^probabilities: expected an \(N, C\) array"),
+    (dict(targets=[0, 1, 1], probabilities=[0.2, 0.4, 0.9]),
+     r"^targets: expected shape \(N, C\), got \(3,\) \(one label: pass targets.reshape\(-1, 1\)"),
+])
+def test_ragged_or_one_dimensional_input_is_an_input_error_naming_the_argument(kw, match):
+    """A ragged nested list raised numpy's ValueError ("setting an array element with a sequence")."""
+    with pytest.raises(InputError, match=match):
+        evaluate_scores(**kw)
+
+
+@pytest.mark.parametrize("threshold, match", [
+    (0.0, r"expected cuts in \(0, 1\) \(the rule is probability >= threshold\), got 0$"),
+    (1.0, r"got 1$"),
+    (1.5, r"got 1.5$"),
+    (-0.1, r"got -0.1$"),
+    (float("inf"), r"got inf$"),
+    (float("nan"), r"got nan$"),
+    ([0.3, 0.5, 1.2, 0.5], r"got 1.2$"),
+    ([0.3, 0.5, 0.5], r"expected a number in \(0, 1\) or 4 of them \(one per label\), got shape \(3,\)$"),
+    ([[0.3, 0.5, 0.5, 0.5]], r"got shape \(1, 4\)$"),
+    ("high", r"got 'high'$"),
+    (None, r"got None$"),
+])
+def test_threshold_outside_the_unit_interval_or_of_the_wrong_shape_is_refused(data, threshold, match):
+    """The docstring (and every other entry point: --threshold, Thresholds) takes cuts in (0, 1);
+    evaluate_scores accepted 1.5 or inf (a report claiming ``fixed:inf`` with ``Infinity`` in its JSON)
+    and raised numpy's ValueError / TypeError for 'high' or a nested list."""
+    Y, P = data
+    with pytest.raises(InputError, match=match) as e:
+        evaluate_scores(Y, probabilities=P, threshold=threshold)
+    assert str(e.value).startswith("threshold: expected ") and "\n" not in str(e.value)
+
+
+def test_threshold_in_the_unit_interval_as_list_array_or_tensor(data):
+    Y, P = data
+    cuts = [0.3, 0.4, 0.5, 0.6]
+    ref = skm.fbeta_score(Y, P >= np.array(cuts), beta=2, average="macro")
+    for given in (cuts, np.array(cuts), torch.tensor(cuts, dtype=torch.float64)):
+        r = evaluate_scores(Y, probabilities=P, threshold=given)
+        assert r["summary"]["macro"]["f2"] == pytest.approx(ref, abs=1e-12)
+        assert r["threshold"]["values"] == cuts
+    r = evaluate_scores(Y, probabilities=P, threshold=0.3)
+    assert r["threshold"] == {"strategy": "fixed:0.3", "values": [0.3] * 4}
+    json.loads(r.to_json())  # valid JSON
