@@ -88,3 +88,28 @@ def test_threshold_in_the_unit_interval_as_list_array_or_tensor(data):
     r = evaluate_scores(Y, probabilities=P, threshold=0.3)
     assert r["threshold"] == {"strategy": "fixed:0.3", "values": [0.3] * 4}
     json.loads(r.to_json())  # valid JSON
+
+
+@pytest.mark.parametrize("names, match", [
+    (["a", "a", "b", "c"], r"^label_names: 'a' given twice; expected distinct names$"),
+    ([1, "1", 2, 3], r"^label_names: '1' given twice; expected distinct names$"),
+    ("abcd", r"^label_names: expected a sequence of 4 names, got str$"),
+    (5, r"^label_names: expected a sequence of 4 names, got int$"),
+    (["a", "b"], r"^label_names: expected 4 names, got 2$"),
+])
+def test_label_names_must_be_distinct_names_one_per_label(data, names, match):
+    """Repeated names were accepted: per-class metric keys collided (``test/class/a/support`` held the
+    second label's support only) and a plain string was split into characters; 5 raised a TypeError."""
+    Y, P = data
+    with pytest.raises(InputError, match=match):
+        evaluate_scores(Y, probabilities=P, label_names=names)
+    from evalkit.metrics import compute_metrics
+
+    with pytest.raises(InputError, match=match):
+        compute_metrics(Y, P, scores_kind="probabilities", label_names=names)
+
+
+def test_targets_without_label_columns_name_the_targets(data):
+    Y, P = data
+    with pytest.raises(InputError, match=r"^targets: expected at least one label column \(C >= 1\), got shape \(60, 0\)$"):
+        evaluate_scores(Y[:, :0], probabilities=P[:, :0])

@@ -135,7 +135,7 @@ def _multilabel_engine_arg_validation(num_labels, scores, threshold_free, beta, 
     Raises:
         InputError: ``num_labels`` not an integer >= 1, ``scores`` not logits / probabilities,
             unknown ``threshold_free``, ``beta`` not positive finite, ``zero_division`` not 0 / 1,
-            ``bins`` not an integer >= 16, ``label_names`` not C names.
+            ``bins`` not an integer >= 16, ``label_names`` not C distinct names.
     """
     if isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer)) or num_labels < 1:
         raise InputError(f"num_labels: expected an integer >= 1, got {num_labels!r}")
@@ -154,11 +154,29 @@ def _multilabel_engine_arg_validation(num_labels, scores, threshold_free, beta, 
         raise InputError(f"zero_division: expected 0.0, 1.0 or nan, got {zero_division!r}")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 16:
         raise InputError(f"bins: expected an integer >= 16, got {bins!r}")
-    if label_names is not None:
-        label_names = [str(n) for n in label_names]
-        if len(label_names) != C:
-            raise InputError(f"label_names: expected {C} names, got {len(label_names)}")
-    return C, beta, label_names or [f"label_{i}" for i in range(C)]
+    return C, beta, check_label_names(label_names, C)
+
+
+def check_label_names(label_names, num_labels: int) -> list[str]:
+    """``label_names`` as C distinct ``str`` (default ``label_0 ..`` for ``None``).
+
+    Raises:
+        InputError: not a sequence (a plain string is not one), not C names, a name given twice (per-class
+            rows and metric keys are keyed by name: one label would hide the other).
+    """
+    C = num_labels
+    if label_names is None:
+        return [f"label_{i}" for i in range(C)]
+    if isinstance(label_names, (str, bytes)) or not hasattr(label_names, "__iter__"):
+        raise InputError(f"label_names: expected a sequence of {C} names, got {type(label_names).__name__}")
+    names = [str(n) for n in label_names]
+    if len(names) != C:
+        raise InputError(f"label_names: expected {C} names, got {len(names)}")
+    seen: set[str] = set()
+    dupes = list(dict.fromkeys(n for n in names if n in seen or seen.add(n)))
+    if dupes:
+        raise InputError(f"label_names: {', '.join(map(repr, dupes[:5]))} given twice; expected distinct names")
+    return names
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:

@@ -90,8 +90,11 @@ def _scores_input(targets, logits, probabilities, label_names, threshold):
         hint = " (one label: pass targets.reshape(-1, 1) and scores alike)" if Y.ndim == 1 else ""
         raise InputError(f"targets: expected shape (N, C), got {Y.shape}{hint}")
     C = Y.shape[1]
-    names = [str(n) for n in label_names] if label_names is not None else [f"label_{i}" for i in range(C)]
-    return Y, scores, kind, names, _threshold(threshold, C)
+    if C == 0:
+        raise InputError(f"targets: expected at least one label column (C >= 1), got shape {Y.shape}")
+    from evalkit.metrics.functional import check_label_names
+
+    return Y, scores, kind, check_label_names(label_names, C), _threshold(threshold, C)
 
 
 def _array(x, name: str) -> np.ndarray:
