@@ -113,3 +113,39 @@ def test_targets_without_label_columns_name_the_targets(data):
     Y, P = data
     with pytest.raises(InputError, match=r"^targets: expected at least one label column \(C >= 1\), got shape \(60, 0\)$"):
         evaluate_scores(Y[:, :0], probabilities=P[:, :0])
+
+
+def test_sample_weight_is_copied_not_kept_as_a_view_of_the_callers_array(data):
+    """The engine kept a view of a float64 weight array until compute(): zeroing it between update()
+    and compute() changed AP; a read-only array (a pandas Series' values, np.broadcast_to) made torch
+    warn that it "does not support non-writable tensors"."""
+    from evalkit.metrics import MultilabelEngine
+
+    Y, P = data
+    w = np.linspace(0.5, 2.0, len(Y))
+    expected = skm.average_precision_score(Y, P, average="micro", sample_weight=w.copy())
+    e = MultilabelEngine(4, scores="probabilities")
+    e.update(torch.from_numpy(P), torch.from_numpy(Y), w)
+    w[:30] = 0.0
+    assert e.compute().micro_average_precision == pytest.approx(expected, abs=1e-12)
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for ro in (pd.Series(np.ones(len(Y))), np.broadcast_to(1.0, (len(Y),))):
+            r = evaluate_scores(Y, probabilities=P, sample_weight=ro)
+            assert r["summary"]["micro"]["f2"] == evaluate_scores(Y, probabilities=P)["summary"]["micro"]["f2"]
+
+
+def test_uniformly_tiny_weights_are_refused_not_underflowed(data):
+    """All weights 1e-100 (same metrics as unit weights) gave macro AUROC null and MCC 0 (products of
+    weighted counts underflow), and a ZeroDivisionError with ci=."""
+    Y, P = data
+    unit = evaluate_scores(Y, probabilities=P)["summary"]
+    small = evaluate_scores(Y, probabilities=P, sample_weight=np.full(len(Y), 1e-29))["summary"]
+    for get in (lambda s: s["macro_auroc"], lambda s: s["micro"]["mcc"], lambda s: s["macro"]["f2"]):
+        assert get(small) == pytest.approx(get(unit), abs=1e-12)
+    for kw in ({}, dict(ci=0.9, ci_resamples=20)):
+        with pytest.raises(InputError, match=r"^sample_weight: the largest weight is 1e-100; expected at least 1e-30 "
+                                             r"\(multiply them by a common factor: no metric changes\)$"):
+            evaluate_scores(Y, probabilities=P, sample_weight=np.full(len(Y), 1e-100), **kw)

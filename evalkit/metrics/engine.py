@@ -58,8 +58,8 @@ from evalkit.metrics.extra import DEFAULT_KS, extras_block, row_values, weighted
 from evalkit.metrics.names import SAMPLE_SUMS, row_keys
 from evalkit.metrics.threshold_free import exact_ap_auroc, key_dtype, streaming_ap_auroc
 from evalkit.metrics.values import MetricValues
-from evalkit.metrics.weighted import (check_sample_weight, row_means, weighted_ap_auroc, weighted_counts,
-                                      weighted_values)
+from evalkit.metrics.weighted import (MIN_LARGEST_WEIGHT, check_sample_weight, row_means, weighted_ap_auroc,
+                                      weighted_counts, weighted_values)
 
 DEFAULT_BINS = 4096
 """Default number of streaming bins (see :class:`MultilabelEngine`)."""
@@ -369,7 +369,8 @@ def compute_metrics(
         :class:`~evalkit.metrics.values.MetricValues`; :func:`evalkit.report.metrics_block` turns it
         into the report's ``{"summary": {...}, "per_class": [...]}``.
     Raises:
-        InputError: invalid arguments or inputs (see :class:`MultilabelEngine`), N = 0, weights that are all 0 or above 1e30.
+        InputError: invalid arguments or inputs (see :class:`MultilabelEngine`), N = 0, weights that are
+            all 0, above 1e30, or all below 1e-30.
     """
     t = _as_tensor(targets, "targets")
     s = _as_tensor(scores, "scores")
@@ -386,6 +387,9 @@ def compute_metrics(
     w = None if sample_weight is None else check_sample_weight(sample_weight, t.shape[0])
     if w is not None and not w.max() > 0:
         raise InputError(f"sample_weight: all {w.size} weights are 0; expected at least one positive weight")
+    if w is not None and w.max() < MIN_LARGEST_WEIGHT:
+        raise InputError(f"sample_weight: the largest weight is {float(w.max()):g}; expected at least 1e-30 "
+                         "(multiply them by a common factor: no metric changes)")
     if w is not None:  # per-sample means keep full precision for any weight scale (1e-18 .. 1e18)
         engine.row_weight_scale = math.ldexp(1.0, min(1000, -math.frexp(float(w.max()))[1]))
     step = batch_size or t.shape[0]

@@ -138,7 +138,9 @@ def row_means(wrows: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
 
 
 def check_sample_weight(sample_weight, n: int) -> np.ndarray:
-    """``sample_weight`` as a float64 ``(n,)`` array.
+    """``sample_weight`` as a float64 ``(n,)`` array of its own (a copy: the engine keeps it until
+    ``compute()``, so changing the caller's array afterwards changes nothing, and a read-only array,
+    e.g. a pandas Series' values, is no torch warning).
 
     Raises:
         InputError: not numeric, wrong shape, NaN / inf or negative values.
@@ -148,7 +150,7 @@ def check_sample_weight(sample_weight, n: int) -> np.ndarray:
     try:
         if hasattr(sample_weight, "detach"):
             sample_weight = sample_weight.detach().cpu().numpy()
-        w = np.asarray(sample_weight, dtype=np.float64)
+        w = np.array(sample_weight, dtype=np.float64)
     except (TypeError, ValueError):
         raise InputError(f"sample_weight: expected {n} non-negative numbers, got {type(sample_weight).__name__}") from None
     if w.shape != (n,):
@@ -165,6 +167,10 @@ def check_sample_weight(sample_weight, n: int) -> np.ndarray:
 MAX_WEIGHT = 1e30
 """Largest sample weight accepted: products of weighted counts (AUROC's pairs, MCC's denominator)
 stay far from float64 overflow."""
+
+MIN_LARGEST_WEIGHT = 1e-30
+"""Smallest accepted largest weight (:func:`~evalkit.metrics.compute_metrics`): below, those products
+underflow (weights of 1e-100 gave AUROC ``null`` and MCC 0)."""
 
 
 def weighted_counts(pred, true, w: np.ndarray):
