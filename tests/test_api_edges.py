@@ -149,3 +149,15 @@ def test_uniformly_tiny_weights_are_refused_not_underflowed(data):
         with pytest.raises(InputError, match=r"^sample_weight: the largest weight is 1e-100; expected at least 1e-30 "
                                              r"\(multiply them by a common factor: no metric changes\)$"):
             evaluate_scores(Y, probabilities=P, sample_weight=np.full(len(Y), 1e-100), **kw)
+
+
+def test_compute_metrics_takes_a_numpy_integer_batch_size(data):
+    """``batch_size=np.int64(16)`` was refused as "expected a positive integer, got np.int64(16)"."""
+    from evalkit.metrics import compute_metrics
+
+    Y, P = data
+    whole = compute_metrics(Y, P, scores_kind="probabilities")
+    batched = compute_metrics(Y, P, scores_kind="probabilities", batch_size=np.int64(16))
+    assert batched.macro == whole.macro and batched.label_ranking_loss == whole.label_ranking_loss
+    with pytest.raises(InputError, match=r"^batch_size: expected a positive integer, got np.int64\(0\)$"):
+        compute_metrics(Y, P, scores_kind="probabilities", batch_size=np.int64(0))

@@ -380,7 +380,8 @@ def compute_metrics(
         raise InputError(f"scores: expected shape {tuple(t.shape)} (same as targets), got {tuple(s.shape)}")
     if t.shape[0] == 0:
         raise InputError("targets: expected at least one sample (N >= 1), got N = 0")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
         raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
     engine = MultilabelEngine(t.shape[1], scores=scores_kind, threshold=threshold, beta=beta, ks=ks,
                               zero_division=zero_division, threshold_free=threshold_free, label_names=label_names)
@@ -392,7 +393,7 @@ def compute_metrics(
                          "(multiply them by a common factor: no metric changes)")
     if w is not None:  # per-sample means keep full precision for any weight scale (1e-18 .. 1e18)
         engine.row_weight_scale = math.ldexp(1.0, min(1000, -math.frexp(float(w.max()))[1]))
-    step = batch_size or t.shape[0]
+    step = int(batch_size or t.shape[0])
     for i in range(0, t.shape[0], step):
         engine.update(s[i:i + step], t[i:i + step], None if w is None else w[i:i + step])
     return engine.compute()
