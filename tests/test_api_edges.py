@@ -161,3 +161,16 @@ def test_compute_metrics_takes_a_numpy_integer_batch_size(data):
     assert batched.macro == whole.macro and batched.label_ranking_loss == whole.label_ranking_loss
     with pytest.raises(InputError, match=r"^batch_size: expected a positive integer, got np.int64\(0\)$"):
         compute_metrics(Y, P, scores_kind="probabilities", batch_size=np.int64(0))
+
+
+def test_a_numpy_float32_confidence_level_is_taken(data):
+    """``ci=np.float32(0.9)`` was refused ("expected a confidence level in (0, 1) ..., got np.float32(0.9)"),
+    though numpy integer ci_resamples / seed were taken."""
+    Y, P = data
+    r = evaluate_scores(Y, probabilities=P, ci=np.float32(0.9), ci_resamples=np.int64(20), seed=np.int64(1))
+    ref = evaluate_scores(Y, probabilities=P, ci=float(np.float32(0.9)), ci_resamples=20, seed=1)
+    assert r["summary"]["macro"]["f2_ci"] == ref["summary"]["macro"]["f2_ci"]
+    assert type(r["confidence_interval"]["level"]) is float
+    json.loads(r.to_json())
+    with pytest.raises(InputError, match=r"^ci: expected a confidence level in \(0, 1\) such as 0.95, got True$"):
+        evaluate_scores(Y, probabilities=P, ci=True)

@@ -70,8 +70,10 @@ class BootstrapSpec:
     ranking: str = "auto"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.level, (int, float)) and 0 < self.level < 1):
+        if isinstance(self.level, bool) or not (isinstance(self.level, (int, float, np.integer, np.floating))
+                                                and 0 < self.level < 1):
             raise InputError(f"ci: expected a confidence level in (0, 1) such as 0.95, got {self.level!r}")
+        object.__setattr__(self, "level", float(self.level))  # numpy scalars (np.float32(0.9)) as plain floats
         if isinstance(self.resamples, bool) or not isinstance(self.resamples, (int, np.integer)) or self.resamples < 10:
             raise InputError(f"ci_resamples: expected an integer >= 10, got {self.resamples!r}")
         if self.method not in ("percentile", "bca"):
