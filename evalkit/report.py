@@ -163,7 +163,7 @@ def metrics_block(values: MetricValues) -> dict:
         per_class.append(row)
     from evalkit.metrics.degenerate import degenerate_labels
 
-    summary["degenerate_labels"] = degenerate_labels(per_class)
+    summary["degenerate_labels"] = degenerate_labels(per_class, values.n_samples)
     return {"summary": summary, "per_class": per_class}
 
 

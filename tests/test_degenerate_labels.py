@@ -93,3 +93,18 @@ def test_evaluate_names_degenerate_labels_in_terminal_report_and_run(store, cli,
     run = mlflow.MlflowClient(store).get_run(report["run_id"])
     assert run.data.tags["evalkit.degenerate_labels.all"] == "L0"
     assert run.data.tags["evalkit.degenerate_labels.none"] == "L1"
+
+
+@pytest.mark.parametrize("scale", [0.001, 1.0, 1000.0])
+def test_degenerate_labels_do_not_depend_on_the_scale_of_sample_weights(scale):
+    """Weighted counts are sums of weights, but the 'at least one row' slack was 1.0 in those units:
+    with weights of 0.001 every label of a healthy model was named 'nearly_all'."""
+    from evalkit import evaluate_scores
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 3)) < 0.4).astype(np.uint8)
+    p = rng.random((200, 3))
+    p[:199, 0] = rng.uniform(0.6, 1.0, 199)  # L0: predicted for all but one row (0.5% <= 1%)
+    found = evaluate_scores(y, probabilities=p, sample_weight=np.full(200, scale),
+                            label_names=["L0", "L1", "L2"])["summary"]["degenerate_labels"]
+    assert found == {"all": [], "none": [], "nearly_all": ["L0"], "nearly_none": []}

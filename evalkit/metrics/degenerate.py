@@ -8,7 +8,7 @@ from __future__ import annotations
 NEARLY_SHARE = 0.01
 
 
-def degenerate_labels(per_class: list[dict]) -> dict[str, list[str]]:
+def degenerate_labels(per_class: list[dict], n_rows: int | None = None) -> dict[str, list[str]]:
     """The labels whose decisions (barely) depend on the row, in label order (empty lists when none):
 
     * ``all``: predicted positive for every evaluated row (``fn == tn == 0``: F-beta is then
@@ -17,11 +17,16 @@ def degenerate_labels(per_class: list[dict]) -> dict[str, list[str]]:
     * ``nearly_all`` / ``nearly_none``: not so, but at most ``max(1, NEARLY_SHARE x rows)`` rows
       decided otherwise (a cut just above the lowest validation score, e.g. after the threshold
       fit's tie rule, leaves out a row or two: the label still reads as its prevalence).
+
+    With sample weights the counts are sums of weights: give ``n_rows`` (the evaluated rows) and the
+    slack is the share ``max(1 / n_rows, NEARLY_SHARE)`` of the total weight (the same as above for
+    unit weights; without it, weights of 0.001 made every label "nearly all").
     """
     out: dict[str, list[str]] = {"all": [], "none": [], "nearly_all": [], "nearly_none": []}
     for r in per_class:
         n = r.get("tp", 0) + r.get("fp", 0) + r.get("fn", 0) + r.get("tn", 0)
-        predicted, slack = r.get("tp", 0) + r.get("fp", 0), max(1.0, NEARLY_SHARE * n)
+        predicted = r.get("tp", 0) + r.get("fp", 0)
+        slack = max(1.0, NEARLY_SHARE * n) if not n_rows else max(1.0 / n_rows, NEARLY_SHARE) * n
         if n <= 0:
             continue
         kind = ("all" if predicted == n else "none" if predicted == 0 else
