@@ -82,6 +82,15 @@ def parse_max_drop(text: str) -> Gate:
     return Gate(metric, "max-drop", bound, f"{metric} max-drop {m['bound']}")
 
 
+def unique_gates(gates: list[Gate]) -> list[Gate]:
+    """``gates`` without repeats, in order: a gate written twice (the spec's and the command line's,
+    or spelt differently: ``macro_f2>=0.55``, ``test/macro_f2 >= 0.550``) counts once."""
+    seen: dict[tuple, Gate] = {}
+    for g in gates:
+        seen.setdefault((g.metric, g.op, None if g.significant else g.bound, g.significant), g)
+    return list(seen.values())
+
+
 _CLASS_RE = re.compile(r"^test/class/[^/]+/[a-z_0-9.]+$")
 _AVG_RE = re.compile(r"^test/(micro|macro|weighted|samples)_(accuracy|precision|recall|f\d+(\.\d+)?)$")
 

@@ -274,3 +274,21 @@ def test_baseline_without_a_test_data_digest_is_refused(store, cli, tmp_path):
     client.set_terminated(run.info.run_id)
     out = _baseline_refused(cli, store, write_predictions(tmp_path / "p.npz"), run.info.run_id)
     assert f"run {run.info.run_id} records no test-data digest (it predates digest tagging)" in out
+
+
+def test_a_gate_in_the_spec_and_on_the_command_line_spelt_differently_counts_once(store, cli, tmp_path):
+    """The spec's ``test/macro_f2>=0.999`` and the command line's ``macro_f2 >= 0.9990`` are one gate:
+    it was checked, printed and counted (``failed: 2``) twice, as were repeated ``--max-drop``."""
+    pred = write_predictions(tmp_path / "p.npz")
+    spec = tmp_path / "job.toml"
+    spec.write_text(f'[evaluate]\npredictions = "{pred}"\ngates = ["test/macro_f2>=0.999"]\n'
+                    'max_drop = ["test/hamming_loss=0.01"]\nbaseline = "last"\njob = "dup"\n'
+                    f'output = "{tmp_path / "r.json"}"\n')
+    res = cli("evaluate", "--spec", spec, "--gate", "macro_f2 >= 0.9990", "--gate", "Macro_F2>=0.999",
+              "--max-drop", "hamming=0.010", "--no-per-class")
+    assert res.exit_code == 1, res.output
+    gates = json.loads((tmp_path / "r.json").read_text())["gates"]
+    assert [r["gate"] for r in gates["results"]] == ["test/macro_f2>=0.999", "test/hamming_loss max-drop 0.01"]
+    assert gates["failed"] == 1
+    assert res.output.count("FAIL test/macro_f2") == 1
+    assert _runs(store)[0].data.params["gates"] == "test/macro_f2>=0.999; test/hamming_loss max-drop 0.01"

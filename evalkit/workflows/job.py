@@ -50,11 +50,11 @@ def check_job(cfg: EvaluateJobConfig) -> list:
         InputError: neither or both of predictions / model, malformed gate / max-drop / baseline /
             job name, an output path that is a directory.
     """
-    from evalkit.gates import parse_gate, parse_max_drop
+    from evalkit.gates import parse_gate, parse_max_drop, unique_gates
 
     if (cfg.predictions is None) == (cfg.model is None):
         raise InputError("evaluate: give either --predictions FILE or --model SPEC")
-    parsed = [parse_gate(g) for g in cfg.gates] + [parse_max_drop(d) for d in cfg.max_drop]
+    parsed = unique_gates([parse_gate(g) for g in cfg.gates] + [parse_max_drop(d) for d in cfg.max_drop])
     if cfg.job is not None and (not cfg.job.strip() or "'" in cfg.job or '"' in cfg.job):
         raise InputError(f"--job: expected a non-empty name without quotes, got {cfg.job!r}")
     if cfg.max_drop and not cfg.baseline:
