@@ -292,3 +292,18 @@ def test_a_gate_in_the_spec_and_on_the_command_line_spelt_differently_counts_onc
     assert gates["failed"] == 1
     assert res.output.count("FAIL test/macro_f2") == 1
     assert _runs(store)[0].data.params["gates"] == "test/macro_f2>=0.999; test/hamming_loss max-drop 0.01"
+
+
+def test_baseline_last_of_a_job_named_after_a_file_with_a_quote(store, cli, tmp_path):
+    """Without --job the job is named after the predictions file; ``bob's.npz`` broke the store search
+    of ``--baseline last`` ("no such run ... Invalid clause(s) in filter string", exit 2)."""
+    pred = write_predictions(tmp_path / "bob's.npz")
+    args = ("--predictions", pred, "--max-drop", "test/macro_f2=0.01", "--baseline", "last", "--no-per-class")
+    first = cli("evaluate", *args)
+    assert first.exit_code == 0 and "no earlier finished run of job \"bob's.npz\"" in first.output, first.output
+    res = cli("evaluate", *args, "-o", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    gates = json.loads((tmp_path / "r.json").read_text())["gates"]
+    assert gates["baseline"]["run_id"] == _runs(store)[0].info.run_id
+    assert gates["results"][0]["status"] == "pass"
+    assert _runs(store)[1].data.tags["evalkit.job"] == "bob's.npz"
