@@ -307,3 +307,23 @@ def test_baseline_last_of_a_job_named_after_a_file_with_a_quote(store, cli, tmp_
     assert gates["baseline"]["run_id"] == _runs(store)[0].info.run_id
     assert gates["results"][0]["status"] == "pass"
     assert _runs(store)[1].data.tags["evalkit.job"] == "bob's.npz"
+
+
+def test_deleted_baseline_run_is_refused_by_its_full_id_as_by_its_prefix(store, cli, tmp_path):
+    """A deleted run (in the trash) was taken as the baseline by its full id, though its first 8
+    digits or ``last`` never find it; ``compare`` took it too."""
+    import mlflow
+
+    pred = write_predictions(tmp_path / "p.npz")
+    for _ in range(2):
+        assert cli("evaluate", "--predictions", pred, "--no-per-class").exit_code == 0
+    deleted, kept = (r.info.run_id for r in _runs(store))
+    mlflow.MlflowClient(store).delete_run(deleted)
+    hint = f"is deleted (in the store's trash); restore it with `mlflow runs restore --run-id {deleted}`"
+    out = _baseline_refused(cli, store, pred, deleted)
+    assert f"--baseline {deleted}: run {deleted} {hint}, or pick another --baseline" in out
+    out = _baseline_refused(cli, store, pred, deleted, "--max-drop", "test/macro_f2=significant")
+    assert hint in out
+    assert f"no run id starts with {deleted[:8]}" in _baseline_refused(cli, store, pred, deleted[:8])
+    res = cli("compare", kept, deleted)
+    assert res.exit_code == 2 and f"RUN_B {deleted} {hint}, or name another run" in res.output, res.output

@@ -156,6 +156,7 @@ def baseline_run(tracking_uri: str, experiment: str, spec: str, *, job: str | No
             if not run_id:
                 raise InputError(f"--baseline {spec}: cannot tell which run produced {source}")
             run = client.get_run(run_id)
+            refuse_deleted(run, f"--baseline {spec}: run {run_id}", "pick another --baseline")
     except (InputError, InfraError):
         raise
     except Exception as e:
@@ -167,6 +168,14 @@ def baseline_run(tracking_uri: str, experiment: str, spec: str, *, job: str | No
         raise InfraError(f"--baseline {spec}: tracking store {redact_uri(tracking_uri)}: {store_reason(e)}") from None
     return {"run_id": run.info.run_id, "source": source, "metrics": dict(run.data.metrics), "reason": "",
             "status": run.info.status, "digest": test_data_digest(run)}
+
+
+def refuse_deleted(run, where: str, hint: str) -> None:
+    """Refuse a deleted run (in the store's trash; ``get_run`` still returns it by its full id, while a
+    prefix or ``last`` never finds it). Raises InputError: ``WHERE is deleted; restore it ...; HINT``."""
+    if getattr(run.info, "lifecycle_stage", "active") == "deleted":
+        raise InputError(f"{where} is deleted (in the store's trash); restore it with `mlflow runs restore --run-id "
+                         f"{run.info.run_id}`, or {hint}")
 
 
 def test_data_digest(run) -> str | None:
@@ -197,6 +206,7 @@ def run_scores(tracking_uri: str, run_id: str, dst: str, *, flag: str) -> tuple[
     where = f"{flag} {run_id}"
     try:
         run = client.get_run(full_run_id(client, run_id, where, tracking_uri))
+        refuse_deleted(run, where, "name another run")
     except InputError:
         raise
     except Exception as e:
