@@ -290,7 +290,7 @@ def describe(row: dict) -> str:
             if row.get("reason") == "paired difference undefined":
                 verdict = "paired difference undefined (fails, as an undefined value does)"
             return (f"{row['metric']} = {v} (baseline {row['baseline']:.4f}): difference {row['difference']:+.4f}, "
-                    f"{row['level']:.0%} CI {ci}, paired bootstrap p = {p}: {verdict} at alpha {row['alpha']:g}")
+                    f"{100 * row['level']:g}% CI {ci}, paired bootstrap p = {p}: {verdict} at alpha {row['alpha']:g}")
         cmp = "<=" if lower_is_better(row["metric"]) else ">="
         return (f"{row['metric']} = {v}, bound {cmp} {row['limit']:.4f} "
                 f"(baseline {row['baseline']:.4f}, max drop {row['bound']:g})")

@@ -327,3 +327,15 @@ def test_deleted_baseline_run_is_refused_by_its_full_id_as_by_its_prefix(store, 
     assert f"no run id starts with {deleted[:8]}" in _baseline_refused(cli, store, pred, deleted[:8])
     res = cli("compare", kept, deleted)
     assert res.exit_code == 2 and f"RUN_B {deleted} {hint}, or name another run" in res.output, res.output
+
+
+def test_significant_gate_line_names_the_level_of_its_interval_exactly():
+    """``--gate-alpha 0.025`` computes the 97.5% interval (the report's ``level`` 0.975); the line said
+    "98% CI"."""
+    row = {"gate": "test/macro_f2 max-drop significant", "metric": "test/macro_f2", "op": "max-drop", "bound": None,
+           "value": 0.6, "baseline": 0.61, "status": "pass", "reason": "", "difference": -0.01,
+           "ci": [-0.02, 0.001], "p_value": 0.06, "alpha": 0.025, "level": 0.975}
+    assert describe(row) == ("test/macro_f2 = 0.6000 (baseline 0.6100): difference -0.0100, 97.5% CI [-0.0200, "
+                             "+0.0010], paired bootstrap p = 0.06: no significant drop at alpha 0.025")
+    assert "90% CI" in describe(row | {"alpha": 0.1, "level": 1 - 0.1})
+    assert "95% CI" in describe(row | {"alpha": 0.05, "level": 1 - 0.05})
