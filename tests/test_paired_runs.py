@@ -275,3 +275,26 @@ def test_p_values_are_never_printed_on_the_other_side_of_alpha():
            "difference": -0.01, "ci": [-0.02, 0.0], "p_value": 50 / 1001, "alpha": 0.04, "level": 0.96}
     assert "paired bootstrap p = 0.05: no significant drop at alpha 0.04" in describe(row)
     assert "paired bootstrap p = 0.04995: " in describe(row | {"alpha": 0.05, "status": "fail"})
+
+
+def test_markdown_of_two_runs_has_the_marks_and_better_column_its_footer_explains():
+    """``compare A B --format markdown`` printed the footer's "* = p < 0.05; better: ..." under a table
+    with neither, and ``+nan`` for an undefined difference (the terminal table: ``—``)."""
+    from evalkit.cli.paired_table import paired_markdown
+
+    rows = [{"metric": "test/macro_f2", "a": 0.91, "b": 0.8173, "difference": -0.0927, "ci": [-0.1232, -0.0652],
+             "p_value": 2 / 1001},
+            {"metric": "test/hamming_loss", "a": 0.0735, "b": 0.1635, "difference": 0.09, "ci": [0.0707, 0.1107],
+             "p_value": 2 / 1001},
+            {"metric": "test/micro_f2", "a": 0.9, "b": 0.91, "difference": 0.01, "ci": [-0.01, 0.03], "p_value": 0.3},
+            {"metric": "test/macro_auroc", "a": math.nan, "b": math.nan, "difference": math.nan, "ci": None,
+             "p_value": None}]
+    result = {"a": {"run_id": "a" * 32}, "b": {"run_id": "b" * 32}, "n_rows": 500, "digest": "d" * 16,
+              "bootstrap": BootstrapSpec().to_dict(), "results": rows}
+    lines = paired_markdown(result).splitlines()
+    assert lines[:6] == ["| metric | A | B | B - A | 95% CI | p | better |", "|---|---|---|---|---|---|---|",
+                         "| test/macro_f2 | 0.9100 | 0.8173 | -0.0927* | [-0.1232, -0.0652] | 0.002 | A |",
+                         "| test/hamming_loss | 0.0735 | 0.1635 | +0.0900* | [+0.0707, +0.1107] | 0.002 | A |",
+                         "| test/micro_f2 | 0.9000 | 0.9100 | +0.0100 | [-0.0100, +0.0300] | 0.3 | — |",
+                         "| test/macro_auroc | — | — | — | — | — | — |"]
+    assert "* = p < 0.05; better: the run a significant difference favours." in lines[-1]

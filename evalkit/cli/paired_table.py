@@ -56,15 +56,23 @@ def paired_frame(result: dict):
 
 
 def paired_markdown(result: dict) -> str:
-    """The paired table as Markdown, footer included."""
+    """The paired table as Markdown, footer included: the same cells as the terminal table."""
+    level = f"{100 * result['bootstrap']['level']:g}% CI"
+    lines = [f"| metric | A | B | B - A | {level} | p | better |", "|---|---|---|---|---|---|---|"]
+    for r in result["results"]:
+        lines.append("| " + " | ".join([r["metric"], *_cells(r)]) + " |")
+    return "\n".join(lines) + f"\n\nA = {result['a']['run_id']}, B = {result['b']['run_id']}. {footer(result)}\n"
+
+
+def _cells(r: dict) -> list[str]:
+    """A, B, B - A (``*`` when p < alpha), interval, p and the better run of one metric's row."""
     from evalkit.stats import p_text
 
-    lines = ["| metric | A | B | B - A | CI | p |", "|---|---|---|---|---|---|"]
-    for r in result["results"]:
-        ci = "—" if r["ci"] is None else f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]"
-        p = "—" if r["p_value"] is None else p_text(r["p_value"], ALPHA)
-        lines.append(f"| {r['metric']} | {_num(r['a'])} | {_num(r['b'])} | {r['difference']:+.4f} | {ci} | {p} |")
-    return "\n".join(lines) + f"\n\nA = {result['a']['run_id']}, B = {result['b']['run_id']}. {footer(result)}\n"
+    ci = "—" if r["ci"] is None else f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]"
+    p = r["p_value"]
+    mark = "*" if p is not None and p < ALPHA else ""
+    diff = "—" if r["difference"] != r["difference"] else f"{r['difference']:+.4f}{mark}"
+    return [_num(r["a"]), _num(r["b"]), diff, ci, "—" if p is None else p_text(p, ALPHA), _better(r) if mark else "—"]
 
 
 def _run_line(tag: str, info: dict, differ: set[str]) -> str:
@@ -94,8 +102,6 @@ def render_paired(result: dict, console) -> None:
     """The paired table: A, B, B - A with its interval and p-value per metric, and the footer."""
     from rich.table import Table
 
-    from evalkit.stats import p_text
-
     a, b = result["a"], result["b"]
     differ = {k for k in SHOWN_PARAMS if a["params"].get(k) != b["params"].get(k)}
     level = f"{result['bootstrap']['level']:.0%} CI"
@@ -104,12 +110,7 @@ def render_paired(result: dict, console) -> None:
     for col in ("metric", "A", "B", "B - A", level, "p", "better"):
         t.add_column(col, justify="left" if col == "metric" else "right")
     for r in result["results"]:
-        ci = "—" if r["ci"] is None else f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]"
-        p = r["p_value"]
-        mark = "*" if p is not None and p < ALPHA else ""
-        t.add_row(escape(r["metric"].removeprefix("test/")), _num(r["a"]), _num(r["b"]),
-                  "—" if r["difference"] != r["difference"] else f"{r['difference']:+.4f}{mark}", ci,
-                  "—" if p is None else p_text(p, ALPHA), _better(r) if mark else "—")
+        t.add_row(escape(r["metric"].removeprefix("test/")), *_cells(r))
     console.print(_run_line("A", a, differ), highlight=False, soft_wrap=True)
     console.print(_run_line("B", b, differ), highlight=False, soft_wrap=True)
     console.print(t)
