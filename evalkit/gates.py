@@ -280,7 +280,8 @@ def describe(row: dict) -> str:
     v = "undefined" if row["value"] is None else f"{row['value']:.4f}"
     if row["op"] == "max-drop":
         if row["status"] in ("skipped", "unknown"):
-            return f"{row['gate']}: skipped ({row['reason']}); value {v}"
+            what = "not checked, outcome unknown" if row["status"] == "unknown" else "skipped"
+            return f"{row['gate']}: {what} ({row['reason']}); value {v}"
         if "p_value" in row:
             from evalkit.stats import p_text
 

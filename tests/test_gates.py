@@ -339,3 +339,18 @@ def test_significant_gate_line_names_the_level_of_its_interval_exactly():
                              "+0.0010], paired bootstrap p = 0.06: no significant drop at alpha 0.025")
     assert "90% CI" in describe(row | {"alpha": 0.1, "level": 1 - 0.1})
     assert "95% CI" in describe(row | {"alpha": 0.05, "level": 1 - 0.05})
+
+
+def test_relative_gate_whose_baseline_could_not_be_read_is_not_called_skipped():
+    """A gate that could not be checked (store down: status ``unknown``, exit 3) was described as
+    "skipped", the word of a job's first run, whose gates are skipped and pass."""
+    gate = parse_max_drop("test/macro_f2=0.01")
+    down = {"run_id": None, "source": "last", "metrics": {}, "unavailable": True,
+            "reason": "tracking store unreachable: baseline unavailable"}
+    [row] = apply_gates([gate], {"test/macro_f2": 0.61}, down)["results"]
+    assert row["status"] == "unknown"
+    assert describe(row) == ("test/macro_f2 max-drop 0.01: not checked, outcome unknown (tracking store unreachable: "
+                             "baseline unavailable); value 0.6100")
+    first = {"run_id": None, "source": "last", "metrics": {}, "reason": "no earlier finished run of job 'j'"}
+    [row] = apply_gates([gate], {"test/macro_f2": 0.61}, first)["results"]
+    assert describe(row) == "test/macro_f2 max-drop 0.01: skipped (no earlier finished run of job 'j'); value 0.6100"
