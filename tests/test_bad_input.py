@@ -338,6 +338,11 @@ CASES: dict[str, Case] = {
                               lambda t: ["evaluate", "--model", _state_dict(t, 103, 14), "--arch", "cnn", "--dataset", "yeast"],
                               r"--arch cnn: expects images \(N, C, H, W\) \(e\.g\. from an \.npz file or digits-grid\), "
                               r"but the features have shape \(N, 103\)"),
+    "gate-alpha-unreachable": Case("evaluate: --gate-alpha no paired p-value can be below",
+                                   lambda t: ["evaluate", "--predictions", _pred(t), "--baseline", "last", "--max-drop",
+                                              "macro_f2=significant", "--gate-alpha", "0.001"],
+                                   r"--gate-alpha 0\.001: a significant gate could never fail: its 1000 paired "
+                                   r"resamples give p >= 0\.001998; expected an alpha above that"),
 }
 
 

@@ -16,7 +16,7 @@ from evalkit.config import EvaluateJobConfig
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, InfraError, InputError
 from evalkit.report import Report
 from evalkit.workflows.events import EventCallback, make_emitter
-from evalkit.workflows.kept_scores import KeptScores, gate_difference_metrics
+from evalkit.workflows.kept_scores import GATE_RESAMPLES, MIN_GATE_P, KeptScores, gate_difference_metrics
 
 if TYPE_CHECKING:
     from evalkit.tracking.settings import TrackingSettings
@@ -63,6 +63,9 @@ def check_job(cfg: EvaluateJobConfig) -> list:
         raise InputError("--baseline: give at least one --max-drop METRIC=AMOUNT to compare against it")
     if "gate_alpha" in cfg.model_fields_set and not any(g.significant for g in parsed):
         raise InputError("--gate-alpha: applies to METRIC=significant --max-drop gates; give one or drop --gate-alpha")
+    if any(g.significant for g in parsed) and cfg.gate_alpha <= MIN_GATE_P:  # p < alpha could never hold
+        raise InputError(f"--gate-alpha {cfg.gate_alpha:g}: a significant gate could never fail: its {GATE_RESAMPLES} "
+                         f"paired resamples give p >= {MIN_GATE_P:.4g}; expected an alpha above that")
     if cfg.baseline == "champion" and not (cfg.model or "").startswith("models:/"):
         raise InputError("--baseline champion: needs --model models:/NAME@ALIAS (or use --baseline models:/NAME@champion)")
     if cfg.output and Path(cfg.output).is_dir():

@@ -11,6 +11,12 @@ from pathlib import Path
 from evalkit.config import EvaluateJobConfig
 
 
+#: paired resamples of a ``significant`` gate; its p-value is at least 2 / (R + 1) (two-sided, the
+#: observed data counted: :func:`evalkit.stats.paired.paired_bootstraps`)
+GATE_RESAMPLES = 1000
+MIN_GATE_P = 2 / (GATE_RESAMPLES + 1)
+
+
 class KeptScores:
     """A temporary folder holding the job's scores and the baseline's (``close()`` removes it).
 
@@ -64,7 +70,7 @@ class KeptScores:
         where = f"--baseline {baseline.get('source')}: run {baseline['run_id']}"
         base, here = read_scores(self.baseline_path, where), read_scores(self.path, "this evaluation")
         check_same_rows(base, here, where, "this evaluation")
-        spec = BootstrapSpec(level=1 - self.alpha)
+        spec = BootstrapSpec(level=1 - self.alpha, resamples=GATE_RESAMPLES)
         rows = paired_compare(base, here, [g.metric for g in self.significant], spec=spec,
                               names=(where, "this evaluation"), flag="--max-drop")
         return {r["metric"]: r | {"alpha": self.alpha, "level": spec.level} for r in rows}
