@@ -109,6 +109,12 @@ def resolve_metric(metric: str) -> str:
     return "test/" + ALIASES.get(bare.lower(), bare.lower() if f"test/{bare.lower()}" in _static_keys() else bare)
 
 
+def metric_key(name: str) -> str:
+    """A metric named as a gate names it (``macro_f2``, ``map``, ``test/ranking_loss``) as its tracked key;
+    a key of another stage (``validation/map``, ``train/loss``) as it is (``evalkit compare --metric``)."""
+    return resolve_metric(name) if "/" not in name or name.startswith("test/") else name
+
+
 def _static_keys() -> list[str]:
     """The test metric keys every report has (averaged F1 / F2 / precision / recall / accuracy, scalars)."""
     from evalkit.report import SCALARS

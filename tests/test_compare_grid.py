@@ -63,5 +63,12 @@ def test_grid_parent_children_and_compare(store, cli, grid_spec, tmp_path):
     assert plot.stat().st_size > 0
     r = cli("compare", "--experiment", "grid-test", "--group-by", "none", "--format", "csv")
     assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 5  # header + 4 children
+    # --metric / --rank-by take names as gates do: aliases, without test/
+    r = cli("compare", "--experiment", "grid-test", "--metric", "macro_f2", "--metric", "map", "--rank-by", "map",
+            "--format", "json")
+    assert r.exit_code == 0, r.output
+    aliased = json.loads(r.output)
+    assert aliased["rank_by"] == "test/macro_map"
+    assert set(aliased["groups"][0]["metrics"]) == {"test/macro_f2", "test/macro_map"}
     r = cli("compare", "--experiment", "grid-test", "--group-by", "nope")
     assert r.exit_code == 2 and "--group-by" in r.output

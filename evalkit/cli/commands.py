@@ -232,6 +232,10 @@ def compare(
     With --trigger / --job: the history of a scheduled job (oldest first) and its trend (--plot FILE).
     """
     with user_errors():
+        from evalkit.gates import metric_key
+
+        metric = [metric_key(m) for m in metric] if metric else metric  # gate aliases too: macro_f2, map
+        rank_by = metric_key(rank_by) if rank_by else rank_by
         if runs:
             from evalkit.cli.paired_table import show_paired
 
