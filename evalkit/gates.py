@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 OPS = {
     ">=": lambda v, b: v >= b,
@@ -165,7 +165,7 @@ def check_metrics(gates: list[Gate], report: dict) -> None:
     known = known_metrics(report)
     for g in gates:
         if g.metric not in known:
-            option = "--max-drop" if g.relative else "--gate"
+            option = field_name("max_drop" if g.relative else "gates")  # the flag, or the spec's key and line
             examples = ", ".join(k for k in ("test/macro_f2", "test/micro_f2", "test/subset_accuracy",
                                              "test/hamming_loss", "test/macro_map") if k in known)
             raise InputError(f"{option}: unknown metric {g.metric!r}{did_you_mean(g.metric, known)} (tracked metric "

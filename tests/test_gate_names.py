@@ -70,10 +70,12 @@ def test_unknown_name_against_the_report_suggests_its_keys():
     report = evaluate_scores(rng.integers(0, 2, (30, 3)), probabilities=rng.random((30, 3)),
                              label_names=["a", "b", "c"])
     assert "test/label_ranking_loss" in known_metrics(report)
-    with pytest.raises(InputError, match=r"^--gate: unknown metric 'test/macro_f3'; did you mean test/macro_f2"):
+    with pytest.raises(InputError, match=r"^gates: unknown metric 'test/macro_f3'; did you mean test/macro_f2"):
         check_metrics([parse_gate("test/macro_f3>0.1")], report)
-    with pytest.raises(InputError, match=r"^--gate: unknown metric 'test/class/d/f2'; did you mean test/class/"):
+    with pytest.raises(InputError, match=r"^gates: unknown metric 'test/class/d/f2'; did you mean test/class/"):
         check_metrics([parse_gate("test/class/d/f2>0.1")], report)
+    with pytest.raises(InputError, match=r"^max_drop: unknown metric 'test/class/d/f2'"):
+        check_metrics([parse_max_drop("test/class/d/f2=0.1")], report)
 
 
 # ----------------------------------------------------------------------------- spec + command line
@@ -120,6 +122,16 @@ def test_a_bad_gate_in_the_spec_names_its_file_line_and_key(job):
     job.write_text(SPEC.replace('"test/macro_f2=0.05"', '"test/macro_f2>0.05"'))
     with pytest.raises(InputError, match=r":5: evaluate\.max_drop: malformed value 'test/macro_f2>0\.05'"):
         load_evaluate_spec(job)
+
+
+def test_a_per_class_gate_of_an_unknown_label_in_the_spec_names_the_specs_key(cli, job):
+    """Label names are known only once the scores are read: the error still names where the gate was written."""
+    job.write_text(SPEC.replace('"test/micro_f2>=0.1"', '"test/class/nope/f2>=0.1"'))
+    r = cli("evaluate", "--spec", job, "--no-track")
+    assert r.exit_code == 2
+    assert r.output.startswith("error: evaluate.gates: unknown metric 'test/class/nope/f2'; did you mean "), r.output
+    r = cli("evaluate", "--predictions", "p.npz", "--gate", "test/class/nope/f2>=0.1", "--no-track")
+    assert r.output.startswith("error: --gate: unknown metric 'test/class/nope/f2'"), r.output
 
 
 def test_cli_gate_adds_and_replace_gates(cli, job, tmp_path):
