@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.errors import InputError
+from evalkit.errors import InputError, field_name
 
 #: the default side of streamed images: the first image's shorter side, at most this (``--image-size`` to change)
 DEFAULT_MAX_SIDE = 224
@@ -233,6 +233,26 @@ def readable_test(probabilities: np.ndarray, splits):
 
     test = splits.test.subset(np.flatnonzero(keep))
     return probabilities[keep], Splits(splits.train, splits.val, test, splits.digest, splits.name)
+
+
+def check_output_not_image(output, *datasets) -> None:
+    """Refuse a report path (``-o``) that names an image of these datasets' image tables: an input
+    file, never overwritten, even with ``--force`` (the output checks before the data is read see the
+    table, not the images it lists).
+
+    Raises:
+        InputError: (exit 2) naming the output, the table and the image's row.
+    """
+    if not output:
+        return
+    import os
+
+    target = os.path.realpath(output)
+    for d in datasets:
+        if d is not None and is_lazy(d.X) and target in d.X.paths:
+            row = int(d.X.rows[d.X.paths.index(target)])
+            raise InputError(f"{field_name('output')} {output}: is the image of row {row} of {d.source or d.name}; "
+                             "write the output to another path (an input is never overwritten, even with --force)")
 
 
 def image_record(X, config) -> dict:

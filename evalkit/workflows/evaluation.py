@@ -300,10 +300,14 @@ def _test_data(cfg: EvaluateJobConfig, record: dict | None, reader_options_given
         if dataset is None:
             raise InputError("evaluate --model: give --dataset NAME|FILE or --test-dataset FILE "
                              "(no dataset is recorded with this model)")
+    from evalkit.images.lazy import check_output_not_image
+
     if cfg.test_dataset is not None:
         test = read_file(cfg.test_dataset, **options)
+        check_output_not_image(cfg.output, test)
         return _as_trained(test, recorded), test.name
     train, test = load_dataset(dataset, None, **options)
+    check_output_not_image(cfg.output, train, test)  # every image of the table is an input, not only the test rows
     train = _as_trained(train, recorded)
     if test is None:
         defaults = RunConfig.model_fields

@@ -62,9 +62,10 @@ def prepare_data(config: RunConfig, *, with_stats: bool = False, with_raw: bool 
     from evalkit.data import load_dataset, make_splits, standardize
     from evalkit.data.split import standardization_stats
 
-    from evalkit.images.lazy import configure_images, is_lazy
+    from evalkit.images.lazy import check_output_not_image, configure_images, is_lazy
 
     train, test = load_dataset(config.dataset, config.test_dataset, **config.reader_options)
+    check_output_not_image(config.output, train, test)  # an image of the table is an input too
     train, test = configure_images([train, test], size=config.image_size, workers=config.workers,
                                    augment=config.augment, skip_bad=config.skip_bad_images)
     splits = make_splits(train, test, val_size=config.val_size, test_size=config.test_size, seed=config.seed)

@@ -1,0 +1,57 @@
+"""Image tables at their edges, as a user meets them: a report path that names one of the table's
+images, --image-size with the small CNN, signals sent to the whole process group while DataLoader
+workers decode, MedMNIST archives whose arrays disagree."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from evalkit.errors import InputError  # noqa: E402
+from evalkit.images.backbones import import_torchvision  # noqa: E402
+
+try:
+    import_torchvision()
+except InputError:
+    pytest.skip("torchvision is not installed (pip install 'evalkit[images]')", allow_module_level=True)
+
+from test_images_cli import CXR, FAST, chestxray_folder  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def test_a_report_path_naming_an_image_of_the_table_is_refused_even_with_force(store, cli, tmp_path):
+    """-o over an image the table lists: the input check before the data is read sees the table only,
+    so `--force` overwrote the image with the report JSON (run and evaluate --model alike)."""
+    import mlflow
+
+    chestxray_folder(tmp_path / "cxr", n=30)
+    table, root = tmp_path / "cxr" / "Data_Entry_2017.csv", tmp_path / "cxr" / "images"
+    image = root / "00000005_000.png"
+    before = image.read_bytes()
+    res = cli("run", "--dataset", table, "--image-root", root, *CXR, *FAST, "--epochs", "1", "-o", image, "--force")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        f"error: --output {image}: is the image of row 6 of {table}; write the output to another path "
+        "(an input is never overwritten, even with --force)")
+    assert image.read_bytes() == before
+    assert mlflow.MlflowClient(store).search_runs(["1"]) == []  # refused before a run starts
+    res = cli("run", "--dataset", table, "--image-root", root, *CXR, *FAST, "--epochs", "1", "-o", "r.json")
+    assert res.exit_code == 0, res.output
+    run_id = mlflow.MlflowClient(store).search_runs(["1"])[0].info.run_id
+    # evaluate --model: a training row's image is an input of the table as much as a test row's
+    train_image = root / "00000000_000.png"
+    before = train_image.read_bytes()
+    res = cli("evaluate", "--model", f"runs:/{run_id}/model", "--dataset", table, "--image-root", root,
+              "--workers", "0", "-o", train_image, "--force")
+    assert res.exit_code == 2
+    assert f"error: --output {train_image}: is the image of row 1 of {table}" in res.output
+    assert train_image.read_bytes() == before
+    assert len(mlflow.MlflowClient(store).search_runs(["1"])) == 1
