@@ -96,7 +96,8 @@ class RunConfig(BaseModel):
     batch_norm: bool = Field(False, description="Batch normalisation after each hidden layer.")
     # image backbones (--model resnet18 ...: evalkit.images.backbones)
     image_size: int | None = Field(None, ge=8, le=4096, description="Backbones: side images are resized to "
-                                   "(default: the image side, at least 32).")
+                                   "(default: the image side, at least 32); image tables: the side images are "
+                                   "streamed at, for any model (default: the first image's shorter side, at most 224).")
     pretrained: bool = Field(False, description="Backbones: start from torchvision's ImageNet weights (its cache, "
                              "or downloaded); offline, use --weights FILE.")
     weights: str | None = Field(None, description="Backbones: a local state_dict file to start from (ImageNet "

@@ -55,3 +55,22 @@ def test_a_report_path_naming_an_image_of_the_table_is_refused_even_with_force(s
     assert f"error: --output {train_image}: is the image of row 1 of {table}" in res.output
     assert train_image.read_bytes() == before
     assert len(mlflow.MlflowClient(store).search_runs(["1"])) == 1
+
+
+def test_image_size_sets_the_streamed_side_of_a_table_for_the_cnn_and_auto(cli, tmp_path):
+    """--image-size on an image table is the side its images are streamed at (docs: Images, "Image
+    files and tables"): it was refused as a backbone-only option once --model auto had taken the cnn."""
+    chestxray_folder(tmp_path / "cxr", n=30)
+    table, root = tmp_path / "cxr" / "Data_Entry_2017.csv", tmp_path / "cxr" / "images"
+    for model in ("auto", "cnn"):
+        res = cli("run", "--dataset", table, "--image-root", root, *CXR, "--model", model, "--epochs", "1",
+                  "--workers", "0", "--device", "cpu", "--image-size", "24", "--no-track", "-o", f"{model}.json")
+        assert res.exit_code == 0, res.output
+        assert "only for torchvision backbones" not in res.output
+        report = json.loads((tmp_path / f"{model}.json").read_text())
+        assert report["dataset"]["n_samples"] > 0
+        assert "│ train │" in res.output and "│      576 │" in res.output  # 1 x 24 x 24 features
+    # in-memory images: the cnn takes them as they are, so --image-size is still a backbone option there
+    res = cli("run", "--dataset", "digits-grid", "--model", "cnn", "--epochs", "1", "--image-size", "24", "--no-track")
+    assert res.exit_code == 2
+    assert "--image-size: only for torchvision backbones" in res.output

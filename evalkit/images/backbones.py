@@ -165,16 +165,18 @@ def _pretrained_state(tv, name: str) -> dict:
                          f"state_dict with --weights FILE") from None
 
 
-def check_backbone_options(arch: str, config) -> None:
+def check_backbone_options(arch: str, config, streamed: bool = False) -> None:
     """Refuse the backbone options of ``config`` (a RunConfig) for an ``arch`` that is not a backbone,
-    and ``--unfreeze-after`` without ``--freeze-backbone``.
+    and ``--unfreeze-after`` without ``--freeze-backbone``. ``streamed``: the data is an image table,
+    whose images ``--image-size`` sets the streamed side of for any model.
 
     Raises:
         InputError: (exit 2) naming the option.
     """
     if arch not in BACKBONES:
         given = [flag for flag, v in (("--pretrained", config.pretrained), ("--weights", config.weights),
-                                      ("--freeze-backbone", config.freeze_backbone), ("--image-size", config.image_size),
+                                      ("--freeze-backbone", config.freeze_backbone),
+                                      ("--image-size", config.image_size and not streamed),
                                       ("--unfreeze-after", config.unfreeze_after)) if v]
         if given:
             raise InputError(f"{given[0]}: only for torchvision backbones (--model {' / '.join(BACKBONES)}), "

@@ -103,10 +103,11 @@ def check_architectures(config: RunConfig, splits) -> None:
     from evalkit.workflows.training import image_options
 
     from evalkit.images.backbones import check_backbone_options
+    from evalkit.images.lazy import is_lazy
 
     for arch in candidates(config, splits):
         c = candidate_config(config, arch)
-        check_backbone_options(arch, c)
+        check_backbone_options(arch, c, streamed=is_lazy(splits.train.X))  # a table's --image-size: its streamed side
         build_model(arch, splits.train.n_features, splits.train.n_labels, hidden=c.hidden, dropout=c.dropout,
                     activation=c.activation, batch_norm=c.batch_norm, input_shape=splits.train.X.shape[1:],
                     image=image_options(c))
