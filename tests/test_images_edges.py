@@ -74,3 +74,24 @@ def test_image_size_sets_the_streamed_side_of_a_table_for_the_cnn_and_auto(cli, 
     res = cli("run", "--dataset", "digits-grid", "--model", "cnn", "--epochs", "1", "--image-size", "24", "--no-track")
     assert res.exit_code == 2
     assert "--image-size: only for torchvision backbones" in res.output
+
+
+@pytest.mark.parametrize("split, n_images, n_labels", [("test", 5, 30), ("val", 0, 0), ("train", 60, 59)])
+def test_a_medmnist_split_whose_images_and_labels_disagree_names_its_arrays(tmp_path, split, n_images, n_labels):
+    """The sizes of one split's arrays: the message named neither array ("5 feature rows but 30
+    target rows"), and an empty split said "dataset has zero samples"."""
+    from evalkit.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for s, n in (("train", 60), ("val", 20), ("test", 30)):
+        arrays[f"{s}_images"] = rng.integers(0, 255, (n, 8, 8)).astype(np.uint8)
+        arrays[f"{s}_labels"] = (rng.random((n, 14)) < 0.3).astype(np.uint8)
+    arrays[f"{split}_images"] = arrays[f"{split}_images"][:n_images]
+    arrays[f"{split}_labels"] = arrays[f"{split}_labels"][:n_labels]
+    path = tmp_path / "chestmnist.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(InputError) as e:
+        load_dataset(str(path))
+    assert str(e.value) == (f"{path}: {split}_images has {n_images} images but {split}_labels has {n_labels} rows; "
+                            "expected the same N, at least 1")

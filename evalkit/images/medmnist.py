@@ -57,6 +57,10 @@ def read_medmnist(path) -> tuple:
         shapes = [z[f"{s}_images"].shape for s in SPLITS]
         check_alloc(path, "images (float32)", (sum(s[0] for s in shapes), *shapes[0][1:]), 4)
         parts = {s: (_images(path, s, z[f"{s}_images"]), _labels(path, s, z[f"{s}_labels"])) for s in SPLITS}
+    for s, (X, Y) in parts.items():  # named by their arrays (a Dataset would say "feature rows" / "zero samples")
+        if len(X) != len(Y) or len(X) == 0:
+            raise InputError(f"{path}: {s}_images has {len(X)} images but {s}_labels has {len(Y)} rows; expected "
+                             "the same N, at least 1")
         names = [str(n) for n in z["labels"]] if "labels" in z.files else None
     C = parts["train"][1].shape[1]
     if any(p[1].shape[1] != C or p[0].shape[1:] != parts["train"][0].shape[1:] for p in parts.values()):
