@@ -108,7 +108,6 @@ def blocked_distribution(st, resamples: int, seed: int) -> dict[str, np.ndarray]
     :func:`evalkit.stats.rowstats.resampled_metrics`."""
     from evalkit.metrics._parallel import THREADS, submit
     from evalkit.stats.bootstrap import single_threaded_blas
-    from evalkit.stats.rowstats import linear_ranking, metrics_from_sums
 
     n = st.n_rows
     blocks = -(-n // BLOCK)
