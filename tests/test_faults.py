@@ -355,11 +355,15 @@ def test_ctrl_c_inside_start_run_or_end_run_never_leaves_the_run_running(store, 
         return real(*args, **kwargs)
 
     monkeypatch.setattr(mlflow, during, signalled)
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        with RunLogger(store, "int", run_name="r") as run:
-            run.log_metrics({"m": 1.0})
-    assert signal.getsignal(signal.SIGINT) is before
+    # Python's own Ctrl-C handler (a CI script started in the background inherits SIGINT ignored)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with RunLogger(store, "int", run_name="r") as run:
+                run.log_metrics({"m": 1.0})
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
     client = mlflow.MlflowClient(store)
     (r,) = client.search_runs([client.get_experiment_by_name("int").experiment_id])
     assert r.info.status == ("KILLED" if during == "start_run" else "FINISHED")
@@ -379,10 +383,14 @@ def test_second_ctrl_c_while_an_interrupted_run_ends_is_dropped(store, monkeypat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(mlflow, "end_run", signalled)
-    with pytest.raises(KeyboardInterrupt) as info:
-        with RunLogger(store, "int2", run_name="r") as run:
-            run.log_metrics({"m": 1.0})
-            raise KeyboardInterrupt  # the first Ctrl-C, mid-training
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see above)
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            with RunLogger(store, "int2", run_name="r") as run:
+                run.log_metrics({"m": 1.0})
+                raise KeyboardInterrupt  # the first Ctrl-C, mid-training
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert info.value.run_killed
     client = mlflow.MlflowClient(store)
     (r,) = client.search_runs([client.get_experiment_by_name("int2").experiment_id])
