@@ -5,6 +5,7 @@ workers decode, MedMNIST archives whose arrays disagree."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,6 +75,43 @@ def test_image_size_sets_the_streamed_side_of_a_table_for_the_cnn_and_auto(cli, 
     res = cli("run", "--dataset", "digits-grid", "--model", "cnn", "--epochs", "1", "--image-size", "24", "--no-track")
     assert res.exit_code == 2
     assert "--image-size: only for torchvision backbones" in res.output
+
+
+def test_sigterm_to_the_process_group_while_workers_decode_ends_the_run_killed_exit_143(store, tmp_path):
+    """systemd stopping a service, `kill -- -PGID`: SIGTERM reaches the DataLoader workers too. A
+    worker killed by it made torch raise "DataLoader worker ... is killed by signal" over the
+    interrupt: exit 1, a traceback, the run FAILED. The workers leave the signal to the run now."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+
+    chestxray_folder(tmp_path / "cxr", n=120)
+    (tmp_path / "pickle.py").write_text("raise SystemExit('a stray pickle.py was imported')\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), EVALKIT_CHECKPOINT_DIR=str(tmp_path / "ckpt"))
+    log = tmp_path / "err.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-P", "-m", "evalkit", "run", "--dataset", "cxr/Data_Entry_2017.csv", "--image-root",
+             "cxr/images", *CXR, "--model", "cnn", "--epochs", "1000", "--monitor", "none", "--folds", "1",
+             "--workers", "1", "--device", "cpu", "--tracking-uri", store, "-o", "r.json"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list((tmp_path / "ckpt").glob("*/checkpoint.pt")):
+            break  # an epoch is done: the workers are decoding the next one
+        time.sleep(0.2)
+    assert proc.poll() is None, log.read_text()
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143, log.read_text()
+    text = log.read_text()
+    assert "Traceback" not in text and "stray" not in text
+    assert text.strip().splitlines()[-1] == "interrupted (SIGTERM); MLflow run ended as KILLED"
+    assert [r.info.status for r in mlflow.MlflowClient(store).search_runs(["1"])] == ["KILLED"]
+    assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize("split, n_images, n_labels", [("test", 5, 30), ("val", 0, 0), ("train", 60, 59)])

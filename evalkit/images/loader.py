@@ -11,6 +11,7 @@ evaluation batches are resized and centre-cropped, deterministically.
 from __future__ import annotations
 
 import os
+import signal
 
 import numpy as np
 import torch
@@ -174,20 +175,66 @@ def image_loader(table, *, size: int, channels: int, train: bool, batch_size: in
     return SafePathLoader(
         rows, batch_size=batch_size, sampler=EpochOrder(len(rows), seed, shuffle=train), num_workers=workers,
         collate_fn=collate, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-        worker_init_fn=None, multiprocessing_context="spawn" if workers else None)
+        worker_init_fn=_worker_signals if workers else None, multiprocessing_context="spawn" if workers else None)
 
 
 class SafePathLoader(torch.utils.data.DataLoader):
     """A ``DataLoader`` whose worker processes start with ``PYTHONSAFEPATH=1``: a spawned worker is
     ``python -c ...``, which would put the working folder first on ``sys.path`` and import a stray
     ``pickle.py`` or ``numpy.py`` from it before anything else (the fold pool and ``evalkit ui`` start
-    their children with ``-P`` for the same reason). The variable is set only while the workers start."""
+    their children with ``-P`` for the same reason). The variable is set only while the workers start.
+
+    The workers also leave Ctrl-C and SIGTERM sent to the whole process group (a terminal's Ctrl-C,
+    ``kill -- -PGID``, systemd stopping a service) to the training process, which ends the run
+    (KILLED, exit 130 / 143) and stops them (:meth:`close`): they start with both signals blocked,
+    then ignore SIGINT and exit quietly (status 0) on SIGTERM (:func:`_worker_signals`). A worker
+    still importing torch printed a KeyboardInterrupt traceback, and one killed by the group's SIGTERM
+    made torch raise "DataLoader worker ... is killed by signal" over the interrupt (exit 1, a
+    traceback, the run FAILED).
+    """
 
     def _get_iterator(self):
-        if not self.num_workers or os.environ.get("PYTHONSAFEPATH"):
+        if not self.num_workers:
             return super()._get_iterator()
-        os.environ["PYTHONSAFEPATH"] = "1"
+        safe = not os.environ.get("PYTHONSAFEPATH")
+        if safe:
+            os.environ["PYTHONSAFEPATH"] = "1"
+        blocked = None
         try:
+            if hasattr(signal, "pthread_sigmask"):
+                from multiprocessing import resource_tracker
+
+                resource_tracker.ensure_running()  # first: starting it unblocks SIGINT and SIGTERM, whatever the mask
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
             return super()._get_iterator()
         finally:
-            os.environ.pop("PYTHONSAFEPATH", None)
+            if safe:
+                os.environ.pop("PYTHONSAFEPATH", None)
+            if blocked is not None:  # a signal that came meanwhile is delivered to this process now
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def close(self) -> None:
+        """Stop this loader's worker processes now (they are persistent): on an error or an interrupt
+        too, so that none is left to the interpreter's exit, where torch took a worker stopped then for
+        a crash and printed a traceback."""
+        iterator, self._iterator = getattr(self, "_iterator", None), None
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+            for w in getattr(iterator, "_workers", []):
+                if w.is_alive():  # still starting, SIGTERM blocked: torch's terminate() could not stop it
+                    w.kill()
+                    w.join(5)
+
+
+#: the signals a DataLoader worker leaves to the training process, blocked while it starts
+GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _worker_signals(worker_id: int) -> None:
+    """A worker's ``worker_init_fn``: Ctrl-C ignored, SIGTERM a quiet exit (from the group, or torch
+    stopping the worker), then both unblocked (they were blocked while the worker started; one that
+    came meanwhile is acted on now)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)

@@ -49,9 +49,12 @@ def image_batches(X: LazyImages, batch_size: int):
     transform), at most ``batch_size`` rows and :data:`SCORE_PIXELS` pixels per batch."""
     rows = max(MIN_BATCH, SCORE_PIXELS // max(1, X.channels * X.size * X.size))
     loader = stream_loader(X, None, train=False, batch_size=max(1, min(batch_size, rows)))
-    for b, (xb, _, kept) in enumerate(loader):
-        _note_bad(X, loader, b, kept)
-        yield xb, kept
+    try:
+        for b, (xb, _, kept) in enumerate(loader):
+            _note_bad(X, loader, b, kept)
+            yield xb, kept
+    finally:  # an error or an interrupt too: no worker is left to the interpreter's exit
+        loader.close()
 
 
 def train_streaming(model, loss_fn, X_train: LazyImages, Y_train, X_val: LazyImages, Y_val, *, optimizer: str,
@@ -79,22 +82,26 @@ def train_streaming(model, loss_fn, X_train: LazyImages, Y_train, X_val: LazyIma
     done = resume_checkpoint(checkpoint, model, opt, gen, stop) if checkpoint else 0
     loader = stream_loader(X_train, Y_train, train=True, batch_size=batch_size, seed=seed)
     val_loader = stream_loader(X_val, None, train=False, batch_size=batch_size)
-    Yv = torch.from_numpy(np.asarray(Y_val, dtype=np.float32))
-    for epoch in range(done + 1, epochs + 1):
-        loader.sampler.set_epoch(epoch)
-        torch.manual_seed(loader.sampler.key())  # the model's own randomness (dropout) follows the epoch
-        train_loss = _train_epoch(model, loss_fn, loader, X_train, opt, prec, device)
-        if not math.isfinite(train_loss):
-            raise InputError(f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr (now {lr})")
-        val_logits = _scores(model, X_val, val_loader, prec, device)
-        keep = torch.isfinite(val_logits).all(dim=1)
-        stop.Y_val = np.asarray(Y_val)[keep.numpy()]
-        val_loss = float(loss_fn(val_logits[keep].to(device), Yv[keep].to(device)))
-        ended = stop.after_epoch(epoch, train_loss, val_loss, val_logits[keep])
-        if checkpoint:
-            save_checkpoint(checkpoint, epoch if not ended else epochs, model, opt, gen, stop)
-        if ended:
-            break
+    try:
+        Yv = torch.from_numpy(np.asarray(Y_val, dtype=np.float32))
+        for epoch in range(done + 1, epochs + 1):
+            loader.sampler.set_epoch(epoch)
+            torch.manual_seed(loader.sampler.key())  # the model's own randomness (dropout) follows the epoch
+            train_loss = _train_epoch(model, loss_fn, loader, X_train, opt, prec, device)
+            if not math.isfinite(train_loss):
+                raise InputError(f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr (now {lr})")
+            val_logits = _scores(model, X_val, val_loader, prec, device)
+            keep = torch.isfinite(val_logits).all(dim=1)
+            stop.Y_val = np.asarray(Y_val)[keep.numpy()]
+            val_loss = float(loss_fn(val_logits[keep].to(device), Yv[keep].to(device)))
+            ended = stop.after_epoch(epoch, train_loss, val_loss, val_logits[keep])
+            if checkpoint:
+                save_checkpoint(checkpoint, epoch if not ended else epochs, model, opt, gen, stop)
+            if ended:
+                break
+    finally:  # an error or an interrupt too: no worker is left to the interpreter's exit
+        loader.close()
+        val_loader.close()
     return stop.result()
 
 
