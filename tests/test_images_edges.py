@@ -108,8 +108,8 @@ def test_sigterm_to_the_process_group_while_workers_decode_ends_the_run_killed_e
     os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=120) == 143, log.read_text()
     text = log.read_text()
-    assert "Traceback" not in text and "stray" not in text
-    assert text.strip().splitlines()[-1] == "interrupted (SIGTERM); MLflow run ended as KILLED"
+    assert "Traceback" not in text and "stray" not in text, text
+    assert text.strip().splitlines()[-1] == "interrupted (SIGTERM); MLflow run ended as KILLED", text
     assert [r.info.status for r in mlflow.MlflowClient(store).search_runs(["1"])] == ["KILLED"]
     assert not (tmp_path / "r.json").exists()
 
