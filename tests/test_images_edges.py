@@ -97,7 +97,7 @@ def test_sigterm_to_the_process_group_while_workers_decode_ends_the_run_killed_e
         proc = subprocess.Popen(
             [sys.executable, "-P", "-m", "evalkit", "run", "--dataset", "cxr/Data_Entry_2017.csv", "--image-root",
              "cxr/images", *CXR, "--model", "cnn", "--epochs", "1000", "--monitor", "none", "--folds", "1",
-             "--workers", "1", "--device", "cpu", "--tracking-uri", store, "-o", "r.json"],
+             "--workers", "1", "--device", "cpu", "--budget", "off", "--tracking-uri", store, "-o", "r.json"],
             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
