@@ -122,8 +122,9 @@ def _threshold(threshold, C: int) -> np.ndarray:
     if thr is None or thr.ndim > 1 or (thr.ndim == 1 and thr.size != C):
         got = f"shape {thr.shape}" if thr is not None else repr(threshold)[:60]
         raise InputError(f"threshold: expected a number in (0, 1) or {C} of them (one per label), got {got}")
-    if not ((thr > 0) & (thr < 1)).all():  # NaN fails too
-        bad = thr.reshape(-1)[~((thr.reshape(-1) > 0) & (thr.reshape(-1) < 1))][0]
+    outside = ~((thr > 0) & (thr < 1))  # NaN is outside too
+    if outside.any():
+        bad = np.atleast_1d(thr)[np.atleast_1d(outside)][0]
         raise InputError(f"threshold: expected cuts in (0, 1) (the rule is probability >= threshold), got {bad:g}")
     return np.broadcast_to(thr, (C,)).copy() if thr.ndim == 0 else thr
 
