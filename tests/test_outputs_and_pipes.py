@@ -309,6 +309,28 @@ def test_evaluate_with_stdout_full_keeps_results_and_says_so_on_stderr(store, tm
     assert _statuses(tmp_path) == ["FINISHED"]
 
 
+@pytest.mark.parametrize("args", [["losses"], ["datasets"], ["--help"], ["--version"]])
+def test_a_command_whose_result_is_stdout_fails_when_stdout_is_full(tmp_path, args):
+    """``losses``, the ``datasets`` list, ``--help`` keep their output nowhere else: a full stdout is exit 3
+    (it was exit 0 with "the results were kept")."""
+    res = _full_stdout(args, tmp_path)
+    assert res.returncode == 3, res.stderr
+    assert res.stderr == "error: stdout: disk full; the output was lost\n"
+    closed = _closed_pipe(args, tmp_path)  # `evalkit losses | head -0`: the reader stopped on purpose
+    assert (closed.returncode, closed.stderr) == (0, "")
+
+
+def test_compare_json_into_a_full_stdout_is_exit_3_and_says_the_output_was_lost(store, tmp_path):
+    pred = write_predictions(tmp_path / "ok.npz")
+    assert _full_stdout(["evaluate", "--predictions", str(pred)], tmp_path).returncode == 0
+    res = _full_stdout(["compare", "--group-by", "none", "--format", "json"], tmp_path)
+    assert res.returncode == 3, res.stderr
+    assert res.stderr == "error: stdout: disk full; the output was lost\n"
+    ok = subprocess.run([*EVALKIT, "compare", "--group-by", "none", "--format", "json"], cwd=tmp_path, env=_env(),
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 1, ok.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stdout", ["closed", "full"])
 def test_run_with_stdout_closed_or_full_keeps_report_and_finished_run(store, tmp_path, stdout):
@@ -325,14 +347,14 @@ def test_run_with_stdout_closed_or_full_keeps_report_and_finished_run(store, tmp
     assert logged == pytest.approx(f2)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["losses"]])
-@pytest.mark.parametrize("stdout", ["closed", "full"])
-def test_listing_commands_with_stdout_closed_or_full_exit_0_without_traceback(tmp_path, args, stdout):
-    res = (_closed_pipe if stdout == "closed" else _full_stdout)(args, tmp_path)
-    assert res.returncode == 0, res.stderr
-    assert "Traceback" not in res.stderr
-    assert res.stderr == ("" if stdout == "closed" else
-                          "warning: stdout: disk full; the output was cut short (the results were kept)\n")
+def test_an_untracked_evaluation_without_a_report_file_fails_when_stdout_is_full(tmp_path):
+    """``--no-track`` without ``-o``: the printed report is the only result."""
+    pred = write_predictions(tmp_path / "ok.npz")
+    res = _full_stdout(["evaluate", "--predictions", str(pred), "--no-track"], tmp_path)
+    assert (res.returncode, res.stderr) == (3, "error: stdout: disk full; the output was lost\n")
+    res = _full_stdout(["evaluate", "--predictions", str(pred), "--no-track", "-o", "r.json"], tmp_path)
+    assert res.returncode == 0 and res.stderr.startswith("warning: stdout: disk full"), res.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["summary"]
 
 
 def test_json_output_writes_undefined_values_as_null():

@@ -35,7 +35,7 @@ def main() -> None:
     app_module.quiet_logging(verbose)
     from evalkit.cli.outputs import guard_stdout
 
-    guard_stdout()  # a closed or full stdout never fails the work nor changes the exit code
+    guard_stdout()  # a closed or full stdout never fails the work (a full one: exit 3 if it was the result)
     from evalkit.cli.exit_compat import exit_now
 
     fast = os.environ.get("EVALKIT_NO_FAST_EXIT", "") in ("", "0")  # EVALKIT_NO_FAST_EXIT=1: a normal exit
@@ -43,7 +43,9 @@ def main() -> None:
         app()
     except SystemExit as e:
         if not fast:
-            raise
+            from evalkit.cli.outputs import stdout_lost_note
+
+            raise SystemExit(stdout_lost_note(e.code)) from None
         exit_now(e.code)
     if fast:
         exit_now(0)

@@ -80,12 +80,15 @@ def run(
 
             names.from_spec(spec_table(spec), overrides | {k: v for k, v in placement.items() if v is not None})
         configs = load_spec(spec).configs(overrides) if spec is not None else [RunConfig(**overrides)]
+        from evalkit.cli.outputs import results_kept
         from evalkit.inputs import check_run_inputs
 
         # before anything heavy is imported, before any training; a --resume's saved configuration checked
         checked = _check_run_outputs(configs, track, force, spec, names)
         for config in checked:
             check_run_inputs(config)
+        if track or all(c.output for c in checked):
+            results_kept()  # a full stdout only warns
         _terminate_on_sigterm()  # SIGTERM before the run's own handler: one line, exit 143, workers stopped
         from evalkit.cli.ui import ConsoleRenderer, flushed
 
@@ -153,11 +156,13 @@ def evaluate(
 
             names.from_spec(spec_table(spec, "evaluate"), given, "evaluate")
         config = load_evaluate_spec(spec, given, replace_gates=replace_gates) if spec else EvaluateJobConfig(**given)
-        from evalkit.cli.outputs import check_config_outputs
+        from evalkit.cli.outputs import check_config_outputs, results_kept
         from evalkit.inputs import check_evaluate_inputs
 
         check_config_outputs([config], force, spec, names=names)  # before anything heavy is imported or evaluated
         check_evaluate_inputs(config)
+        if config.track or config.output:
+            results_kept()  # a full stdout only warns
         _terminate_on_sigterm()
         from evalkit.cli.ui import ConsoleRenderer, flushed, split_renderer
         from evalkit.workflows.job import evaluate_job
@@ -282,12 +287,14 @@ def sync_spool(
     Exit codes: 0 all uploaded (or nothing to do), 2 corrupt entries moved aside, 3 some runs kept.
     """
     with user_errors():
+        from evalkit.cli.outputs import results_kept
         from evalkit.cli.spool_render import show_sync
         from evalkit.tracking import resolve_tracking_uri
         from evalkit.tracking import sync_spool as upload
 
         if tracking_uri:
             resolve_tracking_uri(tracking_uri)  # malformed URI: exit 2
+        results_kept()
         show_sync(upload(tracking_uri, spool_dir, timeout=tracking_timeout), console())
 
 

@@ -69,6 +69,9 @@ def download(
     from evalkit.cli.app import _terminate_on_sigterm, console, user_errors
 
     with user_errors():
+        from evalkit.cli.outputs import results_kept
+
+        results_kept()  # files / the tracking store: a full stdout only warns
         from evalkit.data.download import check_request, download as fetch
 
         check_request(list(names), mirror=mirror, size=size, timeout=timeout)  # before a progress bar is drawn

@@ -30,7 +30,7 @@ def exit_now(code) -> None:
         code = 1
     from evalkit.cli.outputs import stdout_lost_note
 
-    stdout_lost_note()
+    code = stdout_lost_note(code)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

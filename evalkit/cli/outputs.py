@@ -156,19 +156,40 @@ def guard_stdout() -> SafeStdout:
     return sys.stdout
 
 
-def stdout_lost_note() -> None:
-    """After the work: one line on stderr when stdout was full (a closed pipe stays quiet)."""
+_RESULT_ON_STDOUT: list[bool] = [True]
+
+
+def results_kept() -> None:
+    """Mark the running command's results as kept beyond its stdout (a report file, the tracking store,
+    downloaded files): a full stdout then only warns (:func:`stdout_lost_note`). Without it (``compare``,
+    ``losses``, ``datasets``, ``--help``, an untracked run without ``-o``) stdout is the result, and a
+    full stdout is exit 3."""
+    _RESULT_ON_STDOUT[0] = False
+
+
+def stdout_lost_note(code=0):
+    """After the work: the exit code, told on stderr when stdout was full (a closed pipe stays quiet:
+    ``evalkit ... | head`` stops reading on purpose).
+
+    A command that keeps its results elsewhere (:func:`results_kept`: a report file, the tracking store)
+    keeps its code and warns; one whose result was its stdout says the output was lost and exits 3 (an
+    infrastructure fault: disk full), unless it already failed with another code.
+    """
     out = sys.stdout
     out.flush()
-    if isinstance(out, SafeStdout) and out.failure not in (None, errno.EPIPE):
-        try:
-            from evalkit.errors import os_cause
+    if not isinstance(out, SafeStdout) or out.failure in (None, errno.EPIPE):
+        return code
+    lost = _RESULT_ON_STDOUT[0]
+    try:
+        from evalkit.errors import os_cause
 
-            cause = os_cause(OSError(out.failure, os.strerror(out.failure)))
-            sys.stderr.write(f"warning: stdout: {cause}; the output was cut short (the results were kept)\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+        cause = os_cause(OSError(out.failure, os.strerror(out.failure)))
+        sys.stderr.write(f"error: stdout: {cause}; the output was lost\n" if lost else
+                         f"warning: stdout: {cause}; the output was cut short (the results were kept)\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    return 3 if lost and code in (0, None) else code
 
 
 DEFAULT_STORE = "sqlite:///mlruns/mlflow.db"

@@ -34,6 +34,9 @@ def reap(
     from evalkit.cli.app import console, user_errors
 
     with user_errors():
+        from evalkit.cli.outputs import results_kept
+
+        results_kept()  # files / the tracking store: a full stdout only warns
         from evalkit.tracking import check_store, resolve_tracking_uri
         from evalkit.tracking.reap import parse_age
         from evalkit.tracking.reap import reap as do_reap

@@ -40,6 +40,9 @@ def tune(
     as the parent run's result. Needs the extra: pip install 'evalkit\\[ray]'.
     """
     with user_errors(ctx) as names:
+        from evalkit.cli.outputs import results_kept
+
+        results_kept()  # files / the tracking store: a full stdout only warns
         if num_samples is not None and num_samples < 1:
             raise InputError(f"--num-samples: expected at least 1, got {num_samples}")
         from evalkit.spec import load_spec, spec_table

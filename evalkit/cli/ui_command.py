@@ -31,6 +31,9 @@ def ui(
     from evalkit.cli.app import console, user_errors
 
     with user_errors():
+        from evalkit.cli.outputs import results_kept
+
+        results_kept()  # files / the tracking store: a full stdout only warns
         from evalkit.tracking import resolve_tracking_uri
         from evalkit.tracking.store import check_store, is_http
 
