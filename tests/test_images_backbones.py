@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -65,8 +66,19 @@ def test_weights_file_of_another_network_or_missing_is_refused_in_one_line(tmp_p
     tv = import_torchvision()
     path = tmp_path / "dense.pt"
     torch.save(tv.models.densenet121(weights=None).state_dict(), path)
-    with pytest.raises(InputError, match=r"^--weights .*dense\.pt: not a state_dict of resnet18: "):
+    with pytest.raises(InputError, match=r"^--weights .*dense\.pt: not a state_dict of resnet18: ") as e:
         build_backbone("resnet18", (3, 32, 32), 3, weights=str(path))
+    # counts and the first three keys, not torch's list of every key (it was ~10 kB on one line)
+    assert re.search(r": \d+ key\(s\) missing \(conv1\.weight, bn1\.weight, bn1\.bias, \.\.\. \d+ more\); "
+                     r"\d+ key\(s\) unexpected \(features\.conv0\.weight, ", str(e.value)), str(e.value)
+    assert len(str(e.value)) < 400 and "\n" not in str(e.value)
+    resnet = build_backbone("resnet18", (3, 32, 32), 5)[1].state_dict()
+    resnet["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    torch.save(resnet, tmp_path / "odd.pt")
+    with pytest.raises(InputError, match=r"odd\.pt: not a state_dict of resnet18: 1 key\(s\) of another shape "
+                                         r"\(layer1\.0\.conv1\.weight \(64, 64, 1, 1\) in the file, \(64, 64, 3, 3\) "
+                                         r"expected\)$"):
+        build_backbone("resnet18", (3, 32, 32), 5, weights=str(tmp_path / "odd.pt"))
     with pytest.raises(InputError, match=r"^--weights .*nope\.pt: no such file$"):
         build_backbone("resnet18", (3, 32, 32), 3, weights=str(tmp_path / "nope.pt"))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

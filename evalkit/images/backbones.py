@@ -124,8 +124,26 @@ def _load_weights(net, name: str, n_labels: int, path: str) -> None:
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise InputError(f"--weights {path}: not a state_dict of {name}: {first}") from None
+        why = _mismatch(net.state_dict(), state) or str(e).splitlines()[0]
+        raise InputError(f"--weights {path}: not a state_dict of {name}: {why}") from None
+
+
+def _mismatch(expected: dict, state: dict) -> str:
+    """What differs between a network's state_dict and a file's, in one line: counts of missing,
+    unexpected and reshaped keys with the first few of each (torch's own message lists every key)."""
+    def shape(v) -> tuple:
+        return tuple(getattr(v, "shape", ()))
+
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [f"{k} {shape(state[k])} in the file, {shape(expected[k])} expected" for k in expected
+                if k in state and shape(state[k]) != shape(expected[k])]
+    parts = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)):
+        if keys:
+            more = f", ... {len(keys) - 3} more" if len(keys) > 3 else ""
+            parts.append(f"{len(keys)} key(s) {what} ({', '.join(keys[:3])}{more})")
+    return "; ".join(parts)
 
 
 def _read_state(path: str) -> dict:
