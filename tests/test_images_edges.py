@@ -133,3 +133,31 @@ def test_a_medmnist_split_whose_images_and_labels_disagree_names_its_arrays(tmp_
         load_dataset(str(path))
     assert str(e.value) == (f"{path}: {split}_images has {n_images} images but {split}_labels has {n_labels} rows; "
                             "expected the same N, at least 1")
+
+
+def test_an_image_on_two_rows_or_in_both_tables_is_refused_naming_the_rows(cli, tmp_path):
+    """A table that lists one image twice (or a --test-dataset sharing images with --dataset) was
+    accepted: a copy could be trained on and then scored as a test image, inflating every metric."""
+    chestxray_folder(tmp_path / "cxr", n=30)
+    table, root = tmp_path / "cxr" / "Data_Entry_2017.csv", tmp_path / "cxr" / "images"
+    lines = table.read_text().splitlines()
+    twice = tmp_path / "cxr" / "twice.csv"
+    twice.write_text("\n".join([*lines, lines[3]]) + "\n")  # row 3's image again, as row 31
+    res = cli("run", "--dataset", twice, "--image-root", root, *CXR, *FAST, "--epochs", "1", "--no-track")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        f"error: {twice}: rows 3 and 31 name the same image {root.resolve() / '00000002_000.png'}; expected one "
+        "row per image (a copy could land in both the training and the test split)")
+    train, test = tmp_path / "cxr" / "train.csv", tmp_path / "cxr" / "test.csv"
+    train.write_text("\n".join(lines[:21]) + "\n")
+    test.write_text("\n".join([lines[0], *lines[20:]]) + "\n")  # row 20 of train is row 1 of test
+    res = cli("run", "--dataset", train, "--test-dataset", test, "--image-root", root, *CXR, *FAST, "--epochs", "1",
+              "--no-track")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        f"error: {test}: row 1: image {root.resolve() / '00000019_000.png'} is also row 20 of {train}; expected "
+        "test images the training never saw")
+    test.write_text("\n".join([lines[0], *lines[21:]]) + "\n")
+    res = cli("run", "--dataset", train, "--test-dataset", test, "--image-root", root, *CXR, *FAST, "--epochs", "1",
+              "--no-track")
+    assert res.exit_code == 0, res.output

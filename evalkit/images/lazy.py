@@ -195,9 +195,11 @@ def configure_images(datasets: list, *, size: int | None = None, channels: int |
 
     Raises:
         InputError: ``--workers``, ``--augment none`` or ``--skip-bad-images`` for data that is not an
-            image table (they would be ignored).
+            image table (they would be ignored); an image in two of the tables (e.g. ``--dataset`` and
+            ``--test-dataset``: a test image seen in training).
     """
     lazy = [d for d in datasets if d is not None and is_lazy(d.X)]
+    _check_disjoint(lazy)
     if not lazy:
         given = [flag for flag, on in (("--workers", workers is not None), ("--augment", augment != "standard"),
                                        ("--skip-bad-images", skip_bad)) if on]
@@ -210,6 +212,19 @@ def configure_images(datasets: list, *, size: int | None = None, channels: int |
     loading = Loading(workers, augment, skip_bad)
     return [d.with_features(replace(d.X, size=size, channels=channels, loading=loading))
             if d is not None and is_lazy(d.X) else d for d in datasets]
+
+
+def _check_disjoint(datasets: list) -> None:
+    """Refuse an image that two of these image datasets share (the first one found, with its rows)."""
+    seen: dict[str, tuple] = {}
+    for d in datasets:
+        mine = dict(zip(d.X.paths, d.X.rows))
+        for p, row in mine.items():
+            if p in seen and seen[p][0] is not d:
+                other, other_row = seen[p]
+                raise InputError(f"{d.source}: row {row}: image {p} is also row {other_row} of {other.source}; "
+                                 "expected test images the training never saw")
+        seen.update({p: (d, row) for p, row in mine.items() if p not in seen})
 
 
 def skipped_rows(*datasets) -> int:

@@ -51,7 +51,7 @@ def read_image_table(path, *, image_column: str | None = None, image_root: str |
 
     Raises:
         InputError: (exit 2, one line naming the file and, for a row, its number) unreadable table;
-            no image column; an empty path; a path outside ``image_root``; labels as in
+            no image column; an empty path; a path outside ``image_root``; an image on two rows; labels as in
             :func:`evalkit.data.tabular.read_table`.
     """
     import pandas as pd
@@ -72,9 +72,20 @@ def read_image_table(path, *, image_column: str | None = None, image_root: str |
     if not root.is_dir():
         raise InputError(f"--image-root {root}: not a folder")
     paths = [resolve_image_path(path, root, cell, i + 1) for i, cell in enumerate(df[column].tolist())]
+    _check_unique(path, paths)
     Y, names = _labels(path, df, label_columns, label_prefix, label_list_column, label_sep, empty_label)
     return ImageTable(str(path), root, paths, np.arange(1, len(paths) + 1, dtype=np.int64), Y, names,
                       {"format": "image-table", "image_column": column})
+
+
+def _check_unique(table: Path, paths: list[str]) -> None:
+    """Refuse an image named on two rows (after symlinks are resolved): its copies could land in the
+    training and the test split, and a test image seen in training inflates every metric."""
+    first: dict[str, int] = {}
+    for row, p in enumerate(paths, 1):
+        if first.setdefault(p, row) != row:
+            raise InputError(f"{table}: rows {first[p]} and {row} name the same image {p}; expected one row per "
+                             "image (a copy could land in both the training and the test split)")
 
 
 def _image_column(path: Path, columns: list[str], given: str | None) -> str:
