@@ -174,3 +174,27 @@ def test_a_numpy_float32_confidence_level_is_taken(data):
     json.loads(r.to_json())
     with pytest.raises(InputError, match=r"^ci: expected a confidence level in \(0, 1\) such as 0.95, got True$"):
         evaluate_scores(Y, probabilities=P, ci=True)
+
+
+def test_evaluate_predictions_takes_a_number_or_one_threshold_per_label_from_python(tmp_path):
+    """A list of thresholds was read as ``--threshold`` text ("--threshold: unknown strategy '[0.5, 0.4]'"):
+    the Python API takes a number or a sequence, checked under the argument's own name."""
+    from sklearn.metrics import f1_score
+
+    from evalkit import evaluate_predictions
+
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0]])
+    p = np.array([[.9, .2], [.3, .8], [.6, .45], [.35, .1], [.45, .42]])
+    np.savez(tmp_path / "p.npz", targets=y, probabilities=p)
+    for given, cut in (([0.5, 0.4], [0.5, 0.4]), (np.array([0.4, 0.5]), [0.4, 0.5]), (0.3, [0.3, 0.3]),
+                       ("0.3", [0.3, 0.3])):
+        report = json.loads(evaluate_predictions(str(tmp_path / "p.npz"), threshold=given).to_json())
+        assert report["summary"]["micro"]["f1"] == pytest.approx(f1_score(y, p >= np.array(cut), average="micro"),
+                                                                 abs=1e-12)
+        assert report["threshold"]["values"] == cut
+    for given, message in (((0.2,), "threshold: expected 2 thresholds (one per label), got 1"),
+                           ([0.5, 1.0], "threshold: every threshold must lie in (0, 1)"),
+                           (["a", "b"], "threshold: thresholds must be numbers, got ['a', 'b']")):
+        with pytest.raises(InputError) as e:
+            evaluate_predictions(str(tmp_path / "p.npz"), threshold=given)
+        assert str(e.value) == message

@@ -129,6 +129,21 @@ def _check_values(values, n_labels: int, where: str) -> tuple[float, ...]:
     return tuple(float(v) for v in arr)
 
 
+def given_thresholds(value, label_names: list[str], where: str = "threshold") -> Thresholds:
+    """Thresholds given in Python: a number (one cut for every label) or a sequence / array of one
+    per label, each in (0, 1); a string is :func:`read_thresholds`' text.
+
+    Raises:
+        InputError: naming ``where``: not numbers, wrong count, values outside (0, 1).
+    """
+    if isinstance(value, str):
+        return read_thresholds(value, label_names)
+    C = len(label_names)
+    if np.ndim(value) == 0 and not isinstance(value, (bool, np.bool_)):
+        return Thresholds.fixed(_check_values([value] * C, C, where)[0], C)
+    return Thresholds(ThresholdStrategy("given"), _check_values(value, C, where), source="per-class (given)")
+
+
 def read_thresholds(text: str, label_names: list[str]) -> Thresholds:
     """Thresholds given to ``evaluate --threshold``: ``fixed:T`` / a number, ``top-k:K``, a comma list
     (one per label), or a file: JSON (a list, a ``{label: threshold}`` object, or an evalkit report /

@@ -4,6 +4,7 @@ and label maps applied batch by batch."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from evalkit.report import Report, build_report, metrics_block
 def evaluate_predictions(
     path: str,
     *,
-    threshold: str = "0.5",
+    threshold: str | float | Sequence[float] = "0.5",
     beta: float = DEFAULT_BETA,
     threshold_free: str = "exact",
     batch_size: int = 65536,
@@ -35,8 +36,9 @@ def evaluate_predictions(
 
     Args:
         path: the predictions file (targets ``(N, C)`` plus logits or probabilities ``(N, C)``).
-        threshold: ``evaluate --threshold`` text (:func:`evalkit.thresholds.read_thresholds`), for
-            the mapped labels when ``label_map`` is given.
+        threshold: a cut in (0, 1) for every label, a sequence of one per label, or ``evaluate
+            --threshold`` text (:func:`evalkit.thresholds.read_thresholds`: ``"0.3"``, ``"top-k:2"``, a
+            JSON / CSV file), for the mapped labels when ``label_map`` is given.
         label_map: a label map file (:mod:`evalkit.labelmap`): the file's labels are mapped onto its
             targets (scores as probabilities, combined with ``map_reduce``: max, sum or mean), as
             ``evaluate --model --label-map`` does; the digest stays that of the file's targets.
@@ -76,7 +78,7 @@ class _PredictionsPass:
     """The one pass over a predictions file's batches: the metric engine and, with a bootstrap
     ``spec``, the streaming intervals (:class:`~evalkit.stats.blocked.StreamingIntervals`)."""
 
-    def __init__(self, threshold: str, beta: float, zero_division: float, threshold_free: str, spec) -> None:
+    def __init__(self, threshold, beta: float, zero_division: float, threshold_free: str, spec) -> None:
         import hashlib
 
         self.threshold, self.beta, self.zd, self.threshold_free, self.spec = threshold, beta, zero_division, \
@@ -89,12 +91,12 @@ class _PredictionsPass:
         import torch
 
         from evalkit.metrics import MultilabelEngine
-        from evalkit.thresholds import read_thresholds
+        from evalkit.thresholds.value import given_thresholds
 
         self.kind = kind
         if self.engine is None:
             self.names = [str(x) for x in labels]
-            self.thresholds = read_thresholds(self.threshold, self.names)
+            self.thresholds = given_thresholds(self.threshold, self.names)
             if self.thresholds.strategy.per_sample:
                 raise InputError("--threshold: top-k:K needs every sample's scores at once; use --model, or "
                                  "evaluate_scores in Python")
