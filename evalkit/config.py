@@ -47,7 +47,8 @@ def _ci_fields(seeded_by: str) -> tuple:
     return (Field(0.95, ge=0, lt=1, description="Confidence level of bootstrap intervals over the test rows on every "
                   f"headline metric, e.g. 0.95 (0 = off); the resampling seed is {seeded_by}."),
             Field(1000, ge=10, le=100_000, description="Bootstrap resamples of --ci."),
-            Field("percentile", description="Interval of --ci: percentile or bca (bias-corrected and accelerated)."))
+            Field("percentile", description="Interval of --ci: percentile (mAP: studentized where resampled "
+                  "exactly) or bca (bias-corrected and accelerated)."))
 
 
 @lru_cache(maxsize=256)

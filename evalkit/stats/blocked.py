@@ -201,15 +201,19 @@ class StreamingIntervals:
         (:func:`evalkit.stats.bootstrap.add_intervals`); with ``ranking_keys`` (the engine's exact-mode
         sort keys ``(N, C)`` of the same rows, in order) mAP and macro AUROC too."""
         from evalkit.stats.bootstrap import MIN_POSITIVES, add_intervals, interval, summary_points
+        from evalkit.stats.studentized import studentized_interval
 
         st = self._empty_stats()
         dist = metrics_from_blocks(st, self.sums.sums, self.plan)
         jack = metrics_from_blocks(st, self.groups.sum(0) - self.groups, self.plan) if self.spec.method == "bca" else {}
+        se = {}
         if ranking_keys is not None and len(ranking_keys) == self.n:
-            rank_dist, rank_jack = ranking_distribution(ranking_keys, self.spec)
+            rank_dist, rank_jack, se = ranking_distribution(ranking_keys, self.spec)
             dist, jack = dist | rank_dist, jack | rank_jack
         points = summary_points(summary, beta_key)
         ints = {k: interval(v, points.get(k), self.spec, jack.get(k)) for k, v in dist.items()}
+        for k, (se_star, se_obs) in se.items():
+            ints[k] = studentized_interval(dist[k], points.get(k), se_star, se_obs, self.spec.level) or ints[k]
         unstable = [str(label_names[j]) for j in np.flatnonzero(self.positives < MIN_POSITIVES)]
         return add_intervals(summary, ints, beta_key, unstable)
 
@@ -242,8 +246,10 @@ def ranking_distribution(keys: np.ndarray, spec) -> tuple[dict[str, np.ndarray],
     Args:
         keys: int ``(N, C)``, rows in evaluation order; spec: :class:`~evalkit.stats.bootstrap.BootstrapSpec`.
     Returns:
-        ``(dist, jack)``: ``{"mean_average_precision": (R,), "macro_auroc": (R,)}`` and, for BCa, the
-        grouped-jackknife values (row index modulo the group count), else ``{}``.
+        ``(dist, jack, se)``: ``{"mean_average_precision": (R,), "macro_auroc": (R,)}``; for BCa, the
+        grouped-jackknife values (row index modulo the group count), else ``{}``; for percentile
+        intervals resampled exactly, ``{"mean_average_precision": (se* (R,), observed se)}`` for its
+        studentized interval (:mod:`evalkit.stats.studentized`), else ``{}``.
     """
     from evalkit.stats.bootstrap import CHUNK, JACKKNIFE_GROUPS, drop_empty, single_threaded_blas
     from evalkit.stats.rowstats import RowStats, linear_ranking, ranking_from_keys, resampled_ranking
@@ -260,12 +266,16 @@ def ranking_distribution(keys: np.ndarray, spec) -> tuple[dict[str, np.ndarray],
             W = poisson_weights(spec.seed, R, N)
             parts = [resampled_ranking(st, W[r:r + CHUNK], "exact") for r in range(0, R, CHUNK)]
             dist = dict(zip(names, (np.concatenate([p[k] for p in parts]) for k in range(2))))
-            jack = {}
+            jack, se = {}, {}
             if spec.method == "bca":
                 Wj = np.ones((G, N), dtype=np.float32)
                 Wj[np.arange(N) % G, np.arange(N)] = 0.0
                 jack = dict(zip(names, resampled_ranking(st, Wj, "exact")))
-            return drop_empty(dist, W.sum(1)), jack
+            else:  # percentile: mAP's studentized interval (evalkit.stats.studentized)
+                from evalkit.stats.studentized import resampled_map_se
+
+                se = {names[0]: resampled_map_se(st, -(-R // CHUNK), lambda c: W[c * CHUNK:(c + 1) * CHUNK])}
+            return drop_empty(dist, W.sum(1)), jack, se
         F = np.stack([st.ranking["ap_inf"], st.ranking["auc_inf"], np.ones(N)], axis=1).astype(np.float32)
         acc = BlockSums(R, spec.seed)
         for lo in range(0, N, BLOCK):
@@ -277,7 +287,7 @@ def ranking_distribution(keys: np.ndarray, spec) -> tuple[dict[str, np.ndarray],
             np.add.at(part, np.arange(N) % G, F.astype(np.float64))
             S = part.sum(0) - part
             jack = dict(zip(names, linear_ranking(st, S[:, :2], S[:, 2])))
-        return drop_empty(dist, acc.sums[:, 2]), jack
+        return drop_empty(dist, acc.sums[:, 2]), jack, {}
 
 
 EXACT_WEIGHTS = 5e7

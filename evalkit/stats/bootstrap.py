@@ -47,6 +47,7 @@ CHUNK = 50
 """Resamples evaluated together (weights ``CHUNK x N`` float32 per chunk; 2 chunks in flight)."""
 JACKKNIFE_GROUPS = 100
 MIN_POSITIVES = 10
+MAP = "mean_average_precision"
 """A label with fewer positives is flagged in ``ci_unstable_labels``."""
 
 
@@ -237,7 +238,23 @@ def bootstrap_intervals(stats, points: dict[str, float], spec: BootstrapSpec) ->
     """
     dist = bootstrap_distribution(stats, spec)
     jack = jackknife_values(stats, spec) if spec.method == "bca" else {}
-    return {k: interval(v, points.get(k), spec, jack.get(k)) for k, v in dist.items()}
+    out = {k: interval(v, points.get(k), spec, jack.get(k)) for k, v in dist.items()}
+    if studentizes(spec, stats) and dist.get(MAP) is not None:
+        from evalkit.stats.blocked import poisson_weights
+        from evalkit.stats.studentized import resampled_map_se, studentized_interval
+
+        poisson = poisson_weights(spec.seed, spec.resamples, stats.n_rows, np.uint8) if spec.scheme == "poisson" else None
+        se_star, se = resampled_map_se(stats, -(-spec.resamples // CHUNK),
+                                       lambda c: resample_weights(stats.n_rows, spec, c, poisson))
+        out[MAP] = studentized_interval(dist[MAP], points.get(MAP), se_star, se, spec.level) or out[MAP]
+    return out
+
+
+def studentizes(spec: BootstrapSpec, stats) -> bool:
+    """Whether mAP gets the studentized interval (:mod:`evalkit.stats.studentized`): ``percentile``
+    intervals with AP resampled exactly (the delta-method resampling of large test sets and BCa keep theirs)."""
+    return (spec.method == "percentile" and stats.ranking is not None and stats.ranking.get("order") is not None
+            and ranking_mode(spec, stats) == "exact")
 
 
 def unstable_labels(targets, label_names: Sequence[str], min_positives: int = MIN_POSITIVES) -> list[str]:
