@@ -16,7 +16,7 @@ JSON schema (``--output``)::
                  "auroc_samples", "one_error", "precision_at_<k>", "ndcg_at_<k>",
                  "<scalar>_ci": [low, high] (with intervals), "ci_unstable_labels": [label, ...], ...,
                  "degenerate_labels": {"all", "none", "nearly_all", "nearly_none": [label, ...]}},
-     "confidence_interval": {"level", "method", "resamples", "seed", "scheme"}   (with intervals)
+     "confidence_interval": {"level", "method", "resamples", "seed", "scheme", ["studentized"]}   (with intervals)
      "per_class": [{"label", "support", "tp", "fp", "fn", "tn", "accuracy", "precision", "recall",
                     "f1", "f2", "average_precision", "auroc", "threshold", "jaccard", "specificity",
                     "npv", "mcc"}, ...]}

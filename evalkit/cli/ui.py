@@ -231,7 +231,8 @@ def interval_lines(report: dict) -> list[str]:
         return []
     from evalkit.stats.bootstrap import MIN_POSITIVES
 
-    lines = [f"[dim]\\[low, high]: {100 * ci['level']:g}% bootstrap intervals ({ci['method']}, {ci['resamples']} "
+    method = ci["method"] + ("; mAP studentized" if ci.get("studentized") else "")
+    lines = [f"[dim]\\[low, high]: {100 * ci['level']:g}% bootstrap intervals ({method}, {ci['resamples']} "
              f"resamples of the {report['dataset']['n_samples']} test rows, seed {ci['seed']}); --ci 0 turns them off.[/]"]
     if ci.get("why"):
         lines.append(f"[dim]{escape(ci['why'])}.[/]")

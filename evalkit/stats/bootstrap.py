@@ -310,6 +310,14 @@ def report_intervals(targets, scores, *, scores_kind: str, thresholds, beta: flo
     return add_intervals(summary, ints, key, unstable_labels(targets, label_names))
 
 
+def report_block(spec: BootstrapSpec, shape: tuple, ranking: bool) -> dict:
+    """The report's ``confidence_interval`` block: ``spec``'s fields, plus ``"studentized":
+    ["mean_average_precision"]`` when mAP's interval is the studentized one (:func:`studentizes`: an
+    exactly resampled mAP of ``shape`` ``(N, C)`` test rows x labels, ``ranking`` on, percentile)."""
+    exact = spec.ranking == "exact" or (spec.ranking == "auto" and _exact_fits(spec.resamples, shape))
+    return spec.to_dict() | ({"studentized": [MAP]} if ranking and exact and spec.method == "percentile" else {})
+
+
 def _exact_fits(resamples: int, shape: tuple) -> bool:
     from evalkit.stats.blocked import exact_fits
 
@@ -338,4 +346,4 @@ def with_intervals(metrics: dict, targets, probabilities, thresholds, *, beta: f
                                           thresholds=thresholds.array(), beta=beta, zero_division=0.0,
                                           sample_weight=None, label_names=label_names, summary=metrics["summary"],
                                           spec=spec, ranking=threshold_free != "none")
-    return {"confidence_interval": spec.to_dict()}
+    return {"confidence_interval": report_block(spec, np.shape(targets), threshold_free != "none")}

@@ -134,7 +134,7 @@ def _scores_metrics(Y, scores, kind: str, thr, names, *, beta, zero_division, th
     """``(metrics block, extra report keys)`` of :func:`evaluate_scores`: the engine's metrics and,
     with ``ci`` (:class:`~evalkit.stats.bootstrap.BootstrapSpec` fields), their bootstrap intervals."""
     from evalkit.metrics import compute_metrics
-    from evalkit.stats.bootstrap import BootstrapSpec, report_intervals
+    from evalkit.stats.bootstrap import BootstrapSpec, report_block, report_intervals
 
     metrics = metrics_block(compute_metrics(Y, scores, scores_kind=kind, threshold=thr, beta=beta,
                                             zero_division=zero_division, label_names=names,
@@ -146,7 +146,7 @@ def _scores_metrics(Y, scores, kind: str, thr, names, *, beta, zero_division, th
                                           zero_division=zero_division, sample_weight=sample_weight,
                                           label_names=names, summary=metrics["summary"], spec=spec,
                                           ranking=threshold_free != "none")
-    return metrics, {"confidence_interval": spec.to_dict()}
+    return metrics, {"confidence_interval": report_block(spec, np.shape(Y), threshold_free != "none")}
 
 
 def evaluate_model(model: str, dataset: str | None = None, test_dataset: str | None = None, *,

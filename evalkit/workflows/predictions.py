@@ -113,12 +113,13 @@ class _PredictionsPass:
     def metrics(self, extra: dict) -> dict:
         """The engine's metrics block, with the intervals (and their report blocks added to ``extra``)."""
         from evalkit.metrics.names import fbeta_key
+        from evalkit.stats.bootstrap import report_block
 
         metrics = metrics_block(self.engine.compute())
         if self.intervals is not None:
             keys = sort_keys(self.engine)
             metrics["summary"] = self.intervals.add_to(metrics["summary"], fbeta_key(self.beta), self.names, keys)
-            extra["confidence_interval"] = self.spec.to_dict()
+            extra["confidence_interval"] = report_block(self.spec, (self.n, len(self.names)), keys is not None)
             if keys is None and self.threshold_free != "none":
                 extra["confidence_interval"] |= {"without_interval": STREAMING_WITHOUT_CI, "why": STREAMING_CI_NOTE}
         return metrics
