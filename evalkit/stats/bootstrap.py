@@ -23,7 +23,9 @@ inputs and seed, same interval.
 
 Interval ``method``: ``"percentile"`` (default) or ``"bca"`` (bias-corrected and accelerated,
 Efron 1987; the acceleration from a grouped jackknife over :data:`JACKKNIFE_GROUPS` row
-groups, evaluated by the same matrix products).
+groups, evaluated by the same matrix products). Under ``"percentile"``, an exactly resampled mAP
+gets the studentized (bootstrap-t) interval instead (:mod:`evalkit.stats.studentized`; the report's
+``confidence_interval.studentized`` names it): its percentile interval under-covered.
 
 Degenerate inputs: N = 1 gives the point value as both ends (every resample is the same row); a
 metric undefined in some resamples (e.g. a label whose few positives were not drawn) is summarised

@@ -55,7 +55,8 @@ def evaluate_scores(
             benchmarks/bench_ci_cost.py measures the cost): ``summary.<average>.<metric>_ci`` / ``summary.<scalar>_ci`` = ``[low, high]``,
             ``summary.ci_unstable_labels`` and a top-level ``confidence_interval`` block
             (:mod:`evalkit.stats.bootstrap`). ci_resamples: R (default 1000); ci_method:
-            ``percentile`` or ``bca``; seed: the resampling seed (same seed, same intervals).
+            ``percentile`` (mAP: studentized where resampled exactly, :mod:`evalkit.stats.studentized`)
+            or ``bca``; seed: the resampling seed (same seed, same intervals).
         ks: cut-offs of precision@k / nDCG@k.
     Returns:
         :class:`~evalkit.report.Report` (the ``--output`` JSON structure).
