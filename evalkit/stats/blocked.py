@@ -232,7 +232,7 @@ def _exact_plan(st) -> dict:
             "observed": np.zeros(3 * C), "keys": st.keys}
 
 
-def ranking_distribution(keys: np.ndarray, spec) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def ranking_distribution(keys: np.ndarray, spec) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
     """Resampled mAP / macro AUROC of a streaming evaluation, on the very resamples of its other
     metrics (each row's Poisson weights from its global index, :func:`block_weights`), from the
     metric engine's exact-mode sort keys (:func:`evalkit.stats.rowstats.ranking_from_keys`).
