@@ -37,7 +37,7 @@ def test_the_observed_standard_error_is_the_influence_of_each_row_on_map(ties, w
     w = np.ones(len(Y)) if sw is None else sw
     # the engine's influence is per unit of sample weight; a copy of row i carries w_i of it
     assert map_se(st, np.ones((1, len(Y))))[0] == pytest.approx(np.sqrt(np.sum((w * st.ranking["ap_inf"]) ** 2)),
-                                                                rel=1e-10)
+                                                                rel=1e-5)  # float32 sums
 
 
 @pytest.mark.parametrize("ties", [False, True])
