@@ -47,7 +47,8 @@ def test_every_headline_metric_has_an_interval_containing_its_value(report):
         assert lo <= point <= hi, (blk, key, lo, point, hi)
         assert hi - lo > 0.001  # a real spread at N = 400
     assert report["confidence_interval"] == {"level": 0.95, "resamples": 300, "method": "percentile", "seed": 7,
-                                             "scheme": "poisson", "ranking": "auto"}
+                                             "scheme": "poisson", "ranking": "auto",
+                                             "studentized": ["mean_average_precision"]}
 
 
 def test_labels_with_fewer_than_ten_positives_are_flagged(report):

@@ -34,7 +34,8 @@ def test_run_reports_intervals_by_default_seeded_by_the_run(cli, tmp_path, monke
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["confidence_interval"] == {"level": 0.95, "resamples": 1000, "method": "percentile", "seed": 3,
-                                             "scheme": "poisson", "ranking": "auto"}
+                                             "scheme": "poisson", "ranking": "auto",
+                                             "studentized": ["mean_average_precision"]}
     s = report["summary"]
     ints = _all_intervals(s)
     assert len(ints) == 21  # 4 averages x (precision, recall, F1, F2) + 5 scalars
@@ -48,7 +49,7 @@ def test_run_reports_intervals_by_default_seeded_by_the_run(cli, tmp_path, monke
     m = s["macro"]
     assert (round(m["f2"], 3), round(m["f2_ci"][0], 3), round(m["f2_ci"][1], 3)) in shown
     assert (round(s["mean_average_precision"], 3), *(round(x, 3) for x in s["mean_average_precision_ci"])) in shown
-    assert "95% bootstrap intervals (percentile, 1000 resamples of the 917 test rows, seed 3)" in r.output
+    assert "95% bootstrap intervals (percentile; mAP studentized, 1000 resamples of the 917 test rows, seed 3)" in r.output
 
 
 def test_run_ci_0_turns_the_intervals_off(cli, tmp_path, monkeypatch):
@@ -156,6 +157,9 @@ def test_streaming_intervals_do_not_depend_on_the_batching_and_equal_in_memory_o
     mem_pct = evaluate_scores(Y, probabilities=P, ci=0.95, ci_resamples=400)
     sp, smp = _all_intervals(pct["summary"]), _all_intervals(mem_pct["summary"])
     assert sp.keys() == smp.keys() and all(smp[k] == pytest.approx(sp[k], abs=1e-6) for k in sp)
+    # mAP's interval is the studentized one on both paths, and both reports say so
+    assert pct["confidence_interval"]["studentized"] == mem_pct["confidence_interval"]["studentized"] == [
+        "mean_average_precision"]
 
 
 def test_evaluate_predictions_shows_intervals_and_why_map_has_none_when_binned(cli, tmp_path, monkeypatch):

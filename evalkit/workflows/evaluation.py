@@ -54,9 +54,8 @@ def evaluate_scores(
             ``0``: none here; ``evalkit run`` / ``evaluate`` and their configs default to 0.95;
             benchmarks/bench_ci_cost.py measures the cost): ``summary.<average>.<metric>_ci`` / ``summary.<scalar>_ci`` = ``[low, high]``,
             ``summary.ci_unstable_labels`` and a top-level ``confidence_interval`` block
-            (:mod:`evalkit.stats.bootstrap`). ci_resamples: R (default 1000); ci_method:
-            ``percentile`` (mAP: studentized where resampled exactly, :mod:`evalkit.stats.studentized`)
-            or ``bca``; seed: the resampling seed (same seed, same intervals).
+            (:mod:`evalkit.stats.bootstrap`). ci_resamples: R (default 1000); ci_method: ``percentile``
+            (mAP: studentized) or ``bca``; seed: the resampling seed (same seed, same intervals).
         ks: cut-offs of precision@k / nDCG@k.
     Returns:
         :class:`~evalkit.report.Report` (the ``--output`` JSON structure).
