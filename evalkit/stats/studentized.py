@@ -16,8 +16,9 @@ percentile interval covered 94.1% on the same test sets and resamples.
 A standard error is the plug-in (infinitesimal-jackknife) one, ``se^2 = sum_i W_i G_i^2``: ``G_i`` is
 the derivative of mAP with respect to the copy count of row i under the weighting ``W`` itself (the
 weighted-AP influence of :func:`evalkit.stats.rowstats._influence`, resample by resample, copies as
-weights), averaged over the labels defined in it. Cost: about one more pass of the exact AP
-resampling (R x N x C), so it is used where AP is resampled exactly
+weights), averaged over the labels defined in it. Cost: another pass over the resamples' AP
+(R x N x C; the intervals' CPU about doubles, ``benchmarks/bench_ci_studentized.py``), so it is
+used where AP is resampled exactly
 (:func:`evalkit.stats.bootstrap.ranking_mode`) with ``method="percentile"``; the delta-method
 (linear) resampling of large test sets and BCa keep their intervals.
 """
