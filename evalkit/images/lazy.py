@@ -216,15 +216,14 @@ def configure_images(datasets: list, *, size: int | None = None, channels: int |
 
 def _check_disjoint(datasets: list) -> None:
     """Refuse an image that two of these image datasets share (the first one found, with its rows)."""
-    seen: dict[str, tuple] = {}
+    seen: dict[str, tuple] = {}  # each table's paths are distinct already (tables._check_unique)
     for d in datasets:
-        mine = dict(zip(d.X.paths, d.X.rows))
-        for p, row in mine.items():
-            if p in seen and seen[p][0] is not d:
+        for p, row in zip(d.X.paths, d.X.rows):
+            if p in seen:
                 other, other_row = seen[p]
                 raise InputError(f"{d.source}: row {row}: image {p} is also row {other_row} of {other.source}; "
                                  "expected test images the training never saw")
-        seen.update({p: (d, row) for p, row in mine.items() if p not in seen})
+        seen.update((p, (d, row)) for p, row in zip(d.X.paths, d.X.rows))
 
 
 def skipped_rows(*datasets) -> int:

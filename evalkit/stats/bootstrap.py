@@ -253,10 +253,16 @@ def bootstrap_intervals(stats, points: dict[str, float], spec: BootstrapSpec) ->
 
 
 def studentizes(spec: BootstrapSpec, stats) -> bool:
-    """Whether mAP gets the studentized interval (:mod:`evalkit.stats.studentized`): ``percentile``
-    intervals with AP resampled exactly (the delta-method resampling of large test sets and BCa keep theirs)."""
-    return (spec.method == "percentile" and stats.ranking is not None and stats.ranking.get("order") is not None
-            and ranking_mode(spec, stats) == "exact")
+    """Whether mAP gets the studentized interval (:mod:`evalkit.stats.studentized`) for these row statistics."""
+    rk = stats.ranking
+    return rk is not None and rk.get("order") is not None and _studentized(spec, (stats.n_rows, stats.n_labels), True)
+
+
+def _studentized(spec: BootstrapSpec, shape: tuple, ranking: bool) -> bool:
+    """The one rule: ``percentile`` intervals with mAP resampled exactly (``ranking`` on and ``spec.ranking``
+    exact, or auto and ``shape`` ``(N, C)`` within the exact budget); first-order resampling and BCa keep theirs."""
+    exact = spec.ranking == "exact" or (spec.ranking == "auto" and _exact_fits(spec.resamples, shape))
+    return ranking and exact and spec.method == "percentile"
 
 
 def unstable_labels(targets, label_names: Sequence[str], min_positives: int = MIN_POSITIVES) -> list[str]:
@@ -314,10 +320,9 @@ def report_intervals(targets, scores, *, scores_kind: str, thresholds, beta: flo
 
 def report_block(spec: BootstrapSpec, shape: tuple, ranking: bool) -> dict:
     """The report's ``confidence_interval`` block: ``spec``'s fields, plus ``"studentized":
-    ["mean_average_precision"]`` when mAP's interval is the studentized one (:func:`studentizes`: an
-    exactly resampled mAP of ``shape`` ``(N, C)`` test rows x labels, ``ranking`` on, percentile)."""
-    exact = spec.ranking == "exact" or (spec.ranking == "auto" and _exact_fits(spec.resamples, shape))
-    return spec.to_dict() | ({"studentized": [MAP]} if ranking and exact and spec.method == "percentile" else {})
+    ["mean_average_precision"]`` when mAP's interval is the studentized one (:func:`_studentized`, for
+    ``shape`` ``(N, C)`` test rows x labels and ``ranking`` on or off)."""
+    return spec.to_dict() | ({"studentized": [MAP]} if _studentized(spec, shape, ranking) else {})
 
 
 def _exact_fits(resamples: int, shape: tuple) -> bool:
