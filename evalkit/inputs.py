@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from evalkit.errors import InputError, field_name
+from evalkit.images.backbones import BACKBONES  # names only: torchvision is imported when one is built
 
 #: built-in datasets: name -> one-line description (``evalkit datasets``; loaded by
 #: :mod:`evalkit.data.builtin`)
@@ -90,8 +91,8 @@ def _require_file(path, field: str, expected: str) -> None:
 
 def check_run_inputs(config) -> None:
     """The files a :class:`~evalkit.config.RunConfig` reads exist: ``dataset`` (unless a built-in
-    name), ``test_dataset`` and ``reader_options.label_file`` (``weights`` is checked with the
-    backbone options, which say first whether it applies at all).
+    name), ``test_dataset``, ``reader_options.label_file`` and, for a backbone ``model``, ``weights``
+    (for any other model the backbone options refuse ``--weights`` itself once the data is read).
 
     Raises:
         InputError: the first missing file, naming its field.
@@ -103,6 +104,8 @@ def check_run_inputs(config) -> None:
     label_file = (config.reader_options or {}).get("label_file")
     if label_file is not None:
         _require_file(label_file, "label_file", "a MULAN label XML file")
+    if config.weights is not None and config.model in BACKBONES:
+        _require_file(config.weights, "weights", f"a state_dict file of {config.model}")
 
 
 def check_evaluate_inputs(config) -> None:
