@@ -8,16 +8,7 @@ marked with a red cross).
 
 from __future__ import annotations
 
-
-from evalkit.errors import InputError
-
 DEFAULT_METRICS = ("test/macro_f2",)
-
-
-def _quote(text: str) -> str:
-    if "'" in text:
-        raise InputError(f"--job / --trigger: quotes are not allowed in {text!r}")
-    return text
 
 
 def history_frame(tracking_uri: str, experiment: str, metrics=DEFAULT_METRICS, *, trigger: str | None = None,
@@ -27,12 +18,13 @@ def history_frame(tracking_uri: str, experiment: str, metrics=DEFAULT_METRICS, *
     import pandas as pd
 
     from evalkit.tracking import search_runs
+    from evalkit.tracking.queries import filter_string_value
 
     parts = []
     if trigger:
-        parts.append(f"tags.\"evalkit.trigger\" = '{_quote(trigger)}'")
+        parts.append(f"tags.\"evalkit.trigger\" = {filter_string_value(trigger, '--trigger', '')}")
     if job:
-        parts.append(f"tags.\"evalkit.job\" = '{_quote(job)}'")
+        parts.append(f"tags.\"evalkit.job\" = {filter_string_value(job, '--job', '')}")
     df = search_runs(tracking_uri, experiment, filter_string=" and ".join(parts))
     cols = ["start_time", "run_id", "job", "trigger", "gate", "failed_gates", "status", *metrics]
     if len(df) == 0:

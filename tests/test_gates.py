@@ -308,6 +308,13 @@ def test_baseline_last_of_a_job_named_after_a_file_with_a_quote(store, cli, tmp_
     assert gates["baseline"]["run_id"] == _runs(store)[0].info.run_id
     assert gates["results"][0]["status"] == "pass"
     assert _runs(store)[1].data.tags["evalkit.job"] == "bob's.npz"
+    # the job's history: `compare --job` refused the quote ("quotes are not allowed")
+    res = cli("compare", "--job", "bob's.npz", "--metric", "test/macro_f2", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert [r["job"] for r in json.loads(res.stdout)] == ["bob's.npz", "bob's.npz"]
+    res = cli("compare", "--job", "bob's \"x\".npz", "--metric", "test/macro_f2")
+    assert res.exit_code == 2 and res.output.strip() == (
+        "error: --job 'bob\\'s \"x\".npz' holds both ' and \", which a store search cannot match"), res.output
 
 
 def test_deleted_baseline_run_is_refused_by_its_full_id_as_by_its_prefix(store, cli, tmp_path):

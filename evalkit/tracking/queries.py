@@ -93,19 +93,20 @@ def load_run_json(tracking_uri: str, run_id: str, artifact_file: str) -> dict | 
         return None
 
 
-def _filter_string_value(text: str) -> str:
+def filter_string_value(text: str, field: str = "--baseline last: the job name",
+                        advice: str = "; give --job NAME") -> str:
     """``text`` as a string value of an MLflow search filter: in single quotes, or in double quotes
     when it holds a single quote (a job named after a predictions file such as ``bob's.npz``).
 
     Raises:
-        InputError: it holds both kinds of quote (MLflow's filters cannot escape them).
+        InputError: it holds both kinds of quote (MLflow's filters cannot escape them); the message
+            starts with ``field`` and ends with ``advice``.
     """
     if "'" not in text:
         return f"'{text}'"
     if '"' not in text:
         return f'"{text}"'
-    raise InputError(f"--baseline last: the job name {text!r} holds both ' and \", which a store search cannot "
-                     "match; give --job NAME")
+    raise InputError(f"{field} {text!r} holds both ' and \", which a store search cannot match{advice}")
 
 
 def _last_finished_run(client, experiment: str, job: str | None):
@@ -114,7 +115,7 @@ def _last_finished_run(client, experiment: str, job: str | None):
         return None
     flt = "attributes.status = 'FINISHED'"
     if job:
-        flt += f" and tags.\"evalkit.job\" = {_filter_string_value(job)}"
+        flt += f" and tags.\"evalkit.job\" = {filter_string_value(job)}"
     runs = client.search_runs([exp.experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"],
                               max_results=1)
     return runs[0] if runs else None
