@@ -435,7 +435,9 @@ def test_constructor_errors():
     _err(lambda: MultilabelEngine(3, scores="logits", threshold=[0.5, 0.5]),
          r"^threshold: expected a scalar or 3 values \(one per label\), got 2$")
     _err(lambda: MultilabelEngine(3, scores="logits", threshold=float("nan")), r"^threshold: expected numbers, got NaN$")
-    _err(lambda: MultilabelEngine(3, scores="logits", zero_division=0.5), r"^zero_division: expected 0.0, 1.0 or nan, got 0.5$")
+    _err(lambda: MultilabelEngine(3, scores="logits", zero_division=0.5), r"^zero_division: expected 0.0, 1.0 or float\('nan'\), got 0.5$")
+    _err(lambda: MultilabelEngine(3, scores="logits", zero_division="nan"),
+         r"^zero_division: expected 0.0, 1.0 or float\('nan'\), got 'nan'$")  # the text: the message said "or nan"
     _err(lambda: MultilabelEngine(3, scores="logits", beta=-1),
          r"^beta: expected a number >= 0 \(inf = recall, 0 = precision\), got -1.0$")
     _err(lambda: MultilabelEngine(3, scores="logits", beta=float("nan")), r"^beta: expected a number >= 0")

@@ -134,7 +134,8 @@ def _multilabel_engine_arg_validation(num_labels, scores, threshold_free, beta, 
         ``(C, beta as float, C label names)`` (default names ``label_0 ..``).
     Raises:
         InputError: ``num_labels`` not an integer >= 1, ``scores`` not logits / probabilities,
-            unknown ``threshold_free``, ``beta`` not positive finite, ``zero_division`` not 0 / 1,
+            unknown ``threshold_free``, ``beta`` not a number >= 0 (``inf`` allowed), ``zero_division`` not 0, 1
+            or NaN (the float; the text ``"nan"`` is refused, as scikit-learn does),
             ``bins`` not an integer >= 16, ``label_names`` not C distinct names.
     """
     if isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer)) or num_labels < 1:
@@ -151,7 +152,7 @@ def _multilabel_engine_arg_validation(num_labels, scores, threshold_free, beta, 
     if not beta >= 0:
         raise InputError(f"beta: expected a number >= 0 (inf = recall, 0 = precision), got {beta!r}")
     if isinstance(zero_division, bool) or not (zero_division in (0, 1) or _is_nan(zero_division)):
-        raise InputError(f"zero_division: expected 0.0, 1.0 or nan, got {zero_division!r}")
+        raise InputError(f"zero_division: expected 0.0, 1.0 or float('nan'), got {zero_division!r}")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 16:
         raise InputError(f"bins: expected an integer >= 16, got {bins!r}")
     return C, beta, check_label_names(label_names, C)
