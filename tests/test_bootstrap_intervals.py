@@ -236,3 +236,14 @@ def test_95_percent_intervals_cover_the_population_value_about_95_percent_of_the
         expected = adj - v + ideal[k]
         assert abs(expected * 300 - round(expected * 300)) < 1e-6 and 0.85 <= expected <= 1.0, (k, expected)
         assert 0.88 <= adj <= 1.0 and 0 < se < (v * (1 - v) / 100) ** 0.5 + 0.01, (k, adj, se)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"ci_resamples": 200}, r"^ci_resamples: applies to confidence intervals \(ci=0\.95\), not to ci=None; drop it$"),
+    ({"ci": 0, "ci_method": "bca"}, r"^ci_method: applies to confidence intervals \(ci=0\.95\), not to ci=0; drop it$"),
+])
+def test_interval_settings_without_intervals_are_refused_not_ignored(data, kw, match):
+    """``evaluate_scores(..., ci_resamples=200)`` returned a report without intervals (``ci`` is off by default)."""
+    Y, P = data
+    with pytest.raises(InputError, match=match):
+        evaluate_scores(Y, probabilities=P, **kw)

@@ -114,6 +114,17 @@ def test_bad_interval_flags_exit_2_with_one_line_naming_the_flag(cli, tmp_path, 
     assert message in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize("command", ["run", "evaluate"])
+def test_interval_flags_with_ci_0_are_refused_not_ignored(cli, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    r = cli(command, "--no-track", "--ci", "0", "--ci-resamples", "200")
+    assert r.exit_code == 2
+    assert r.output.strip() == ("error: --ci-resamples: applies to confidence intervals (--ci 0.95), not to --ci 0; "
+                                "drop it"), r.output
+    r = cli(command, "--no-track", "--ci", "0", "--ci-method", "bca")
+    assert r.exit_code == 2 and "error: --ci-method: applies to confidence intervals" in r.output, r.output
+
+
 def test_spec_keys_set_the_intervals(tmp_path):
     from evalkit.spec import load_spec
 

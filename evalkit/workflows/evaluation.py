@@ -61,7 +61,7 @@ def evaluate_scores(
         :class:`~evalkit.report.Report` (the ``--output`` JSON structure).
     Raises:
         InputError: both or neither of logits / probabilities, not ``(N, C)`` arrays of one shape,
-            values out of range, a threshold outside (0, 1), bad weights or interval settings.
+            values out of range, a threshold outside (0, 1), bad weights or interval settings (or any without ``ci``).
     """
     from evalkit.data.core import content_digest
     from evalkit.thresholds import Thresholds, ThresholdStrategy
@@ -70,7 +70,7 @@ def evaluate_scores(
     scalar, C = np.ndim(threshold) == 0, Y.shape[1]
     metrics, extra = _scores_metrics(Y, scores, kind, thr, names, beta=beta, zero_division=zero_division,
                                      threshold_free=threshold_free, sample_weight=sample_weight, ks=ks,
-                                     ci=dict(level=ci, resamples=ci_resamples, method=ci_method, seed=seed) if ci else None)
+                                     ci=dict(level=ci, resamples=ci_resamples, method=ci_method, seed=seed))
     dataset = {"name": dataset_name, "n_samples": int(Y.shape[0]), "n_labels": int(C),
                "digest": content_digest(np.ascontiguousarray(Y, dtype=np.uint8), names)}
     label = strategy or (f"fixed:{float(thr[0]):g}" if scalar else "per-class (given)")
@@ -129,17 +129,32 @@ def _threshold(threshold, C: int) -> np.ndarray:
     return np.broadcast_to(thr, (C,)).copy() if thr.ndim == 0 else thr
 
 
+def _ci_off(ci: dict) -> bool:
+    """Whether ``ci`` (the :class:`~evalkit.stats.bootstrap.BootstrapSpec` fields) asks for no intervals.
+
+    Raises:
+        InputError: ``resamples`` / ``method`` set with the level off (they would be ignored).
+    """
+    if ci["level"]:
+        return False
+    for name, key in (("ci_resamples", "resamples"), ("ci_method", "method")):
+        if ci[key] != EvaluateJobConfig.model_fields[name].default:
+            raise InputError(f"{name}: applies to confidence intervals (ci=0.95), not to ci={ci['level']!r}; drop it")
+    return True
+
+
 def _scores_metrics(Y, scores, kind: str, thr, names, *, beta, zero_division, threshold_free, sample_weight, ks,
-                    ci: dict | None) -> tuple[dict, dict]:
+                    ci: dict) -> tuple[dict, dict]:
     """``(metrics block, extra report keys)`` of :func:`evaluate_scores`: the engine's metrics and,
-    with ``ci`` (:class:`~evalkit.stats.bootstrap.BootstrapSpec` fields), their bootstrap intervals."""
+    unless ``ci`` (:class:`~evalkit.stats.bootstrap.BootstrapSpec` fields) is off, their bootstrap intervals."""
     from evalkit.metrics import compute_metrics
     from evalkit.stats.bootstrap import BootstrapSpec, report_block, report_intervals
 
+    off = _ci_off(ci)
     metrics = metrics_block(compute_metrics(Y, scores, scores_kind=kind, threshold=thr, beta=beta,
                                             zero_division=zero_division, label_names=names,
                                             threshold_free=threshold_free, sample_weight=sample_weight, ks=ks))
-    if ci is None:
+    if off:
         return metrics, {}
     spec = BootstrapSpec(**ci)
     metrics["summary"] = report_intervals(Y, scores, scores_kind=kind, thresholds=thr, beta=beta,
