@@ -68,3 +68,14 @@ def test_a_resample_without_any_row_is_left_out():
                    thresholds=np.full(2, 0.5), beta=2.0)
     ci = bootstrap_intervals(st, {"micro.f1": 1.0}, BootstrapSpec(resamples=200, scheme="poisson"))
     assert ci["micro.f1"] == [1.0, 1.0]  # ~37% of the resamples draw no row: they define nothing
+
+
+def test_fbeta_gradients_of_a_huge_beta_are_recall_s_not_nan():
+    """beta**2 * (1 + beta**2) overflowed to inf from beta ~1e77 (gradients NaN, intervals lost); above
+    1e50 F-beta is recall to the last bit and takes recall's gradients, as beta = inf does."""
+    observed = np.array([5.0, 3.0, 4.0, 6.0, 2.0, 7.0])  # tp | predicted | true of 2 labels
+    linear = np.array([True, True])
+    recall = linearized.gradients(observed, math.inf, linear)
+    for beta in (1e60, 1e99, 1e200):
+        np.testing.assert_array_equal(linearized.gradients(observed, beta, linear), recall)
+    assert np.isfinite(linearized.gradients(observed, 1e40, linear)).all()

@@ -18,11 +18,13 @@ from sklearn.metrics import (
     label_ranking_average_precision_score,
     label_ranking_loss,
     precision_recall_fscore_support,
+    recall_score,
     roc_auc_score,
 )
 
 from evalkit.errors import InputError
 from evalkit.metrics import MultilabelEngine, binarize, compute_metrics
+from evalkit.metrics.names import fbeta_key
 from evalkit.report import metrics_block
 
 AVERAGES = ("micro", "macro", "weighted", "samples")
@@ -343,6 +345,20 @@ def test_fbeta_keys():
     assert set(r1["summary"]["micro"]) == {"accuracy", "precision", "recall", "f1"} | confusion
     r2 = metrics_block(compute_metrics(Y, P, scores_kind="probabilities"))
     assert "f2" in r2["summary"]["macro"] and "f2" in r2["per_class"][1]
+    # a large beta's key has no "+" (``f1e+06`` is no MLflow metric name: a tracked run failed with exit 3)
+    assert [fbeta_key(b) for b in (1e6, 1e-5, 123456.0, math.inf, 0.0)] == ["f1e06", "f1e-05", "f123456", "finf", "f0"]
+
+
+def test_fbeta_of_a_huge_beta_is_recall_not_an_overflow():
+    """beta**2 overflowed (OverflowError) from beta ~1.34e154; F-beta is recall there (as for inf)."""
+    rng = np.random.default_rng(3)
+    Y, P = rng.integers(0, 2, (200, 3)), rng.random((200, 3))
+    rec = recall_score(Y, P >= 0.5, average=None)
+    for beta in (1e10, 1e40, 1e90, 1e155, 1e300, math.inf):
+        per = [row[fbeta_key(beta)] for row in metrics_block(compute_metrics(Y, P, scores_kind="probabilities",
+                                                                             beta=beta))["per_class"]]
+        ref = rec if beta > 1e150 else fbeta_score(Y, P >= 0.5, beta=beta, average=None)  # sklearn: beta**2
+        np.testing.assert_allclose(per, ref, rtol=1e-12)
 
 
 def test_threshold_free_none_gives_none():

@@ -48,12 +48,23 @@ def _div(num, den, zd: float) -> np.ndarray:
     return out
 
 
+#: above this beta, F-beta is recall to the last bit of a float64 (beta**2 overflows from ~1.3e154, and
+#: the bootstrap's F-beta gradients hold beta**4 terms)
+RECALL_BETA = 1e50
+
+
+def fbeta_is_recall(beta: float) -> bool:
+    """Whether F-beta is computed as recall: ``beta = inf`` (scikit-learn ``fbeta_score``) or a finite beta
+    above :data:`RECALL_BETA`, where (1 + b^2) tp / (b^2 true + pred) and tp / true differ by < 1e-90."""
+    return beta > RECALL_BETA
+
+
 def prf(tp, pred, true, beta: float, zd: float) -> list[np.ndarray]:
     """Precision, recall, F1, F-beta (float64, elementwise) from tp / predicted / true counts.
 
-    ``beta = inf`` gives recall (scikit-learn ``fbeta_score``), ``beta = 0`` precision.
+    ``beta = inf`` (or above :data:`RECALL_BETA`) gives recall (scikit-learn ``fbeta_score``), ``beta = 0`` precision.
     """
-    fb = _div(tp, true, zd) if math.isinf(beta) else _div((1 + beta**2) * tp, beta**2 * true + pred, zd)
+    fb = _div(tp, true, zd) if fbeta_is_recall(beta) else _div((1 + beta**2) * tp, beta**2 * true + pred, zd)
     return [_div(tp, pred, zd), _div(tp, true, zd), _div(2.0 * tp, true + pred, zd), fb]
 
 

@@ -27,14 +27,16 @@ SAMPLE_SUMS = ("precision", "recall", "f1", "fbeta", "lrap", "rloss")
 
 
 def fbeta_key(beta: float) -> str:
-    """THE key of the F-beta score: ``f{beta:g}``, e.g. ``"f2"``, ``"f0.5"``, ``"f1"`` for beta = 1.
+    """THE key of the F-beta score: ``f{beta:g}``, e.g. ``"f2"``, ``"f0.5"``, ``"f1"`` for beta = 1,
+    ``"f1e-05"``; an exponent's ``+`` is dropped (``"f1e06"`` for 1e6: MLflow metric names cannot hold
+    a ``+``), ``"finf"`` for inf.
 
     Args:
-        beta: a positive finite float (not validated here).
+        beta: a float >= 0 or inf (not validated here).
     Returns:
         the key used in ``summary[<average>]``, ``per_class[i]`` and tracked metric names.
     """
-    return f"f{beta:g}"
+    return f"f{beta:g}".replace("e+", "e")
 
 
 #: characters a label keeps in its metric key; everything else is escaped (see :func:`label_key`)

@@ -17,9 +17,9 @@ evaluations resample every label exactly.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from evalkit.metrics.extra import fbeta_is_recall
 
 LINEAR_MIN = 1000
 EXACT_COUNTS_BUDGET = 2e9
@@ -46,7 +46,7 @@ def gradients(observed: np.ndarray, beta: float, linear: np.ndarray) -> np.ndarr
     tp, pred, true = tp * keep, np.where(linear, pred, 1.0), np.where(linear, true, 1.0)
     zero = np.zeros(C)
     d1 = pred + true
-    if math.isinf(beta):
+    if fbeta_is_recall(beta):
         fb, dfb = tp / true, (1 / true, zero, -tp / true**2)
     else:
         b2, D = beta**2, beta**2 * true + pred

@@ -11,6 +11,7 @@ import numpy as np
 
 from evalkit.config import DEFAULT_BETA
 from evalkit.errors import InputError
+from evalkit.metrics.extra import fbeta_is_recall
 from evalkit.thresholds.value import DEFAULT_OBJECTIVE, OBJECTIVES, ThresholdStrategy, check_strategy
 
 #: labels with fewer validation positives than this fall back to the global cut under ``per-class``
@@ -23,8 +24,10 @@ MAX_CANDIDATES = 4096
 
 
 def _fbeta(tp, fp, fn, beta: float):
-    b2 = beta * beta
     tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    if fbeta_is_recall(beta):  # beta * beta would be inf: inf / inf
+        return np.divide(tp, tp + fn, out=np.zeros_like(tp), where=tp + fn > 0)
+    b2 = beta * beta
     denom = (1 + b2) * tp + b2 * fn + fp
     return np.divide((1 + b2) * tp, denom, out=np.zeros_like(denom), where=denom > 0)
 
