@@ -7,7 +7,7 @@ lower-is-better metric fails when the value rises). The one place that knows thi
 from __future__ import annotations
 
 # metric names (or name suffixes, e.g. ``test/hamming_loss``) where lower is better
-LOWER_IS_BETTER = ("hamming_loss", "coverage_error", "label_ranking_loss", "loss")
+LOWER_IS_BETTER = ("hamming_loss", "coverage_error", "label_ranking_loss", "loss", "one_error")
 
 
 def lower_is_better(metric: str) -> bool:

@@ -92,7 +92,9 @@ def unique_gates(gates: list[Gate]) -> list[Gate]:
 
 
 _CLASS_RE = re.compile(r"^test/class/[^/]+/[a-z_0-9.]+$")
-_AVG_RE = re.compile(r"^test/(micro|macro|weighted|samples)_(accuracy|precision|recall|f\d+(\.\d+)?)$")
+_AVG_RE = re.compile(r"^test/(micro|macro|weighted|samples)_(accuracy|precision|recall|f\d+(\.\d+)?(e-?\d+)?|finf|"
+                     r"jaccard|specificity|npv|mcc)$")
+_TOP_K_RE = re.compile(r"^test/(precision|ndcg)_at_\d+$")
 
 
 #: common names of tracked metrics (with or without ``test/``): ``--gate "ranking_loss<0.2"`` gates
@@ -120,7 +122,7 @@ def _static_keys() -> list[str]:
     from evalkit.report import SCALARS
 
     averaged = [f"test/{a}_{m}" for a in ("micro", "macro", "weighted", "samples")
-                for m in ("accuracy", "precision", "recall", "f1", "f2")]
+                for m in ("accuracy", "precision", "recall", "f1", "f2", "jaccard", "specificity", "npv", "mcc")]
     return averaged + [f"test/{v}" for v in SCALARS.values()]
 
 
@@ -137,7 +139,7 @@ def _check_name(metric: str, option: str) -> str:
     a tracked test metric; returns the key. The exact check against the report (labels, beta) is
     :func:`check_metrics`."""
     key = resolve_metric(metric)
-    if _AVG_RE.match(key) or _CLASS_RE.match(key) or key in _static_keys():
+    if _AVG_RE.match(key) or _CLASS_RE.match(key) or _TOP_K_RE.match(key) or key in _static_keys():
         return key
     raise InputError(f"{option}: unknown metric {metric!r}{did_you_mean(key, _static_keys())} (tracked test metrics "
                      "are e.g. test/macro_f2, test/subset_accuracy, test/hamming_loss, test/macro_map, test/lrap, "

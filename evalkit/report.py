@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,14 @@ SCALARS = {
     "label_ranking_average_precision": "lrap",
     "coverage_error": "coverage_error",
     "label_ranking_loss": "label_ranking_loss",
+    "average_precision_weighted": "weighted_map",
+    "average_precision_samples": "samples_map",
+    "auroc_weighted": "weighted_auroc",
+    "auroc_samples": "samples_auroc",
+    "one_error": "one_error",
 }
+#: the per-sample top-k scalars, one per ``--at-k`` cut-off: ``precision_at_3`` -> ``test/precision_at_3``
+TOP_K_SCALAR = re.compile(r"^(precision|ndcg)_at_\d+$")
 
 
 class Report(dict):
@@ -228,6 +236,8 @@ def metric_keys(report: dict, split: str = "test", per_class: bool = True,
                 _put(out, f"{split}/{avg}_{name}", value)
     for name, suffix in SCALARS.items():
         _put(out, f"{split}/{suffix}", summary.get(name))
+    for name in filter(TOP_K_SCALAR.match, summary):
+        _put(out, f"{split}/{name}", summary[name])
     if per_class:
         for row in tracked_classes(report["per_class"], max_classes):
             label = label_key(row["label"])

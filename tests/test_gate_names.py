@@ -28,6 +28,15 @@ from evalkit.spec import load_evaluate_spec
     ("Macro_F2", "test/macro_f2"),
     ("test/macro_f2", "test/macro_f2"),
     ("test/class/Class1/f2", "test/class/Class1/f2"),  # a label keeps its case
+    # the metrics issue 21 added: refused as unknown names before ("did you mean test/weighted_accuracy")
+    ("weighted_jaccard", "test/weighted_jaccard"),
+    ("Macro_MCC", "test/macro_mcc"),
+    ("samples_auroc", "test/samples_auroc"),
+    ("weighted_map", "test/weighted_map"),
+    ("one_error", "test/one_error"),
+    ("ndcg_at_3", "test/ndcg_at_3"),
+    ("test/precision_at_10", "test/precision_at_10"),
+    ("macro_f1e06", "test/macro_f1e06"),
 ])
 def test_aliases_resolve_to_tracked_keys(name, key):
     assert resolve_metric(name) == key
@@ -148,3 +157,27 @@ def test_cli_gate_adds_and_replace_gates(cli, job, tmp_path):
     r = cli("evaluate", "--predictions", "p.npz", "--replace-gates", "--no-track")
     assert r.exit_code == 2
     assert "--replace-gates: applies to evaluate --spec FILE" in r.stderr and "Traceback" not in r.output
+
+
+def test_the_new_scalars_are_gated_against_the_report_and_one_error_is_lower_is_better():
+    from evalkit import evaluate_scores
+    from evalkit.direction import lower_is_better
+    from evalkit.gates import apply_gates
+    from evalkit.report import metric_keys
+
+    rng = np.random.default_rng(0)
+    Y, P = rng.integers(0, 2, (60, 4)), rng.random((60, 4))
+    report = evaluate_scores(Y, probabilities=P, ks=(1, 3))
+    values = metric_keys(report)
+    s = report["summary"]
+    assert (values["test/one_error"], values["test/ndcg_at_3"], values["test/weighted_map"],
+            values["test/samples_auroc"]) == (s["one_error"], s["ndcg_at_3"], s["average_precision_weighted"],
+                                              s["auroc_samples"])
+    gates = [parse_gate("ndcg_at_3>=0.99"), parse_max_drop("one_error=0.0"), parse_gate("weighted_mcc<=1")]
+    check_metrics(gates, report)  # known to the report
+    block = apply_gates(gates, values, baseline={"run_id": "x", "source": "x",
+                                                "metrics": {"test/one_error": values["test/one_error"] - 0.01}})
+    assert [r["status"] for r in block["results"]] == ["fail", "fail", "pass"]  # one-error rose by 0.01: a drop
+    assert lower_is_better("test/one_error") and not lower_is_better("test/ndcg_at_3")
+    with pytest.raises(InputError, match="unknown metric 'test/ndcg_at_7'"):
+        check_metrics([parse_gate("ndcg_at_7>=0.5")], report)  # not one of this report's cut-offs

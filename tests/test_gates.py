@@ -294,6 +294,23 @@ def test_a_gate_in_the_spec_and_on_the_command_line_spelt_differently_counts_onc
     assert _runs(store)[0].data.params["gates"] == "test/macro_f2>=0.999; test/hamming_loss max-drop 0.01"
 
 
+def test_max_drop_on_a_metric_the_baseline_did_not_log_reads_its_report(store, cli, tmp_path):
+    """A run logs its headline metrics (and those its own gates name); a max-drop gate on another metric
+    (test/macro_accuracy, test/weighted_jaccard) was refused for every baseline ("has no metric ...")."""
+    good = write_predictions(tmp_path / "good.npz", quality=3.0)
+    bad = write_predictions(tmp_path / "bad.npz", quality=0.5)
+    assert cli("evaluate", "--predictions", good, "--no-per-class", "-o", tmp_path / "base.json").exit_code == 0
+    base = _runs(store)[0]
+    assert "test/macro_accuracy" not in base.data.metrics and "test/weighted_jaccard" not in base.data.metrics
+    expected = json.loads((tmp_path / "base.json").read_text())["summary"]
+    res = cli("evaluate", "--predictions", bad, "--baseline", base.info.run_id, "--no-per-class",
+              "--max-drop", "test/macro_accuracy=0.01", "--max-drop", "test/weighted_jaccard=0.5", "-o", tmp_path / "r.json")
+    assert res.exit_code == 1, res.output
+    rows = json.loads((tmp_path / "r.json").read_text())["gates"]["results"]
+    assert [r["baseline"] for r in rows] == [expected["macro"]["accuracy"], expected["weighted"]["jaccard"]]
+    assert [r["status"] for r in rows] == ["fail", "pass"]
+
+
 def test_baseline_last_of_a_job_named_after_a_file_with_a_quote(store, cli, tmp_path):
     """Without --job the job is named after the predictions file; ``bob's.npz`` broke the store search
     of ``--baseline last`` ("no such run ... Invalid clause(s) in filter string", exit 2)."""

@@ -124,8 +124,25 @@ def _checked_baseline(cfg: EvaluateJobConfig, gates: list, store: TrackingSettin
 
     store_error = probe_store(store.uri, timeout=store.timeout)
     baseline = _baseline(cfg, store.uri, store_error)
+    _from_report(baseline, [g.metric for g in gates if g.relative], store.uri)
     check_baseline(gates, baseline)
     return store_error, baseline
+
+
+def _from_report(baseline: dict, needed: list[str], store: str) -> None:
+    """Add to ``baseline["metrics"]`` the ``needed`` metrics the run did not log as MLflow metrics (a run
+    logs its headline metrics and the ones its own gates name) from its ``report.json`` artifact, which
+    has every metric of the report (:func:`evalkit.report.metric_keys`)."""
+    missing = [m for m in needed if m not in baseline.get("metrics", {})]
+    if not missing or baseline.get("run_id") is None:
+        return
+    from evalkit.report import metric_keys
+    from evalkit.tracking import load_run_json
+
+    report = load_run_json(store, baseline["run_id"], "report.json")
+    if isinstance(report, dict) and "summary" in report:
+        values = metric_keys(report, "test")
+        baseline["metrics"] = dict(baseline["metrics"]) | {m: values[m] for m in missing if m in values}
 
 
 def _evaluate(cfg: EvaluateJobConfig, emit, sink) -> Report:
