@@ -282,9 +282,21 @@ def _significant(row: dict, r: dict | None, baseline: dict) -> None:
         row.update(status="fail", reason="significant drop")
 
 
+def _decimals(value: float, op: str, bound: float, rounds_bound: bool) -> int:
+    """4, or more when 4 decimals would put ``value`` on the other side of ``bound`` than it is
+    (``0.636154`` against ``>= 0.63616`` prints ``0.63615``, not ``0.6362``); ``rounds_bound``: the bound
+    is printed with as many decimals (a max-drop limit), else as given."""
+    for d in (4, 5, 6, 8, 10, 12, 15):
+        shown = round(bound, d) if rounds_bound else bound
+        if OPS[op](round(value, d), shown) == OPS[op](value, bound):
+            return d
+    return 17
+
+
 def describe(row: dict) -> str:
     """One line per gate result: value, bound (limit) and baseline; for a significant gate the
-    paired difference (this run - baseline), its interval and p-value."""
+    paired difference (this run - baseline), its interval and p-value. The value has 4 decimals, more
+    when 4 would round it across its bound (:func:`_decimals`)."""
     v = "undefined" if row["value"] is None else f"{row['value']:.4f}"
     if row["op"] == "max-drop":
         if row["status"] in ("skipped", "unknown"):
@@ -301,6 +313,10 @@ def describe(row: dict) -> str:
             return (f"{row['metric']} = {v} (baseline {row['baseline']:.4f}): difference {row['difference']:+.4f}, "
                     f"{100 * row['level']:g}% CI {ci}, paired bootstrap p = {p}: {verdict} at alpha {row['alpha']:g}")
         cmp = "<=" if lower_is_better(row["metric"]) else ">="
-        return (f"{row['metric']} = {v}, bound {cmp} {row['limit']:.4f} "
+        d = 4 if row["value"] is None else _decimals(row["value"], cmp, row["limit"], True)
+        v = v if row["value"] is None else f"{row['value']:.{d}f}"
+        return (f"{row['metric']} = {v}, bound {cmp} {row['limit']:.{d}f} "
                 f"(baseline {row['baseline']:.4f}, max drop {row['bound']:g})")
+    if row["value"] is not None:
+        v = f"{row['value']:.{_decimals(row['value'], row['op'], row['bound'], False)}f}"
     return f"{row['metric']} = {v}, bound {row['op']} {row['bound']:g}"

@@ -379,3 +379,18 @@ def test_relative_gate_whose_baseline_could_not_be_read_is_not_called_skipped():
     first = {"run_id": None, "source": "last", "metrics": {}, "reason": "no earlier finished run of job 'j'"}
     [row] = apply_gates([gate], {"test/macro_f2": 0.61}, first)["results"]
     assert describe(row) == "test/macro_f2 max-drop 0.01: skipped (no earlier finished run of job 'j'); value 0.6100"
+
+
+@pytest.mark.parametrize("row, line", [
+    # 4 decimals put 0.636154 above the bound it fails ("FAIL test/macro_f2 = 0.6362, bound >= 0.63616")
+    ({"op": ">=", "bound": 0.63616, "value": 0.636154, "status": "fail"}, "test/macro_f2 = 0.63615, bound >= 0.63616"),
+    ({"op": ">=", "bound": 0.6362, "value": 0.636154, "status": "fail"}, "test/macro_f2 = 0.63615, bound >= 0.6362"),
+    ({"op": "<", "bound": 0.6362, "value": 0.6361996, "status": "pass"}, "test/macro_f2 = 0.63619960, bound < 0.6362"),
+    ({"op": ">=", "bound": 0.5, "value": 0.636154, "status": "pass"}, "test/macro_f2 = 0.6362, bound >= 0.5"),
+    ({"op": "max-drop", "bound": 0.01, "value": 0.62614, "limit": 0.626145, "baseline": 0.636145, "status": "fail"},
+     "test/macro_f2 = 0.626140, bound >= 0.626145 (baseline 0.6361, max drop 0.01)"),
+    ({"op": "max-drop", "bound": 0.01, "value": 0.5, "limit": 0.62625, "baseline": 0.63625, "status": "fail"},
+     "test/macro_f2 = 0.5000, bound >= 0.6262 (baseline 0.6362, max drop 0.01)"),
+])
+def test_a_gate_line_never_shows_its_value_across_its_bound(row, line):
+    assert describe({"metric": "test/macro_f2", "gate": "g", **row}) == line
