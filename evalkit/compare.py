@@ -140,7 +140,7 @@ def group_stats(df, group_by: str, metrics=GROUP_HEADLINE, *, rank_by: str | Non
     data = df[df[group_by].notna()]
     groups = sorted(data[group_by].astype(str).unique())
     if not groups:
-        raise InputError(f"--group-by {group_by}: no run has this param")
+        raise InputError(f"--group-by {group_by}: no run has this param; --group-by none lists every run")
     block = {g: "" for g in groups}
     if within is not None and within in data.columns:
         block = {str(g): str(b) for g, b in zip(data[group_by].astype(str), data[within].fillna("?").astype(str))}
@@ -226,16 +226,18 @@ def groups_frame(stats: dict):
 
 
 def compare_runs(tracking_uri: str, experiment: str, *, group_by: str | None = "loss", metrics=None,
-                 parent: str | None = None, rank_by: str | None = None):
+                 parent: str | None = None, rank_by: str | None = None, or_each: bool = False):
     """The data behind ``evalkit compare``: ``(runs frame, group stats or None)``.
 
-    ``group_by=None`` (``--group-by none``) gives the plain per-run table.
+    ``group_by=None`` (``--group-by none``) gives the plain per-run table; so does ``or_each`` (the
+    grouping was not asked for, only defaulted) when no finished run has the ``group_by`` param (an
+    experiment of ``evaluate`` runs has no loss), instead of an error.
     """
     grouped = group_by is not None
     search = tune_parent(tracking_uri, experiment, parent)
     if search is not None:
         return rank_trials(tracking_uri, experiment, search, metrics=metrics, rank_by=rank_by)
-    asked_metrics = bool(metrics)
+    asked_metrics, given_metrics = bool(metrics), metrics
     metrics = tuple(metrics) if metrics else (GROUP_HEADLINE if grouped else HEADLINE)
     if rank_by and rank_by not in metrics:
         metrics = (rank_by, *metrics)
@@ -250,6 +252,8 @@ def compare_runs(tracking_uri: str, experiment: str, *, group_by: str | None = "
     finished = df[df["status"] == FINISHED]
     if finished.empty:
         raise InputError(f"--experiment {experiment}: no finished runs to compare ({unfinished_note(df)})")
+    if or_each and not rank_by and (group_by not in finished.columns or finished[group_by].isna().all()):
+        return compare_runs(tracking_uri, experiment, group_by=None, metrics=given_metrics, parent=parent)
     runs, key = by_dataset(finished.reset_index(drop=True), group_by)
     stats = group_stats(runs, key, metrics, rank_by=rank_by, within=DATASET if key != group_by else None)
     left_out = df[df["status"] != FINISHED]["status"].value_counts().to_dict()

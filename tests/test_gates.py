@@ -394,3 +394,19 @@ def test_relative_gate_whose_baseline_could_not_be_read_is_not_called_skipped():
 ])
 def test_a_gate_line_never_shows_its_value_across_its_bound(row, line):
     assert describe({"metric": "test/macro_f2", "gate": "g", **row}) == line
+
+
+def test_plain_compare_of_evaluate_runs_lists_them(store, cli, tmp_path):
+    """``evalkit compare`` groups by loss by default; an experiment of evaluate runs (no loss param) was
+    refused: "--group-by loss: no run has this param", though no --group-by was typed."""
+    pred = write_predictions(tmp_path / "p.npz")
+    for _ in range(2):
+        assert cli("evaluate", "--predictions", pred, "--no-per-class").exit_code == 0
+    res = cli("compare", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert sorted(r["run_id"] for r in json.loads(res.stdout)) == sorted(r.info.run_id for r in _runs(store))
+    res = cli("compare")
+    assert res.exit_code == 0 and "2 runs (none has a loss param: one row per run)" in res.output, res.output
+    res = cli("compare", "--group-by", "loss")  # asked for: still refused, with the way out
+    assert res.exit_code == 2 and res.output.strip() == ("error: --group-by loss: no run has this param; "
+                                                         "--group-by none lists every run"), res.output

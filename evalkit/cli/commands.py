@@ -213,12 +213,13 @@ class Format(str, Enum):
 
 @app.command(cls=Command)
 def compare(
+    ctx: typer.Context,
     runs: Annotated[Optional[list[str]], typer.Argument(help="RUN_A RUN_B: compare two runs on the same test rows, row by row (paired bootstrap of B - A; needs their scores.parquet). Run ids, or their first 6+ digits.", show_default=False, metavar="RUN_A RUN_B")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = RunConfig.model_fields["experiment"].default,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).")] = None,
     format: Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")] = Format.table,
     metric: Annotated[Optional[list[str]], typer.Option(help="Metric column, repeatable (default: headline test metrics).")] = None,
-    group_by: Annotated[str, typer.Option("--group-by", "--by", help="Group runs by this param (mean ± std, ranking, paired test over seeds); 'none' lists every run.")] = "loss",
+    group_by: Annotated[str, typer.Option("--group-by", "--by", help="Group runs by this param (mean ± std, ranking, paired test over seeds); 'none' lists every run (as does the default when no run has a loss param).")] = "loss",
     parent: Annotated[Optional[str], typer.Option(help="Compare the child runs of this grid parent run (default: the latest grid's, if any).")] = None,
     rank_by: Annotated[Optional[str], typer.Option(help="Metric that ranks the groups (default: the first metric).")] = None,
     log_plot: Annotated[bool, typer.Option("--log-plot", help="Log the grouped bar chart to the grid's parent run.")] = False,
@@ -264,9 +265,10 @@ def compare(
             return
         from evalkit.cli.tables import show_compare
 
+        defaulted = getattr(ctx.get_parameter_source("group_by"), "name", "") == "DEFAULT"  # not typed
         show_compare(uri, experiment, console(), group_by=None if group_by.lower() == "none" else group_by,
                      metrics=tuple(metric) if metric else None, parent=parent, rank_by=rank_by, fmt=format.value,
-                     plot=plot, log_plot=log_plot)
+                     plot=plot, log_plot=log_plot, or_each=defaulted and not (plot or log_plot))
 
 
 # -- spool ---------------------------------------------------------------------------------------------

@@ -153,16 +153,18 @@ def confirm(console, fmt: str, text: str) -> None:
 
 def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str | None = "loss", metrics=None,
                  parent: str | None = None, rank_by: str | None = None, fmt: str = "table",
-                 plot: str | None = None, log_plot: bool = False):
+                 plot: str | None = None, log_plot: bool = False, or_each: bool = False):
     """``evalkit compare`` (everything but history mode): print, and optionally plot.
 
+    ``or_each``: the grouping is the default, not asked for (see :func:`evalkit.compare.compare_runs`).
     Returns the group stats (or the runs frame with ``group_by=None``).
     Raises:
         InputError: no runs, unknown group param or metric, ``--log-plot`` without a grid parent.
     """
     df, stats = compare_runs(tracking_uri, experiment, group_by=group_by, metrics=metrics, parent=parent,
-                             rank_by=rank_by)
+                             rank_by=rank_by, or_each=or_each)
     if stats is None:
+        ungrouped = f" (none has a {group_by} param: one row per run)" if group_by is not None else ""
         shown = tuple(metrics) if metrics else HEADLINE
         if plot or log_plot:
             raise InputError("--plot/--log-plot: the bar chart needs groups; drop --group-by none")
@@ -173,7 +175,7 @@ def show_compare(tracking_uri: str, experiment: str, console, *, group_by: str |
         elif fmt == "markdown":
             sys.stdout.write(runs_markdown(df, shown))
         else:
-            render_table(df, console, shown, title=f"Experiment '{experiment}': {len(df)} runs")
+            render_table(df, console, shown, title=f"Experiment '{experiment}': {len(df)} runs{ungrouped}")
         return df
     parent_id = df["parent_run_id"].dropna().unique()
     kind = "search" if stats["group_by"] == "trial" else "grid"  # trials of an `evalkit tune` parent
