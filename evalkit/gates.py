@@ -126,6 +126,17 @@ def _static_keys() -> list[str]:
     return averaged + [f"test/{v}" for v in SCALARS.values()]
 
 
+#: tracked test metrics computed from the ranking of the scores (left undefined by ``--threshold-free none``)
+_RANKED = re.compile(r"^test/((macro|micro|weighted|samples)_(map|auroc)|macro_map_all_labels|lrap|coverage_error|"
+                     r"label_ranking_loss|labels_without_positives|class/[^/]+/(average_precision|auroc))$")
+
+
+def needs_ranking(metric: str) -> bool:
+    """Whether the tracked key ``metric`` is a threshold-free metric (mAP, AUROC, LRAP, ...), which
+    ``--threshold-free none`` does not compute."""
+    return bool(_RANKED.match(metric))
+
+
 def did_you_mean(metric: str, known) -> str:
     """``"; did you mean test/a or test/b?"`` for the keys of ``known`` closest to ``metric`` (difflib), or ``""``."""
     import difflib

@@ -181,3 +181,28 @@ def test_the_new_scalars_are_gated_against_the_report_and_one_error_is_lower_is_
     assert lower_is_better("test/one_error") and not lower_is_better("test/ndcg_at_3")
     with pytest.raises(InputError, match="unknown metric 'test/ndcg_at_7'"):
         check_metrics([parse_gate("ndcg_at_7>=0.5")], report)  # not one of this report's cut-offs
+
+
+def test_gate_alpha_of_a_spec_is_named_by_its_key_and_replace_gates_drops_it(cli, job, tmp_path):
+    """The spec's ``gate_alpha`` was named ``--gate-alpha`` (a flag nobody typed), and ``--replace-gates``
+    kept it after dropping the significant gate it belongs to, then refused it."""
+    job.write_text(SPEC.replace('max_drop = ["test/macro_f2=0.05"]', 'max_drop = ["test/macro_f2=significant"]\n'
+                                'gate_alpha = 0.01'))
+    r = cli("evaluate", "--spec", job, "--replace-gates", "--gate", "macro_f2>=0.1", "--no-track", "--no-per-class")
+    assert r.exit_code == 0, r.output
+    job.write_text('[evaluate]\npredictions = "p.npz"\ngate_alpha = 0.01\ngates = ["test/macro_f2>=0.1"]\n')
+    r = cli("evaluate", "--spec", job, "--no-track")
+    assert r.exit_code == 2 and r.output.startswith("error: evaluate.gate_alpha: applies to METRIC=significant "
+                                                    "--max-drop gates; give one or drop evaluate.gate_alpha"), r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--gate", "map>=0.1"), "error: --gate test/macro_map>=0.1: --threshold-free none computes no threshold-free "
+                             "metric; expected --threshold-free exact or streaming, or no gate on it"),
+    (("--gate", "test/class/label_1/auroc>0.5"), "error: --gate test/class/label_1/auroc>0.5: --threshold-free none"),
+    (("--max-drop", "lrap=significant", "--baseline", "last"), "error: --max-drop test/lrap max-drop significant: "),
+])
+def test_a_gate_on_a_metric_threshold_free_none_does_not_compute_is_refused(cli, job, args, message):
+    """It failed the job (exit 1, "FAIL test/macro_map = undefined"): a usage conflict, not a regression."""
+    r = cli("evaluate", "--predictions", "p.npz", "--threshold-free", "none", *args, "--no-track")
+    assert r.exit_code == 2 and r.output.startswith(message), r.output

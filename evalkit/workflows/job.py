@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalkit.config import EvaluateJobConfig
-from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, InfraError, InputError
+from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK, InfraError, InputError, field_name
 from evalkit.report import Report
 from evalkit.workflows.events import EventCallback, make_emitter
 from evalkit.workflows.kept_scores import GATE_RESAMPLES, MIN_GATE_P, KeptScores, gate_difference_metrics
@@ -48,9 +48,10 @@ def check_job(cfg: EvaluateJobConfig) -> list:
 
     Raises:
         InputError: neither or both of predictions / model, malformed gate / max-drop / baseline /
-            job name, an output path that is a directory.
+            job name, a gate on a threshold-free metric with ``threshold_free="none"``, an output path
+            that is a directory.
     """
-    from evalkit.gates import parse_gate, parse_max_drop, unique_gates
+    from evalkit.gates import needs_ranking, parse_gate, parse_max_drop, unique_gates
 
     if (cfg.predictions is None) == (cfg.model is None):
         raise InputError("evaluate: give either --predictions FILE or --model SPEC")
@@ -62,10 +63,16 @@ def check_job(cfg: EvaluateJobConfig) -> list:
     if cfg.baseline and not any(g.relative for g in parsed):
         raise InputError("--baseline: give at least one --max-drop METRIC=AMOUNT to compare against it")
     if "gate_alpha" in cfg.model_fields_set and not any(g.significant for g in parsed):
-        raise InputError("--gate-alpha: applies to METRIC=significant --max-drop gates; give one or drop --gate-alpha")
+        alpha = field_name("gate_alpha")  # the flag, or the spec's key
+        raise InputError(f"{alpha}: applies to METRIC=significant --max-drop gates; give one or drop {alpha}")
     if any(g.significant for g in parsed) and cfg.gate_alpha <= MIN_GATE_P:  # p < alpha could never hold
         raise InputError(f"--gate-alpha {cfg.gate_alpha:g}: a significant gate could never fail: its {GATE_RESAMPLES} "
                          f"paired resamples give p >= {MIN_GATE_P:.4g}; expected an alpha above that")
+    ranked = [g for g in parsed if needs_ranking(g.metric)] if cfg.threshold_free == "none" else []
+    if ranked:
+        tf = field_name("threshold_free")
+        raise InputError(f"{field_name('max_drop' if ranked[0].relative else 'gates')} {ranked[0].text}: {tf} none "
+                         f"computes no threshold-free metric; expected {tf} exact or streaming, or no gate on it")
     if cfg.baseline == "champion" and not (cfg.model or "").startswith("models:/"):
         raise InputError("--baseline champion: needs --model models:/NAME@ALIAS (or use --baseline models:/NAME@champion)")
     if cfg.output and Path(cfg.output).is_dir():
