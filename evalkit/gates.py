@@ -58,6 +58,8 @@ def parse_gate(text: str) -> Gate:
     if not m:
         raise InputError(f"--gate: malformed gate {text!r}; expected {GATE_FORM}")
     bound = float(m["bound"])
+    if not math.isfinite(bound):  # 1e400 reads as inf: a bar nothing, or everything, clears
+        raise InputError(f"--gate: the bound of {text.strip()!r} is not a finite number; expected {GATE_FORM}")
     metric = _check_name(m["metric"], "--gate")
     return Gate(metric, m["op"], bound, f"{metric}{m['op']}{m['bound']}")
 

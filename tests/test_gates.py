@@ -32,6 +32,13 @@ def test_malformed_gate_is_bad_input(text):
         parse_gate(text)
 
 
+def test_a_gate_bound_that_overflows_to_inf_is_refused():
+    """``>=1e400`` was read as ``bound >= inf``: a gate that can never pass (or never fail, with ``<``)."""
+    with pytest.raises(InputError, match=r"^--gate: the bound of 'test/macro_f2>=1e400' is not a finite number; "):
+        parse_gate("test/macro_f2>=1e400")
+    assert parse_gate("test/macro_f2>=1e-400").bound == 0.0  # underflow is a number (0)
+
+
 def test_gate_on_a_non_test_metric_is_unknown():
     with pytest.raises(InputError, match=r"--gate: unknown metric 'val/macro_f2'"):
         parse_gate("val/macro_f2>=0.5")

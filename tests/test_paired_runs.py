@@ -298,3 +298,13 @@ def test_markdown_of_two_runs_has_the_marks_and_better_column_its_footer_explain
                          "| test/micro_f2 | 0.9000 | 0.9100 | +0.0100 | [-0.0100, +0.0300] | 0.3 | — |",
                          "| test/macro_auroc | — | — | — | — | — | — |"]
     assert "* = p < 0.05; better: the run a significant difference favours." in lines[-1]
+
+
+def test_the_mcnemar_footer_counts_one_row_in_the_singular():
+    from evalkit.cli.paired_table import footer
+
+    result = {"n_rows": 917, "bootstrap": {"resamples": 1000, "seed": 0, "level": 0.95},
+              "results": [{"mcnemar": {"p_value": 1.0, "a_only": 1, "b_only": 2}}]}
+    assert footer(result).endswith("McNemar exact test: p = 1 (1 row only A matches exactly, 2 only B).")
+    result["results"][0]["mcnemar"]["a_only"] = 3
+    assert footer(result).endswith("(3 rows only A matches exactly, 2 only B).")

@@ -93,8 +93,8 @@ def footer(result: dict) -> str:
     for r in result["results"]:
         mc = r.get("mcnemar")
         if mc:
-            text += (f" subset_accuracy, McNemar exact test: p = {p_text(mc['p_value'], ALPHA)} ({mc['a_only']} rows only A "
-                     f"matches exactly, {mc['b_only']} only B).")
+            text += (f" subset_accuracy, McNemar exact test: p = {p_text(mc['p_value'], ALPHA)} ({mc['a_only']} "
+                     f"{'row' if mc['a_only'] == 1 else 'rows'} only A matches exactly, {mc['b_only']} only B).")
     return text
 
 
