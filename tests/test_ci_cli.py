@@ -221,3 +221,26 @@ def test_streamed_map_intervals_exact_and_first_order_agree(tmp_path, monkeypatc
             # moves it down by its skew correction (here 6% of the width); the first-order one is percentile
             tol = 0.1 if (method, k) == ("percentile", "mean_average_precision_ci") else 0.05
             assert abs(lo - llo) <= tol * (hi - lo) and abs(hi - lhi) <= tol * (hi - lo), (method, k, exact[k], linear[k])
+
+
+def test_a_top_k_report_says_how_it_decided_and_why_it_has_no_intervals():
+    """Its Notes said "Predictions use probability >= threshold", and the missing intervals went unexplained."""
+    import numpy as np
+    from rich.console import Console
+
+    from evalkit import evaluate_scores
+    from evalkit.cli.ui import render_report
+    from evalkit.thresholds import Thresholds
+    from evalkit.thresholds.strategy import parse_strategy
+
+    rng = np.random.default_rng(0)
+    report = dict(evaluate_scores(rng.integers(0, 2, (30, 4)), probabilities=rng.random((30, 4))))
+    out = Console(record=True, width=400)
+    render_report(report, out, per_class=False)
+    assert "Predictions use probability >= threshold;" in out.export_text()
+    report["threshold"] = Thresholds(parse_strategy("top-k:2"), None, n_labels=4).to_dict()
+    out = Console(record=True, width=400)
+    render_report(report, out, per_class=False)
+    text = out.export_text()
+    assert ("Predictions are each sample's 2 highest-scoring labels (no per-label cut, so no bootstrap intervals); "
+            "undefined values") in text and "probability >= threshold" not in text

@@ -319,12 +319,14 @@ def render_report(report: dict, console, *, per_class: bool | str = "top", title
             console.print(f"[dim]{left_out} more labels are not shown: --per-class all prints every label; every "
                           "label's numbers are in the report JSON (-o) and the run's per_class.csv.[/]")
     beta = report.get("beta", 2.0)
+    k = (report.get("threshold") or {}).get("k")
+    rule = ("Predictions use probability >= threshold" if k is None else
+            f"Predictions are each sample's {k} highest-scoring labels (no per-label cut, so no bootstrap intervals)")
     console.print(
         "[dim]Notes: 'accuracy' is label-wise accuracy = 1 − Hamming loss; it is identical for the micro, "
         "macro and samples averages and is inflated by the many true negatives. Subset accuracy is the "
         f"strict exact-match ratio. F{beta:g} weighs recall {beta * beta:g}× as much as precision "
-        f"(beta={beta:g}). Predictions use probability >= threshold; undefined values (—) are left out "
-        "of macro means.[/]"
+        f"(beta={beta:g}). {rule}; undefined values (—) are left out of macro means.[/]"
     )
     if ref:
         rs = ref["summary"]
