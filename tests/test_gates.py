@@ -299,6 +299,9 @@ def test_a_gate_in_the_spec_and_on_the_command_line_spelt_differently_counts_onc
     assert gates["failed"] == 1
     assert res.output.count("FAIL test/macro_f2") == 1
     assert _runs(store)[0].data.params["gates"] == "test/macro_f2>=0.999; test/hamming_loss max-drop 0.01"
+    # the interval settings, as a training run logs them (an evaluate run logged none)
+    assert {k: _runs(store)[0].data.params[k] for k in ("ci", "ci_resamples", "ci_method")} == {
+        "ci": "0.95", "ci_resamples": "1000", "ci_method": "percentile"}
 
 
 def test_max_drop_on_a_metric_the_baseline_did_not_log_reads_its_report(store, cli, tmp_path):

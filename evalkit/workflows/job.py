@@ -257,6 +257,7 @@ def _track(cfg: EvaluateJobConfig, gates: list, report: Report, block: dict, sto
     params.update({"threshold": report["threshold"]["strategy"], "beta": report.get("beta"),
                    "dataset.name": report["dataset"]["name"], "dataset.digest": report["dataset"]["digest"],
                    "dataset.n_samples": report["dataset"]["n_samples"]})
+    params.update({"ci": cfg.ci, "ci_resamples": cfg.ci_resamples, "ci_method": cfg.ci_method} if cfg.ci else {"ci": 0})
     if gates:
         params["gates"] = "; ".join(g.text for g in gates)
     if cfg.baseline:
