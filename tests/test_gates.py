@@ -420,3 +420,22 @@ def test_plain_compare_of_evaluate_runs_lists_them(store, cli, tmp_path):
     res = cli("compare", "--group-by", "loss")  # asked for: still refused, with the way out
     assert res.exit_code == 2 and res.output.strip() == ("error: --group-by loss: no run has this param; "
                                                          "--group-by none lists every run"), res.output
+
+
+def test_gate_lines_are_not_wrapped_and_a_full_run_id_baseline_is_named_once():
+    """A piped job log had its gate lines wrapped at 80 columns ("...at alpha" / "0.05": not greppable),
+    and ``--baseline <full id>`` printed the id twice (``baseline <id>: run <id>``)."""
+    from rich.console import Console
+
+    from evalkit.cli.ui import render_gates
+
+    rid = "04ab565d8fe7418fb670cd6ff05bf79e"
+    row = {"gate": "g", "metric": "test/macro_f2", "op": "max-drop", "bound": float("nan"), "value": 0.6032,
+           "baseline": 0.6272, "difference": -0.024, "ci": [-0.0384, -0.0088], "p_value": 0.002, "alpha": 0.05,
+           "level": 0.95, "status": "fail", "reason": "significant drop"}
+    out = Console(record=True, width=60, color_system=None)
+    render_gates({"status": "fail", "results": [row], "baseline": {"source": rid, "run_id": rid}}, out)
+    assert out.export_text().splitlines() == [
+        f"Gates: FAIL (baseline run {rid})",
+        "  FAIL test/macro_f2 = 0.6032 (baseline 0.6272): difference -0.0240, 95% CI [-0.0384, -0.0088], paired "
+        "bootstrap p = 0.002: significant drop at alpha 0.05"]

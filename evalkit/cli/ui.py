@@ -188,7 +188,8 @@ def render_splits(splits, console) -> None:
 
 
 def render_gates(block: dict, console) -> None:
-    """One line per gate result (PASS / FAIL / SKIP / UNKNOWN) under the overall verdict."""
+    """One line per gate result (PASS / FAIL / SKIP / UNKNOWN) under the overall verdict; never wrapped
+    by evalkit (a scheduled job's log is grepped line by line: ``grep FAIL``), a terminal wraps them."""
     from evalkit.gates import describe
 
     if not block["results"]:
@@ -198,12 +199,13 @@ def render_gates(block: dict, console) -> None:
     if block["status"] == "unknown":
         head += " (a baseline could not be read)"
     if b.get("run_id"):
-        head += f" (baseline {b['source']}: run {b['run_id']})"
-    console.print(f"[bold {'red' if block['status'] == 'fail' else 'green'}]{escape(head)}[/]")
+        head += f" (baseline run {b['run_id']})" if b["source"] == b["run_id"] else \
+            f" (baseline {b['source']}: run {b['run_id']})"
+    console.print(f"[bold {'red' if block['status'] == 'fail' else 'green'}]{escape(head)}[/]", soft_wrap=True)
     for r in block["results"]:
         mark = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]SKIP[/]",
                 "unknown": "[yellow]UNKNOWN[/]"}[r["status"]]
-        console.print(f"  {mark} {escape(describe(r))}")
+        console.print(f"  {mark} {escape(describe(r))}", soft_wrap=True)
 
 
 
