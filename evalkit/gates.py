@@ -295,13 +295,12 @@ def _significant(row: dict, r: dict | None, baseline: dict) -> None:
         row.update(status="fail", reason="significant drop")
 
 
-def _decimals(value: float, op: str, bound: float, rounds_bound: bool) -> int:
-    """4, or more when 4 decimals would put ``value`` on the other side of ``bound`` than it is
-    (``0.636154`` against ``>= 0.63616`` prints ``0.63615``, not ``0.6362``); ``rounds_bound``: the bound
-    is printed with as many decimals (a max-drop limit), else as given."""
+def _decimals(value: float, op: str, bound: float, rounds_bound: bool, holds: bool) -> int:
+    """4, or more when 4 decimals would show ``value`` on the other side of ``bound`` than the verdict
+    (``holds``: the gate passed) says it is: ``0.636154`` failing ``>= 0.63616`` prints ``0.63615``, not
+    ``0.6362``. ``rounds_bound``: the bound is printed with as many decimals (a max-drop limit), else as given."""
     for d in (4, 5, 6, 8, 10, 12, 15):
-        shown = round(bound, d) if rounds_bound else bound
-        if OPS[op](round(value, d), shown) == OPS[op](value, bound):
+        if OPS[op](round(value, d), round(bound, d) if rounds_bound else bound) == holds:
             return d
     return 17
 
@@ -326,10 +325,10 @@ def describe(row: dict) -> str:
             return (f"{row['metric']} = {v} (baseline {row['baseline']:.4f}): difference {row['difference']:+.4f}, "
                     f"{100 * row['level']:g}% CI {ci}, paired bootstrap p = {p}: {verdict} at alpha {row['alpha']:g}")
         cmp = "<=" if lower_is_better(row["metric"]) else ">="
-        d = 4 if row["value"] is None else _decimals(row["value"], cmp, row["limit"], True)
+        d = 4 if row["value"] is None else _decimals(row["value"], cmp, row["limit"], True, row["status"] == "pass")
         v = v if row["value"] is None else f"{row['value']:.{d}f}"
         return (f"{row['metric']} = {v}, bound {cmp} {row['limit']:.{d}f} "
                 f"(baseline {row['baseline']:.4f}, max drop {row['bound']:g})")
     if row["value"] is not None:
-        v = f"{row['value']:.{_decimals(row['value'], row['op'], row['bound'], False)}f}"
+        v = f"{row['value']:.{_decimals(row['value'], row['op'], row['bound'], False, row['status'] == 'pass')}f}"
     return f"{row['metric']} = {v}, bound {row['op']} {row['bound']:g}"

@@ -401,6 +401,9 @@ def test_relative_gate_whose_baseline_could_not_be_read_is_not_called_skipped():
      "test/macro_f2 = 0.626140, bound >= 0.626145 (baseline 0.6361, max drop 0.01)"),
     ({"op": "max-drop", "bound": 0.01, "value": 0.5, "limit": 0.62625, "baseline": 0.63625, "status": "fail"},
      "test/macro_f2 = 0.5000, bound >= 0.6262 (baseline 0.6362, max drop 0.01)"),
+    # a drop of exactly the allowed amount passes (within 1e-12: 0.6362 - 0.01 is 0.6262000000000001)
+    ({"op": "max-drop", "bound": 0.01, "value": 0.6262, "limit": 0.6362 - 0.01, "baseline": 0.6362, "status": "pass"},
+     "test/macro_f2 = 0.6262, bound >= 0.6262 (baseline 0.6362, max drop 0.01)"),
 ])
 def test_a_gate_line_never_shows_its_value_across_its_bound(row, line):
     assert describe({"metric": "test/macro_f2", "gate": "g", **row}) == line
