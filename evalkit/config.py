@@ -213,7 +213,6 @@ class RunConfig(BaseModel):
                     f"{_f('threshold')} {self.threshold}")
         if self.folds == 1 and self.fold_processes not in (0, 1):
             _refuse("fold_processes", f"cross-fitting ({_f('folds')} 2 or more)", f"{_f('folds')} 1")
-        _refuse_ci_options(self)
         return self
 
     @property
@@ -367,7 +366,6 @@ class EvaluateJobConfig(BaseModel):
             _refuse("map_reduce", _f("label_map"), "an evaluation without a label map")
         if self.trigger != "manual" and not self.track:
             _refuse("trigger", "a tracked run", _f("track", False))
-        _refuse_ci_options(self)
         return self
 
     @property
@@ -396,12 +394,6 @@ def _refuse(field: str, applies_to: str, not_to: str) -> None:
     from evalkit.errors import InputError
 
     raise InputError(f"{_f(field)}: applies to {applies_to}, not to {not_to}; drop it")
-
-
-def _refuse_ci_options(config: BaseModel) -> None:
-    """``--ci-resamples`` / ``--ci-method`` with ``--ci 0`` (no intervals) would be ignored: refused."""
-    if config.ci == 0:
-        refuse_unused(config, f"{_f('ci')} 0", f"confidence intervals ({_f('ci')} 0.95)", ("ci_resamples", "ci_method"))
 
 
 def refuse_unused(config: BaseModel, mode: str, applies_to: str, fields) -> None:

@@ -94,8 +94,8 @@ def unique_gates(gates: list[Gate]) -> list[Gate]:
 
 
 _CLASS_RE = re.compile(r"^test/class/[^/]+/[a-z_0-9.]+$")
-_AVG_RE = re.compile(r"^test/(micro|macro|weighted|samples)_(accuracy|precision|recall|f\d+(\.\d+)?(e-?\d+)?|finf|"
-                     r"jaccard|specificity|npv|mcc)$")
+_AVG_RE = re.compile(r"^test/((micro|macro|weighted|samples)_(accuracy|precision|recall|f\d+(\.\d+)?(e-?\d+)?|finf|"
+                     r"jaccard)|(micro|macro|weighted)_(specificity|npv|mcc))$")  # no samples average of these
 _TOP_K_RE = re.compile(r"^test/(precision|ndcg)_at_\d+$")
 
 
@@ -124,7 +124,8 @@ def _static_keys() -> list[str]:
     from evalkit.report import SCALARS
 
     averaged = [f"test/{a}_{m}" for a in ("micro", "macro", "weighted", "samples")
-                for m in ("accuracy", "precision", "recall", "f1", "f2", "jaccard", "specificity", "npv", "mcc")]
+                for m in ("accuracy", "precision", "recall", "f1", "f2", "jaccard")]
+    averaged += [f"test/{a}_{m}" for a in ("micro", "macro", "weighted") for m in ("specificity", "npv", "mcc")]
     return averaged + [f"test/{v}" for v in SCALARS.values()]
 
 
@@ -331,4 +332,5 @@ def describe(row: dict) -> str:
                 f"(baseline {row['baseline']:.4f}, max drop {row['bound']:g})")
     if row["value"] is not None:
         v = f"{row['value']:.{_decimals(row['value'], row['op'], row['bound'], False, row['status'] == 'pass')}f}"
-    return f"{row['metric']} = {v}, bound {row['op']} {row['bound']:g}"
+    b = f"{row['bound']:g}" if float(f"{row['bound']:g}") == row["bound"] else repr(row["bound"])  # as written
+    return f"{row['metric']} = {v}, bound {row['op']} {b}"

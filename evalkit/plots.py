@@ -26,7 +26,9 @@ def _plt():
 def per_class_fbeta(report: dict):
     """Bar per label: test F-beta at the chosen thresholds, with the 0.5-cut value as a marker."""
     plt = _plt()
-    fk = f"f{report.get('beta', 2.0):g}"
+    from evalkit.metrics.names import fbeta_key
+
+    fk = fbeta_key(report.get("beta", 2.0))
     rows = report["per_class"]
     names = [r["label"] for r in rows]
     vals = [r.get(fk) or 0.0 for r in rows]

@@ -396,8 +396,9 @@ def load_evaluate_spec(path: str | Path, overrides: dict[str, Any] | None = None
     fields) on top; ``reader_options`` merge key by key. The one place spec and flags are merged.
 
     ``gates`` / ``max_drop`` given on the command line add to the spec's (a repeated gate counts
-    once); with ``replace_gates`` the spec's gates and max_drop are left out (its ``baseline`` and
-    ``gate_alpha`` too unless the command line gives a ``max_drop``), so only the command line's apply.
+    once); with ``replace_gates`` the spec's gates and max_drop are left out (its ``baseline`` too
+    unless the command line gives a ``max_drop``, its ``gate_alpha`` unless one of them is
+    ``=significant``), so only the command line's apply.
 
     Raises:
         InputError: missing or unreadable file, TOML syntax error (``file:line: problem``), unknown or
@@ -424,9 +425,10 @@ def load_evaluate_spec(path: str | Path, overrides: dict[str, Any] | None = None
     given = dict(overrides or {})
     if "reader_options" in given and "reader_options" in section:
         given["reader_options"] = dict(section["reader_options"]) | dict(given["reader_options"])
-    if replace_gates:  # the spec's baseline and gate_alpha go with its gates, unless the line relies on them
+    if replace_gates:  # the spec's baseline and gate_alpha go with its gates, unless the line's gates use them
+        significant = any(str(d).replace(" ", "").endswith("=significant") for d in given.get("max_drop") or ())
         section = {k: v for k, v in section.items() if k not in ("gates", "max_drop")
-                   and (k not in ("baseline", "gate_alpha") or given.get("max_drop"))}
+                   and (k != "baseline" or given.get("max_drop")) and (k != "gate_alpha" or significant)}
     for key in ("gates", "max_drop"):
         if key in given and key in section:
             given[key] = list(dict.fromkeys([*section[key], *given[key]]))

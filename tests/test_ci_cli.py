@@ -123,6 +123,26 @@ def test_interval_flags_with_ci_0_are_refused_not_ignored(cli, tmp_path, monkeyp
                                 "drop it"), r.output
     r = cli(command, "--no-track", "--ci", "0", "--ci-method", "bca")
     assert r.exit_code == 2 and "error: --ci-method: applies to confidence intervals" in r.output, r.output
+    r = cli(command, "--no-track", "--ci", "0", "--ci-method", "percentile")  # typed, even at its default
+    assert r.exit_code == 2 and "error: --ci-method: applies to confidence intervals" in r.output, r.output
+
+
+def test_ci_0_turns_off_the_intervals_a_spec_sets_up(cli, tmp_path, monkeypatch):
+    """``--ci 0`` over a spec's ``ci_resamples`` (and a grid over ``ci``) is how intervals are turned off,
+    not a setting that would be ignored."""
+    import numpy as np
+
+    from evalkit.spec import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez("p.npz", targets=rng.integers(0, 2, (40, 3)), probabilities=rng.random((40, 3)))
+    (tmp_path / "job.toml").write_text('[evaluate]\npredictions = "p.npz"\nci_resamples = 200\nci_method = "bca"\n')
+    r = cli("evaluate", "--spec", "job.toml", "--ci", "0", "--no-track", "-o", "r.json")
+    assert r.exit_code == 0, r.output
+    assert "confidence_interval" not in json.loads((tmp_path / "r.json").read_text())
+    (tmp_path / "s.toml").write_text('ci_resamples = 300\n[grid]\nci = [0, 0.9]\n')
+    assert [(c.ci, c.ci_resamples) for c in load_spec("s.toml").configs({})] == [(0, 300), (0.9, 300)]
 
 
 def test_spec_keys_set_the_intervals(tmp_path):

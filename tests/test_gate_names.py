@@ -64,6 +64,8 @@ def test_significant_max_drop_of_a_metric_without_row_statistics_is_refused():
     ("test/lrp>0.1", "--gate: unknown metric 'test/lrp'; did you mean test/lrap or"),
     ("val/macro_f2>0.1", "--gate: unknown metric 'val/macro_f2'; did you mean test/macro_f2 or"),
     ("throughput>1", "--gate: unknown metric 'throughput' (tracked test metrics are e.g. test/macro_f2"),
+    # specificity / NPV / MCC have no samples average: refused before the evaluation, not after it
+    ("samples_mcc>=0.1", "--gate: unknown metric 'samples_mcc'; did you mean test/samples_map or"),
 ])
 def test_unknown_names_suggest_the_closest_keys(text, message):
     with pytest.raises(InputError) as e:
@@ -206,3 +208,14 @@ def test_a_gate_on_a_metric_threshold_free_none_does_not_compute_is_refused(cli,
     """It failed the job (exit 1, "FAIL test/macro_map = undefined"): a usage conflict, not a regression."""
     r = cli("evaluate", "--predictions", "p.npz", "--threshold-free", "none", *args, "--no-track")
     assert r.exit_code == 2 and r.output.startswith(message), r.output
+
+
+def test_replace_gates_keeps_gate_alpha_only_for_a_significant_command_line_gate(job):
+    """``--replace-gates --max-drop M=0.02`` kept the spec's ``gate_alpha`` (for its dropped significant
+    gate) and was then refused; a significant gate on the command line keeps it."""
+    job.write_text(SPEC.replace('max_drop = ["test/macro_f2=0.05"]', 'max_drop = ["test/macro_f2=significant"]\n'
+                                'gate_alpha = 0.01'))
+    cfg = load_evaluate_spec(job, {"max_drop": ["macro_f2=0.02"]}, replace_gates=True)
+    assert (cfg.max_drop, cfg.baseline, "gate_alpha" in cfg.model_fields_set) == (["macro_f2=0.02"], "last", False)
+    cfg = load_evaluate_spec(job, {"max_drop": ["micro_f2 = significant"]}, replace_gates=True)
+    assert (cfg.gate_alpha, cfg.baseline) == (0.01, "last")

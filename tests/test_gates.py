@@ -397,6 +397,9 @@ def test_relative_gate_whose_baseline_could_not_be_read_is_not_called_skipped():
     ({"op": ">=", "bound": 0.6362, "value": 0.636154, "status": "fail"}, "test/macro_f2 = 0.63615, bound >= 0.6362"),
     ({"op": "<", "bound": 0.6362, "value": 0.6361996, "status": "pass"}, "test/macro_f2 = 0.63619960, bound < 0.6362"),
     ({"op": ">=", "bound": 0.5, "value": 0.636154, "status": "pass"}, "test/macro_f2 = 0.6362, bound >= 0.5"),
+    # the bound as written, not to 6 digits ("0.636155, bound >= 0.636155" for a FAIL)
+    ({"op": ">=", "bound": 0.6361555, "value": 0.6361553, "status": "fail"},
+     "test/macro_f2 = 0.636155, bound >= 0.6361555"),
     ({"op": "max-drop", "bound": 0.01, "value": 0.62614, "limit": 0.626145, "baseline": 0.636145, "status": "fail"},
      "test/macro_f2 = 0.626140, bound >= 0.626145 (baseline 0.6361, max drop 0.01)"),
     ({"op": "max-drop", "bound": 0.01, "value": 0.5, "limit": 0.62625, "baseline": 0.63625, "status": "fail"},

@@ -68,3 +68,18 @@ def test_group_stats_average_the_runs_interval_bounds():
     g = {r["group"]: r["metrics"]["test/macro_f2"] for r in group_stats(df, "loss", ("test/macro_f2",))["groups"]}
     assert g["bce"]["ci"] == pytest.approx([0.56, 0.67])
     assert g["asl"]["ci"] is None  # its run logged no interval (--ci 0)
+
+
+def test_the_per_class_fbeta_bars_of_a_large_beta_are_its_values():
+    """The plot built its own key (``f1e+06``) while the report's is ``f1e06``: every bar drew 0."""
+    import matplotlib.pyplot as plt
+
+    from evalkit import evaluate_scores
+    from evalkit.plots import per_class_fbeta
+
+    rng = np.random.default_rng(0)
+    report = evaluate_scores(rng.integers(0, 2, (80, 3)), probabilities=rng.random((80, 3)), beta=1e6)
+    fig = per_class_fbeta(report)
+    heights = sorted(round(p.get_height(), 9) for p in fig.axes[0].patches)
+    assert heights == sorted(round(r["f1e06"], 9) for r in report["per_class"]) and max(heights) > 0.3
+    plt.close(fig)

@@ -276,7 +276,20 @@ def collect(model: type[BaseModel], values: dict[str, Any], ctx=None) -> dict[st
         elif hasattr(value, "value"):  # an Enum
             value = value.value
         out[name] = value
+    _interval_flags_apply(out)
     return out
+
+
+def _interval_flags_apply(given: dict[str, Any]) -> None:
+    """``--ci-resamples`` / ``--ci-method`` typed beside ``--ci 0`` would be ignored: InputError. (Only
+    flags typed together: ``--ci 0`` over a spec's ``ci_resamples``, or a grid over ``ci``, is fine.)"""
+    if given.get("ci") == 0:
+        from evalkit.errors import field_name
+
+        for name in ("ci_resamples", "ci_method"):
+            if name in given:
+                raise InputError(f"{field_name(name)}: applies to confidence intervals ({field_name('ci')} 0.95), "
+                                 f"not to {field_name('ci')} 0; drop it")
 
 
 class FieldNames:
