@@ -445,3 +445,17 @@ def test_gate_lines_are_not_wrapped_and_a_full_run_id_baseline_is_named_once():
         f"Gates: FAIL (baseline run {rid})",
         "  FAIL test/macro_f2 = 0.6032 (baseline 0.6272): difference -0.0240, 95% CI [-0.0384, -0.0088], paired "
         "bootstrap p = 0.002: significant drop at alpha 0.05"]
+
+
+@pytest.mark.parametrize("artifact, found", [
+    (None, {}), ({}, {}), ({"summary": 3}, {}), ({"summary": {"macro": {"accuracy": 0.5}}}, {"test/macro_accuracy": 0.5}),
+    ({"summary": {"macro": {"accuracy": 0.5}}, "per_class": "odd"}, {"test/macro_accuracy": 0.5}),
+])
+def test_a_baseline_report_of_another_shape_leaves_the_metric_missing_not_a_crash(monkeypatch, artifact, found):
+    import evalkit.tracking
+    from evalkit.workflows.job import _from_report
+
+    monkeypatch.setattr(evalkit.tracking, "load_run_json", lambda *a: artifact)
+    baseline = {"run_id": "r", "metrics": {"test/macro_f2": 0.6}}
+    _from_report(baseline, ["test/macro_accuracy", "test/macro_f2"], "sqlite:///x.db")
+    assert baseline["metrics"] == {"test/macro_f2": 0.6} | found

@@ -147,9 +147,11 @@ def _from_report(baseline: dict, needed: list[str], store: str) -> None:
     from evalkit.tracking import load_run_json
 
     report = load_run_json(store, baseline["run_id"], "report.json")
-    if isinstance(report, dict) and "summary" in report:
-        values = metric_keys(report, "test")
-        baseline["metrics"] = dict(baseline["metrics"]) | {m: values[m] for m in missing if m in values}
+    try:  # a report of another shape (an older evalkit): the metrics stay missing, check_baseline says so
+        values = metric_keys(report, "test", per_class=isinstance(report.get("per_class"), list))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return
+    baseline["metrics"] = dict(baseline["metrics"]) | {m: values[m] for m in missing if m in values}
 
 
 def _evaluate(cfg: EvaluateJobConfig, emit, sink) -> Report:
