@@ -96,7 +96,6 @@ def unique_gates(gates: list[Gate]) -> list[Gate]:
 _CLASS_RE = re.compile(r"^test/class/[^/]+/[a-z_0-9.]+$")
 _AVG_RE = re.compile(r"^test/((micro|macro|weighted|samples)_(accuracy|precision|recall|f\d+(\.\d+)?(e-?\d+)?|finf|"
                      r"jaccard)|(micro|macro|weighted)_(specificity|npv|mcc))$")  # no samples average of these
-_TOP_K_RE = re.compile(r"^test/(precision|ndcg)_at_\d+$")
 
 
 #: common names of tracked metrics (with or without ``test/``): ``--gate "ranking_loss<0.2"`` gates
@@ -129,15 +128,20 @@ def _static_keys() -> list[str]:
     return averaged + [f"test/{v}" for v in SCALARS.values()]
 
 
-#: tracked test metrics computed from the ranking of the scores (left undefined by ``--threshold-free none``)
-_RANKED = re.compile(r"^test/((macro|micro|weighted|samples)_(map|auroc)|macro_map_all_labels|lrap|coverage_error|"
-                     r"label_ranking_loss|labels_without_positives|class/[^/]+/(average_precision|auroc))$")
+#: per-class threshold-free keys (``test/class/<label>/average_precision``)
+_RANKED_CLASS_RE = re.compile(r"^test/class/[^/]+/(average_precision|auroc)$")
 
 
 def needs_ranking(metric: str) -> bool:
-    """Whether the tracked key ``metric`` is a threshold-free metric (mAP, AUROC, LRAP, ...), which
-    ``--threshold-free none`` does not compute."""
-    return bool(_RANKED.match(metric))
+    """Whether the tracked key ``metric`` is a threshold-free metric (mAP, AUROC, LRAP, ...: the summary's
+    :data:`~evalkit.metrics.names.THRESHOLD_FREE` scalars, weighted / samples AP and AUROC, per-class AP
+    and AUROC), which ``--threshold-free none`` does not compute."""
+    from evalkit.metrics.names import THRESHOLD_FREE
+    from evalkit.report import SCALARS
+
+    ranked = (*THRESHOLD_FREE, "average_precision_weighted", "average_precision_samples", "auroc_weighted",
+              "auroc_samples")
+    return metric in {f"test/{SCALARS[k]}" for k in ranked} or bool(_RANKED_CLASS_RE.match(metric))
 
 
 def did_you_mean(metric: str, known) -> str:
@@ -153,7 +157,10 @@ def _check_name(metric: str, option: str) -> str:
     a tracked test metric; returns the key. The exact check against the report (labels, beta) is
     :func:`check_metrics`."""
     key = resolve_metric(metric)
-    if _AVG_RE.match(key) or _CLASS_RE.match(key) or _TOP_K_RE.match(key) or key in _static_keys():
+    from evalkit.report import TOP_K_SCALAR
+
+    if _AVG_RE.match(key) or _CLASS_RE.match(key) or TOP_K_SCALAR.match(key.removeprefix("test/")) \
+            or key in _static_keys():
         return key
     raise InputError(f"{option}: unknown metric {metric!r}{did_you_mean(key, _static_keys())} (tracked test metrics "
                      "are e.g. test/macro_f2, test/subset_accuracy, test/hamming_loss, test/macro_map, test/lrap, "
